@@ -1,0 +1,118 @@
+"""pointwatch-agent: `check` once by hand, `run` as the service, `enroll`, `status`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import unicodedata
+
+from agent import __version__
+from agent.confignode import ConfigError
+
+STATUS_LABEL = {"ok": "正常", "warn": "警告", "fail": "不合格", "error": "错误"}
+EXIT_OK, EXIT_PROBLEM, EXIT_BAD_CONFIG = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pointwatch-agent", description="pointwatch service-point agent")
+    parser.add_argument("--version", action="version", version=f"pointwatch-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="run every check once and print the results")
+    p.add_argument("--config", required=True)
+    p.add_argument("--json", action="store_true", help="print the JSON of the contract instead of a table")
+
+    p = sub.add_parser("run", help="run as the service: check on schedule and report to the collector")
+    p.add_argument("--config", required=True)
+
+    p = sub.add_parser("enroll", help="trade a one-time enrolment code for this point's token")
+    p.add_argument("--config", required=True)
+    p.add_argument("--collector", help="collector URL (default: collector.url of the config)")
+    p.add_argument("--code", required=True, help="one-time enrolment code from the county IT staff")
+
+    p = sub.add_parser("status", help="jobs' last runs, outbox depth, last acknowledgement")
+    p.add_argument("--config", required=True)
+    p.add_argument("--json", action="store_true")
+
+    args = parser.parse_args(argv)
+    try:
+        from agent import config as config_mod
+
+        cfg = config_mod.load(args.config)
+    except ConfigError as exc:
+        print(f"配置错误 (config error): {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+
+    if args.command == "check":
+        return cmd_check(cfg, args.json)
+    if args.command == "run":
+        from agent.service import run_forever
+
+        return run_forever(cfg)
+    if args.command == "enroll":
+        from agent.service import enroll
+
+        return enroll(cfg, args.collector or cfg.collector.url, args.code)
+    if args.command == "status":
+        from agent.service import status
+
+        return status(cfg, args.json)
+    return EXIT_BAD_CONFIG
+
+
+def cmd_check(cfg, as_json: bool) -> int:
+    from agent.platform import current
+    from agent.report import run_checks
+    from agent.wire import result_to_dict, summarize
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    results = run_checks(cfg, current())
+    summary = summarize(results)
+    if as_json:
+        doc = {"point": {"code": cfg.point.code, "name": cfg.point.name},
+               "results": [_contract_result(result_to_dict(r)) for r in results], "summary": summary}
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+    else:
+        print(format_table(cfg, results, summary))
+    return EXIT_PROBLEM if summary["fail"] or summary["error"] else EXIT_OK
+
+
+def _contract_result(r: dict) -> dict:
+    keys = ("check", "target", "status", "value", "unit", "message", "details")
+    return {k: r.get(k) for k in keys} | {"observed_at": r.get("observed_at"), "duration_ms": r.get("duration_ms")}
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
+
+
+def format_value(value, unit) -> str:
+    if value is None:
+        return "-"
+    if unit == "seconds":
+        return f"{value * 1000:.1f} ms"
+    if unit == "ratio":
+        return f"{value:.0%}"
+    return f"{value:g}{(' ' + unit) if unit else ''}"
+
+
+def format_table(cfg, results, summary) -> str:
+    rows = [("状态", "检查项", "对象", "数值", "说明")]
+    for r in results:
+        rows.append((STATUS_LABEL[r.status], r.check, r.target, format_value(r.value, r.unit), r.message))
+    widths = [max(_width(row[i]) for row in rows) for i in range(4)]
+    lines = [f"服务点 {cfg.point.code} {cfg.point.name}"]
+    for row in rows:
+        lines.append("  ".join(_pad(row[i], widths[i]) for i in range(4)) + "  " + row[4])
+    lines.append("合计：" + "，".join(f"{STATUS_LABEL[s]} {n}" for s, n in summary.items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

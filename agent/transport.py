@@ -1,0 +1,56 @@
+"""Sending reports to the collector over HTTPS with the standard library only (the agent stays light)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import ssl
+import urllib.error
+import urllib.request
+
+from agent import __version__
+
+log = logging.getLogger(__name__)
+
+
+class SendError(Exception):
+    """The collector did not acknowledge; ``retry`` says whether sending the same batch again can help."""
+
+    def __init__(self, message: str, status: int | None = None, retry: bool = True):
+        super().__init__(message)
+        self.status, self.retry = status, retry
+
+
+def ssl_context(ca_bundle: str | None, insecure: bool) -> ssl.SSLContext:
+    if insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+
+
+def post_json(url: str, payload: dict, token: str | None, timeout: float, ctx: ssl.SSLContext | None = None) -> dict:
+    body = gzip.compress(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
+               "User-Agent": f"pointwatch-agent/{__version__}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx if url.startswith("https") else None) as resp:
+            text = resp.read().decode("utf-8", errors="replace")
+            return json.loads(text) if text else {}
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(2000).decode("utf-8", errors="replace")
+        # 4xx other than 408/429 means this batch will never be accepted as it is; 5xx may pass later.
+        retry = exc.code >= 500 or exc.code in (408, 429)
+        raise SendError(f"collector answered {exc.code}: {detail}", exc.code, retry) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SendError(f"cannot reach collector: {reason}") from None
+
+
+def send_reports(base_url: str, token: str, reports: list[dict], timeout: float, ctx=None) -> dict:
+    return post_json(f"{base_url}/api/v1/reports", {"reports": reports}, token, timeout, ctx)

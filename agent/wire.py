@@ -1,0 +1,114 @@
+"""The report wire format, defined once.
+
+The agent builds these dataclasses and serialises them with :func:`report_to_json`; the collector
+validates incoming JSON against the very same classes (pydantic understands stdlib dataclasses), so the
+two sides cannot drift apart. This module must stay dependency-free: it runs on the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+WIRE_VERSION = 1
+
+Status = Literal["ok", "warn", "fail", "error"]
+STATUSES: tuple[str, ...] = ("ok", "warn", "fail", "error")
+# Numeric codes exported as pointwatch_check_status; also the "worst first" ordering.
+STATUS_CODE = {"ok": 0, "warn": 1, "fail": 2, "error": 3}
+
+# Limits the collector enforces on top of the types; the agent keeps within them when building.
+MAX_RESULTS_PER_REPORT = 2000
+MAX_TEXT = 2000
+MAX_DETAILS_BYTES = 32 * 1024
+
+
+@dataclass
+class Fingerprint:
+    machine_id: str = ""
+    serial: str = ""
+    macs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Host:
+    hostname: str
+    os: str
+    boot_time: datetime | None = None
+    fingerprint: Fingerprint = field(default_factory=Fingerprint)
+
+
+@dataclass
+class Result:
+    check: str
+    target: str
+    status: Status
+    message: str
+    value: float | None = None
+    unit: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    observed_at: datetime | None = None
+    duration_ms: float | None = None
+
+
+@dataclass
+class Report:
+    report_id: str
+    seq: int
+    agent_id: str
+    point_code: str
+    agent_version: str
+    collected_at: datetime
+    sent_at: datetime
+    host: Host
+    results: list[Result]
+
+
+@dataclass
+class ReportBatch:
+    reports: list[Report]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def rfc3339(ts: datetime) -> str:
+    """UTC, second precision with milliseconds, 'Z' suffix: what both sides write and store."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return rfc3339(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # JSON has no NaN/Infinity; an unmeasurable value is "no value"
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    return _jsonable(asdict(report))
+
+
+def result_to_dict(result: Result) -> dict[str, Any]:
+    return _jsonable(asdict(result))
+
+
+def report_to_json(report: Report) -> str:
+    return json.dumps(report_to_dict(report), ensure_ascii=False, separators=(",", ":"))
+
+
+def summarize(results: list[Result]) -> dict[str, int]:
+    summary = {s: 0 for s in STATUSES}
+    for r in results:
+        summary[r.status] += 1
+    return summary
