@@ -89,7 +89,7 @@ async def overview(request: Request, region: str = "/", state: str = "", family:
                                  not (k == "page" and v == 1)})
 
     return render(request, "index.html", {
-        "ov": ov, "q": query, "url": url, "crumbs": crumbs(scope), "states": STATES, "families": FAMILIES,
+        "ov": ov, "q": query, "url": url, "crumbs": crumbs(ov.common_region), "states": STATES, "families": FAMILIES,
         "device_kinds": labels.DEVICE_LABEL, "violation_labels": VIOLATIONS}, nav="overview", live=LIVE_SECONDS)
 
 

@@ -58,7 +58,8 @@ class Overview:
     rows: list[OverviewRow]
     matched: int
     state_counts: Counter
-    children: list[tuple[str, str, Counter]]  # (path, name, counts by state) of the scope's child regions
+    common_region: str  # the deepest region holding every point of the scope
+    children: list[tuple[str, str, Counter]]  # (path, name, counts by state) of common_region's children
     violations: dict[str, int]  # family -> points with a failing check of that family
 
     @property
@@ -118,9 +119,9 @@ def overview(self, q: OverviewQuery, now: datetime | None = None) -> Overview:
             if st else {"ok": 0, "warn": 0, "fail": 0, "error": 0},
         ) for p, st, r in rows]
         _attach_problems(s, out)
-        state_counts, children = _region_counts(s, scope, now)
+        state_counts, common, children = _region_counts(s, scope, now)
         violations = _violations(s, scope)
-    return Overview(q, out, matched or 0, state_counts, children, violations)
+    return Overview(q, out, matched or 0, state_counts, common, children, violations)
 
 
 def _attach_problems(s, rows: list[OverviewRow]) -> None:
@@ -135,20 +136,32 @@ def _attach_problems(s, rows: list[OverviewRow]) -> None:
         by_code[code].problems.append((check, target, message))
 
 
-def _region_counts(s, scope: str, now: datetime) -> tuple[Counter, list[tuple[str, str, Counter]]]:
+def _region_counts(s, scope: str, now: datetime) -> tuple[Counter, str, list[tuple[str, str, Counter]]]:
+    """Counts by state for the scope and for the child regions of its deepest common region.
+
+    A county's staff should not click through 省 › 市 › 县 when every point below the root is in one county,
+    so a chain of single children is skipped and ``common`` names where the tree really branches."""
     stmt = (select(m.Point.region_path, _rank(now), func.count())
             .outerjoin(m.PointState, m.PointState.point_code == m.Point.code)
             .where(_in_scope(m.Point.region_path, scope))
             .group_by(m.Point.region_path, _rank(now)))
-    depth = len(split_path(scope))
+    grouped = [(split_path(path), STATES[r], n) for path, r, n in s.execute(stmt)]
     total: Counter = Counter()
+    for _, state, n in grouped:
+        total[state] += n
+    common = split_path(scope)
+    if grouped:
+        shortest = min(len(parts) for parts, _, _ in grouped)
+        depth = len(common)
+        while depth < shortest and len({tuple(parts[: depth + 1]) for parts, _, _ in grouped}) == 1:
+            depth += 1
+        common = grouped[0][0][:depth]
     children: dict[str, Counter] = defaultdict(Counter)
-    for path, r, n in s.execute(stmt):
-        total[STATES[r]] += n
-        parts = split_path(path)
-        if len(parts) > depth:
-            children["/".join(parts[: depth + 1])][STATES[r]] += n
-    return total, [(path, split_path(path)[-1], counts) for path, counts in sorted(children.items())]
+    for parts, state, n in grouped:
+        if len(parts) > len(common):
+            children["/".join(parts[: len(common) + 1])][state] += n
+    return total, "/".join(common) or "/", [(path, split_path(path)[-1], counts)
+                                            for path, counts in sorted(children.items())]
 
 
 def _violations(s, scope: str) -> dict[str, int]:

@@ -36,4 +36,6 @@
   }
 
   window.setInterval(refresh, seconds * 1000);
+  var now = document.getElementById("refresh-now");
+  if (now) now.addEventListener("click", refresh);
 })();
