@@ -151,6 +151,19 @@ def test_hourly_results_stay_current_for_max_age_then_lapse():
     assert computer.state == "not_met"
 
 
+def test_results_from_before_the_period_open_it():
+    # A day starting at 00:30: the hourly identity result of 00:00 (fed from before the start) holds until
+    # 01:00's; without it the first half hour would have no identity state.
+    obs = list(stream(days=3))
+    day_start = START + timedelta(days=1, minutes=30)
+    day_end = day_start + timedelta(days=1)
+    sheet = score_period(LANZHOU, obs, day_start, day_end, IV)
+    assert items(sheet)["site.computer"].availability == 1
+    later = [o for o in obs if o.at >= day_start.timestamp()]
+    computer = items(score_period(LANZHOU, later, day_start, day_end, IV))["site.computer"]
+    assert computer.availability == pytest.approx(1 - 6 / 288)  # six 5-minute slots until 01:00
+
+
 def test_identity_change_fails_the_item():
     sheet = score(faults=[down("identity.matches_enrolment", 2 * DAY, 30 * DAY)])
     assert items(sheet)["site.computer"].state == "not_met"

@@ -6,7 +6,8 @@ each (check, target) takes the worst status it reported in that slot; a check th
 the report interval (devices every 5 min, identity hourly) keeps its latest status for ``max_age`` after
 the result, and is treated as absent after that.
 
-Observations stream through once, in time order (a store query ordered by receive time), and only one
+Observations (5-field :class:`Observation` records) stream through once, in time order (a store query
+ordered by receive time; reordering inside a slot does not matter), and only one
 byte per slot per (check, target) is kept — never the result objects. Rules are then evaluated over those
 bitmaps (see rules.py), so the cost is one Python step per observation plus a few C-level passes per item.
 """
@@ -112,48 +113,66 @@ class _Collector:
         self.start, self.interval, self.n = start, interval, n
         self.max_age = max_age
         self.reported = bytearray(n)
-        self.series: dict[tuple[str, str], list] = {}  # key -> [codes, last_slot, last_code, last_ts, carry]
+        self.before: dict[tuple[str, str], tuple[float, str]] = {}
+        self.series: dict[tuple[str, str], list] = {}  # key -> [codes, last_slot, last_code, carry]
 
     def feed(self, observations: Iterable) -> None:
+        # The hot loop: one pass, local names only, no object per row kept.
         start, interval, n = self.start, self.interval, self.n
         reported, series, code_of = self.reported, self.series, CODE
-        for at, check, target, status, *rest in observations:
-            if check == "device" and rest and rest[0]:
-                check = f"device.{rest[0]}"
-            t = at if isinstance(at, float) else _ts(at)
-            s = int((t - start) // interval)
+        for at, check, target, status, kind in observations:
+            if kind and check == "device":
+                check = f"device.{kind}"
+            s = int(((at if type(at) is float else _ts(at)) - start) // interval)
             if s < 0 or s >= n:
+                if s < 0:  # before the period: only the latest counts, as the state the period opens with
+                    self.before[(check, target)] = (at if type(at) is float else _ts(at), status)
                 continue
-            c = code_of.get(status)
-            if c is None:
-                c = 4  # an unknown status is no pass
+            c = code_of.get(status, 4)  # an unknown status is no pass
             reported[s] = 1
             st = series.get((check, target))
             if st is None:
                 carry = int(max_age_for(check, interval, self.max_age) // interval)
                 codes = bytearray(n)
                 codes[s] = c
-                series[(check, target)] = [codes, s, c, t, carry]
+                series[(check, target)] = [codes, s, c, carry]
                 continue
-            codes, last, last_c = st[0], st[1], st[2]
+            codes, last = st[0], st[1]
             if s > last:
-                gap = s - last - 1
-                if gap and st[4]:
-                    k = min(gap, st[4])
-                    codes[last + 1:last + 1 + k] = bytes((last_c,)) * k
+                if s > last + 1 and st[3]:
+                    k = min(s - last - 1, st[3])
+                    codes[last + 1:last + 1 + k] = bytes((st[2],)) * k
                 codes[s] = c
-                st[1], st[2], st[3] = s, c, t
+                st[1] = s
+                st[2] = c
             else:
+                # Same slot (or a late arrival): the worst status stands; the latest is what carries on.
                 if c > codes[s]:
                     codes[s] = c
-                if t >= st[3]:
-                    st[2], st[3] = c, t
+                if s == last:
+                    st[2] = c
 
     def finish(self) -> Slots:
+        for key, (t, status) in self.before.items():
+            # A result from before the start stays current into the period for its max_age, until the
+            # key's own first result in the period.
+            k = min(self.n, int((t + max_age_for(key[0], self.interval, self.max_age) - self.start)
+                                // self.interval) + 1)
+            st = self.series.get(key)
+            if st is None:
+                if k <= 0:
+                    continue
+                st = self.series[key] = [bytearray(self.n), -1, 0,
+                                         int(max_age_for(key[0], self.interval, self.max_age) // self.interval)]
+            codes, c = st[0], CODE.get(status, 4)
+            for i in range(max(0, k)):
+                if codes[i]:
+                    break
+                codes[i] = c
         by_check: dict[str, list[tuple[str, bytearray]]] = {}
-        for (check, target), (codes, last, last_c, _t, carry) in self.series.items():
+        for (check, target), (codes, last, last_c, carry) in self.series.items():
             k = min(self.n - last - 1, carry)
-            if k > 0:  # the latest result stays current for max_age, up to the period's end
+            if k > 0 and last >= 0:  # the latest result stays current for max_age, up to the period's end
                 codes[last + 1:last + 1 + k] = bytes((last_c,)) * k
             by_check.setdefault(check, []).append((target, codes))
         return Slots(self.n, by_check)
@@ -219,9 +238,9 @@ def score_now(profile: Profile, observations: Iterable, now: datetime | None = N
     """
     iv = _seconds(interval)
     latest: dict[tuple[str, str], tuple[float, int]] = {}
-    for at, check, target, status, *rest in observations:
-        if check == "device" and rest and rest[0]:
-            check = f"device.{rest[0]}"
+    for at, check, target, status, kind in observations:
+        if kind and check == "device":
+            check = f"device.{kind}"
         t = _ts(at)
         prev = latest.get((check, target))
         if prev is None or t >= prev[0]:
