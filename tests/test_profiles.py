@@ -162,3 +162,13 @@ def test_name_must_match_file(tmp_path):
     wrong.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     with pytest.raises(ProfileError, match="does not match the file name"):
         load_profile(wrong)
+
+
+def test_validate_command(tmp_path, capsys):
+    from collector.scoring.__main__ import main
+
+    assert main([]) == 0
+    assert "lanzhou-basic-2023: " in capsys.readouterr().out
+    bad = _write(tmp_path, GOOD_ITEM.replace("net.core.tcp == ok", "net.core.tcp == down"))
+    assert main([str(tmp_path)]) == 1
+    assert f"{bad}: item 1 'network.core'" in capsys.readouterr().err

@@ -84,6 +84,10 @@ def test_core_network_down_ten_percent_loses_exactly_its_four_points():
     assert core.first_failure == START + timedelta(days=10)
     assert core.last_failure == START + timedelta(days=13)
     assert core.incidents == 1
+    as_json = sheet.as_dict()
+    row = next(i for i in as_json["items"] if i["id"] == "network.core")
+    assert row["first_failure"] == "2024-03-11T00:00:00Z" and as_json["start"] == "2024-03-01T00:00:00Z"
+    assert as_json["earned"] == 20 and as_json["share"] == pytest.approx(20 / 24)
     # 群众查询 (tcp in [ok, warn], hold 90%) holds for exactly 90%: met, at the boundary.
     assert items(sheet)["network.query"].state == "met"
     assert sheet.earned == 24 - 4

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
@@ -82,6 +82,15 @@ class ScoreSheet:
     def share(self) -> float:
         """Earned over what the monitor can award (0..1)."""
         return self.earned / self.automatic_points if self.automatic_points else 0.0
+
+    def as_dict(self) -> dict:
+        """JSON-ready: datetimes as RFC 3339 UTC strings."""
+        def plain(v):
+            return v.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
+        out = {k: plain(v) for k, v in asdict(self).items() if k != "items"}
+        out["share"] = self.share
+        out["items"] = [{k: plain(v) for k, v in asdict(i).items()} for i in self.items]
+        return out
 
 
 def _seconds(value: float | timedelta) -> float:
