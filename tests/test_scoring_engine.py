@@ -94,7 +94,8 @@ def test_core_network_down_ten_percent_loses_exactly_its_four_points():
 
 
 @pytest.mark.parametrize("silent_days, earned, lost", [
-    # 29/30 = 96.7%: only the 99% items fail: 专网专用 3 + 账号与数据安全 1.
+    # The point is silent once its last report is two intervals old: a silent day fails 288 - 1 slots.
+    # ~29/30 = 96.7%: only the 99% items fail: 专网专用 3 + 账号与数据安全 1.
     (1, 20, {"security.dedicated_network", "security.accounts_data"}),
     # 28/30 = 93.3%: the 95% items fail too: 人机信息相符 5, 核心网络 4, 网上办理 3.
     (2, 8, {"security.dedicated_network", "security.accounts_data", "site.computer", "network.core",
@@ -106,9 +107,27 @@ def test_silence_never_earns_points(silent_days, earned, lost):
     assert sheet.earned == earned
     assert {i.id for i in sheet.items if i.state == "not_met"} == lost
     core = items(sheet)["network.core"]
-    assert core.availability == pytest.approx((30 - silent_days) / 30)
-    assert core.first_failure == START + timedelta(days=5)
+    failing = silent_days * DAY // IV - 1
+    assert core.availability == pytest.approx((N - failing) / N)
+    assert core.first_failure == START + timedelta(days=5, seconds=IV)
     assert core.last_failure == START + timedelta(days=5 + silent_days)
+    assert core.incidents == 1
+
+
+def test_jitter_and_one_lost_report_are_not_silence():
+    # Reports drift across slot edges (two in one slot, none in the next) and one report is lost.
+    obs = [o._replace(at=o.at + (IV - 10 if (o.at - T0) // IV % 7 == 3 else 0)) for o in stream(days=1)]
+    obs = [o for o in obs if not (10 * HOUR <= o.at - T0 < 10 * HOUR + IV)]
+    obs.sort(key=lambda o: o.at)
+    sheet = score_period(LANZHOU, obs, START, START + timedelta(days=1), IV)
+    assert sheet.reported_share < 1
+    assert sheet.earned == 24
+    assert items(sheet)["security.dedicated_network"].availability == 1
+    # The same holds at the period's first slot when the report before it came late.
+    late = [Observation(T0 - 3, check, target, "ok") for check, target in EVERY_REPORT + HOURLY]
+    opening = late + [o for o in obs if o.at >= T0 + IV]
+    assert items(score_period(LANZHOU, opening, START, START + timedelta(days=1), IV))[
+        "network.core"].first_failure is None
 
 
 def test_a_point_that_never_reported_earns_nothing():

@@ -1,7 +1,8 @@
 """Scoring a point against a profile, for a period or for "now".
 
-The period [start, end) is cut into slots of the point's expected report interval. A slot in which the
-point reported nothing fails every automatic item: silence never earns points. In a slot that has reports,
+The period [start, end) is cut into slots of the point's expected report interval. Once the point's last
+report is older than ``silent_after`` (default two intervals, so send jitter and one lost report do not
+count), every slot fails every automatic item: silence never earns points. In a slot that has reports,
 each (check, target) takes the worst status it reported in that slot; a check that runs less often than
 the report interval (devices every 5 min, identity hourly) keeps its latest status for ``max_age`` after
 the result, and is treated as absent after that.
@@ -199,9 +200,11 @@ def _manual(item) -> ItemScore:
 
 
 def score_period(profile: Profile, observations: Iterable, start: datetime, end: datetime,
-                 interval: float | timedelta, max_age: Mapping[str, float] | None = None) -> ScoreSheet:
+                 interval: float | timedelta, max_age: Mapping[str, float] | None = None,
+                 silent_after: float | timedelta | None = None) -> ScoreSheet:
     """Score one point over [start, end); ``interval`` is its expected report interval."""
     iv = _seconds(interval)
+    grace = max(0, math.ceil(_seconds(silent_after if silent_after is not None else 2 * iv) / iv - 1e-9) - 1)
     if iv <= 0:
         raise ValueError("interval must be positive")
     t0, t1 = _ts(start), _ts(end)
@@ -211,14 +214,22 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
     col = _Collector(t0, iv, n, max_age)
     col.feed(observations)
     slots = col.finish()
+    covered_bytes = bytearray(col.reported)
+    if col.before:  # a report shortly before the start covers the opening slots too
+        k = min(n, int((max(t for t, _ in col.before.values()) - t0) // iv) + grace + 1)
+        if k > 0:
+            covered_bytes[0:k] = b"\x01" * k
     reported = int.from_bytes(col.reported, "big")
+    covered = int.from_bytes(covered_bytes, "big")
+    for j in range(1, grace + 1):  # slot i is big-endian byte i: >> 8 moves a report on by one slot
+        covered |= reported >> (8 * j)
     sheet = _sheet(profile, start=_dt(t0), end=_dt(t1), interval=iv, slots=n,
                    reported_share=reported.bit_count() / n)
     for item in profile.items:
         if item.manual:
             sheet.items.append(_manual(item))
             continue
-        met = item.rule.mask(slots) & reported
+        met = item.rule.mask(slots) & covered
         good = met.bit_count()
         availability = good / n
         score = ItemScore(item.id, item.title, item.category, item.points, "not_met", 0.0, hold=item.rule.hold,
