@@ -9,6 +9,7 @@ from __future__ import annotations
 import platform as _stdlib_platform
 import socket
 import sys
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -20,6 +21,68 @@ PLACEHOLDER_SERIALS = {
     "not specified", "not applicable", "chassis serial number", "base board serial number", "123456789",
     "0123456789", "oem", "o.e.m.", "serial", "xxxxxxxx", "00000000", "ffffffff",
 }
+
+
+@dataclass(frozen=True)
+class UsbDevice:
+    """One attached USB device (not an interface). Stable contract: the device checks (issue 4) use it.
+
+    ``vid``/``pid`` are four lowercase hex digits; ``serial`` is the iSerialNumber string ("" when the
+    device has none); ``bus_path`` says where it sits (Linux: the sysfs name such as ``1-1.2``; Windows:
+    the PNPDeviceID such as ``USB\\VID_04C5&PID_1234\\5&2B3C&0&3``).
+    """
+
+    vid: str
+    pid: str
+    serial: str = ""
+    product: str = ""
+    manufacturer: str = ""
+    bus_path: str = ""
+    # USB interface classes seen on the device (two hex digits each, "08" = mass storage); optional.
+    classes: tuple[str, ...] = ()
+    # False when the OS reports the device present but not working (Windows ConfigManagerErrorCode != 0).
+    working: bool = True
+
+
+@dataclass(frozen=True)
+class Route:
+    destination: str  # CIDR, e.g. "0.0.0.0/0" or "::/0"
+    gateway: str      # "" for on-link routes
+    interface: str
+    metric: int = 0
+
+    @property
+    def is_default(self) -> bool:
+        return self.destination in ("0.0.0.0/0", "::/0")
+
+
+# Adapter kinds; isolation.interfaces fails on an up adapter of a FORBIDDEN_KIND.
+ADAPTER_KINDS = ("ethernet", "wireless", "cellular", "tunnel", "loopback", "virtual", "other")
+FORBIDDEN_KINDS = ("wireless", "cellular", "tunnel")
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    kind: str          # one of ADAPTER_KINDS
+    up: bool
+    addresses: tuple[str, ...] = ()   # "10.1.2.3/24", "fe80::1/64"
+    mac: str = ""
+    description: str = ""             # driver / product text, for the message only
+    physical: bool = False
+
+
+@dataclass(frozen=True)
+class StorageVolume:
+    """A mounted volume that sits on a removable or USB-attached disk."""
+
+    mountpoint: str
+    device: str
+    bus: str            # "usb", "mmc" (SD card), "removable" (the OS says so, bus unknown)
+    serial: str = ""    # the USB device's (or disk's) serial, what allowed_usb_serials lists
+    model: str = ""
+    size_bytes: int | None = None
+    details: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 def is_placeholder(value: str | None) -> bool:
@@ -61,6 +124,19 @@ class Platform:
 
     def is_virtual_interface(self, name: str) -> bool:
         return name == "lo" or name.lower().startswith("loopback")
+
+    # -- devices and network: OS-specific, the base class knows nothing -------------------------------
+    def usb_devices(self) -> list[UsbDevice]:
+        raise NotImplementedError
+
+    def routes(self) -> list[Route]:
+        raise NotImplementedError
+
+    def adapters(self) -> list[Adapter]:
+        raise NotImplementedError
+
+    def removable_volumes(self) -> list[StorageVolume]:
+        raise NotImplementedError
 
     def fingerprint(self) -> Fingerprint:
         ids = self.hardware_ids()

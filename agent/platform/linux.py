@@ -5,21 +5,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent.platform import Platform
-
-DMI = Path("/sys/class/dmi/id")
+from agent.platform import Platform, UsbDevice
 
 
 class LinuxPlatform(Platform):
     name = "linux"
 
     def __init__(self, root: str = "/"):
-        # `root` lets tests point the platform at a recorded copy of /etc and /sys.
+        # `root` lets tests point the platform at a recorded copy of /etc, /proc and /sys.
         self.root = Path(root)
+
+    def _path(self, rel: str) -> Path:
+        return self.root / rel.lstrip("/")
 
     def _read(self, rel: str) -> str:
         try:
-            return (self.root / rel.lstrip("/")).read_text(encoding="utf-8", errors="replace").strip()
+            return self._path(rel).read_text(encoding="utf-8", errors="replace").strip()
         except OSError:
             return ""
 
@@ -50,3 +51,42 @@ class LinuxPlatform(Platform):
             return True
         # Physical NICs have a `device` link in sysfs; bridges, veths, tunnels and bonds do not.
         return not (self.root / "sys/class/net" / name / "device").exists()
+
+    # -- USB ---------------------------------------------------------------------------------------
+    def usb_devices(self) -> list[UsbDevice]:
+        return read_usb_devices(self._path("/sys/bus/usb/devices"))
+
+
+def read_usb_devices(sysfs_usb: Path) -> list[UsbDevice]:
+    """Devices under /sys/bus/usb/devices: entries with an idVendor that are not root hubs (``usbN``).
+
+    Interfaces (``1-1:1.0``) carry no idVendor; their bInterfaceClass values become ``classes``.
+    """
+    try:
+        entries = sorted(sysfs_usb.iterdir())
+    except OSError:
+        return []
+    devices = []
+    for entry in entries:
+        name = entry.name
+        if ":" in name or name.startswith("usb") or not (entry / "idVendor").exists():
+            continue
+
+        def attr(leaf: str, base: Path = entry) -> str:
+            try:
+                return (base / leaf).read_text(encoding="utf-8", errors="replace").strip()
+            except OSError:
+                return ""
+
+        classes = set()
+        device_class = attr("bDeviceClass")
+        if device_class and device_class != "00":
+            classes.add(device_class.lower())
+        for iface in entry.glob(f"{name}:*"):
+            cls = attr("bInterfaceClass", iface)
+            if cls:
+                classes.add(cls.lower())
+        devices.append(UsbDevice(vid=attr("idVendor").lower(), pid=attr("idProduct").lower(), serial=attr("serial"),
+                                 product=attr("product"), manufacturer=attr("manufacturer"), bus_path=name,
+                                 classes=tuple(sorted(classes))))
+    return devices
