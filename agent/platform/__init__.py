@@ -85,6 +85,31 @@ class StorageVolume:
     details: dict = field(default_factory=dict, hash=False, compare=False)
 
 
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    name: str
+    exe: str = ""       # full path when readable ("" for other users' processes without privilege)
+    username: str = ""
+
+
+@dataclass(frozen=True)
+class Listener:
+    proto: str          # "tcp" or "udp"
+    address: str
+    port: int
+    pid: int | None = None
+    process: str = ""
+
+
+@dataclass(frozen=True)
+class Session:
+    user: str
+    terminal: str = ""
+    host: str = ""       # remote host for an RDP/SSH session, "" when local
+    started: float | None = None
+
+
 def is_placeholder(value: str | None) -> bool:
     return value is None or value.strip().lower() in PLACEHOLDER_SERIALS
 
@@ -124,6 +149,39 @@ class Platform:
 
     def is_virtual_interface(self, name: str) -> bool:
         return name == "lo" or name.lower().startswith("loopback")
+
+    # -- processes, sockets, sessions: psutil gives these on every OS --------------------------------
+    def processes(self) -> list[ProcessInfo]:
+        out = []
+        for p in psutil.process_iter(["pid", "name", "exe", "username"]):
+            info = p.info
+            out.append(ProcessInfo(pid=info["pid"], name=info.get("name") or "", exe=info.get("exe") or "",
+                                   username=info.get("username") or ""))
+        return out
+
+    def listeners(self) -> list[Listener]:
+        """TCP sockets in LISTEN and bound UDP sockets with no peer (services waiting for clients)."""
+        names: dict[int, str] = {}
+        out = set()
+        for c in psutil.net_connections(kind="inet"):
+            if not c.laddr:
+                continue
+            tcp = c.type == socket.SOCK_STREAM
+            if tcp and c.status != psutil.CONN_LISTEN:
+                continue
+            if not tcp and c.raddr:
+                continue
+            if c.pid and c.pid not in names:
+                try:
+                    names[c.pid] = psutil.Process(c.pid).name()
+                except psutil.Error:
+                    names[c.pid] = ""
+            out.add(Listener("tcp" if tcp else "udp", c.laddr.ip, c.laddr.port, c.pid,
+                             names.get(c.pid or -1, "")))
+        return sorted(out, key=lambda x: (x.proto, x.port, x.address))
+
+    def sessions(self) -> list[Session]:
+        return [Session(u.name, u.terminal or "", u.host or "", u.started) for u in psutil.users()]
 
     # -- devices and network: OS-specific, the base class knows nothing -------------------------------
     def usb_devices(self) -> list[UsbDevice]:
