@@ -20,6 +20,9 @@ PLACEHOLDER_SERIALS = {
     "", "0", "none", "default string", "to be filled by o.e.m.", "to be filled by oem", "system serial number",
     "not specified", "not applicable", "chassis serial number", "base board serial number", "123456789",
     "0123456789", "oem", "o.e.m.", "serial", "xxxxxxxx", "00000000", "ffffffff",
+    # SMBIOS UUIDs that boards ship unset: all ones, all zeros, and the AMI default sequence.
+    "ffffffff-ffff-ffff-ffff-ffffffffffff", "00000000-0000-0000-0000-000000000000",
+    "03000200-0400-0500-0006-000700080009",
 }
 
 
