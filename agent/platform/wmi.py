@@ -201,7 +201,8 @@ def classify_adapter(row: dict, msft: dict | None) -> tuple[str, str]:
             return kind, description
     low = description.lower()
     for kind, words in DESCRIPTION_WORDS:
-        if any(w in low for w in words):
+        # Whole words only: "Realtek" must not read as "LTE".
+        if any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", low) for w in words):
             return kind, description
     pnp = _text(row.get("PNPDeviceID")).upper()
     if _bool(row.get("PhysicalAdapter")) is False or pnp.startswith(("ROOT\\", "SWD\\")) or \
