@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from agent.checks.devices import printermib as pm
-from agent.checks.devices.common import MethodResult, absent, broken, cannot, ok, warn
+from agent.checks.devices.common import MethodResult, absent, broken, ok, warn
 from agent.confignode import Node
 
 REQUESTED = ("printer-state", "printer-state-reasons", "printer-is-accepting-jobs", "printer-state-message",
@@ -242,7 +242,8 @@ def run(cfg: CupsConfig, timeout: float, supply_warn: float, usb_devices) -> Met
     try:
         attrs = get_printer_attributes(cfg.uri, timeout)
     except LookupError as exc:
-        return cannot("cups", f"打印服务没有这个队列（{cfg.uri}）：{exc}", uri=cfg.uri, error=str(exc))
+        # The print service answered but has no such queue: the printer is not set up on it.
+        return absent("cups", f"打印服务中没有这个打印队列（{cfg.uri}）", uri=cfg.uri, error=str(exc))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return absent("cups", f"无法连接打印服务 {cfg.uri}：{reason}", uri=cfg.uri, error=str(reason))
