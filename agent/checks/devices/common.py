@@ -35,24 +35,24 @@ def worst(statuses: list[Status]) -> Status:
     return max(statuses, key=lambda s: _RANK[s]) if statuses else "ok"
 
 
-def ok(method: str, message: str, **details) -> MethodResult:
+def ok(method: str, message: str, /, **details) -> MethodResult:
     return MethodResult(method, True, "ok", message, details)
 
 
-def warn(method: str, message: str, **details) -> MethodResult:
+def warn(method: str, message: str, /, **details) -> MethodResult:
     return MethodResult(method, True, "warn", message, details)
 
 
-def broken(method: str, message: str, **details) -> MethodResult:
+def broken(method: str, message: str, /, **details) -> MethodResult:
     """The device answered but does not work (jammed, USB error code, queue stopped …)."""
     return MethodResult(method, True, "fail", message, details)
 
 
-def absent(method: str, message: str, **details) -> MethodResult:
+def absent(method: str, message: str, /, **details) -> MethodResult:
     """Nothing answered."""
     return MethodResult(method, False, "fail", message, details)
 
 
-def cannot(method: str, message: str, **details) -> MethodResult:
+def cannot(method: str, message: str, /, **details) -> MethodResult:
     """The method could not run here; says nothing about the device."""
     return MethodResult(method, False, "error", message, details)

@@ -83,6 +83,7 @@ def _url(node: Node) -> str:
 def run_icmp(cfg: IcmpConfig, timeout: float) -> MethodResult:
     out = network.icmp_echoes(cfg.host, cfg.count, timeout)
     details = dict(out.details)
+    details["echo_method"] = details.pop("method", "icmp")  # "tcp" where ICMP is not permitted
     if out.status == "fail":
         return absent("icmp", out.message, **details)
     if out.status == "warn":
