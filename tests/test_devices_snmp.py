@@ -210,3 +210,31 @@ def test_switched_off_device_is_absent_within_one_timeout(tmp_path):
     assert off.message.startswith("打印机未检测到")
     # One request, no retries, no walks: about one timeout, never retries x OIDs x timeout.
     assert elapsed < TIMEOUT * 2, elapsed
+
+
+def test_cli_check_shows_devices_with_supplies_in_chinese(sim, tmp_path):
+    """`pointwatch-agent check` as the IT person runs it at the PC: the table names each device and its
+    supplies in Chinese, and --json carries the supplies for the collector."""
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"""
+point: {{code: "620102001001", name: 城关区某村医保服务点}}
+state_dir: {tmp_path / "state"}
+devices:
+  - {{kind: printer, name: 打印机, snmp: {{host: 127.0.0.1, port: {sim.port}, community: jetdirect_m252dw}}}}
+  - {{kind: copier, name: 复印机, snmp: {{host: 127.0.0.1, port: {sim.port}, community: konica_c250i}}}}
+""", encoding="utf-8")
+    exe = Path(sys.executable).parent / "pointwatch-agent"
+    out = subprocess.run([str(exe), "check", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
+    devices = [line for line in out.stdout.splitlines() if "device." in line]
+    assert len(devices) == 2, out.stdout + out.stderr
+    printer = next(line for line in devices if "device.printer" in line)
+    assert "打印机正常" in printer and "耗材：" in printer and "Black Cartridge HP CF400X（墨粉） 63%" in printer
+    copier = next(line for line in devices if "device.copier" in line)
+    assert "需要维修" in copier and "Waste Toner Box（废粉盒） 有余量" in copier
+    js = subprocess.run([str(exe), "check", "--config", str(cfg), "--json"], capture_output=True, text=True,
+                        timeout=120)
+    doc = json.loads(js.stdout)
+    res = {r["target"]: r for r in doc["results"] if r["check"].startswith("device.")}
+    assert res["打印机"]["status"] == "ok" and res["打印机"]["value"] == 1
+    assert [s["ratio"] for s in res["打印机"]["details"]["supplies"]] == [0.63, 0.63, 0.88, 0.36]
+    assert res["复印机"]["status"] == "warn"

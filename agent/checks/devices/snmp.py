@@ -9,6 +9,8 @@ answered gets its tables walked, with multi-column GETBULKs run concurrently und
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -97,47 +99,75 @@ def poll(cfg: SnmpConfig, timeout: float, budget: float) -> PollResult:
     """Fetch the system group (and printer tables); ``budget`` caps the whole poll in seconds."""
     t0 = time.perf_counter()
     try:
-        result = asyncio.run(_poll(cfg, timeout, budget))
+        loop, engine = _shared_engine()
+        future = asyncio.run_coroutine_threadsafe(_poll(engine, cfg, timeout, budget), loop)
+        result = future.result(timeout=budget + timeout + 1)
     except ImportError as exc:
         result = PollResult(False, error=f"pysnmp unavailable: {exc}")
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        result = PollResult(False, error="deadline exceeded")
     result.elapsed_s = round(time.perf_counter() - t0, 4)
     return result
 
 
-async def _poll(cfg: SnmpConfig, timeout: float, budget: float) -> PollResult:
-    from pysnmp.hlapi.v3arch.asyncio import ContextData, SnmpEngine, UdpTransportTarget, get_cmd
+_engine_lock = threading.Lock()
+_engine: tuple[asyncio.AbstractEventLoop, object] | None = None
+
+
+def _shared_engine():
+    """One SnmpEngine on one event-loop thread for the whole agent.
+
+    Every device's poll is a coroutine on it, so all devices are polled concurrently without a loop and
+    an engine per device: building an engine (its MIB view, and with pysmi installed a MIB compiler)
+    costs far more than a printer poll itself.
+    """
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="snmp", daemon=True).start()
+            engine = asyncio.run_coroutine_threadsafe(_new_engine(SnmpEngine), loop).result(30)
+            _engine = (loop, engine)
+        return _engine
+
+
+async def _new_engine(factory):
+    return factory()
+
+
+async def _poll(engine, cfg: SnmpConfig, timeout: float, budget: float) -> PollResult:
+    from pysnmp.hlapi.v3arch.asyncio import ContextData, UdpTransportTarget, get_cmd
 
     start = time.monotonic()
-    engine = SnmpEngine()
-    try:
-        auth = _auth(cfg)
-        ctx = ContextData(contextName=cfg.context.encode())
-        first = await UdpTransportTarget.create((cfg.host, cfg.port), timeout=timeout, retries=0)
-        err, status, _idx, vbs = await get_cmd(engine, auth, first, ctx, *_oids(pm.SYSTEM_OIDS), lookupMib=False)
-        if err or status:
-            return PollResult(False, error=str(err or status))
-        res = PollResult(True, system={str(n): v for n, v in ((n, _plain(v)) for n, v in vbs) if v is not None})
-        if not cfg.printer_mib:
-            return res
-        # The device is up: allow one retry per request from here on, inside what is left of the budget.
-        walker = await UdpTransportTarget.create((cfg.host, cfg.port), timeout=timeout, retries=1)
-        names = list(pm.PRINTER_TABLES)
-        tasks = [asyncio.ensure_future(_walk(engine, auth, walker, ctx, pm.PRINTER_TABLES[n], cfg.version))
-                 for n in names]
-        remaining = max(0.1, budget - (time.monotonic() - start))
-        done, pending = await asyncio.wait(tasks, timeout=remaining)
-        for name, task in zip(names, tasks, strict=True):
-            if task in pending:
-                task.cancel()
-                res.incomplete.append(name)
-            elif task.exception() is not None:
-                res.incomplete.append(name)
-                res.error = res.error or f"{name}: {task.exception()}"
-            else:
-                res.tables[name] = task.result()
+    auth = _auth(cfg)
+    ctx = ContextData(contextName=cfg.context.encode())
+    first = await UdpTransportTarget.create((cfg.host, cfg.port), timeout=timeout, retries=0)
+    err, status, _idx, vbs = await get_cmd(engine, auth, first, ctx, *_oids(pm.SYSTEM_OIDS), lookupMib=False)
+    if err or status:
+        return PollResult(False, error=str(err or status))
+    res = PollResult(True, system={str(n): v for n, v in ((n, _plain(v)) for n, v in vbs) if v is not None})
+    if not cfg.printer_mib:
         return res
-    finally:
-        engine.close_dispatcher()
+    # The device is up: allow one retry per request from here on, inside what is left of the budget.
+    walker = await UdpTransportTarget.create((cfg.host, cfg.port), timeout=timeout, retries=1)
+    names = list(pm.PRINTER_TABLES)
+    tasks = [asyncio.ensure_future(_walk(engine, auth, walker, ctx, pm.PRINTER_TABLES[n], cfg.version))
+             for n in names]
+    remaining = max(0.1, budget - (time.monotonic() - start))
+    _done, pending = await asyncio.wait(tasks, timeout=remaining)
+    for name, task in zip(names, tasks, strict=True):
+        if task in pending:
+            task.cancel()
+            res.incomplete.append(name)
+        elif task.exception() is not None:
+            res.incomplete.append(name)
+            res.error = res.error or f"{name}: {task.exception()}"
+        else:
+            res.tables[name] = task.result()
+    return res
 
 
 def _auth(cfg: SnmpConfig):
