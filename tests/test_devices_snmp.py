@@ -161,7 +161,7 @@ def test_judgement_and_chinese_message(sim):
     assert "余量低" in res.message and "墨水" in res.message and "1%" in res.message
     res = snmp.run(snmp.SnmpConfig("127.0.0.1", sim.port, community="jetdirect_m252dw", printer_mib=True),
                    TIMEOUT, supply_warn=0.10)
-    assert res.status == "ok" and res.message.startswith("打印机正常。耗材：")
+    assert res.status == "ok" and res.message.startswith("运行正常。耗材：")
     assert "Yellow Cartridge HP CF402X（墨粉） 36%" in res.message
 
 

@@ -290,10 +290,10 @@ def evaluate(state: pm.PrinterState, supply_warn: float, base: dict | None = Non
     details["low_supplies"] = [s.index for s in low]
     summary = supplies_text(state.supplies)
     if problems:
-        return broken("snmp", "打印机故障：" + "、".join(problems + warnings) + _tail(summary), **details)
+        return broken("snmp", "、".join(problems + warnings) + _tail(summary), **details)
     if warnings:
-        return warn("snmp", "打印机需要注意：" + "、".join(warnings) + _tail(summary), **details)
-    return ok("snmp", "打印机正常" + _tail(summary), **details)
+        return warn("snmp", "、".join(warnings) + _tail(summary), **details)
+    return ok("snmp", "运行正常" + _tail(summary), **details)
 
 
 def supply_label(s: pm.Supply) -> str:
