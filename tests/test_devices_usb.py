@@ -73,23 +73,29 @@ def test_catalogue_entries_name_their_source():
 
 
 def test_scanner_device_present_and_unplugged(sysfs, tmp_path):
-    class FakeSysfsPlatform:  # a platform offering usb_devices(), as agent/platform will
-        def __init__(self, root):
-            self.root = root
-
-        def usb_devices(self):
-            return usb.linux_usb_devices(self.root)
+    """Through the platform layer's own usb_devices() (LinuxPlatform on a fake root)."""
+    from agent.checks.devices import run_device
+    from agent.platform.linux import LinuxPlatform
 
     node = parse_yaml('- {kind: scanner, name: OCR扫描仪, usb: {vid: "04c5", pid: "132b"}}\n', "agent.yaml")
     dev = parse_config(node)[0]
-    from agent.checks.devices import run_device
-
-    out = run_device(dev, FakeSysfsPlatform(sysfs))
+    out = run_device(dev, LinuxPlatform(str(sysfs)))
     assert out.status == "ok" and out.value == 1 and "fi-7030" in out.message
+    assert out.details["methods"][0]["matched"][0]["where"] == "1-1"
+    cat = parse_config(parse_yaml("- {kind: scanner, name: 高拍仪, usb: {catalogue: scanners}}\n", "a.yaml"))[0]
+    assert run_device(cat, LinuxPlatform(str(sysfs))).status == "ok"  # classes "ff" from the platform
     empty = tmp_path / "empty"
     (empty / "sys/bus/usb/devices").mkdir(parents=True)
-    out = run_device(dev, FakeSysfsPlatform(empty))
+    out = run_device(dev, LinuxPlatform(str(empty)))
     assert out.status == "fail" and out.value == 0 and out.message.startswith("OCR扫描仪未检测到")
+
+
+def test_platform_usb_device_shape_is_understood():
+    from agent.platform import UsbDevice as PlatformUsb
+
+    d = usb._coerce(PlatformUsb(vid="096e", pid="0304", bus_path="USB\\VID_096E&PID_0304\\X", classes=("03",),
+                                working=False))
+    assert d.interface_classes == (3,) and d.error_code != 0 and d.where.startswith("USB")
 
 
 PNP = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,22 +159,30 @@ def _run_method(method: str, cfg, dev: DeviceConfig, usb_list) -> MethodResult:
     raise ValueError(f"unknown probe method {method}")
 
 
-_usb_cache: dict[int, tuple[float, object]] = {}
+_usb_cache: dict[int, tuple[float, object, object]] = {}
 _usb_lock = threading.Lock()
 USB_CACHE_S = 10.0  # one listing serves every device of a cycle (PowerShell takes seconds on old PCs)
 
 
 def _usb_lister(platform):
+    try:
+        ref = weakref.ref(platform)
+    except TypeError:  # None or a builtin: no identity to cache on
+        ref = None
+
     def listing():
         with _usb_lock:
             hit = _usb_cache.get(id(platform))
-            if hit and time.monotonic() - hit[0] < USB_CACHE_S:
+            # The weak reference makes sure a new platform that reuses a dead one's id() is not served
+            # the old listing.
+            if hit and ref is not None and hit[2] is ref() and time.monotonic() - hit[0] < USB_CACHE_S:
                 return hit[1]
             try:
                 value: object = usb.list_devices(platform)
             except (usb.UsbUnavailable, OSError) as exc:
                 value = exc
-            _usb_cache[id(platform)] = (time.monotonic(), value)
+            if ref is not None:
+                _usb_cache[id(platform)] = (time.monotonic(), value, platform)
             return value
 
     return listing

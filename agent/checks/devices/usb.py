@@ -171,7 +171,10 @@ def list_devices(platform=None) -> list[UsbDevice]:
     """The attached USB devices, from the platform layer when it has them, else from the OS directly."""
     fn = getattr(platform, "usb_devices", None)
     if callable(fn):
-        return [d if isinstance(d, UsbDevice) else _coerce(d) for d in fn()]
+        try:
+            return [d if isinstance(d, UsbDevice) else _coerce(d) for d in fn()]
+        except NotImplementedError:
+            pass  # a platform without a USB listing of its own: read the OS directly below
     if sys.platform.startswith("linux"):
         return linux_usb_devices("/")
     if sys.platform == "win32":
@@ -187,12 +190,18 @@ def list_devices(platform=None) -> list[UsbDevice]:
 
 
 def _coerce(d) -> UsbDevice:
+    """The platform layer's ``agent.platform.UsbDevice`` (classes as hex text, ``working``, ``bus_path``)
+    or a plain mapping, as ours."""
     get = (lambda k: d.get(k)) if isinstance(d, dict) else (lambda k: getattr(d, k, None))
+    classes = get("interface_classes") or get("classes") or ()
+    error = get("error_code")
+    if error is None:
+        error = 0 if get("working") in (None, True) else 1
     return UsbDevice(vid=str(get("vid") or "").lower(), pid=str(get("pid") or "").lower(),
                      serial=str(get("serial") or ""), product=str(get("product") or ""),
                      manufacturer=str(get("manufacturer") or ""),
-                     interface_classes=tuple(get("interface_classes") or ()),
-                     error_code=int(get("error_code") or 0), where=str(get("where") or ""))
+                     interface_classes=tuple(int(c, 16) if isinstance(c, str) else int(c) for c in classes),
+                     error_code=int(error), where=str(get("where") or get("bus_path") or ""))
 
 
 # -- matching -------------------------------------------------------------------------------------------
@@ -225,6 +234,6 @@ def run(cfg: UsbConfig, devices: list[UsbDevice] | Exception) -> MethodResult:
     good = [d for d in found if d.error_code == 0]
     name = found[0].product or f"{found[0].vid}:{found[0].pid}"
     if not good:
-        return broken("usb", f"{name} 已连接但驱动异常（设备管理器错误代码 {found[0].error_code}）",
+        return broken("usb", f"{name} 已连接但工作不正常（设备管理器错误代码 {found[0].error_code}）",
                       **details, error_code=found[0].error_code)
     return ok("usb", f"已连接：{good[0].product or name}", **details)
