@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agent.checks.devices.common import MethodResult, broken, cannot, ok
 from agent.confignode import Node, optional
+from agent.datafiles import config_path
 
 # Interface classes that are never the scanner we look for when matching by vendor catalogue: a Canon
 # or HP vendor ID also covers their printers, keyboards and card readers (USB class codes, usb.org).
@@ -83,7 +84,7 @@ def _hex4(node: Node, text: str) -> str:
 def load_catalogue(name: str, configs_dir: Path | None = None) -> tuple[str, ...]:
     import yaml
 
-    base = configs_dir or Path(__file__).resolve().parents[3] / "configs"
+    base = configs_dir or config_path("scanner_vendors.yaml").parent
     data = yaml.safe_load((base / CATALOGUES[name]).read_text(encoding="utf-8"))
     return tuple(str(v["vid"]).lower() for v in data["vendors"])
 
