@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from agent.metrics_endpoint import supplies_of  # one reading of device details for agent and collector
 from agent.wire import STATUS_CODE
 from collector import selfmetrics
 
@@ -70,35 +71,11 @@ ALERTS = Family("pointwatch_alerts_firing", "Alerts of the collector firing now,
 FAMILIES = (POINT_UP, LAST_REPORT, CLOCK_SKEW, CHECK_STATUS, CORE_RTT, CORE_LOSS, DEVICE_UP, SUPPLY, SCORE,
             ITEM_OK, ALERTS)
 
-_SUPPLY_TYPE = re.compile(r"^[A-Za-z]{1,32}$")
-_SUPPLY_INDEX = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$")
 _ITEM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def supplies_of(details: dict) -> list[tuple[str, float]]:
-    """(slot, ratio) of every measured supply in a device result's details.
-
-    The device checks put the Printer-MIB supplies (``index``, ``type``, ``ratio`` …) either at the top of
-    the details or in the details of the method that read them (``methods: [{method: snmp, supplies}]``).
-    Supplies whose level the printer cannot state have no ratio and no sample.
-    """
-    lists = [details.get("supplies")]
-    methods = details.get("methods")
-    if isinstance(methods, list):
-        lists += [m.get("supplies") for m in methods if isinstance(m, dict)]
-    out: dict[str, float] = {}
-    for supplies in lists:
-        for s in supplies if isinstance(supplies, list) else ():
-            if not isinstance(s, dict) or not _number(s.get("ratio")):
-                continue
-            typ, index = str(s.get("type") or "unknown"), str(s.get("index") or "")
-            if _SUPPLY_TYPE.match(typ) and _SUPPLY_INDEX.match(index):
-                out.setdefault(f"{typ}/{index}", float(s["ratio"]))
-    return list(out.items())
 
 
 class FleetCollector:
