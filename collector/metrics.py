@@ -71,7 +71,7 @@ ALERTS = Family("pointwatch_alerts_firing", "Alerts of the collector firing now,
 FAMILIES = (POINT_UP, LAST_REPORT, CLOCK_SKEW, CHECK_STATUS, CORE_RTT, CORE_LOSS, DEVICE_UP, SUPPLY, SCORE,
             ITEM_OK, ALERTS)
 
-_ITEM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_ITEM_ID = re.compile(r'^[^\s"\\]{1,64}$')  # profile item ids (office.printer): short, no spaces or quotes
 
 
 def _number(x) -> bool:
