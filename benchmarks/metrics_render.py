@@ -61,10 +61,13 @@ def _results(i: int):
         out.append((f"device.{kind}", name, "ok", None, None, {"methods": [{"method": "icmp", "answered": True}]}))
     supplies = [{"index": idx, "description": d, "type": t, "level": 40 + (i % 60), "max_capacity": 100,
                  "ratio": (40 + (i % 60)) / 100, "state": "measured"} for t, idx, d in SUPPLIES]
-    out.append(("device.printer", "打印机", "ok", None, None,
-                {"methods": [{"method": "snmp", "answered": True, "status": "ok", "message": "打印机正常",
+    # The shape agent/checks/devices.combine() reports: per-method details, supplies lifted to the top.
+    out.append(("device.printer", "打印机", "ok", 1.0, None,
+                {"kind": "printer", "required": True, "present": True, "working": True,
+                 "methods": [{"method": "snmp", "answered": True, "status": "ok", "message": "打印机正常",
                               "host": "10.10.5.30", "port": 161, "sys_descr": "HP LaserJet M403d",
-                              "conditions": [], "supplies": supplies, "alerts": []}]}))
+                              "conditions": [], "supplies": supplies, "alerts": []}],
+                 "supplies": supplies}))
     out.append(("host.resources", "本机", "ok", 0.3, "ratio", {"cpu": 0.1, "memory": 0.3, "disk": 0.4}))
     return out
 

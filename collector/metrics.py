@@ -97,7 +97,7 @@ class FleetCollector:
 
         status, rtt, loss, device_up, supply = [], [], [], [], []
         code_of = STATUS_CODE
-        for code, check, target, st, value, loss_ratio, supplies, details in rows:
+        for code, check, target, st, value, loss_ratio, supplies in rows:
             region = region_of.get(code)
             if region is None:  # a result of a point outside the scope (or deleted meanwhile)
                 continue
@@ -111,8 +111,8 @@ class FleetCollector:
                 kind = check[7:]
                 if st != "error":  # an error proves neither presence nor absence
                     device_up.append(((target, kind, code, region), 1.0 if st in ("ok", "warn") else 0.0))
-                if supplies or details:
-                    for slot, ratio in supplies_of({"supplies": supplies} if supplies else details):
+                if supplies:
+                    for slot, ratio in supplies_of({"supplies": supplies}):
                         supply.append(((target, kind, code, region, slot), ratio))
 
         score, item_ok = [], []

@@ -39,7 +39,8 @@ def store(tmp_path):
     s.ingest_reports([_report("P1", [
         Result("net.core.icmp", "核心网关", "ok", "…", value=0.004, unit="seconds", details={"loss_ratio": 0.0}),
         Result("net.core.tcp", 'odd "name"\\x', "fail", "…"),
-        Result("device.printer", "打印机", "warn", "…", details={"methods": [{"method": "snmp", "supplies": SUPPLIES}]}),
+        Result("device.printer", "打印机", "warn", "…", details={"methods": [{"method": "snmp", "supplies": SUPPLIES}],
+                                                                "supplies": SUPPLIES}),
         Result("device.copier", "复印机", "ok", "…", details={"supplies": SUPPLIES[:1]}),
         Result("device.kiosk", "一体机", "error", "…"),
         Result("device.queue", "取号机", "fail", "…"),

@@ -59,9 +59,10 @@ def _results(story: str) -> list[Result]:
         Result("usage.listening_ports", "本机", "fail" if bad else "ok", "…"),
         Result("device.kiosk", "自助服务一体机", "fail" if bad else "ok", "…"),
         Result("device.queue", "自助取号机", "ok", "…"),
-        # Supplies as the device checks report them: in the SNMP method's details.
+        # Supplies as agent/checks/devices reports them: in the SNMP method's details and lifted to the top.
         Result("device.printer", "打印机", "warn" if bad else "ok", "…",
-               details={"methods": [{"method": "snmp", "answered": True, "status": "ok", "supplies": supplies}]}),
+               details={"methods": [{"method": "snmp", "answered": True, "status": "ok", "supplies": supplies}],
+                        "supplies": supplies}),
     ]
     return out
 

@@ -131,13 +131,12 @@ def metrics_snapshot(self, scope: str = "/", now: datetime | None = None):
     """(points, results) beneath a scope for /metrics, from the latest-state tables only, as plain tuples.
 
     points: (code, region_path, profile, up, last_received_ts, clock_skew_s, fingerprint_mismatch, reported)
-    results: (code, check, target, status, value, loss_ratio, supplies, details) where the database itself
-    picks out the few details that become series — ``loss_ratio`` of core ICMP results, the top-level
-    ``supplies`` list of device results — and ``details`` (decoded) comes only for device results that
-    keep supplies deeper down (per method). Decoding every row's JSON would cost more than the rest of
-    the scrape at 25,000 points. Core (not ORM) reads: no object per row.
+    results: (code, check, target, status, value, loss_ratio, supplies) where the database itself picks
+    out the few details that become series — ``loss_ratio`` of core ICMP results, the ``supplies`` list the
+    device checks lift to the top of a device result's details — because decoding every row's JSON would
+    cost more than the rest of the scrape at 25,000 points. Core (not ORM) reads: no object per row.
     """
-    from sqlalchemy import String, Text, and_, case, cast, type_coerce
+    from sqlalchemy import String, case, type_coerce
 
     from collector.store import utcnow
 
@@ -155,18 +154,14 @@ def metrics_snapshot(self, scope: str = "/", now: datetime | None = None):
             last_ts = _aware(last).timestamp() if last is not None else None
             up = last_ts is not None and now_ts - last_ts <= SILENCE_INTERVALS * interval
             points.append((code, region, profile, up, last_ts, skew, bool(mismatch), agent_id is not None))
-        text = cast(lr.details, Text)
         # JSON comes back as text (decoded below only where present), so no JSON processor runs per row.
         stmt = select(
             lr.point_code, lr.check, lr.target, lr.status, lr.value,
             case((lr.check == "net.core.icmp", lr.details["loss_ratio"].as_float()), else_=None),
-            type_coerce(case((device, top_supplies), else_=None), String),
-            type_coerce(case((and_(device, text.contains('"methods"'), text.contains('"supplies"')),
-                              lr.details), else_=None), String))
+            type_coerce(case((device, top_supplies), else_=None), String))
         if scope != "/":
             stmt = _scope_filter(stmt.join(m.Point, m.Point.code == lr.point_code), scope)
-        rows = [r if r[6] is None and r[7] is None else (*r[:6], _json(r[6]), _json(r[7]))
-                for r in conn.execute(stmt).all()]
+        rows = [r if r[6] is None else (*r[:6], _json(r[6])) for r in conn.execute(stmt).all()]
     return points, rows
 
 
