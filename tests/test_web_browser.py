@@ -152,3 +152,30 @@ def test_docs_are_served_offline(page):
     assert "pointwatch" in page.inner_text(".swagger-ui .info")
     spec = json.loads(page.evaluate("() => fetch('/openapi.json').then(r => r.text())"))
     assert "/api/v1/reports" in spec["paths"]
+
+
+def test_scores_page_ranks_points_and_shows_item_rates(page, site, artifacts_dir):
+    _, sims = site
+    page.goto(page.base + "/scores")
+    rows = page.locator("table.points tbody tr")
+    assert rows.count() == 69
+    ranks = [int(x) for x in page.locator("table.points tbody tr td:first-child").all_inner_texts()]
+    assert ranks == sorted(ranks) and ranks[0] == 1
+    # The point running remote-control software ranks below a clean one.
+    text = page.locator("table.points").inner_text()
+    assert text.index(sims[0].code) < text.index(sims[5].code)
+    assert page.locator("section.panel h2", has_text="各项达标率").count() >= 1
+    shot(page, artifacts_dir, "scores")
+    page.fill("input[name=from]", "2026-01-01")
+    page.fill("input[name=to]", "2026-01-02")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**from=2026-01-01**")
+    assert "北京时间" in page.locator("p.matched").inner_text()
+
+
+def test_point_page_has_the_score_sheet(page, site):
+    _, sims = site
+    page.goto(page.base + f"/points/{sims[5].code}")
+    sheet = page.locator("section.sheet")
+    assert "评分表" in sheet.inner_text() and "人工评审" in sheet.inner_text()
+    assert sheet.locator("tbody tr").count() >= 20
