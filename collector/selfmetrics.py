@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 # `_created` series double every counter and no dashboard reads them.
 disable_created_metrics()
@@ -21,3 +21,15 @@ REQUEST_SECONDS = Histogram("pointwatch_collector_request_duration_seconds",
 DB_SECONDS = Histogram("pointwatch_collector_db_duration_seconds", "Store operation latency by operation.",
                        ["operation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
                        registry=REGISTRY)
+
+# -- alerts (issue 7): notification delivery and the evaluation backlog ------------------------------
+NOTIFICATIONS = Counter("pointwatch_collector_notifications_total",
+                        "Notification attempts by notifier and outcome (sent, retry, failed).",
+                        ["notifier", "outcome"], registry=REGISTRY)
+NOTIFICATION_QUEUE = Gauge("pointwatch_collector_notification_queue_depth",
+                           "Notifications queued or being sent, not yet delivered.", registry=REGISTRY)
+ALERT_EVALUATIONS = Counter("pointwatch_collector_alert_evaluations_total",
+                            "Alert evaluations of a point, by trigger (ingest, timer) and outcome (ok, error).",
+                            ["trigger", "outcome"], registry=REGISTRY)
+ALERT_EVAL_BACKLOG = Gauge("pointwatch_collector_alert_evaluation_backlog",
+                           "Points waiting for alert evaluation after ingest.", registry=REGISTRY)
