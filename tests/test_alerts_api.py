@@ -70,9 +70,19 @@ def test_ingest_raises_an_alert_that_reaches_the_webhook_and_the_api(api, robot)
         ("internet_reachable", "firing", "东关村医保服务点")]
     assert client.get("/api/v1/alerts", headers=h["other_viewer"]).json()["alerts"] == []
     assert client.get("/api/v1/alerts?state=bogus", headers=h["viewer"]).status_code == 422
-    metrics = client.get("/metrics").text
-    assert 'pointwatch_collector_notifications_total{notifier="信息科",outcome="sent"}' in metrics
-    assert "pointwatch_collector_notification_queue_depth" in metrics
+    import re
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:  # the receiver has the message a moment before the sender records it
+        metrics = client.get("/metrics").text
+        sent = re.search(r'pointwatch_collector_notifications_sent_total\{notifier="webhook"\} (\S+)', metrics)
+        if (sent and float(sent.group(1)) >= 1) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert sent and float(sent.group(1)) >= 1
+    assert 'pointwatch_collector_notifier_outbox{notifier="webhook"}' in metrics
+    assert 'pointwatch_alerts_firing{check="isolation.internet",point="620123001001"' in metrics
 
 
 def test_silences_are_admin_only_scoped_and_audited(api):

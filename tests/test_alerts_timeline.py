@@ -264,10 +264,13 @@ def test_notifier_outage_retries_and_survives_a_restart(tmp_path, robot):
     from collector import selfmetrics
 
     def count(outcome):
-        return selfmetrics.REGISTRY.get_sample_value("pointwatch_collector_notifications_total",
-                                                     {"notifier": "hook", "outcome": outcome}) or 0
+        if outcome == "sent":
+            return selfmetrics.REGISTRY.get_sample_value("pointwatch_collector_notifications_sent_total",
+                                                         {"notifier": "webhook"}) or 0
+        return selfmetrics.REGISTRY.get_sample_value("pointwatch_collector_notifier_failures_total",
+                                                     {"notifier": "webhook", "reason": "http_status"}) or 0
 
-    before = count("retry")
+    before, sent_before = count("retry"), count("sent")
     rig = Rig(tmp_path, robot)
     robot.fail_next["hook"] = 2
     rig.report(isolation__internet=FAIL)
@@ -279,7 +282,7 @@ def test_notifier_outage_retries_and_survives_a_restart(tmp_path, robot):
     rig.clock.advance(seconds=10)
     dispatch_all(engine2)
     assert rig.messages() == [("firing", "internet_reachable", POINT)]
-    assert count("retry") == before + 2 and count("sent") >= 1
+    assert count("retry") == before + 2 and count("sent") == sent_before + 1
     with rig.store.session() as s:
         row = s.query(Notification).one()
         assert (row.status, row.attempts) == ("sent", 3)

@@ -21,8 +21,8 @@ from collector.alerts.notifiers import NotifyError
 log = logging.getLogger("pointwatch.alerts")
 
 
-def claim(engine, now: datetime, limit: int = 16) -> list[tuple[int, str, dict, int]]:
-    """Take up to ``limit`` due rows: [(id, notifier, payload, attempt number)]."""
+def claim(engine, now: datetime, limit: int = 16) -> list[tuple]:
+    """Take up to ``limit`` due rows: [(id, notifier name, payload, attempt number, queued at)]."""
     store = engine.store
     lease = timedelta(seconds=engine.config.lease_s)
     with store.session() as s:
@@ -35,24 +35,25 @@ def claim(engine, now: datetime, limit: int = 16) -> list[tuple[int, str, dict, 
         rows = list(s.scalars(stmt))
         for row in rows:
             row.status, row.lease_until, row.attempts = "sending", now + lease, row.attempts + 1
-        return [(r.id, r.notifier, r.payload, r.attempts) for r in rows]
+        return [(r.id, r.notifier, r.payload, r.attempts, r.created_at) for r in rows]
 
 
-def deliver(engine, job: tuple[int, str, dict, int]) -> str:
+def deliver(engine, job: tuple) -> str:
     """Send one claimed notification and record the outcome: sent, retry or failed."""
-    nid, name, payload, attempt = job
+    nid, name, payload, attempt, queued_at = job
     notifier = engine.notifiers.get(name)
-    error, retryable = None, False
+    kind = notifier.type if notifier else "unknown"
+    error, retryable, reason = None, False, "rejected"
     if notifier is None:
         error = f"notifier '{name}' is no longer configured"
     else:
         try:
             notifier.send(payload)
         except NotifyError as exc:
-            error, retryable = str(exc), exc.retryable
+            error, retryable, reason = str(exc), exc.retryable, exc.reason
         except Exception as exc:  # a bug in one notifier must not stop the others
             log.exception("notifier_crashed notifier=%s", name)
-            error, retryable = f"{type(exc).__name__}: {exc}", True
+            error, retryable, reason = f"{type(exc).__name__}: {exc}", True, "connection"
     now = engine.clock()
     if error is None:
         outcome = "sent"
@@ -73,7 +74,12 @@ def deliver(engine, job: tuple[int, str, dict, int]) -> str:
                 row.next_attempt_at = now + timedelta(seconds=delay)
             else:
                 row.status, row.last_error = "failed", error[:2000]
-    selfmetrics.NOTIFICATIONS.labels(name, outcome).inc()
+    if outcome == "sent":
+        selfmetrics.NOTIFICATIONS_SENT.labels(kind).inc()
+        # queued_at is when the alert fired (or resolved): the delay people feel.
+        selfmetrics.NOTIFY_SECONDS.labels(kind).observe(max(0.0, (now - _aware(queued_at)).total_seconds()))
+    else:
+        selfmetrics.NOTIFIER_FAILURES.labels(kind, reason).inc()
     if outcome == "sent":
         log.info("notification_sent notifier=%s event=%s point=%s rule=%s attempt=%d", name, payload.get("event"),
                  payload.get("point_code"), payload.get("rule"), attempt)
@@ -83,12 +89,24 @@ def deliver(engine, job: tuple[int, str, dict, int]) -> str:
     return outcome
 
 
-def queue_depth(store) -> int:
-    with store.session() as s:
-        depth = s.scalar(select(func.count()).select_from(Notification).where(
-            Notification.status.in_(("queued", "sending")))) or 0
-    selfmetrics.NOTIFICATION_QUEUE.set(depth)
-    return depth
+def queue_depth(engine) -> int:
+    """Set the outbox gauge (by notifier kind) and return the total waiting."""
+    with engine.store.session() as s:
+        rows = s.execute(select(Notification.notifier, func.count()).where(
+            Notification.status.in_(("queued", "sending"))).group_by(Notification.notifier)).all()
+    by_kind = dict.fromkeys(selfmetrics.NOTIFIER_KINDS, 0)
+    for name, n in rows:
+        notifier = engine.notifiers.get(name)
+        by_kind[notifier.type if notifier else "unknown"] = by_kind.get(notifier.type if notifier else "unknown", 0) + n
+    for kind, n in by_kind.items():
+        selfmetrics.NOTIFIER_OUTBOX.labels(kind).set(n)
+    return sum(by_kind.values())
+
+
+def _aware(ts: datetime) -> datetime:
+    from datetime import timezone
+
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
 def dispatch_all(engine) -> list[str]:
@@ -96,5 +114,5 @@ def dispatch_all(engine) -> list[str]:
     outcomes = []
     while jobs := claim(engine, engine.clock()):
         outcomes.extend(deliver(engine, job) for job in jobs)
-    queue_depth(engine.store)
+    queue_depth(engine)
     return outcomes

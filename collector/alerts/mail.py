@@ -51,8 +51,10 @@ class Smtp(Notifier):
                 refused = smtp.send_message(self.message(payload))
         except smtplib.SMTPResponseException as exc:
             # 5xx is a permanent refusal (bad address, relay denied); 4xx is "try later".
-            raise NotifyError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", retryable=exc.smtp_code < 500) from None
+            raise NotifyError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", retryable=exc.smtp_code < 500,
+                              reason="rejected") from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise NotifyError(f"{type(exc).__name__}: {exc}") from None
+            reason = "timeout" if isinstance(exc, TimeoutError) else "connection"
+            raise NotifyError(f"{type(exc).__name__}: {exc}", reason=reason) from None
         if refused:
-            raise NotifyError(f"recipients refused: {', '.join(refused)}", retryable=False)
+            raise NotifyError(f"recipients refused: {', '.join(refused)}", retryable=False, reason="rejected")

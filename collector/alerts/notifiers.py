@@ -17,9 +17,13 @@ from collector.alerts.config import AlertConfigError, NotifierConfig
 
 
 class NotifyError(Exception):
-    def __init__(self, message: str, retryable: bool = True):
+    """``reason`` is the metrics label: timeout, connection, http_status, or rejected (the receiver
+    answered and said no: a robot's errcode != 0, an SMTP refusal)."""
+
+    def __init__(self, message: str, retryable: bool = True, reason: str = "connection"):
         super().__init__(message)
         self.retryable = retryable
+        self.reason = reason
 
 
 class Notifier:
@@ -71,10 +75,13 @@ class Notifier:
         except urllib.error.HTTPError as exc:
             text = exc.read(2000).decode("utf-8", "replace")
             # 4xx other than throttling will not get better by retrying the same request.
-            raise NotifyError(f"HTTP {exc.code}: {text[:300]}",
-                              retryable=exc.code >= 500 or exc.code in (408, 429)) from None
+            raise NotifyError(f"HTTP {exc.code}: {text[:300]}", retryable=exc.code >= 500 or exc.code in (408, 429),
+                              reason="http_status") from None
         except (urllib.error.URLError, OSError) as exc:
-            raise NotifyError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+            inner = getattr(exc, "reason", exc)
+            timed_out = isinstance(inner, TimeoutError) or "timed out" in str(inner)
+            raise NotifyError(f"{type(exc).__name__}: {inner}",
+                              reason="timeout" if timed_out else "connection") from None
 
     @staticmethod
     def robot_answer(status: int, raw: bytes, code_keys=("errcode",), rate_limited=()) -> None:
@@ -82,15 +89,15 @@ class Notifier:
         try:
             answer = json.loads(raw or b"{}")
         except ValueError:
-            raise NotifyError(f"HTTP {status}: not JSON: {raw[:200]!r}") from None
+            raise NotifyError(f"HTTP {status}: not JSON: {raw[:200]!r}", reason="rejected") from None
         for key in code_keys:
             if key in answer:
                 code = answer[key]
                 if code in (0, "0"):
                     return
                 msg = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or ""
-                raise NotifyError(f"{key}={code}: {msg}", retryable=code in rate_limited)
-        raise NotifyError(f"HTTP {status}: no {'/'.join(code_keys)} in answer {raw[:200]!r}")
+                raise NotifyError(f"{key}={code}: {msg}", retryable=code in rate_limited, reason="rejected")
+        raise NotifyError(f"HTTP {status}: no {'/'.join(code_keys)} in answer {raw[:200]!r}", reason="rejected")
 
 
 class Webhook(Notifier):
@@ -101,7 +108,7 @@ class Webhook(Notifier):
     def send(self, payload: dict) -> None:
         status, _ = self.post_json(self.opts["url"], payload)
         if not 200 <= status < 300:
-            raise NotifyError(f"HTTP {status}")
+            raise NotifyError(f"HTTP {status}", reason="http_status")
 
 
 class Alertmanager(Notifier):
@@ -133,7 +140,7 @@ class Alertmanager(Notifier):
             "startsAt": payload["since"], "endsAt": ends, "generatorURL": payload["link"]}
         status, _ = self.post_json(self.opts["url"].rstrip("/") + "/api/v2/alerts", [alert])
         if status != 200:
-            raise NotifyError(f"HTTP {status}")
+            raise NotifyError(f"HTTP {status}", reason="http_status")
 
 
 def notifier_types() -> dict[str, type[Notifier]]:

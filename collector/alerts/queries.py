@@ -33,6 +33,20 @@ def alerts_firing_counts(store, scope: str = "/") -> dict[str, dict[str, int]]:
     return out
 
 
+def metrics_alerts(store, scope: str = "/") -> list[tuple[str, str, int]]:
+    """[(point code, watched check, firing count)] beneath ``scope``, as collector/metrics.py reads them for
+    ``pointwatch_alerts_firing``; silence of a point is reported under the check ``point.silent``."""
+    with store.session() as s:
+        stmt = _scoped(select(Alert.point_code, Alert.rule, Alert.check, func.count())
+                       .where(Alert.state == "firing"), Alert.region_path, scope)
+        rows = s.execute(stmt.group_by(Alert.point_code, Alert.rule, Alert.check)).all()
+    out: dict[tuple[str, str], int] = {}
+    for code, rule, check, n in rows:
+        key = (code, "point.silent" if rule == "point_silent" else check)
+        out[key] = out.get(key, 0) + n
+    return [(code, check, n) for (code, check), n in sorted(out.items())]
+
+
 def list_alerts(store, scope: str = "/", state: str = "open", point: str | None = None,
                 limit: int = 500) -> list[tuple[Alert, str]]:
     """[(alert, point name)], newest first. ``state``: open (pending+firing), pending, firing, resolved, all."""

@@ -97,7 +97,7 @@ class AlertWorker:
                     with self._lock:
                         self._inflight += 1
                     self._pool.submit(self._send, job)
-                queue_depth(self.engine.store)
+                queue_depth(self.engine)
             except Exception:
                 log.exception("notification_dispatch_failed")
             self._wake.wait(timeout=0.05 if jobs else 1.0)

@@ -186,6 +186,8 @@ class Store:
 
     # -- ingest and reads live in their own modules, bound here so callers see one seam -------------
     from collector.store.ingest import ingest_reports  # noqa: E402
+    from collector.store.observations import latest_observations, observations  # noqa: E402
+    from collector.store.overview import overview  # noqa: E402
     from collector.store.queries import (  # noqa: E402
         latest_for_point,
         list_points,
@@ -194,6 +196,7 @@ class Store:
         point_summary,
         reports_for_point,
     )
+    from collector.store.series import check_series  # noqa: E402
 
     # -- post-commit ingest hooks: alerts evaluate on ingest without ingest knowing about them ------------
     def add_ingest_hook(self, hook) -> None:
@@ -216,6 +219,23 @@ class Store:
 
                     logging.getLogger("pointwatch.store").exception("ingest_hook_failed hook=%r", hook)
         return accepted, duplicates
+
+
+    # -- alert reads for /metrics (the alert tables live in collector/alerts) ---------------------------
+    def metrics_alerts(self, scope: str = "/"):
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        from collector.alerts.queries import metrics_alerts
+
+        try:
+            return metrics_alerts(self, scope)
+        except (OperationalError, ProgrammingError):  # a store the alert tables were never created in
+            return []
+
+    def alerts_firing_counts(self, scope: str = "/"):
+        from collector.alerts.queries import alerts_firing_counts
+
+        return alerts_firing_counts(self, scope)
 
 
 def _aware(ts: datetime) -> datetime:
