@@ -148,7 +148,7 @@ def dingtalk_url(server: RobotServer) -> str:
 class SmtpSink:
     """aiosmtpd on a free loopback port, keeping each message it accepts."""
 
-    def __init__(self):
+    def __init__(self, tls_context=None):
         from aiosmtpd.controller import Controller
 
         self.messages: list = []
@@ -165,7 +165,9 @@ class SmtpSink:
         from tests.conftest import free_port
 
         self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        # With a TLS context the server offers STARTTLS and refuses mail until the client has used it.
+        extra = {"tls_context": tls_context, "require_starttls": True} if tls_context else {}
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **extra)
         self.controller.start()
 
     def wait_for(self, count: int = 1, timeout: float = 15.0) -> list:

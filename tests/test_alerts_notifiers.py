@@ -170,3 +170,25 @@ def test_alertmanager_v2_lists_the_alert_and_its_resolution(alertmanager):
     with urllib.request.urlopen(alertmanager + "/api/v2/alerts?active=true", timeout=5) as r:
         still = [a for a in json.load(r) if a["status"]["state"] == "active"]
     assert still == []
+
+
+def test_smtp_starttls_with_a_private_ca(tmp_path):
+    import ssl
+
+    from tests.certs import make_ca_and_cert
+
+    ca, cert, key = make_ca_and_cert(tmp_path, "127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    sink = SmtpSink(tls_context=context)
+    try:
+        base = {"type": "smtp", "host": "127.0.0.1", "port": sink.port, "from": "pointwatch@ybj.example",
+                "to": "xinxike@ybj.example"}
+        with pytest.raises(NotifyError):  # the relay insists on STARTTLS
+            notifier(base).send(payload())
+        with pytest.raises(NotifyError):  # the private CA is not in the system store
+            notifier({**base, "starttls": True}).send(payload())
+        notifier({**base, "starttls": True, "ca_bundle": str(ca)}).send(payload())
+        assert sink.wait_for(1)[0].rcpt_tos == ["xinxike@ybj.example"]
+    finally:
+        sink.close()

@@ -14,7 +14,7 @@ from collector.alerts.notifiers import Notifier, NotifyError
 class Smtp(Notifier):
     type = "smtp"
     required = ("host", "from", "to")
-    optional = ("port", "starttls", "ssl", "username", "password", "verify_tls")
+    optional = ("port", "starttls", "ssl", "username", "password", "verify_tls", "ca_bundle")
 
     def validate(self) -> None:
         super().validate()
@@ -37,7 +37,7 @@ class Smtp(Notifier):
     def send(self, payload: dict) -> None:
         host, use_ssl = self.opts["host"], bool(self.opts.get("ssl"))
         port = int(self.opts.get("port") or (465 if use_ssl else 25))
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=self.opts.get("ca_bundle") or None)  # a private CA
         if self.opts.get("verify_tls") is False:
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         try:
