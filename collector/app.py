@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 
 from agent import wire
 from collector import __version__, selfmetrics
-from collector.api import enroll, ingest, metrics, points, scores, ui
+from collector.api import alerts, enroll, ingest, metrics, points, scores, ui
 from collector.settings import Settings
 
 log = logging.getLogger("pointwatch.collector")
@@ -26,6 +26,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     app.state.store = store or settings.open_store()
     for module in (ingest, enroll, points, scores, metrics, ui):
         app.include_router(module.router)
+    alerts.install(app)  # GET /api/v1/alerts, silences; the alert worker runs with the app
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")
 
     @app.middleware("http")

@@ -51,3 +51,10 @@ for _reason in INGEST_REJECT_REASONS:
 for _kind in NOTIFIER_KINDS:
     NOTIFIER_OUTBOX.labels(_kind)
     NOTIFICATIONS_SENT.labels(_kind)
+
+# -- alerts (issue 7): evaluation after ingest and on the timer -----------------------------------------
+ALERT_EVALUATIONS = Counter("pointwatch_collector_alert_evaluations_total",
+                            "Alert evaluations, by trigger (ingest, timer) and outcome (ok, error).",
+                            ["trigger", "outcome"], registry=REGISTRY)
+ALERT_EVAL_BACKLOG = Gauge("pointwatch_collector_alert_evaluation_backlog",
+                           "Points waiting for alert evaluation after ingest.", registry=REGISTRY)

@@ -198,6 +198,45 @@ class Store:
     )
     from collector.store.series import check_series  # noqa: E402
 
+    # -- post-commit ingest hooks: alerts evaluate on ingest without ingest knowing about them ------------
+    def add_ingest_hook(self, hook) -> None:
+        """``hook(point_codes, received_at)`` runs after a batch with new reports has committed. It must be
+        quick (hand work to a thread); an exception in it is logged and never fails the ingest."""
+        self.__dict__.setdefault("_ingest_hooks", []).append(hook)
+
+    def ingest_reports(self, reports, received_at=None):  # noqa: F811 — wraps the store function bound above
+        from collector.store import ingest as _ingest
+
+        received_at = received_at or utcnow()
+        accepted, duplicates = _ingest.ingest_reports(self, reports, received_at)
+        if accepted:
+            codes = sorted({r.point_code for r in reports})
+            for hook in self.__dict__.get("_ingest_hooks", ()):
+                try:
+                    hook(codes, received_at)
+                except Exception:
+                    import logging
+
+                    logging.getLogger("pointwatch.store").exception("ingest_hook_failed hook=%r", hook)
+        return accepted, duplicates
+
+
+    # -- alert reads for /metrics (the alert tables live in collector/alerts) ---------------------------
+    def metrics_alerts(self, scope: str = "/"):
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        from collector.alerts.queries import metrics_alerts
+
+        try:
+            return metrics_alerts(self, scope)
+        except (OperationalError, ProgrammingError):  # a store the alert tables were never created in
+            return []
+
+    def alerts_firing_counts(self, scope: str = "/"):
+        from collector.alerts.queries import alerts_firing_counts
+
+        return alerts_firing_counts(self, scope)
+
 
 def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)

@@ -1,0 +1,113 @@
+"""The background half: ingest only drops point codes into a set; two threads do the rest.
+
+- the evaluator takes the set, evaluates each point, and runs the timer (silence, for-durations, mutes
+  that ended) every ``alerts.tick``;
+- the dispatcher claims queued notifications and hands them to a small pool of senders, so one slow or
+  dead robot delays neither ingest nor the other notifiers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from collector import selfmetrics
+from collector.alerts.dispatch import claim, deliver, queue_depth
+
+log = logging.getLogger("pointwatch.alerts")
+
+
+class AlertWorker:
+    def __init__(self, engine, send_threads: int = 4):
+        self.engine = engine
+        self.send_threads = send_threads
+        self._pending: set[str] = set()
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._inflight = 0
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._pool: ThreadPoolExecutor | None = None
+        engine.on_enqueued = self._wake.set
+
+    # the ingest hook: called after the batch committed, on the request's thread; must not block
+    def enqueue(self, codes, received_at=None) -> None:
+        with self._cond:
+            self._pending.update(codes)
+            selfmetrics.ALERT_EVAL_BACKLOG.set(len(self._pending))
+            self._cond.notify()
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._stop.clear()
+        self._pool = ThreadPoolExecutor(self.send_threads, thread_name_prefix="pw-notify")
+        for target, name in ((self._evaluate_loop, "pw-alert-eval"), (self._dispatch_loop, "pw-alert-dispatch")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+        if self._pool:
+            self._pool.shutdown(wait=True, cancel_futures=False)
+            self._pool = None
+
+    def _evaluate_loop(self) -> None:
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            with self._cond:
+                if not self._pending:
+                    self._cond.wait(timeout=max(0.0, next_tick - time.monotonic()))
+                codes, self._pending = self._pending, set()
+                selfmetrics.ALERT_EVAL_BACKLOG.set(0)
+            for code in sorted(codes):
+                self._run("ingest", self.engine.evaluate_point, code)
+            if time.monotonic() >= next_tick and not self._stop.is_set():
+                self._run("timer", self.engine.tick)
+                next_tick = time.monotonic() + self.engine.config.tick_s
+
+    def _run(self, trigger: str, fn, *args) -> None:
+        try:
+            fn(*args)
+            selfmetrics.ALERT_EVALUATIONS.labels(trigger, "ok").inc()
+        except Exception:  # the database may be away for a moment; the timer and next report retry
+            selfmetrics.ALERT_EVALUATIONS.labels(trigger, "error").inc()
+            log.exception("alert_evaluation_failed trigger=%s args=%s", trigger, args)
+
+    def _dispatch_loop(self) -> None:
+        while not self._stop.is_set():
+            jobs = []
+            self._wake.clear()  # before claiming: a wake-up during the claim is not lost
+            try:
+                with self._lock:
+                    room = self.send_threads * 2 - self._inflight
+                if room > 0:
+                    jobs = claim(self.engine, self.engine.clock(), limit=room)
+                for job in jobs:
+                    with self._lock:
+                        self._inflight += 1
+                    self._pool.submit(self._send, job)
+                queue_depth(self.engine)
+            except Exception:
+                log.exception("notification_dispatch_failed")
+            self._wake.wait(timeout=0.05 if jobs else 1.0)
+
+    def _send(self, job) -> None:
+        try:
+            deliver(self.engine, job)
+        except Exception:  # recording the outcome failed: the lease runs out and the row is sent again
+            log.exception("notification_record_failed id=%s", job[0])
+        finally:
+            with self._lock:
+                self._inflight -= 1
+            self._wake.set()

@@ -1,0 +1,180 @@
+"""GET /api/v1/alerts, silences (POST/GET/DELETE /api/v1/silences): region-scoped, silences admin-only
+and written to the audit log. ``install(app)`` also starts the alert worker with the app."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from collector.alerts import build
+from collector.alerts.config import DEFAULT_RULES, AlertConfigError, duration
+from collector.alerts.messages import SEVERITY_CN
+from collector.alerts.queries import (
+    create_silence,
+    expire_silence,
+    list_alerts,
+    list_silences,
+    notifications_for,
+)
+from collector.alerts.rules import TITLES
+from collector.alerts.worker import AlertWorker
+from collector.api.deps import get_store, require_reader, require_token
+from collector.regions import RegionError, is_within, normalize_path
+from collector.store import TokenInfo
+
+router = APIRouter(prefix="/api/v1", tags=["alerts"])
+STATES = ("open", "pending", "firing", "resolved", "all")
+
+
+def install(app: FastAPI) -> None:
+    """Add the routes and run the alert engine and its worker for the app's lifetime."""
+    engine = build(app.state.store, app.state.settings)
+    worker = AlertWorker(engine)
+    app.state.alerts, app.state.alert_worker = engine, worker
+    app.state.store.add_ingest_hook(worker.enqueue)
+    app.router.on_startup.append(worker.start)
+    app.router.on_shutdown.append(worker.stop)
+    app.include_router(router)
+
+
+async def require_admin(request: Request) -> TokenInfo:
+    info = await require_token(request)
+    if info.role != "admin":
+        raise HTTPException(403, detail=f"role '{info.role}' may not manage silences (admin only)")
+    return info
+
+
+def _scope(region: str, auth: TokenInfo) -> str | None:
+    try:
+        scope = normalize_path(region)
+    except RegionError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    if is_within(scope, auth.region_path):
+        return scope
+    return auth.region_path if is_within(auth.region_path, scope) else None
+
+
+def _iso(ts):
+    from agent.wire import rfc3339
+
+    return None if ts is None else rfc3339(ts)
+
+
+def alert_json(alert, point_name: str, mute: str | None, notes: list[dict]) -> dict:
+    return {
+        "id": alert.id, "fingerprint": alert.fingerprint, "rule": alert.rule, "title": TITLES.get(alert.rule),
+        "state": alert.state, "severity": alert.severity, "severity_cn": SEVERITY_CN.get(alert.severity),
+        "point": alert.point_code, "point_name": point_name, "region": alert.region_path,
+        "check": alert.check, "target": alert.target, "summary": alert.summary, "value": alert.value,
+        "since": _iso(alert.pending_since), "fired_at": _iso(alert.fired_at), "resolved_at": _iso(alert.resolved_at),
+        "notified_at": _iso(alert.notified_at), "muted": mute,
+        "notifications": [{**n, "sent_at": _iso(n["sent_at"])} for n in notes],
+    }
+
+
+@router.get("/alerts")
+async def get_alerts(request: Request, region: str = "/", state: str = "open", point: str | None = None,
+                     limit: int = Query(500, ge=1, le=5000), auth: TokenInfo = Depends(require_reader)):
+    if state not in STATES:
+        raise HTTPException(422, detail=f"state: one of {', '.join(STATES)}")
+    scope = _scope(region, auth)
+    if scope is None:
+        return {"alerts": []}
+    engine = request.app.state.alerts
+    store = get_store(request)
+
+    def read():
+        rows = list_alerts(store, scope, state, point, limit)
+        notes = notifications_for(store, [a.id for a, _ in rows])
+        now = engine.clock()
+        with store.session() as s:
+            silences = engine.active_silences(s, now)
+        by_point: dict[str, list] = {}
+        for a, _ in rows:
+            by_point.setdefault(a.point_code, []).append(a)
+        out = []
+        for a, name in rows:
+            mute = engine.mute_reason(a, by_point[a.point_code], silences, now) if a.state == "firing" else None
+            out.append(alert_json(a, name, mute, notes.get(a.id, [])))
+        return out
+
+    return {"alerts": await run_in_threadpool(read)}
+
+
+class SilenceIn(BaseModel):
+    reason: str = Field(min_length=2, max_length=1000, description="why (shown to everyone, audited)")
+    point: str | None = Field(None, max_length=40, description="one point's code")
+    region: str | None = Field(None, max_length=400, description="a region path; default: the caller's region")
+    rule: str | None = Field(None, description="one rule id; default: every rule")
+    target: str | None = Field(None, max_length=200)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    duration: str | None = Field(None, description="instead of ends_at: 30m, 2h, 3d")
+
+
+def silence_json(row) -> dict:
+    return {"id": row.id, "region": row.region_path, "point": row.point_code, "rule": row.rule,
+            "target": row.target, "reason": row.reason, "created_by": row.created_by,
+            "created_at": _iso(row.created_at), "starts_at": _iso(row.starts_at), "ends_at": _iso(row.ends_at),
+            "expired_by": row.expired_by}
+
+
+@router.post("/silences", status_code=201)
+async def post_silence(body: SilenceIn, request: Request, auth: TokenInfo = Depends(require_admin)):
+    store, engine = get_store(request), request.app.state.alerts
+    now = engine.clock()
+    if body.rule and body.rule not in DEFAULT_RULES:
+        raise HTTPException(422, detail=f"rule: one of {', '.join(DEFAULT_RULES)}")
+    starts = body.starts_at or now
+    try:
+        ends = body.ends_at or (starts + timedelta(seconds=duration(body.duration, "duration"))
+                                if body.duration else None)
+    except AlertConfigError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    if ends is None:
+        raise HTTPException(422, detail="a silence needs ends_at or duration: it must expire")
+    for name, ts in (("starts_at", starts), ("ends_at", ends)):
+        if ts.tzinfo is None:
+            raise HTTPException(422, detail=f"{name} needs a time zone (RFC 3339)")
+    if ends <= max(starts, now) or ends - starts > timedelta(days=90):
+        raise HTTPException(422, detail="ends_at must be in the future and at most 90 days after starts_at")
+    region = body.region or auth.region_path
+    if body.point:
+        summary = await run_in_threadpool(store.point_summary, body.point)
+        if summary is None or not is_within(summary.region_path, auth.region_path):
+            raise HTTPException(404, detail="no such point")
+        region = summary.region_path
+    try:
+        region = normalize_path(region)
+    except RegionError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    if not is_within(region, auth.region_path):
+        raise HTTPException(403, detail="a silence must lie within your own region")
+    source = request.client.host if request.client else None
+    row = await run_in_threadpool(lambda: create_silence(
+        store, actor=f"token:{auth.id}", source=source, region_path=region, point_code=body.point,
+        rule=body.rule, target=body.target, reason=body.reason, starts_at=starts.astimezone(timezone.utc),
+        ends_at=ends.astimezone(timezone.utc), now=now))
+    return silence_json(row)
+
+
+@router.get("/silences")
+async def get_silences(request: Request, expired: bool = False, auth: TokenInfo = Depends(require_reader)):
+    engine = request.app.state.alerts
+    rows = await run_in_threadpool(list_silences, get_store(request), auth.region_path, engine.clock(), expired)
+    return {"silences": [silence_json(r) for r in rows]}
+
+
+@router.delete("/silences/{silence_id}")
+async def delete_silence(silence_id: int, request: Request, auth: TokenInfo = Depends(require_admin)):
+    engine = request.app.state.alerts
+    source = request.client.host if request.client else None
+    row = await run_in_threadpool(lambda: expire_silence(
+        get_store(request), silence_id, actor=f"token:{auth.id}", source=source, scope=auth.region_path,
+        now=engine.clock()))
+    if row is None:
+        raise HTTPException(404, detail="no such silence")
+    return silence_json(row)

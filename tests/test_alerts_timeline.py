@@ -1,0 +1,289 @@
+"""Alert timelines driven by synthetic report streams through the store's real ingest path, on an
+injected clock: fire, resolve, de-duplication, flap damping, silence of a point, for-durations,
+inhibition, silences, overnight maintenance windows, and a notifier outage across a restart."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from agent.wire import Fingerprint, Host, Report, Result
+from collector.alerts import AlertEngine, parse
+from collector.alerts.dispatch import dispatch_all
+from collector.alerts.models import Alert, Notification, create_tables
+from collector.alerts.queries import alerts_firing_counts, create_silence, expire_silence
+from collector.store import Store
+from tests.alerts_receivers import RobotServer
+
+POINT, OTHER = "620123001001", "620123002001"
+REGION, OTHER_REGION = "甘肃省/兰州市/榆中县/城关镇/东关村", "甘肃省/兰州市/城关区/某镇/某村"
+MONDAY_10_BJ = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)  # 10:00 in Beijing
+
+HEALTHY = {
+    ("net.core.icmp", "核心网关"): ("ok", 0.012, {"loss_ratio": 0.0, "rtt_avg_s": 0.012}),
+    ("net.core.tcp", "省医保信息平台"): ("ok", 0.013, {}),
+    ("isolation.internet", "互联网隔离"): ("ok", 0, {}),
+    ("usage.processes", "禁用软件"): ("ok", 0, {}),
+    ("device.kiosk", "自助服务一体机"): ("ok", 1, {"present": True}),
+}
+
+
+class Clock:
+    def __init__(self, t: datetime):
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, **kw) -> None:
+        self.t += timedelta(**kw)
+
+
+class Rig:
+    """A store, an engine on a fake clock, the ingest hook, and a real HTTP receiver as the notifier."""
+
+    def __init__(self, tmp_path, robot: RobotServer, alerts: dict | None = None, url: str | None = None):
+        self.store = Store(url or f"sqlite:///{tmp_path / 'pw.db'}")
+        self.store.create_schema()
+        create_tables(self.store.engine)
+        self.store.upsert_point(POINT, "东关村医保服务点", REGION, report_interval_s=60)
+        self.store.upsert_point(OTHER, "某村医保服务点", OTHER_REGION, report_interval_s=60)
+        self.clock = Clock(MONDAY_10_BJ)
+        self.robot = robot
+        cfg = {"notifiers": [{"name": "hook", "type": "webhook", "url": robot.url + "/hook", "backoff": "1s"}],
+               **(alerts or {})}
+        self.engine = AlertEngine(self.store, parse(cfg), public_url="http://10.10.1.5:8443", clock=self.clock)
+        self.pending: set[str] = set()
+        self.store.add_ingest_hook(lambda codes, at: self.pending.update(codes))
+        self.seq = 0
+
+    def report(self, code: str = POINT, **faults) -> None:
+        """One report of every healthy result, with ``faults`` {check: (status, value, details)} overriding."""
+        self.seq += 1
+        now = self.clock()
+        rows = dict(HEALTHY)
+        for check, fault in faults.items():
+            check = check.replace("__", ".")
+            key = next((k for k in rows if k[0] == check), (check, "本机"))
+            rows[key] = fault
+        results = [Result(check=c, target=t, status=st, message=f"{c} {st}", value=v, details=d, observed_at=now)
+                   for (c, t), (st, v, d) in rows.items()]
+        host = Host(hostname="YB-PC", os="Windows 10", fingerprint=Fingerprint("m", "SN", []))
+        report = Report(report_id=str(uuid.uuid4()), seq=self.seq, agent_id="a-" + code, point_code=code,
+                        agent_version="0.1.0", collected_at=now, sent_at=now, host=host, results=results)
+        self.store.ingest_reports([report], received_at=now)
+        self.drain()
+
+    def drain(self) -> None:
+        codes, self.pending = sorted(self.pending), set()
+        for code in codes:
+            self.engine.evaluate_point(code)
+        dispatch_all(self.engine)
+
+    def tick(self) -> None:
+        self.engine.tick()
+        dispatch_all(self.engine)
+
+    def messages(self) -> list[tuple[str, str, str]]:
+        return [(m["body"]["event"], m["body"]["rule"], m["body"]["point_code"]) for m in self.robot.of("hook")]
+
+    def alerts(self, **where) -> list[Alert]:
+        from sqlalchemy import select
+
+        with self.store.session() as s:
+            stmt = select(Alert)
+            for k, v in where.items():
+                stmt = stmt.where(getattr(Alert, k) == v)
+            return list(s.scalars(stmt.order_by(Alert.id)))
+
+
+@pytest.fixture
+def robot():
+    server = RobotServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def rig(tmp_path, robot):
+    r = Rig(tmp_path, robot)
+    yield r
+    r.store.close()
+
+
+FAIL = ("fail", 1, {})
+
+
+def test_fires_once_and_resolves_with_a_chinese_message(rig):
+    rig.report()
+    assert rig.messages() == [] and rig.alerts() == []
+    rig.clock.advance(minutes=1)
+    rig.report(usage__processes=("fail", 1, {"forbidden": [{"name": "向日葵"}]}))
+    assert rig.messages() == [("firing", "forbidden_software", POINT)]
+    body = rig.robot.of("hook")[0]["body"]
+    assert body["link"] == f"http://10.10.1.5:8443/points/{POINT}"
+    assert "东关村医保服务点" in body["text"] and REGION in body["text"] and "专用违规" in body["subject"]
+    assert "2026-03-02 10:01:00" in body["text"]  # since when, in Beijing time
+    for _ in range(3):  # the same fault again: one alert, no second page
+        rig.clock.advance(minutes=1)
+        rig.report(usage__processes=FAIL)
+    assert len(rig.messages()) == 1 and len(rig.alerts(state="firing")) == 1
+    assert alerts_firing_counts(rig.store, "甘肃省/兰州市/榆中县") == {REGION: {"critical": 1}}
+    assert alerts_firing_counts(rig.store, "甘肃省/兰州市/城关区") == {}
+    rig.clock.advance(minutes=1)
+    rig.report()
+    assert rig.messages()[-1] == ("resolved", "forbidden_software", POINT)
+    assert "已恢复" in rig.robot.of("hook")[-1]["body"]["subject"]
+    assert [a.state for a in rig.alerts()] == ["resolved"] and alerts_firing_counts(rig.store) == {}
+
+
+def test_flapping_core_link_is_damped(rig):
+    # core_unreachable: 2 failing reports to fire, 2 clean ones to resolve.
+    for status in ("fail", "ok", "fail", "ok", "fail", "ok"):
+        rig.clock.advance(minutes=1)
+        rig.report(net__core__tcp=(status, None, {}))
+    assert rig.messages() == [] and rig.alerts() == []
+    for _ in range(2):
+        rig.clock.advance(minutes=1)
+        rig.report(net__core__tcp=FAIL)
+    assert rig.messages() == [("firing", "core_unreachable", POINT)]
+    for status in ("ok", "fail", "ok", "fail"):
+        rig.clock.advance(minutes=1)
+        rig.report(net__core__tcp=(status, None, {}))
+    assert len(rig.messages()) == 1 and rig.alerts()[0].state == "firing"
+    for _ in range(2):
+        rig.clock.advance(minutes=1)
+        rig.report()
+    assert rig.messages()[-1] == ("resolved", "core_unreachable", POINT)
+
+
+def test_silent_point_fires_on_the_timer_and_resolves_on_the_next_report(rig):
+    rig.report()
+    rig.clock.advance(minutes=3)
+    rig.tick()
+    assert rig.messages() == []  # exactly 3 intervals: not yet
+    rig.clock.advance(seconds=5)
+    rig.tick()
+    rig.tick()
+    assert rig.messages() == [("firing", "point_silent", POINT)]
+    assert "没有收到该服务点的上报" in rig.robot.of("hook")[0]["body"]["summary"]
+    rig.clock.advance(minutes=10)
+    rig.report()
+    assert rig.messages()[-1] == ("resolved", "point_silent", POINT)
+
+
+def test_degraded_link_waits_for_its_for_duration(rig):
+    for minute in range(5):
+        rig.report(net__core__icmp=("warn", 0.4, {"loss_ratio": 0.33}))
+        rig.tick()
+        assert rig.messages() == [], f"paged after {minute} min"
+        rig.clock.advance(minutes=1)
+    rig.report(net__core__icmp=("warn", 0.4, {"loss_ratio": 0.33}))  # 5 min since the first: for: 5m
+    assert rig.messages() == [("firing", "core_degraded", POINT)]
+
+
+def test_inhibition_unreachable_mutes_degraded_and_silence_mutes_devices(tmp_path, robot):
+    rig = Rig(tmp_path, robot, {"rules": {"core_degraded": {"for": "0s"}, "device_missing": {"for": "5m"}}})
+    for _ in range(2):
+        rig.report(net__core__tcp=FAIL, net__core__icmp=("warn", 0.5, {"loss_ratio": 0.67}))
+        rig.clock.advance(minutes=1)
+    assert {a.rule: a.state for a in rig.alerts()} == {"core_unreachable": "firing", "core_degraded": "firing"}
+    assert rig.messages() == [("firing", "core_unreachable", POINT)]
+    # The point reports a missing kiosk twice and then falls silent; the kiosk's for-duration ends while the
+    # point is silent, so only the silence pages.
+    for _ in range(2):
+        rig.report(net__core__tcp=FAIL, device__kiosk=FAIL)
+        rig.clock.advance(minutes=1)
+    for _ in range(5):
+        rig.clock.advance(minutes=1)
+        rig.tick()
+    assert {a.rule: a.state for a in rig.alerts(state="firing")}.get("device_missing") == "firing"
+    assert [m for m in rig.messages() if m[1] != "core_unreachable"] == [("firing", "point_silent", POINT)]
+    rig.store.close()
+
+
+def test_silence_mutes_until_it_is_expired_and_is_audited(rig):
+    from sqlalchemy import select
+
+    from collector.store import models as m
+
+    now = rig.clock()
+    sil = create_silence(rig.store, actor="token:1", source="127.0.0.1", region_path=REGION, point_code=POINT,
+                         rule="internet_reachable", target=None, reason="信息科现场排查，临时接入外网",
+                         starts_at=now, ends_at=now + timedelta(hours=2), now=now)
+    rig.report(isolation__internet=FAIL, code=POINT)
+    rig.report(isolation__internet=FAIL, code=OTHER)  # not silenced: another point
+    assert rig.messages() == [("firing", "internet_reachable", OTHER)]
+    rig.clock.advance(minutes=2)
+    rig.tick()
+    assert len(rig.messages()) == 1
+    expire_silence(rig.store, sil.id, actor="token:1", source=None, scope="/", now=rig.clock())
+    rig.tick()
+    assert rig.messages()[-1] == ("firing", "internet_reachable", POINT)
+    with rig.store.session() as s:
+        actions = [a.action for a in s.scalars(select(m.AuditEntry).order_by(m.AuditEntry.id))]
+    assert actions == ["silence.create", "silence.expire"]
+
+
+def test_village_clinic_closed_overnight_does_not_page(tmp_path, robot):
+    window = {"name": "村卫生室下班", "regions": ["甘肃省/兰州市/榆中县"], "daily": "18:00-08:00",
+              "timezone": "Asia/Shanghai"}
+    rig = Rig(tmp_path, robot, {"maintenance": [window]})
+    rig.clock.t = datetime(2026, 3, 2, 9, 50, tzinfo=timezone.utc)  # 17:50 Beijing
+    while rig.clock().astimezone(timezone(timedelta(hours=8))).hour < 18:
+        rig.report(code=POINT)
+        rig.report(code=OTHER)
+        rig.clock.advance(minutes=1)
+    # Both PCs are switched off at 18:00; one at 20:00 shows remote-control software (someone stayed late).
+    for _ in range(27):  # ticks every 30 minutes through the night, until 07:30
+        rig.clock.advance(minutes=30)
+        rig.tick()
+        if rig.clock().hour == 12:  # 20:00 Beijing
+            rig.report(code=POINT, usage__processes=FAIL)
+    assert ("firing", "point_silent", OTHER) in rig.messages()  # no window for the other county
+    assert [m for m in rig.messages() if m[2] == POINT] == []
+    assert {a.rule for a in rig.alerts(point_code=POINT, state="firing")} == {"point_silent", "forbidden_software"}
+    # 08:00: the window ends. The software alert is still firing: it pages now. The silence count restarts
+    # at 08:00, and the PC reports at 08:02, so the silence never pages.
+    rig.clock.t = datetime(2026, 3, 3, 0, 0, 30, tzinfo=timezone.utc)
+    rig.tick()
+    assert [m for m in rig.messages() if m[2] == POINT] == [("firing", "forbidden_software", POINT)]
+    rig.clock.advance(minutes=2)
+    rig.report(code=POINT)
+    rig.clock.advance(minutes=2)
+    rig.tick()
+    assert [m for m in rig.messages() if m[2] == POINT] == [("firing", "forbidden_software", POINT),
+                                                            ("resolved", "forbidden_software", POINT)]
+    assert not rig.alerts(point_code=POINT, rule="point_silent", state="firing")
+    rig.store.close()
+
+
+def test_notifier_outage_retries_and_survives_a_restart(tmp_path, robot):
+    from collector import selfmetrics
+
+    def count(outcome):
+        if outcome == "sent":
+            return selfmetrics.REGISTRY.get_sample_value("pointwatch_collector_notifications_sent_total",
+                                                         {"notifier": "webhook"}) or 0
+        return selfmetrics.REGISTRY.get_sample_value("pointwatch_collector_notifier_failures_total",
+                                                     {"notifier": "webhook", "reason": "http_status"}) or 0
+
+    before, sent_before = count("retry"), count("sent")
+    rig = Rig(tmp_path, robot)
+    robot.fail_next["hook"] = 2
+    rig.report(isolation__internet=FAIL)
+    assert rig.messages() == [] and count("retry") == before + 1
+    # The collector restarts: a new engine on the same store finds the queued message and sends it.
+    engine2 = AlertEngine(rig.store, rig.engine.config, clock=rig.clock)
+    rig.clock.advance(seconds=3)
+    dispatch_all(engine2)  # second refusal
+    rig.clock.advance(seconds=10)
+    dispatch_all(engine2)
+    assert rig.messages() == [("firing", "internet_reachable", POINT)]
+    assert count("retry") == before + 2 and count("sent") == sent_before + 1
+    with rig.store.session() as s:
+        row = s.query(Notification).one()
+        assert (row.status, row.attempts) == ("sent", 3)
+    rig.store.close()
