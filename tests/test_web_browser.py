@@ -179,3 +179,14 @@ def test_point_page_has_the_score_sheet(page, site):
     sheet = page.locator("section.sheet")
     assert "评分表" in sheet.inner_text() and "人工评审" in sheet.inner_text()
     assert sheet.locator("tbody tr").count() >= 20
+
+
+def test_alerts_page_lists_firing_alerts(page, site):
+    _, sims = site
+    page.goto(page.base + "/alerts")
+    table = page.locator("table.alerts")
+    table.wait_for()
+    text = table.inner_text()
+    assert sims[5].code in text and "告警中" in text  # remote-control software pages at once
+    page.click("nav.tabs a:has-text('已恢复')")
+    page.wait_for_url("**state=resolved**")

@@ -83,25 +83,25 @@ async def get_alerts(request: Request, region: str = "/", state: str = "open", p
     scope = _scope(region, auth)
     if scope is None:
         return {"alerts": []}
-    engine = request.app.state.alerts
-    store = get_store(request)
+    return {"alerts": await run_in_threadpool(alert_views, request.app.state.alerts, get_store(request), scope,
+                                              state, point, limit)}
 
-    def read():
-        rows = list_alerts(store, scope, state, point, limit)
-        notes = notifications_for(store, [a.id for a, _ in rows])
-        now = engine.clock()
-        with store.session() as s:
-            silences = engine.active_silences(s, now)
-        by_point: dict[str, list] = {}
-        for a, _ in rows:
-            by_point.setdefault(a.point_code, []).append(a)
-        out = []
-        for a, name in rows:
-            mute = engine.mute_reason(a, by_point[a.point_code], silences, now) if a.state == "firing" else None
-            out.append(alert_json(a, name, mute, notes.get(a.id, [])))
-        return out
 
-    return {"alerts": await run_in_threadpool(read)}
+def alert_views(engine, store, scope: str, state: str, point: str | None, limit: int) -> list[dict]:
+    """Alerts beneath a scope as the API and the web page show them: why muted, what was sent."""
+    rows = list_alerts(store, scope, state, point, limit)
+    notes = notifications_for(store, [a.id for a, _ in rows])
+    now = engine.clock()
+    with store.session() as s:
+        silences = engine.active_silences(s, now)
+    by_point: dict[str, list] = {}
+    for a, _ in rows:
+        by_point.setdefault(a.point_code, []).append(a)
+    out = []
+    for a, name in rows:
+        mute = engine.mute_reason(a, by_point[a.point_code], silences, now) if a.state == "firing" else None
+        out.append(alert_json(a, name, mute, notes.get(a.id, [])))
+    return out
 
 
 class SilenceIn(BaseModel):

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
@@ -49,7 +49,20 @@ def fmtvalue(value, unit) -> str:
     return format_value(value, unit)
 
 
+def cst(ts) -> str:
+    """An RFC 3339 string or datetime as China time, the way staff read clocks."""
+    from collector.timeutil import CHINA
+
+    if not ts:
+        return "—"
+    if isinstance(ts, str):
+        ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(CHINA).strftime("%m-%d %H:%M")
+
+
 templates.env.filters["ago"] = ago
+templates.env.filters["cst"] = cst
 templates.env.filters["fmtvalue"] = fmtvalue
 templates.env.globals.update(
     version=__version__, state_label=labels.STATE_LABEL, status_label=labels.STATUS_LABEL,
@@ -132,6 +145,86 @@ async def scores_page(request: Request, region: str = "/", since: str = Query(""
         scope = "/"
     return render(request, "scores.html", {"result": result, "scope": scope, "since": since, "until": until,
                                            "error": error}, nav="scores")
+
+
+ALERT_TABS = (("open", "当前告警"), ("firing", "已触发"), ("pending", "待确认"), ("resolved", "已恢复"))
+ALERT_STATE_LABEL = {"firing": "告警中", "pending": "待确认", "resolved": "已恢复"}
+ALERT_STATE_CLASS = {"firing": "s-fail", "pending": "s-warn", "resolved": "s-ok"}
+NOTIFY_LABEL = {"sent": "已发送", "queued": "排队重试", "sending": "发送中", "failed": "发送失败"}
+
+
+def _user_scope(request: Request) -> str:
+    user = page_user(request)
+    return getattr(user, "region_path", "/") if user else "/"
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+async def alerts_page(request: Request, state: str = "open", notice: str = "", error: str = ""):
+    from collector.alerts.queries import list_silences
+    from collector.alerts.rules import TITLES
+    from collector.api.alerts import alert_views
+
+    if state not in dict(ALERT_TABS):
+        state = "open"
+    store, engine = get_store(request), request.app.state.alerts
+    scope = _user_scope(request)
+    alerts = await run_in_threadpool(alert_views, engine, store, scope, state, None, 500)
+    silences = await run_in_threadpool(list_silences, store, scope, engine.clock())
+    user = page_user(request)
+    return render(request, "alerts.html", {
+        "alerts": alerts, "silences": silences, "state": state, "tabs": ALERT_TABS, "rule_titles": TITLES,
+        "alert_state_label": ALERT_STATE_LABEL, "alert_state_class": ALERT_STATE_CLASS, "notify_label": NOTIFY_LABEL,
+        "is_admin": bool(user and user.role == "admin"), "notice": notice[:200], "error": error[:200]},
+        nav="alerts", live=LIVE_SECONDS)
+
+
+def _require_page_admin(request: Request):
+    user = page_user(request)
+    if not user or user.role != "admin":
+        raise HTTPException(403, detail="只有管理员可以设置或解除告警屏蔽")
+    return user
+
+
+@router.post("/alerts/silence")
+async def silence_from_page(request: Request, point: str = Form(...), rule: str = Form(""),
+                            reason: str = Form(...), duration: str = Form("2h")):
+    from collector.alerts.config import AlertConfigError
+    from collector.alerts.config import duration as parse_duration
+    from collector.alerts.queries import create_silence
+    from collector.regions import is_within
+
+    user = _require_page_admin(request)
+    store, engine = get_store(request), request.app.state.alerts
+    summary = await run_in_threadpool(store.point_summary, point)
+    if summary is None or not is_within(summary.region_path, user.region_path):
+        raise HTTPException(404, detail="没有这个服务点")
+    reason = reason.strip()
+    try:
+        seconds = parse_duration(duration, "duration")
+    except AlertConfigError:
+        seconds = 0
+    if len(reason) < 2 or not 0 < seconds <= 90 * 86400:
+        return RedirectResponse("/alerts?" + urlencode({"error": "请填写屏蔽原因并选择时长"}), status_code=303)
+    now = engine.clock()
+    await run_in_threadpool(lambda: create_silence(
+        store, actor=user.name, source=request.client.host if request.client else None,
+        region_path=summary.region_path, point_code=point, rule=rule or None, target=None, reason=reason[:1000],
+        starts_at=now, ends_at=now + timedelta(seconds=seconds), now=now))
+    return RedirectResponse("/alerts?" + urlencode({"notice": f"已屏蔽 {summary.name} 的告警"}), status_code=303)
+
+
+@router.post("/alerts/silence/{silence_id}/expire")
+async def expire_from_page(silence_id: int, request: Request):
+    from collector.alerts.queries import expire_silence
+
+    user = _require_page_admin(request)
+    store, engine = get_store(request), request.app.state.alerts
+    row = await run_in_threadpool(lambda: expire_silence(
+        store, silence_id, actor=user.name, source=request.client.host if request.client else None,
+        scope=user.region_path, now=engine.clock()))
+    if row is None:
+        raise HTTPException(404, detail="没有这个屏蔽")
+    return RedirectResponse("/alerts?" + urlencode({"notice": "屏蔽已解除"}), status_code=303)
 
 
 @router.get("/ui/points/{code}/series")
