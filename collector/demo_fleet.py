@@ -155,15 +155,26 @@ def simulate_results(sim: SimPoint) -> list[Result]:
 
 
 def _device(kind: str, name: str, up: bool) -> Result:
+    # The details have the shape of agent/checks/devices: present, working and one entry per probe method.
+    if kind == "scanner":
+        methods = [{"method": "usb", "answered": up, "status": "ok" if up else "fail",
+                    "message": "USB 设备 04c5:1476 在位" if up else "未发现 USB 设备 04c5:1476"}]
+    else:
+        methods = [{"method": "icmp", "answered": up, "status": "ok" if up else "fail",
+                    "message": "响应正常" if up else "无响应"},
+                   {"method": "tcp", "answered": up, "status": "ok" if up else "fail",
+                    "message": "端口 8080 连接成功" if up else "端口 8080 连接超时"}]
+    details = {"kind": kind, "required": True, "present": up, "working": up, "methods": methods}
     if up:
-        return _result(f"device.{kind}", name, "ok", f"{name}在线，工作正常", 1, None, present=True, working=True)
-    return _result(f"device.{kind}", name, "fail", f"{name}离线：ICMP 与 TCP 8080 均无响应", 0, None,
-                   present=False, working=False)
+        return _result(f"device.{kind}", name, "ok", f"{name}正常", 1, None, **details)
+    return _result(f"device.{kind}", name, "fail", f"{name}未检测到：ICMP 与 TCP 8080 均无响应", 0, None, **details)
 
 
 def _printer(toner: float) -> Result:
-    supplies = [{"description": "黑色墨粉", "level": round(toner * 100), "max": 100, "ratio": round(toner, 3)},
-                {"description": "硒鼓", "level": 70, "max": 100, "ratio": 0.7}]
+    supplies = [{"index": "1.1", "description": "黑色墨粉", "type": "toner", "level": round(toner * 100),
+                 "max_capacity": 100, "ratio": round(toner, 3), "state": "measured"},
+                {"index": "1.2", "description": "硒鼓", "type": "opc", "level": 70, "max_capacity": 100, "ratio": 0.7,
+                 "state": "measured"}]
     if toner <= 0.0:
         return _result("device.printer", "打印机", "fail", "打印机故障：无墨粉", 0, None, supplies=supplies,
                        conditions=["no_toner"])

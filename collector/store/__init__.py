@@ -186,6 +186,7 @@ class Store:
 
     # -- ingest and reads live in their own modules, bound here so callers see one seam -------------
     from collector.store.ingest import ingest_reports  # noqa: E402
+    from collector.store.overview import overview  # noqa: E402
     from collector.store.queries import (  # noqa: E402
         latest_for_point,
         list_points,
@@ -194,6 +195,7 @@ class Store:
         point_summary,
         reports_for_point,
     )
+    from collector.store.series import check_series  # noqa: E402
 
 
 def _aware(ts: datetime) -> datetime:

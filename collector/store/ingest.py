@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import timezone
+from datetime import timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from agent.wire import Report, _jsonable
 from collector.store import models as m
+from collector.store.queries import SILENCE_INTERVALS
 
 GENESIS = ""  # prev_digest of a point's first report
 
@@ -60,7 +61,19 @@ def ingest_reports(self, reports: list[Report], received_at=None) -> tuple[int, 
                 except IntegrityError:
                     # Another collector stored the same report_id between our check and insert.
                     duplicates += 1
+            _summarize_state(s, state, latest, received_at)
     return accepted, duplicates
+
+
+def _summarize_state(s, state: m.PointState, latest: dict, received_at) -> None:
+    counts = {"ok": 0, "warn": 0, "fail": 0, "error": 0}
+    for row in latest.values():
+        counts[row.status] = counts.get(row.status, 0) + 1
+    state.n_ok, state.n_warn, state.n_fail, state.n_error = (counts["ok"], counts["warn"], counts["fail"],
+                                                             counts["error"])
+    if state.last_received_at is not None:
+        interval = s.scalar(select(m.Point.report_interval_s).where(m.Point.code == state.point_code)) or 60
+        state.silent_after = received_at + timedelta(seconds=SILENCE_INTERVALS * interval)
 
 
 def _store_one(s, state: m.PointState, latest: dict, report: Report, received_at) -> None:
