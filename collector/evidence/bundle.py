@@ -31,7 +31,7 @@ from collector.evidence import adapters, pdf, xlsx
 from collector.evidence.chain import EDITED_CN, LINK_CN, ChainWalk
 from collector.evidence.keys import key_id, public_b64
 from collector.evidence.period import Period, iso
-from collector.evidence.sheet import build_sheet
+from collector.evidence.sheet import build_sheet, lookback
 from collector.store import queries as q
 
 FORMAT = "pointwatch-evidence/1"
@@ -139,8 +139,9 @@ def export_point_files(store, bw: BundleWriter, code: str, period: Period, commo
         raise ExportError(f"no point with code '{code}'")
     base = f"points/{code}/"
     chain, changes = write_reports(store, bw, base + "reports.jsonl", code, period)
-    sheet = build_sheet(reg["profile"], q.stream_observations(store, code, period.start, period.end), period,
-                        reg["report_interval_s"] or 60)
+    interval = reg["report_interval_s"] or 60
+    sheet = build_sheet(reg["profile"], q.stream_observations(store, code, period.start - lookback(interval),
+                                                              period.end), period, interval)
     for s in sheet.dedicated() + sheet.devices():
         if s.counts["fail"] or s.counts["error"] or s.counts["warn"]:
             s.messages = q.last_messages(store, code, period.start, period.end, s.check, s.target)

@@ -52,7 +52,7 @@ def _styles():
     from reportlab.lib import colors
     from reportlab.lib.styles import ParagraphStyle
 
-    base = ParagraphStyle("base", fontName=FONT, fontSize=8.5, leading=11, wordWrap="CJK")
+    base = ParagraphStyle("base", fontName=FONT, bulletFontName=FONT, fontSize=8.5, leading=11, wordWrap="CJK")
     return {
         "base": base,
         "title": ParagraphStyle("title", parent=base, fontSize=15, leading=20, alignment=1, spaceAfter=4),
@@ -116,13 +116,13 @@ def point_flowables(ctx, st) -> list:
     rows = [["项目", "评价指标", "具体内容", "分值", "得分", "依据"]]
     for r in sheet.rows:
         earned = _pts(r.earned) if r.state != "manual" else ""
-        rows.append([r.category, r.indicator, r.content, _pts(r.points), earned,
-                     f"{STATE_CN.get(r.state, r.state)}。{r.basis}"])
+        basis = r.basis if r.state == "manual" else f"{STATE_CN.get(r.state, r.state)}。{r.basis}"
+        rows.append([r.category, r.indicator, r.content, _pts(r.points), earned, basis])
     if sheet.rows:
         rows.append(["合计", "", f"满分 {sheet.total:g} 分：监测自动评分项 {sheet.automatic_points:g} 分，"
                      f"人工评审项 {sheet.manual_points:g} 分", _pts(sheet.total), _pts(sheet.earned),
                      "自动项得分；人工项由评审组现场评定后填入“得分”栏"])
-    out.append(_table(rows, [16 * mm, 20 * mm, 52 * mm, 11 * mm, 11 * mm, 70 * mm], st))
+    out.append(_table(rows, [19 * mm, 20 * mm, 52 * mm, 10 * mm, 10 * mm, 69 * mm], st))
     if sheet.reported_share is not None:
         out.append(Paragraph(_esc(f"期间内有报告的时段占比 {sheet.reported_share * 100:.2f}%（无报告的时段不得分）。"),
                              st["small"]))
@@ -180,7 +180,6 @@ def render(flow_builder, ctx) -> bytes:
     """Build a PDF from ``flow_builder(ctx, styles)`` (or a list of such (builder, ctx) pairs)."""
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
-    from reportlab.pdfgen.canvas import Canvas
     from reportlab.platypus import SimpleDocTemplate
 
     _register()
@@ -188,7 +187,7 @@ def render(flow_builder, ctx) -> bytes:
     buf = io.BytesIO()
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=12 * mm, rightMargin=12 * mm, topMargin=12 * mm,
                             bottomMargin=14 * mm, title="pointwatch evidence", author="pointwatch",
-                            invariant=1)
+                            invariant=1, initialFontName=FONT)
     parts = flow_builder if isinstance(flow_builder, list) else [(flow_builder, ctx)]
     story = []
     for builder, c in parts:
@@ -200,6 +199,5 @@ def render(flow_builder, ctx) -> bytes:
         canvas.setFont(FONT, 7.5)
         canvas.drawRightString(A4[0] - 12 * mm, 7 * mm, f"第 {canvas.getPageNumber()} 页 · pointwatch 证据数据包")
 
-    doc.build(story, onFirstPage=footer, onLaterPages=footer,
-              canvasmaker=functools.partial(Canvas, initialFontName=FONT))
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buf.getvalue()

@@ -9,7 +9,7 @@ per-(check, target) record shown in the 专网专机专用 and device sections, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from collector.evidence.period import Period, local
 
@@ -81,27 +81,40 @@ class PointSheet:
         return [s for k, s in sorted(self.series.items()) if k[0].startswith("device.")]
 
 
-def _tee(observations, series: dict):
-    """Yield observations to the engine unchanged while keeping per-series counts."""
+def lookback(interval_s: float) -> timedelta:
+    """How far before the period to read, so the engine sees the state the period opens with."""
+    try:
+        from collector.scoring.engine import DEFAULT_MAX_AGE
+    except ImportError:
+        DEFAULT_MAX_AGE = {"": 3 * 3600.0}
+    return timedelta(seconds=max(max(DEFAULT_MAX_AGE.values()), 3 * interval_s) + 2 * interval_s)
+
+
+def _tee(observations, series: dict, t0: float):
+    """Yield 5-field observations (POSIX seconds, the engine's fast path) while keeping per-series counts of
+    the period itself; rows before ``t0`` only tell the engine the opening state."""
+    utc = timezone.utc
     for row in observations:
         at, check, target, status = row[0], row[1], row[2], row[3]
-        st = series.get((check, target))
-        if st is None:
-            st = series[(check, target)] = Series(check, target)
-        if status in st.counts:
-            st.counts[status] += 1
-        if status != "ok" and status != "warn":
-            if st.first_problem is None or at < st.first_problem:
-                st.first_problem = at
-            if st.last_problem is None or at > st.last_problem:
-                st.last_problem = at
-        if st.last_at is None or at >= st.last_at:
-            st.last_at, st.last_status = at, status
-        yield (at, check, target, status)
+        t = (at if at.tzinfo else at.replace(tzinfo=utc)).timestamp()
+        if t >= t0:
+            st = series.get((check, target))
+            if st is None:
+                st = series[(check, target)] = Series(check, target)
+            if status in st.counts:
+                st.counts[status] += 1
+            if status != "ok" and status != "warn":
+                if st.first_problem is None or t < st.first_problem:
+                    st.first_problem = t
+                if st.last_problem is None or t > st.last_problem:
+                    st.last_problem = t
+            if st.last_at is None or t >= st.last_at:
+                st.last_at, st.last_status = t, status
+        yield (t, check, target, status, None)
 
 
-def _aware(ts):
-    return None if ts is None else (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc))
+def _dt(ts: float | None):
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
 def _basis(item) -> str:
@@ -120,25 +133,30 @@ def _basis(item) -> str:
     return "；".join(parts)
 
 
+def _finish(series: dict) -> None:
+    for st in series.values():
+        st.first_problem, st.last_problem, st.last_at = _dt(st.first_problem), _dt(st.last_problem), _dt(st.last_at)
+
+
 def build_sheet(profile_name: str, observations, period: Period, interval_s: float) -> PointSheet:
-    """Score one point; ``observations`` streams (received_at, check, target, status) rows."""
+    """Score one point; ``observations`` streams (received_at, check, target, status) rows from
+    ``period.start - lookback(interval_s)`` on, each (check, target) in time order."""
     series: dict[tuple[str, str], Series] = {}
-    stream = _tee(observations, series)
+    stream = _tee(observations, series, period.start.timestamp())
     try:
         from collector.scoring import load_profiles, score_period
     except ImportError:  # the scoring engine has not landed in this checkout
-        for _ in stream:
-            pass
-        return PointSheet(profile_name, profile_name, 0, 0, 0, 0, [], None, series,
-                          notes=["评分引擎不可用：本表仅列出监测记录，评分项由评审组人工填写。"])
-    profiles = load_profiles()
+        profiles, note = {}, "评分引擎不可用：本表仅列出监测记录，评分项由评审组人工填写。"
+    else:
+        profiles, note = load_profiles(), f"未找到评价标准“{profile_name}”（configs/standards/{profile_name}.yaml）。"
     profile = profiles.get(profile_name)
     if profile is None:
         for _ in stream:
             pass
-        return PointSheet(profile_name, profile_name, 0, 0, 0, 0, [], None, series,
-                          notes=[f"未找到评价标准“{profile_name}”（configs/standards/{profile_name}.yaml）。"])
+        _finish(series)
+        return PointSheet(profile_name, profile_name, 0, 0, 0, 0, [], None, series, notes=[note])
     scored = score_period(profile, stream, period.start, period.end, interval=interval_s)
+    _finish(series)
     by_id = {i.id: i for i in profile.items}
     rows = []
     for it in scored.items:
@@ -152,9 +170,6 @@ def build_sheet(profile_name: str, observations, period: Period, interval_s: flo
             if spec and spec.note:
                 basis += f"；说明：{spec.note}"
         rows.append(Row(it.category, indicator, it.title, it.points, it.earned, basis, it.state, it.id))
-    for s in series.values():
-        s.first_problem, s.last_problem, s.last_at = (_aware(s.first_problem), _aware(s.last_problem),
-                                                      _aware(s.last_at))
     return PointSheet(profile.name, profile.title, profile.total, profile.automatic_points,
                       profile.manual_points, scored.earned, rows, scored.reported_share, series)
 
