@@ -77,6 +77,12 @@ class BundleWriter:
                 n += 1
         return n
 
+    def abort(self) -> None:
+        try:
+            self.zf.close()
+        except Exception:  # the stream may be gone already (client disconnected); nothing left to save
+            pass
+
     def finish(self, manifest: dict, key) -> bytes:
         manifest["files"] = dict(sorted(self.files.items()))
         data = (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
@@ -190,14 +196,21 @@ def export(store, key, out, period: Period, codes: list[str] | None = None, regi
     generated_at = datetime.now(timezone.utc)
     common = {"period": period, "generated_at": generated_at, "key_id": key_id(key.public_key()),
               "generator": f"pointwatch-collector {__version__}"}
+    for code in codes:
+        if q.point_registration(store, code) is None:
+            raise ExportError(f"no point with code '{code}'")
     bw = BundleWriter(out)
-    bw.add("README.txt", README.encode("utf-8"))
-    points = [export_point_files(store, bw, code, period, common) for code in codes]
-    if region is not None:
-        sctx = {**common, "region": region,
-                "points": [{**c["manifest_entry"], "sheet": c["sheet"]} for c in points]}
-        bw.add("summary.pdf", pdf.render(pdf.summary_flowables, sctx))
-        bw.add("summary.xlsx", xlsx.summary_book(sctx))
+    try:
+        bw.add("README.txt", README.encode("utf-8"))
+        points = [export_point_files(store, bw, code, period, common) for code in codes]
+        if region is not None:
+            sctx = {**common, "region": region,
+                    "points": [{**c["manifest_entry"], "sheet": c["sheet"]} for c in points]}
+            bw.add("summary.pdf", pdf.render(pdf.summary_flowables, sctx))
+            bw.add("summary.xlsx", xlsx.summary_book(sctx))
+    except BaseException:
+        bw.abort()
+        raise
     entries = [c["manifest_entry"] for c in points]
     manifest = {
         "format": FORMAT, "generator": {"name": "pointwatch-collector", "version": __version__},
