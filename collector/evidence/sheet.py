@@ -93,10 +93,7 @@ def lookback(interval_s: float) -> timedelta:
 def _tee(observations, series: dict, t0: float):
     """Yield 5-field observations (POSIX seconds, the engine's fast path) while keeping per-series counts of
     the period itself; rows before ``t0`` only tell the engine the opening state."""
-    utc = timezone.utc
-    for row in observations:
-        at, check, target, status = row[0], row[1], row[2], row[3]
-        t = (at if at.tzinfo else at.replace(tzinfo=utc)).timestamp()
+    for t, check, target, status in observations:
         if t >= t0:
             st = series.get((check, target))
             if st is None:
@@ -139,7 +136,7 @@ def _finish(series: dict) -> None:
 
 
 def build_sheet(profile_name: str, observations, period: Period, interval_s: float) -> PointSheet:
-    """Score one point; ``observations`` streams (received_at, check, target, status) rows from
+    """Score one point; ``observations`` streams (POSIX seconds, check, target, status) rows from
     ``period.start - lookback(interval_s)`` on, each (check, target) in time order."""
     series: dict[tuple[str, str], Series] = {}
     stream = _tee(observations, series, period.start.timestamp())
