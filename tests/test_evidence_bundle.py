@@ -314,3 +314,12 @@ def test_signing_key_is_private_and_stable(tmp_path):
     assert oct((tmp_path / "d" / "evidence-signing-key.pem").stat().st_mode & 0o777) == "0o600"
     k2 = load_or_create(tmp_path / "d")
     assert public_pem(k1.public_key()) == public_pem(k2.public_key())
+
+
+def test_missing_cjk_font_names_the_debian_package(monkeypatch):
+    from collector.evidence import pdf
+
+    monkeypatch.delenv("POINTWATCH_CJK_FONT", raising=False)
+    monkeypatch.setattr(pdf, "FONT_CANDIDATES", ("/nonexistent/wqy-microhei.ttc",))
+    with pytest.raises(pdf.FontMissing, match="fonts-wqy-microhei"):
+        pdf.font_path()

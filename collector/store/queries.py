@@ -148,7 +148,8 @@ def stream_report_rows(self, code: str, since: datetime, until: datetime, batch:
             .where(m.Report.point_code == code, m.Report.received_at >= since, m.Report.received_at < until)
             .order_by(m.Report.id))
     with self.engine.connect() as conn:
-        yield from conn.execution_options(yield_per=batch).execute(stmt)
+        for part in conn.execution_options(yield_per=batch).execute(stmt).partitions():
+            yield from part
 
 
 def stream_observations(self, code: str, since: datetime, until: datetime, batch: int = 20000):
@@ -164,7 +165,8 @@ def stream_observations(self, code: str, since: datetime, until: datetime, batch
             .where(m.Result.point_code == code, col >= since, col < until)
             .order_by(m.Result.check, col, m.Result.id))
     with self.engine.connect() as conn:
-        yield from conn.execution_options(yield_per=batch).execute(stmt)
+        for part in conn.execution_options(yield_per=batch).execute(stmt).partitions():
+            yield from part
 
 
 def last_messages(self, code: str, since: datetime, until: datetime, check: str, target: str) -> dict:
