@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--point", help="for --role agent: the point it reports for")
     a.add_argument("--description")
 
+    p = sub.add_parser("scores", help="score points against their standards profiles")
+    p.add_argument("--region", default="/", help="region path to rank (default: everything)")
+    p.add_argument("--point", help="one point's sheet, item by item")
+    p.add_argument("--from", dest="since", help="period start: 2026-01-01 (China time) or an RFC 3339 time")
+    p.add_argument("--to", dest="until", help="period end, inclusive day: 2026-01-31")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("enroll-code", help="one-time enrolment codes for agents")
     esub = p.add_subparsers(dest="action", required=True)
     a = esub.add_parser("create")
@@ -81,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             print(store.create_token(args.role, args.region, args.point, description=args.description))
         elif args.command == "enroll-code":
             print(store.create_enroll_code(args.point))
+        elif args.command == "scores":
+            from collector.scores_cli import run_scores
+
+            return run_scores(store, args)
     except StoreError as exc:
         print(f"错误：{exc}", file=sys.stderr)
         return 1

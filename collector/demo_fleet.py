@@ -122,6 +122,8 @@ def simulate_results(sim: SimPoint) -> list[Result]:
                 round(rtt, 4), "seconds", method="icmp", loss_ratio=loss, rtt_avg_s=round(rtt, 4)),
         _result("net.core.tcp", "省医保信息平台", "ok", f"10.10.1.20:443 连接成功，用时 {rtt * 1100:.1f} ms",
                 round(rtt * 1.1, 4), "seconds"),
+        _result("net.core.dns", "ybj.gs.hsip.gov.cn", "ok", "ybj.gs.hsip.gov.cn 解析为 10.10.1.20（与预期一致）",
+                round(rtt / 3, 4), "seconds", addresses=["10.10.1.20"]),
         _result("net.core.https", "网上办理渠道", "ok", "https://10.10.1.20/health 返回 200，证书剩余 210 天",
                 210, "days", status_code=200),
     ]
@@ -145,6 +147,8 @@ def simulate_results(sim: SimPoint) -> list[Result]:
     else:
         out.append(_result("usage.removable_media", "移动存储", "ok", "未接入移动存储", 0, "count"))
     out.append(_result("usage.listening_ports", "监听端口", "ok", "无白名单外的监听端口", 0, "count"))
+    out.append(_result("usage.accounts", "登录账号", "ok", "当前登录账号均为登记的工作人员：ybzhangsan", 0, "count",
+                       accounts=["ybzhangsan"]))
     out.append(_result("host.resources", "本机", "ok", "资源正常：CPU 12%，内存 48%，磁盘(C:) 61%", 0.61, "ratio"))
     out.append(_device("kiosk", "自助服务一体机", "kiosk_offline" not in f))
     out.append(_device("queue", "自助取号机", "queue_offline" not in f))

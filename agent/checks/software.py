@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.confignode import ConfigError, Node, optional, parse_yaml
+from agent.datafiles import config_path
 from agent.platform import ProcessInfo
 
 CATEGORIES = ("remote_control", "chat", "p2p", "game", "other")
@@ -24,13 +24,9 @@ class Software:
 
 
 def default_catalogue_path() -> Path | None:
-    """The shipped catalogue: configs/ beside the package (source tree, editable install) or share/."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "configs" / "forbidden_software.yaml",
-                      Path(sys.prefix) / "share" / "pointwatch" / "forbidden_software.yaml"):
-        if candidate.is_file():
-            return candidate
-    return None
+    """The shipped catalogue, configs/forbidden_software.yaml (see agent.datafiles)."""
+    path = config_path("forbidden_software.yaml")
+    return path if path.is_file() else None
 
 
 def normalise_name(name: str) -> str:

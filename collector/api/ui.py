@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from collector import __version__
+from collector import __version__, scores
 from collector.api.deps import get_store
 from collector.regions import RegionError, ancestors, normalize_path, split_path
 from collector.store.overview import FAMILIES, STATES, OverviewQuery
@@ -104,10 +104,34 @@ async def point_page(code: str, request: Request):
     for r in results:
         by_family[labels.family_of(r.check)].append(r)
     pillar_state = {key: _worst([r.status for r in by_family[key]]) for key, _, _ in labels.PILLARS}
+    try:
+        sheet = await run_in_threadpool(scores.point_sheet, store, code)
+    except scores.ScoreError:
+        sheet = None  # a point on an unknown profile still shows its checks
     return render(request, "point.html", {
         "point": point, "by_family": by_family, "pillars": labels.PILLARS, "pillar_state": pillar_state,
+        "sheet": sheet,
         "crumbs": crumbs(point.region_path), "ranges": [(k, label) for k, label, _ in RANGES]},
         live=LIVE_SECONDS)
+
+
+@router.get("/scores", response_class=HTMLResponse)
+async def scores_page(request: Request, region: str = "/", since: str = Query("", alias="from"),
+                      until: str = Query("", alias="to")):
+    from collector.timeutil import parse_moment
+
+    error = None
+    try:
+        scope = normalize_path(region)
+        start = parse_moment(since) if since else None
+        end = parse_moment(until, end_of_day=True) if until else None
+        result = await run_in_threadpool(scores.region_scores, get_store(request), scope, start, end, "share")
+    except (ValueError, scores.ScoreError) as exc:
+        error = f"无法计算：{exc}"
+        result = await run_in_threadpool(scores.region_scores, get_store(request), "/", None, None, "share")
+        scope = "/"
+    return render(request, "scores.html", {"result": result, "scope": scope, "since": since, "until": until,
+                                           "error": error}, nav="scores")
 
 
 @router.get("/ui/points/{code}/series")

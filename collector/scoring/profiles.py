@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from agent.datafiles import config_path
 from collector.scoring.rules import Rule, RuleError, parse_rule
 
 PROFILE_NAMES = ("national-basic", "national-window", "jiangsu-15min", "lanzhou-basic-2023", "xiangyuan-county")
@@ -76,7 +77,7 @@ class Profile:
 def default_dir() -> Path:
     """configs/standards of this checkout, unless POINTWATCH_STANDARDS_DIR says otherwise."""
     env = os.environ.get("POINTWATCH_STANDARDS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs" / "standards"
+    return Path(env) if env else config_path("standards")
 
 
 def _number(value, where: str) -> float:

@@ -186,6 +186,7 @@ class Store:
 
     # -- ingest and reads live in their own modules, bound here so callers see one seam -------------
     from collector.store.ingest import ingest_reports  # noqa: E402
+    from collector.store.observations import latest_observations, observations  # noqa: E402
     from collector.store.overview import overview  # noqa: E402
     from collector.store.queries import (  # noqa: E402
         latest_for_point,

@@ -139,7 +139,8 @@ class LatestResult(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     since: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # when this status began
     report_id: Mapped[str] = mapped_column(String(36))
-    __table_args__ = (Index("ix_latest_check_status", "check", "status"),)
+    __table_args__ = (Index("ix_latest_check_status", "check", "status"),
+                      Index("ix_latest_status_point", "status", "point_code"))
 
 
 class PointState(Base):

@@ -3,7 +3,17 @@
   "use strict";
   var COLORS = ["#0b4f8a", "#c77c02", "#1f8b4c", "#6a1b9a", "#c62828", "#00838f"];
 
+  // 24-hour China-style ticks: "14:30" within a day, "11-25 14:30" beyond.
+  var longRange = false;
+  function pad(n) { return n < 10 ? "0" + n : "" + n; }
+  function tick(ts) {
+    var d = new Date(ts * 1000);
+    var hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
+    return longRange ? pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + hm : hm;
+  }
+
   function draw(box, range) {
+    longRange = range !== "24h";
     var url = box.getAttribute("data-series") + "?range=" + encodeURIComponent(range);
     fetch(url, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (data) {
       var targets = Object.keys(data.targets || {});
@@ -24,7 +34,7 @@
         new uPlot({
           title: metric === "rtt" ? "平均时延（毫秒）" : "丢包率（%）",
           width: width, height: 200, series: series,
-          axes: [{}, { label: metric === "rtt" ? "ms" : "%" }],
+          axes: [{ values: function (u, splits) { return splits.map(tick); } }, { label: metric === "rtt" ? "ms" : "%" }],
           scales: metric === "loss" ? { y: { range: [0, 100] } } : {}
         }, columns, el);
       });
