@@ -323,3 +323,23 @@ def test_missing_cjk_font_names_the_debian_package(monkeypatch):
     monkeypatch.setattr(pdf, "FONT_CANDIDATES", ("/nonexistent/wqy-microhei.ttc",))
     with pytest.raises(pdf.FontMissing, match="fonts-wqy-microhei"):
         pdf.font_path()
+
+
+def test_sheet_scores_agree_with_the_scores_page(store, key, tmp_path):
+    """The evidence reads results in index order (check, time) for speed; the score must not change."""
+    from collector.scores import point_sheet
+
+    seed(store, minutes=120)
+    _, manifest = build(store, key, tmp_path)
+    period = parse_period(FROM, TO)
+    page = point_sheet(store, POINT, period.start, period.end)
+    assert manifest["points"][0]["score"]["earned"] == page.earned
+    assert manifest["points"][0]["score"]["automatic_points"] == page.automatic_points
+    from collector.evidence.sheet import build_sheet, lookback
+    from collector.store import queries as q
+
+    ours = build_sheet("lanzhou-basic-2023", q.stream_observations(store, POINT, period.start - lookback(60),
+                                                                     period.end), period, 60)
+    theirs = {i.id: i for i in page.items}
+    for row in ours.rows:
+        assert row.state == theirs[row.item_id].state and row.earned == theirs[row.item_id].earned, row.item_id
