@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 
 from agent import wire
 from collector import __version__, selfmetrics
-from collector.api import alerts, enroll, ingest, metrics, points, scores, ui
+from collector.api import alerts, enroll, evidence, ingest, metrics, points, scores, ui
 from collector.settings import Settings
 
 log = logging.getLogger("pointwatch.collector")
@@ -24,7 +24,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
                   description="医保服务点运行监测 — collector API", docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.store = store or settings.open_store()
-    for module in (ingest, enroll, points, scores, metrics, ui):
+    for module in (ingest, enroll, points, scores, metrics, evidence, ui):
         app.include_router(module.router)
     alerts.install(app)  # GET /api/v1/alerts, silences; the alert worker runs with the app
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")

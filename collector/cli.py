@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     esub = p.add_subparsers(dest="action", required=True)
     a = esub.add_parser("create")
     a.add_argument("--point", required=True)
+
+    from collector.evidence.cli import add_parser as add_evidence
+
+    add_evidence(sub)
     return parser
 
 
@@ -65,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return serve(settings, args.host, args.port)
+    if args.command == "evidence":
+        from collector.evidence.cli import run as run_evidence
+
+        return run_evidence(args, settings)
     if args.command == "demo":
         from collector.demo import run_demo
 

@@ -170,3 +170,62 @@ def _json(raw):
     if raw is None or raw == "null":
         return None
     return json.loads(raw) if isinstance(raw, str) else raw
+
+
+# -- evidence reads: streamed in batches (server-side cursor on PostgreSQL), never loaded whole ----------
+def stream_report_rows(self, code: str, since: datetime, until: datetime, batch: int = 2000):
+    """(report_id, received_at, prev_digest, digest, body, host JSON text) of a point's reports in a
+    period, in storage order (the order of the hash chain)."""
+    from sqlalchemy import Text, cast
+
+    stmt = (select(m.Report.report_id, m.Report.received_at, m.Report.prev_digest, m.Report.digest,
+                   m.Report.body, cast(m.Report.host, Text))
+            .where(m.Report.point_code == code, m.Report.received_at >= since, m.Report.received_at < until)
+            .order_by(m.Report.id))
+    with self.engine.connect() as conn:
+        for part in conn.execution_options(yield_per=batch).execute(stmt).partitions():
+            yield from part
+
+
+def stream_observations(self, code: str, since: datetime, until: datetime, batch: int = 20000):
+    """(received_at as POSIX seconds, check, target, status) of a point's results in a period, ordered by
+    check and time: the (point, check, received_at) index order, so no sort, and each (check, target)
+    series in time order. Seconds are computed by the database: no datetime object per row."""
+    from sqlalchemy import Float, cast, extract, func
+
+    col = m.Result.received_at
+    epoch = ((func.julianday(col) - 2440587.5) * 86400.0 if self.is_sqlite
+             else cast(extract("epoch", col), Float))
+    stmt = (select(epoch, m.Result.check, m.Result.target, m.Result.status)
+            .where(m.Result.point_code == code, col >= since, col < until)
+            .order_by(m.Result.check, col, m.Result.id))
+    with self.engine.connect() as conn:
+        for part in conn.execution_options(yield_per=batch).execute(stmt).partitions():
+            yield from part
+
+
+def last_messages(self, code: str, since: datetime, until: datetime, check: str, target: str) -> dict:
+    """The last message of a (check, target) in a period, and the last one that was not ok."""
+    base = select(m.Result.status, m.Result.message, m.Result.received_at).where(
+        m.Result.point_code == code, m.Result.check == check, m.Result.target == target,
+        m.Result.received_at >= since, m.Result.received_at < until)
+    with self.session() as s:
+        last = s.execute(base.order_by(m.Result.received_at.desc()).limit(1)).first()
+        bad = s.execute(base.where(m.Result.status != "ok").order_by(m.Result.received_at.desc()).limit(1)).first()
+    return {"last": None if last is None else last.message, "last_problem": None if bad is None else bad.message}
+
+
+def point_registration(self, code: str) -> dict | None:
+    """The point's registry row and its agents with the fingerprints pinned at enrolment."""
+    with self.session() as s:
+        p = s.scalar(select(m.Point).where(m.Point.code == code))
+        if p is None:
+            return None
+        agents = s.scalars(select(m.Agent).where(m.Agent.point_code == code).order_by(m.Agent.enrolled_at))
+        return {
+            "code": p.code, "name": p.name, "region": p.region_path, "profile": p.profile, "address": p.address,
+            "expected_devices": p.expected_devices or [], "report_interval_s": p.report_interval_s,
+            "simulated": p.simulated, "created_at": _aware(p.created_at),
+            "agents": [{"agent_id": a.id, "hostname": a.hostname, "fingerprint": a.fingerprint or {},
+                        "enrolled_at": _aware(a.enrolled_at), "revoked": a.revoked} for a in agents],
+        }

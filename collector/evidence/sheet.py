@@ -1,0 +1,188 @@
+"""The 自评表 of one point for one period: the one place that talks to the scoring engine.
+
+Rows are laid out like the standards' tables — 项目 / 评价指标 / 具体内容 / 分值 / 得分 / 依据. Automatic items
+are filled from ``collector.scoring.score_period`` (availability, incidents, first and last failures);
+manual items keep an empty 得分 for the reviewer. The same pass over the stored results also builds the
+per-(check, target) record shown in the 专网专机专用 and device sections, so results are read only once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from collector.evidence.period import Period, local
+
+STATE_CN = {"met": "达标", "not_met": "未达标", "manual": "待评审"}
+STATUS_CN = {"ok": "正常", "warn": "警告", "fail": "不合格", "error": "检查出错"}
+DEDICATED_FAMILIES = ("isolation.", "identity.", "usage.")  # 专网 / 专机 / 专用
+CHECK_CN = {
+    "isolation.internet": "专网：互联网隔离", "isolation.interfaces": "专网：网卡与路由",
+    "identity.fingerprint": "专机：终端标识", "identity.matches_enrolment": "专机：人机信息相符",
+    "usage.processes": "专用：禁用软件", "usage.removable_media": "专用：移动存储",
+    "usage.listening_ports": "专用：监听端口", "usage.accounts": "专用：登录账号",
+}
+DEVICE_CN = {"kiosk": "自助服务一体机", "queue": "自助取号机", "printer": "打印机", "scanner": "扫描仪",
+             "display": "电子显示屏", "copier": "复印机", "camera": "摄像头", "phone": "电话",
+             "computer": "计算机", "other": "其他设备"}
+
+
+@dataclass
+class Row:
+    category: str  # 项目
+    indicator: str  # 评价指标
+    content: str  # 具体内容
+    points: float  # 分值
+    earned: float | None  # 得分; None = the reviewer scores it
+    basis: str  # 依据
+    state: str  # met | not_met | manual
+    item_id: str = ""
+
+
+@dataclass
+class Series:
+    """Counts and failure times of one (check, target) over the period."""
+
+    check: str
+    target: str
+    counts: dict = field(default_factory=lambda: {"ok": 0, "warn": 0, "fail": 0, "error": 0})
+    first_problem: datetime | None = None
+    last_problem: datetime | None = None
+    last_status: str | None = None
+    last_at: datetime | None = None
+    messages: dict = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def ok_share(self) -> float | None:
+        return (self.counts["ok"] + self.counts["warn"]) / self.total if self.total else None
+
+
+@dataclass
+class PointSheet:
+    profile: str
+    profile_title: str
+    total: float
+    automatic_points: float
+    manual_points: float
+    earned: float
+    rows: list[Row]
+    reported_share: float | None
+    series: dict[tuple[str, str], Series]
+    notes: list[str] = field(default_factory=list)
+
+    def dedicated(self) -> list[Series]:
+        return [s for k, s in sorted(self.series.items()) if k[0].startswith(DEDICATED_FAMILIES)]
+
+    def devices(self) -> list[Series]:
+        return [s for k, s in sorted(self.series.items()) if k[0].startswith("device.")]
+
+
+def lookback(interval_s: float) -> timedelta:
+    """How far before the period to read, so the engine sees the state the period opens with."""
+    try:
+        from collector.scoring.engine import DEFAULT_MAX_AGE
+    except ImportError:
+        DEFAULT_MAX_AGE = {"": 3 * 3600.0}
+    return timedelta(seconds=max(max(DEFAULT_MAX_AGE.values()), 3 * interval_s) + 2 * interval_s)
+
+
+def _tee(observations, series: dict, t0: float):
+    """Yield 5-field observations (POSIX seconds, the engine's fast path) while keeping per-series counts of
+    the period itself; rows before ``t0`` only tell the engine the opening state."""
+    for t, check, target, status in observations:
+        if t >= t0:
+            st = series.get((check, target))
+            if st is None:
+                st = series[(check, target)] = Series(check, target)
+            if status in st.counts:
+                st.counts[status] += 1
+            if status != "ok" and status != "warn":
+                if st.first_problem is None or t < st.first_problem:
+                    st.first_problem = t
+                if st.last_problem is None or t > st.last_problem:
+                    st.last_problem = t
+            if st.last_at is None or t >= st.last_at:
+                st.last_at, st.last_status = t, status
+        yield (t, check, target, status, None)
+
+
+def _dt(ts: float | None):
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def _basis(item) -> str:
+    if item.availability is None:
+        return ""
+    parts = [f"达标时段占比 {item.availability * 100:.2f}%"]
+    if item.hold is not None:
+        parts[0] += f"（要求 ≥{item.hold * 100:g}%）"
+    if item.incidents:
+        parts.append(f"中断 {item.incidents} 次")
+        parts.append(f"首次 {local(item.first_failure)}，末次 {local(item.last_failure)}")
+    else:
+        parts.append("期间无中断")
+    if item.rule:
+        parts.append(f"规则：{item.rule}")
+    return "；".join(parts)
+
+
+def _finish(series: dict) -> None:
+    for st in series.values():
+        st.first_problem, st.last_problem, st.last_at = _dt(st.first_problem), _dt(st.last_problem), _dt(st.last_at)
+
+
+def build_sheet(profile_name: str, observations, period: Period, interval_s: float) -> PointSheet:
+    """Score one point; ``observations`` streams (POSIX seconds, check, target, status) rows from
+    ``period.start - lookback(interval_s)`` on, each (check, target) in time order."""
+    series: dict[tuple[str, str], Series] = {}
+    stream = _tee(observations, series, period.start.timestamp())
+    try:
+        from collector.scoring import load_profiles, score_period
+    except ImportError:  # the scoring engine has not landed in this checkout
+        profiles, note = {}, "评分引擎不可用：本表仅列出监测记录，评分项由评审组人工填写。"
+    else:
+        profiles, note = load_profiles(), f"未找到评价标准“{profile_name}”（configs/standards/{profile_name}.yaml）。"
+    profile = profiles.get(profile_name)
+    if profile is None:
+        for _ in stream:
+            pass
+        _finish(series)
+        return PointSheet(profile_name, profile_name, 0, 0, 0, 0, [], None, series, notes=[note])
+    scored = score_period(profile, stream, period.start, period.end, interval=interval_s)
+    _finish(series)
+    by_id = {i.id: i for i in profile.items}
+    rows = []
+    for it in scored.items:
+        spec = by_id.get(it.id)
+        indicator = (spec.indicator if spec and spec.indicator else "") or ""
+        if it.state == "manual":
+            note = spec.note if spec and spec.note else ""
+            basis = "人工评审" + (f"：{note}" if note else "")
+        else:
+            basis = _basis(it)
+            if spec and spec.note:
+                basis += f"；说明：{spec.note}"
+        rows.append(Row(it.category, indicator, it.title, it.points, it.earned, basis, it.state, it.id))
+    return PointSheet(profile.name, profile.title, profile.total, profile.automatic_points,
+                      profile.manual_points, scored.earned, rows, scored.reported_share, series)
+
+
+def check_label(check: str, target: str) -> str:
+    if check.startswith("device."):
+        kind = check.split(".", 1)[1]
+        return f"{DEVICE_CN.get(kind, kind)}：{target}"
+    name = CHECK_CN.get(check, check)
+    return f"{name}（{target}）" if target and target not in ("本机", "enrolment") else name
+
+
+def series_cells(s: Series) -> list[str]:
+    """[检查项, 正常/警告/不合格/出错, 正常占比, 首次/末次问题, 最后状态, 最近问题说明] for tables."""
+    share = "—" if s.ok_share is None else f"{s.ok_share * 100:.2f}%"
+    problems = "无" if s.first_problem is None else f"{local(s.first_problem)} / {local(s.last_problem)}"
+    c = s.counts
+    return [check_label(s.check, s.target), f"{c['ok']}/{c['warn']}/{c['fail']}/{c['error']}", share, problems,
+            STATUS_CN.get(s.last_status or "", "—"), s.messages.get("last_problem") or ""]
