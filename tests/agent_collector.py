@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -20,6 +21,9 @@ class RecordingCollector:
         self.arrival: list[int] = []        # seqs in the order they were first stored
         self.duplicates = 0
         self.status_override: int | None = None
+        self.answer_delay = 0.0             # store, then wait this long before answering (to kill mid-send)
+        self.in_request = threading.Event()
+        self.seq_ids: dict[int, set] = {}   # seq -> report_ids seen with it (must never be two)
         self.enrolments: list[dict] = []
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -56,6 +60,7 @@ class RecordingCollector:
                     collector.requests.append({"seqs": [r["seq"] for r in reports],
                                                "ids": [r["report_id"] for r in reports]})
                     for r in reports:
+                        collector.seq_ids.setdefault(r["seq"], set()).add(r["report_id"])
                         if r["report_id"] in collector.stored:
                             duplicates += 1
                             collector.duplicates += 1
@@ -63,6 +68,9 @@ class RecordingCollector:
                             accepted += 1
                             collector.stored[r["report_id"]] = r
                             collector.arrival.append(r["seq"])
+                if collector.answer_delay:
+                    collector.in_request.set()
+                    time.sleep(collector.answer_delay)
                 self._answer(202, {"accepted": accepted, "duplicates": duplicates})
 
             def _answer(self, code, body):
