@@ -1,0 +1,54 @@
+"""POST /api/v1/enroll: an agent trades a one-time code and its fingerprint for a token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from collector.api.deps import get_store
+from collector.ingest import IngestError, read_payload
+from collector.store import StoreError
+
+router = APIRouter(prefix="/api/v1", tags=["enrolment"])
+
+
+class FingerprintIn(BaseModel):
+    machine_id: str = Field("", max_length=200)
+    serial: str = Field("", max_length=200)
+    macs: list[str] = Field(default_factory=list, max_length=64)
+
+
+class EnrollIn(BaseModel):
+    code: str = Field(min_length=4, max_length=64)
+    point_code: str = Field(min_length=1, max_length=40)
+    hostname: str = Field("", max_length=255)
+    fingerprint: FingerprintIn = Field(default_factory=FingerprintIn)
+
+
+class EnrollOut(BaseModel):
+    agent_id: str
+    token: str
+    point_code: str
+
+
+ENROLL_BODY_DOC = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/EnrollIn"}}}}}
+
+
+@router.post("/enroll", response_model=EnrollOut, openapi_extra=ENROLL_BODY_DOC)
+async def enroll(request: Request):
+    try:
+        body = EnrollIn.model_validate_json(await read_payload(request))
+    except IngestError as exc:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+    except ValidationError as exc:
+        return JSONResponse({"detail": [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
+                                        for e in exc.errors()[:20]]}, status_code=422)
+    try:
+        agent_id, token = await run_in_threadpool(
+            get_store(request).enroll, body.code, body.point_code, body.hostname, body.fingerprint.model_dump())
+    except StoreError as exc:
+        raise HTTPException(403, detail={"code": exc.code, "message": str(exc)}) from None
+    return EnrollOut(agent_id=agent_id, token=token, point_code=body.point_code)

@@ -1,0 +1,51 @@
+"""GET /metrics (optionally ?region=PATH so a large estate can shard scrape jobs), /healthz, /readyz."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from collector import selfmetrics
+from collector.api.deps import get_store
+from collector.metrics import FleetCollector
+from collector.regions import RegionError, normalize_path
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request, region: str | None = None):
+    try:
+        scope = normalize_path(region or "/")
+    except RegionError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+
+    def render() -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(FleetCollector(get_store(request), scope))
+        fleet = generate_latest(registry)
+        # Self-metrics once per collector, on the unsharded scrape only.
+        return fleet + (generate_latest(selfmetrics.REGISTRY) if region is None else b"")
+
+    return Response(await run_in_threadpool(render), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/healthz", response_class=PlainTextResponse)
+async def healthz():
+    return "ok"
+
+
+@router.get("/readyz", response_class=PlainTextResponse)
+async def readyz(request: Request):
+    def ping():
+        with get_store(request).engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    try:
+        await run_in_threadpool(ping)
+    except Exception as exc:  # the database is what readiness is about
+        return PlainTextResponse(f"database unavailable: {type(exc).__name__}", status_code=503)
+    return "ready"

@@ -1,0 +1,74 @@
+"""GET /api/v1/points…: the registry and each point's latest results and history, scoped by region."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from collector.api.deps import check_region, get_store, require_reader
+from collector.store import TokenInfo
+from collector.views import point_json, result_json
+
+router = APIRouter(prefix="/api/v1/points", tags=["points"])
+
+
+def _period(since: datetime | None, until: datetime | None, default: timedelta) -> tuple[datetime, datetime]:
+    until = until or datetime.now(timezone.utc)
+    since = since or until - default
+    for name, ts in (("from", since), ("to", until)):
+        if ts.tzinfo is None:
+            raise HTTPException(422, detail=f"'{name}' needs a time zone (RFC 3339, e.g. 2026-01-01T00:00:00Z)")
+    if since >= until:
+        raise HTTPException(422, detail="'from' must be before 'to'")
+    return since, until
+
+
+async def _visible_point(request: Request, code: str, auth: TokenInfo):
+    summary = await run_in_threadpool(get_store(request).point_summary, code)
+    if summary is None:
+        raise HTTPException(404, detail="no such point")
+    check_region(auth, summary.region_path)
+    return summary
+
+
+@router.get("")
+async def list_points(request: Request, region: str = "/", auth: TokenInfo = Depends(require_reader)):
+    from collector.regions import RegionError, is_within, normalize_path
+
+    try:
+        scope = normalize_path(region)
+    except RegionError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    if not is_within(scope, auth.region_path):
+        scope = auth.region_path if is_within(auth.region_path, scope) else None
+    points = [] if scope is None else await run_in_threadpool(get_store(request).list_points, scope)
+    return {"points": [point_json(p) for p in points]}
+
+
+@router.get("/{code}")
+async def get_point(code: str, request: Request, auth: TokenInfo = Depends(require_reader)):
+    summary = await _visible_point(request, code, auth)
+    latest = await run_in_threadpool(get_store(request).latest_for_point, code)
+    return {**point_json(summary), "results": [result_json(r) for r in latest]}
+
+
+@router.get("/{code}/results")
+async def get_results(code: str, request: Request, check: str | None = None,
+                      since: datetime | None = Query(None, alias="from"), until: datetime | None = Query(None, alias="to"),
+                      limit: int = Query(5000, ge=1, le=50000), auth: TokenInfo = Depends(require_reader)):
+    await _visible_point(request, code, auth)
+    start, end = _period(since, until, timedelta(hours=24))
+    rows = await run_in_threadpool(get_store(request).point_results, code, start, end, check, limit)
+    return {"point": code, "from": start, "to": end, "results": [result_json(r) for r in rows]}
+
+
+@router.get("/{code}/reports")
+async def get_reports(code: str, request: Request, since: datetime | None = Query(None, alias="from"),
+                      until: datetime | None = Query(None, alias="to"), limit: int = Query(10000, ge=1, le=100000),
+                      auth: TokenInfo = Depends(require_reader)):
+    await _visible_point(request, code, auth)
+    start, end = _period(since, until, timedelta(hours=24))
+    rows = await run_in_threadpool(get_store(request).reports_for_point, code, start, end, limit)
+    return {"point": code, "from": start, "to": end, "reports": rows}

@@ -1,0 +1,48 @@
+"""Region paths: 省/市/县/镇/村 named by their path of names, e.g. ``甘肃省/兰州市/城关区``; ``/`` is the root."""
+
+from __future__ import annotations
+
+MAX_DEPTH = 5
+LEVEL_NAMES = ("省", "市", "县", "镇", "村")
+
+
+class RegionError(ValueError):
+    pass
+
+
+def split_path(path: str) -> list[str]:
+    return [p.strip() for p in path.strip().strip("/").split("/") if p.strip()]
+
+
+def normalize_path(path: str) -> str:
+    parts = split_path(path)
+    if len(parts) > MAX_DEPTH:
+        raise RegionError(f"region path '{path}' is deeper than {MAX_DEPTH} levels (省/市/县/镇/村)")
+    for part in parts:
+        if len(part) > 60 or any(ch in part for ch in "\\\n\r\t"):
+            raise RegionError(f"region name '{part}' in '{path}' is not valid")
+    return "/".join(parts) or "/"
+
+
+def ancestors(path: str) -> list[str]:
+    """'a/b/c' -> ['a', 'a/b', 'a/b/c']; the root has none."""
+    parts = split_path(path)
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def is_within(path: str, scope: str) -> bool:
+    """True when ``path`` is ``scope`` or beneath it; every path is within the root ``/``."""
+    scope = normalize_path(scope)
+    if scope == "/":
+        return True
+    path = normalize_path(path)
+    return path == scope or path.startswith(scope + "/")
+
+
+def sql_prefix(scope: str) -> tuple[str, str] | None:
+    """(exact, like-pattern) to select paths beneath a scope, or None for the root (no filter)."""
+    scope = normalize_path(scope)
+    if scope == "/":
+        return None
+    escaped = scope.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return scope, escaped + "/%"

@@ -1,0 +1,49 @@
+"""Collector settings: command-line flags, an optional YAML file (--config) and the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class SettingsError(Exception):
+    pass
+
+
+@dataclass
+class Settings:
+    data_dir: Path = Path("pointwatch-data")
+    database_url: str | None = None  # None: SQLite in data_dir (or POINTWATCH_DATABASE_URL)
+    public_url: str = "http://127.0.0.1:8000"  # used in alert messages' links
+    max_body_bytes: int = 1024 * 1024
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, config_file: str | None, data_dir: str | None) -> Settings:
+        values: dict = {}
+        if config_file:
+            try:
+                values = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise SettingsError(f"{config_file}: cannot read collector config: {exc}") from None
+            if not isinstance(values, dict):
+                raise SettingsError(f"{config_file}: expected a mapping at the top level")
+        settings = cls()
+        if data_dir or values.get("data_dir"):
+            settings.data_dir = Path(data_dir or values["data_dir"])
+        settings.database_url = os.environ.get("POINTWATCH_DATABASE_URL") or values.get("database_url")
+        settings.public_url = str(values.get("public_url", settings.public_url)).rstrip("/")
+        settings.extra = {k: v for k, v in values.items() if k not in ("data_dir", "database_url", "public_url")}
+        return settings
+
+    def open_store(self):
+        from collector.store import Store, database_url
+
+        if self.database_url:
+            os.environ["POINTWATCH_DATABASE_URL"] = self.database_url
+        store = Store(database_url(self.data_dir))
+        store.create_schema()
+        return store

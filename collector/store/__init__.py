@@ -1,0 +1,200 @@
+"""The store seam: everything the collector keeps goes through :class:`Store`.
+
+SQLite (WAL, busy timeout) is the default, in the data directory; ``POINTWATCH_DATABASE_URL`` selects
+PostgreSQL (psycopg 3). Routers and the CLI call Store methods; SQL lives in this package only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from collector.store import models as m
+
+ROLES = ("agent", "viewer", "reviewer", "admin")
+
+
+class StoreError(Exception):
+    """A request the store refuses; ``code`` is a stable machine key, the message is for people."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    role: str
+    region_path: str
+    point_code: str | None
+    agent_id: str | None
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def database_url(data_dir: str | os.PathLike) -> str:
+    url = os.environ.get("POINTWATCH_DATABASE_URL")
+    if url:
+        # Accept the plain libpq form too: psycopg 3 is the only PostgreSQL driver we ship.
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(data_dir).resolve() / 'pointwatch.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, data_dir: str | os.PathLike) -> Store:
+        store = cls(database_url(data_dir))
+        store.create_schema()
+        return store
+
+    def create_schema(self) -> None:
+        m.Base.metadata.create_all(self.engine)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @contextmanager
+    def session(self):
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- regions and points --------------------------------------------------------------------------
+    def ensure_region(self, session: Session, path: str) -> None:
+        from collector.regions import ancestors, split_path
+
+        for level, prefix in enumerate(ancestors(path), start=1):
+            if session.scalar(select(m.Region.id).where(m.Region.path == prefix)) is None:
+                parent = "/".join(split_path(prefix)[:-1]) or None
+                session.add(m.Region(path=prefix, name=split_path(prefix)[-1], parent_path=parent, level=level))
+                session.flush()
+
+    def upsert_point(self, code: str, name: str, region_path: str, profile: str = "national-basic",
+                     simulated: bool = False, report_interval_s: int = 60, address: str | None = None) -> None:
+        from collector.regions import normalize_path
+
+        region_path = normalize_path(region_path)
+        with self.session() as s:
+            self.ensure_region(s, region_path)
+            point = s.scalar(select(m.Point).where(m.Point.code == code))
+            if point is None:
+                s.add(m.Point(code=code, name=name, region_path=region_path, profile=profile, simulated=simulated,
+                              report_interval_s=report_interval_s, address=address, created_at=utcnow()))
+                s.add(m.PointState(point_code=code, last_digest="", seq_gaps=0, reports_total=0))
+            else:
+                point.name, point.region_path, point.profile = name, region_path, profile
+                point.simulated, point.report_interval_s, point.address = simulated, report_interval_s, address
+
+    # -- tokens and enrolment ------------------------------------------------------------------------
+    def create_token(self, role: str, region_path: str = "/", point_code: str | None = None,
+                     agent_id: str | None = None, description: str | None = None) -> str:
+        if role not in ROLES:
+            raise StoreError("bad_role", f"unknown role '{role}' (one of {', '.join(ROLES)})")
+        if role == "agent" and not point_code:
+            raise StoreError("agent_needs_point", "an agent token must be bound to a point (--point CODE)")
+        token = "pw_" + secrets.token_urlsafe(32)
+        with self.session() as s:
+            if point_code and s.scalar(select(m.Point.id).where(m.Point.code == point_code)) is None:
+                raise StoreError("unknown_point", f"no point with code '{point_code}'")
+            s.add(m.ApiToken(token_hash=sha256_hex(token), role=role, region_path=region_path,
+                             point_code=point_code, agent_id=agent_id, description=description,
+                             created_at=utcnow()))
+        return token
+
+    def authenticate(self, token: str) -> TokenInfo | None:
+        with self.session() as s:
+            row = s.scalar(select(m.ApiToken).where(m.ApiToken.token_hash == sha256_hex(token),
+                                                    m.ApiToken.revoked.is_(False)))
+            if row is None:
+                return None
+            return TokenInfo(row.id, row.role, row.region_path, row.point_code, row.agent_id)
+
+    def create_enroll_code(self, point_code: str, valid_for: timedelta = timedelta(days=7)) -> str:
+        # Short enough to read out over the phone to the person at the village PC, long enough not to guess.
+        code = "-".join(secrets.token_hex(3).upper() for _ in range(3))
+        with self.session() as s:
+            if s.scalar(select(m.Point.id).where(m.Point.code == point_code)) is None:
+                raise StoreError("unknown_point", f"no point with code '{point_code}'")
+            now = utcnow()
+            s.add(m.EnrollCode(code_hash=sha256_hex(code), point_code=point_code, created_at=now,
+                               expires_at=now + valid_for))
+        return code
+
+    def enroll(self, code: str, point_code: str, hostname: str, fingerprint: dict) -> tuple[str, str]:
+        """Trade a one-time code for (agent_id, token); the fingerprint is pinned for 人机信息相符."""
+        import uuid
+
+        now = utcnow()
+        with self.session() as s:
+            row = s.get(m.EnrollCode, sha256_hex(code.strip().upper()), with_for_update=True)
+            if row is None or row.used_at is not None or _aware(row.expires_at) < now:
+                raise StoreError("bad_enroll_code", "注册码无效、已使用或已过期")
+            if row.point_code != point_code:
+                raise StoreError("enroll_code_other_point", "注册码不属于该服务点")
+            agent_id = str(uuid.uuid4())
+            token = "pw_" + secrets.token_urlsafe(32)
+            row.used_at, row.used_by_agent = now, agent_id
+            s.add(m.Agent(id=agent_id, point_code=point_code, hostname=hostname, fingerprint=fingerprint,
+                          enrolled_at=now))
+            s.add(m.ApiToken(token_hash=sha256_hex(token), role="agent", region_path="/", point_code=point_code,
+                             agent_id=agent_id, description=f"enrolled {hostname}", created_at=now))
+        return agent_id, token
+
+    # -- ingest and reads live in their own modules, bound here so callers see one seam -------------
+    from collector.store.ingest import ingest_reports  # noqa: E402
+    from collector.store.queries import (  # noqa: E402
+        latest_for_point,
+        list_points,
+        metrics_snapshot,
+        point_results,
+        point_summary,
+        reports_for_point,
+    )
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)

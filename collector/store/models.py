@@ -1,0 +1,172 @@
+"""Tables of the collector store (SQLAlchemy 2).
+
+History (`reports`, `results`) is kept apart from the latest state (`latest_results`, `point_state`) so
+dashboards and /metrics never scan history. Reports carry a per-point hash chain (`prev_digest`,
+`digest`) so that an edited row is detectable in evidence.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# BIGINT primary keys on PostgreSQL, INTEGER (rowid alias, autoincrement) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Region(Base):
+    __tablename__ = "regions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(400), unique=True)  # 甘肃省/兰州市/城关区
+    name: Mapped[str] = mapped_column(String(100))
+    parent_path: Mapped[str | None] = mapped_column(String(400), index=True)
+    level: Mapped[int] = mapped_column(Integer)  # 1 province … 5 village
+
+
+class Point(Base):
+    __tablename__ = "points"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    region_path: Mapped[str] = mapped_column(String(400), index=True)
+    profile: Mapped[str] = mapped_column(String(60), default="national-basic")
+    address: Mapped[str | None] = mapped_column(String(400))
+    expected_devices: Mapped[list | None] = mapped_column(JSON)
+    report_interval_s: Mapped[int] = mapped_column(Integer, default=60)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    point_code: Mapped[str] = mapped_column(String(40), index=True)
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    fingerprint: Mapped[dict | None] = mapped_column(JSON)  # pinned at enrolment (人机信息相符)
+    enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of a 256-bit random token
+    role: Mapped[str] = mapped_column(String(20))  # agent, viewer, reviewer, admin
+    region_path: Mapped[str] = mapped_column(String(400), default="/")
+    point_code: Mapped[str | None] = mapped_column(String(40))  # agents: the one point they report for
+    agent_id: Mapped[str | None] = mapped_column(String(36))
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EnrollCode(Base):
+    __tablename__ = "enroll_codes"
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    point_code: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    used_by_agent: Mapped[str | None] = mapped_column(String(36))
+
+
+class Report(Base):
+    __tablename__ = "reports"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    report_id: Mapped[str] = mapped_column(String(36), unique=True)
+    point_code: Mapped[str] = mapped_column(String(40))
+    agent_id: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    agent_version: Mapped[str] = mapped_column(String(40))
+    host: Mapped[dict] = mapped_column(JSON)
+    body: Mapped[str] = mapped_column(Text)  # canonical JSON of the report as accepted; what the digest covers
+    prev_digest: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (Index("ix_reports_point_received", "point_code", "received_at"),)
+
+
+class Result(Base):
+    __tablename__ = "results"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    report_pk: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    point_code: Mapped[str] = mapped_column(String(40))
+    check: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(8))
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str | None] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSON)
+    observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (Index("ix_results_point_check_received", "point_code", "check", "received_at"),
+                      Index("ix_results_report", "report_pk"))
+
+
+class LatestResult(Base):
+    __tablename__ = "latest_results"
+    point_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    check: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target: Mapped[str] = mapped_column(String(200), primary_key=True)
+    status: Mapped[str] = mapped_column(String(8))
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str | None] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSON)
+    observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # when this status began
+    report_id: Mapped[str] = mapped_column(String(36))
+
+
+class PointState(Base):
+    __tablename__ = "point_state"
+    point_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_collected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_seq: Mapped[int | None] = mapped_column(BigInteger)
+    last_digest: Mapped[str] = mapped_column(String(64), default="")
+    agent_id: Mapped[str | None] = mapped_column(String(36))
+    agent_version: Mapped[str | None] = mapped_column(String(40))
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    os: Mapped[str | None] = mapped_column(String(255))
+    clock_skew_s: Mapped[float | None] = mapped_column(Float)
+    seq_gaps: Mapped[int] = mapped_column(Integer, default=0)
+    fingerprint_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
+    reports_total: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(80))
+    target: Mapped[str | None] = mapped_column(String(400))
+    details: Mapped[dict | None] = mapped_column(JSON)
+    source: Mapped[str | None] = mapped_column(String(120))
+    prev_digest: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("prev_digest", name="uq_audit_chain"),)
