@@ -252,3 +252,69 @@ def test_windows_service_module_is_not_imported_on_linux():
                             "agent.sender; print('agent.winservice' in sys.modules)"], cwd=REPO,
                            capture_output=True, text=True, timeout=60)
     assert probe.stdout.strip() == "False"
+
+
+def test_real_collector_restarted_many_times_stores_every_report_once_in_order(tmp_path):
+    """The same outage test against `pointwatch-collector serve` itself, restarted on its data directory."""
+    import urllib.request
+
+    data, port = tmp_path / "data", free_port()
+    env = {k: v for k, v in os.environ.items() if k != "POINTWATCH_DATABASE_URL"}
+
+    def cli(*args) -> str:
+        return subprocess.run([sys.executable, "-m", "collector.cli", "--data-dir", str(data), *args], check=True,
+                              capture_output=True, text=True, timeout=60, env=env, cwd=REPO).stdout.strip()
+
+    def serve() -> subprocess.Popen:
+        out = open(tmp_path / "collector.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "--data-dir", str(data), "serve",
+                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), 30, "collector /healthz")
+        return proc
+
+    point = "620102001001"
+    cli("points", "add", "--code", point, "--name", "某村医保服务点", "--region", "甘肃省/兰州市/城关区/某镇/某村")
+    admin = cli("tokens", "create", "--role", "admin")
+    code = cli("enroll-code", "create", "--point", point)
+    server = serve()
+    fake = RecordingCollector(port)  # only for write_config's url/port
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path, fake, state)
+    enrolled = subprocess.run(agent_cmd("enroll", "--config", str(cfg), "--code", code), cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+    assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
+    agent = start_agent(cfg, tmp_path / "agent.log")
+    try:
+        for _ in range(3):
+            time.sleep(2.0)
+            server.terminate()
+            server.wait(20)
+            time.sleep(2.0)
+            server = serve()
+        time.sleep(3.0)
+    finally:
+        stop_agent(agent)
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/points/{point}/reports",
+                                     headers={"Authorization": f"Bearer {admin}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            rows = json.loads(resp.read())["reports"]
+    finally:
+        server.terminate()
+        server.wait(20)
+    stored = [r["seq"] for r in sorted(rows, key=lambda r: (r["received_at"], r["seq"]))]
+    assert stored == sorted(stored), "reports were stored out of order"
+    waiting = outbox_seqs(state)
+    assert len(stored) == len(set(stored)), "the collector stored a report twice"
+    assert sorted(stored + waiting) == list(range(1, last_seq(state) + 1))
+    assert len(stored) > 15
+
+
+def _http_ok(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
