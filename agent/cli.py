@@ -33,10 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--code", required=True, help="one-time enrolment code from the county IT staff")
 
     p = sub.add_parser("status", help="jobs' last runs, outbox depth, last acknowledgement")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", default=default_config_path(),
+                   help="default: $POINTWATCH_AGENT_CONFIG or the platform's standard path")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("service", help="Windows only: install/remove/start/stop the Windows service")
+    p.add_argument("action", choices=("install", "update", "remove", "start", "stop", "restart"))
+    p.add_argument("--config", help="config file the service runs with (install/update)")
+    p.add_argument("--startup", default="auto", choices=("auto", "delayed", "manual", "disabled"))
+    # The Windows service control manager starts the executable with this (hidden) command.
+    sub.add_parser("service-host", help=argparse.SUPPRESS)
+
     args = parser.parse_args(argv)
+    if args.command in ("service", "service-host"):
+        return cmd_service(args)
     try:
         from agent import config as config_mod
 
@@ -60,6 +70,27 @@ def main(argv: list[str] | None = None) -> int:
 
         return status(cfg, args.json)
     return EXIT_BAD_CONFIG
+
+
+def default_config_path() -> str:
+    import os
+
+    if os.environ.get("POINTWATCH_AGENT_CONFIG"):
+        return os.environ["POINTWATCH_AGENT_CONFIG"]
+    if sys.platform == "win32":
+        return os.path.join(os.environ.get("ProgramData", r"C:\ProgramData"), "pointwatch-agent", "agent.yaml")
+    return "/etc/pointwatch/agent.yaml"
+
+
+def cmd_service(args) -> int:
+    if sys.platform != "win32":
+        print("service 命令仅用于 Windows；Linux 请使用 configs/systemd/pointwatch-agent.service", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    from agent import winservice  # Windows-only module: imported only here, on Windows
+
+    if args.command == "service-host":
+        return winservice.host()
+    return winservice.handle(args.action, args.config, args.startup)
 
 
 def cmd_check(cfg, as_json: bool) -> int:

@@ -1,133 +1,202 @@
-"""The agent as a service: run checks, report to the collector, enrol, show status."""
+"""The agent as a long-running service: scheduler + durable outbox + sender, and `status`.
+
+Used by `pointwatch-agent run` (systemd, a terminal) and by the Windows service (agent/winservice.py),
+which share :class:`Agent`: start, wait for a stop request, finish the running checks, flush, exit.
+
+Test-only knob (documented in the README): ``POINTWATCH_AGENT_TEST_SPEEDUP=N`` divides every interval,
+backoff and drain pause by N, so tests see many cycles in seconds. ``POINTWATCH_AGENT_OUTBOX_MAX`` sets
+the outbox bound (default: about 7 days of reports at the configured intervals).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import signal
 import threading
 import time
-import uuid
+from datetime import datetime
 from pathlib import Path
 
 from agent import transport
-from agent.platform import current
-from agent.report import build_report, host_facts, run_checks
-from agent.wire import report_to_dict
+from agent.enrol import State
+from agent.outbox import Outbox, read_status
 
 log = logging.getLogger("pointwatch.agent")
 
+OUTBOX_FILE = "outbox.sqlite3"
+OUTBOX_DAYS = 7
+LOG_MAX_BYTES = 2 * 1024 * 1024
+LOG_BACKUPS = 5
 
-class State:
-    """Small files in the state directory: agent id, token, sequence counter."""
 
-    def __init__(self, cfg):
-        self.dir = Path(cfg.state_dir)
-        self.token_path = Path(cfg.collector.token_file) if cfg.collector.token_file else self.dir / "token"
+def speedup() -> float:
+    try:
+        return max(1.0, float(os.environ.get("POINTWATCH_AGENT_TEST_SPEEDUP", "1")))
+    except ValueError:
+        return 1.0
 
-    def ensure_dir(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
 
-    def agent_id(self) -> str:
-        path = self.dir / "agent_id"
-        if path.exists():
-            return path.read_text().strip()
-        self.ensure_dir()
-        value = str(uuid.uuid4())
-        path.write_text(value)
-        return value
+def outbox_max(cfg) -> int:
+    env = os.environ.get("POINTWATCH_AGENT_OUTBOX_MAX")
+    if env and env.isdigit():
+        return int(env)
+    per_day = sum(86400.0 / cfg.intervals[j] for j in cfg.intervals)
+    return int(per_day * OUTBOX_DAYS)
 
-    def token(self) -> str | None:
+
+class _QuietRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A full or read-only log disk must not spam tracebacks to stderr on every line; stderr still logs."""
+
+    failed = False
+
+    def handleError(self, record):  # noqa: N802 (logging's name)
+        if not self.failed:  # said once; the outbox result tells the collector about the disk
+            self.failed = True
+            logging.getLogger("pointwatch.agent").warning("log_file_unwritable file=%s", self.baseFilename)
+
+
+def setup_logging(cfg, to_stderr: bool = True) -> None:
+    fmt = logging.Formatter(f"%(asctime)s %(levelname)s point={cfg.point.code} %(name)s %(message)s")
+    root = logging.getLogger()
+    root.setLevel(cfg.log_level)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    if to_stderr:
+        h = logging.StreamHandler()
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    # systemd's LogsDirectory= sets LOGS_DIRECTORY; otherwise logs live beside the state.
+    log_dir = Path(os.environ.get("LOGS_DIRECTORY") or Path(cfg.state_dir) / "logs")
+    try:
+        if not os.environ.get("LOGS_DIRECTORY"):
+            Path(cfg.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        fh = _QuietRotatingFileHandler(log_dir / "agent.log", maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS,
+                                       encoding="utf-8", delay=True)
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    except OSError as exc:
+        log.warning("log_file_disabled dir=%s error=%s", log_dir, exc)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+class Agent:
+    def __init__(self, cfg, platform=None):
+        from agent.checks import registry
+        from agent.scheduler import JobRunner
+        from agent.sender import Sender
+
+        if platform is None:
+            from agent.platform import current
+
+            platform = current()
+        self.cfg = cfg
+        self.speedup = speedup()
+        self.stop_event = threading.Event()
+        self.state = State(cfg)
         try:
-            return self.token_path.read_text().strip() or None
-        except OSError:
-            return None
+            self.state.ensure_dir()
+        except OSError as exc:
+            log.error("state_dir_unusable dir=%s error=%s", self.state.dir, exc)
+        self.outbox = Outbox(self.state.dir / OUTBOX_FILE, outbox_max(cfg))
+        if cfg.collector.insecure_skip_verify:
+            log.warning("tls_verification_disabled by=collector.insecure_skip_verify")
+        ctx = None
+        if cfg.collector.url and cfg.collector.url.startswith("https"):
+            ctx = transport.ssl_context(cfg.collector.ca_bundle, cfg.collector.insecure_skip_verify)
+        self.sender = Sender(self.outbox, cfg.collector.url, self.state.token, self.state.agent_id,
+                             cfg.collector.timeout, ctx, self.speedup)
+        self.runner = JobRunner(cfg, platform, self.outbox, self.state.agent_id, on_report=self.sender.poke)
+        self.jobs = tuple(registry.JOBS)
 
-    def save_token(self, token: str, agent_id: str) -> None:
-        self.ensure_dir()
-        fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token)
-        os.chmod(self.token_path, 0o600)
-        (self.dir / "agent_id").write_text(agent_id)
+    def run(self) -> int:
+        from agent.scheduler import make_scheduler
 
-    def next_seq(self) -> int:
-        path = self.dir / "seq"
+        if not self.cfg.collector.url:
+            log.warning("no_collector_url reports_stay_in_outbox=true")
+        if self.state.token() is None:
+            log.warning("not_enrolled hint=run 'pointwatch-agent enroll' reports_stay_in_outbox=true")
+        sched = make_scheduler(self.runner, self.cfg.intervals, self.jobs, self.speedup)
+        log.info("agent_started collector=%s intervals=%s outbox_depth=%d speedup=%s", self.cfg.collector.url,
+                 {j: self.cfg.intervals[j] for j in self.jobs}, self.outbox.depth(), self.speedup)
+        self.sender.start()
+        sched.start()
         try:
-            seq = int(path.read_text()) + 1
-        except (OSError, ValueError):
-            seq = 1
-        path.write_text(str(seq))
-        return seq
+            while not self.stop_event.wait(1.0):
+                pass
+        finally:
+            t0 = time.monotonic()
+            # Running checks finish and land in the outbox (wait=True); nothing new starts.
+            sched.shutdown(wait=True)
+            self.sender.stop()
+            self.outbox.close()
+            log.info("agent_stopped shutdown_s=%.1f", time.monotonic() - t0)
+        return 0
 
-
-def _setup_logging(cfg) -> None:
-    logging.basicConfig(level=cfg.log_level,
-                        format=f"%(asctime)s %(levelname)s point={cfg.point.code} %(name)s %(message)s")
+    def stop(self) -> None:
+        self.stop_event.set()
 
 
 def run_forever(cfg) -> int:
-    _setup_logging(cfg)
-    if not cfg.collector.url:
-        log.error("config_error field=collector.url problem=missing")
-        return 2
-    state = State(cfg)
-    state.ensure_dir()
-    if cfg.collector.insecure_skip_verify:
-        log.warning("tls_verification_disabled by=collector.insecure_skip_verify")
-    ctx = transport.ssl_context(cfg.collector.ca_bundle, cfg.collector.insecure_skip_verify)
-    platform = current()
-    stop = threading.Event()
+    setup_logging(cfg)
+    agent = Agent(cfg)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    pending: list[dict] = []
-    interval = min(cfg.intervals.values())
-    log.info("agent_started collector=%s interval_s=%s", cfg.collector.url, interval)
-    while not stop.is_set():
-        t0 = time.monotonic()
-        results = run_checks(cfg, platform)
-        report = build_report(cfg, host_facts(platform), results, state.next_seq(), state.agent_id())
-        pending.append(report_to_dict(report))
-        token = state.token()
-        try:
-            ack = transport.send_reports(cfg.collector.url, token or "", pending, cfg.collector.timeout, ctx)
-            log.info("reports_sent count=%d accepted=%s duplicates=%s", len(pending), ack.get("accepted"),
-                     ack.get("duplicates"))
-            pending.clear()
-        except transport.SendError as exc:
-            log.warning("send_failed pending=%d status=%s error=%s", len(pending), exc.status, exc)
-            if not exc.retry:
-                pending.clear()
-        stop.wait(max(1.0, interval - (time.monotonic() - t0)))
-    log.info("agent_stopped")
-    return 0
+        signal.signal(sig, lambda signum, _frame: (log.info("stop_requested signal=%d", signum), agent.stop()))
+    if hasattr(signal, "SIGBREAK"):  # Ctrl-Break in a Windows console
+        signal.signal(signal.SIGBREAK, lambda *_: agent.stop())
+    return agent.run()
 
 
 def enroll(cfg, collector_url: str | None, code: str) -> int:
-    _setup_logging(cfg)
-    if not collector_url:
-        print("缺少采集端地址：请用 --collector 指定，或在配置中填写 collector.url")
-        return 2
-    platform = current()
-    fp = platform.fingerprint()
-    payload = {"code": code, "point_code": cfg.point.code, "hostname": platform.hostname(),
-               "fingerprint": {"machine_id": fp.machine_id, "serial": fp.serial, "macs": fp.macs}}
-    ctx = transport.ssl_context(cfg.collector.ca_bundle, cfg.collector.insecure_skip_verify)
+    from agent.enrol import enroll as do_enroll
+
+    setup_logging(cfg, to_stderr=False)
+    return do_enroll(cfg, collector_url, code)
+
+
+def collect_status(cfg) -> dict:
+    state = State(cfg)
+    info: dict = {"point": cfg.point.code, "state_dir": str(state.dir), "collector": cfg.collector.url,
+                  "enrolled": state.token() is not None}
     try:
-        answer = transport.post_json(f"{collector_url.rstrip('/')}/api/v1/enroll", payload, None,
-                                     cfg.collector.timeout, ctx)
-    except transport.SendError as exc:
-        print(f"注册失败：{exc}")
-        return 1
-    State(cfg).save_token(answer["token"], answer["agent_id"])
-    print(f"注册成功：服务点 {cfg.point.code}，终端编号 {answer['agent_id']}")
-    return 0
+        info.update(read_status(state.dir / OUTBOX_FILE))
+    except Exception as exc:  # status is read by a person at the PC: show the problem, don't crash
+        info.update(outbox="unreadable", outbox_error=str(exc))
+    return info
 
 
 def status(cfg, as_json: bool) -> int:
-    state = State(cfg)
-    info = {"state_dir": str(state.dir), "enrolled": state.token() is not None}
-    print(json.dumps(info, ensure_ascii=False, indent=2) if as_json else
-          "\n".join(f"{k}: {v}" for k, v in info.items()))
-    return 0
+    info = collect_status(cfg)
+    if as_json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+    else:
+        print(format_status(info))
+    return 0 if info.get("outbox") == "ok" else 1
+
+
+def _ts(value) -> str:
+    return datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S") if value else "从未"
+
+
+def format_status(info: dict) -> str:
+    lines = [f"服务点 {info['point']}  采集端 {info.get('collector') or '未配置'}  "
+             f"{'已注册' if info['enrolled'] else '未注册'}",
+             f"状态目录 {info['state_dir']}"]
+    if info.get("outbox") != "ok":
+        lines.append(f"报告缓存：{'尚未创建（代理还未运行过）' if info.get('outbox') == 'missing' else info.get('outbox_error')}")
+        return "\n".join(lines)
+    age = info["oldest_age_s"]
+    lines.append(f"报告缓存：待发送 {info['depth']} 份" + (f"，最早一份已等待 {age / 60:.1f} 分钟" if age else "")
+                 + f"，累计丢弃 {info['dropped_total']} 份，最新序号 {info['last_seq']}")
+    lines.append(f"最近一次确认：{_ts(info['last_ack_at'])}" +
+                 (f"（{info['last_ack_count']} 份）" if info.get("last_ack_count") else ""))
+    lines.append(f"最近错误：{info['last_error'] or '无'}" +
+                 (f"（{_ts(info['last_error_at'])}）" if info.get("last_error") else ""))
+    for job, j in sorted(info["jobs"].items()):
+        s = j.get("summary", {})
+        lines.append(f"任务 {job}: 最近运行 {_ts(j.get('last_start'))}，耗时 {j.get('duration_s')} 秒，"
+                     f"正常 {s.get('ok', 0)} 警告 {s.get('warn', 0)} 不合格 {s.get('fail', 0)} 错误 {s.get('error', 0)}")
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""Enrolment: trade a one-time code and this machine's fingerprint for the point's token.
+
+The token is a secret: it is written with 0600 permissions (created so, never widened), through a
+temporary file and a rename so a crash leaves the old token or the new one, and it is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+
+from agent import transport
+
+log = logging.getLogger("pointwatch.enrol")
+
+
+class State:
+    """The small files of the state directory: agent id and token (the outbox has its own file)."""
+
+    def __init__(self, cfg):
+        self.dir = Path(cfg.state_dir)
+        self.token_path = Path(cfg.collector.token_file) if cfg.collector.token_file else self.dir / "token"
+        self.agent_id_path = self.dir / "agent_id"
+        self._agent_id: str | None = None
+
+    def ensure_dir(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def agent_id(self) -> str:
+        """The id the collector gave at enrolment, or a local one until then (kept in memory if unwritable)."""
+        try:
+            value = self.agent_id_path.read_text().strip()
+            if value:
+                self._agent_id = value
+                return value
+        except OSError:
+            pass
+        if self._agent_id is None:
+            self._agent_id = str(uuid.uuid4())
+            try:
+                self.ensure_dir()
+                _write_private(self.agent_id_path, self._agent_id, 0o644)
+            except OSError as exc:
+                log.warning("agent_id_not_saved error=%s", exc)
+        return self._agent_id
+
+    def token(self) -> str | None:
+        try:
+            return self.token_path.read_text().strip() or None
+        except OSError:
+            return None
+
+    def save(self, token: str, agent_id: str) -> None:
+        self.ensure_dir()
+        _write_private(self.token_path, token, 0o600)
+        _write_private(self.agent_id_path, agent_id, 0o644)
+        self._agent_id = agent_id
+        _give_to_dir_owner(self.dir, (self.token_path, self.agent_id_path))
+
+
+def _write_private(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)  # the umask may have narrowed it; never wider than asked
+    os.replace(tmp, path)
+
+
+def _give_to_dir_owner(directory: Path, paths) -> None:
+    """`enroll` is often run as root by the IT person; the service user must still read its token."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    st = directory.stat()
+    if st.st_uid == 0:
+        return
+    for p in paths:
+        os.chown(p, st.st_uid, st.st_gid)
+
+
+def enroll(cfg, collector_url: str | None, code: str, platform=None) -> int:
+    """The `enroll` command; prints to the IT person in Chinese, returns the exit code."""
+    if not collector_url:
+        print("缺少采集端地址：请用 --collector 指定，或在配置中填写 collector.url")
+        return 2
+    if platform is None:
+        from agent.platform import current
+
+        platform = current()
+    fp = platform.fingerprint()
+    payload = {"code": code, "point_code": cfg.point.code, "hostname": platform.hostname(),
+               "fingerprint": {"machine_id": fp.machine_id, "serial": fp.serial, "macs": fp.macs}}
+    if cfg.collector.insecure_skip_verify:
+        log.warning("tls_verification_disabled by=collector.insecure_skip_verify")
+        print("警告：已关闭 TLS 证书校验（collector.insecure_skip_verify），仅应在测试环境使用")
+    try:
+        ctx = transport.ssl_context(cfg.collector.ca_bundle, cfg.collector.insecure_skip_verify)
+        answer = transport.post_json(f"{collector_url.rstrip('/')}/api/v1/enroll", payload, None,
+                                     cfg.collector.timeout, ctx)
+    except transport.SendError as exc:
+        hint = "注册码无效、已使用或已过期" if exc.status in (401, 403, 404, 409, 410) else "请检查网络和采集端地址"
+        print(f"注册失败（{hint}）：{exc}")
+        return 1
+    except (OSError, ValueError) as exc:  # e.g. an unreadable CA bundle
+        print(f"注册失败：{exc}")
+        return 1
+    token, agent_id = answer.get("token"), answer.get("agent_id")
+    if not token or not agent_id:
+        print("注册失败：采集端的应答缺少 token 或 agent_id")
+        return 1
+    if answer.get("point_code") and answer["point_code"] != cfg.point.code:
+        print(f"注册失败：注册码属于服务点 {answer['point_code']}，而本机配置为 {cfg.point.code}")
+        return 1
+    try:
+        State(cfg).save(token, str(agent_id))
+    except OSError as exc:
+        print(f"注册成功但无法保存令牌：{exc}")
+        return 1
+    log.info("enrolled point=%s agent_id=%s", cfg.point.code, agent_id)  # the token itself is never logged
+    print(f"注册成功：服务点 {cfg.point.code}，终端编号 {agent_id}")
+    return 0

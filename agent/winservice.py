@@ -1,0 +1,130 @@
+"""The agent as a real Windows service (pywin32). Windows-only: imported only by `cli.cmd_service` on Windows.
+
+    pointwatch-agent service install --config C:\\ProgramData\\pointwatch-agent\\agent.yaml
+    pointwatch-agent service start | stop | remove
+
+The service control manager starts ``<exe> service-host`` (the PyInstaller exe, or python.exe running
+``-m agent.cli service-host`` for a pip install): that hands the process to the SCM dispatcher, which
+calls :meth:`PointwatchAgentService.SvcDoRun`. The config path is stored in the service's registry key
+(``HKLM\\SYSTEM\\CurrentControlSet\\Services\\pointwatch-agent\\Parameters``), so the command line stays
+fixed. The service runs as LocalSystem, which ICMP raw sockets need; it restarts itself on failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import servicemanager  # pywin32
+import win32event
+import win32service
+import win32serviceutil
+
+SERVICE_NAME = "pointwatch-agent"
+log = logging.getLogger("pointwatch.winservice")
+
+
+def _host_command() -> tuple[str, str]:
+    if getattr(sys, "frozen", False):  # PyInstaller: the exe itself is the host
+        return sys.executable, "service-host"
+    return sys.executable, "-m agent.cli service-host"
+
+
+class PointwatchAgentService(win32serviceutil.ServiceFramework):
+    _svc_name_ = SERVICE_NAME
+    _svc_display_name_ = "pointwatch 医保服务点监测代理"
+    _svc_description_ = ("检查专网专机专用、核心网连通和服务点设备，并把报告发送到县级采集端。"
+                         "pointwatch service-point agent.")
+    _exe_name_, _exe_args_ = _host_command()
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.stop_handle = win32event.CreateEvent(None, 0, 0, None)
+        self.agent = None
+
+    def SvcStop(self):  # noqa: N802 (pywin32's names)
+        # Tell the SCM how long a clean stop may take: running checks finish, the outbox is flushed.
+        self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING, waitHint=30000)
+        if self.agent is not None:
+            self.agent.stop()
+        win32event.SetEvent(self.stop_handle)
+
+    SvcShutdown = SvcStop  # the PC shuts down: same clean stop
+
+    def SvcDoRun(self):  # noqa: N802
+        from agent import config as config_mod
+        from agent.confignode import ConfigError
+        from agent.service import Agent, setup_logging
+
+        path = win32serviceutil.GetServiceCustomOption(self._svc_name_, "config")
+        servicemanager.LogInfoMsg(f"{SERVICE_NAME} starting with config {path}")
+        try:
+            cfg = config_mod.load(path)
+        except ConfigError as exc:
+            servicemanager.LogErrorMsg(f"{SERVICE_NAME}: 配置错误 {exc}")
+            # A non-zero exit code makes the SCM apply the failure actions (restart after a delay).
+            self.ReportServiceStatus(win32service.SERVICE_STOPPED, win32ExitCode=1)
+            return
+        setup_logging(cfg, to_stderr=False)  # a service has no console: the rotating file only
+        self.agent = Agent(cfg)
+        if win32event.WaitForSingleObject(self.stop_handle, 0) == win32event.WAIT_OBJECT_0:
+            return
+        self.ReportServiceStatus(win32service.SERVICE_RUNNING)
+        self.agent.run()
+        servicemanager.LogInfoMsg(f"{SERVICE_NAME} stopped")
+
+
+def _set_failure_actions() -> None:
+    """Restart 10 s after a crash, every time (reset the count after a day): nobody is there to do it."""
+    scm = win32service.OpenSCManager(None, None, win32service.SC_MANAGER_ALL_ACCESS)
+    try:
+        svc = win32service.OpenService(scm, SERVICE_NAME, win32service.SERVICE_ALL_ACCESS)
+        try:
+            restart = (win32service.SC_ACTION_RESTART, 10000)
+            win32service.ChangeServiceConfig2(svc, win32service.SERVICE_CONFIG_FAILURE_ACTIONS, {
+                "ResetPeriod": 86400, "RebootMsg": None, "Command": None, "Actions": [restart] * 3})
+            win32service.ChangeServiceConfig2(svc, win32service.SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, True)
+        finally:
+            win32service.CloseServiceHandle(svc)
+    finally:
+        win32service.CloseServiceHandle(scm)
+
+
+def handle(action: str, config_path: str | None, startup: str) -> int:
+    """install/update/remove/start/stop/restart through pywin32's HandleCommandLine."""
+    import os
+
+    if action in ("install", "update"):
+        if not config_path:
+            print("请用 --config 指定配置文件，例如 C:\\ProgramData\\pointwatch-agent\\agent.yaml")
+            return 2
+        config_path = os.path.abspath(config_path)
+        from agent import config as config_mod
+        from agent.confignode import ConfigError
+
+        try:
+            config_mod.load(config_path)  # refuse to install a service that would fail at once
+        except ConfigError as exc:
+            print(f"配置错误 (config error): {exc}")
+            return 2
+    argv = [sys.argv[0]]
+    if action in ("install", "update"):
+        argv += ["--startup", startup]
+    argv.append(action)
+
+    def store_options(_opts):
+        win32serviceutil.SetServiceCustomOption(SERVICE_NAME, "config", config_path)
+        _set_failure_actions()
+
+    err = win32serviceutil.HandleCommandLine(
+        PointwatchAgentService, serviceClassString="agent.winservice.PointwatchAgentService", argv=argv,
+        customOptionHandler=store_options if action in ("install", "update") else None)
+    return 0 if not err else 1
+
+
+def host() -> int:
+    """Entry point of the process the SCM starts: hand it to the service dispatcher."""
+    servicemanager.Initialize()
+    servicemanager.PrepareToHostSingle(PointwatchAgentService)
+    servicemanager.StartServiceCtrlDispatcher()
+    return 0
