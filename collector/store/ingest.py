@@ -1,22 +1,70 @@
-"""Storing reports: idempotent on report_id, hash-chained per point, latest state kept apart from history."""
+"""Storing reports: idempotent on report_id, hash-chained per point, latest state kept apart from history.
+
+Written with SQLAlchemy Core (one INSERT per report for its primary key, one executemany for all results
+of a batch, one upsert executemany for the latest state) because the ORM's unit of work cost several times
+the database's own time per report.
+
+Besides the agent's results the collector adds two results of its own to each report, so scoring and alerts
+can use them like any other check: ``identity.matches_enrolment`` (the host fingerprint against the one
+pinned at enrolment, 人机信息相符) and ``agent.clock_skew`` (agent clock against receive time).
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from datetime import timezone
 
-from sqlalchemy import select
+from sqlalchemy import case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from agent.wire import Report, _jsonable
+from agent.wire import Report, rfc3339
 from collector.store import models as m
 
 GENESIS = ""  # prev_digest of a point's first report
+SKEW_WARN_S = 300.0  # |agent clock - collector clock| beyond this is flagged (a warning, never a rejection)
+IDENTITY_CHECK = "identity.matches_enrolment"
+SKEW_CHECK = "agent.clock_skew"
+
+_R = m.Result.__table__
+_L = m.LatestResult.__table__
+_REP = m.Report.__table__
+_S = m.PointState.__table__
 
 
-def canonical_json(report: Report) -> str:
-    return json.dumps(_jsonable(asdict(report)), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+def _ts(ts):
+    return None if ts is None else rfc3339(ts)
+
+
+def _jsonable_details(d):
+    from agent.wire import _jsonable
+
+    return _jsonable(d) if d else {}
+
+
+def report_dict(report: Report) -> dict:
+    """Same shape as ``agent.wire.report_to_dict`` without dataclasses.asdict's deep copies."""
+    h, fp = report.host, report.host.fingerprint
+    return {
+        "report_id": report.report_id, "seq": report.seq, "agent_id": report.agent_id,
+        "point_code": report.point_code, "agent_version": report.agent_version,
+        "collected_at": _ts(report.collected_at), "sent_at": _ts(report.sent_at),
+        "host": {"hostname": h.hostname, "os": h.os, "boot_time": _ts(h.boot_time),
+                 "fingerprint": {"machine_id": fp.machine_id, "serial": fp.serial, "macs": list(fp.macs)}},
+        "results": [{"check": r.check, "target": r.target, "status": r.status, "message": r.message,
+                     "value": _finite(r.value), "unit": r.unit, "details": _jsonable_details(r.details),
+                     "observed_at": _ts(r.observed_at), "duration_ms": _finite(r.duration_ms)}
+                    for r in report.results],
+    }
+
+
+def _finite(v):
+    import math
+
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def canonical_json(report: Report, as_dict: dict | None = None) -> str:
+    return json.dumps(as_dict or report_dict(report), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def chain_digest(prev_digest: str, body: str) -> str:
@@ -25,90 +73,191 @@ def chain_digest(prev_digest: str, body: str) -> str:
     return sha256_hex(prev_digest + "\n" + body)
 
 
+def fingerprint_matches(pinned: dict | None, seen) -> tuple[bool, list[str]]:
+    """Compare a reported fingerprint with the pinned one; returns (matches, names of differing parts).
+
+    machine_id and serial must be equal where both are known; MAC lists must share at least one address
+    (a USB adapter plugged in adds one, a changed board replaces them all).
+    """
+    if not pinned:
+        return True, []
+    diffs = []
+    for name in ("machine_id", "serial"):
+        a, b = (pinned.get(name) or "").strip().lower(), (getattr(seen, name) or "").strip().lower()
+        if a and b and a != b:
+            diffs.append(name)
+    macs_a = {x.lower().replace("-", ":") for x in pinned.get("macs") or []}
+    macs_b = {x.lower().replace("-", ":") for x in seen.macs or []}
+    if macs_a and macs_b and not macs_a & macs_b:
+        diffs.append("macs")
+    return not diffs, diffs
+
+
+def _collector_results(report: Report, received_at, pinned: dict | None, has_pin: bool) -> list[dict]:
+    out = []
+    skew = round((report.sent_at - received_at).total_seconds(), 3)
+    bad = abs(skew) > SKEW_WARN_S
+    out.append({"check": SKEW_CHECK, "target": "clock", "status": "warn" if bad else "ok", "value": skew,
+                "unit": "s", "details": {"source": "collector", "threshold_s": SKEW_WARN_S},
+                "message": (f"终端时钟与采集端相差 {skew:+.0f} 秒，超过 {SKEW_WARN_S / 60:.0f} 分钟，请校准时间"
+                            if bad else f"终端时钟偏差 {skew:+.1f} 秒，正常")})
+    if has_pin:
+        ok, diffs = fingerprint_matches(pinned, report.host.fingerprint)
+        out.append({"check": IDENTITY_CHECK, "target": "enrolment", "status": "ok" if ok else "fail",
+                    "value": None, "unit": None, "details": {"source": "collector", "differs": diffs},
+                    "message": "终端标识与注册时一致（人机信息相符）" if ok else
+                    f"终端标识与注册时不一致（{'、'.join(_PART_CN[d] for d in diffs)}已变化），疑似更换终端"})
+    return out
+
+
+_PART_CN = {"machine_id": "机器标识", "serial": "主板/BIOS 序列号", "macs": "网卡 MAC 地址"}
+
+
 def ingest_reports(self, reports: list[Report], received_at=None) -> tuple[int, int]:
-    """Store reports in one transaction; returns (accepted, duplicates). Callers have checked ownership."""
+    """Store reports in one transaction; returns (accepted, duplicates). Callers have checked ownership.
+
+    A report_id stored concurrently by another collector (unique constraint) makes the whole batch retry;
+    the second attempt then counts it as a duplicate.
+    """
     from collector.store import utcnow
 
-    received_at = received_at or utcnow()
-    accepted = duplicates = 0
+    received_at = (received_at or utcnow()).astimezone(timezone.utc)
     by_point: dict[str, list[Report]] = {}
     for r in reports:
         by_point.setdefault(r.point_code, []).append(r)
-    with self.session() as s:
-        for point_code in sorted(by_point):  # fixed lock order: two batches never deadlock
-            # The point_state row serialises writers of one point (FOR UPDATE on PostgreSQL; SQLite has one
-            # writer anyway), so the hash chain and the duplicate check see every committed report.
-            state = s.get(m.PointState, point_code, with_for_update=True)
-            if state is None:
-                state = m.PointState(point_code=point_code, last_digest="", seq_gaps=0, reports_total=0)
-                s.add(state)
-                s.flush()
-            batch = by_point[point_code]
-            ids = [r.report_id for r in batch]
-            seen = set(s.scalars(select(m.Report.report_id).where(m.Report.report_id.in_(ids))))
-            latest = {(row.check, row.target): row for row in
-                      s.scalars(select(m.LatestResult).where(m.LatestResult.point_code == point_code))}
-            for report in batch:
-                if report.report_id in seen:
-                    duplicates += 1
-                    continue
-                seen.add(report.report_id)
-                try:
-                    with s.begin_nested():
-                        _store_one(s, state, latest, report, received_at)
-                    accepted += 1
-                except IntegrityError:
-                    # Another collector stored the same report_id between our check and insert.
-                    duplicates += 1
+    for attempt in range(3):
+        try:
+            with self.write_session() as s:
+                return _ingest(s, by_point, received_at, self.is_sqlite)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _ingest(s, by_point, received_at, is_sqlite: bool) -> tuple[int, int]:
+    conn = s.connection()
+    accepted = duplicates = 0
+    result_rows: list[dict] = []
+    latest: dict[tuple, dict] = {}
+    for point_code in sorted(by_point):  # fixed lock order: two batches never deadlock
+        # The point_state row serialises writers of one point (FOR UPDATE on PostgreSQL; SQLite has one
+        # writer), so the hash chain and the duplicate check see every committed report.
+        state = _lock_state(conn, point_code)
+        batch = by_point[point_code]
+        seen = set(conn.execute(select(_REP.c.report_id).where(
+            _REP.c.report_id.in_([r.report_id for r in batch]))).scalars())
+        agent_ids = {r.agent_id for r in batch}
+        pins = {a: fp for a, fp in conn.execute(select(m.Agent.id, m.Agent.fingerprint).where(
+            m.Agent.id.in_(agent_ids)))}
+        last_digest = state["last_digest"] or GENESIS
+        newest = None
+        stored = 0
+        for report in batch:
+            if report.report_id in seen:
+                duplicates += 1
+                continue
+            seen.add(report.report_id)
+            as_dict = report_dict(report)
+            body = canonical_json(report, as_dict)
+            digest = chain_digest(last_digest, body)
+            pk = conn.execute(insert(_REP).returning(_REP.c.id), {
+                "report_id": report.report_id, "point_code": point_code, "agent_id": report.agent_id,
+                "seq": report.seq, "collected_at": report.collected_at, "sent_at": report.sent_at,
+                "received_at": received_at, "agent_version": report.agent_version,
+                "host": as_dict["host"], "body": body, "prev_digest": last_digest, "digest": digest,
+            }).scalar_one()
+            last_digest = digest
+            stored += 1
+            extra = _collector_results(report, received_at, pins.get(report.agent_id),
+                                       report.agent_id in pins)
+            for r in report.results:
+                observed = r.observed_at or report.collected_at
+                row = {"report_pk": pk, "point_code": point_code, "check": r.check, "target": r.target,
+                       "status": r.status, "value": _finite(r.value), "unit": r.unit, "message": r.message,
+                       "details": _jsonable_details(r.details), "observed_at": observed,
+                       "received_at": received_at}
+                result_rows.append(row)
+                _keep_newest(latest, row, report.report_id)
+            for r in extra:
+                row = {"report_pk": pk, "point_code": point_code, "observed_at": received_at,
+                       "received_at": received_at, **r}
+                result_rows.append(row)
+                _keep_newest(latest, row, report.report_id)
+            # A backlog report (older than what we already have) extends history but must not roll back "now".
+            if newest is None or report.collected_at >= newest[0].collected_at:
+                newest = (report, extra)
+        accepted += stored
+        if stored:
+            _update_state(conn, state, point_code, newest, last_digest, stored, received_at)
+    if result_rows:
+        conn.execute(insert(_R), result_rows)
+    if latest:
+        _upsert_latest(conn, list(latest.values()), is_sqlite)
     return accepted, duplicates
 
 
-def _store_one(s, state: m.PointState, latest: dict, report: Report, received_at) -> None:
-    body = canonical_json(report)
-    digest = chain_digest(state.last_digest or GENESIS, body)
-    row = m.Report(
-        report_id=report.report_id, point_code=report.point_code, agent_id=report.agent_id, seq=report.seq,
-        collected_at=report.collected_at, sent_at=report.sent_at, received_at=received_at,
-        agent_version=report.agent_version, host=_jsonable(asdict(report.host)), body=body,
-        prev_digest=state.last_digest or GENESIS, digest=digest,
+def _lock_state(conn, point_code: str) -> dict:
+    stmt = select(_S).where(_S.c.point_code == point_code).with_for_update()
+    row = conn.execute(stmt).mappings().first()
+    if row is None:
+        dialect = conn.dialect.name
+        ins = _dialect_insert(dialect)(_S).values(point_code=point_code, last_digest="", seq_gaps=0,
+                                                  reports_total=0, fingerprint_mismatch=False)
+        conn.execute(ins.on_conflict_do_nothing(index_elements=["point_code"]))
+        row = conn.execute(stmt).mappings().first()
+    return dict(row)
+
+
+def _update_state(conn, state, point_code, newest, last_digest, stored, received_at) -> None:
+    report, extra = newest
+    values = {"last_digest": last_digest, "reports_total": (state["reports_total"] or 0) + stored,
+              "last_received_at": received_at}
+    prev = state["last_collected_at"]
+    if prev is None or report.collected_at >= prev:
+        gap = 0
+        if state["last_seq"] is not None and report.seq > state["last_seq"] + 1:
+            gap = 1  # counted once per hole the agent's counter shows
+        values.update(last_collected_at=report.collected_at, last_seq=report.seq, agent_id=report.agent_id,
+                      agent_version=report.agent_version, hostname=report.host.hostname, os=report.host.os,
+                      clock_skew_s=next(r["value"] for r in extra if r["check"] == SKEW_CHECK),
+                      seq_gaps=(state["seq_gaps"] or 0) + gap)
+        ident = next((r for r in extra if r["check"] == IDENTITY_CHECK), None)
+        if ident is not None:
+            values["fingerprint_mismatch"] = ident["status"] != "ok"
+    conn.execute(update(_S).where(_S.c.point_code == point_code).values(**values))
+
+
+def _keep_newest(latest: dict, row: dict, report_id: str) -> None:
+    key = (row["point_code"], row["check"], row["target"])
+    cur = latest.get(key)
+    if cur is None or row["observed_at"] >= cur["observed_at"]:
+        latest[key] = {**row, "report_id": report_id}
+
+
+def _dialect_insert(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert
+
+
+def _upsert_latest(conn, rows: list[dict], is_sqlite: bool) -> None:
+    """Insert or update latest_results, never replacing a newer observation with an older one."""
+    ins = _dialect_insert(conn.dialect.name)(_L)
+    ex = ins.excluded
+    stmt = ins.on_conflict_do_update(
+        index_elements=["point_code", "check", "target"],
+        set_={"status": ex.status, "value": ex.value, "unit": ex.unit, "message": ex.message,
+              "details": ex.details, "observed_at": ex.observed_at, "received_at": ex.received_at,
+              "report_id": ex.report_id,
+              "since": case((_L.c.status == ex.status, _L.c.since), else_=ex.since)},
+        where=_L.c.observed_at <= ex.observed_at,
     )
-    s.add(row)
-    s.flush()
-    s.add_all([
-        m.Result(report_pk=row.id, point_code=report.point_code, check=r.check, target=r.target, status=r.status,
-                 value=r.value, unit=r.unit, message=r.message, details=_jsonable(r.details),
-                 observed_at=r.observed_at or report.collected_at, received_at=received_at)
-        for r in report.results
-    ])
-    state.last_digest = digest
-    state.reports_total = (state.reports_total or 0) + 1
-    # A backlog report (older than what we already have) extends history but must not roll back "now".
-    newer = state.last_collected_at is None or report.collected_at >= _aware(state.last_collected_at)
-    state.last_received_at = received_at
-    if newer:
-        state.last_collected_at = report.collected_at
-        state.last_seq = report.seq
-        state.agent_id, state.agent_version = report.agent_id, report.agent_version
-        state.hostname, state.os = report.host.hostname, report.host.os
-        state.clock_skew_s = round((report.sent_at - received_at).total_seconds(), 3)
-    for r in report.results:
-        observed = r.observed_at or report.collected_at
-        key = (r.check, r.target)
-        cur = latest.get(key)
-        if cur is not None and _aware(cur.observed_at) > observed:
-            continue
-        if cur is None:
-            cur = m.LatestResult(point_code=report.point_code, check=r.check, target=r.target, since=observed)
-            s.add(cur)
-            latest[key] = cur
-        elif cur.status != r.status:
-            cur.since = observed
-        cur.status, cur.value, cur.unit, cur.message = r.status, r.value, r.unit, r.message
-        cur.details, cur.observed_at, cur.received_at = _jsonable(r.details), observed, received_at
-        cur.report_id = report.report_id
-
-
-def _aware(ts):
-    if ts is None:
-        return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    conn.execute(stmt, [{
+        "point_code": r["point_code"], "check": r["check"], "target": r["target"], "status": r["status"],
+        "value": r["value"], "unit": r["unit"], "message": r["message"], "details": r["details"],
+        "observed_at": r["observed_at"], "received_at": r["received_at"], "since": r["observed_at"],
+        "report_id": r["report_id"],
+    } for r in rows])
