@@ -48,6 +48,8 @@ def _document_wire_schemas(app: FastAPI) -> None:
             return app.openapi_schema
         schema = base_openapi()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["EnrollIn"] = enroll.EnrollIn.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(components["EnrollIn"].pop("$defs", {}))
         for cls in (wire.Report, wire.ReportBatch):
             js = TypeAdapter(cls).json_schema(ref_template="#/components/schemas/{model}")
             components.update(js.pop("$defs", {}))

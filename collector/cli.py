@@ -81,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def serve(settings: Settings, host: str, port: int, app=None) -> int:
+def serve(settings: Settings, host: str, port: int, app=None, access_log: bool = True) -> int:
     import uvicorn
 
     from collector.app import create_app
 
     app = app or create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, access_log=access_log)
     return 0
 
 

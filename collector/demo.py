@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,7 +29,11 @@ core_network:
 """
 
 
+FLEET_INTERVAL_S = 15
+
+
 def run_demo(settings: Settings, host: str, port: int) -> int:
+    from collector import demo_fleet
     from collector.cli import serve
 
     if _port_busy(host, port):
@@ -48,24 +51,31 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
         token_path.write_text(store.create_token("agent", point_code=LOCAL_POINT[0], description="demo agent"))
         os.chmod(token_path, 0o600)
 
+    sims = demo_fleet.seed(store, Path(settings.data_dir), FLEET_INTERVAL_S)
+    stop = threading.Event()
+
     def start_agent():
         while not _port_busy(host, port):
             time.sleep(0.2)
+        threading.Thread(target=demo_fleet.run, args=(f"http://{host}:{port}", sims, FLEET_INTERVAL_S, stop),
+                         daemon=True, name="demo-fleet").start()
         log = open(agent_dir / "agent.log", "ab")  # noqa: SIM115 - lives as long as the agent
         agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg_path)],
                                  stdout=log, stderr=log)
-        print(f"\n  pointwatch 演示已启动：http://{host}:{port}/\n  本机代理日志：{agent_dir / 'agent.log'}\n"
-              f"  按 Ctrl-C 退出。\n", flush=True)
+        print(f"\n  pointwatch 演示已启动：http://{host}:{port}/\n"
+              f"  演示县：{demo_fleet.COUNTY}，{len(sims)} 个模拟服务点 + 1 个检查本机的真实代理\n"
+              f"  本机代理日志：{agent_dir / 'agent.log'}\n  按 Ctrl-C 退出。\n", flush=True)
         threading.Thread(target=_reap, args=(agent,), daemon=True).start()
         _AGENTS.append(agent)
 
     threading.Thread(target=start_agent, daemon=True).start()
     try:
-        return serve(settings, host, port)
+        # Sixty-nine agents posting every 15 s would bury the URL under access-log lines.
+        return serve(settings, host, port, access_log=False)
     finally:
+        stop.set()
         for agent in _AGENTS:
             agent.terminate()
-        tempfile.gettempdir()
 
 
 _AGENTS: list[subprocess.Popen] = []

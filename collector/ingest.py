@@ -25,6 +25,21 @@ class IngestError(Exception):
     detail: object
 
 
+async def read_payload(request) -> bytes:
+    """The request body, size-limited before and after gzip, as agents send it."""
+    limit = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise IngestError(413, "too_large", f"body is over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise IngestError(413, "too_large", f"body is over {limit} bytes")
+        chunks.append(chunk)
+    return inflate(b"".join(chunks), request.headers.get("content-encoding"))
+
+
 def inflate(body: bytes, encoding: str | None) -> bytes:
     encoding = (encoding or "identity").lower().strip()
     if encoding in ("identity", ""):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.deps import get_store
+from collector.ingest import IngestError, read_payload
 from collector.store import StoreError
 
 router = APIRouter(prefix="/api/v1", tags=["enrolment"])
@@ -31,8 +33,19 @@ class EnrollOut(BaseModel):
     point_code: str
 
 
-@router.post("/enroll", response_model=EnrollOut)
-async def enroll(body: EnrollIn, request: Request):
+ENROLL_BODY_DOC = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/EnrollIn"}}}}}
+
+
+@router.post("/enroll", response_model=EnrollOut, openapi_extra=ENROLL_BODY_DOC)
+async def enroll(request: Request):
+    try:
+        body = EnrollIn.model_validate_json(await read_payload(request))
+    except IngestError as exc:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+    except ValidationError as exc:
+        return JSONResponse({"detail": [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]}
+                                        for e in exc.errors()[:20]]}, status_code=422)
     try:
         agent_id, token = await run_in_threadpool(
             get_store(request).enroll, body.code, body.point_code, body.hostname, body.fingerprint.model_dump())

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector import selfmetrics
 from collector.api.deps import get_store, require_token
-from collector.ingest import IngestError, inflate, parse_reports
+from collector.ingest import IngestError, parse_reports, read_payload
 from collector.store import TokenInfo
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -23,27 +23,13 @@ REPORT_BODY_DOC = {
 }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise IngestError(413, "too_large", f"body is over {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise IngestError(413, "too_large", f"body is over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post("/reports", status_code=202, openapi_extra=REPORT_BODY_DOC)
 async def post_reports(request: Request, auth: TokenInfo = Depends(require_token)):
     store = get_store(request)
     try:
         if auth.role != "agent":
             raise IngestError(403, "not_agent", f"role '{auth.role}' may not send reports")
-        raw = await read_body(request, request.app.state.settings.max_body_bytes)
-        reports = parse_reports(inflate(raw, request.headers.get("content-encoding")))
+        reports = parse_reports(await read_payload(request))
         foreign = sorted({r.point_code for r in reports if r.point_code != auth.point_code})
         if foreign:
             raise IngestError(403, "wrong_point",

@@ -1,0 +1,201 @@
+"""A simulated county for `make demo`: agents that report through the real HTTP API in the real wire format.
+
+Each simulated point has its own agent token and sends what a real agent would send, with faults that come
+and go: a kiosk offline, toner running out, remote-control software, the internet reachable, a core link
+that degrades, a point whose agent has gone silent. Points are registered with ``simulated=True`` so the UI
+marks them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from agent import transport
+from agent.wire import Fingerprint, Host, Report, Result, report_to_dict, utcnow
+
+log = logging.getLogger("pointwatch.demo")
+
+COUNTY = "甘肃省/兰州市/榆中县"
+TOWNS = {
+    "城关镇": ["东关村", "西关村", "南关村", "兴隆村", "周前村", "新民村", "三角城村", "小康营村"],
+    "夏官营镇": ["夏官营村", "红柳沟村", "过店子村", "高墩营村", "大寨村", "徐家峡村", "石门村"],
+    "高崖镇": ["高崖村", "水岔沟村", "花岔村", "上堡子村", "中连川村", "红土坡村", "张家坪村"],
+    "金崖镇": ["金崖村", "岳家巷村", "黄家庄村", "周前庄村", "苑川村", "邴家湾村", "骆驼巷村", "永丰村"],
+    "和平镇": ["和平村", "袁家营村", "饶家湾村", "陆家湾村", "谢家营村", "哈家咀村", "烟坪村"],
+    "甘草店镇": ["甘草店村", "三墩营村", "车道岭村", "洼滩村", "高家湾村", "史家岔村", "二十里铺村"],
+    "青城镇": ["城河村", "新民村", "瓦窑村", "苇茨湾村", "河口村", "青城村", "狼营村", "东滩村"],
+    "定远镇": ["定远村", "驿坪村", "水坡村", "蒋家营村", "毛集村", "上庄村", "清水村", "寺沟村"],
+}
+STATION = "医保服务站"  # a town's own station; villages have 医保服务点
+
+FAULTS = ("kiosk_offline", "toner_out", "remote_control", "internet_reachable", "core_degraded", "silent",
+          "usb_disk", "queue_offline")
+
+
+@dataclass
+class SimPoint:
+    code: str
+    name: str
+    region: str
+    rng: random.Random
+    faults: set[str] = field(default_factory=set)
+    seq: int = 0
+    toner: float = 0.8
+    agent_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    token: str = ""
+
+
+def fleet() -> list[tuple[str, str, str]]:
+    """(code, name, region) of every simulated point: one station per town plus its villages."""
+    points = []
+    for t, (town, villages) in enumerate(TOWNS.items(), start=1):
+        points.append((f"620123{t:03d}000", f"{town}{STATION}", f"{COUNTY}/{town}"))
+        for v, village in enumerate(villages, start=1):
+            points.append((f"620123{t:03d}{v:03d}", f"{town}{village}医保服务点", f"{COUNTY}/{town}/{village}"))
+    return points
+
+
+def seed(store, data_dir: Path, interval_s: int) -> list[SimPoint]:
+    """Register the fleet and give each simulated agent a token (kept in the data dir across restarts)."""
+    token_file = Path(data_dir) / "demo-fleet-tokens.json"
+    tokens: dict[str, str] = json.loads(token_file.read_text()) if token_file.exists() else {}
+    sims = []
+    for i, (code, name, region) in enumerate(fleet()):
+        store.upsert_point(code, name, region, profile="lanzhou-basic-2023", simulated=True,
+                           report_interval_s=interval_s)
+        if code not in tokens:
+            tokens[code] = store.create_token("agent", point_code=code, description="demo simulated agent")
+        sim = SimPoint(code, name, region, random.Random(i), token=tokens[code])
+        sim.toner = 0.15 + sim.rng.random() * 0.8
+        sims.append(sim)
+    token_file.write_text(json.dumps(tokens))
+    token_file.chmod(0o600)
+    return sims
+
+
+def _scenario(sims: list[SimPoint], tick: int) -> None:
+    """Faults that come and go, on fixed points so the demo tells the same story every time."""
+    schedule = {
+        3: ("kiosk_offline", 6, 3),     # point index: (fault, period in ticks, ticks on)
+        9: ("remote_control", 8, 5),
+        14: ("internet_reachable", 10, 4),
+        20: ("core_degraded", 7, 3),
+        27: ("queue_offline", 9, 4),
+        33: ("usb_disk", 12, 6),
+        41: ("silent", 20, 8),
+        50: ("kiosk_offline", 11, 2),
+    }
+    for index, (fault, period, on) in schedule.items():
+        if index < len(sims):
+            active = (tick % period) < on
+            (sims[index].faults.add if active else sims[index].faults.discard)(fault)
+    for sim in sims:
+        if sim.toner <= 0.0:
+            sim.toner = 1.0  # someone replaced the cartridge
+        sim.toner = max(0.0, sim.toner - sim.rng.uniform(0.0, 0.02))
+
+
+def _result(check, target, status, message, value=None, unit=None, **details) -> Result:
+    return Result(check=check, target=target, status=status, message=message, value=value, unit=unit,
+                  details=details, observed_at=utcnow(), duration_ms=round(random.uniform(1, 40), 1))
+
+
+def simulate_results(sim: SimPoint) -> list[Result]:
+    rng, f = sim.rng, sim.faults
+    rtt = rng.uniform(0.006, 0.030)
+    loss = 0.0
+    if "core_degraded" in f:
+        rtt, loss = rng.uniform(0.25, 0.6), rng.choice((0.33, 0.67))
+    icmp_status = "warn" if "core_degraded" in f else "ok"
+    out = [
+        _result("net.core.icmp", "核心网关", icmp_status,
+                f"10.10.0.1 平均时延 {rtt * 1000:.1f} ms，丢包率 {loss:.0%}" +
+                ("（核心网络质量下降）" if icmp_status == "warn" else ""),
+                round(rtt, 4), "seconds", method="icmp", loss_ratio=loss, rtt_avg_s=round(rtt, 4)),
+        _result("net.core.tcp", "省医保信息平台", "ok", f"10.10.1.20:443 连接成功，用时 {rtt * 1100:.1f} ms",
+                round(rtt * 1.1, 4), "seconds"),
+        _result("net.core.https", "网上办理渠道", "ok", "https://10.10.1.20/health 返回 200，证书剩余 210 天",
+                210, "days", status_code=200),
+    ]
+    if "internet_reachable" in f:
+        out.append(_result("isolation.internet", "互联网隔离", "fail",
+                           "违反专网要求：可访问互联网 223.5.5.5:53（TCP）、www.baidu.com（DNS 解析成功）", 2, "count",
+                           reachable=["223.5.5.5:53", "www.baidu.com"]))
+    else:
+        out.append(_result("isolation.internet", "互联网隔离", "ok", "互联网不可达（3 个探测目标均无法访问）", 0, "count"))
+    out.append(_result("isolation.interfaces", "网卡与路由", "ok", f"仅启用有线网卡 eth0，地址 10.20.{int(sim.code[-3:]) % 250}.15 在专网网段内"))
+    out.append(_result("identity.fingerprint", "本机", "ok", "本机标识：3 项硬件标识已采集",
+                       machine_id=sim.agent_id, serial=f"SN{sim.code}"))
+    if "remote_control" in f:
+        out.append(_result("usage.processes", "禁用软件", "fail", "发现禁用软件：向日葵远程控制（SunloginClient.exe）",
+                           1, "count", forbidden=[{"name": "向日葵", "process": "SunloginClient.exe"}]))
+    else:
+        out.append(_result("usage.processes", "禁用软件", "ok", "未发现禁用软件；必需进程均在运行", 0, "count"))
+    if "usb_disk" in f:
+        out.append(_result("usage.removable_media", "移动存储", "fail", "发现未登记的移动存储：Kingston DataTraveler（E:）",
+                           1, "count"))
+    else:
+        out.append(_result("usage.removable_media", "移动存储", "ok", "未接入移动存储", 0, "count"))
+    out.append(_result("usage.listening_ports", "监听端口", "ok", "无白名单外的监听端口", 0, "count"))
+    out.append(_result("host.resources", "本机", "ok", "资源正常：CPU 12%，内存 48%，磁盘(C:) 61%", 0.61, "ratio"))
+    out.append(_device("kiosk", "自助服务一体机", "kiosk_offline" not in f))
+    out.append(_device("queue", "自助取号机", "queue_offline" not in f))
+    out.append(_device("display", "电子显示屏", True))
+    out.append(_device("scanner", "OCR扫描仪", True))
+    out.append(_printer(sim.toner))
+    return out
+
+
+def _device(kind: str, name: str, up: bool) -> Result:
+    if up:
+        return _result(f"device.{kind}", name, "ok", f"{name}在线，工作正常", 1, None, present=True, working=True)
+    return _result(f"device.{kind}", name, "fail", f"{name}离线：ICMP 与 TCP 8080 均无响应", 0, None,
+                   present=False, working=False)
+
+
+def _printer(toner: float) -> Result:
+    supplies = [{"description": "黑色墨粉", "level": round(toner * 100), "max": 100, "ratio": round(toner, 3)},
+                {"description": "硒鼓", "level": 70, "max": 100, "ratio": 0.7}]
+    if toner <= 0.0:
+        return _result("device.printer", "打印机", "fail", "打印机故障：无墨粉", 0, None, supplies=supplies,
+                       conditions=["no_toner"])
+    if toner < 0.1:
+        return _result("device.printer", "打印机", "warn", f"墨粉不足：黑色墨粉剩余 {toner:.0%}", 1, None,
+                       supplies=supplies, conditions=["low_toner"])
+    return _result("device.printer", "打印机", "ok", f"打印机就绪，黑色墨粉剩余 {toner:.0%}", 1, None,
+                   supplies=supplies)
+
+
+def _report(sim: SimPoint) -> dict:
+    sim.seq += 1
+    now = utcnow()
+    host = Host(hostname=f"YB-{sim.code[-6:]}", os="Windows 10 专业版 22H2", boot_time=now - timedelta(days=3),
+                fingerprint=Fingerprint(sim.agent_id, f"SN{sim.code}", [f"00:1a:2b:{int(sim.code[-6:-3]) % 256:02x}:{int(sim.code[-3:]) % 256:02x}:01"]))
+    return report_to_dict(Report(report_id=str(uuid.uuid4()), seq=sim.seq, agent_id=sim.agent_id,
+                                 point_code=sim.code, agent_version="0.1.0-sim", collected_at=now, sent_at=now,
+                                 host=host, results=simulate_results(sim)))
+
+
+def run(base_url: str, sims: list[SimPoint], interval_s: float, stop: threading.Event) -> None:
+    """Send every simulated point's report each interval through the real API, until ``stop``."""
+    tick = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        _scenario(sims, tick)
+        for sim in sims:
+            if "silent" in sim.faults or stop.is_set():
+                continue
+            try:
+                transport.send_reports(base_url, sim.token, [_report(sim)], timeout=10)
+            except transport.SendError as exc:
+                log.warning("demo_send_failed point=%s error=%s", sim.code, exc)
+        tick += 1
+        stop.wait(max(0.5, interval_s - (time.monotonic() - started)))

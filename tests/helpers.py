@@ -1,0 +1,31 @@
+"""Builders shared by collector tests: wire reports as a real agent would send them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from agent.wire import Fingerprint, Host, Report, Result, report_to_dict
+
+POINT = "620102001001"
+REGION = "甘肃省/兰州市/城关区/某镇/某村"
+
+
+def make_report(point_code: str = POINT, seq: int = 1, statuses: dict | None = None,
+                collected_at: datetime | None = None, agent_id: str = "00000000-0000-4000-8000-000000000001",
+                fingerprint: Fingerprint | None = None) -> Report:
+    at = collected_at or datetime.now(timezone.utc)
+    statuses = statuses or {"net.core.tcp": "ok", "net.core.icmp": "ok", "host.resources": "ok"}
+    results = [Result(check=c, target="核心网关" if c.startswith("net.") else "本机", status=s,
+                      message=f"{c} {s}", value=0.012 if c == "net.core.icmp" else None,
+                      unit="seconds" if c == "net.core.icmp" else None,
+                      details={"loss_ratio": 0.0} if c == "net.core.icmp" else {},
+                      observed_at=at, duration_ms=3.0) for c, s in statuses.items()]
+    host = Host(hostname="cun-pc", os="Windows 10", boot_time=at - timedelta(days=1),
+                fingerprint=fingerprint or Fingerprint("m-1", "SN1", ["00:11:22:33:44:55"]))
+    return Report(report_id=str(uuid.uuid4()), seq=seq, agent_id=agent_id, point_code=point_code,
+                  agent_version="0.1.0", collected_at=at, sent_at=at, host=host, results=results)
+
+
+def report_json(**kw) -> dict:
+    return report_to_dict(make_report(**kw))
