@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -11,7 +13,7 @@ from pydantic import TypeAdapter
 
 from agent import wire
 from collector import __version__, selfmetrics
-from collector.api import enroll, ingest, metrics, points, ui
+from collector.api import audit, auth, enroll, ingest, metrics, points, ui
 from collector.settings import Settings
 
 log = logging.getLogger("pointwatch.collector")
@@ -19,11 +21,12 @@ log = logging.getLogger("pointwatch.collector")
 
 def create_app(settings: Settings, store=None) -> FastAPI:
     app = FastAPI(title="pointwatch collector", version=__version__,
-                  description="医保服务点运行监测 — collector API")
+                  description="医保服务点运行监测 — collector API", lifespan=_lifespan)
     app.state.settings = settings
     app.state.store = store or settings.open_store()
-    for module in (ingest, enroll, points, metrics, ui):
+    for module in (ingest, enroll, points, metrics, ui, auth, audit):
         app.include_router(module.router)
+    app.include_router(auth.api)
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")
 
     @app.middleware("http")
@@ -37,6 +40,37 @@ def create_app(settings: Settings, store=None) -> FastAPI:
 
     _document_wire_schemas(app)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    task = asyncio.create_task(_maintenance_loop(app))
+    try:
+        yield
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
+async def _maintenance_loop(app: FastAPI) -> None:
+    """Roll-ups and pruning; every collector wakes up, one of them (under a database lock) does the work."""
+    from starlette.concurrency import run_in_threadpool
+
+    from collector.store.retention import RetentionPolicy
+
+    policy = RetentionPolicy.from_settings(app.state.settings)
+    await asyncio.sleep(min(5.0, policy.interval_s))
+    while True:
+        try:
+            summary = await run_in_threadpool(app.state.store.run_maintenance, policy)
+            if summary:
+                log.info("maintenance %s", summary)
+        except Exception:  # a failed round is retried next time; it must not end the loop
+            log.exception("maintenance failed")
+        await asyncio.sleep(min(policy.interval_s, 300))
 
 
 def _document_wire_schemas(app: FastAPI) -> None:

@@ -154,6 +154,10 @@ class Store:
                 point.name, point.region_path, point.profile = name, region_path, profile
                 point.simulated, point.report_interval_s, point.address = simulated, report_interval_s, address
 
+    def point_region(self, code: str) -> str | None:
+        with self.session() as s:
+            return s.scalar(select(m.Point.region_path).where(m.Point.code == code))
+
     # -- tokens and enrolment ------------------------------------------------------------------------
     def create_enroll_code(self, point_code: str, valid_for: timedelta = timedelta(days=7),
                            actor=None) -> str:
@@ -221,6 +225,7 @@ class Store:
         point_summary,
         reports_for_point,
     )
+    from collector.store.retention import hourly, prune, rollup, run_maintenance  # noqa: E402
 
 
 def _aware(ts: datetime) -> datetime:
