@@ -139,17 +139,23 @@ class Store:
                 session.flush()
 
     def upsert_point(self, code: str, name: str, region_path: str, profile: str = "national-basic",
-                     simulated: bool = False, report_interval_s: int = 60, address: str | None = None) -> None:
+                     simulated: bool = False, report_interval_s: int = 60, address: str | None = None,
+                     actor=None) -> None:
         from collector.regions import normalize_path
+        from collector.store.audit import append
+        from collector.store.people import SYSTEM
 
         region_path = normalize_path(region_path)
-        with self.session() as s:
+        with self.write_session() as s:
+            append(s, actor or SYSTEM, "point.upsert", f"point:{code}", {"name": name, "profile": profile},
+                   region_path)
             self.ensure_region(s, region_path)
             point = s.scalar(select(m.Point).where(m.Point.code == code))
             if point is None:
                 s.add(m.Point(code=code, name=name, region_path=region_path, profile=profile, simulated=simulated,
                               report_interval_s=report_interval_s, address=address, created_at=utcnow()))
-                s.add(m.PointState(point_code=code, last_digest="", seq_gaps=0, reports_total=0))
+                s.add(m.PointState(point_code=code, last_digest="", seq_gaps=0, reports_total=0,
+                                   fingerprint_mismatch=False))
             else:
                 point.name, point.region_path, point.profile = name, region_path, profile
                 point.simulated, point.report_interval_s, point.address = simulated, report_interval_s, address
@@ -225,6 +231,7 @@ class Store:
         point_summary,
         reports_for_point,
     )
+    from collector.store.registry import export_points, import_points  # noqa: E402
     from collector.store.retention import hourly, prune, rollup, run_maintenance  # noqa: E402
 
 
