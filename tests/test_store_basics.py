@@ -104,3 +104,39 @@ def test_clock_skew_is_a_warning_not_a_rejection(store):
     store.ingest_reports([make_report(seq=2, n=1)])
     skew = {r.check: r for r in store.latest_for_point("620102001001")}["agent.clock_skew"]
     assert skew.status == "ok"
+
+
+def test_concurrent_ingest_is_grouped_and_counted_per_caller(store):
+    """Many threads at once (the group-commit path): every caller gets its own counts, chains stay linear."""
+    import threading
+
+    points = [f"62010200100{i}" for i in range(4)]
+    for code in points:
+        store.upsert_point(code, "某村服务点", REGION)
+    reports = {code: [make_report(point=code, seq=s, n=3) for s in range(1, 11)] for code in points}
+    results, barrier = [], threading.Barrier(16)
+
+    def send(code, batch):
+        barrier.wait()
+        results.append(store.ingest_reports(batch))
+
+    jobs = []
+    for code in points:  # each point's reports in two halves, each half sent twice (a re-send)
+        for half in (reports[code][:5], reports[code][5:]):
+            jobs += [(code, half), (code, half)]
+    threads = [threading.Thread(target=send, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(a for a, _ in results) == 40 and sum(d for _, d in results) == 40
+    assert all((a, d) in ((5, 0), (0, 5)) for a, d in results)
+    with store.session() as s:
+        for code in points:
+            rows = s.execute(select(m.Report.body, m.Report.prev_digest, m.Report.digest)
+                             .where(m.Report.point_code == code).order_by(m.Report.id)).all()
+            prev = ""
+            for body, prev_digest, digest in rows:
+                assert prev_digest == prev and digest == chain_digest(prev, body)
+                prev = digest
+            assert len(rows) == 10

@@ -10,6 +10,7 @@ import hashlib
 import os
 import secrets
 import threading
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -90,6 +91,11 @@ class Store:
         # SQLite has one writer; serialising writers here (one process per SQLite store) keeps the hash
         # chains linear and spares threads the busy-wait. PostgreSQL serialises with row/advisory locks.
         self._write_lock = threading.Lock()
+        self._token_cache: dict = {}
+        # Group commit of concurrent ingest calls (collector/store/ingest.py).
+        self._ingest_lock = threading.Lock()
+        self._group_guard = threading.Lock()
+        self._group_queue: deque = deque()
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike) -> Store:

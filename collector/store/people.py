@@ -193,12 +193,29 @@ def create_token(self, role: str, region_path: str = "/", point_code: str | None
     return token
 
 
+TOKEN_CACHE_S = 10.0  # a revoked token stops working within this long on every collector
+
+
 def authenticate(self, token: str) -> TokenInfo | None:
+    """The token's principal; found tokens are cached briefly (every agent report would otherwise cost a
+    database round trip before its own write)."""
+    import time
+
+    digest = sha256_hex(token)
+    cache = self._token_cache
+    hit = cache.get(digest)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < TOKEN_CACHE_S:
+        return hit[1]
     with self.session() as s:
-        row = s.scalar(select(m.ApiToken).where(m.ApiToken.token_hash == sha256_hex(token),
-                                                m.ApiToken.revoked.is_(False)))
+        row = s.scalar(select(m.ApiToken).where(m.ApiToken.token_hash == digest, m.ApiToken.revoked.is_(False)))
         if row is None:
+            cache.pop(digest, None)
             return None
         actor = f"agent:{row.agent_id}" if row.agent_id else f"token:{row.id}"
-        return TokenInfo(row.id, row.role, row.region_path, row.point_code, row.agent_id, actor=actor,
+        info = TokenInfo(row.id, row.role, row.region_path, row.point_code, row.agent_id, actor=actor,
                          via="token", person=row.person)
+    if len(cache) > 100_000:
+        cache.clear()
+    cache[digest] = (now, info)
+    return info
