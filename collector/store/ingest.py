@@ -261,16 +261,17 @@ def _ingest(s, by_point, received_at, is_sqlite: bool, stored_ids: set) -> tuple
     accepted = duplicates = 0
     result_rows: list[dict] = []
     latest: dict[tuple, dict] = {}
-    for point_code in sorted(by_point):  # fixed lock order: two batches never deadlock
-        # The point_state row serialises writers of one point (FOR UPDATE on PostgreSQL; SQLite has one
-        # writer), so the hash chain and the duplicate check see every committed report.
-        state = _lock_state(conn, point_code)
-        batch = by_point[point_code]
-        seen = set(conn.execute(select(_REP.c.report_id).where(
-            _REP.c.report_id.in_([r.report_id for r in batch]))).scalars())
-        agent_ids = {r.agent_id for r in batch}
-        pins = {a: fp for a, fp in conn.execute(select(m.Agent.id, m.Agent.fingerprint).where(
-            m.Agent.id.in_(agent_ids)))}
+    # The point_state rows serialise writers of a point (FOR UPDATE on PostgreSQL, taken in code order so
+    # two batches never deadlock; SQLite has one writer), so the hash chain and the duplicate check below
+    # see every committed report.
+    states = _lock_states(conn, sorted(by_point))
+    every = [r for batch in by_point.values() for r in batch]
+    seen = set(conn.execute(select(_REP.c.report_id).where(
+        _REP.c.report_id.in_({r.report_id for r in every}))).scalars())
+    pins = {a: fp for a, fp in conn.execute(select(m.Agent.id, m.Agent.fingerprint).where(
+        m.Agent.id.in_({r.agent_id for r in every})))}
+    for point_code in sorted(by_point):
+        state, batch = states[point_code], by_point[point_code]
         last_digest = state["last_digest"] or GENESIS
         newest = None
         stored = 0
@@ -326,16 +327,20 @@ def _ingest(s, by_point, received_at, is_sqlite: bool, stored_ids: set) -> tuple
     return accepted, duplicates
 
 
-def _lock_state(conn, point_code: str) -> dict:
-    stmt = select(_S).where(_S.c.point_code == point_code).with_for_update()
-    row = conn.execute(stmt).mappings().first()
-    if row is None:
-        dialect = conn.dialect.name
-        ins = _dialect_insert(dialect)(_S).values(point_code=point_code, last_digest="", seq_gaps=0,
-                                                  reports_total=0, fingerprint_mismatch=False)
-        conn.execute(ins.on_conflict_do_nothing(index_elements=["point_code"]))
-        row = conn.execute(stmt).mappings().first()
-    return dict(row)
+def _lock_states(conn, codes: list[str]) -> dict[str, dict]:
+    def select_locked(wanted):
+        stmt = select(_S).where(_S.c.point_code.in_(wanted)).order_by(_S.c.point_code).with_for_update()
+        return {row["point_code"]: dict(row) for row in conn.execute(stmt).mappings()}
+
+    states = select_locked(codes)
+    missing = [c for c in codes if c not in states]
+    if missing:
+        ins = _dialect_insert(conn.dialect.name)(_S)
+        conn.execute(ins.on_conflict_do_nothing(index_elements=["point_code"]),
+                     [{"point_code": c, "last_digest": "", "seq_gaps": 0, "reports_total": 0,
+                       "fingerprint_mismatch": False} for c in missing])
+        states.update(select_locked(missing))
+    return states
 
 
 def _update_state(conn, state, point_code, newest, last_digest, stored, received_at) -> None:
