@@ -35,6 +35,13 @@ class CollectorConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """The agent's own /metrics for sites that pull (off unless ``metrics.listen`` is set)."""
+
+    listen: tuple[str, int] | None = None
+
+
+@dataclass
 class AgentConfig:
     path: str
     point: PointConfig
@@ -47,13 +54,14 @@ class AgentConfig:
     devices: Any
     disabled_checks: set[str] = field(default_factory=set)
     log_level: str = "INFO"
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def enabled(self, check_id: str) -> bool:
         return check_id not in self.disabled_checks
 
 
 TOP_KEYS = ("point", "collector", "state_dir", "intervals", "core_network", "isolation", "usage", "devices",
-            "checks", "log")
+            "checks", "log", "metrics")
 
 
 def load(path: str | Path) -> AgentConfig:
@@ -89,6 +97,9 @@ def parse(text: str, file: str = "<config>") -> AgentConfig:
     if "log" in top:
         log = top["log"].mapping(("level",))
         cfg.log_level = optional(log, "level", "INFO", lambda n: n.choice(("DEBUG", "INFO", "WARNING", "ERROR")))
+    if "metrics" in top and top["metrics"].value is not None:
+        metrics = top["metrics"].mapping(("listen",))
+        cfg.metrics = MetricsConfig(listen=optional(metrics, "listen", None, Node.host_port))
     return cfg
 
 

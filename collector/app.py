@@ -8,23 +8,26 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
 
 from agent import wire
 from collector import __version__, selfmetrics
-from collector.api import audit, auth, enroll, ingest, metrics, points, ui
+from collector.api import audit, auth, enroll, ingest, metrics, points, scores, ui
 from collector.settings import Settings
 
 log = logging.getLogger("pointwatch.collector")
 
 
 def create_app(settings: Settings, store=None) -> FastAPI:
+    # docs_url=None: FastAPI's default /docs loads Swagger UI from a CDN; ours serves the vendored copy.
     app = FastAPI(title="pointwatch collector", version=__version__,
-                  description="医保服务点运行监测 — collector API", lifespan=_lifespan)
+                  description="医保服务点运行监测 — collector API", docs_url=None, redoc_url=None,
+                  lifespan=_lifespan)
     app.state.settings = settings
     app.state.store = store or settings.open_store()
-    for module in (ingest, enroll, points, metrics, ui, auth, audit):
+    for module in (ingest, enroll, points, scores, metrics, ui, auth, audit):
         app.include_router(module.router)
     app.include_router(auth.api)
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")
@@ -37,6 +40,13 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         selfmetrics.REQUEST_SECONDS.labels(getattr(route, "path", "unmatched"), request.method).observe(
             time.perf_counter() - t0)
         return response
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="pointwatch collector API",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css", swagger_favicon_url="/static/favicon.png")
 
     _document_wire_schemas(app)
     return app

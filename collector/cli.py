@@ -28,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     from collector import registry_cli
 
     registry_cli.add_parsers(sub)  # db, points, users, tokens, enroll-code, audit
+
+    p = sub.add_parser("scores", help="score points against their standards profiles")
+    p.add_argument("--region", default="/", help="region path to rank (default: everything)")
+    p.add_argument("--point", help="one point's sheet, item by item")
+    p.add_argument("--from", dest="since", help="period start: 2026-01-01 (China time) or an RFC 3339 time")
+    p.add_argument("--to", dest="until", help="period end, inclusive day: 2026-01-31")
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -47,6 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(settings, args.host, args.port)
     from collector import registry_cli
 
+    if args.command == "scores":
+        from collector.scores_cli import run_scores
+
+        store = settings.open_store()
+        try:
+            return run_scores(store, args)
+        finally:
+            store.close()
     return registry_cli.run(args, settings)
 
 

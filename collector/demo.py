@@ -26,7 +26,19 @@ core_network:
   count: 3
   icmp: [{{target: 127.0.0.1, name: 本机回环}}]
   tcp: [{{target: "127.0.0.1:{port}", name: 采集端}}]
+usage:
+  staff_accounts: [{_login_name()}]
+  allowed_ports: [22, {port}]
 """
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "root"
 
 
 FLEET_INTERVAL_S = 15

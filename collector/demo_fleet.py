@@ -122,6 +122,8 @@ def simulate_results(sim: SimPoint) -> list[Result]:
                 round(rtt, 4), "seconds", method="icmp", loss_ratio=loss, rtt_avg_s=round(rtt, 4)),
         _result("net.core.tcp", "省医保信息平台", "ok", f"10.10.1.20:443 连接成功，用时 {rtt * 1100:.1f} ms",
                 round(rtt * 1.1, 4), "seconds"),
+        _result("net.core.dns", "ybj.gs.hsip.gov.cn", "ok", "ybj.gs.hsip.gov.cn 解析为 10.10.1.20（与预期一致）",
+                round(rtt / 3, 4), "seconds", addresses=["10.10.1.20"]),
         _result("net.core.https", "网上办理渠道", "ok", "https://10.10.1.20/health 返回 200，证书剩余 210 天",
                 210, "days", status_code=200),
     ]
@@ -145,6 +147,8 @@ def simulate_results(sim: SimPoint) -> list[Result]:
     else:
         out.append(_result("usage.removable_media", "移动存储", "ok", "未接入移动存储", 0, "count"))
     out.append(_result("usage.listening_ports", "监听端口", "ok", "无白名单外的监听端口", 0, "count"))
+    out.append(_result("usage.accounts", "登录账号", "ok", "当前登录账号均为登记的工作人员：ybzhangsan", 0, "count",
+                       accounts=["ybzhangsan"]))
     out.append(_result("host.resources", "本机", "ok", "资源正常：CPU 12%，内存 48%，磁盘(C:) 61%", 0.61, "ratio"))
     out.append(_device("kiosk", "自助服务一体机", "kiosk_offline" not in f))
     out.append(_device("queue", "自助取号机", "queue_offline" not in f))
@@ -155,15 +159,26 @@ def simulate_results(sim: SimPoint) -> list[Result]:
 
 
 def _device(kind: str, name: str, up: bool) -> Result:
+    # The details have the shape of agent/checks/devices: present, working and one entry per probe method.
+    if kind == "scanner":
+        methods = [{"method": "usb", "answered": up, "status": "ok" if up else "fail",
+                    "message": "USB 设备 04c5:1476 在位" if up else "未发现 USB 设备 04c5:1476"}]
+    else:
+        methods = [{"method": "icmp", "answered": up, "status": "ok" if up else "fail",
+                    "message": "响应正常" if up else "无响应"},
+                   {"method": "tcp", "answered": up, "status": "ok" if up else "fail",
+                    "message": "端口 8080 连接成功" if up else "端口 8080 连接超时"}]
+    details = {"kind": kind, "required": True, "present": up, "working": up, "methods": methods}
     if up:
-        return _result(f"device.{kind}", name, "ok", f"{name}在线，工作正常", 1, None, present=True, working=True)
-    return _result(f"device.{kind}", name, "fail", f"{name}离线：ICMP 与 TCP 8080 均无响应", 0, None,
-                   present=False, working=False)
+        return _result(f"device.{kind}", name, "ok", f"{name}正常", 1, None, **details)
+    return _result(f"device.{kind}", name, "fail", f"{name}未检测到：ICMP 与 TCP 8080 均无响应", 0, None, **details)
 
 
 def _printer(toner: float) -> Result:
-    supplies = [{"description": "黑色墨粉", "level": round(toner * 100), "max": 100, "ratio": round(toner, 3)},
-                {"description": "硒鼓", "level": 70, "max": 100, "ratio": 0.7}]
+    supplies = [{"index": "1.1", "description": "黑色墨粉", "type": "toner", "level": round(toner * 100),
+                 "max_capacity": 100, "ratio": round(toner, 3), "state": "measured"},
+                {"index": "1.2", "description": "硒鼓", "type": "opc", "level": 70, "max_capacity": 100, "ratio": 0.7,
+                 "state": "measured"}]
     if toner <= 0.0:
         return _result("device.printer", "打印机", "fail", "打印机故障：无墨粉", 0, None, supplies=supplies,
                        conditions=["no_toner"])

@@ -1,4 +1,9 @@
-"""identity.fingerprint (专机): the facts the collector pins at enrolment (人机信息相符)."""
+"""identity.fingerprint (专机): the facts the collector pins at enrolment (人机信息相符).
+
+No single fact is an identity: MachineGuid and /etc/machine-id are copied by cloned images and change on
+reinstall, white-box boards carry placeholder serials, and USB NICs come and go. So the check reports all
+of them, flags placeholders, and counts how many usable factors there are; the collector compares the set.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,31 @@ from agent.checks import Outcome, Probe
 from agent.platform import is_placeholder
 
 CHECK_IDS = ("identity.fingerprint",)
+# Facts that identify hardware (the rest of hardware_ids, such as the vendor, only describe it).
+HARDWARE_KEYS = ("system_uuid", "system_serial", "board_serial", "bios_serial")
 
 
 def probes(config, platform) -> list[Probe]:
     if not config.enabled("identity.fingerprint"):
         return []
-    return [Probe("identity.fingerprint", "本机", lambda: fingerprint(platform), deadline=30)]
+    return [Probe("identity.fingerprint", "本机", lambda: fingerprint(platform), deadline=60)]
 
 
 def fingerprint(platform) -> Outcome:
     fp = platform.fingerprint()
     ids = platform.hardware_ids()
-    placeholders = sorted(k for k, v in ids.items() if k.endswith("serial") and is_placeholder(v))
+    placeholders = sorted(k for k in HARDWARE_KEYS if k in ids and is_placeholder(ids[k]))
     details = {"machine_id": fp.machine_id, "serial": fp.serial, "macs": fp.macs,
-               "hostname": platform.hostname(), "os": platform.os_description(), **ids}
-    if placeholders:
-        details["placeholder_fields"] = placeholders
-    factors = sum(bool(x) for x in (fp.machine_id, fp.serial, ids.get("system_uuid"), fp.macs))
+               "hostname": platform.hostname(), "os": platform.os_description(), **ids,
+               "placeholder_fields": placeholders}
+    usable = [k for k in HARDWARE_KEYS if ids.get(k) and k not in placeholders]
+    factors = (["machine_id"] if fp.machine_id else []) + usable + (["macs"] if fp.macs else [])
     details["factors"] = factors
-    if not fp.machine_id and not fp.serial and not fp.macs:
-        return Outcome("error", "无法读取本机的硬件标识", details=details)
-    if factors < 2:
-        return Outcome("warn", f"本机可识别的硬件标识不足（仅 {factors} 项），无法可靠核对人机信息", details=details)
-    return Outcome("ok", f"本机标识：主机名 {details['hostname']}，{factors} 项硬件标识已采集", details=details)
+    if not factors:
+        return Outcome("error", "无法读取本机的任何硬件标识", details=details)
+    note = f"；{'、'.join(placeholders)} 为厂商占位值，不作为标识" if placeholders else ""
+    if len(factors) < 2:
+        return Outcome("warn", f"本机可用的硬件标识不足（仅 {'、'.join(factors)}），无法可靠核对人机信息{note}",
+                       value=len(factors), unit="count", details=details)
+    return Outcome("ok", f"本机标识已采集：主机名 {details['hostname']}，{len(factors)} 项（{'、'.join(factors)}）{note}",
+                   value=len(factors), unit="count", details=details)

@@ -7,9 +7,15 @@ tests call them directly against hosts in network namespaces.
 from __future__ import annotations
 
 import errno
+import http.client
+import ipaddress
+import os
 import socket
+import ssl
 import statistics
+import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -23,6 +29,8 @@ ECHO_SPACING = 0.1
 # When ICMP is not permitted, reachability is judged by a TCP handshake to this port: a refusal (RST)
 # proves the host is up as well as an accept does.
 DEFAULT_FALLBACK_PORT = 443
+# A platform certificate this close to expiry is a warning: renewing it on a private network takes weeks.
+CERT_WARN_DAYS = 14
 
 
 @dataclass
@@ -62,6 +70,7 @@ class CoreNetworkConfig:
     tcp: list[TcpTarget] = field(default_factory=list)
     dns: list[DnsTarget] = field(default_factory=list)
     https: list[HttpsTarget] = field(default_factory=list)
+    ca_bundle: str | None = None  # the private network's own CA (PEM) for net.core.https
 
 
 def parse_config(node: Node | None) -> CoreNetworkConfig:
@@ -73,6 +82,7 @@ def parse_config(node: Node | None) -> CoreNetworkConfig:
         count=optional(m, "count", 3, lambda n: n.int(1, 20)),
         loss_warn=optional(m, "loss_warn", 0.2, lambda n: n.float(0, 1)),
         rtt_warn=optional(m, "rtt_warn", 0.2, lambda n: n.duration(0.001, 30)),
+        ca_bundle=optional(m, "ca_bundle", None, _existing_file),
     )
     for item in optional(m, "icmp", [], Node.items):
         t = item.mapping(("target", "name", "fallback_port"), required=("target",))
@@ -97,6 +107,13 @@ def parse_config(node: Node | None) -> CoreNetworkConfig:
     return cfg
 
 
+def _existing_file(node: Node) -> str:
+    path = node.str()
+    if not os.path.isfile(path):
+        node.fail(f"file '{path}' does not exist")
+    return path
+
+
 def probes(config, platform) -> list[Probe]:
     net: CoreNetworkConfig = config.core_network
     out: list[Probe] = []
@@ -111,6 +128,16 @@ def probes(config, platform) -> list[Probe]:
         for t in net.tcp:
             out.append(Probe("net.core.tcp", t.name, lambda t=t: tcp_connect(t.host, t.port, net.timeout),
                              deadline=net.timeout + 1))
+    if config.enabled("net.core.dns"):
+        for t in net.dns:
+            out.append(Probe("net.core.dns", t.name, lambda t=t: dns_resolve(t.name, t.expect, net.timeout),
+                             deadline=net.timeout + 1))
+    if config.enabled("net.core.https"):
+        for t in net.https:
+            # connect, TLS handshake and the response each get one timeout.
+            out.append(Probe("net.core.https", t.name,
+                             lambda t=t: https_get(t.url, net.timeout, net.ca_bundle, t.expect_status),
+                             deadline=3 * net.timeout + 1))
     return out
 
 
@@ -203,3 +230,145 @@ def tcp_connect(host: str, port: int, timeout: float) -> Outcome:
     details["connect_s"] = round(elapsed, 6)
     return Outcome("ok", f"{host}:{port} 连接成功，用时 {elapsed * 1000:.1f} ms", value=round(elapsed, 6),
                    unit="seconds", details=details)
+
+
+# -- DNS -------------------------------------------------------------------------------------------
+
+
+def resolve(name: str, timeout: float) -> list[str]:
+    """Addresses of ``name`` through the system resolver, giving up after ``timeout`` seconds.
+
+    getaddrinfo cannot be cancelled and the resolver's own retries can take 10 s or more, so it runs in a
+    daemon thread that is simply abandoned on timeout (and never holds up the agent's exit).
+    Raises TimeoutError, or socket.gaierror when the name does not resolve.
+    """
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+            box["addrs"] = sorted({info[4][0] for info in infos}, key=_addr_key)
+        except Exception as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, name=f"resolve-{name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"resolving {name} took longer than {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["addrs"]
+
+
+def _addr_key(addr: str):
+    ip = ipaddress.ip_address(addr.split("%")[0])
+    return (ip.version, ip)
+
+
+def dns_resolve(name: str, expect: list[str], timeout: float) -> Outcome:
+    t0 = time.perf_counter()
+    details: dict = {"name": name, "expect": expect}
+    try:
+        addrs = resolve(name, timeout)
+    except TimeoutError:
+        return Outcome("fail", f"解析 {name} 超时（{timeout:g} 秒）", unit="seconds", details={**details, "result": "timeout"})
+    except socket.gaierror as exc:
+        return Outcome("fail", f"无法解析 {name}：{exc.strerror}", unit="seconds",
+                       details={**details, "result": "resolve_failed", "error": exc.strerror})
+    elapsed = time.perf_counter() - t0
+    details.update(addresses=addrs, resolve_s=round(elapsed, 6))
+    if expect:
+        wanted = {str(ipaddress.ip_address(e)) if _is_ip(e) else e for e in expect}
+        matched, extra = sorted(wanted & set(addrs)), sorted(set(addrs) - wanted)
+        details.update(matched=matched, unexpected=extra)
+        if not matched:
+            return Outcome("fail", f"{name} 解析为 {', '.join(addrs)}，不是预期的 {', '.join(expect)}（可能被劫持或配置错误）",
+                           value=round(elapsed, 6), unit="seconds", details={**details, "result": "unexpected_address"})
+        if extra:
+            return Outcome("warn", f"{name} 解析结果含预期外的地址 {', '.join(extra)}", value=round(elapsed, 6),
+                           unit="seconds", details={**details, "result": "extra_address"})
+    details["result"] = "ok"
+    return Outcome("ok", f"{name} 解析为 {', '.join(addrs)}，用时 {elapsed * 1000:.1f} ms", value=round(elapsed, 6),
+                   unit="seconds", details=details)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+# -- HTTPS -----------------------------------------------------------------------------------------
+
+
+def https_get(url: str, timeout: float, ca_bundle: str | None = None, expect_status: int | None = None,
+              cert_warn_days: int = CERT_WARN_DAYS) -> Outcome:
+    """GET ``url`` without following redirects; status code, response time and TLS days left.
+
+    http.client rather than urllib.request: urllib hides the TLS socket, and the certificate's notAfter
+    is only readable from it. Certificates are verified against ``ca_bundle`` alone when it is given (the
+    private network's CA), else against the system store.
+    """
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "", parts.port
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    details: dict = {"url": url}
+    t0 = time.perf_counter()
+    try:
+        if parts.scheme == "https":
+            ctx = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"User-Agent": "pointwatch-agent", "Connection": "close"})
+            cert = conn.sock.getpeercert() if isinstance(conn.sock, ssl.SSLSocket) else None
+            resp = conn.getresponse()
+            resp.read(65536)
+            status = resp.status
+        finally:
+            conn.close()
+    except ssl.SSLCertVerificationError as exc:
+        return Outcome("fail", f"{host} 的证书校验失败：{exc.verify_message}", unit="seconds",
+                       details={**details, "result": "tls_verify_failed", "error": exc.verify_message})
+    except ssl.SSLError as exc:
+        return Outcome("fail", f"与 {host} 的 TLS 握手失败：{exc.reason or exc}", unit="seconds",
+                       details={**details, "result": "tls_failed", "error": str(exc.reason or exc)})
+    except TimeoutError:
+        return Outcome("fail", f"访问 {url} 超时（{timeout:g} 秒）", unit="seconds", details={**details, "result": "timeout"})
+    except ConnectionRefusedError:
+        return Outcome("fail", f"{host} 拒绝连接", unit="seconds", details={**details, "result": "connection_refused"})
+    except socket.gaierror as exc:
+        return Outcome("fail", f"无法解析地址 {host}：{exc.strerror}", unit="seconds",
+                       details={**details, "result": "resolve_failed"})
+    except (OSError, http.client.HTTPException) as exc:
+        return Outcome("fail", f"访问 {url} 失败：{exc}", unit="seconds",
+                       details={**details, "result": "http_failed", "error": str(exc)})
+    elapsed = round(time.perf_counter() - t0, 6)
+    details.update(status_code=status, response_s=elapsed)
+    days_left = None
+    if cert and cert.get("notAfter"):
+        days_left = (ssl.cert_time_to_seconds(cert["notAfter"]) - time.time()) / 86400
+        details.update(tls_days_left=round(days_left, 1), tls_not_after=cert["notAfter"],
+                       tls_subject=_cert_name(cert.get("subject", ())), tls_issuer=_cert_name(cert.get("issuer", ())))
+    summary = f"{url} 返回 {status}，用时 {elapsed * 1000:.0f} ms" + (
+        f"，证书剩余 {days_left:.0f} 天" if days_left is not None else "")
+    if expect_status is not None and status != expect_status:
+        return Outcome("fail", f"{summary}（预期 {expect_status}）", value=elapsed, unit="seconds",
+                       details={**details, "result": "unexpected_status"})
+    if expect_status is None and status >= 500:
+        return Outcome("fail", f"服务异常：{summary}", value=elapsed, unit="seconds", details={**details, "result": "server_error"})
+    if expect_status is None and status >= 400:
+        return Outcome("warn", f"服务可达但返回错误：{summary}", value=elapsed, unit="seconds",
+                       details={**details, "result": "client_error"})
+    if days_left is not None and days_left < cert_warn_days:
+        return Outcome("warn", f"证书即将过期：{summary}", value=elapsed, unit="seconds",
+                       details={**details, "result": "cert_expiring"})
+    return Outcome("ok", summary, value=elapsed, unit="seconds", details={**details, "result": "ok"})
+
+
+def _cert_name(rdns) -> str:
+    return ", ".join(f"{k}={v}" for rdn in rdns for k, v in rdn)

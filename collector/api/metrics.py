@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
@@ -24,9 +24,8 @@ async def metrics(request: Request, region: str | None = None):
         raise HTTPException(422, detail=str(exc)) from None
 
     def render() -> bytes:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(FleetCollector(get_store(request), scope))
-        fleet = generate_latest(registry)
+        # The fleet collector writes its text itself (same bytes as generate_latest, several times faster).
+        fleet = FleetCollector(get_store(request), scope).render()
         # Self-metrics once per collector, on the unsharded scrape only.
         return fleet + (generate_latest(selfmetrics.REGISTRY) if region is None else b"")
 

@@ -220,6 +220,8 @@ class Store:
     # -- ingest and reads live in their own modules, bound here so callers see one seam -------------
     from collector.store.audit import audit_entries, record, verify_audit  # noqa: E402
     from collector.store.ingest import ingest_reports  # noqa: E402
+    from collector.store.observations import latest_observations, observations  # noqa: E402
+    from collector.store.overview import overview  # noqa: E402
     from collector.store.people import (  # noqa: E402
         authenticate,
         create_token,
@@ -239,6 +241,7 @@ class Store:
     )
     from collector.store.registry import export_points, import_points  # noqa: E402
     from collector.store.retention import hourly, prune, rollup, run_maintenance  # noqa: E402
+    from collector.store.series import check_series  # noqa: E402
 
 
 def _aware(ts: datetime) -> datetime:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import timezone
+from datetime import timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agent.wire import Report, rfc3339
 from collector.store import models as m
+from collector.store.queries import SILENCE_INTERVALS
 
 GENESIS = ""  # prev_digest of a point's first report
 SKEW_WARN_S = 300.0  # |agent clock - collector clock| beyond this is flagged (a warning, never a rejection)
@@ -133,6 +134,8 @@ class _Sql:
                        f"VALUES ({marks(12)}) RETURNING id")
         self.result = ('INSERT INTO results (report_pk, point_code, "check", target, status, value, unit, '
                        f"message, details, observed_at, received_at) VALUES ({marks(11)})")
+        self.summary = (f"UPDATE point_state SET n_ok = {mark}, n_warn = {mark}, n_fail = {mark}, "
+                        f"n_error = {mark}, silent_after = {mark} WHERE point_code = {mark}")
         self.latest = (
             'INSERT INTO latest_results (point_code, "check", target, status, value, unit, message, details, '
             f"observed_at, received_at, since, report_id) VALUES ({marks(12)}) "
@@ -324,7 +327,22 @@ def _ingest(s, by_point, received_at, is_sqlite: bool, stored_ids: set) -> tuple
             (r["point_code"], r["check"], r["target"], r["status"], r["value"], r["unit"], r["message"],
              r["details_json"], ts(r["observed_at"]), rec, ts(r["observed_at"]),
              rid) for r, rid in latest.values()])
+        _summarize_states(conn, sql, sorted({r["point_code"] for r, _ in latest.values()}), received_at)
     return accepted, duplicates
+
+
+def _summarize_states(conn, sql, codes: list[str], received_at) -> None:
+    """Per-status counters and the silence deadline on point_state, so the overview pages by SQL alone."""
+    counts = {c: {"ok": 0, "warn": 0, "fail": 0, "error": 0} for c in codes}
+    for code, status, n in conn.execute(select(_L.c.point_code, _L.c.status, func.count())
+                                        .where(_L.c.point_code.in_(codes))
+                                        .group_by(_L.c.point_code, _L.c.status)):
+        counts[code][status] = n
+    intervals = dict(conn.execute(select(m.Point.code, m.Point.report_interval_s).where(m.Point.code.in_(codes))))
+    conn.exec_driver_sql(sql.summary, [
+        (c["ok"], c["warn"], c["fail"], c["error"],
+         sql.ts(received_at + timedelta(seconds=SILENCE_INTERVALS * (intervals.get(code) or 60))), code)
+        for code, c in counts.items()])
 
 
 def _lock_states(conn, codes: list[str]) -> dict[str, dict]:

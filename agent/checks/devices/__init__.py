@@ -1,16 +1,35 @@
-"""device.<kind>: the devices the standards require at a point, each present and working."""
+"""device.<kind>: the devices the standards require at a point, each present and working.
+
+One result per configured device (target = its name, value 1 when present and working, else 0). A device
+has one or more probe methods, each in its own module here (netprobe: icmp/tcp/http, snmp, usb, cups,
+local_printer, escl). The methods of one device run concurrently, as the runner runs devices
+concurrently, so a switched-off device costs about one timeout. Present = any method got an answer;
+working = every method's requirement holds.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.checks import Probe
+from agent.checks import Outcome, Probe
+from agent.checks.devices import cups, escl, localprinter, netprobe, snmp, usb
+from agent.checks.devices.common import MethodResult, worst
 from agent.confignode import Node, optional
 
 KINDS = ("kiosk", "queue", "printer", "scanner", "display", "copier", "camera", "phone", "computer", "other")
+KIND_ZH = {"kiosk": "自助服务一体机", "queue": "自助取号机", "printer": "打印机", "scanner": "扫描仪",
+           "display": "电子显示屏", "copier": "复印机", "camera": "摄像头", "phone": "电话", "computer": "计算机",
+           "other": "设备"}
 CHECK_IDS = tuple(f"device.{k}" for k in KINDS)
 PROBE_METHODS = ("icmp", "tcp", "http", "snmp", "usb", "cups", "escl", "local_printer")
+PRINTER_KINDS = ("printer", "copier", "scanner")  # multifunction devices answer the Printer-MIB
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_SUPPLY_WARN = 0.10
 
 
 @dataclass
@@ -18,21 +37,184 @@ class DeviceConfig:
     kind: str
     name: str
     required: bool = True
-    methods: dict[str, Any] = field(default_factory=dict)
+    host: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    supply_warn: float = DEFAULT_SUPPLY_WARN
+    methods: dict[str, Any] = field(default_factory=dict)  # method name -> its parsed config
 
 
 def parse_config(node: Node | None) -> list[DeviceConfig]:
-    devices = []
+    devices: list[DeviceConfig] = []
+    seen: dict[str, Node] = {}
     for item in (node.items() if node is not None else []):
-        m = item.mapping(("kind", "name", "required", *PROBE_METHODS), required=("kind",))
-        kind = m["kind"].choice(KINDS)
-        methods = {k: m[k].value for k in PROBE_METHODS if k in m}
-        if not methods:
-            item.fail(f"device has no probe method (give one of: {', '.join(PROBE_METHODS)})")
-        devices.append(DeviceConfig(kind, optional(m, "name", kind, Node.str),
-                                    optional(m, "required", True, Node.bool), methods))
+        dev = parse_device(item)
+        if dev.name in seen:
+            item.fail(f"device name '{dev.name}' is used twice (names are the result targets)")
+        seen[dev.name] = item
+        devices.append(dev)
     return devices
 
 
+def parse_device(item: Node) -> DeviceConfig:
+    m = item.mapping(("kind", "name", "required", "host", "timeout", "supply_warn", *PROBE_METHODS),
+                     required=("kind",))
+    kind = m["kind"].choice(KINDS)
+    if not any(k in m for k in PROBE_METHODS):
+        item.fail(f"device has no probe method (give one of: {', '.join(PROBE_METHODS)})")
+    host = optional(m, "host", None, Node.host) or _implied_host(m)
+    dev = DeviceConfig(kind=kind, name=optional(m, "name", KIND_ZH[kind], Node.str),
+                       required=optional(m, "required", True, Node.bool), host=host,
+                       timeout=optional(m, "timeout", DEFAULT_TIMEOUT, lambda n: n.duration(0.05, 60)),
+                       supply_warn=optional(m, "supply_warn", DEFAULT_SUPPLY_WARN, _ratio))
+    parsers = {
+        "icmp": netprobe.parse_icmp,
+        "tcp": lambda n: netprobe.parse_tcp(n, host),
+        "http": netprobe.parse_http,
+        "snmp": lambda n: snmp.parse(n, host, kind in PRINTER_KINDS),
+        "usb": usb.parse,
+        "cups": cups.parse,
+        "escl": lambda n: escl.parse(n, host),
+        "local_printer": localprinter.parse,
+    }
+    for method in PROBE_METHODS:
+        if method in m and m[method].value is not None:
+            dev.methods[method] = parsers[method](m[method])
+    return dev
+
+
+def _implied_host(m: dict[str, Node]) -> str | None:
+    """The device's address when not given as ``host``: that of its ICMP or SNMP probe."""
+    for key in ("icmp", "snmp"):
+        node = m.get(key)
+        if node is None or node.value is None:
+            continue
+        if not node.is_mapping():
+            return node.host()
+        if "host" in node.value:
+            return node.mapping(node.value.keys())["host"].host()
+    return None
+
+
+def _ratio(node: Node) -> float:
+    """``0.1`` or ``"10%"``."""
+    if isinstance(node.value, str) and node.value.strip().endswith("%"):
+        text = node.value.strip()[:-1]
+        try:
+            value = float(text) / 100
+        except ValueError:
+            node.fail(f"'{node.value}' is not a percentage")
+        return Node(value, node.path, node.line, node.file).float(0, 1)
+    return node.float(0, 1)
+
+
+# -- running --------------------------------------------------------------------------------------------
+
+
 def probes(config, platform) -> list[Probe]:
-    return []
+    out = []
+    for dev in config.devices or []:
+        check = f"device.{dev.kind}"
+        if not config.enabled(check):
+            continue
+        # SNMP may use up to 4 timeouts on a device that answered (see snmp.run); others about one.
+        deadline = dev.timeout * (4 if "snmp" in dev.methods else 2) + 3
+        out.append(Probe(check, dev.name, lambda dev=dev: run_device(dev, platform), deadline=deadline))
+    return out
+
+
+def run_device(dev: DeviceConfig, platform=None) -> Outcome:
+    usb_list = _usb_lister(platform)
+    tasks = []
+    for method, cfg in dev.methods.items():
+        items = cfg if isinstance(cfg, list) else [cfg]
+        for c in items:
+            tasks.append((method, c))
+    with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="devprobe") as pool:
+        futures = [pool.submit(_run_method, method, c, dev, usb_list) for method, c in tasks]
+        results = [f.result() for f in futures]
+    return combine(dev, results)
+
+
+def _run_method(method: str, cfg, dev: DeviceConfig, usb_list) -> MethodResult:
+    try:
+        if method == "icmp":
+            return netprobe.run_icmp(cfg, dev.timeout)
+        if method == "tcp":
+            return netprobe.run_tcp(cfg, dev.timeout)
+        if method == "http":
+            return netprobe.run_http(cfg, dev.timeout)
+        if method == "snmp":
+            return snmp.run(cfg, dev.timeout, dev.supply_warn)
+        if method == "usb":
+            return usb.run(cfg, usb_list())
+        if method == "cups":
+            return cups.run(cfg, dev.timeout, dev.supply_warn, usb_list)
+        if method == "local_printer":
+            return localprinter.run(cfg, dev.timeout, dev.supply_warn, usb_list)
+        if method == "escl":
+            return escl.run(cfg, dev.timeout)
+    except Exception as exc:  # one broken method must not hide what the others found
+        return MethodResult(method, False, "error", f"{method} 检查无法运行：{type(exc).__name__}: {exc}",
+                            {"exception": type(exc).__name__})
+    raise ValueError(f"unknown probe method {method}")
+
+
+_usb_cache: dict[int, tuple[float, object, object]] = {}
+_usb_lock = threading.Lock()
+USB_CACHE_S = 10.0  # one listing serves every device of a cycle (PowerShell takes seconds on old PCs)
+
+
+def _usb_lister(platform):
+    try:
+        ref = weakref.ref(platform)
+    except TypeError:  # None or a builtin: no identity to cache on
+        ref = None
+
+    def listing():
+        with _usb_lock:
+            hit = _usb_cache.get(id(platform))
+            # The weak reference makes sure a new platform that reuses a dead one's id() is not served
+            # the old listing.
+            if hit and ref is not None and hit[2] is ref() and time.monotonic() - hit[0] < USB_CACHE_S:
+                return hit[1]
+            try:
+                value: object = usb.list_devices(platform)
+            except (usb.UsbUnavailable, OSError) as exc:
+                value = exc
+            if ref is not None:
+                _usb_cache[id(platform)] = (time.monotonic(), value, platform)
+            return value
+
+    return listing
+
+
+def combine(dev: DeviceConfig, results: list[MethodResult]) -> Outcome:
+    """Present = any method answered; working = every method's requirement holds."""
+    present = any(r.answered for r in results)
+    working = present and all(r.status in ("ok", "warn") for r in results)
+    details: dict[str, Any] = {"kind": dev.kind, "required": dev.required, "present": present,
+                               "working": working, "methods": [r.to_dict() for r in results]}
+    supplies = [s for r in results for s in r.details.get("supplies", [])]
+    if supplies:
+        details["supplies"] = supplies
+    value = 1.0 if working else 0.0
+    failed = [r for r in results if r.status == "fail"]
+    errored = [r for r in results if r.status == "error"]
+    if not present and not failed:
+        return Outcome("error", f"{dev.name}无法检查：" + "；".join(r.message for r in errored), None, None, details)
+    if not present:
+        status = "fail" if dev.required else "warn"
+        note = "" if dev.required else "（非必备设备）"
+        return Outcome(status, f"{dev.name}未检测到{note}：" + "；".join(r.message for r in results),
+                       value, None, details)
+    if failed:
+        status = "fail" if dev.required else "warn"
+        return Outcome(status, f"{dev.name}在线但工作不正常：" + "；".join(r.message for r in failed),
+                       value, None, details)
+    if errored:
+        return Outcome("error", f"{dev.name}部分检查无法运行：" + "；".join(r.message for r in errored),
+                       value, None, details)
+    status = worst([r.status for r in results])
+    prefix = "需要注意" if status == "warn" else "正常"
+    shown = [r for r in results if r.status == "warn"] or results
+    return Outcome(status, f"{dev.name}{prefix}：" + "；".join(r.message for r in shown), value, None, details)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 00:28:40.951201
+Create Date: 2026-11-25 00:45:29.672636
 """
 
 from __future__ import annotations
@@ -94,6 +94,10 @@ def upgrade() -> None:
     sa.Column('report_id', sa.String(length=36), nullable=False),
     sa.PrimaryKeyConstraint('point_code', 'check', 'target')
     )
+    with op.batch_alter_table('latest_results', schema=None) as batch_op:
+        batch_op.create_index('ix_latest_check_status', ['check', 'status'], unique=False)
+        batch_op.create_index('ix_latest_status_point', ['status', 'point_code'], unique=False)
+
     op.create_table('point_state',
     sa.Column('point_code', sa.String(length=40), nullable=False),
     sa.Column('last_received_at', sa.DateTime(timezone=True), nullable=True),
@@ -108,8 +112,16 @@ def upgrade() -> None:
     sa.Column('seq_gaps', sa.Integer(), nullable=False),
     sa.Column('fingerprint_mismatch', sa.Boolean(), nullable=False),
     sa.Column('reports_total', sa.BigInteger(), nullable=False),
+    sa.Column('n_ok', sa.Integer(), nullable=False),
+    sa.Column('n_warn', sa.Integer(), nullable=False),
+    sa.Column('n_fail', sa.Integer(), nullable=False),
+    sa.Column('n_error', sa.Integer(), nullable=False),
+    sa.Column('silent_after', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('point_code')
     )
+    with op.batch_alter_table('point_state', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_point_state_silent_after'), ['silent_after'], unique=False)
+
     op.create_table('points',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=40), nullable=False),
@@ -260,7 +272,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_points_region_path'))
 
     op.drop_table('points')
+    with op.batch_alter_table('point_state', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_point_state_silent_after'))
+
     op.drop_table('point_state')
+    with op.batch_alter_table('latest_results', schema=None) as batch_op:
+        batch_op.drop_index('ix_latest_status_point')
+        batch_op.drop_index('ix_latest_check_status')
+
     op.drop_table('latest_results')
     op.drop_table('job_state')
     op.drop_table('enroll_codes')

@@ -1,0 +1,93 @@
+"""The terminal's own print queue: Win32_Printer on Windows, the local cupsd on Linux.
+
+Windows facts come from ``Get-CimInstance Win32_Printer | ConvertTo-Json`` (never from localised command
+text); :func:`evaluate_windows` is pure and its tests feed recorded JSON. A USB printer that is unplugged
+or switched off still reads "idle" in the spooler (pywin32#662), so a queue on a ``USB…`` port is
+cross-checked against the attached USB printers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from agent.checks.devices.common import MethodResult, broken, cannot, ok, warn
+from agent.confignode import Node
+
+PRINTER_STATUS = {1: "other", 2: "unknown", 3: "idle", 4: "printing", 5: "warmup", 6: "stopped", 7: "offline"}
+# Win32_Printer.DetectedErrorState
+ERROR_STATE = {0: "unknown", 1: "other", 2: "noError", 3: "lowPaper", 4: "noPaper", 5: "lowToner",
+               6: "noToner", 7: "doorOpen", 8: "jammed", 9: "offline", 10: "serviceRequested",
+               11: "outputBinFull"}
+ERROR_ZH = {"lowPaper": "纸张不足", "noPaper": "缺纸", "lowToner": "墨粉不足", "noToner": "墨粉耗尽",
+            "doorOpen": "机盖打开", "jammed": "卡纸", "offline": "脱机", "serviceRequested": "需要维修",
+            "outputBinFull": "出纸盒已满"}
+FAILING = {"noToner", "jammed", "offline"}
+WINDOWS_QUERY = ("Get-CimInstance Win32_Printer | Select-Object Name,PrinterStatus,WorkOffline,"
+                 "DetectedErrorState,ExtendedPrinterStatus,PortName,DriverName | ConvertTo-Json -Compress")
+USB_PRINTER_CLASS = 0x07
+
+
+@dataclass
+class LocalPrinterConfig:
+    name: str
+
+
+def parse(node: Node) -> LocalPrinterConfig:
+    """``local_printer: NAME``: the Windows printer name, or the CUPS queue name on Linux."""
+    return LocalPrinterConfig(node.str().strip())
+
+
+def find_printer(rows, name: str) -> dict | None:
+    rows = [rows] if isinstance(rows, dict) else (rows or [])
+    for row in rows:
+        if str(row.get("Name", "")).casefold() == name.casefold():
+            return row
+    return None
+
+
+def evaluate_windows(row: dict | None, name: str, usb_devices) -> MethodResult:
+    """Judge one Win32_Printer row (``None``: no such printer installed)."""
+    if row is None:
+        return MethodResult("local_printer", False, "fail", f"本机未安装打印机“{name}”", {"name": name})
+    status = PRINTER_STATUS.get(int(row.get("PrinterStatus") or 2), "unknown")
+    error = ERROR_STATE.get(int(row.get("DetectedErrorState") or 0), "unknown")
+    port = str(row.get("PortName") or "")
+    details = {"name": row.get("Name"), "printer_status": status, "detected_error": error, "port": port,
+               "work_offline": bool(row.get("WorkOffline")), "driver": row.get("DriverName")}
+    if port.upper().startswith("USB"):
+        if isinstance(usb_devices, Exception):
+            details["usb_check"] = f"unavailable: {usb_devices}"
+        elif not any(USB_PRINTER_CLASS in d.interface_classes for d in usb_devices):
+            details["usb_check"] = "missing"
+            return MethodResult("local_printer", False, "fail",
+                                f"打印机“{name}”的 USB 连接未检测到（未连接或未通电）", details)
+        else:
+            details["usb_check"] = "present"
+    if row.get("WorkOffline") or status == "offline" or error == "offline":
+        return broken("local_printer", f"打印机“{name}”脱机", **details)
+    if error in FAILING or status == "stopped":
+        return broken("local_printer", f"打印机“{name}”故障：{ERROR_ZH.get(error, '已停止打印')}", **details)
+    if error in ERROR_ZH:
+        return warn("local_printer", f"打印机“{name}”需要注意：{ERROR_ZH[error]}", **details)
+    label = {"idle": "空闲", "printing": "正在打印", "warmup": "预热中"}.get(status, "状态未知")
+    return ok("local_printer", f"打印机“{name}”{label}", **details)
+
+
+def run(cfg: LocalPrinterConfig, timeout: float, supply_warn: float, usb_devices) -> MethodResult:
+    if sys.platform == "win32":
+        try:
+            out = subprocess.run(["powershell", "-NoProfile", "-NonInteractive", "-Command", WINDOWS_QUERY],
+                                 capture_output=True, timeout=max(timeout, 15), check=True)
+            rows = json.loads(out.stdout.decode("utf-8", errors="replace") or "[]")
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            return cannot("local_printer", f"无法读取本机打印机列表：{exc}", error=str(exc))
+        return evaluate_windows(find_printer(rows, cfg.name), cfg.name, usb_devices())
+    from agent.checks.devices import cups
+
+    result = cups.run(cups.CupsConfig(f"ipp://localhost:631/printers/{cfg.name}"), timeout, supply_warn,
+                      usb_devices)
+    result.method = "local_printer"
+    return result

@@ -1,0 +1,67 @@
+"""GET /api/v1/scores: a region's points ranked against their profiles; /api/v1/scores/{code}: one sheet."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from collector import scores
+from collector.api.deps import check_region, get_store, require_reader
+from collector.regions import RegionError, is_within, normalize_path
+from collector.store import TokenInfo
+
+router = APIRouter(prefix="/api/v1/scores", tags=["scores"])
+
+
+def ranking_json(result: scores.RegionScores) -> dict:
+    return {
+        "region": result.scope,
+        "from": result.start, "to": result.end,
+        "ranking": [{
+            "rank": r.rank, "code": r.code, "name": result.points[r.code].name,
+            "region": result.points[r.code].region_path, "profile": r.sheet.profile,
+            "earned": r.sheet.earned, "automatic_points": r.sheet.automatic_points, "total": r.sheet.total,
+            "share": round(r.sheet.share, 4),
+        } for r in result.ranking],
+        "item_pass_rates": {
+            profile: [{"item": item_id, "title": title, "met": met, "points": n,
+                       "rate": round(met / n, 4) if n else None}
+                      for item_id, (title, met, n) in items.items()]
+            for profile, items in result.item_rates.items()},
+    }
+
+
+@router.get("")
+async def region_scores(request: Request, region: str = "/", since: datetime | None = Query(None, alias="from"),
+                        until: datetime | None = Query(None, alias="to"), by: str = Query("share", pattern="^(points|share)$"),
+                        auth: TokenInfo = Depends(require_reader)):
+    try:
+        scope = normalize_path(region)
+    except RegionError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    if not is_within(scope, auth.region_path):
+        if not is_within(auth.region_path, scope):
+            raise HTTPException(404, detail="no such region")
+        scope = auth.region_path
+    try:
+        result = await run_in_threadpool(scores.region_scores, get_store(request), scope, since, until, by)
+    except scores.ScoreError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    return ranking_json(result)
+
+
+@router.get("/{code}")
+async def point_scores(code: str, request: Request, since: datetime | None = Query(None, alias="from"),
+                       until: datetime | None = Query(None, alias="to"), auth: TokenInfo = Depends(require_reader)):
+    store = get_store(request)
+    point = await run_in_threadpool(store.point_summary, code)
+    if point is None:
+        raise HTTPException(404, detail="no such point")
+    check_region(auth, point.region_path)
+    try:
+        sheet = await run_in_threadpool(scores.point_sheet, store, code, since, until)
+    except scores.ScoreError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    return {"point": code, **sheet.as_dict()}

@@ -1,0 +1,90 @@
+"""Scores of points and regions: the store's results fed to the pure scoring engine (collector/scoring)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+
+from collector.scoring import Profile, Ranked, ScoreSheet, load_profiles, rank_points, score_now, score_period
+
+
+class ScoreError(ValueError):
+    pass
+
+
+@lru_cache(maxsize=1)
+def profiles() -> dict[str, Profile]:
+    return load_profiles()
+
+
+def profile_for(name: str) -> Profile:
+    try:
+        return profiles()[name]
+    except KeyError:
+        raise ScoreError(f"point profile '{name}' is not one of {', '.join(sorted(profiles()))}") from None
+
+
+def point_sheet(store, code: str, start: datetime | None = None, end: datetime | None = None) -> ScoreSheet:
+    """The point's sheet for a period, or for now when no period is given."""
+    point = store.point_summary(code)
+    if point is None:
+        raise ScoreError(f"no point with code '{code}'")
+    profile = profile_for(point.profile)
+    if start is None and end is None:
+        obs = store.latest_observations(point.region_path).get(code, [])
+        return score_now(profile, obs, now=datetime.now(timezone.utc), interval=point.report_interval_s)
+    start, end = _period(start, end)
+    return score_period(profile, store.observations(code, start, end), start, end,
+                        interval=point.report_interval_s)
+
+
+@dataclass
+class RegionScores:
+    scope: str
+    start: datetime | None
+    end: datetime | None
+    ranking: list[Ranked]
+    points: dict  # code -> PointSummary
+    # profile -> item id -> (title, met count, scored count)
+    item_rates: dict[str, dict[str, tuple[str, int, int]]] = field(default_factory=dict)
+
+
+def region_scores(store, scope: str, start: datetime | None = None, end: datetime | None = None,
+                  by: str = "share") -> RegionScores:
+    """Every point beneath ``scope`` scored and ranked; per profile, how many points meet each item."""
+    points = {p.code: p for p in store.list_points(scope)}
+    now = datetime.now(timezone.utc)
+    sheets: list[tuple[str, ScoreSheet]] = []
+    if start is None and end is None:
+        latest = store.latest_observations(scope)
+        for code, p in points.items():
+            sheets.append((code, score_now(profile_for(p.profile), latest.get(code, []), now=now,
+                                           interval=p.report_interval_s)))
+    else:
+        start, end = _period(start, end)
+        for code, p in points.items():
+            sheets.append((code, score_period(profile_for(p.profile), store.observations(code, start, end),
+                                              start, end, interval=p.report_interval_s)))
+    rates: dict[str, dict[str, list]] = defaultdict(dict)
+    for code, sheet in sheets:
+        per_item = rates[points[code].profile]
+        for item in sheet.items:
+            if item.state == "manual":
+                continue
+            entry = per_item.setdefault(item.id, [item.title, 0, 0])
+            entry[1] += item.state == "met"
+            entry[2] += 1
+    return RegionScores(scope, start, end, rank_points(sheets, by=by), points,
+                        {prof: {k: tuple(v) for k, v in items.items()} for prof, items in rates.items()})
+
+
+def _period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    if start is None or end is None:
+        raise ScoreError("a period needs both 'from' and 'to'")
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ScoreError("'from' and 'to' need a time zone (RFC 3339, e.g. 2026-01-01T00:00:00+08:00)")
+    if end <= start:
+        raise ScoreError("'from' must be before 'to'")
+    return start, end

@@ -1,0 +1,183 @@
+"""The overview of a region: points worst first, filtered and paginated in SQL, with the region tree's counts.
+
+Reads only `points`, `point_state` and `latest_results` (never history), and the point's state comes from
+counters kept at ingest, so a region of 25,000 points answers in well under a second.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, case, distinct, func, literal, or_, select
+
+from collector.regions import normalize_path, split_path, sql_prefix
+from collector.store import models as m
+
+STATES = ("silent", "error", "fail", "warn", "ok")
+# Check families as the standards name them; the overview filters and totals by these.
+FAMILIES = {
+    "core": ("net.core.", "核心网络"),
+    "isolation": ("isolation.", "专网"),
+    "identity": ("identity.", "专机"),
+    "usage": ("usage.", "专用"),
+    "device": ("device.", "设备"),
+    "host": ("host.", "终端资源"),
+}
+PROBLEM = ("fail", "error")
+
+
+@dataclass
+class OverviewQuery:
+    scope: str = "/"
+    state: str | None = None
+    family: str | None = None
+    device_kind: str | None = None
+    search: str | None = None
+    page: int = 1
+    per_page: int = 100
+
+
+@dataclass
+class OverviewRow:
+    code: str
+    name: str
+    region_path: str
+    profile: str
+    simulated: bool
+    state: str
+    counts: dict[str, int]
+    last_received_at: datetime | None
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (check, target, message)
+
+
+@dataclass
+class Overview:
+    query: OverviewQuery
+    rows: list[OverviewRow]
+    matched: int
+    state_counts: Counter
+    common_region: str  # the deepest region holding every point of the scope
+    children: list[tuple[str, str, Counter]]  # (path, name, counts by state) of common_region's children
+    violations: dict[str, int]  # family -> points with a failing check of that family
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.matched // self.query.per_page))
+
+
+def _rank(now: datetime):
+    ps = m.PointState
+    return case(
+        (or_(ps.silent_after.is_(None), ps.silent_after < now), 0),
+        (ps.n_error > 0, 1), (ps.n_fail > 0, 2), (ps.n_warn > 0, 3), else_=4)
+
+
+def _in_scope(column, scope: str):
+    prefix = sql_prefix(scope)
+    if prefix is None:
+        return literal(True)
+    exact, like = prefix
+    return or_(column == exact, column.like(like, escape="\\"))
+
+
+def _problem_in(check_like: str, statuses=PROBLEM):
+    lr = m.LatestResult
+    return select(lr.point_code).where(lr.point_code == m.Point.code, lr.check.like(check_like),
+                                       lr.status.in_(statuses)).exists()
+
+
+def overview(self, q: OverviewQuery, now: datetime | None = None) -> Overview:
+    now = now or datetime.now(timezone.utc)
+    scope = normalize_path(q.scope)
+    rank = _rank(now).label("rank")
+    base = (select(m.Point, m.PointState, rank)
+            .outerjoin(m.PointState, m.PointState.point_code == m.Point.code)
+            .where(_in_scope(m.Point.region_path, scope)))
+    conditions = []
+    if q.state in STATES:
+        conditions.append(_rank(now) == STATES.index(q.state))
+    if q.family in FAMILIES:
+        conditions.append(_problem_in(FAMILIES[q.family][0] + "%", PROBLEM + ("warn",)))
+    if q.device_kind:
+        conditions.append(_problem_in(f"device.{q.device_kind}", PROBLEM + ("warn",)))
+    if q.search:
+        needle = "%" + q.search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append(or_(m.Point.code.like(needle, escape="\\"), m.Point.name.like(needle, escape="\\")))
+    filtered = base.where(and_(*conditions)) if conditions else base
+
+    with self.session() as s:
+        matched = s.scalar(select(func.count()).select_from(filtered.subquery()))
+        page = max(1, q.page)
+        rows = s.execute(filtered.order_by("rank", m.Point.code)
+                         .limit(q.per_page).offset((page - 1) * q.per_page)).all()
+        out = [OverviewRow(
+            code=p.code, name=p.name, region_path=p.region_path, profile=p.profile, simulated=p.simulated,
+            state=STATES[r], last_received_at=_aware(st.last_received_at) if st else None,
+            counts={"ok": st.n_ok or 0, "warn": st.n_warn or 0, "fail": st.n_fail or 0, "error": st.n_error or 0}
+            if st else {"ok": 0, "warn": 0, "fail": 0, "error": 0},
+        ) for p, st, r in rows]
+        _attach_problems(s, out)
+        state_counts, common, children = _region_counts(s, scope, now)
+        violations = _violations(s, scope)
+    return Overview(q, out, matched or 0, state_counts, common, children, violations)
+
+
+def _attach_problems(s, rows: list[OverviewRow]) -> None:
+    if not rows:
+        return
+    by_code = {r.code: r for r in rows}
+    lr = m.LatestResult
+    for code, check, target, message in s.execute(
+            select(lr.point_code, lr.check, lr.target, lr.message)
+            .where(lr.point_code.in_(list(by_code)), lr.status.in_(PROBLEM + ("warn",)))
+            .order_by(lr.point_code, lr.status.desc(), lr.check)):
+        by_code[code].problems.append((check, target, message))
+
+
+def _region_counts(s, scope: str, now: datetime) -> tuple[Counter, str, list[tuple[str, str, Counter]]]:
+    """Counts by state for the scope and for the child regions of its deepest common region.
+
+    A county's staff should not click through 省 › 市 › 县 when every point below the root is in one county,
+    so a chain of single children is skipped and ``common`` names where the tree really branches."""
+    stmt = (select(m.Point.region_path, _rank(now), func.count())
+            .outerjoin(m.PointState, m.PointState.point_code == m.Point.code)
+            .where(_in_scope(m.Point.region_path, scope))
+            .group_by(m.Point.region_path, _rank(now)))
+    grouped = [(split_path(path), STATES[r], n) for path, r, n in s.execute(stmt)]
+    total: Counter = Counter()
+    for _, state, n in grouped:
+        total[state] += n
+    common = split_path(scope)
+    if grouped:
+        shortest = min(len(parts) for parts, _, _ in grouped)
+        depth = len(common)
+        while depth < shortest and len({tuple(parts[: depth + 1]) for parts, _, _ in grouped}) == 1:
+            depth += 1
+        common = grouped[0][0][:depth]
+    children: dict[str, Counter] = defaultdict(Counter)
+    for parts, state, n in grouped:
+        if len(parts) > len(common):
+            children["/".join(parts[: len(common) + 1])][state] += n
+    return total, "/".join(common) or "/", [(path, split_path(path)[-1], counts)
+                                            for path, counts in sorted(children.items())]
+
+
+def _violations(s, scope: str) -> dict[str, int]:
+    lr = m.LatestResult
+    family = case(*[(lr.check.like(prefix + "%"), literal(key)) for key, (prefix, _) in FAMILIES.items()],
+                  else_=literal("other"))
+    stmt = (select(family, func.count(distinct(lr.point_code)))
+            .join(m.Point, m.Point.code == lr.point_code)
+            .where(lr.status == "fail", _in_scope(m.Point.region_path, scope))
+            .group_by(family))
+    counts = {key: 0 for key in FAMILIES}
+    for key, n in s.execute(stmt):
+        if key in counts:
+            counts[key] = n
+    return counts
+
+
+def _aware(ts):
+    return None if ts is None else (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc))

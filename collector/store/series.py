@@ -1,0 +1,41 @@
+"""Time series of one check for charts: bucketed server-side so a 30-day chart stays a few hundred points."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from collector.store import models as m
+
+
+def check_series(self, code: str, check: str, since: datetime, until: datetime, buckets: int = 300) -> dict:
+    """{"t": [bucket start, unix s], "targets": {target: {"value": [...], "loss": [...]}}}; None = no data."""
+    span = (until - since).total_seconds()
+    width = max(60.0, span / buckets)
+    n = int(span // width) + 1
+    t0 = since.timestamp()
+    sums: dict[str, list[list[float]]] = {}
+    with self.session() as s:
+        rows = s.execute(select(m.Result.received_at, m.Result.target, m.Result.value, m.Result.details)
+                         .where(m.Result.point_code == code, m.Result.check == check,
+                                m.Result.received_at >= since, m.Result.received_at < until)
+                         .execution_options(yield_per=5000))
+        for received_at, target, value, details in rows:
+            ts = received_at.timestamp() if received_at.tzinfo else received_at.replace(
+                tzinfo=since.tzinfo).timestamp()
+            i = min(n - 1, int((ts - t0) // width))
+            acc = sums.setdefault(target, [[0.0] * n, [0] * n, [0.0] * n, [0] * n])
+            if value is not None:
+                acc[0][i] += value
+                acc[1][i] += 1
+            loss = (details or {}).get("loss_ratio")
+            if isinstance(loss, (int, float)):
+                acc[2][i] += loss
+                acc[3][i] += 1
+    return {
+        "t": [round(t0 + i * width) for i in range(n)],
+        "targets": {target: {"value": [a[0][i] / a[1][i] if a[1][i] else None for i in range(n)],
+                             "loss": [a[2][i] / a[3][i] if a[3][i] else None for i in range(n)]}
+                    for target, a in sorted(sums.items())},
+    }

@@ -1,0 +1,66 @@
+"""isolation.interfaces on recorded adapter/route facts; isolation.internet edge cases on loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from agent.checks.isolation import Canary, interface_isolation, internet_isolation
+from agent.platform import Adapter, Route
+
+NETS = [ipaddress.ip_network("10.0.0.0/8")]
+ETH = Adapter("eth0", "ethernet", True, ("10.10.5.8/24",), physical=True)
+DEFAULT = Route("0.0.0.0/0", "10.10.5.1", "eth0")
+
+
+def test_clean_terminal_passes():
+    out = interface_isolation([ETH, Adapter("lo", "loopback", True, ("127.0.0.1/8",))], [DEFAULT], ["eth0"], NETS)
+    assert out.status == "ok" and "eth0" in out.message
+
+
+def test_wireless_cellular_tunnel_up_fail():
+    adapters = [ETH, Adapter("wlan0", "wireless", True, description="wireless (iwlwifi)"),
+                Adapter("usb0", "cellular", True, description="cellular/USB tether (rndis_host)"),
+                Adapter("tun0", "tunnel", True), Adapter("wlan1", "wireless", False)]
+    out = interface_isolation(adapters, [DEFAULT], ["eth0", "wlan*", "usb0", "tun0"], NETS)
+    assert out.status == "fail"
+    for text in ("无线网卡 wlan0 已启用", "移动网络/手机共享网卡 usb0", "隧道/VPN 网卡 tun0"):
+        assert text in out.message
+    assert "wlan1" not in out.message  # present but down is fine
+
+
+def test_unlisted_nic_and_second_default_route_fail():
+    adapters = [ETH, Adapter("eth1", "ethernet", True, ("192.168.1.5/24",), physical=True)]
+    routes = [DEFAULT, Route("0.0.0.0/0", "192.168.1.1", "eth1", 100)]
+    out = interface_isolation(adapters, routes, ["eth0"], NETS)
+    assert out.status == "fail"
+    assert "未登记的有线网卡 eth1 已启用" in out.message and "2 条 IPv4 默认路由" in out.message
+    assert "192.168.1.5" in out.message  # the address outside the subnets is named too
+
+
+def test_address_outside_subnets_warns():
+    adapters = [Adapter("eth0", "ethernet", True, ("10.10.5.8/24", "192.168.9.9/24", "fe80::1/64"))]
+    out = interface_isolation(adapters, [DEFAULT], [], NETS)
+    assert out.status == "warn" and out.details["outside_addresses"] == ["eth0 192.168.9.9"]
+
+
+def test_no_canaries_configured_warns():
+    assert internet_isolation([], 1).status == "warn"
+
+
+def test_canary_on_loopback_is_found_and_a_closed_port_is_not():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    try:
+        out = internet_isolation([Canary("127.0.0.1", "tcp", srv.getsockname()[1]),
+                                  Canary("127.0.0.1", "tcp", closed.getsockname()[1])], 1)
+        assert out.status == "fail" and out.details["reachable"] == [f"127.0.0.1:{srv.getsockname()[1]}"]
+        out = internet_isolation([Canary("127.0.0.1", "tcp", closed.getsockname()[1]),
+                                  Canary("no-such-host.invalid", "dns")], 1)
+        assert out.status == "ok"
+    finally:
+        srv.close()
+        closed.close()

@@ -1,0 +1,183 @@
+"""The collector's /metrics text, the agent's own /metrics endpoint, and the dashboards/rules files."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent import config as agent_config
+from agent.confignode import ConfigError
+from agent.metrics_endpoint import MetricsEndpoint, supplies_of
+from agent.wire import Fingerprint, Host, Report, Result
+from collector.metrics import FAMILIES, FleetCollector
+from collector.store import Store
+from tests.conftest import REPO, free_port
+
+SUPPLIES = [{"index": "1.1", "type": "toner", "description": "黑色\"墨粉\"", "ratio": 0.42},
+            {"index": "1.2", "type": "opc", "description": "硒鼓", "state": "unknown"},
+            {"index": "1.3", "type": "bad type!", "ratio": 0.5}]
+
+
+def _report(code: str, results: list[Result]) -> Report:
+    now = datetime.now(timezone.utc)
+    return Report(str(uuid.uuid4()), 1, "agent-" + code, code, "0.1.0", now, now,
+                  Host("pc", "Linux", None, Fingerprint("m", "s", [])), results)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path)
+    s.upsert_point("P1", "一号点", "甘肃省/兰州市/城关区/甲镇/甲村")
+    s.upsert_point("P2", "二号点", "甘肃省/天水市/秦州区/乙镇/乙村", profile="lanzhou-basic-2023")
+    s.ingest_reports([_report("P1", [
+        Result("net.core.icmp", "核心网关", "ok", "…", value=0.004, unit="seconds", details={"loss_ratio": 0.0}),
+        Result("net.core.tcp", 'odd "name"\\x', "fail", "…"),
+        Result("device.printer", "打印机", "warn", "…", details={"methods": [{"method": "snmp", "supplies": SUPPLIES}],
+                                                                "supplies": SUPPLIES}),
+        Result("device.copier", "复印机", "ok", "…", details={"supplies": SUPPLIES[:1]}),
+        Result("device.kiosk", "一体机", "error", "…"),
+        Result("device.queue", "取号机", "fail", "…"),
+    ])])
+    yield s
+    s.close()
+
+
+def _parsed(text: bytes) -> dict:
+    return {(f.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text.decode()) for s in f.samples}
+
+
+def test_direct_render_is_byte_identical_to_prometheus_client(store):
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(store))
+    assert FleetCollector(store).render() == generate_latest(registry)
+
+
+def test_series_and_labels(store):
+    series = _parsed(FleetCollector(store).render())
+    region = "甘肃省/兰州市/城关区/甲镇/甲村"
+    assert series[("pointwatch_point_up", (("point", "P1"), ("profile", "national-basic"), ("region", region)))] == 1
+    assert series[("pointwatch_point_up", (("point", "P2"), ("profile", "lanzhou-basic-2023"),
+                                           ("region", "甘肃省/天水市/秦州区/乙镇/乙村")))] == 0
+    assert series[("pointwatch_check_status", (("check", "net.core.tcp"), ("point", "P1"), ("region", region),
+                                               ("target", 'odd "name"\\x')))] == 2
+    assert series[("pointwatch_core_rtt_seconds", (("point", "P1"), ("region", region), ("target", "核心网关")))] == 0.004
+    assert series[("pointwatch_core_loss_ratio", (("point", "P1"), ("region", region), ("target", "核心网关")))] == 0
+    devices = {dict(k[1])["device"]: v for k, v in series.items() if k[0] == "pointwatch_device_up"}
+    assert devices == {"打印机": 1, "复印机": 1, "取号机": 0}  # an error says nothing: no sample
+    supply = {(dict(k[1])["device"], dict(k[1])["target"]): v for k, v in series.items()
+              if k[0] == "pointwatch_printer_supply_ratio"}
+    assert supply == {("打印机", "toner/1.1"): 0.42, ("复印机", "toner/1.1"): 0.42}
+    # No label carries a time or a message; every family is declared even when it has no samples.
+    text = FleetCollector(store).render().decode()
+    for fam in FAMILIES:
+        assert f"# TYPE {fam.name} gauge" in text
+    assert "…" not in text
+
+
+def test_region_scope(store):
+    text = FleetCollector(store, "甘肃省/天水市").render().decode()
+    assert 'point="P2"' in text and 'point="P1"' not in text
+
+
+def test_scores_and_alerts_come_from_store_methods_when_present(store):
+    class ScoringStore:
+        """Stands in for the store the scoring and alerting parts will extend (contract of metrics.py)."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def metrics_snapshot(self, scope):
+            return self.inner.metrics_snapshot(scope)
+
+        def metrics_compliance(self, scope):
+            return [("P1", "national-basic", 87.5, [("4.1", True), ("安全管理.1", False), ("manual", None)]),
+                    ("GONE", "national-basic", 10, [])]
+
+        def metrics_alerts(self, scope):
+            return [("P1", "point.silent", 1)]
+
+    series = _parsed(FleetCollector(ScoringStore(store)).render())
+    region = "甘肃省/兰州市/城关区/甲镇/甲村"
+    assert series[("pointwatch_compliance_score", (("point", "P1"), ("profile", "national-basic"),
+                                                   ("region", region)))] == 87.5
+    items = {dict(k[1])["item"]: v for k, v in series.items() if k[0] == "pointwatch_compliance_item_ok"}
+    assert items == {"4.1": 1, "安全管理.1": 0}  # manual items (ok None) have no sample
+    assert series[("pointwatch_alerts_firing", (("check", "point.silent"), ("point", "P1"), ("region", region)))] == 1
+    # Today's store has neither method: the families are there, empty.
+    plain = FleetCollector(store).render().decode()
+    assert "pointwatch_compliance_score{" not in plain and "# TYPE pointwatch_compliance_score gauge" in plain
+
+
+def test_supplies_of_reads_both_detail_shapes():
+    assert supplies_of({"supplies": SUPPLIES}) == [("toner/1.1", 0.42)]
+    assert supplies_of({"methods": [{"method": "icmp"}, {"method": "snmp", "supplies": SUPPLIES}]}) == [
+        ("toner/1.1", 0.42)]
+    assert supplies_of({"supplies": "garbage", "methods": "x"}) == []
+
+
+def test_agent_metrics_key_parses_and_is_off_by_default():
+    base = 'point: {code: "620102001001"}\n'
+    assert agent_config.parse(base).metrics.listen is None
+    assert agent_config.parse(base + 'metrics: {listen: "127.0.0.1:9465"}\n').metrics.listen == ("127.0.0.1", 9465)
+    with pytest.raises(ConfigError) as err:
+        agent_config.parse(base + 'metrics: {listen: "127.0.0.1"}\n', "agent.yaml")
+    assert "agent.yaml" in str(err.value) and "metrics.listen" in str(err.value)
+
+
+def test_agent_endpoint_serves_last_results_per_job():
+    port = free_port()
+    cfg = agent_config.parse(f'point: {{code: "P9"}}\nmetrics: {{listen: "127.0.0.1:{port}"}}\n')
+    from agent import metrics_endpoint
+
+    endpoint = metrics_endpoint.start(cfg)
+    assert isinstance(endpoint, MetricsEndpoint)
+    try:
+        endpoint.update("network", [Result("net.core.icmp", "核心网关", "warn", "…", value=0.3,
+                                           details={"loss_ratio": 0.34})])
+        endpoint.update("devices", [Result("device.printer", "打印机", "ok", "…", details={"supplies": SUPPLIES})])
+        endpoint.update("network", [Result("net.core.icmp", "核心网关", "ok", "…", value=0.01,
+                                           details={"loss_ratio": 0.0})])
+        r = httpx.get(f"http://127.0.0.1:{port}/metrics")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        series = _parsed(r.content)
+        assert series[("pointwatch_check_status", (("check", "net.core.icmp"), ("point", "P9"),
+                                                   ("target", "核心网关")))] == 0
+        assert series[("pointwatch_core_rtt_seconds", (("point", "P9"), ("target", "核心网关")))] == 0.01
+        assert series[("pointwatch_printer_supply_ratio", (("device", "打印机"), ("kind", "printer"), ("point", "P9"),
+                                                           ("target", "toner/1.1")))] == 0.42
+        assert httpx.get(f"http://127.0.0.1:{port}/other").status_code == 404
+    finally:
+        endpoint.stop()
+    assert metrics_endpoint.start(agent_config.parse('point: {code: "P9"}\n')) is None
+
+
+def test_dashboards_are_built_from_build_py_and_carry_the_variables():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dash_build", REPO / "dashboards" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    for name, text in build.render_all().items():
+        assert (REPO / "dashboards" / name).read_text(encoding="utf-8") == text, f"run dashboards/build.py ({name})"
+        dash = json.loads(text)
+        names = {v["name"] for v in dash["templating"]["list"]}
+        assert {"datasource", "region"} <= names
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in dash["title"])
+
+
+def test_every_alerting_rule_has_a_firing_promtool_case():
+    rules = yaml.safe_load((REPO / "dashboards/rules/pointwatch.rules.yml").read_text(encoding="utf-8"))
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    tested = set()
+    for path in (REPO / "dashboards/tests").glob("*.yaml"):
+        for case in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]:
+            tested |= {t["alertname"] for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
+    assert len(alerts) == 11 and alerts <= tested, alerts - tested
