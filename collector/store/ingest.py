@@ -338,7 +338,8 @@ def _summarize_states(conn, sql, codes: list[str], received_at) -> None:
                                         .where(_L.c.point_code.in_(codes))
                                         .group_by(_L.c.point_code, _L.c.status)):
         counts[code][status] = n
-    intervals = dict(conn.execute(select(m.Point.code, m.Point.report_interval_s).where(m.Point.code.in_(codes))))
+    intervals = {code: n for code, n in conn.execute(
+        select(m.Point.code, m.Point.report_interval_s).where(m.Point.code.in_(codes)))}
     conn.exec_driver_sql(sql.summary, [
         (c["ok"], c["warn"], c["fail"], c["error"],
          sql.ts(received_at + timedelta(seconds=SILENCE_INTERVALS * (intervals.get(code) or 60))), code)
