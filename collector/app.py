@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -12,7 +14,7 @@ from pydantic import TypeAdapter
 
 from agent import wire
 from collector import __version__, selfmetrics
-from collector.api import alerts, enroll, evidence, ingest, metrics, points, scores, ui
+from collector.api import alerts, audit, auth, enroll, evidence, ingest, metrics, points, scores, ui
 from collector.settings import Settings
 
 log = logging.getLogger("pointwatch.collector")
@@ -21,11 +23,16 @@ log = logging.getLogger("pointwatch.collector")
 def create_app(settings: Settings, store=None) -> FastAPI:
     # docs_url=None: FastAPI's default /docs loads Swagger UI from a CDN; ours serves the vendored copy.
     app = FastAPI(title="pointwatch collector", version=__version__,
-                  description="医保服务点运行监测 — collector API", docs_url=None, redoc_url=None)
+                  description="医保服务点运行监测 — collector API", docs_url=None, redoc_url=None,
+                  lifespan=_lifespan)
     app.state.settings = settings
     app.state.store = store or settings.open_store()
-    for module in (ingest, enroll, points, scores, metrics, evidence, ui):
+    # Background services (start(), stop()) run for the app's lifetime. A lifespan replaces Starlette's
+    # on_startup/on_shutdown handlers, so services register here rather than there.
+    app.state.services = []
+    for module in (ingest, enroll, points, scores, metrics, evidence, ui, auth, audit):
         app.include_router(module.router)
+    app.include_router(auth.api)
     alerts.install(app)  # GET /api/v1/alerts, silences; the alert worker runs with the app
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")
 
@@ -47,6 +54,43 @@ def create_app(settings: Settings, store=None) -> FastAPI:
 
     _document_wire_schemas(app)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    task = asyncio.create_task(_maintenance_loop(app))
+    started = []
+    try:
+        for service in app.state.services:
+            service.start()
+            started.append(service)
+        yield
+    finally:
+        for service in reversed(started):
+            service.stop()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
+async def _maintenance_loop(app: FastAPI) -> None:
+    """Roll-ups and pruning; every collector wakes up, one of them (under a database lock) does the work."""
+    from starlette.concurrency import run_in_threadpool
+
+    from collector.store.retention import RetentionPolicy
+
+    policy = RetentionPolicy.from_settings(app.state.settings)
+    await asyncio.sleep(min(5.0, policy.interval_s))
+    while True:
+        try:
+            summary = await run_in_threadpool(app.state.store.run_maintenance, policy)
+            if summary:
+                log.info("maintenance %s", summary)
+        except Exception:  # a failed round is retried next time; it must not end the loop
+            log.exception("maintenance failed")
+        await asyncio.sleep(min(policy.interval_s, 300))
 
 
 def _document_wire_schemas(app: FastAPI) -> None:

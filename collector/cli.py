@@ -25,21 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
 
-    p = sub.add_parser("points", help="the point registry")
-    psub = p.add_subparsers(dest="action", required=True)
-    a = psub.add_parser("add", help="register one point")
-    a.add_argument("--code", required=True)
-    a.add_argument("--name", required=True)
-    a.add_argument("--region", required=True, help="region path, e.g. 甘肃省/兰州市/城关区/某镇/某村")
-    a.add_argument("--profile", default="national-basic")
+    from collector import registry_cli
 
-    p = sub.add_parser("tokens", help="API tokens")
-    tsub = p.add_subparsers(dest="action", required=True)
-    a = tsub.add_parser("create", help="create a token and print it (it is stored only as a hash)")
-    a.add_argument("--role", required=True, choices=("agent", "viewer", "reviewer", "admin"))
-    a.add_argument("--region", default="/", help="region path the token is confined to ('/' = all)")
-    a.add_argument("--point", help="for --role agent: the point it reports for")
-    a.add_argument("--description")
+    registry_cli.add_parsers(sub)  # db, points, users, tokens, enroll-code, audit
 
     p = sub.add_parser("scores", help="score points against their standards profiles")
     p.add_argument("--region", default="/", help="region path to rank (default: everything)")
@@ -47,11 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="since", help="period start: 2026-01-01 (China time) or an RFC 3339 time")
     p.add_argument("--to", dest="until", help="period end, inclusive day: 2026-01-31")
     p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("enroll-code", help="one-time enrolment codes for agents")
-    esub = p.add_subparsers(dest="action", required=True)
-    a = esub.add_parser("create")
-    a.add_argument("--point", required=True)
 
     from collector.evidence.cli import add_parser as add_evidence
 
@@ -62,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations log each step at INFO on every start
     try:
         settings = Settings.load(args.config, args.data_dir)
     except SettingsError as exc:
@@ -77,27 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         from collector.demo import run_demo
 
         return run_demo(settings, args.host, args.port)
-    from collector.store import StoreError
+    from collector import registry_cli
 
-    store = settings.open_store()
-    try:
-        if args.command == "points" and args.action == "add":
-            store.upsert_point(args.code, args.name, args.region, args.profile)
-            print(f"服务点 {args.code} 已登记")
-        elif args.command == "tokens":
-            print(store.create_token(args.role, args.region, args.point, description=args.description))
-        elif args.command == "enroll-code":
-            print(store.create_enroll_code(args.point))
-        elif args.command == "scores":
-            from collector.scores_cli import run_scores
+    if args.command == "scores":
+        from collector.scores_cli import run_scores
 
+        store = settings.open_store()
+        try:
             return run_scores(store, args)
-    except StoreError as exc:
-        print(f"错误：{exc}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
-    return 0
+        finally:
+            store.close()
+    return registry_cli.run(args, settings)
 
 
 def serve(settings: Settings, host: str, port: int, app=None, access_log: bool = True) -> int:

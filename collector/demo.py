@@ -42,6 +42,26 @@ def _login_name() -> str:
 
 
 FLEET_INTERVAL_S = 15
+DEMO_ADMIN = "admin"
+
+
+def _demo_admin(store, data_dir: Path) -> str:
+    """An admin over the whole tree; its password is made once and kept (0600) in the data directory."""
+    import secrets
+
+    from collector.store import StoreError
+
+    secret = data_dir / "demo-admin-password.txt"
+    if secret.exists():
+        return secret.read_text().strip()
+    password = secrets.token_urlsafe(9)
+    try:
+        store.create_user(DEMO_ADMIN, password, "admin", "/", person="demo-admin")
+    except StoreError:  # the user exists but its password file was deleted: reset it
+        store.set_password(DEMO_ADMIN, password)
+    secret.write_text(password)
+    secret.chmod(0o600)
+    return password
 
 
 def run_demo(settings: Settings, host: str, port: int) -> int:
@@ -64,6 +84,7 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
         os.chmod(token_path, 0o600)
 
     sims = demo_fleet.seed(store, Path(settings.data_dir), FLEET_INTERVAL_S)
+    admin_password = _demo_admin(store, Path(settings.data_dir))
     stop = threading.Event()
 
     def start_agent():
@@ -75,6 +96,7 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
         agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg_path)],
                                  stdout=log, stderr=log)
         print(f"\n  pointwatch 演示已启动：http://{host}:{port}/\n"
+              f"  管理员登录：用户名 {DEMO_ADMIN}，密码 {admin_password}\n"
               f"  演示县：{demo_fleet.COUNTY}，{len(sims)} 个模拟服务点 + 1 个检查本机的真实代理\n"
               f"  本机代理日志：{agent_dir / 'agent.log'}\n  按 Ctrl-C 退出。\n", flush=True)
         threading.Thread(target=_reap, args=(agent,), daemon=True).start()

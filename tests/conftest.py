@@ -58,3 +58,60 @@ def pytest_sessionfinish(session, exitstatus):
     if IN_CI and skipped and session.exitstatus == 0:
         reporter.write_line(f"CI: {skipped} test(s) skipped; skips count as failures here", red=True)
         session.exitstatus = 1
+
+
+# -- the store on both backends ------------------------------------------------------------------------
+# Every store-touching test takes the `store` fixture (or `db_url`) and so runs twice: on SQLite in a
+# temporary directory and on PostgreSQL (127.0.0.1:5432, trust auth). Each test session creates a database
+# of its own (pw_test_<pid>_<random>) through the `test` database and drops it at the end, and every test
+# gets a fresh schema in it, so parallel runs and other helpers never collide.
+PG_ADMIN_URL = os.environ.get("POINTWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """URL (libpq form) of a database private to this test session; dropped at the end."""
+    import secrets
+
+    try:
+        import psycopg
+
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except Exception as exc:  # psycopg missing or server down: both are set-up faults
+        require(False, f"PostgreSQL at {PG_ADMIN_URL} not reachable ({exc}); install the Debian package "
+                       "'postgresql' and start it")
+    name = f"pw_test_{os.getpid()}_{secrets.token_hex(3)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_schema_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A SQLAlchemy URL of an empty store: a SQLite file, or a fresh PostgreSQL schema (via search_path)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'pointwatch.db'}"
+    import psycopg
+
+    base = request.getfixturevalue("pg_database")
+    schema = f"t{os.getpid()}_{next(_schema_counter)}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return "postgresql+psycopg://" + base.split("://", 1)[1] + f"?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def store(db_url):
+    """A migrated, empty Store on SQLite and on PostgreSQL."""
+    from collector.store import Store
+
+    s = Store(db_url)
+    s.upgrade()
+    yield s
+    s.close()

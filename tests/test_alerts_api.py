@@ -3,7 +3,6 @@ region scoping and the audit log; and two collectors on one PostgreSQL raising a
 
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
@@ -13,13 +12,12 @@ from sqlalchemy import select
 from agent.wire import report_to_dict
 from collector.alerts import AlertEngine, parse
 from collector.alerts.dispatch import dispatch_all
-from collector.alerts.models import Alert, Notification, create_tables
+from collector.alerts.models import Alert, Notification
 from collector.app import create_app
 from collector.settings import Settings
 from collector.store import Store
 from collector.store import models as m
 from tests.alerts_receivers import RobotServer
-from tests.conftest import require
 from tests.helpers import make_report
 
 POINT, REGION = "620123001001", "甘肃省/兰州市/榆中县/城关镇/东关村"
@@ -107,29 +105,10 @@ def test_silences_are_admin_only_scoped_and_audited(api):
     assert [a for a, _ in audit if a.startswith("silence.")] == ["silence.create", "silence.expire"]
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh schema in the test database at 127.0.0.1:5432 (trust auth), dropped afterwards."""
-    try:
-        import psycopg
-
-        admin = psycopg.connect(os.environ.get("POINTWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"),
-                                autocommit=True, connect_timeout=5)
-    except Exception as exc:
-        require(False, f"PostgreSQL at 127.0.0.1:5432 (db test) not reachable: {exc}")
-    schema = f"alerts_{os.getpid()}_{threading.get_ident() % 10000}"
-    admin.execute(f"CREATE SCHEMA {schema}")
-    info = admin.info
-    yield (f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{info.dbname}"
-           f"?options=-csearch_path%3D{schema}")
-    admin.execute(f"DROP SCHEMA {schema} CASCADE")
-    admin.close()
-
-
-def test_two_collectors_on_one_postgresql_raise_and_send_once(pg_url, robot):
-    stores = [Store(pg_url), Store(pg_url)]
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_collectors_on_one_postgresql_raise_and_send_once(db_url, robot):
+    stores = [Store(db_url), Store(db_url)]
     stores[0].create_schema()
-    create_tables(stores[0].engine)
     stores[0].upsert_point(POINT, "东关村医保服务点", REGION)
     cfg = parse({"notifiers": [{"name": "hook", "type": "webhook", "url": robot.url + "/hook"}]})
     engines = [AlertEngine(s, cfg) for s in stores]

@@ -12,7 +12,7 @@ import pytest
 from agent.wire import Fingerprint, Host, Report, Result
 from collector.alerts import AlertEngine, parse
 from collector.alerts.dispatch import dispatch_all
-from collector.alerts.models import Alert, Notification, create_tables
+from collector.alerts.models import Alert, Notification
 from collector.alerts.queries import alerts_firing_counts, create_silence, expire_silence
 from collector.store import Store
 from tests.alerts_receivers import RobotServer
@@ -47,7 +47,6 @@ class Rig:
     def __init__(self, tmp_path, robot: RobotServer, alerts: dict | None = None, url: str | None = None):
         self.store = Store(url or f"sqlite:///{tmp_path / 'pw.db'}")
         self.store.create_schema()
-        create_tables(self.store.engine)
         self.store.upsert_point(POINT, "东关村医保服务点", REGION, report_interval_s=60)
         self.store.upsert_point(OTHER, "某村医保服务点", OTHER_REGION, report_interval_s=60)
         self.clock = Clock(MONDAY_10_BJ)
@@ -224,7 +223,7 @@ def test_silence_mutes_until_it_is_expired_and_is_audited(rig):
     assert rig.messages()[-1] == ("firing", "internet_reachable", POINT)
     with rig.store.session() as s:
         actions = [a.action for a in s.scalars(select(m.AuditEntry).order_by(m.AuditEntry.id))]
-    assert actions == ["silence.create", "silence.expire"]
+    assert [a for a in actions if a.startswith("silence.")] == ["silence.create", "silence.expire"]
 
 
 def test_village_clinic_closed_overnight_does_not_page(tmp_path, robot):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import subprocess
 import zipfile
 from datetime import datetime, timedelta, timezone
@@ -17,7 +16,7 @@ from collector.evidence.bundle import export
 from collector.evidence.keys import key_id, load_or_create, public_pem
 from collector.evidence.period import parse_period
 from collector.evidence.verify import verify_bundle
-from tests.conftest import require, require_tool
+from tests.conftest import require_tool
 from tests.helpers import POINT, REGION, make_report
 
 START = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)  # 08:00 Beijing time
@@ -26,34 +25,6 @@ FP = Fingerprint("m-1", "SN1", ["00:11:22:33:44:55"])
 STATUSES = {"net.core.tcp": "ok", "net.core.icmp": "ok", "isolation.internet": "ok", "isolation.interfaces": "ok",
             "identity.fingerprint": "ok", "usage.processes": "ok", "usage.removable_media": "ok",
             "device.printer": "ok", "device.kiosk": "ok"}
-
-
-# -- the store on SQLite and PostgreSQL (the store helper's conftest fixture replaces this once it lands) ----
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    from collector.store import Store
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'pointwatch.db'}"
-    else:
-        url = _pg_schema()
-    s = Store(url)
-    s.create_schema()
-    yield s
-    s.close()
-
-
-def _pg_schema() -> str:
-    admin_url = os.environ.get("POINTWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        import psycopg
-
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            schema = f"ev{os.getpid()}_{os.urandom(3).hex()}"
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except Exception as exc:
-        require(False, f"PostgreSQL at {admin_url} not reachable ({exc}); install and start 'postgresql'")
-    return "postgresql+psycopg://" + admin_url.split("://", 1)[1] + f"?options=-csearch_path%3D{schema}"
 
 
 def seed(store, minutes: int = 120, code: str = POINT, region: str = REGION) -> None:
@@ -70,6 +41,17 @@ def seed(store, minutes: int = 120, code: str = POINT, region: str = REGION) -> 
             st["usage.removable_media"] = "fail"
         store.ingest_reports([make_report(code, seq=i + 1, statuses=st, collected_at=at, fingerprint=FP)],
                              received_at=at + timedelta(seconds=2))
+    # What the alert engine records for that printer outage, and the silence the county set meanwhile.
+    from collector.alerts.models import Alert, Silence
+
+    with store.session() as s:
+        s.add(Alert(fingerprint="f" * 64, rule="device_missing", point_code=code, region_path=region,
+                    check="device.printer", target="打印机", severity="warning", state="resolved",
+                    summary="必备设备缺失或故障：打印机", value=0, pending_since=START + timedelta(minutes=30),
+                    fired_at=START + timedelta(minutes=32), resolved_at=START + timedelta(minutes=40),
+                    updated_at=START + timedelta(minutes=40)))
+        s.add(Silence(region_path=region, point_code=code, rule="printer_supply_low", reason="更换硒鼓",
+                      created_by="admin", created_at=START, starts_at=START, ends_at=START + timedelta(hours=1)))
 
 
 @pytest.fixture
@@ -121,6 +103,8 @@ def test_export_verifies_offline_and_carries_everything(store, key, tmp_path):
         m = json.loads(zf.read("manifest.json"))
         rows = [json.loads(x) for x in zf.read(base + "reports.jsonl").splitlines()]
         reg = json.loads(zf.read(base + "point.json"))
+        alerts = [json.loads(x) for x in zf.read(base + "alerts.jsonl").splitlines()]
+        silences = [json.loads(x) for x in zf.read(base + "silences.jsonl").splitlines()]
     assert m["point"] == POINT and m["profile"] == "lanzhou-basic-2023"
     assert m["generator"]["name"] == "pointwatch-collector" and m["generator"]["version"]
     assert m["period"]["from"] == "2026-01-01T00:00:00Z" and m["period"]["to"] == "2026-01-01T02:00:00Z"
@@ -128,7 +112,9 @@ def test_export_verifies_offline_and_carries_everything(store, key, tmp_path):
     assert chain["intact"] and chain["reports"] == 120 and chain["tail"] == "" and chain["head"] == rows[-1]["digest"]
     assert set(m["files"]) == names - {"manifest.json", "manifest.sig"}
     assert m["signing_key"]["key_id"] == key_id(key.public_key())
-    assert m["points"][0]["alerts"]["recorded"] is False and "empty" in m["points"][0]["alerts"]["note"]
+    assert m["points"][0]["alerts"] == {"alerts": 1, "silences": 1}
+    assert alerts[0]["rule"] == "device_missing" and alerts[0]["resolved_at"] == "2026-01-01T00:40:00.000Z"
+    assert silences[0]["reason"] == "更换硒鼓"
     # the stored canonical bodies, byte for byte, in storage order
     assert [json.loads(r["body"])["seq"] for r in rows] == list(range(1, 121))
     assert reg["agents"][0]["fingerprint"]["serial"] == "SN1" and reg["reported_hosts"][0]["hostname"] == "cun-pc"

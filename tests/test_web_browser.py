@@ -15,6 +15,7 @@ from tests.conftest import require, require_tool
 from tests.livecollector import start_collector
 
 XSS_NAME = "<script>alert(1)</script>"
+PASSWORD = "village-clinic-2026"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -28,6 +29,8 @@ def site(tmp_path_factory):
     sims = demo_fleet.seed(store, work / "data", 60)[:20]
     store.upsert_point("620123999001", XSS_NAME, f"{demo_fleet.COUNTY}/城关镇/东关村")
     xss_token = store.create_token("agent", point_code="620123999001")
+    store.create_user("county-admin", PASSWORD, "admin", demo_fleet.COUNTY, person="admin-person")
+    store.create_user("town-viewer", PASSWORD, "viewer", f"{demo_fleet.COUNTY}/城关镇", person="viewer-person")
     store.close()
     live = start_collector(work)
     try:
@@ -55,8 +58,32 @@ def browser():
         b.close()
 
 
+def login(pg, username: str) -> None:
+    pg.goto(pg.base + "/")
+    pg.wait_for_url("**/login**")  # anonymous visitors are sent to the login page
+    pg.fill("input[name=username]", username)
+    pg.fill("input[name=password]", PASSWORD)
+    pg.click("form button[type=submit]")
+    pg.wait_for_url(pg.base + "/")
+
+
 @pytest.fixture
 def page(browser, site):
+    pg = _new_page(browser, site)
+    login(pg, "county-admin")
+    yield pg
+    _close(pg)
+
+
+@pytest.fixture
+def viewer_page(browser, site):
+    pg = _new_page(browser, site)
+    login(pg, "town-viewer")
+    yield pg
+    _close(pg)
+
+
+def _new_page(browser, site):
     live, _ = site
     context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN")
     pg = context.new_page()
@@ -64,10 +91,14 @@ def page(browser, site):
     pg.on("request", lambda req: outside.append(req.url) if urlparse(req.url).hostname != "127.0.0.1" else None)
     pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     pg.base = live.base
-    yield pg
-    context.close()
-    assert outside == [], f"requests left 127.0.0.1: {outside}"
-    assert dialogs == [], f"a script ran from page content: {dialogs}"
+    pg.outside, pg.dialogs = outside, dialogs
+    return pg
+
+
+def _close(pg) -> None:
+    pg.context.close()
+    assert pg.outside == [], f"requests left 127.0.0.1: {pg.outside}"
+    assert pg.dialogs == [], f"a script ran from page content: {pg.dialogs}"
 
 
 def shot(pg, artifacts: Path, name: str) -> None:
@@ -181,12 +212,36 @@ def test_point_page_has_the_score_sheet(page, site):
     assert sheet.locator("tbody tr").count() >= 20
 
 
-def test_alerts_page_lists_firing_alerts(page, site):
+def test_alerts_page_lists_firing_alerts_and_an_admin_silences_one(page, site, artifacts_dir):
     _, sims = site
     page.goto(page.base + "/alerts")
-    table = page.locator("table.alerts")
-    table.wait_for()
-    text = table.inner_text()
-    assert sims[5].code in text and "告警中" in text  # remote-control software pages at once
+    row = page.locator("table.alerts tbody tr", has_text=sims[5].code)
+    row.wait_for()
+    assert "告警中" in row.inner_text()  # remote-control software pages at once
+    shot(page, artifacts_dir, "alerts")
+    row.locator("input[name=reason]").fill("现场核查远程软件，县信息科已知悉")
+    row.locator("select[name=duration]").select_option("8h")
+    row.locator("button:has-text('屏蔽')").click()
+    page.wait_for_url("**notice=**")
+    assert "已屏蔽" in page.locator(".notice").inner_text()
+    silences = page.locator("section.panel", has_text="生效中的屏蔽").inner_text()
+    assert "现场核查远程软件" in silences and sims[5].code in silences
+    assert "已屏蔽" in page.locator("table.alerts tbody tr", has_text=sims[5].code).inner_text()
     page.click("nav.tabs a:has-text('已恢复')")
     page.wait_for_url("**state=resolved**")
+
+
+def test_viewer_sees_only_their_town_and_no_admin_controls(viewer_page, site):
+    _, sims = site
+    page = viewer_page
+    regions = page.locator("table.points tbody td.wide").all_inner_texts()
+    assert regions and all("/城关镇" in r for r in regions)
+    assert page.locator("a:has-text('审计日志')").count() == 0
+    page.goto(page.base + "/alerts")
+    assert page.locator("form.silence").count() == 0 and "需要管理员权限" in page.content()
+    outside = next(s for s in sims if "/城关镇" not in s.region)
+    response = page.goto(page.base + f"/points/{outside.code}")
+    assert response.status == 404
+    response = page.request.post(page.base + "/alerts/silence",
+                                 form={"point": sims[0].code, "reason": "试图越权", "duration": "2h"})
+    assert response.status == 403

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collector.alerts.config import AlertConfigError, AlertsConfig, parse
 from collector.alerts.engine import AlertEngine
-from collector.alerts.models import create_tables
 from collector.alerts.queries import alerts_firing_counts
 
 __all__ = ["AlertConfigError", "AlertEngine", "AlertsConfig", "alerts_firing_counts", "build", "parse"]
@@ -16,5 +15,4 @@ __all__ = ["AlertConfigError", "AlertEngine", "AlertsConfig", "alerts_firing_cou
 
 def build(store, settings, clock=None) -> AlertEngine:
     """The engine for a store and the collector settings (``alerts:`` in the collector config)."""
-    create_tables(store.engine)
     return AlertEngine(store, parse(settings.extra.get("alerts")), public_url=settings.public_url, clock=clock)

@@ -79,11 +79,3 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     __table_args__ = (Index("ix_alert_notifications_due", "status", "next_attempt_at"),)
-
-
-TABLES = [Alert.__table__, Silence.__table__, Notification.__table__]
-
-
-def create_tables(engine) -> None:
-    """Until the store's migrations carry these tables, make sure they exist (a no-op when they do)."""
-    Base.metadata.create_all(engine, tables=TABLES, checkfirst=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 from sqlalchemy import func, or_, select
@@ -127,18 +126,46 @@ def expire_silence(store, silence_id: int, *, actor: str, source: str | None, sc
 def audit(session, actor: str, source: str | None, action: str, target: str, details: dict,
           region_path: str) -> None:
     """Append to the store's hash-chained audit log inside the caller's transaction."""
-    try:
-        from collector.store.audit import Actor, append
-    except ImportError:  # the store without its audit writer yet: chain the row the same way by hand
-        from collector.store import sha256_hex, utcnow
+    from collector.store.audit import Actor, append
 
-        head = session.scalar(select(m.AuditEntry.digest).order_by(m.AuditEntry.id.desc()).limit(1)) or ""
-        at = utcnow()
-        body = json.dumps({"at": at.isoformat(), "actor": actor, "action": action, "target": target,
-                           "details": details, "source": source, "region": region_path},
-                          sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
-        session.add(m.AuditEntry(at=at, actor=actor, action=action, target=target, details=details,
-                                 source=source, prev_digest=head, digest=sha256_hex(head + "\n" + body)))
-        session.flush()
-        return
     append(session, Actor(actor, source), action, target, details, region_path)
+
+
+# -- evidence: what happened to a point during a period ---------------------------------------------------
+def alerts_in_period(store, code: str, start: datetime, end: datetime):
+    """The point's alerts whose span (first seen → resolved, or still open) touches [start, end)."""
+    from agent.wire import rfc3339
+
+    with store.session() as s:
+        rows = list(s.scalars(select(Alert).where(
+            Alert.point_code == code, Alert.pending_since < end,
+            (Alert.resolved_at.is_(None)) | (Alert.resolved_at >= start)).order_by(Alert.pending_since, Alert.id)))
+    for a in rows:
+        yield {"id": a.id, "rule": a.rule, "check": a.check, "target": a.target, "severity": a.severity,
+               "state": a.state, "summary": a.summary, "value": a.value,
+               "since": rfc3339(_aware(a.pending_since)), "fired_at": _iso(a.fired_at),
+               "resolved_at": _iso(a.resolved_at)}
+
+
+def silences_in_period(store, code: str, start: datetime, end: datetime):
+    """Silences that could have muted the point during [start, end): on it, or on a region above it."""
+    region = store.point_region(code)
+    with store.session() as s:
+        rows = list(s.scalars(select(Silence).where(Silence.starts_at < end, Silence.ends_at >= start)
+                              .order_by(Silence.starts_at, Silence.id)))
+    for r in rows:
+        if r.point_code not in (None, code) or (region and not is_within(region, r.region_path)):
+            continue
+        yield {"id": r.id, "region": r.region_path, "point": r.point_code, "rule": r.rule, "target": r.target,
+               "reason": r.reason, "created_by": r.created_by, "created_at": _iso(r.created_at),
+               "starts_at": _iso(r.starts_at), "ends_at": _iso(r.ends_at), "expired_by": r.expired_by}
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+def _iso(ts: datetime | None) -> str | None:
+    from agent.wire import rfc3339
+
+    return None if ts is None else rfc3339(_aware(ts))

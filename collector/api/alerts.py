@@ -21,7 +21,7 @@ from collector.alerts.queries import (
 )
 from collector.alerts.rules import TITLES
 from collector.alerts.worker import AlertWorker
-from collector.api.deps import get_store, require_reader, require_token
+from collector.api.deps import get_store, require_admin, require_reader
 from collector.regions import RegionError, is_within, normalize_path
 from collector.store import TokenInfo
 
@@ -35,16 +35,9 @@ def install(app: FastAPI) -> None:
     worker = AlertWorker(engine)
     app.state.alerts, app.state.alert_worker = engine, worker
     app.state.store.add_ingest_hook(worker.enqueue)
-    app.router.on_startup.append(worker.start)
-    app.router.on_shutdown.append(worker.stop)
+    app.state.services.append(worker)
     app.include_router(router)
 
-
-async def require_admin(request: Request) -> TokenInfo:
-    info = await require_token(request)
-    if info.role != "admin":
-        raise HTTPException(403, detail=f"role '{info.role}' may not manage silences (admin only)")
-    return info
 
 
 def _scope(region: str, auth: TokenInfo) -> str | None:

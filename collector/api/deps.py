@@ -1,6 +1,14 @@
-"""Request dependencies shared by routers: the store and who is asking."""
+"""Request dependencies shared by every router: the store, who is asking, and what they may see.
+
+One principal type for both ways in: an ``Authorization: Bearer`` API token (scripts, Grafana, agents) or
+the web session cookie set by ``POST /login``. ``require_roles(...)`` is the one dependency routers use; it
+also confines any ``{code}`` path parameter to the caller's region (a point outside it answers 404, so codes
+cannot be probed), so a new route that takes a point code is scoped without further code.
+"""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
@@ -8,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from collector.regions import is_within
 from collector.store import Store, TokenInfo
 
+SESSION_COOKIE = "pw_session"
 READ_ROLES = ("viewer", "reviewer", "admin")
 
 
@@ -15,26 +24,40 @@ def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
+def client_source(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def require_token(request: Request) -> TokenInfo:
+async def current_principal(request: Request) -> TokenInfo | None:
+    """The caller, from a bearer token or else the session cookie; None when anonymous."""
+    cached = getattr(request.state, "auth", None)
+    if cached is not None:
+        return cached
+    store = get_store(request)
     header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("missing bearer token (Authorization: Bearer …)")
-    info = await run_in_threadpool(get_store(request).authenticate, token.strip())
-    if info is None:
-        raise _unauthorized("invalid or revoked token")
-    request.state.auth = info
+    info = None
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("malformed Authorization header (expected: Bearer <token>)")
+        info = await run_in_threadpool(store.authenticate, token.strip())
+        if info is None:
+            raise _unauthorized("invalid or revoked token")
+    elif request.cookies.get(SESSION_COOKIE):
+        info = await run_in_threadpool(store.session_info, request.cookies[SESSION_COOKIE])
+    if info is not None:
+        request.state.auth = info
     return info
 
 
-async def require_reader(request: Request) -> TokenInfo:
-    info = await require_token(request)
-    if info.role not in READ_ROLES:
-        raise HTTPException(403, detail=f"role '{info.role}' may not read this")
+async def require_token(request: Request) -> TokenInfo:
+    info = await current_principal(request)
+    if info is None:
+        raise _unauthorized("not signed in (Authorization: Bearer …, or log in at /login)")
     return info
 
 
@@ -42,3 +65,47 @@ def check_region(info: TokenInfo, region_path: str) -> None:
     """Outside the caller's region a point does not exist for them: 404, so codes cannot be probed."""
     if not is_within(region_path, info.region_path):
         raise HTTPException(404, detail="no such point")
+
+
+async def _check_path_point(request: Request, info: TokenInfo) -> None:
+    code = request.path_params.get("code")
+    if code is None:
+        return
+    if info.role == "agent":
+        if code != info.point_code:
+            raise HTTPException(404, detail="no such point")
+        return
+    region = await run_in_threadpool(get_store(request).point_region, code)
+    if region is not None:
+        check_region(info, region)
+
+
+def require_roles(*roles: str):
+    """A dependency admitting only these roles (and, for ``{code}`` routes, only points in the region)."""
+
+    async def dependency(request: Request) -> TokenInfo:
+        info = await require_token(request)
+        if info.role not in roles:
+            raise HTTPException(403, detail=f"role '{info.role}' may not do this (needs {' or '.join(roles)})")
+        await _check_path_point(request, info)
+        return info
+
+    dependency.roles = roles  # read by the role-matrix test
+    return dependency
+
+
+require_reader = require_roles(*READ_ROLES)
+require_reviewer = require_roles("reviewer", "admin")
+require_admin = require_roles("admin")
+require_agent = require_roles("agent")
+
+
+async def require_page_reader(request: Request) -> TokenInfo:
+    """For HTML pages: like require_reader, but an anonymous visitor is sent to the login page."""
+    try:
+        return await require_reader(request)
+    except HTTPException as exc:
+        if exc.status_code != 401:
+            raise
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise HTTPException(303, headers={"Location": f"/login?next={quote(target)}"}) from None

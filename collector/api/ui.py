@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from collector import __version__, scores
-from collector.api.deps import get_store
-from collector.regions import RegionError, ancestors, normalize_path, split_path
+from collector.api.deps import get_store, require_page_reader
+from collector.regions import RegionError, ancestors, is_within, normalize_path, split_path
 from collector.store.overview import FAMILIES, STATES, OverviewQuery
 from collector.web import labels
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 templates = Jinja2Templates(directory=str(WEB / "templates"))
-router = APIRouter(include_in_schema=False)
+# Every page needs a signed-in viewer, reviewer or admin; anonymous visitors are sent to /login, and {code}
+# pages outside the user's region answer 404 (require_page_reader does both).
+router = APIRouter(include_in_schema=False, dependencies=[Depends(require_page_reader)])
 
 LIVE_SECONDS = 15
 RANGES = (("24h", "24 小时", timedelta(hours=24)), ("7d", "7 天", timedelta(days=7)),
@@ -70,9 +73,27 @@ templates.env.globals.update(
     role_label=labels.ROLE_LABEL, supply_state=labels.SUPPLY_STATE)
 
 
-def page_user(request: Request):
-    """Who is looking at the page; the pages' region scope follows from it."""
-    return getattr(request.state, "user", None)
+@dataclass(frozen=True)
+class PageUser:
+    name: str
+    role: str
+    region_path: str
+
+
+def page_user(request: Request) -> PageUser | None:
+    """Who is looking at the page (set by require_page_reader); the pages' region scope follows from it."""
+    auth = getattr(request.state, "auth", None)
+    if auth is None:
+        return None
+    return PageUser(auth.actor.split(":", 1)[-1] or auth.role, auth.role, auth.region_path)
+
+
+def scoped(requested: str, user: PageUser) -> str:
+    """The region asked for, confined to the user's own: above it means the user's region."""
+    scope = normalize_path(requested)
+    if is_within(scope, user.region_path):
+        return scope
+    return user.region_path
 
 
 def render(request: Request, template: str, context: dict, nav: str | None = None, live: int = 0):
@@ -88,7 +109,7 @@ def crumbs(path: str) -> list[tuple[str, str]]:
 async def overview(request: Request, region: str = "/", state: str = "", family: str = "", device: str = "",
                    q: str = "", page: int = 1):
     try:
-        scope = normalize_path(region)
+        scope = scoped(region, page_user(request))
     except RegionError as exc:
         raise HTTPException(422, detail=str(exc)) from None
     query = OverviewQuery(scope=scope, state=state or None, family=family or None, device_kind=device or None,
@@ -135,14 +156,14 @@ async def scores_page(request: Request, region: str = "/", since: str = Query(""
 
     error = None
     try:
-        scope = normalize_path(region)
+        scope = scoped(region, page_user(request))
         start = parse_moment(since) if since else None
         end = parse_moment(until, end_of_day=True) if until else None
         result = await run_in_threadpool(scores.region_scores, get_store(request), scope, start, end, "share")
     except (ValueError, scores.ScoreError) as exc:
         error = f"无法计算：{exc}"
-        result = await run_in_threadpool(scores.region_scores, get_store(request), "/", None, None, "share")
-        scope = "/"
+        scope = page_user(request).region_path
+        result = await run_in_threadpool(scores.region_scores, get_store(request), scope, None, None, "share")
     return render(request, "scores.html", {"result": result, "scope": scope, "since": since, "until": until,
                                            "error": error}, nav="scores")
 
@@ -151,11 +172,6 @@ ALERT_TABS = (("open", "当前告警"), ("firing", "已触发"), ("pending", "�
 ALERT_STATE_LABEL = {"firing": "告警中", "pending": "待确认", "resolved": "已恢复"}
 ALERT_STATE_CLASS = {"firing": "s-fail", "pending": "s-warn", "resolved": "s-ok"}
 NOTIFY_LABEL = {"sent": "已发送", "queued": "排队重试", "sending": "发送中", "failed": "发送失败"}
-
-
-def _user_scope(request: Request) -> str:
-    user = page_user(request)
-    return getattr(user, "region_path", "/") if user else "/"
 
 
 @router.get("/alerts", response_class=HTMLResponse)
@@ -167,7 +183,7 @@ async def alerts_page(request: Request, state: str = "open", notice: str = "", e
     if state not in dict(ALERT_TABS):
         state = "open"
     store, engine = get_store(request), request.app.state.alerts
-    scope = _user_scope(request)
+    scope = page_user(request).region_path
     alerts = await run_in_threadpool(alert_views, engine, store, scope, state, None, 500)
     silences = await run_in_threadpool(list_silences, store, scope, engine.clock())
     user = page_user(request)
@@ -178,22 +194,22 @@ async def alerts_page(request: Request, state: str = "open", notice: str = "", e
         nav="alerts", live=LIVE_SECONDS)
 
 
-def _require_page_admin(request: Request):
+async def require_page_admin(request: Request) -> PageUser:
+    """The admin forms: checked before the form is read, so others get 403 whatever they send."""
+    await require_page_reader(request)
     user = page_user(request)
-    if not user or user.role != "admin":
+    if user.role != "admin":
         raise HTTPException(403, detail="只有管理员可以设置或解除告警屏蔽")
     return user
 
 
 @router.post("/alerts/silence")
 async def silence_from_page(request: Request, point: str = Form(...), rule: str = Form(""),
-                            reason: str = Form(...), duration: str = Form("2h")):
+                            reason: str = Form(...), duration: str = Form("2h"),
+                            user: PageUser = Depends(require_page_admin)):
     from collector.alerts.config import AlertConfigError
     from collector.alerts.config import duration as parse_duration
     from collector.alerts.queries import create_silence
-    from collector.regions import is_within
-
-    user = _require_page_admin(request)
     store, engine = get_store(request), request.app.state.alerts
     summary = await run_in_threadpool(store.point_summary, point)
     if summary is None or not is_within(summary.region_path, user.region_path):
@@ -214,10 +230,9 @@ async def silence_from_page(request: Request, point: str = Form(...), rule: str 
 
 
 @router.post("/alerts/silence/{silence_id}/expire")
-async def expire_from_page(silence_id: int, request: Request):
+async def expire_from_page(silence_id: int, request: Request, user: PageUser = Depends(require_page_admin)):
     from collector.alerts.queries import expire_silence
 
-    user = _require_page_admin(request)
     store, engine = get_store(request), request.app.state.alerts
     row = await run_in_threadpool(lambda: expire_silence(
         store, silence_id, actor=user.name, source=request.client.host if request.client else None,

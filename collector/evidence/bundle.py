@@ -151,11 +151,11 @@ def export_point_files(store, bw: BundleWriter, code: str, period: Period, commo
     for s in sheet.dedicated() + sheet.devices():
         if s.counts["fail"] or s.counts["error"] or s.counts["warn"]:
             s.messages = q.last_messages(store, code, period.start, period.end, s.check, s.target)
-    have_alerts, alerts, silences = adapters.alerts_and_silences(store, code, period.start, period.end)
-    n_alerts = bw.add_jsonl(base + "alerts.jsonl", alerts)
-    n_silences = bw.add_jsonl(base + "silences.jsonl", silences)
+    n_alerts = bw.add_jsonl(base + "alerts.jsonl", adapters.alerts_in_period(store, code, period.start, period.end))
+    n_silences = bw.add_jsonl(base + "silences.jsonl",
+                              adapters.silences_in_period(store, code, period.start, period.end))
     bw.add(base + "point.json", _registration_json(reg, changes))
-    notes = [] if have_alerts else ["告警记录：本采集端版本尚未记录告警，alerts.jsonl 为空，不代表期间无告警。"]
+    notes: list[str] = []
     ctx = {**common, "registration": reg, "sheet": sheet, "chain": chain, "host_changes": changes,
            "notes": notes}
     bw.add(base + "sheet.pdf", pdf.render(pdf.point_flowables, ctx))
@@ -164,8 +164,7 @@ def export_point_files(store, bw: BundleWriter, code: str, period: Period, commo
              "profile_title": sheet.profile_title, "chain": {k: v for k, v in chain.items()},
              "score": {"earned": sheet.earned, "automatic_points": sheet.automatic_points,
                        "manual_points": sheet.manual_points, "total": sheet.total},
-             "alerts": {"recorded": have_alerts, "alerts": n_alerts, "silences": n_silences,
-                        **({} if have_alerts else {"note": adapters.ALERTS_MISSING})},
+             "alerts": {"alerts": n_alerts, "silences": n_silences},
              "files": sorted(f for f in bw.files if f.startswith(base))}
     ctx["manifest_entry"] = entry
     return ctx

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -33,11 +35,16 @@ class StoreError(Exception):
 
 @dataclass(frozen=True)
 class TokenInfo:
+    """Who is asking: an API token or a web session (``via``), with the role and region it is bound to."""
+
     id: int
     role: str
     region_path: str
     point_code: str | None
     agent_id: str | None
+    actor: str = ""  # for the audit log: "user:alice", "token:12", "agent:<id>"
+    via: str = "token"  # token | session
+    person: str | None = None
 
 
 def utcnow() -> datetime:
@@ -81,6 +88,14 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer; serialising writers here (one process per SQLite store) keeps the hash
+        # chains linear and spares threads the busy-wait. PostgreSQL serialises with row/advisory locks.
+        self._write_lock = threading.Lock()
+        self._token_cache: dict = {}
+        # Group commit of concurrent ingest calls (collector/store/ingest.py).
+        self._ingest_lock = threading.Lock()
+        self._group_guard = threading.Lock()
+        self._group_queue: deque = deque()
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike) -> Store:
@@ -89,7 +104,13 @@ class Store:
         return store
 
     def create_schema(self) -> None:
-        m.Base.metadata.create_all(self.engine)
+        """Bring the schema to the newest migration (Alembic); a no-op when it is already there."""
+        self.upgrade()
+
+    def upgrade(self, revision: str = "head") -> tuple[str | None, str]:
+        from collector.store.migrate import upgrade
+
+        return upgrade(self.engine, self.url, revision)
 
     @property
     def is_sqlite(self) -> bool:
@@ -99,6 +120,16 @@ class Store:
     def session(self):
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def write_session(self):
+        """A transaction that appends to a hash chain (reports, audit log): serialised on SQLite."""
+        if self.is_sqlite:
+            with self._write_lock, self.session() as session:
+                yield session
+        else:
+            with self.session() as session:
+                yield session
 
     def close(self) -> None:
         self.engine.dispose()
@@ -114,62 +145,59 @@ class Store:
                 session.flush()
 
     def upsert_point(self, code: str, name: str, region_path: str, profile: str = "national-basic",
-                     simulated: bool = False, report_interval_s: int = 60, address: str | None = None) -> None:
+                     simulated: bool = False, report_interval_s: int = 60, address: str | None = None,
+                     actor=None) -> None:
         from collector.regions import normalize_path
+        from collector.store.audit import append
+        from collector.store.people import SYSTEM
 
         region_path = normalize_path(region_path)
-        with self.session() as s:
+        with self.write_session() as s:
+            append(s, actor or SYSTEM, "point.upsert", f"point:{code}", {"name": name, "profile": profile},
+                   region_path)
             self.ensure_region(s, region_path)
             point = s.scalar(select(m.Point).where(m.Point.code == code))
             if point is None:
                 s.add(m.Point(code=code, name=name, region_path=region_path, profile=profile, simulated=simulated,
                               report_interval_s=report_interval_s, address=address, created_at=utcnow()))
-                s.add(m.PointState(point_code=code, last_digest="", seq_gaps=0, reports_total=0))
+                s.add(m.PointState(point_code=code, last_digest="", seq_gaps=0, reports_total=0,
+                                   fingerprint_mismatch=False))
             else:
                 point.name, point.region_path, point.profile = name, region_path, profile
                 point.simulated, point.report_interval_s, point.address = simulated, report_interval_s, address
 
+    def point_region(self, code: str) -> str | None:
+        with self.session() as s:
+            return s.scalar(select(m.Point.region_path).where(m.Point.code == code))
+
     # -- tokens and enrolment ------------------------------------------------------------------------
-    def create_token(self, role: str, region_path: str = "/", point_code: str | None = None,
-                     agent_id: str | None = None, description: str | None = None) -> str:
-        if role not in ROLES:
-            raise StoreError("bad_role", f"unknown role '{role}' (one of {', '.join(ROLES)})")
-        if role == "agent" and not point_code:
-            raise StoreError("agent_needs_point", "an agent token must be bound to a point (--point CODE)")
-        token = "pw_" + secrets.token_urlsafe(32)
-        with self.session() as s:
-            if point_code and s.scalar(select(m.Point.id).where(m.Point.code == point_code)) is None:
-                raise StoreError("unknown_point", f"no point with code '{point_code}'")
-            s.add(m.ApiToken(token_hash=sha256_hex(token), role=role, region_path=region_path,
-                             point_code=point_code, agent_id=agent_id, description=description,
-                             created_at=utcnow()))
-        return token
+    def create_enroll_code(self, point_code: str, valid_for: timedelta = timedelta(days=7),
+                           actor=None) -> str:
+        from collector.store.audit import append
+        from collector.store.people import SYSTEM
 
-    def authenticate(self, token: str) -> TokenInfo | None:
-        with self.session() as s:
-            row = s.scalar(select(m.ApiToken).where(m.ApiToken.token_hash == sha256_hex(token),
-                                                    m.ApiToken.revoked.is_(False)))
-            if row is None:
-                return None
-            return TokenInfo(row.id, row.role, row.region_path, row.point_code, row.agent_id)
-
-    def create_enroll_code(self, point_code: str, valid_for: timedelta = timedelta(days=7)) -> str:
         # Short enough to read out over the phone to the person at the village PC, long enough not to guess.
         code = "-".join(secrets.token_hex(3).upper() for _ in range(3))
-        with self.session() as s:
-            if s.scalar(select(m.Point.id).where(m.Point.code == point_code)) is None:
+        with self.write_session() as s:
+            region = s.scalar(select(m.Point.region_path).where(m.Point.code == point_code))
+            if region is None:
                 raise StoreError("unknown_point", f"no point with code '{point_code}'")
             now = utcnow()
             s.add(m.EnrollCode(code_hash=sha256_hex(code), point_code=point_code, created_at=now,
                                expires_at=now + valid_for))
+            append(s, actor or SYSTEM, "enroll_code.create", f"point:{point_code}",
+                   {"expires_at": (now + valid_for).isoformat()}, region)
         return code
 
-    def enroll(self, code: str, point_code: str, hostname: str, fingerprint: dict) -> tuple[str, str]:
+    def enroll(self, code: str, point_code: str, hostname: str, fingerprint: dict,
+               source: str | None = None) -> tuple[str, str]:
         """Trade a one-time code for (agent_id, token); the fingerprint is pinned for 人机信息相符."""
         import uuid
 
+        from collector.store.audit import Actor, append
+
         now = utcnow()
-        with self.session() as s:
+        with self.write_session() as s:
             row = s.get(m.EnrollCode, sha256_hex(code.strip().upper()), with_for_update=True)
             if row is None or row.used_at is not None or _aware(row.expires_at) < now:
                 raise StoreError("bad_enroll_code", "注册码无效、已使用或已过期")
@@ -180,14 +208,30 @@ class Store:
             row.used_at, row.used_by_agent = now, agent_id
             s.add(m.Agent(id=agent_id, point_code=point_code, hostname=hostname, fingerprint=fingerprint,
                           enrolled_at=now))
-            s.add(m.ApiToken(token_hash=sha256_hex(token), role="agent", region_path="/", point_code=point_code,
-                             agent_id=agent_id, description=f"enrolled {hostname}", created_at=now))
+            region = s.scalar(select(m.Point.region_path).where(m.Point.code == point_code)) or "/"
+            s.add(m.ApiToken(token_hash=sha256_hex(token), role="agent", region_path=region,
+                             point_code=point_code, agent_id=agent_id, description=f"enrolled {hostname}"[:200],
+                             created_at=now))
+            # The agent's own credential is issued here, so the enrolment is on the record too.
+            append(s, Actor(f"agent:{agent_id}", source), "agent.enroll", f"point:{point_code}",
+                   {"hostname": hostname, "fingerprint": fingerprint}, region)
         return agent_id, token
 
     # -- ingest and reads live in their own modules, bound here so callers see one seam -------------
+    from collector.store.audit import audit_entries, record, verify_audit  # noqa: E402
     from collector.store.ingest import ingest_reports  # noqa: E402
     from collector.store.observations import latest_observations, observations  # noqa: E402
     from collector.store.overview import overview  # noqa: E402
+    from collector.store.people import (  # noqa: E402
+        authenticate,
+        create_token,
+        create_user,
+        list_users,
+        login,
+        logout,
+        session_info,
+        set_password,
+    )
     from collector.store.queries import (  # noqa: E402
         latest_for_point,
         list_points,
@@ -196,6 +240,8 @@ class Store:
         point_summary,
         reports_for_point,
     )
+    from collector.store.registry import export_points, import_points  # noqa: E402
+    from collector.store.retention import hourly, prune, rollup, run_maintenance  # noqa: E402
     from collector.store.series import check_series  # noqa: E402
 
     # -- post-commit ingest hooks: alerts evaluate on ingest without ingest knowing about them ------------

@@ -7,7 +7,7 @@ dashboards and /metrics never scan history. Reports carry a per-point hash chain
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -27,6 +28,30 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     pass
+
+
+class UtcDateTime(TypeDecorator):
+    """Timestamps stored in UTC and read back timezone-aware on every backend.
+
+    SQLite keeps wall-clock text without an offset, so a report stamped +08:00 must be converted before it
+    is stored, or it would sort eight hours wrong against everything else.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 # BIGINT primary keys on PostgreSQL, INTEGER (rowid alias, autoincrement) on SQLite.
@@ -53,7 +78,7 @@ class Point(Base):
     expected_devices: Mapped[list | None] = mapped_column(JSON)
     report_interval_s: Mapped[int] = mapped_column(Integer, default=60)
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class Agent(Base):
@@ -62,7 +87,7 @@ class Agent(Base):
     point_code: Mapped[str] = mapped_column(String(40), index=True)
     hostname: Mapped[str | None] = mapped_column(String(255))
     fingerprint: Mapped[dict | None] = mapped_column(JSON)  # pinned at enrolment (人机信息相符)
-    enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -75,17 +100,43 @@ class ApiToken(Base):
     point_code: Mapped[str | None] = mapped_column(String(40))  # agents: the one point they report for
     agent_id: Mapped[str | None] = mapped_column(String(36))
     description: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The person the token acts for (操作、管理、监督 split: one person is never admin and reviewer of
+    # overlapping regions); None for service tokens such as Grafana's.
+    person: Mapped[str | None] = mapped_column(String(120), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class User(Base):
+    """A person's web login. One username has exactly one role and one region node."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(60), unique=True)
+    person: Mapped[str] = mapped_column(String(120), index=True)  # defaults to the username
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id, encoded with its parameters
+    role: Mapped[str] = mapped_column(String(20))
+    region_path: Mapped[str] = mapped_column(String(400), default="/")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class WebSession(Base):
+    __tablename__ = "web_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie value
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    source: Mapped[str | None] = mapped_column(String(120))
 
 
 class EnrollCode(Base):
     __tablename__ = "enroll_codes"
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     point_code: Mapped[str] = mapped_column(String(40))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     used_by_agent: Mapped[str | None] = mapped_column(String(36))
 
 
@@ -96,15 +147,16 @@ class Report(Base):
     point_code: Mapped[str] = mapped_column(String(40))
     agent_id: Mapped[str] = mapped_column(String(36))
     seq: Mapped[int] = mapped_column(BigInteger)
-    collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    collected_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     agent_version: Mapped[str] = mapped_column(String(40))
     host: Mapped[dict] = mapped_column(JSON)
     body: Mapped[str] = mapped_column(Text)  # canonical JSON of the report as accepted; what the digest covers
     prev_digest: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64))
-    __table_args__ = (Index("ix_reports_point_received", "point_code", "received_at"),)
+    __table_args__ = (Index("ix_reports_point_received", "point_code", "received_at"),
+                      Index("ix_reports_received", "received_at"))  # pruning and roll-ups by receive time
 
 
 class Result(Base):
@@ -119,10 +171,39 @@ class Result(Base):
     unit: Mapped[str | None] = mapped_column(String(20))
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict] = mapped_column(JSON)
-    observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    observed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     __table_args__ = (Index("ix_results_point_check_received", "point_code", "check", "received_at"),
                       Index("ix_results_report", "report_pk"))
+
+
+class ResultHourly(Base):
+    """Hourly roll-ups of results (by receive hour) for long charts; kept after raw results are pruned."""
+
+    __tablename__ = "result_hourly"
+    point_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    check: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    n_ok: Mapped[int] = mapped_column(Integer, default=0)
+    n_warn: Mapped[int] = mapped_column(Integer, default=0)
+    n_fail: Mapped[int] = mapped_column(Integer, default=0)
+    n_error: Mapped[int] = mapped_column(Integer, default=0)
+    value_avg: Mapped[float | None] = mapped_column(Float)
+    value_max: Mapped[float | None] = mapped_column(Float)
+    __table_args__ = (Index("ix_result_hourly_hour", "hour"),)
+
+
+class JobState(Base):
+    """Watermarks and last-run times of background jobs, shared by every collector on the database."""
+
+    __tablename__ = "job_state"
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    watermark: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    last_runner: Mapped[str | None] = mapped_column(String(120))
+    details: Mapped[dict | None] = mapped_column(JSON)
 
 
 class LatestResult(Base):
@@ -135,9 +216,9 @@ class LatestResult(Base):
     unit: Mapped[str | None] = mapped_column(String(20))
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict] = mapped_column(JSON)
-    observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # when this status began
+    observed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    since: Mapped[datetime] = mapped_column(UtcDateTime())  # when this status began
     report_id: Mapped[str] = mapped_column(String(36))
     __table_args__ = (Index("ix_latest_check_status", "check", "status"),
                       Index("ix_latest_status_point", "status", "point_code"))
@@ -146,8 +227,8 @@ class LatestResult(Base):
 class PointState(Base):
     __tablename__ = "point_state"
     point_code: Mapped[str] = mapped_column(String(40), primary_key=True)
-    last_received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_collected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_received_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_collected_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     last_seq: Mapped[int | None] = mapped_column(BigInteger)
     last_digest: Mapped[str] = mapped_column(String(64), default="")
     agent_id: Mapped[str | None] = mapped_column(String(36))
@@ -164,18 +245,19 @@ class PointState(Base):
     n_warn: Mapped[int] = mapped_column(Integer, default=0)
     n_fail: Mapped[int] = mapped_column(Integer, default=0)
     n_error: Mapped[int] = mapped_column(Integer, default=0)
-    silent_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    silent_after: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
     actor: Mapped[str] = mapped_column(String(120))
     action: Mapped[str] = mapped_column(String(80))
     target: Mapped[str | None] = mapped_column(String(400))
     details: Mapped[dict | None] = mapped_column(JSON)
     source: Mapped[str | None] = mapped_column(String(120))
+    region_path: Mapped[str] = mapped_column(String(400), default="/")  # region the action concerns
     prev_digest: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64))
     __table_args__ = (UniqueConstraint("prev_digest", name="uq_audit_chain"),)

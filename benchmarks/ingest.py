@@ -1,0 +1,261 @@
+"""Ingest throughput: many simulated agents posting reports of 40 results to a real collector.
+
+For each store (SQLite, PostgreSQL) this starts real collector processes (uvicorn, no access log) on
+loopback, drives POST /api/v1/reports from N concurrent agents (one report per request, keep-alive), and
+prints reports/s and latency percentiles beside the baseline: inserting the same rows (reports + results)
+straight through the database driver's executemany, the store's own limit. The ratio API/baseline is the
+figure to watch; absolute numbers depend on the machine.
+
+    .venv/bin/python benchmarks/ingest.py [--reports 6000] [--agents 64] [--stores sqlite,postgresql]
+
+PostgreSQL: a throw-away database pw_bench_<pid> is created through --pg-url's server and dropped after.
+Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+REGION = "甘肃省/兰州市/城关区/基准镇"
+
+
+# -- the simulated fleet -------------------------------------------------------------------------------
+def make_report(point: str, agent_id: str, seq: int, n_results: int) -> dict:
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    checks = ("net.core.icmp", "net.core.tcp", "device.printer", "usage.processes", "host.resources")
+    return {
+        "report_id": str(uuid.uuid4()), "seq": seq, "agent_id": agent_id, "point_code": point,
+        "agent_version": "0.1.0", "collected_at": now, "sent_at": now,
+        "host": {"hostname": f"pc-{point}", "os": "Windows 10", "boot_time": None,
+                 "fingerprint": {"machine_id": f"m-{point}", "serial": "SN", "macs": ["00:11:22:33:44:55"]}},
+        "results": [{"check": checks[i % len(checks)], "target": f"目标{i}", "status": "ok" if i % 7 else "warn",
+                     "message": "正常", "value": 0.01 * i, "unit": "seconds", "details": {"loss_ratio": 0.0},
+                     "observed_at": now, "duration_ms": 3.0} for i in range(n_results)],
+    }
+
+
+def setup_fleet(url: str, n_points: int) -> dict[str, str]:
+    from collector.store import Store
+
+    store = Store(url)
+    store.upgrade()
+    tokens = {}
+    for i in range(n_points):
+        code = f"9{i:011d}"
+        store.upsert_point(code, f"基准点{i}", REGION)
+        tokens[code] = store.create_token("agent", point_code=code)
+    store.close()
+    return tokens
+
+
+# -- a minimal keep-alive HTTP/1.1 client (the load generator must cost less than the server) -----------
+async def agent_loop(port: int, token: str, bodies: list[bytes], latencies: list[float], errors: list[str]):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (f"POST /api/v1/reports HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\n").encode()
+    try:
+        for body in bodies:
+            t0 = time.perf_counter()
+            writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            await writer.drain()
+            status_line = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            payload = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+            if b" 202 " not in status_line:
+                errors.append(status_line.decode().strip() + " " + payload[:200].decode(errors="replace"))
+    finally:
+        writer.close()
+
+
+async def drive(ports: list[int], plan: list[tuple[str, list[bytes]]], tokens: dict[str, str]):
+    latencies: list[float] = []
+    errors: list[str] = []
+    t0 = time.perf_counter()
+    await asyncio.gather(*(agent_loop(ports[i % len(ports)], tokens[code], bodies, latencies, errors)
+                           for i, (code, bodies) in enumerate(plan)))
+    return time.perf_counter() - t0, latencies, errors
+
+
+# -- collector processes -----------------------------------------------------------------------------
+def serve_main(data_dir: str, port: int) -> None:
+    from collector.cli import serve
+    from collector.settings import Settings
+
+    settings = Settings.load(None, data_dir)
+    serve(settings, "127.0.0.1", port, access_log=False)
+
+
+def start_servers(url: str, data_dir: Path, n: int) -> tuple[list[subprocess.Popen], list[int]]:
+    import socket
+
+    import httpx
+
+    procs, ports = [], []
+    for i in range(n):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "POINTWATCH_DATABASE_URL": url}
+        d = data_dir / f"c{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        procs.append(subprocess.Popen([sys.executable, __file__, "--serve", str(d), str(port)], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=open(d / "log.txt", "wb")))  # noqa: SIM115
+        ports.append(port)
+    for port, proc in zip(ports, procs, strict=True):
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"collector on {port} exited; see its log in {data_dir}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"collector on {port} not ready")
+            time.sleep(0.2)
+    return procs, ports
+
+
+# -- baseline: the same rows through the driver's executemany ----------------------------------------------
+def baseline(url: str, reports: list[dict], chunk: int = 50) -> float:
+    rows = []
+    for r in reports:
+        body = json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        rows.append((r, body))
+    rec = datetime.now(timezone.utc)
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(url.split("///", 1)[1])
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        ph, ret = "?", ""
+    else:
+        import psycopg
+
+        conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+        ph, ret = "%s", " RETURNING id"
+    rep_sql = ("INSERT INTO reports (report_id, point_code, agent_id, seq, collected_at, sent_at, received_at, "
+               "agent_version, host, body, prev_digest, digest) VALUES (" + ",".join([ph] * 12) + ")" + ret)
+    res_sql = ("INSERT INTO results (report_pk, point_code, \"check\", target, status, value, unit, message, "
+               "details, observed_at, received_at) VALUES (" + ",".join([ph] * 11) + ")")
+    t0 = time.perf_counter()
+    cur = conn.cursor()
+    for i, (r, body) in enumerate(rows):
+        cur.execute(rep_sql, (str(uuid.uuid4()), r["point_code"], r["agent_id"], r["seq"], rec, rec, rec,
+                              r["agent_version"], json.dumps(r["host"]), body, "0" * 64, "1" * 64))
+        pk = cur.lastrowid if url.startswith("sqlite") else cur.fetchone()[0]
+        cur.executemany(res_sql, [(pk, r["point_code"], x["check"], x["target"], x["status"], x["value"], x["unit"],
+                                   x["message"], json.dumps(x["details"]), rec, rec) for x in r["results"]])
+        if (i + 1) % chunk == 0:
+            conn.commit()
+    conn.commit()
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return len(rows) / elapsed
+
+
+# -- one store -----------------------------------------------------------------------------------------
+def run_store(kind: str, args) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="pw-bench-"))
+    dbname = None
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / 'pointwatch.db'}"
+        processes = 1  # one process per SQLite store, by design
+    else:
+        import psycopg
+
+        dbname = f"pw_bench_{os.getpid()}_{secrets.token_hex(2)}"
+        with psycopg.connect(args.pg_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{dbname}"')
+        url = "postgresql+psycopg://" + args.pg_url.split("://", 1)[1].rsplit("/", 1)[0] + "/" + dbname
+        processes = args.pg_processes
+    procs = []
+    try:
+        tokens = setup_fleet(url, args.agents)
+        per_agent = max(1, args.reports // args.agents)
+        plan, all_reports = [], []
+        for code in tokens:
+            agent_id = str(uuid.uuid4())
+            reps = [make_report(code, agent_id, s + 1, args.results) for s in range(per_agent)]
+            all_reports.extend(reps)
+            plan.append((code, [json.dumps(r, ensure_ascii=False).encode() for r in reps]))
+        procs, ports = start_servers(url, tmp, processes)
+        warm = [(code, [json.dumps(make_report(code, "warm", 0, args.results)).encode()]) for code in tokens]
+        asyncio.run(drive(ports, warm, tokens))
+        elapsed, lat, errors = asyncio.run(drive(ports, plan, tokens))
+        if errors:
+            print(f"  {kind}: {len(errors)} failed requests, e.g. {errors[0]}", file=sys.stderr)
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+        procs = []
+        base = baseline(url, all_reports)
+        lat.sort()
+        n = len(lat)
+        return {"store": kind, "processes": processes, "reports": n, "rate": n / elapsed,
+                "p50_ms": 1000 * statistics.median(lat), "p99_ms": 1000 * lat[min(n - 1, int(n * 0.99))],
+                "baseline": base, "errors": len(errors)}
+    finally:
+        for p in procs:
+            p.kill()
+        if dbname:
+            import psycopg
+
+            with psycopg.connect(args.pg_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        serve_main(sys.argv[2], int(sys.argv[3]))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reports", type=int, default=6000, help="reports per store (bounded load)")
+    ap.add_argument("--agents", type=int, default=64, help="concurrent simulated agents (one point each)")
+    ap.add_argument("--results", type=int, default=40, help="results per report")
+    ap.add_argument("--stores", default="sqlite,postgresql")
+    ap.add_argument("--pg-url", default=os.environ.get("POINTWATCH_TEST_PG",
+                                                       "postgresql://postgres@127.0.0.1:5432/test"))
+    ap.add_argument("--pg-processes", type=int, default=2,
+                    help="collector processes sharing the PostgreSQL store (SQLite always has one)")
+    args = ap.parse_args()
+    rows = [run_store(kind, args) for kind in args.stores.split(",")]
+    print(f"\ningest benchmark: {args.agents} concurrent agents, {args.results} results per report, "
+          f"one report per request, loopback, {os.cpu_count()} CPUs")
+    print(f"{'store':<11}{'procs':>6}{'reports':>9}{'reports/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'baseline/s':>12}{'ratio':>8}")
+    for r in rows:
+        print(f"{r['store']:<11}{r['processes']:>6}{r['reports']:>9}{r['rate']:>11.0f}{r['p50_ms']:>9.1f}"
+              f"{r['p99_ms']:>9.1f}{r['baseline']:>12.0f}{r['rate'] / r['baseline']:>8.2f}")
+    print("baseline: the same reports + results rows through the driver's executemany, no HTTP, no checks")
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Logging in and out of the web UI, and the admin's API for users, tokens and enrolment codes.
+
+Sessions live in an HttpOnly, SameSite=Lax cookie (Secure when the page was served over TLS); the store
+keeps only the cookie's SHA-256. Every write here is audited by the store in the same transaction.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from collector.api.deps import (
+    SESSION_COOKIE,
+    client_source,
+    current_principal,
+    get_store,
+    require_admin,
+    require_reader,
+)
+from collector.regions import RegionError, is_within, normalize_path
+from collector.store import StoreError, TokenInfo
+from collector.store.audit import Actor
+from collector.store.people import SESSION_TTL
+
+router = APIRouter(tags=["auth"])
+
+
+def _templates():
+    from collector.api.ui import templates  # the lead's Jinja environment, filters and globals
+
+    return templates
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site paths: "//host" or "https://…" would make the login form an open redirect.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login_page(request: Request, next: str = "/"):
+    return _templates().TemplateResponse(request, "login.html", {"next": _safe_next(next), "refresh": None})
+
+
+@router.post("/login", include_in_schema=False)
+async def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")):
+    store = get_store(request)
+    outcome = await run_in_threadpool(store.login, username, password, client_source(request))
+    if outcome is None:
+        return _templates().TemplateResponse(
+            request, "login.html", {"next": _safe_next(next), "username": username, "refresh": None,
+                                    "error": "用户名或密码不正确"}, status_code=401)
+    cookie, _info = outcome
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=int(SESSION_TTL.total_seconds()), httponly=True,
+                        samesite="lax", secure=request.url.scheme == "https", path="/")
+    return response
+
+
+@router.post("/logout", include_in_schema=False)
+async def logout(request: Request):
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        await run_in_threadpool(get_store(request).logout, cookie, client_source(request))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    return response
+
+
+# -- JSON API ---------------------------------------------------------------------------------------------
+api = APIRouter(prefix="/api/v1", tags=["people"])
+
+
+def actor_of(request: Request, info: TokenInfo) -> Actor:
+    return Actor(info.actor or f"token:{info.id}", client_source(request))
+
+
+def _within_caller(info: TokenInfo, region: str) -> str:
+    try:
+        region = normalize_path(region)
+    except RegionError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+    if not is_within(region, info.region_path):
+        raise HTTPException(403, detail=f"region '{region}' is outside yours ('{info.region_path}')")
+    return region
+
+
+def _store_error(exc: StoreError) -> HTTPException:
+    status = {"unknown_point": 404, "user_exists": 409, "duty_conflict": 409}.get(exc.code, 422)
+    return HTTPException(status, detail={"code": exc.code, "message": str(exc)})
+
+
+@api.get("/me")
+async def me(info: TokenInfo = Depends(require_reader)):
+    return {"actor": info.actor, "role": info.role, "region": info.region_path, "via": info.via,
+            "person": info.person}
+
+
+@api.get("/users")
+async def list_users(request: Request, info: TokenInfo = Depends(require_admin)):
+    return {"users": await run_in_threadpool(get_store(request).list_users, info.region_path)}
+
+
+class UserIn(BaseModel):
+    username: str = Field(min_length=1, max_length=60)
+    password: str = Field(min_length=1, max_length=200)
+    role: str
+    region: str = "/"
+    person: str | None = Field(None, max_length=120)
+
+
+@api.post("/users", status_code=201)
+async def create_user(body: UserIn, request: Request, info: TokenInfo = Depends(require_admin)):
+    region = _within_caller(info, body.region)
+    try:
+        await run_in_threadpool(get_store(request).create_user, body.username, body.password, body.role, region,
+                                body.person, actor_of(request, info))
+    except StoreError as exc:
+        raise _store_error(exc) from None
+    return {"username": body.username, "role": body.role, "region": region}
+
+
+class TokenIn(BaseModel):
+    role: str
+    region: str = "/"
+    point: str | None = Field(None, max_length=40)
+    description: str | None = Field(None, max_length=200)
+    person: str | None = Field(None, max_length=120)
+
+
+@api.post("/tokens", status_code=201)
+async def create_token(body: TokenIn, request: Request, info: TokenInfo = Depends(require_admin)):
+    store = get_store(request)
+    region = _within_caller(info, body.region)
+    if body.point:
+        point_region = await run_in_threadpool(store.point_region, body.point)
+        if point_region is None or not is_within(point_region, info.region_path):
+            raise HTTPException(404, detail="no such point")
+    try:
+        token = await run_in_threadpool(lambda: store.create_token(
+            body.role, region, body.point, None, body.description, person=body.person,
+            actor=actor_of(request, info)))
+    except StoreError as exc:
+        raise _store_error(exc) from None
+    return {"token": token, "role": body.role, "region": region}
+
+
+class EnrollCodeIn(BaseModel):
+    point: str = Field(min_length=1, max_length=40)
+
+
+@api.post("/enroll-codes", status_code=201)
+async def create_enroll_code(body: EnrollCodeIn, request: Request, info: TokenInfo = Depends(require_admin)):
+    store = get_store(request)
+    region = await run_in_threadpool(store.point_region, body.point)
+    if region is None or not is_within(region, info.region_path):
+        raise HTTPException(404, detail="no such point")
+    code = await run_in_threadpool(lambda: store.create_enroll_code(body.point, actor=actor_of(request, info)))
+    return {"code": code, "point": body.point}
+
+
+__all__ = ["router", "api", "current_principal"]

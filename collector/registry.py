@@ -1,0 +1,205 @@
+"""The point registry in files: import from CSV/XLSX (what county staff keep their lists in), export to XLSX.
+
+Import is all or nothing: every row is checked first, and any problem is reported by spreadsheet row number
+(the header is row 1), column and what is wrong; only a clean file is written, in one transaction.
+Headers may be the English column names or their Chinese labels (编码, 名称, 区域, 标准, 地址, 设备, 上报间隔).
+CSV is read as UTF-8 (with or without BOM) or, failing that, GB18030 — what Excel in China saves.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector.regions import RegionError, normalize_path, split_path
+
+PROFILES = ("national-basic", "national-window", "jiangsu-15min", "lanzhou-basic-2023", "xiangyuan-county")
+REQUIRED = ("code", "name", "region", "profile")
+COLUMNS = REQUIRED + ("address", "expected_devices", "report_interval_s")
+ALIASES = {"编码": "code", "服务点编码": "code", "名称": "name", "服务点名称": "name", "区域": "region",
+           "所属区域": "region", "标准": "profile", "评分标准": "profile", "地址": "address",
+           "设备": "expected_devices", "应配设备": "expected_devices", "上报间隔": "report_interval_s"}
+DEVICE_KINDS = {"kiosk": "自助服务一体机", "queue": "自助取号机", "printer": "打印机", "scanner": "扫描仪",
+                "display": "电子显示屏", "camera": "摄像头", "copier": "复印机", "phone": "电话",
+                "computer": "计算机"}
+_CN_KIND = {cn: kind for kind, cn in DEVICE_KINDS.items()}
+CODE_RE = re.compile(r"^[0-9A-Za-z_-]{1,40}$")
+
+
+class ImportError_(Exception):  # noqa: N801 - "ImportError" is a builtin
+    def __init__(self, problems: list[RowProblem]):
+        super().__init__(f"{len(problems)} problem(s)")
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    row: int  # spreadsheet row number; 1 is the header
+    column: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"第 {self.row} 行，{self.column} 列：{self.problem}"
+
+
+@dataclass
+class PointRow:
+    row: int
+    code: str
+    name: str
+    region: str
+    profile: str
+    address: str | None = None
+    expected_devices: list[dict] = field(default_factory=list)
+    report_interval_s: int = 60
+
+
+def read_table(path: str | Path) -> list[tuple[int, dict[str, str]]]:
+    """(row number, {column: text}) for each non-empty data row; columns already mapped to English names."""
+    path = Path(path)
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        rows = _read_xlsx(path)
+    elif path.suffix.lower() in (".csv", ".txt"):
+        rows = _read_csv(path)
+    else:
+        raise ImportError_([RowProblem(0, "-", f"不支持的文件类型“{path.suffix}”（请用 .csv 或 .xlsx）")])
+    if not rows:
+        raise ImportError_([RowProblem(1, "-", "文件是空的")])
+    header = [ALIASES.get(_text(h), _text(h).lower()) for h in rows[0]]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ImportError_([RowProblem(1, c, "缺少必需的列") for c in missing])
+    out = []
+    for number, values in enumerate(rows[1:], start=2):
+        record = {h: _text(v) for h, v in zip(header, values, strict=False) if h in COLUMNS}
+        if any(record.values()):
+            out.append((number, record))
+    return out
+
+
+def _read_xlsx(path: Path) -> list[list]:
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=True, data_only=True)
+    try:
+        return [list(r) for r in wb.worksheets[0].iter_rows(values_only=True)]
+    finally:
+        wb.close()
+
+
+def _read_csv(path: Path) -> list[list]:
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise ImportError_([RowProblem(0, "-", "无法识别文件编码（请存为 UTF-8 或 GBK）")])
+    return [r for r in csv.reader(io.StringIO(text))]
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # Excel keeps long numeric codes as floats
+    return str(value).strip()
+
+
+def validate(rows: list[tuple[int, dict[str, str]]]) -> list[PointRow]:
+    problems: list[RowProblem] = []
+    points: list[PointRow] = []
+    first_seen: dict[str, int] = {}
+    for number, rec in rows:
+        bad = len(problems)
+        code, name = rec.get("code", ""), rec.get("name", "")
+        if not code:
+            problems.append(RowProblem(number, "code", "不能为空"))
+        elif not CODE_RE.match(code):
+            problems.append(RowProblem(number, "code", f"“{code}”不是有效编码（1–40 位字母、数字、-、_）"))
+        elif code in first_seen:
+            problems.append(RowProblem(number, "code", f"编码“{code}”与第 {first_seen[code]} 行重复"))
+        else:
+            first_seen[code] = number
+        if not name:
+            problems.append(RowProblem(number, "name", "不能为空"))
+        elif len(name) > 200:
+            problems.append(RowProblem(number, "name", "超过 200 个字符"))
+        region = rec.get("region", "")
+        try:
+            region = normalize_path(region)
+            if not split_path(region):
+                problems.append(RowProblem(number, "region", "不能为空（形如 甘肃省/兰州市/城关区）"))
+        except RegionError:
+            problems.append(RowProblem(number, "region", f"“{region}”不是有效区域路径（省/市/县/镇/村，最多 5 级）"))
+        profile = rec.get("profile", "")
+        if profile not in PROFILES:
+            problems.append(RowProblem(number, "profile", f"“{profile}”不是已知标准（{'、'.join(PROFILES)}）"))
+        address = rec.get("address") or None
+        if address and len(address) > 400:
+            problems.append(RowProblem(number, "address", "超过 400 个字符"))
+        devices, problem = parse_devices(rec.get("expected_devices", ""))
+        if problem:
+            problems.append(RowProblem(number, "expected_devices", problem))
+        interval = 60
+        if rec.get("report_interval_s"):
+            try:
+                interval = int(rec["report_interval_s"])
+                if not 10 <= interval <= 86400:
+                    raise ValueError
+            except ValueError:
+                problems.append(RowProblem(number, "report_interval_s", "须为 10–86400 之间的整数（秒）"))
+        if len(problems) == bad:
+            points.append(PointRow(number, code, name, region, profile, address, devices, interval))
+    if problems:
+        raise ImportError_(problems)
+    return points
+
+
+def parse_devices(text: str) -> tuple[list[dict], str | None]:
+    """'kiosk:1, printer:2, 扫描仪' -> [{'kind': 'kiosk', 'count': 1}, …]."""
+    out: list[dict] = []
+    for part in re.split(r"[,，;；、\s]+", text or ""):
+        if not part:
+            continue
+        kind, _, count = part.partition(":") if ":" in part else part.partition("：")
+        kind = _CN_KIND.get(kind, kind.lower())
+        if kind not in DEVICE_KINDS:
+            return [], f"未知设备类型“{part}”（可用：{'、'.join(DEVICE_KINDS)}）"
+        try:
+            n = int(count) if count else 1
+            if n < 1:
+                raise ValueError
+        except ValueError:
+            return [], f"“{part}”的数量须为正整数"
+        out.append({"kind": kind, "count": n})
+    return out, None
+
+
+def load_points(path: str | Path) -> list[PointRow]:
+    return validate(read_table(path))
+
+
+EXPORT_HEADER = ("code", "name", "region", "profile", "address", "expected_devices", "report_interval_s")
+
+
+def write_xlsx(points: list[dict], out: str | Path) -> None:
+    """The same columns import reads, so an exported file can be edited and imported back."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "服务点"
+    ws.append(EXPORT_HEADER)
+    for p in points:
+        devices = ", ".join(f"{d['kind']}:{d['count']}" for d in p.get("expected_devices") or [])
+        ws.append([p["code"], p["name"], p["region"], p["profile"], p.get("address") or "", devices,
+                   p.get("report_interval_s", 60)])
+    for col, width in zip("ABCDEFG", (16, 28, 40, 20, 30, 30, 10), strict=False):
+        ws.column_dimensions[col].width = width
+    wb.save(out)

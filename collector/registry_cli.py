@@ -1,0 +1,169 @@
+"""The offline administration commands: db, points, users, tokens, enroll-code, audit.
+
+They work on the store directly (no running collector needed) and are audited as ``cli:<OS user>`` from
+this host.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import sys
+
+ROLES = ("agent", "viewer", "reviewer", "admin")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("db", help="the store's schema")
+    dsub = p.add_subparsers(dest="action", required=True)
+    dsub.add_parser("upgrade", help="apply pending migrations (serve does this by itself on start)")
+    dsub.add_parser("current", help="print the schema revision")
+
+    p = sub.add_parser("points", help="the point registry")
+    psub = p.add_subparsers(dest="action", required=True)
+    a = psub.add_parser("add", help="register one point")
+    a.add_argument("--code", required=True)
+    a.add_argument("--name", required=True)
+    a.add_argument("--region", required=True, help="region path, e.g. 甘肃省/兰州市/城关区/某镇/某村")
+    a.add_argument("--profile", default="national-basic")
+    a.add_argument("--address")
+    a = psub.add_parser("import", help="import points from CSV or XLSX (code,name,region,profile[,address,"
+                                       "expected_devices,report_interval_s]); all rows or none")
+    a.add_argument("file")
+    a.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
+    a = psub.add_parser("export", help="export the registry to XLSX (the columns import reads)")
+    a.add_argument("--out", required=True)
+    a.add_argument("--region", default="/")
+
+    p = sub.add_parser("users", help="web users")
+    usub = p.add_subparsers(dest="action", required=True)
+    a = usub.add_parser("create", help="create a user (password from a prompt or --password-stdin)")
+    a.add_argument("--username", required=True)
+    a.add_argument("--role", required=True, choices=ROLES[1:])
+    a.add_argument("--region", default="/", help="region path the user is confined to ('/' = all)")
+    a.add_argument("--person", help="the person behind the account (default: the username); one person "
+                                    "cannot be admin and reviewer of the same region")
+    a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    usub.add_parser("list")
+
+    p = sub.add_parser("tokens", help="API tokens")
+    tsub = p.add_subparsers(dest="action", required=True)
+    a = tsub.add_parser("create", help="create a token and print it (it is stored only as a hash)")
+    a.add_argument("--role", required=True, choices=ROLES)
+    a.add_argument("--region", default="/", help="region path the token is confined to ('/' = all)")
+    a.add_argument("--point", help="for --role agent: the point it reports for")
+    a.add_argument("--description")
+    a.add_argument("--person", help="the person the token acts for (checked against the duty split)")
+
+    p = sub.add_parser("enroll-code", help="one-time enrolment codes for agents")
+    esub = p.add_subparsers(dest="action", required=True)
+    a = esub.add_parser("create")
+    a.add_argument("--point", required=True)
+
+    p = sub.add_parser("audit", help="the audit log")
+    asub = p.add_subparsers(dest="action", required=True)
+    asub.add_parser("verify", help="walk the hash chain; exit 1 if an entry was edited, removed or inserted")
+
+
+COMMANDS = ("db", "points", "users", "tokens", "enroll-code", "audit")
+
+
+def run(args, settings) -> int:
+    from collector.store import Store, StoreError, database_url
+
+    actor = _actor()
+    if args.command == "db":
+        if settings.database_url:
+            import os
+
+            os.environ["POINTWATCH_DATABASE_URL"] = settings.database_url
+        store = Store(database_url(settings.data_dir))
+        try:
+            from collector.store.migrate import current_revision
+
+            if args.action == "current":
+                print(current_revision(store.engine) or "(empty)")
+            else:
+                before, after = store.upgrade()
+                print(f"schema: {before or '(empty)'} -> {after}")
+        finally:
+            store.close()
+        return 0
+    store = settings.open_store()
+    try:
+        return _run(args, store, actor)
+    except StoreError as exc:
+        print(f"错误：{exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def _actor():
+    from collector.store.audit import Actor
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (containers): still say it came from the command line
+        user = "unknown"
+    return Actor(f"cli:{user}", socket.gethostname())
+
+
+def _run(args, store, actor) -> int:
+    from collector import registry
+
+    if args.command == "points" and args.action == "add":
+        store.upsert_point(args.code, args.name, args.region, args.profile, address=args.address, actor=actor)
+        print(f"服务点 {args.code} 已登记")
+    elif args.command == "points" and args.action == "import":
+        try:
+            points = registry.load_points(args.file)
+            if args.dry_run:
+                print(f"检查通过：{len(points)} 行，未写入（--dry-run）")
+                return 0
+            counts = store.import_points(points, actor, source_name=args.file)
+        except registry.ImportError_ as exc:
+            print(f"导入失败，未写入任何数据（{len(exc.problems)} 处问题）：", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"错误：无法读取 {args.file}：{exc}", file=sys.stderr)
+            return 1
+        print(f"导入完成：{counts['rows']} 行，新增 {counts['created']}，更新 {counts['updated']}")
+    elif args.command == "points" and args.action == "export":
+        points = store.export_points(args.region, actor=actor, target=args.out)
+        registry.write_xlsx(points, args.out)
+        print(f"已导出 {len(points)} 个服务点到 {args.out}")
+    elif args.command == "users" and args.action == "create":
+        password = _read_password(args.password_stdin)
+        store.create_user(args.username, password, args.role, args.region, args.person, actor=actor)
+        print(f"用户 {args.username}（{args.role}，{args.region}）已创建")
+    elif args.command == "users" and args.action == "list":
+        for u in store.list_users():
+            print(f"{u['username']}\t{u['role']}\t{u['region']}\t{u['person']}{'  (停用)' if u['disabled'] else ''}")
+    elif args.command == "tokens":
+        print(store.create_token(args.role, args.region, args.point, description=args.description,
+                                 person=args.person, actor=actor))
+    elif args.command == "enroll-code":
+        print(store.create_enroll_code(args.point, actor=actor))
+    elif args.command == "audit":
+        check = store.verify_audit()
+        if check.ok:
+            print(f"审计日志完整：{check.entries} 条")
+            return 0
+        print(f"审计日志已被篡改：第 {check.first_bad_id} 条（前 {check.entries} 条完好）：{check.problem}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("密码：")
+    if getpass.getpass("再次输入密码：") != first:
+        from collector.store import StoreError
+
+        raise StoreError("password_mismatch", "两次输入的密码不一致")
+    return first

@@ -1,0 +1,233 @@
+"""Users, web sessions and API tokens; the 操作、管理、监督 split; every change audited.
+
+Secrets are stored only as hashes: passwords with argon2id (argon2-cffi's defaults), session cookies and
+API tokens (256 random bits, so a fast hash is enough) with SHA-256.
+
+The duty split (智慧医保 standard: 多级权限分配, no one person in two of the three layers): every user and
+every personal token names a ``person`` (for users it defaults to the username, and a username holds exactly
+one role). One person may not be ``admin`` of a region and ``reviewer`` of the same region, of a region
+above it or of one beneath it; the store refuses to create such a pair, whichever comes second.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from collector.regions import RegionError, is_within, normalize_path
+from collector.store import ROLES, StoreError, TokenInfo, m, sha256_hex, utcnow
+from collector.store.audit import Actor, append
+
+SESSION_TTL = timedelta(hours=12)
+USER_ROLES = ("viewer", "reviewer", "admin")
+CONFLICTING = {"admin": "reviewer", "reviewer": "admin"}
+SYSTEM = Actor("system")
+MIN_PASSWORD = 8
+
+_hasher = None
+
+
+def hasher():
+    global _hasher
+    if _hasher is None:
+        from argon2 import PasswordHasher
+
+        _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+    return _hasher
+
+
+def _region(path: str) -> str:
+    try:
+        return normalize_path(path or "/")
+    except RegionError as exc:
+        raise StoreError("bad_region", str(exc)) from None
+
+
+def _check_split(s, person: str | None, role: str, region: str) -> None:
+    other = CONFLICTING.get(role)
+    if not person or not other:
+        return
+    held = [r for (r,) in s.execute(select(m.User.region_path).where(
+        m.User.person == person, m.User.role == other, m.User.disabled.is_(False)))]
+    held += [r for (r,) in s.execute(select(m.ApiToken.region_path).where(
+        m.ApiToken.person == person, m.ApiToken.role == other, m.ApiToken.revoked.is_(False)))]
+    for path in held:
+        if is_within(path, region) or is_within(region, path):
+            raise StoreError("duty_conflict",
+                             f"“{person}”已是“{path}”的{_ROLE_CN[other]}，不能再担任“{region}”的{_ROLE_CN[role]}"
+                             "（操作、管理、监督分离：管理员与评审员不得为同一人）")
+
+
+_ROLE_CN = {"admin": "管理员", "reviewer": "评审员", "viewer": "查看员", "agent": "代理"}
+
+
+# -- users ------------------------------------------------------------------------------------------------
+def create_user(self, username: str, password: str, role: str, region_path: str = "/",
+                person: str | None = None, actor: Actor = SYSTEM) -> int:
+    username = (username or "").strip()
+    if not username or len(username) > 60 or any(c.isspace() for c in username):
+        raise StoreError("bad_username", "用户名须为 1–60 个字符，且不含空白")
+    if role not in USER_ROLES:
+        raise StoreError("bad_role", f"unknown role '{role}' for a user (one of {', '.join(USER_ROLES)})")
+    if len(password or "") < MIN_PASSWORD:
+        raise StoreError("weak_password", f"密码至少 {MIN_PASSWORD} 个字符")
+    region = _region(region_path)
+    person = (person or username).strip()
+    with self.write_session() as s:
+        if s.scalar(select(m.User.id).where(m.User.username == username)) is not None:
+            raise StoreError("user_exists", f"用户名“{username}”已存在（一个用户名只担任一个角色）")
+        _check_split(s, person, role, region)
+        self.ensure_region(s, region)
+        user = m.User(username=username, person=person, password_hash=hasher().hash(password), role=role,
+                      region_path=region, created_at=utcnow())
+        s.add(user)
+        s.flush()
+        append(s, actor, "user.create", f"user:{username}", {"role": role, "person": person}, region)
+        return user.id
+
+
+def set_password(self, username: str, password: str, actor: Actor = SYSTEM) -> None:
+    """Replace a user's password (audited); their open sessions stay until they expire or log out."""
+    if len(password or "") < MIN_PASSWORD:
+        raise StoreError("weak_password", f"密码至少 {MIN_PASSWORD} 个字符")
+    with self.write_session() as s:
+        user = s.scalar(select(m.User).where(m.User.username == (username or "").strip()))
+        if user is None:
+            raise StoreError("unknown_user", f"没有用户“{username}”")
+        user.password_hash = hasher().hash(password)
+        append(s, actor, "user.password", f"user:{user.username}", {}, user.region_path)
+
+
+def list_users(self, scope: str = "/") -> list[dict]:
+    with self.session() as s:
+        rows = s.scalars(select(m.User).order_by(m.User.username)).all()
+        return [{"username": u.username, "person": u.person, "role": u.role, "region": u.region_path,
+                 "disabled": u.disabled} for u in rows if is_within(u.region_path, scope)]
+
+
+def login(self, username: str, password: str, source: str | None = None) -> tuple[str, TokenInfo] | None:
+    """Check a password; on success start a session and return (cookie value, who)."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    with self.session() as s:
+        user = s.scalar(select(m.User).where(m.User.username == (username or "").strip()))
+        stored = user.password_hash if user is not None and not user.disabled else None
+    ok = False
+    try:
+        # Hash something even for an unknown user, so timing does not reveal which usernames exist.
+        ok = hasher().verify(stored or _dummy_hash(), password or "") and stored is not None
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        self.record(Actor(f"user:{(username or '')[:60]}", source), "login.failed",
+                    f"user:{(username or '')[:60]}", {}, user.region_path if user else "/")
+        return None
+    cookie = secrets.token_urlsafe(32)
+    now = utcnow()
+    with self.write_session() as s:
+        row = s.get(m.User, user.id)
+        if hasher().check_needs_rehash(row.password_hash):
+            row.password_hash = hasher().hash(password)
+        s.add(m.WebSession(id_hash=sha256_hex(cookie), user_id=user.id, created_at=now,
+                           expires_at=now + SESSION_TTL, source=source))
+        append(s, Actor(f"user:{user.username}", source), "login", f"user:{user.username}", {},
+               user.region_path)
+    return cookie, _user_info(user)
+
+
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _DUMMY:
+        _DUMMY.append(hasher().hash(secrets.token_hex(8)))
+    return _DUMMY[0]
+
+
+def _user_info(user: m.User) -> TokenInfo:
+    return TokenInfo(user.id, user.role, user.region_path, None, None, actor=f"user:{user.username}",
+                     via="session", person=user.person)
+
+
+def session_info(self, cookie: str) -> TokenInfo | None:
+    if not cookie:
+        return None
+    with self.session() as s:
+        row = s.execute(select(m.WebSession, m.User).join(m.User, m.User.id == m.WebSession.user_id)
+                        .where(m.WebSession.id_hash == sha256_hex(cookie))).first()
+        if row is None:
+            return None
+        sess, user = row
+        if sess.expires_at <= utcnow() or user.disabled:
+            return None
+        return _user_info(user)
+
+
+def logout(self, cookie: str, source: str | None = None) -> bool:
+    with self.write_session() as s:
+        row = s.execute(select(m.WebSession, m.User).join(m.User, m.User.id == m.WebSession.user_id)
+                        .where(m.WebSession.id_hash == sha256_hex(cookie or ""))).first()
+        if row is None:
+            return False
+        sess, user = row
+        s.delete(sess)
+        append(s, Actor(f"user:{user.username}", source), "logout", f"user:{user.username}", {},
+               user.region_path)
+        return True
+
+
+# -- API tokens -----------------------------------------------------------------------------------------
+def create_token(self, role: str, region_path: str = "/", point_code: str | None = None,
+                 agent_id: str | None = None, description: str | None = None, person: str | None = None,
+                 actor: Actor = SYSTEM) -> str:
+    if role not in ROLES:
+        raise StoreError("bad_role", f"unknown role '{role}' (one of {', '.join(ROLES)})")
+    if role == "agent" and not point_code:
+        raise StoreError("agent_needs_point", "an agent token must be bound to a point (--point CODE)")
+    region = _region(region_path)
+    token = "pw_" + secrets.token_urlsafe(32)
+    with self.write_session() as s:
+        if point_code:
+            point_region = s.scalar(select(m.Point.region_path).where(m.Point.code == point_code))
+            if point_region is None:
+                raise StoreError("unknown_point", f"no point with code '{point_code}'")
+            region = point_region if role == "agent" else region
+        person = (person or "").strip() or None
+        _check_split(s, person, role, region)
+        row = m.ApiToken(token_hash=sha256_hex(token), role=role, region_path=region, point_code=point_code,
+                         agent_id=agent_id, description=description, person=person, created_at=utcnow())
+        s.add(row)
+        s.flush()
+        append(s, actor, "token.create", f"token:{row.id}",
+               {"role": role, "point": point_code, "person": person, "description": description}, region)
+    return token
+
+
+TOKEN_CACHE_S = 10.0  # a revoked token stops working within this long on every collector
+
+
+def authenticate(self, token: str) -> TokenInfo | None:
+    """The token's principal; found tokens are cached briefly (every agent report would otherwise cost a
+    database round trip before its own write)."""
+    import time
+
+    digest = sha256_hex(token)
+    cache = self._token_cache
+    hit = cache.get(digest)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < TOKEN_CACHE_S:
+        return hit[1]
+    with self.session() as s:
+        row = s.scalar(select(m.ApiToken).where(m.ApiToken.token_hash == digest, m.ApiToken.revoked.is_(False)))
+        if row is None:
+            cache.pop(digest, None)
+            return None
+        actor = f"agent:{row.agent_id}" if row.agent_id else f"token:{row.id}"
+        info = TokenInfo(row.id, row.role, row.region_path, row.point_code, row.agent_id, actor=actor,
+                         via="token", person=row.person)
+    if len(cache) > 100_000:
+        cache.clear()
+    cache[digest] = (now, info)
+    return info

@@ -1,0 +1,195 @@
+"""Retention: hourly roll-ups for long charts, pruning of raw history, expiry of sessions and codes.
+
+``run_maintenance`` is what the background task calls on every collector. It runs once across all
+collectors on a database: under a PostgreSQL advisory lock (try-lock: a collector that finds it taken
+skips the round), and only when ``job_state`` says the last run is older than the interval. SQLite stores
+belong to one process, where a plain lock does the same.
+
+Roll-ups are by receive hour (periods are judged by receive time) and only for hours that ended at least
+``SETTLE`` ago, so a transaction stamped just before the hour that commits just after it is still counted.
+Raw results are never pruned past the roll-up watermark. Pruning removes whole reports (with their
+results), oldest first; the evidence chain of what remains starts at the oldest kept report's prev_digest.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import and_, case, delete, func, insert, select, text, update
+
+from collector.store import models as m
+
+MAINTENANCE_LOCK = 0x6D61696E  # "main"
+JOB = "maintenance"
+SETTLE = timedelta(minutes=5)
+WINDOW = timedelta(hours=24)
+_local_lock = threading.Lock()
+
+
+@dataclass
+class RetentionPolicy:
+    raw_days: int = 400  # scoring periods run a year; a little over it
+    interval_s: int = 3600
+    batch: int = 5000
+    enroll_code_days: int = 30
+
+    @classmethod
+    def from_settings(cls, settings) -> RetentionPolicy:
+        conf = (getattr(settings, "extra", None) or {}).get("retention") or {}
+        policy = cls()
+        for key in ("raw_days", "interval_s", "batch", "enroll_code_days"):
+            if key in conf:
+                value = int(conf[key])
+                if value <= 0:
+                    raise ValueError(f"retention.{key} must be positive")
+                setattr(policy, key, value)
+        return policy
+
+
+def runner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _floor_hour(ts: datetime) -> datetime:
+    return ts.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def _hour_expr(dialect: str, col):
+    if dialect == "postgresql":
+        # In UTC whatever the session's TimeZone, so half-hour zones cannot shift the buckets.
+        return func.timezone("UTC", func.date_trunc("hour", func.timezone("UTC", col)))
+    return func.strftime("%Y-%m-%d %H:00:00.000000", col)
+
+
+def rollup(self, now: datetime | None = None) -> int:
+    """Roll results up by receive hour up to the last settled hour; returns the hours processed."""
+    from collector.store import utcnow
+
+    end = _floor_hour((now or utcnow()) - SETTLE)
+    hours = 0
+    while True:
+        with self.write_session() as s:
+            state = _job_state(s, "rollup")
+            start = state.watermark
+            if start is None:
+                first = s.scalar(select(func.min(m.Report.received_at)))
+                start = _floor_hour(first) if first is not None else end
+            if start >= end:
+                state.watermark = start
+                return hours
+            stop = min(start + WINDOW, end)
+            _rollup_window(s, start, stop)
+            state.watermark = stop
+            hours += int((stop - start).total_seconds() // 3600)
+
+
+def _rollup_window(s, start: datetime, stop: datetime) -> None:
+    r, rep, h = m.Result.__table__, m.Report.__table__, m.ResultHourly.__table__
+    hour = _hour_expr(s.bind.dialect.name, r.c.received_at)
+    counts = [func.sum(case((r.c.status == st, 1), else_=0)) for st in ("ok", "warn", "fail", "error")]
+    sel = (select(r.c.point_code, r.c.check, r.c.target, hour, *counts, func.avg(r.c.value), func.max(r.c.value))
+           .select_from(r.join(rep, rep.c.id == r.c.report_pk))
+           .where(and_(rep.c.received_at >= start, rep.c.received_at < stop))
+           .group_by(r.c.point_code, r.c.check, r.c.target, hour))
+    s.execute(delete(h).where(h.c.hour >= start, h.c.hour < stop))
+    s.execute(insert(h).from_select(["point_code", "check", "target", "hour", "n_ok", "n_warn", "n_fail",
+                                     "n_error", "value_avg", "value_max"], sel))
+
+
+def prune(self, policy: RetentionPolicy, now: datetime | None = None) -> dict:
+    from collector.store import utcnow
+
+    now = now or utcnow()
+    cutoff = now - timedelta(days=policy.raw_days)
+    with self.write_session() as s:
+        mark = _job_state(s, "rollup").watermark
+    cutoff = min(cutoff, mark) if mark is not None else None
+    reports = results = 0
+    while cutoff is not None:
+        with self.write_session() as s:
+            ids = list(s.scalars(select(m.Report.id).where(m.Report.received_at < cutoff)
+                                .order_by(m.Report.id).limit(policy.batch)))
+            if not ids:
+                break
+            results += s.execute(delete(m.Result).where(m.Result.report_pk.in_(ids))).rowcount or 0
+            reports += s.execute(delete(m.Report).where(m.Report.id.in_(ids))).rowcount or 0
+    with self.write_session() as s:
+        sessions = s.execute(delete(m.WebSession).where(m.WebSession.expires_at < now)).rowcount or 0
+        codes = s.execute(delete(m.EnrollCode).where(
+            m.EnrollCode.expires_at < now - timedelta(days=policy.enroll_code_days))).rowcount or 0
+    return {"reports": reports, "results": results, "sessions": sessions, "enroll_codes": codes}
+
+
+def _job_state(s, name: str) -> m.JobState:
+    row = s.get(m.JobState, name)
+    if row is None:
+        row = m.JobState(name=name, runs=0)
+        s.add(row)
+        s.flush()
+    return row
+
+
+def run_maintenance(self, policy: RetentionPolicy | None = None, now: datetime | None = None,
+                    force: bool = False, runner: str | None = None) -> dict | None:
+    """Roll up and prune if due; None when another collector holds the lock or the last run is recent."""
+    from collector.store import utcnow
+
+    policy = policy or RetentionPolicy()
+    now = now or utcnow()
+    with _job_lock(self) as held:
+        if not held:
+            return None
+        with self.write_session() as s:
+            state = _job_state(s, JOB)
+            if not force and state.last_run_at is not None and \
+                    now - state.last_run_at < timedelta(seconds=policy.interval_s):
+                return None
+        hours = rollup(self, now)
+        pruned = prune(self, policy, now)
+        summary = {"rolled_up_hours": hours, "pruned": pruned, "runner": runner or runner_name()}
+        with self.write_session() as s:
+            s.execute(update(m.JobState).where(m.JobState.name == JOB).values(
+                last_run_at=now, runs=m.JobState.runs + 1, last_runner=summary["runner"], details=summary))
+        return summary
+
+
+class _job_lock:
+    """Context manager yielding True when this process may run the job now (try-lock, never waits)."""
+
+    def __init__(self, store):
+        self.store, self.conn, self.held = store, None, False
+
+    def __enter__(self) -> bool:
+        if self.store.is_sqlite:
+            self.held = _local_lock.acquire(blocking=False)
+            return self.held
+        self.conn = self.store.engine.connect()
+        self.held = bool(self.conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                           {"k": MAINTENANCE_LOCK}).scalar())
+        self.conn.commit()
+        return self.held
+
+    def __exit__(self, *exc) -> None:
+        if self.store.is_sqlite:
+            if self.held:
+                _local_lock.release()
+            return
+        try:
+            if self.held:
+                self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MAINTENANCE_LOCK})
+                self.conn.commit()
+        finally:
+            self.conn.close()
+
+
+def hourly(self, code: str, since: datetime, until: datetime, check: str | None = None) -> list[m.ResultHourly]:
+    with self.session() as s:
+        stmt = select(m.ResultHourly).where(m.ResultHourly.point_code == code, m.ResultHourly.hour >= since,
+                                            m.ResultHourly.hour < until)
+        if check:
+            stmt = stmt.where(m.ResultHourly.check == check)
+        return list(s.scalars(stmt.order_by(m.ResultHourly.hour, m.ResultHourly.check, m.ResultHourly.target)))

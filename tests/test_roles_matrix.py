@@ -1,0 +1,211 @@
+"""Every endpoint × role × inside/outside the caller's region, generated from the app's own routes.
+
+A route added later is covered without touching this file: it must either be listed as public below or
+carry a ``require_roles(...)`` dependency (collector.api.deps), whose roles this test reads; a protected
+route without one fails here. Principals are bound to one county (A); the other county's point (B) must be
+invisible to them: 404 for its code, absent from every listing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from collector.app import create_app
+from collector.settings import Settings
+
+COUNTY_A = "甘肃省/兰州市/城关区"
+COUNTY_B = "甘肃省/兰州市/七里河区"
+POINT_A, POINT_B = "620102001001", "620103009009"
+NAME_B = "七里河区秘密服务点"
+
+# Reachable without credentials, on purpose. /metrics is scraped by Prometheus inside the private network
+# (owned by the metrics issue); /api/v1/enroll is authenticated by its one-time code.
+PUBLIC = {
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/login"), ("POST", "/login"),
+    ("POST", "/logout"), ("POST", "/api/v1/enroll"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/openapi.json"), ("GET", "/redoc"),
+    ("GET", "/api/v1/evidence/public-key"),  # a public key is public: reviewers verify bundles offline with it
+}
+# Routes whose role check is inside the handler (with its own rejection counters) rather than a dependency.
+HANDLER_CHECKED = {("POST", "/api/v1/reports"): ("agent",)}
+# Bodies for writes whose effect depends on a region or a point, so inside/outside can be told apart.
+BODIES = {
+    ("POST", "/api/v1/enroll-codes"): lambda point, region: {"point": point},
+    ("POST", "/api/v1/tokens"): lambda point, region: {"role": "viewer", "region": region},
+    ("POST", "/api/v1/users"): lambda point, region: {"username": f"u{abs(hash(region)) % 10**8}",
+                                                      "password": "long-enough-pw", "role": "viewer",
+                                                      "region": region},
+}
+UI_MODULE = "collector.api.ui"
+
+
+@pytest.fixture
+def world(store, tmp_path):
+    store.upsert_point(POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
+    store.upsert_point(POINT_B, NAME_B, COUNTY_B + "/某镇/某村")
+    principals = {"anonymous": {}}
+    for role in ("viewer", "reviewer", "admin"):
+        principals[role] = {"Authorization": "Bearer " + store.create_token(role, COUNTY_A)}
+    principals["agent"] = {"Authorization": "Bearer " + store.create_token("agent", point_code=POINT_A)}
+    app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
+    client = TestClient(app, follow_redirects=False)
+    for role in ("viewer", "admin"):  # the same roles through a web session instead of a token
+        store.create_user(f"web-{role}", "long-enough-pw", role, COUNTY_A, person=f"p-{role}")
+        r = client.post("/login", data={"username": f"web-{role}", "password": "long-enough-pw"})
+        assert r.status_code == 303, r.text
+        principals[f"{role}(session)"] = {"Cookie": f"pw_session={r.cookies['pw_session']}"}
+        client.cookies.clear()
+    return app, client, principals
+
+
+def role_of(principal: str) -> str | None:
+    return None if principal == "anonymous" else principal.split("(")[0]
+
+
+def allowed_roles(route: Endpoint, method: str):
+    if (method, route.path) in HANDLER_CHECKED:
+        return HANDLER_CHECKED[(method, route.path)]
+    for dep in route.dependant.dependencies:
+        roles = getattr(dep.call, "roles", None)
+        if roles:
+            return roles
+    return None
+
+
+@dataclass
+class Endpoint:
+    path: str
+    methods: set
+    endpoint: object
+    dependant: object
+
+
+def flat_routes(app):
+    """Every API route with its full path; FastAPI >= 0.16x keeps included routers lazily, older ones flat."""
+    try:
+        from fastapi.routing import _iter_routes_with_context
+    except ImportError:  # older FastAPI: app.routes is already flat
+        _iter_routes_with_context = None
+    if _iter_routes_with_context is None:
+        for r in app.routes:
+            if isinstance(r, APIRoute):
+                yield Endpoint(r.path, r.methods, r.endpoint, r.dependant)
+        return
+    for original, ctx in _iter_routes_with_context(app.routes):
+        if not isinstance(original, APIRoute):
+            continue
+        if ctx is None:
+            yield Endpoint(original.path, original.methods, original.endpoint, original.dependant)
+        else:
+            yield Endpoint(ctx.path or original.path, ctx.methods or original.methods,
+                           ctx.endpoint or original.endpoint, ctx.dependant or original.dependant)
+
+
+def endpoints(app, ui: bool):
+    for route in flat_routes(app):
+        if (route.endpoint.__module__ == UI_MODULE) != ui:
+            continue
+        for method in sorted(route.methods - {"HEAD"}):
+            yield route, method
+
+
+def fill(path: str, code: str) -> str:
+    return re.sub(r"\{code\}", code, re.sub(r"\{(?!code)[^}]+\}", "x", path))
+
+
+def check_route(client, principals, route, method, failures: list[str]) -> None:
+    key = (method, route.path)
+    if key in PUBLIC:
+        return
+    roles = allowed_roles(route, method)
+    if roles is None:
+        failures.append(f"{method} {route.path}: not public and has no require_roles() dependency")
+        return
+    for who, headers in principals.items():
+        role = role_of(who)
+        for side, code, region in (("inside", POINT_A, COUNTY_A + "/某镇"), ("outside", POINT_B, COUNTY_B)):
+            has_code = "{code}" in route.path
+            body_for = BODIES.get(key)
+            if side == "outside" and not has_code and body_for is None and method != "GET":
+                continue
+            url = fill(route.path, code)
+            kwargs = {"json": body_for(code, region)} if body_for else {}
+            r = client.request(method, url, headers=headers, **kwargs)
+            where = f"{method} {url} as {who} ({side})"
+            if role is None:
+                if r.status_code != 401:
+                    failures.append(f"{where}: {r.status_code}, expected 401")
+            elif role not in roles:
+                if r.status_code != 403:
+                    failures.append(f"{where}: {r.status_code}, expected 403")
+            elif side == "inside" or not (has_code or body_for):
+                if r.status_code in (401, 403, 404) or r.status_code >= 500:
+                    failures.append(f"{where}: {r.status_code}, expected access")
+                if method == "GET" and (POINT_B in r.text or NAME_B in r.text or COUNTY_B in r.text):
+                    failures.append(f"{where}: shows the other county's data")
+            elif r.status_code not in (403, 404):
+                failures.append(f"{where}: {r.status_code}, expected 403/404 outside the region")
+
+
+def test_every_api_route_by_role_and_region(world):
+    app, client, principals = world
+    failures: list[str] = []
+    covered = 0
+    for route, method in endpoints(app, ui=False):
+        check_route(client, principals, route, method, failures)
+        covered += 1
+    assert covered >= 14
+    assert not failures, "\n".join(failures)
+
+
+def test_agent_tokens_read_nothing(world):
+    app, client, principals = world
+    for route, method in endpoints(app, ui=False):
+        if method == "GET" and (method, route.path) not in PUBLIC:
+            r = client.get(fill(route.path, POINT_A), headers=principals["agent"])
+            assert r.status_code == 403, f"GET {route.path} as agent: {r.status_code}"
+
+
+def test_a_root_admin_sees_both_counties(store, tmp_path):
+    store.upsert_point(POINT_A, "A", COUNTY_A)
+    store.upsert_point(POINT_B, NAME_B, COUNTY_B)
+    client = TestClient(create_app(Settings(data_dir=tmp_path / "d"), store=store))
+    headers = {"Authorization": "Bearer " + store.create_token("admin", "/")}
+    codes = {p["code"] for p in client.get("/api/v1/points", headers=headers).json()["points"]}
+    assert codes == {POINT_A, POINT_B}
+    assert client.get(f"/api/v1/points/{POINT_B}", headers=headers).status_code == 200
+
+
+def test_pages_by_role_and_region(world):
+    app, client, principals = world
+    failures: list[str] = []
+    for route, method in endpoints(app, ui=True):
+        for who, headers in principals.items():
+            role = role_of(who)
+            for side, code in (("inside", POINT_A), ("outside", POINT_B)):
+                url = fill(route.path, code)
+                r = client.request(method, url, headers=headers)
+                where = f"{method} {url} as {who} ({side})"
+                if role is None:
+                    if r.status_code not in (303, 401) or (r.status_code == 303 and "/login" not in
+                                                           r.headers.get("location", "")):
+                        failures.append(f"{where}: {r.status_code}, expected the login page")
+                elif role == "agent":
+                    if r.status_code != 403:
+                        failures.append(f"{where}: {r.status_code}, expected 403")
+                elif method == "POST":  # the admin forms (silences): sent here without their fields
+                    if role != "admin" and r.status_code != 403:
+                        failures.append(f"{where}: {r.status_code}, expected 403 for a non-admin")
+                    if role == "admin" and r.status_code in (401, 403) or r.status_code >= 500:
+                        failures.append(f"{where}: {r.status_code}, an admin's form must reach validation")
+                elif side == "outside" and "{code}" in route.path:
+                    if r.status_code != 404:
+                        failures.append(f"{where}: {r.status_code}, expected 404")
+                elif r.status_code != 200 or POINT_B in r.text:
+                    failures.append(f"{where}: {r.status_code} or shows the other county")
+    assert not failures, "\n".join(failures)
