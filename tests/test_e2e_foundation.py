@@ -43,9 +43,9 @@ def collector(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("POINTWATCH_DATABASE_URL", None)
 
-    def cli(*args) -> str:
+    def cli(*args, stdin: str | None = None) -> str:
         return subprocess.run([*COLLECTOR, "--data-dir", str(data), *args], check=True, capture_output=True,
-                              text=True, timeout=60, env=env).stdout.strip()
+                              text=True, timeout=60, env=env, input=stdin).stdout.strip()
 
     cli("points", "add", "--code", POINT, "--name", "某村医保服务点", "--region", REGION)
     port = free_port()
@@ -60,6 +60,19 @@ def collector(tmp_path):
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+def _logged_in_page(base: str, username: str, password: str, path: str) -> str:
+    """Log in through the form, as a browser would, and fetch a page with the session cookie."""
+    import http.cookiejar
+    import urllib.parse
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = urllib.parse.urlencode({"username": username, "password": password, "next": path}).encode()
+    with opener.open(base + "/login", data=form, timeout=10) as resp:
+        assert resp.url == base + path, f"login did not land on {path}: {resp.url}"
+        return resp.read().decode()
 
 
 def _safe_status(url):
@@ -117,8 +130,10 @@ core_network:
     status, metrics = _get(f"{base}/metrics")
     assert f'pointwatch_point_up{{point="{POINT}"' in metrics
     assert 'pointwatch_check_status{check="net.core.tcp"' in metrics
-    status, page = _get(f"{base}/")
-    assert status == 200 and "某村医保服务点" in page and "不合格" in page
+    cli("users", "create", "--username", "xxk", "--role", "viewer", "--region", "甘肃省/兰州市/城关区",
+        "--password-stdin", stdin="county-it-2026\n")
+    page = _logged_in_page(base, "xxk", "county-it-2026", "/")
+    assert "某村医保服务点" in page and "不合格" in page
 
 
 def test_check_json_prints_the_contract():

@@ -42,6 +42,7 @@ BODIES = {
                                                       "region": region},
 }
 UI_MODULE = "collector.api.ui"
+ADMIN_PAGES = {"/audit"}  # pages only an admin may open
 
 
 @pytest.fixture
@@ -198,6 +199,9 @@ def test_pages_by_role_and_region(world):
                 elif role == "agent":
                     if r.status_code != 403:
                         failures.append(f"{where}: {r.status_code}, expected 403")
+                elif route.path in ADMIN_PAGES:
+                    if r.status_code != (200 if role == "admin" else 403):
+                        failures.append(f"{where}: {r.status_code} on an admin-only page")
                 elif method == "POST":  # the admin forms (silences): sent here without their fields
                     if role != "admin" and r.status_code != 403:
                         failures.append(f"{where}: {r.status_code}, expected 403 for a non-admin")

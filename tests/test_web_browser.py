@@ -31,6 +31,7 @@ def site(tmp_path_factory):
     xss_token = store.create_token("agent", point_code="620123999001")
     store.create_user("county-admin", PASSWORD, "admin", demo_fleet.COUNTY, person="admin-person")
     store.create_user("town-viewer", PASSWORD, "viewer", f"{demo_fleet.COUNTY}/城关镇", person="viewer-person")
+    store.create_user("county-reviewer", PASSWORD, "reviewer", demo_fleet.COUNTY, person="reviewer-person")
     store.close()
     live = start_collector(work)
     try:
@@ -245,3 +246,32 @@ def test_viewer_sees_only_their_town_and_no_admin_controls(viewer_page, site):
     response = page.request.post(page.base + "/alerts/silence",
                                  form={"point": sims[0].code, "reason": "试图越权", "duration": "2h"})
     assert response.status == 403
+
+
+def test_audit_log_page_for_admins(page):
+    page.click("header nav a:has-text('审计日志')")
+    page.wait_for_url("**/audit")
+    assert "链完整" in page.locator("p.meta").inner_text()
+    assert "登录" in page.locator("table.points").inner_text()  # this very session's login is audited
+
+
+def test_reviewer_downloads_a_signed_evidence_bundle(browser, site, tmp_path):
+    import zipfile
+
+    _, sims = site
+    pg = _new_page(browser, site)
+    try:
+        login(pg, "county-reviewer")
+        pg.goto(pg.base + f"/points/{sims[3].code}")
+        form = pg.locator("section.panel", has_text="导出验收证据")
+        today = __import__("datetime").date.today().isoformat()
+        form.locator("input[name=from]").fill(today)
+        form.locator("input[name=to]").fill(today)
+        with pg.expect_download() as info:
+            form.locator("button[type=submit]").click()
+        path = tmp_path / "bundle.zip"
+        info.value.save_as(path)
+        with zipfile.ZipFile(path) as zf:
+            assert {"manifest.json", "manifest.sig"} <= set(zf.namelist())
+    finally:
+        _close(pg)

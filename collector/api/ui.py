@@ -199,7 +199,7 @@ async def require_page_admin(request: Request) -> PageUser:
     await require_page_reader(request)
     user = page_user(request)
     if user.role != "admin":
-        raise HTTPException(403, detail="只有管理员可以设置或解除告警屏蔽")
+        raise HTTPException(403, detail="此操作需要管理员权限")
     return user
 
 
@@ -240,6 +240,25 @@ async def expire_from_page(silence_id: int, request: Request, user: PageUser = D
     if row is None:
         raise HTTPException(404, detail="没有这个屏蔽")
     return RedirectResponse("/alerts?" + urlencode({"notice": "屏蔽已解除"}), status_code=303)
+
+
+AUDIT_ACTIONS = {
+    "login": "登录", "login.failed": "登录失败", "logout": "退出", "user.create": "创建用户", "user.password": "重设密码",
+    "token.create": "创建令牌", "enroll_code.create": "创建注册码", "point.upsert": "登记服务点",
+    "points.import": "导入服务点", "points.export": "导出服务点", "silence.create": "设置屏蔽", "silence.expire": "解除屏蔽",
+    "evidence.export": "导出证据",
+}
+AUDIT_PAGE = 200
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit_page(request: Request, action: str = "", before: int | None = None,
+                     user: PageUser = Depends(require_page_admin)):
+    store = get_store(request)
+    entries = await run_in_threadpool(store.audit_entries, user.region_path, AUDIT_PAGE, before, action or None)
+    chain = await run_in_threadpool(store.verify_audit)
+    return render(request, "audit.html", {"entries": entries, "chain": chain, "action": action,
+                                          "action_labels": AUDIT_ACTIONS, "limit": AUDIT_PAGE}, nav="audit")
 
 
 @router.get("/ui/points/{code}/series")

@@ -141,10 +141,12 @@ def _region_counts(s, scope: str, now: datetime) -> tuple[Counter, str, list[tup
 
     A county's staff should not click through 省 › 市 › 县 when every point below the root is in one county,
     so a chain of single children is skipped and ``common`` names where the tree really branches."""
-    stmt = (select(m.Point.region_path, _rank(now), func.count())
-            .outerjoin(m.PointState, m.PointState.point_code == m.Point.code)
-            .where(_in_scope(m.Point.region_path, scope))
-            .group_by(m.Point.region_path, _rank(now)))
+    # Group over a subquery: PostgreSQL will not match two renderings of the rank CASE (their bind
+    # parameters differ) between the select list and GROUP BY.
+    ranked = (select(m.Point.region_path.label("path"), _rank(now).label("rank"))
+              .outerjoin(m.PointState, m.PointState.point_code == m.Point.code)
+              .where(_in_scope(m.Point.region_path, scope))).subquery()
+    stmt = select(ranked.c.path, ranked.c.rank, func.count()).group_by(ranked.c.path, ranked.c.rank)
     grouped = [(split_path(path), STATES[r], n) for path, r, n in s.execute(stmt)]
     total: Counter = Counter()
     for _, state, n in grouped:
