@@ -232,6 +232,12 @@ class Store:
         session_info,
         set_password,
     )
+    from collector.store.pointscores import (  # noqa: E402
+        metrics_compliance,
+        points_needing_scores,
+        save_scores,
+        score_inputs,
+    )
     from collector.store.queries import (  # noqa: E402
         latest_for_point,
         list_points,
