@@ -1,4 +1,4 @@
-"""Keeps every point's "now" score current (table point_scores) for /metrics and the overview.
+"""Keeps every point's "now" score (point_scores) and its /metrics lines (metric_lines) current.
 
 Ingest hands over the codes of points that reported (a post-commit hook, so ingest never waits); a thread
 scores them in batches. Every minute it also rescores points that went silent since their last score,
@@ -22,28 +22,38 @@ TICK_S = 60.0
 
 
 def rescore(store, codes: list[str], now: datetime | None = None) -> int:
-    """Score these points now and save the sheets; returns how many were saved."""
+    """Score these points now, save the sheets and render their /metrics lines; returns points scored."""
+    from collector.metrics import TextWriter, point_lines
+
     now = now or datetime.now(timezone.utc)
     saved = 0
+    writer = TextWriter()
     for i in range(0, len(codes), BATCH):
         chunk = codes[i:i + BATCH]
         inputs = store.score_inputs(chunk)
         observations = store.latest_observations("/", codes=chunk)
-        rows = []
+        latest_rows: dict[str, list] = {}
+        for code, *rest in store.metric_rows(codes=chunk):
+            latest_rows.setdefault(code, []).append(tuple(rest))
+        rows, lines = [], {}
         for code in chunk:
             if code not in inputs:
                 continue
-            profile_name, interval = inputs[code]
+            profile_name, interval, _region = inputs[code]
             try:
                 profile = profile_for(profile_name)
             except ScoreError as exc:
                 log.warning("score_skipped point=%s reason=%s", code, exc)
                 continue
             sheet = score_now(profile, observations.get(code, []), now=now, interval=interval)
+            items = {it.id: it.state == "met" for it in sheet.items if it.state != "manual"}
             rows.append({"point_code": code, "profile": profile_name, "earned": sheet.earned,
-                         "automatic_points": sheet.automatic_points, "scored_at": now,
-                         "items": {it.id: it.state == "met" for it in sheet.items if it.state != "manual"}})
+                         "automatic_points": sheet.automatic_points, "scored_at": now, "items": items})
+            region = inputs[code][2]
+            lines[code] = (region, point_lines(code, region, profile_name, sorted(latest_rows.get(code, ())),
+                                               (sheet.earned, sorted(items.items())), writer))
         store.save_scores(rows)
+        store.save_metric_lines(lines)
         saved += len(rows)
     return saved
 
@@ -86,7 +96,8 @@ class ScoreKeeper:
                 codes, self._pending = sorted(self._pending), set()
             try:
                 if time.monotonic() >= next_tick:
-                    codes = sorted(set(codes) | set(self.store.points_needing_scores()))
+                    codes = sorted(set(codes) | set(self.store.points_needing_scores())
+                                   | set(self.store.points_with_stale_lines()))
                     next_tick = time.monotonic() + self.tick_s
                 if codes:
                     rescore(self.store, codes)

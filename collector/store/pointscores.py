@@ -45,8 +45,9 @@ def points_needing_scores(self, now: datetime | None = None) -> list[str]:
             .order_by(m.Point.code)))
 
 
-def score_inputs(self, codes: list[str]) -> dict[str, tuple[str, int]]:
-    """code -> (profile, report interval) of these points."""
+def score_inputs(self, codes: list[str]) -> dict[str, tuple[str, int, str]]:
+    """code -> (profile, report interval, region) of these points."""
     with self.session() as s:
-        return {c: (p, i) for c, p, i in s.execute(
-            select(m.Point.code, m.Point.profile, m.Point.report_interval_s).where(m.Point.code.in_(codes)))}
+        return {c: (p, i, r) for c, p, i, r in s.execute(
+            select(m.Point.code, m.Point.profile, m.Point.report_interval_s, m.Point.region_path)
+            .where(m.Point.code.in_(codes)))}
