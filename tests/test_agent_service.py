@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -320,3 +321,24 @@ def _http_ok(url: str) -> bool:
             return resp.status == 200
     except OSError:
         return False
+
+
+def test_running_agent_serves_its_own_metrics_when_asked(tmp_path, collector):
+    port = free_port()
+    cfg = write_config(tmp_path, collector, tmp_path / "state")
+    cfg.write_text(cfg.read_text(encoding="utf-8") + f'metrics: {{listen: "127.0.0.1:{port}"}}\n', encoding="utf-8")
+    proc = start_agent(cfg, tmp_path / "agent.log")
+    try:
+        def scraped():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                    return resp.read().decode()
+            except OSError:
+                return ""
+
+        wait_for(lambda: 'pointwatch_check_status{check="net.core.tcp"' in scraped(), 30, "the agent's /metrics")
+        text = scraped()
+    finally:
+        stop_agent(proc)
+    assert 'pointwatch_check_status{check="net.core.tcp",point="620102001001",target="省医保信息平台"} 0\n' in text
+    assert scraped() == ""  # the endpoint stops with the agent

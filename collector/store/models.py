@@ -261,3 +261,27 @@ class AuditEntry(Base):
     prev_digest: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64))
     __table_args__ = (UniqueConstraint("prev_digest", name="uq_audit_chain"),)
+
+
+class PointScore(Base):
+    """Each point's "now" score on its profile, kept current after ingest (and when a point falls silent),
+    so /metrics and rankings read it instead of scoring every point on every request."""
+
+    __tablename__ = "point_scores"
+    point_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(60))
+    earned: Mapped[float] = mapped_column(Float)
+    automatic_points: Mapped[float] = mapped_column(Float)
+    items: Mapped[dict] = mapped_column(JSON)  # automatic item id -> met (bool)
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MetricLines(Base):
+    """A point's pre-rendered /metrics lines for one per-point family (see collector/metrics.py)."""
+
+    __tablename__ = "metric_lines"
+    family: Mapped[str] = mapped_column(String(80), primary_key=True)
+    point_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    region_path: Mapped[str] = mapped_column(String(400))
+    body: Mapped[str] = mapped_column(Text)
+    __table_args__ = (Index("ix_metric_lines_point", "point_code"),)
