@@ -19,6 +19,7 @@ log = logging.getLogger("pointwatch.scores")
 
 BATCH = 500
 TICK_S = 60.0
+MIN_PASS_S = 2.0  # reports arriving during a pass wait for the next one
 
 
 def rescore(store, codes: list[str], now: datetime | None = None) -> int:
@@ -100,7 +101,11 @@ class ScoreKeeper:
                                    | set(self.store.points_with_stale_lines()))
                     next_tick = time.monotonic() + self.tick_s
                 if codes:
+                    started = time.monotonic()
                     rescore(self.store, codes)
+                    # Scores are read by scrapes: one pass over what reported meanwhile, rather than one per
+                    # report, keeps a busy collector's CPU for ingest.
+                    self._stop.wait(max(0.0, started + MIN_PASS_S - time.monotonic()))
             except Exception:  # the next report or tick tries again; metrics keep the last scores meanwhile
                 log.exception("rescore_failed points=%d", len(codes))
                 self._stop.wait(5)

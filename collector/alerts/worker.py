@@ -17,6 +17,7 @@ from collector import selfmetrics
 from collector.alerts.dispatch import claim, deliver, queue_depth
 
 log = logging.getLogger("pointwatch.alerts")
+MIN_PASS_S = 0.5  # at most two evaluations a second of a point, however often it reports
 
 
 class AlertWorker:
@@ -70,8 +71,13 @@ class AlertWorker:
                     self._cond.wait(timeout=max(0.0, next_tick - time.monotonic()))
                 codes, self._pending = self._pending, set()
                 selfmetrics.ALERT_EVAL_BACKLOG.set(0)
+            started = time.monotonic()
             for code in sorted(codes):
                 self._run("ingest", self.engine.evaluate_point, code)
+            if codes:
+                # A busy collector gets many reports per point a second: evaluating after each one would take
+                # the CPU ingest needs. Reports arriving meanwhile are gathered and evaluated once, next pass.
+                self._stop.wait(max(0.0, started + MIN_PASS_S - time.monotonic()))
             if time.monotonic() >= next_tick and not self._stop.is_set():
                 self._run("timer", self.engine.tick)
                 next_tick = time.monotonic() + self.engine.config.tick_s

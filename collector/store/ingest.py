@@ -228,13 +228,14 @@ _PART_CN = {"machine_id": "机器标识", "serial": "主板/BIOS 序列号", "ma
 
 
 class _Pending:
-    __slots__ = ("reports", "result", "error")
+    __slots__ = ("reports", "received_at", "result", "error")
 
-    def __init__(self, reports):
-        self.reports, self.result, self.error = reports, None, None
+    def __init__(self, reports, received_at):
+        self.reports, self.received_at, self.result, self.error = reports, received_at, None, None
 
 
 GROUP_MAX_REPORTS = 400
+GROUP_SPAN = timedelta(seconds=1)  # requests received this close together may share one transaction
 
 
 def ingest_reports(self, reports: list[Report], received_at=None) -> tuple[int, int]:
@@ -242,40 +243,52 @@ def ingest_reports(self, reports: list[Report], received_at=None) -> tuple[int, 
 
     Group commit: concurrent callers queue their reports, and whichever thread takes the ingest lock
     stores everything queued in one transaction (followers find their result ready when they get the
-    lock). Per-transaction costs, which dominate a 40-result report, are paid once per group.
+    lock). Per-transaction costs, which dominate a 40-result report, are paid once per group. A group's
+    receive time is the latest of its members' (they arrived within GROUP_SPAN); a caller alone in its
+    group, or one whose given time is far from the others' (tests, imports), keeps its own.
     """
-    if received_at is not None:
-        return _store_group(self, reports, received_at)[0]
-    item = _Pending(reports)
+    from collector.store import utcnow
+
+    item = _Pending(reports, (received_at or utcnow()).astimezone(timezone.utc))
     with self._group_guard:
         self._group_queue.append(item)
     with self._ingest_lock:
-        if item.result is None and item.error is None:
+        while item.result is None and item.error is None:  # ours may not fit the oldest group: go on
             with self._group_guard:
-                group, size = [], 0
-                while self._group_queue and (not group or size + len(self._group_queue[0].reports)
-                                             <= GROUP_MAX_REPORTS):
-                    nxt = self._group_queue.popleft()
-                    group.append(nxt)
-                    size += len(nxt.reports)
+                group = _take_group(self._group_queue)
             _run_group(self, group)
     if item.error is not None:
         raise item.error
     return item.result
 
 
-def _run_group(self, group: list[_Pending]) -> None:
-    from collector.store import utcnow
+def _take_group(queue) -> list[_Pending]:
+    """The oldest queued request and those that fit with it (size, receive time); the rest stay queued."""
+    first = queue.popleft()
+    group, size, rest = [first], len(first.reports), []
+    while queue:
+        nxt = queue.popleft()
+        if (size + len(nxt.reports) <= GROUP_MAX_REPORTS
+                and abs(nxt.received_at - first.received_at) <= GROUP_SPAN):
+            group.append(nxt)
+            size += len(nxt.reports)
+        else:
+            rest.append(nxt)
+    queue.extendleft(reversed(rest))
+    return group
 
+
+def _run_group(self, group: list[_Pending]) -> None:
+    received_at = max(p.received_at for p in group)
     try:
-        _, stored = _store_group(self, [r for p in group for r in p.reports], utcnow())
+        _, stored = _store_group(self, [r for p in group for r in p.reports], received_at)
     except Exception:
         if len(group) == 1:
             group[0].error = sys.exc_info()[1]
             return
         for p in group:  # one bad request must not fail the others: store them one by one
             try:
-                p.result = _store_group(self, p.reports, utcnow())[0]
+                p.result = _store_group(self, p.reports, p.received_at)[0]
             except Exception as exc:  # handed to that request's own thread
                 p.error = exc
         return
