@@ -7,7 +7,7 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
@@ -37,14 +37,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     scorekeeper.install(app)  # "now" scores kept current for /metrics
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")
 
-    @app.middleware("http")
-    async def timing(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        selfmetrics.REQUEST_SECONDS.labels(getattr(route, "path", "unmatched"), request.method).observe(
-            time.perf_counter() - t0)
-        return response
+    app.add_middleware(_Timing)
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
@@ -55,6 +48,25 @@ def create_app(settings: Settings, store=None) -> FastAPI:
 
     _document_wire_schemas(app)
     return app
+
+
+class _Timing:
+    """Request durations by route. Plain ASGI: Starlette's @app.middleware("http") wraps every request and
+    response in extra tasks and streams, which cost ingest about a tenth of its CPU (profiled)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            selfmetrics.REQUEST_SECONDS.labels(getattr(route, "path", "unmatched"), scope["method"]).observe(
+                time.perf_counter() - t0)
 
 
 @asynccontextmanager

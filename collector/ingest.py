@@ -139,5 +139,28 @@ def _semantic_problems(report: wire.Report):
             yield f"{where}.unit", "longer than 20 characters"
         if r.observed_at is not None and r.observed_at.tzinfo is None:
             yield f"{where}.observed_at", "must carry a time zone"
-        if len(json.dumps(r.details, ensure_ascii=False)) > wire.MAX_DETAILS_BYTES:
+        if not _surely_small(r.details) and len(json.dumps(r.details, ensure_ascii=False)) > wire.MAX_DETAILS_BYTES:
             yield f"{where}.details", f"larger than {wire.MAX_DETAILS_BYTES} bytes"
+
+
+_SCALARS = (bool, float, type(None))
+
+
+def _surely_small(details: dict) -> bool:
+    """Details of a few scalars are within MAX_DETAILS_BYTES without serialising them (the common case, and
+    serialising 40 of them per report cost more than validating the report): a JSON string is at most
+    6 characters (\\uXXXX) per character plus quotes, a float or 64-bit int at most 25."""
+    size = 2
+    for k, v in details.items():
+        if not isinstance(k, str):
+            return False
+        if isinstance(v, str):
+            size += 6 * len(v) + 2
+        elif isinstance(v, _SCALARS) or (isinstance(v, int) and -(2**63) <= v < 2**63):
+            size += 25
+        else:
+            return False  # lists, objects, huge ints: measure them
+        size += 6 * len(k) + 6  # quotes, ": ", ", "
+        if size > wire.MAX_DETAILS_BYTES:
+            return False
+    return True

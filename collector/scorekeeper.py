@@ -105,7 +105,8 @@ class ScoreKeeper:
                     rescore(self.store, codes)
                     # Scores are read by scrapes: one pass over what reported meanwhile, rather than one per
                     # report, keeps a busy collector's CPU for ingest.
-                    self._stop.wait(max(0.0, started + MIN_PASS_S - time.monotonic()))
+                    took = time.monotonic() - started
+                    self._stop.wait(max(MIN_PASS_S - took, took))
             except Exception:  # the next report or tick tries again; metrics keep the last scores meanwhile
                 log.exception("rescore_failed points=%d", len(codes))
                 self._stop.wait(5)

@@ -76,8 +76,10 @@ class AlertWorker:
                 self._run("ingest", self.engine.evaluate_point, code)
             if codes:
                 # A busy collector gets many reports per point a second: evaluating after each one would take
-                # the CPU ingest needs. Reports arriving meanwhile are gathered and evaluated once, next pass.
-                self._stop.wait(max(0.0, started + MIN_PASS_S - time.monotonic()))
+                # the CPU ingest needs. Reports arriving meanwhile are gathered and evaluated once, next pass;
+                # pausing as long as the pass took keeps the evaluator to half the time at most.
+                took = time.monotonic() - started
+                self._stop.wait(max(MIN_PASS_S - took, took))
             if time.monotonic() >= next_tick and not self._stop.is_set():
                 self._run("timer", self.engine.tick)
                 next_tick = time.monotonic() + self.engine.config.tick_s
