@@ -46,6 +46,7 @@ class Sender(threading.Thread):
         self.stopping = threading.Event()
         self.failures = 0
         self.last_error: str | None = None
+        self._error_on_disk = True  # a previous run may have left one in the outbox's status
 
     def run(self) -> None:
         delay = 0.0
@@ -80,7 +81,9 @@ class Sender(threading.Thread):
         if self.failures:
             log.info("collector_reachable_again after_failures=%d", self.failures)
         self.failures, self.last_error = 0, None
-        self.outbox.note(last_error="", last_error_at="")
+        if self._error_on_disk:  # cleared once, not rewritten (and synced) after every send
+            self.outbox.note(last_error="", last_error_at="")
+            self._error_on_disk = False
         log.info("reports_sent count=%d accepted=%s duplicates=%s backlog=%s", len(batch),
                  answer.get("accepted"), answer.get("duplicates"), batch.backlog)
         return DRAIN_PAUSE / self.speedup if batch.backlog else 0.0
@@ -132,6 +135,7 @@ class Sender(threading.Thread):
         if self.last_error != message:  # one line when it starts failing, not one per retry
             log.warning("send_failed error=%s next_try_s=%s", log_text, None if delay is None else round(delay, 1))
         self.last_error = message
+        self._error_on_disk = True
         self.outbox.note(last_error=message, last_error_at=time.time())
 
     def stop(self, flush_timeout: float = 3.0) -> None:

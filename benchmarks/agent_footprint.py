@@ -110,18 +110,30 @@ def exporter_configs(work: Path, snmp_port: int) -> tuple[Path, Path]:
     metrics = [("prtMarkerSuppliesLevel", "1.3.6.1.2.1.43.11.1.1.9"),
                ("prtMarkerSuppliesMaxCapacity", "1.3.6.1.2.1.43.11.1.1.8"),
                ("hrDeviceStatus", "1.3.6.1.2.1.25.3.2.1.5")]
-    lines = ["modules:"]
+    # snmp_exporter < 0.23 (Debian 12 ships 0.21) takes the modules at the top level; newer ones under
+    # "modules:". A config the exporter refuses makes it exit at once, and the stack would be measured
+    # without it (as happened before this check).
+    legacy = _snmp_exporter_version() < (0, 23)
+    lines, pad = ([], "") if legacy else (["modules:"], "  ")
     for c in PRINTERS:
-        lines += [f"  {c}:", "    version: 2", f"    auth: {{community: {c}}}", "    walk:"]
-        lines += [f"    - {w}" for w in walk]
-        lines += ["    metrics:"]
+        lines += [f"{pad}{c}:", f"{pad}  version: 2", f"{pad}  auth: {{community: {c}}}", f"{pad}  walk:"]
+        lines += [f"{pad}  - {w}" for w in walk]
+        lines += [f"{pad}  metrics:"]
         for name, oid in metrics:
             idx = "hrDeviceIndex" if name.startswith("hr") else "prtMarkerSuppliesIndex"
-            lines += [f"    - name: {name}", f"      oid: {oid}", "      type: gauge",
-                      f"      indexes: [{{labelname: {idx}, type: gauge}}]"]
+            lines += [f"{pad}  - name: {name}", f"{pad}    oid: {oid}", f"{pad}    type: gauge",
+                      f"{pad}    indexes: [{{labelname: {idx}, type: gauge}}]"]
     snmp = work / "snmp.yml"
     snmp.write_text("\n".join(lines) + "\n")
     return bb, snmp
+
+
+def _snmp_exporter_version() -> tuple[int, ...]:
+    import re
+
+    out = subprocess.run(["prometheus-snmp-exporter", "--version"], capture_output=True, text=True)
+    m = re.search(r"version (\d+)\.(\d+)", out.stdout + out.stderr)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
 def sample(procs: list[psutil.Process]) -> tuple[float, float]:
@@ -166,6 +178,11 @@ def run_stack(work: Path, snmp_port: int, dev_ports: list[int], interval: int, w
             ["prometheus-snmp-exporter", f"--config.file={snmp_cfg}", f"--web.listen-address=127.0.0.1:{ports['snmp']}"]]
     procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in cmds]
     time.sleep(2)
+    dead = [c[0] for c, p in zip(cmds, procs, strict=True) if p.poll() is not None]
+    if dead:
+        for p in procs:
+            p.kill()
+        sys.exit(f"exporter(s) exited at start (config refused?): {', '.join(dead)}")
     urls = [f"http://127.0.0.1:{ports['blackbox']}/probe?module=icmp&target={t}" for t in ICMP_TARGETS]
     for i, p in enumerate(dev_ports if with_devices else [], 1):
         urls += [f"http://127.0.0.1:{ports['blackbox']}/probe?module=icmp&target=127.0.1.{i}",
@@ -210,6 +227,9 @@ def main() -> int:
     ap.add_argument("--span", type=float, default=180, help="measured seconds per side")
     ap.add_argument("--warmup", type=float, default=30)
     ap.add_argument("--interval", type=int, default=5, help="probe interval in seconds, both sides (≥ 5)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure the agent this many times (median printed); the stack once")
+    ap.add_argument("--agent-only", action="store_true", help="skip the exporter stack (no ratios)")
     args = ap.parse_args()
     for tool in ("prometheus-node-exporter", "prometheus-blackbox-exporter", "prometheus-snmp-exporter"):
         if not shutil.which(tool):
@@ -231,19 +251,31 @@ def main() -> int:
         try:
             cfg = agent_config(work, sink.server_address[1], snmp_port, dev_ports, args.interval)
             per_job = probe_counts(cfg)
-            agent = run_agent(cfg, args.warmup, args.span)
+            runs = []
+            for i in range(max(1, args.repeat)):
+                if i:  # a fresh state directory each time: every run starts like the first
+                    shutil.rmtree(work / "state")
+                    cfg = agent_config(work, sink.server_address[1], snmp_port, dev_ports, args.interval)
+                runs.append(run_agent(cfg, args.warmup, args.span))
+                print(f"agent run {i + 1}: RSS {runs[-1]['rss_mb']:.1f} MB, CPU {runs[-1]['cpu_s_per_h']:.1f} s/h, "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+            agent = {k: statistics.median(r[k] for r in runs) for k in ("rss_mb", "cpu_s_per_h")}
             # The baseline does what the agent does: device probes only once the agent has them.
-            stack = run_stack(work, snmp_port, dev_ports, args.interval, args.warmup, args.span,
-                              with_devices=bool(per_job.get("devices")))
+            stack = None if args.agent_only else run_stack(
+                work, snmp_port, dev_ports, args.interval, args.warmup, args.span,
+                with_devices=bool(per_job.get("devices")))
         finally:
             sim.terminate()
             sim.wait(10)
-    print(f"probe interval {args.interval}s, measured {args.span:.0f}s after {args.warmup:.0f}s warm-up")
+    print(f"probe interval {args.interval}s, measured {args.span:.0f}s after {args.warmup:.0f}s warm-up"
+          f" ({len(runs)} agent run(s), medians), load average now {os.getloadavg()[0]:.1f}")
     print(f"agent probes per cycle by job: {per_job}"
           + ("  (no device probes yet: the devices family is not merged; network targets only)"
              if not per_job.get("devices") else ""))
     print(f"{'':34}{'RSS MB':>10}{'CPU s/h':>12}")
     print(f"{'pointwatch-agent':34}{agent['rss_mb']:>10.1f}{agent['cpu_s_per_h']:>12.1f}")
+    if stack is None:
+        return 0
     print(f"{'node+blackbox+snmp exporters':34}{stack['rss_mb']:>10.1f}{stack['cpu_s_per_h']:>12.1f}"
           f"   (scrape failures: {stack['scrape_failures']} {stack['failed_examples']})")
     print(f"ratio agent/stack: RSS {agent['rss_mb'] / stack['rss_mb']:.2f}, CPU {agent['cpu_s_per_h'] / max(stack['cpu_s_per_h'], 1e-9):.2f}")

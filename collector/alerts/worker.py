@@ -17,7 +17,7 @@ from collector import selfmetrics
 from collector.alerts.dispatch import claim, deliver, queue_depth
 
 log = logging.getLogger("pointwatch.alerts")
-MIN_PASS_S = 0.5  # at most two evaluations a second of a point, however often it reports
+MIN_PASS_S = 1.0  # at most one evaluation a second of a point, however often it reports
 
 
 class AlertWorker:
