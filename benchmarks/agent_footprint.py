@@ -135,9 +135,10 @@ def exporter_configs(work: Path, snmp_port: int) -> tuple[Path, Path]:
         lines += [f"{pad}  - {w}" for w in walk]
         lines += [f"{pad}  metrics:"]
         for name, oid in metrics:
-            idx = "hrDeviceIndex" if name.startswith("hr") else "prtMarkerSuppliesIndex"
+            # Printer-MIB's supplies table is indexed by hrDeviceIndex and prtMarkerSuppliesIndex.
+            idx = ["hrDeviceIndex"] + ([] if name.startswith("hr") else ["prtMarkerSuppliesIndex"])
             lines += [f"{pad}  - name: {name}", f"{pad}    oid: {oid}", f"{pad}    type: gauge",
-                      f"{pad}    indexes: [{{labelname: {idx}, type: gauge}}]"]
+                      f"{pad}    indexes: [{', '.join(f'{{labelname: {i}, type: gauge}}' for i in idx)}]"]
     snmp = work / "snmp.yml"
     snmp.write_text("\n".join(lines) + "\n")
     return bb, snmp

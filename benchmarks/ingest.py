@@ -211,7 +211,7 @@ def run_store(kind: str, args) -> dict:
     dbname = None
     if kind == "sqlite":
         url = f"sqlite:///{tmp / 'pointwatch.db'}"
-        processes = 1  # one process per SQLite store, by design
+        processes = args.sqlite_processes  # one by design; more only to measure (WAL + busy timeout)
     else:
         import psycopg
 
@@ -276,6 +276,8 @@ def main() -> int:
     ap.add_argument("--reports", type=int, default=6000, help="reports per store (bounded load)")
     ap.add_argument("--agents", type=int, default=64, help="concurrent simulated agents (one point each)")
     ap.add_argument("--results", type=int, default=40, help="results per report")
+    ap.add_argument("--sqlite-processes", type=int, default=1,
+                    help="collector processes on the one SQLite file (the design is 1; more to measure)")
     ap.add_argument("--batch", type=int, default=1, help="reports per request (1: the worst case)")
     ap.add_argument("--stores", default="sqlite,postgresql")
     ap.add_argument("--no-hooks", action="store_true",
