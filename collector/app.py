@@ -108,6 +108,29 @@ def _document_wire_schemas(app: FastAPI) -> None:
             js = TypeAdapter(cls).json_schema(ref_template="#/components/schemas/{model}")
             components.update(js.pop("$defs", {}))
             components[cls.__name__] = js
+        _document_errors(schema)
         return schema
 
     app.openapi = openapi
+
+
+# Every refusal is {"detail": …}: FastAPI's own validation gives a list of {loc, msg, type}, ingest and
+# enrolment a list of {field, problem}, handlers a sentence or {code, message}. The schema says exactly that
+# (FastAPI's default claims a list only), and every operation documents its 4xx answers with it.
+ERROR_SCHEMA = {
+    "title": "Error", "type": "object", "required": ["detail"],
+    "properties": {"detail": {"anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": "object"}},
+        {"type": "object"},
+    ]}},
+}
+
+
+def _document_errors(schema: dict) -> None:
+    schema["components"]["schemas"]["HTTPValidationError"] = ERROR_SCHEMA
+    error = {"description": "refused; `detail` names the problem",
+             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            operation.setdefault("responses", {}).setdefault("4XX", error)
