@@ -25,15 +25,18 @@ PASSWORD = "county-it-2026"
 
 
 class Collector:
-    def __init__(self, work: Path, data: Path, *serve_args: str, https: bool, ca: Path | None = None):
+    def __init__(self, work: Path, data: Path, *serve_args: str, https: bool, ca: Path | None = None,
+                 config: Path | None = None):
         self.port = free_port()
         self.https, self.ca, self.data = https, ca, data
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.env.pop("POINTWATCH_DATABASE_URL", None)
         self.log_path = work / f"collector-{self.port}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([*COLLECTOR, "--data-dir", str(data), "serve", "--port", str(self.port),
-                                      *serve_args], stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
+        config_args = ["--config", str(config)] if config else []
+        self.proc = subprocess.Popen([*COLLECTOR, *config_args, "--data-dir", str(data), "serve", "--port",
+                                      str(self.port), *serve_args], stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=self.env)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log_path.read_text()[-2000:]
