@@ -19,7 +19,9 @@ def normalize_path(path: str) -> str:
     if len(parts) > MAX_DEPTH:
         raise RegionError(f"region path '{path}' is deeper than {MAX_DEPTH} levels (省/市/县/镇/村)")
     for part in parts:
-        if len(part) > 60 or any(ch in part for ch in "\\\n\r\t"):
+        # isprintable() refuses control and format characters (NUL, bidi overrides, zero-width) and lone
+        # surrogates: a region name is shown to people and stored in every database.
+        if len(part) > 60 or "\\" in part or not part.isprintable():
             raise RegionError(f"region name '{part}' in '{path}' is not valid")
     return "/".join(parts) or "/"
 
@@ -37,6 +39,15 @@ def is_within(path: str, scope: str) -> bool:
         return True
     path = normalize_path(path)
     return path == scope or path.startswith(scope + "/")
+
+
+def confine(requested: str, allowed: str) -> str | None:
+    """The part of ``requested`` a caller confined to ``allowed`` may see: all of it when it lies within,
+    ``allowed`` itself when it was asked from above, None when the two do not overlap."""
+    requested, allowed = normalize_path(requested), normalize_path(allowed)
+    if is_within(requested, allowed):
+        return requested
+    return allowed if is_within(allowed, requested) else None
 
 
 def sql_prefix(scope: str) -> tuple[str, str] | None:

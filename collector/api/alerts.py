@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -21,7 +21,7 @@ from collector.alerts.queries import (
 )
 from collector.alerts.rules import TITLES
 from collector.alerts.worker import AlertWorker
-from collector.api.deps import get_store, require_admin, require_reader
+from collector.api.deps import MAX_ID, get_store, requested_scope, require_admin, require_reader
 from collector.regions import RegionError, is_within, normalize_path
 from collector.store import TokenInfo
 
@@ -38,16 +38,6 @@ def install(app: FastAPI) -> None:
     app.state.services.append(worker)
     app.include_router(router)
 
-
-
-def _scope(region: str, auth: TokenInfo) -> str | None:
-    try:
-        scope = normalize_path(region)
-    except RegionError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
-    if is_within(scope, auth.region_path):
-        return scope
-    return auth.region_path if is_within(auth.region_path, scope) else None
 
 
 def _iso(ts):
@@ -73,7 +63,7 @@ async def get_alerts(request: Request, region: str = "/", state: str = "open", p
                      limit: int = Query(500, ge=1, le=5000), auth: TokenInfo = Depends(require_reader)):
     if state not in STATES:
         raise HTTPException(422, detail=f"state: one of {', '.join(STATES)}")
-    scope = _scope(region, auth)
+    scope = requested_scope(region, auth)
     if scope is None:
         return {"alerts": []}
     return {"alerts": await run_in_threadpool(alert_views, request.app.state.alerts, get_store(request), scope,
@@ -162,7 +152,8 @@ async def get_silences(request: Request, expired: bool = False, auth: TokenInfo 
 
 
 @router.delete("/silences/{silence_id}")
-async def delete_silence(silence_id: int, request: Request, auth: TokenInfo = Depends(require_admin)):
+async def delete_silence(request: Request, silence_id: int = Path(ge=1, le=MAX_ID),
+                         auth: TokenInfo = Depends(require_admin)):
     engine = request.app.state.alerts
     source = request.client.host if request.client else None
     row = await run_in_threadpool(lambda: expire_silence(

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import check_region, get_store, require_roles
+from collector.api.deps import check_region, get_store, requested_scope, require_roles
 from collector.store import TokenInfo
 
 router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"])
@@ -37,7 +37,20 @@ def _key(request: Request):
     return load_or_create(request.app.state.settings.data_dir)
 
 
-@router.get("/public-key", response_class=PlainTextResponse)
+PEM_DOC = {200: {"description": "the Ed25519 public key, PEM", "content": {"application/x-pem-file": {}}}}
+ZIP_DOC = {200: {"description": "the signed bundle (streamed)",
+                 "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+class _PemResponse(PlainTextResponse):
+    media_type = "application/x-pem-file"
+
+
+class _ZipResponse(StreamingResponse):
+    media_type = "application/zip"
+
+
+@router.get("/public-key", response_class=_PemResponse, responses=PEM_DOC)
 async def public_key(request: Request):
     from collector.evidence.keys import key_id, public_pem
 
@@ -147,7 +160,7 @@ def _actor(auth: TokenInfo) -> str:
     return getattr(auth, "actor", "") or f"token:{auth.id}"
 
 
-@router.get("/points/{code}.zip")
+@router.get("/points/{code}.zip", response_class=_ZipResponse, responses=ZIP_DOC)
 async def point_bundle(code: str, request: Request, since: str = Query(..., alias="from"),
                        until: str = Query(..., alias="to"), auth: TokenInfo = Depends(require_reviewer)):
     from collector.evidence.bundle import export
@@ -165,20 +178,13 @@ async def point_bundle(code: str, request: Request, since: str = Query(..., alia
     return _attachment(resp, f"evidence-{code}-{period.given_from}-{period.given_to}.zip")
 
 
-@router.get("/region.zip")
+@router.get("/region.zip", response_class=_ZipResponse, responses=ZIP_DOC)
 async def region_bundle(request: Request, region: str = Query(...), since: str = Query(..., alias="from"),
                         until: str = Query(..., alias="to"), auth: TokenInfo = Depends(require_reviewer)):
     from collector.evidence.bundle import export
-    from collector.regions import RegionError, is_within, normalize_path
-
-    try:
-        scope = normalize_path(region)
-    except RegionError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
-    if not is_within(scope, auth.region_path):
-        if not is_within(auth.region_path, scope):
-            raise HTTPException(404, detail="no such region")
-        scope = normalize_path(auth.region_path)  # asked above their node: the part they may see
+    scope = requested_scope(region, auth)  # asked above their node: the part they may see
+    if scope is None:
+        raise HTTPException(404, detail="no such region")
     store = get_store(request)
     if not await run_in_threadpool(store.list_points, scope):
         raise HTTPException(404, detail="no points beneath this region")

@@ -9,14 +9,16 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from collector import __version__, scores
-from collector.api.deps import get_store, require_page_reader
-from collector.regions import RegionError, ancestors, is_within, normalize_path, split_path
+from collector.api.deps import MAX_BIGINT, MAX_ID, get_store, require_page_reader
+from collector.regions import RegionError, ancestors, confine, is_within, split_path
 from collector.store.overview import FAMILIES, STATES, OverviewQuery
+from collector.timeutil import china_time
 from collector.web import labels
 
 WEB = Path(__file__).resolve().parents[1] / "web"
@@ -36,14 +38,7 @@ def ago(ts: datetime | None) -> str:
     if ts is None:
         return "从未"
     ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-    seconds = int((datetime.now(timezone.utc) - ts).total_seconds())
-    if seconds < 60:
-        return f"{max(seconds, 0)} 秒前"
-    if seconds < 3600:
-        return f"{seconds // 60} 分钟前"
-    if seconds < 86400:
-        return f"{seconds // 3600} 小时前"
-    return f"{seconds // 86400} 天前"
+    return labels.duration_cn((datetime.now(timezone.utc) - ts).total_seconds()) + "前"
 
 
 def fmtvalue(value, unit) -> str:
@@ -53,15 +48,8 @@ def fmtvalue(value, unit) -> str:
 
 
 def cst(ts) -> str:
-    """An RFC 3339 string or datetime as China time, the way staff read clocks."""
-    from collector.timeutil import CHINA
-
-    if not ts:
-        return "—"
-    if isinstance(ts, str):
-        ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(CHINA).strftime("%m-%d %H:%M")
+    """Month, day and time in China time, for tables."""
+    return china_time(ts, "%m-%d %H:%M") or "—"
 
 
 templates.env.filters["ago"] = ago
@@ -89,11 +77,8 @@ def page_user(request: Request) -> PageUser | None:
 
 
 def scoped(requested: str, user: PageUser) -> str:
-    """The region asked for, confined to the user's own: above it means the user's region."""
-    scope = normalize_path(requested)
-    if is_within(scope, user.region_path):
-        return scope
-    return user.region_path
+    """The region asked for, confined to the user's own; a region elsewhere shows the user's own."""
+    return confine(requested, user.region_path) or user.region_path
 
 
 def render(request: Request, template: str, context: dict, nav: str | None = None, live: int = 0):
@@ -107,7 +92,7 @@ def crumbs(path: str) -> list[tuple[str, str]]:
 
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, region: str = "/", state: str = "", family: str = "", device: str = "",
-                   q: str = "", page: int = 1):
+                   q: str = "", page: int = Query(1, ge=1, le=100_000)):
     try:
         scope = scoped(region, page_user(request))
     except RegionError as exc:
@@ -230,7 +215,8 @@ async def silence_from_page(request: Request, point: str = Form(...), rule: str 
 
 
 @router.post("/alerts/silence/{silence_id}/expire")
-async def expire_from_page(silence_id: int, request: Request, user: PageUser = Depends(require_page_admin)):
+async def expire_from_page(request: Request, silence_id: int = PathParam(ge=1, le=MAX_ID),
+                           user: PageUser = Depends(require_page_admin)):
     from collector.alerts.queries import expire_silence
 
     store, engine = get_store(request), request.app.state.alerts
@@ -252,7 +238,8 @@ AUDIT_PAGE = 200
 
 
 @router.get("/audit", response_class=HTMLResponse)
-async def audit_page(request: Request, action: str = "", before: int | None = None,
+async def audit_page(request: Request, action: str = "",
+                     before: int | None = Query(None, ge=1, le=MAX_BIGINT),
                      user: PageUser = Depends(require_page_admin)):
     store = get_store(request)
     entries = await run_in_threadpool(store.audit_entries, user.region_path, AUDIT_PAGE, before, action or None)

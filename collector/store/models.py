@@ -159,13 +159,9 @@ class Report(Base):
                       Index("ix_reports_received", "received_at"))  # pruning and roll-ups by receive time
 
 
-class Result(Base):
-    __tablename__ = "results"
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    report_pk: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
-    point_code: Mapped[str] = mapped_column(String(40))
-    check: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str] = mapped_column(String(200))
+class ResultFields:
+    """What a stored result says, the same in history (results) and in the latest state (latest_results)."""
+
     status: Mapped[str] = mapped_column(String(8))
     value: Mapped[float | None] = mapped_column(Float)
     unit: Mapped[str | None] = mapped_column(String(20))
@@ -173,6 +169,15 @@ class Result(Base):
     details: Mapped[dict] = mapped_column(JSON)
     observed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Result(ResultFields, Base):
+    __tablename__ = "results"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    report_pk: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    point_code: Mapped[str] = mapped_column(String(40))
+    check: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
     __table_args__ = (Index("ix_results_point_check_received", "point_code", "check", "received_at"),
                       Index("ix_results_report", "report_pk"))
 
@@ -206,18 +211,11 @@ class JobState(Base):
     details: Mapped[dict | None] = mapped_column(JSON)
 
 
-class LatestResult(Base):
+class LatestResult(ResultFields, Base):
     __tablename__ = "latest_results"
     point_code: Mapped[str] = mapped_column(String(40), primary_key=True)
     check: Mapped[str] = mapped_column(String(64), primary_key=True)
     target: Mapped[str] = mapped_column(String(200), primary_key=True)
-    status: Mapped[str] = mapped_column(String(8))
-    value: Mapped[float | None] = mapped_column(Float)
-    unit: Mapped[str | None] = mapped_column(String(20))
-    message: Mapped[str] = mapped_column(Text)
-    details: Mapped[dict] = mapped_column(JSON)
-    observed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     since: Mapped[datetime] = mapped_column(UtcDateTime())  # when this status began
     report_id: Mapped[str] = mapped_column(String(36))
     __table_args__ = (Index("ix_latest_check_status", "check", "status"),
