@@ -1,0 +1,47 @@
+"""The probe runner: concurrent, deadline-bound, and its reused threads never let a stuck probe block a cycle."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from agent.checks import Outcome, Probe, _pools, run_probes
+
+
+def test_results_in_order_and_threads_reused_between_cycles():
+    seen = []
+
+    def probe(i):
+        def run():
+            seen.append(threading.current_thread().name)
+            return Outcome("ok", f"第{i}项")
+        return run
+
+    probes = [Probe("host.resources", f"t{i}", probe(i), deadline=2) for i in range(5)]
+    first = run_probes(probes)
+    pool = _pools.pool
+    second = run_probes(probes)
+    assert [r.target for r in first] == [r.target for r in second] == [f"t{i}" for i in range(5)]
+    assert all(r.status == "ok" for r in first + second)
+    assert _pools.pool is pool  # the same threads served both cycles
+    assert set(seen) <= {t.name for t in threading.enumerate()}
+
+
+def test_stuck_probes_are_errors_and_a_fresh_pool_takes_over():
+    release = threading.Event()
+    stuck = [Probe("host.resources", f"stuck{i}", lambda: (release.wait(30), Outcome("ok", "迟到"))[1], deadline=0.2)
+             for i in range(4)]
+    quick = Probe("host.resources", "quick", lambda: Outcome("ok", "正常"), deadline=2)
+    try:
+        t0 = time.monotonic()
+        results = run_probes([*stuck, quick])
+        assert time.monotonic() - t0 < 5
+        assert [r.status for r in results] == ["error"] * 4 + ["ok"]
+        assert results[0].details["reason"] == "deadline_exceeded"
+        old = _pools.pool
+        # Four of five threads are held by stuck probes: the next cycle must not queue behind them.
+        again = run_probes([quick] * 5)
+        assert [r.status for r in again] == ["ok"] * 5
+        assert _pools.pool is not old
+    finally:
+        release.set()
