@@ -89,8 +89,29 @@ class JobRunner:
         return seq
 
 
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (what MALLOC_ARENA_MAX does) before the long-lived threads start.
+
+    The job threads and their probe pools live as long as the agent; glibc gives each thread that allocates
+    an arena of its own (up to 8 per core) and keeps them, which cost the agent about 15 MB of RSS for no
+    speed it needs. Elsewhere (Windows, musl) there is nothing to do.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
 def make_scheduler(runner: JobRunner, intervals: dict[str, float], jobs, speedup: float = 1.0):
     """A BackgroundScheduler with one job per family; first runs staggered over the first few seconds."""
+    limit_malloc_arenas()
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.interval import IntervalTrigger
