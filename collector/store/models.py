@@ -173,7 +173,9 @@ class Result(Base):
     details: Mapped[dict] = mapped_column(JSON)
     observed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Charts bucket by observed_at, so a backlog delivered after an outage fills its own gap.
     __table_args__ = (Index("ix_results_point_check_received", "point_code", "check", "received_at"),
+                      Index("ix_results_point_check_observed", "point_code", "check", "observed_at"),
                       Index("ix_results_report", "report_pk"))
 
 
