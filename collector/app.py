@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agent import wire
 from collector import __version__, selfmetrics
@@ -52,8 +54,21 @@ def create_app(settings: Settings, store=None) -> FastAPI:
             swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css", swagger_favicon_url="/static/favicon.png")
 
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
     _document_wire_schemas(app)
     return app
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database went away (restart, failover, network): a clean 503 the agents retry, one log line.
+
+    The transaction was rolled back with the connection, so nothing of the request is stored; without this
+    handler each such request logged a full traceback and answered a bare 500.
+    """
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    log.warning("database_unavailable method=%s path=%s error=%s", request.method, request.url.path, first)
+    return JSONResponse({"detail": "数据库暂时不可用，请稍后重试"}, status_code=503, headers={"Retry-After": "5"})
 
 
 @asynccontextmanager

@@ -217,10 +217,6 @@ class Fleet:
             a.sender.join(15)
             a.outbox.close()
 
-    def all_report_ids(self) -> dict[str, set[str]]:
-        """report_id of every report each agent wrote, read back from what it acknowledged + its outbox."""
-        return {a.code: set(a.outbox.acked) for a in self.agents}
-
 
 def register_points(database_url: str, n: int, prefix: str = "7") -> dict[str, str]:
     """n points and an agent token for each, written straight into the store (as the CLI does offline)."""
@@ -292,3 +288,31 @@ class PrivatePostgres:
     def cleanup(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def assert_delivered_once(url: str, fleet: Fleet, collector: Collector, admin: str, must_have: set[str]) -> None:
+    """Every report each light agent wrote is stored exactly once and whole; ``must_have`` ids among them."""
+    from sqlalchemy import func, select
+
+    from collector.store import Store
+    from collector.store import models as m
+
+    store = Store(url)
+    try:
+        with store.session() as s:
+            stored_ids = set(s.scalars(select(m.Report.report_id)))
+            n_rows = s.scalar(select(func.count()).select_from(m.Report))
+            per_report = {pk: n for pk, n in s.execute(select(m.Result.report_pk, func.count())
+                                                       .group_by(m.Result.report_pk))}
+            report_pks = set(s.scalars(select(m.Report.id)))
+    finally:
+        store.close()
+    assert must_have <= stored_ids, "a report acknowledged with 2xx is not in the store"
+    assert n_rows == len(stored_ids)
+    # None half-stored: every report has all its results (the agent's plus the collector's agent.clock_skew).
+    assert set(per_report) == report_pks and set(per_report.values()) == {N_RESULTS + 1}
+    for agent in fleet.agents:
+        rows = collector.reports(agent.code, admin)
+        seqs = sorted(r["seq"] for r in rows)
+        assert seqs == list(range(1, len(agent.written) + 1)), f"{agent.code}: lost or doubled seqs"
+        assert {r["report_id"] for r in rows} == agent.outbox.acked
