@@ -14,10 +14,14 @@ from sqlalchemy import select
 from collector.store import models as m
 
 
-def check_series(self, code: str, check: str, since: datetime, until: datetime, buckets: int = 300) -> dict:
-    """{"t": [bucket start, unix s], "targets": {target: {"value": [...], "loss": [...]}}}; None = no data."""
+def check_series(self, code: str, check: str, since: datetime, until: datetime, buckets: int = 300,
+                 min_width: float = 60.0) -> dict:
+    """{"t": [bucket start, unix s], "targets": {target: {"value": [...], "loss": [...]}}}; None = no data.
+
+    Buckets are at least ``min_width`` seconds wide (a minute: what agents report at).
+    """
     span = (until - since).total_seconds()
-    width = max(60.0, span / buckets)
+    width = max(min_width, span / buckets)
     n = int(span // width) + 1
     t0 = since.timestamp()
     sums: dict[str, list[list[float]]] = {}
