@@ -1,14 +1,16 @@
 """Sustained load: N simulated agents reporting every I seconds for D seconds against one real collector.
 
-Each simulated agent opens a connection per report (as the agent's urllib sender does) and sends, on its own schedule (a random phase within
-the interval), one gzip'd report of ~20 results built with agent/wire.py — the agent's own wire format,
-with realistic checks (core network, isolation, usage, devices, host). Sends are sequential per agent, as
-the real sender's are: a slow answer delays that agent's next report, and the delay is counted as lag.
-The generator is asyncio with raw sockets so that it costs far less than the collector.
+Each simulated agent writes, on its own schedule (a random phase within the interval), a report of 20
+results built with agent/wire.py — the agent's own wire format, with realistic checks (core network,
+isolation, usage, devices, host) — and sends it gzip'd on a new connection (as the agent's urllib sender
+does), one request at a time. The generator is asyncio with raw sockets so it costs far less than the
+collector.
 
 Printed at the end (and every minute while it runs): requests, errors, throughput, p50/p99/max latency
-per minute (growing latency = the collector falls behind), the scheduling lag, and the collector's RSS
+per minute (growing latency = the collector falls behind), and the collector's RSS
 sampled every 5 s (first/last/max and the least-squares slope in MiB per hour) and its CPU seconds.
+Like the real agent, a simulated agent queues its reports and sends what waits as one batch, so an
+overloaded collector shows as bigger batches, growing latency and reports still queued at the end.
 
     .venv/bin/python benchmarks/load.py [--agents 2000] [--interval 10] [--duration 600] [--store sqlite]
 
@@ -44,7 +46,10 @@ REGION = "甘肃省/兰州市/城关区/压测镇"
 
 
 # -- realistic reports -----------------------------------------------------------------------------------
-def make_report(code: str, agent_id: str, seq: int, rng: random.Random) -> bytes:
+BATCH_LIMIT = 50  # reports per request, as agent/sender.py
+
+
+def make_report(code: str, agent_id: str, seq: int, rng: random.Random) -> str:
     now = wire.utcnow()
     R = wire.Result
 
@@ -90,7 +95,7 @@ def make_report(code: str, agent_id: str, seq: int, rng: random.Random) -> bytes
         host=wire.Host(hostname=f"pc-{code}", os="Windows 10", boot_time=now - timedelta(days=1),
                        fingerprint=wire.Fingerprint(f"m-{code}", f"SN{code}", ["00:11:22:33:44:55"])),
         results=results)
-    return gzip.compress(wire.report_to_json(report).encode("utf-8"), compresslevel=6)
+    return wire.report_to_json(report)
 
 
 # -- the fleet ------------------------------------------------------------------------------------------
@@ -112,54 +117,74 @@ class Stats:
     def __init__(self):
         self.lat: list[tuple[float, float]] = []   # (time since start, seconds)
         self.errors: list[tuple[float, str]] = []
-        self.lag: list[float] = []                 # how late a send started against its schedule
         self.bytes = 0
+        self.reports = 0                           # acknowledged reports
+        self.written = 0                           # reports the simulated agents produced
+        self.left_queued = 0                       # produced but not acknowledged by the end
+        self.batch_sizes: list[int] = []
+
+
+async def exchange(port: int, head: bytes, body: bytes) -> tuple[bytes, bytes]:
+    # A new connection per request, as the agent's urllib sender does (no keep-alive).
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+        status_line = await reader.readline()
+        length = 0
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        return status_line, await reader.readexactly(length)
+    finally:
+        writer.close()
 
 
 async def agent(port: int, code: str, token: str, t_start: float, t_end: float, interval: float,
-                stats: Stats, rng: random.Random) -> None:
+                stats: Stats, rng: random.Random, timeout: float) -> None:
+    """One point's agent: a report per interval into its queue; the queue is sent as one batch (at most
+    BATCH_LIMIT, oldest first), like the real outbox and sender, so a slow answer makes the next request
+    bigger instead of piling up requests. Stops at t_end; what is still queued then is counted."""
     agent_id = str(uuid.uuid4())
     head = (f"POST /api/v1/reports HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
             "Content-Type: application/json\r\nContent-Encoding: gzip\r\nConnection: close\r\n").encode()
     seq = 0
+    queue: list[str] = []
     due = t_start + rng.uniform(0, interval)
     loop = asyncio.get_running_loop()
     while True:
-        now = loop.time()
         if due >= t_end:
             break
-        if due > now:
-            await asyncio.sleep(due - now)
-        stats.lag.append(max(0.0, loop.time() - due))
-        seq += 1
-        body = make_report(code, agent_id, seq, rng)
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())
+        while due <= loop.time() and due < t_end:  # every slot that passed while we waited on the collector
+            seq += 1
+            queue.append(make_report(code, agent_id, seq, rng))
+            due += interval
+        if loop.time() >= t_end:
+            break
+        batch = queue[:BATCH_LIMIT]
+        body = gzip.compress((batch[0] if len(batch) == 1 else '{"reports":[' + ",".join(batch) + "]}")
+                             .encode("utf-8"), compresslevel=6)
         t0 = loop.time()
-        writer = None
         try:
-            # A new connection per report, as the agent's urllib sender does (no keep-alive).
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-            await writer.drain()
-            status_line = await asyncio.wait_for(reader.readline(), 60)
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            payload = await reader.readexactly(length)
+            status_line, payload = await asyncio.wait_for(exchange(port, head, body), timeout)
             stats.lat.append((t0 - t_start, loop.time() - t0))
             stats.bytes += len(body)
-            if b" 202 " not in status_line:
+            stats.batch_sizes.append(len(batch))
+            if b" 202 " in status_line:
+                del queue[:len(batch)]
+                stats.reports += len(batch)
+            else:
                 stats.errors.append((t0 - t_start, status_line.decode().strip() + " " +
                                      payload[:200].decode(errors="replace")))
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             stats.errors.append((t0 - t_start, f"{type(exc).__name__}: {exc}"))
-        finally:
-            if writer is not None:
-                writer.close()
-        due += interval
+    stats.left_queued += len(queue)
+    stats.written += seq
 
 
 def rss_kib(pid: int) -> int | None:
@@ -216,7 +241,8 @@ async def run_load(port: int, pid: int, tokens: dict[str, str], args) -> tuple[S
     t_start = loop.time() + 1.0
     t_end = t_start + args.duration
     rng = random.Random(args.seed)
-    tasks = [agent(port, code, token, t_start, t_end, args.interval, stats, random.Random(rng.random()))
+    tasks = [agent(port, code, token, t_start, t_end, args.interval, stats, random.Random(rng.random()),
+                   args.timeout)
              for code, token in tokens.items()]
     await asyncio.gather(sampler(pid, t_start, t_end + 10, samples, stats), *tasks)
     return stats, samples, loop.time() - t_start
@@ -231,6 +257,7 @@ def main() -> int:
     ap.add_argument("--pg-url", default=os.environ.get("POINTWATCH_TEST_PG",
                                                        "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--timeout", type=float, default=30.0, help="client timeout per request, seconds")
     args = ap.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -306,8 +333,11 @@ def report(args, stats: Stats, samples: list, elapsed: float, cpu: float) -> Non
     n = len(lat)
     print(f"\nload benchmark: {args.agents} agents, 1 report of 20 results each per {args.interval:g} s, "
           f"{args.duration:g} s, store {args.store}, loopback, {os.cpu_count()} CPUs")
-    print(f"requests {n}  errors {len(stats.errors)}  throughput {n / args.duration:.1f} reports/s "
-          f"(offered {args.agents / args.interval:.1f}/s)  {stats.bytes / n / 1024 if n else 0:.1f} KiB gzip per report")
+    print(f"requests {n}  errors {len(stats.errors)}  reports acknowledged {stats.reports} of {stats.written} "
+          f"written ({stats.left_queued} still queued at the end)")
+    print(f"throughput {stats.reports / args.duration:.1f} reports/s (offered {args.agents / args.interval:.1f}/s), "
+          f"{n / args.duration:.1f} requests/s, mean batch {statistics.mean(stats.batch_sizes) if n else 0:.2f} "
+          f"reports, {stats.bytes / n / 1024 if n else 0:.1f} KiB gzip per request")
     if stats.errors:
         kinds: dict[str, int] = {}
         for _, text in stats.errors:
@@ -315,12 +345,8 @@ def report(args, stats: Stats, samples: list, elapsed: float, cpu: float) -> Non
         for text, count in sorted(kinds.items(), key=lambda kv: -kv[1])[:5]:
             print(f"  {count} x {text}")
     if n:
-        print(f"latency ms: p50 {1000 * statistics.median(lat):.1f}  p90 {1000 * pct(lat, 0.9):.1f}  "
+        print(f"request latency ms: p50 {1000 * statistics.median(lat):.1f}  p90 {1000 * pct(lat, 0.9):.1f}  "
               f"p99 {1000 * pct(lat, 0.99):.1f}  max {1000 * lat[-1]:.1f}")
-    lag = sorted(stats.lag)
-    if lag:
-        print(f"send lag behind schedule s: p50 {statistics.median(lag):.3f}  p99 {pct(lag, 0.99):.3f}  "
-              f"max {lag[-1]:.3f}")
     minutes = int(args.duration // 60)
     per_min = []
     for i in range(minutes):
