@@ -40,9 +40,10 @@ def outbox_result(note: Note) -> Result:
 
 
 class JobRunner:
-    def __init__(self, cfg, platform, outbox: Outbox, agent_id_reader, on_report=None):
+    def __init__(self, cfg, platform, outbox: Outbox, agent_id_reader, on_report=None, on_results=None):
         self.cfg, self.platform, self.outbox = cfg, platform, outbox
         self.agent_id_reader, self.on_report = agent_id_reader, on_report
+        self.on_results = on_results  # (job, results): the optional local /metrics endpoint
         self._host = None
         self._host_at = 0.0
         self._lock = threading.Lock()
@@ -80,6 +81,8 @@ class JobRunner:
             return report_to_dict(report)
 
         seq = self.outbox.add(build, job, info)
+        if self.on_results:
+            self.on_results(job, results)
         log.info("job_done job=%s seq=%d results=%d duration_s=%s", job, seq, len(results), info["duration_s"])
         if self.on_report:
             self.on_report()

@@ -109,7 +109,12 @@ class Agent:
             ctx = transport.ssl_context(cfg.collector.ca_bundle, cfg.collector.insecure_skip_verify)
         self.sender = Sender(self.outbox, cfg.collector.url, self.state.token, self.state.agent_id,
                              cfg.collector.timeout, ctx, self.speedup)
-        self.runner = JobRunner(cfg, platform, self.outbox, self.state.agent_id, on_report=self.sender.poke)
+        from agent import metrics_endpoint
+
+        # Off unless `metrics: {listen: host:port}` is configured, for sites that pull from the agent too.
+        self.metrics = metrics_endpoint.start(cfg)
+        self.runner = JobRunner(cfg, platform, self.outbox, self.state.agent_id, on_report=self.sender.poke,
+                                on_results=self.metrics.update if self.metrics else None)
         self.jobs = tuple(registry.JOBS)
 
     def run(self) -> int:
@@ -133,6 +138,8 @@ class Agent:
             sched.shutdown(wait=True)
             self.sender.stop()
             self.outbox.close()
+            if self.metrics:
+                self.metrics.stop()
             log.info("agent_stopped shutdown_s=%.1f", time.monotonic() - t0)
         return 0
 

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from agent import wire
-from collector import __version__, selfmetrics
+from collector import __version__, scorekeeper, selfmetrics
 from collector.api import alerts, audit, auth, enroll, evidence, ingest, metrics, points, scores, ui
 from collector.settings import Settings
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(auth.api)
     alerts.install(app)  # GET /api/v1/alerts, silences; the alert worker runs with the app
+    scorekeeper.install(app)  # "now" scores kept current for /metrics
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")
 
     @app.middleware("http")

@@ -9,14 +9,10 @@ it can sit in any registry), and also renders the same text straight from the sn
 at 25,000 points that is ~10^6 samples, where building a ``Sample`` namedtuple and a labels dict per
 sample dominates the scrape. Both paths share :meth:`families`; a test checks they agree byte for byte.
 
-Scores and alerts come from other parts of the collector. The store provides them, when it can, through
-two read methods; until a store has them the families are exported with no samples (never made up):
-
-- ``store.metrics_compliance(scope)`` -> iterable of ``(point_code, profile, score, items)`` where
-  ``score`` is the points earned on the profile's "now" sheet and ``items`` an iterable of
-  ``(item_id, ok)`` for automatic items (``ok`` True/False; manual items are left out);
-- ``store.metrics_alerts(scope)`` -> iterable of ``(point_code, check, firing)``: how many alerts of the
-  point are firing, keyed by the check the alert rule watches (``point.silent`` for silence).
+Speed: the per-point families (:data:`PER_POINT`) are rendered into ``metric_lines`` whenever a point's
+latest state or score changes, and ``render()`` streams those stored lines; only liveness, clock skew and
+alerts are computed at scrape time. ``collect()`` builds every sample from the latest-state tables, in the
+same order, so the two agree byte for byte (a test checks it) and either can serve a registry.
 """
 
 from __future__ import annotations
@@ -70,6 +66,9 @@ ALERTS = Family("pointwatch_alerts_firing", "Alerts of the collector firing now,
                 ("check", "point", "region"))
 FAMILIES = (POINT_UP, LAST_REPORT, CLOCK_SKEW, CHECK_STATUS, CORE_RTT, CORE_LOSS, DEVICE_UP, SUPPLY, SCORE,
             ITEM_OK, ALERTS)
+# Families of one point's latest state: rendered when that state changes (collector/scorekeeper.py) and
+# stored as text, so a scrape streams them instead of rebuilding ~10^6 samples. The others are live.
+PER_POINT = (CHECK_STATUS, CORE_RTT, CORE_LOSS, DEVICE_UP, SUPPLY, SCORE, ITEM_OK)
 
 _ITEM_ID = re.compile(r'^[^\s"\\]{1,64}$')  # profile item ids (office.printer): short, no spaces or quotes
 
@@ -78,64 +77,112 @@ def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def point_samples(code: str, region: str, profile: str, rows, score) -> dict[Family, list]:
+    """One point's per-point samples. ``rows``: (check, target, status, value, loss_ratio, supplies) in
+    (check, target) order; ``score``: (earned, [(item_id, ok)]) or None when the point has no score yet."""
+    out: dict[Family, list] = {fam: [] for fam in PER_POINT}
+    status, rtt, loss = out[CHECK_STATUS], out[CORE_RTT], out[CORE_LOSS]
+    device_up, supply = out[DEVICE_UP], out[SUPPLY]
+    for check, target, st, value, loss_ratio, supplies in rows:
+        status.append(((check, code, region, target), float(STATUS_CODE.get(st, 3))))
+        if check == "net.core.icmp":
+            if _number(value):
+                rtt.append(((code, region, target), float(value)))
+            if _number(loss_ratio):
+                loss.append(((code, region, target), float(loss_ratio)))
+        elif check.startswith("device."):
+            kind = check[7:]
+            if st != "error":  # an error proves neither presence nor absence
+                device_up.append(((target, kind, code, region), 1.0 if st in ("ok", "warn") else 0.0))
+            if supplies:
+                for slot, ratio in supplies_of({"supplies": supplies}):
+                    supply.append(((target, kind, code, region, slot), ratio))
+    if score is not None:
+        earned, items = score
+        out[SCORE].append(((code, profile, region), float(earned)))
+        for item, ok in items:
+            if ok is not None and _ITEM_ID.match(str(item)):
+                out[ITEM_OK].append(((str(item), code, profile, region), 1.0 if ok else 0.0))
+    return out
+
+
+class TextWriter:
+    """The exposition text of samples, as prometheus_client.generate_latest writes it."""
+
+    def __init__(self):
+        self._esc: dict[str, str] = {}
+        self._num: dict[float, str] = {}
+
+    @staticmethod
+    def header(fam: Family) -> str:
+        return f"# HELP {fam.name} {fam.help}\n# TYPE {fam.name} gauge\n"
+
+    def lines(self, fam: Family, samples) -> str:
+        head = fam.name + "{" + ",".join(f'{k}="%s"' for k in fam.labels) + "} %s\n"
+        out = []
+        for labels, value in samples:
+            num = self._num.get(value)
+            if num is None:
+                num = floatToGoString(value)
+                if len(self._num) < 4096:
+                    self._num[value] = num
+            out.append(head % (*map(self._escape, labels), num))
+        return "".join(out)
+
+    def _escape(self, v: str) -> str:
+        e = self._esc.get(v)
+        if e is None:
+            e = v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+            if len(self._esc) < 100000:
+                self._esc[v] = e
+        return e
+
+
+def point_lines(code: str, region: str, profile: str, rows, score, writer: TextWriter | None = None) -> dict[str, str]:
+    """family name -> the point's exposition lines, for the families where it has samples."""
+    writer = writer or TextWriter()
+    return {fam.name: writer.lines(fam, samples)
+            for fam, samples in point_samples(code, region, profile, rows, score).items() if samples}
+
+
 class FleetCollector:
     def __init__(self, store, scope: str = "/"):
         self.store, self.scope = store, scope
 
-    def families(self) -> Iterable[tuple[Family, list[tuple[tuple[str, ...], float]]]]:
-        with selfmetrics.DB_SECONDS.labels("metrics_snapshot").time():
-            points, rows = self.store.metrics_snapshot(self.scope)
-        region_of = {p[0]: p[1] for p in points}
-        profile_of = {p[0]: p[2] for p in points}
-        up, last, skew = [], [], []
+    def _live(self, points) -> dict[Family, list]:
+        up, last, skew, alerts = [], [], [], []
+        region_of = {}
         for code, region, profile, is_up, last_ts, skew_s, _mismatch, _reported in points:
+            region_of[code] = region
             up.append(((code, profile, region), 1.0 if is_up else 0.0))
             if last_ts is not None:
                 last.append(((code, region), last_ts))
             if skew_s is not None:
                 skew.append(((code, region), float(skew_s)))
-
-        status, rtt, loss, device_up, supply = [], [], [], [], []
-        code_of = STATUS_CODE
-        for code, check, target, st, value, loss_ratio, supplies in rows:
-            region = region_of.get(code)
-            if region is None:  # a result of a point outside the scope (or deleted meanwhile)
-                continue
-            status.append(((check, code, region, target), float(code_of.get(st, 3))))
-            if check == "net.core.icmp":
-                if _number(value):
-                    rtt.append(((code, region, target), float(value)))
-                if _number(loss_ratio):
-                    loss.append(((code, region, target), float(loss_ratio)))
-            elif check.startswith("device."):
-                kind = check[7:]
-                if st != "error":  # an error proves neither presence nor absence
-                    device_up.append(((target, kind, code, region), 1.0 if st in ("ok", "warn") else 0.0))
-                if supplies:
-                    for slot, ratio in supplies_of({"supplies": supplies}):
-                        supply.append(((target, kind, code, region, slot), ratio))
-
-        score, item_ok = [], []
-        compliance = getattr(self.store, "metrics_compliance", None)
-        for code, profile, points_earned, items in (compliance(self.scope) if compliance else ()):
-            region, profile = region_of.get(code), profile or profile_of.get(code, "")
-            if region is None:
-                continue
-            score.append(((code, profile, region), float(points_earned)))
-            for item, ok in items:
-                if ok is not None and _ITEM_ID.match(str(item)):
-                    item_ok.append(((str(item), code, profile, region), 1.0 if ok else 0.0))
-
-        alerts = []
-        alert_source = getattr(self.store, "metrics_alerts", None)
-        for code, check, firing in (alert_source(self.scope) if alert_source else ()):
+        for code, check, firing in sorted(self.store.metrics_alerts(self.scope)):
             region = region_of.get(code)
             if region is not None:
                 alerts.append(((check, code, region), float(firing)))
+        return {POINT_UP: up, LAST_REPORT: last, CLOCK_SKEW: skew, ALERTS: alerts}
 
-        return ((POINT_UP, up), (LAST_REPORT, last), (CLOCK_SKEW, skew), (CHECK_STATUS, status),
-                (CORE_RTT, rtt), (CORE_LOSS, loss), (DEVICE_UP, device_up), (SUPPLY, supply), (SCORE, score),
-                (ITEM_OK, item_ok), (ALERTS, alerts))
+    def families(self) -> Iterable[tuple[Family, list]]:
+        """Every sample, built from the latest-state tables (the prometheus-client path)."""
+        with selfmetrics.DB_SECONDS.labels("metrics_snapshot").time():
+            points, rows = self.store.metrics_snapshot(self.scope)
+        info = {p[0]: (p[1], p[2]) for p in points}
+        by_point: dict[str, list] = {}
+        for code, *rest in rows:
+            if code in info:
+                by_point.setdefault(code, []).append(tuple(rest))
+        scores = {code: (earned, items) for code, _profile, earned, items in self.store.metrics_compliance(self.scope)}
+        per_point: dict[Family, list] = {fam: [] for fam in PER_POINT}
+        for code in sorted(info):
+            region, profile = info[code]
+            for fam, samples in point_samples(code, region, profile, sorted(by_point.get(code, ())),
+                                              scores.get(code)).items():
+                per_point[fam].extend(samples)
+        live = self._live(points)
+        return [(fam, live[fam] if fam in live else per_point[fam]) for fam in FAMILIES]
 
     # -- prometheus-client collector interface -------------------------------------------------------
     def collect(self):
@@ -148,27 +195,17 @@ class FleetCollector:
     def describe(self):
         return [GaugeMetricFamily(f.name, f.help, labels=list(f.labels)) for f in FAMILIES]
 
-    # -- direct text rendering (same bytes as prometheus_client.generate_latest) ---------------------
+    # -- the scrape: live families computed, per-point families streamed from metric_lines -----------
     def render(self) -> bytes:
+        with selfmetrics.DB_SECONDS.labels("metrics_points").time():
+            points = self.store.metrics_points(self.scope)
+        live = self._live(points)
+        writer = TextWriter()
         out: list[str] = []
-        esc_cache: dict[str, str] = {}
-        num_cache: dict[float, str] = {}
-
-        def esc(v: str) -> str:
-            e = esc_cache.get(v)
-            if e is None:
-                e = esc_cache[v] = v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-            return e
-
-        for fam, samples in self.families():
-            out.append(f"# HELP {fam.name} {fam.help}\n# TYPE {fam.name} gauge\n")
-            # One format string per family: name{a="%s",b="%s"} %s
-            head = fam.name + "{" + ",".join(f'{k}="%s"' for k in fam.labels) + "} %s\n"
-            for labels, value in samples:
-                num = num_cache.get(value)
-                if num is None:
-                    num = floatToGoString(value)
-                    if len(num_cache) < 4096:
-                        num_cache[value] = num
-                out.append(head % (*map(esc, labels), num))
+        for fam in FAMILIES:
+            out.append(writer.header(fam))
+            if fam in live:
+                out.append(writer.lines(fam, live[fam]))
+            else:
+                out.extend(self.store.stream_metric_lines(fam.name, self.scope))
         return "".join(out).encode("utf-8")

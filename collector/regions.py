@@ -39,6 +39,15 @@ def is_within(path: str, scope: str) -> bool:
     return path == scope or path.startswith(scope + "/")
 
 
+def confine(requested: str, allowed: str) -> str | None:
+    """The part of ``requested`` a caller confined to ``allowed`` may see: all of it when it lies within,
+    ``allowed`` itself when it was asked from above, None when the two do not overlap."""
+    requested, allowed = normalize_path(requested), normalize_path(allowed)
+    if is_within(requested, allowed):
+        return requested
+    return allowed if is_within(allowed, requested) else None
+
+
 def sql_prefix(scope: str) -> tuple[str, str] | None:
     """(exact, like-pattern) to select paths beneath a scope, or None for the root (no filter)."""
     scope = normalize_path(scope)

@@ -17,6 +17,7 @@ from agent.confignode import ConfigError
 from agent.metrics_endpoint import MetricsEndpoint, supplies_of
 from agent.wire import Fingerprint, Host, Report, Result
 from collector.metrics import FAMILIES, FleetCollector
+from collector.scorekeeper import rescore
 from collector.store import Store
 from tests.conftest import REPO, free_port
 
@@ -45,6 +46,7 @@ def store(tmp_path):
         Result("device.kiosk", "一体机", "error", "…"),
         Result("device.queue", "取号机", "fail", "…"),
     ])])
+    rescore(s, ["P1", "P2"])  # what the collector's score keeper does after every ingest
     yield s
     s.close()
 
@@ -87,33 +89,36 @@ def test_region_scope(store):
     assert 'point="P2"' in text and 'point="P1"' not in text
 
 
-def test_scores_and_alerts_come_from_store_methods_when_present(store):
-    class ScoringStore:
-        """Stands in for the store the scoring and alerting parts will extend (contract of metrics.py)."""
+def test_scores_and_alerts_are_exported(store):
+    from collector.alerts.models import Alert
 
-        def __init__(self, inner):
-            self.inner = inner
-
-        def metrics_snapshot(self, scope):
-            return self.inner.metrics_snapshot(scope)
-
-        def metrics_compliance(self, scope):
-            return [("P1", "national-basic", 87.5, [("4.1", True), ("安全管理.1", False), ("manual", None)]),
-                    ("GONE", "national-basic", 10, [])]
-
-        def metrics_alerts(self, scope):
-            return [("P1", "point.silent", 1)]
-
-    series = _parsed(FleetCollector(ScoringStore(store)).render())
+    now = datetime.now(timezone.utc)
+    with store.session() as ses:
+        ses.add(Alert(fingerprint="f" * 64, open_key="k1", rule="device_missing", point_code="P1",
+                      region_path="甘肃省/兰州市/城关区/甲镇/甲村", check="device.queue", target="取号机",
+                      severity="warning", state="firing", summary="必备设备缺失", pending_since=now, fired_at=now,
+                      updated_at=now))
+    series = _parsed(FleetCollector(store).render())
     region = "甘肃省/兰州市/城关区/甲镇/甲村"
+    [(_, _, earned, items)] = [r for r in store.metrics_compliance() if r[0] == "P1"]
     assert series[("pointwatch_compliance_score", (("point", "P1"), ("profile", "national-basic"),
-                                                   ("region", region)))] == 87.5
-    items = {dict(k[1])["item"]: v for k, v in series.items() if k[0] == "pointwatch_compliance_item_ok"}
-    assert items == {"4.1": 1, "安全管理.1": 0}  # manual items (ok None) have no sample
-    assert series[("pointwatch_alerts_firing", (("check", "point.silent"), ("point", "P1"), ("region", region)))] == 1
-    # Today's store has neither method: the families are there, empty.
-    plain = FleetCollector(store).render().decode()
-    assert "pointwatch_compliance_score{" not in plain and "# TYPE pointwatch_compliance_score gauge" in plain
+                                                   ("region", region)))] == earned
+    exported = {dict(k[1])["item"]: v for k, v in series.items()
+                if k[0] == "pointwatch_compliance_item_ok" and dict(k[1])["point"] == "P1"}
+    assert exported == {item: float(ok) for item, ok in items} and exported  # automatic items only
+    assert series[("pointwatch_alerts_firing", (("check", "device.queue"), ("point", "P1"), ("region", region)))] == 1
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(store))
+    assert FleetCollector(store).render() == generate_latest(registry)
+
+
+def test_stored_lines_follow_a_point_that_moves_region(store):
+    store.upsert_point("P1", "一号点", "甘肃省/天水市/秦州区/丙镇/丙村")
+    assert store.points_with_stale_lines() == ["P1"]
+    rescore(store, store.points_with_stale_lines())
+    text = FleetCollector(store, "甘肃省/天水市").render().decode()
+    assert 'pointwatch_check_status{check="net.core.tcp",point="P1",region="甘肃省/天水市/秦州区/丙镇/丙村"' in text
+    assert "城关区" not in text
 
 
 def test_supplies_of_reads_both_detail_shapes():

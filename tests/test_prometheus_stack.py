@@ -217,17 +217,10 @@ def all_expressions() -> list[tuple[str, str]]:
     return out
 
 
-# Families fed by the scoring and alerting parts through store methods; until the store has them, the
-# families are exported empty (see collector/metrics.py), so expressions over them can only be checked to
-# parse and run.
-PENDING = {"pointwatch_compliance_score": "metrics_compliance", "pointwatch_compliance_item_ok": "metrics_compliance",
-           "pointwatch:profile_item_ok:avg": "metrics_compliance", "pointwatch_alerts_firing": "metrics_alerts"}
-
-
 def test_every_dashboard_and_rule_expression_returns_data(stack):
     exprs = all_expressions()
     assert len(exprs) > 30
-    failures, pending = [], []
+    failures = []
     # The faults live at the broken point (another county), the healthy values at the healthy point: an
     # expression passes when every substitution parses and runs, and one of them returns data.
     choices = [(".*", POINTS[2][0]), (".*", POINTS[0][0]), (COUNTY, POINTS[0][0])]
@@ -239,16 +232,9 @@ def test_every_dashboard_and_rule_expression_returns_data(stack):
             if res.get("status") != "success":
                 failures.append(f"{where}: {q}: {res.get('error')}")
             answered = answered or bool(res.get("data", {}).get("result"))
-        if answered:
-            continue
-        methods = {m for name, m in PENDING.items() if name in expr}
-        if methods and not all(hasattr(Store, m) for m in methods):
-            pending.append(where)
-            continue
-        failures.append(f"{where}: no data for {expr}")
+        if not answered:
+            failures.append(f"{where}: no data for {expr}")
     assert not failures, "\n".join(failures)
-    # Say what could not be proven yet, so the report is honest about it.
-    print("expressions waiting for store.metrics_compliance/metrics_alerts:", sorted(set(pending)))
 
 
 def test_healthy_point_values_reach_prometheus(stack):

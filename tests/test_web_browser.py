@@ -105,7 +105,10 @@ def _close(pg) -> None:
 def shot(pg, artifacts: Path, name: str) -> None:
     for label, size in (("desktop", {"width": 1366, "height": 768}), ("phone", {"width": 390, "height": 844})):
         pg.set_viewport_size(size)
+        pg.wait_for_timeout(400)  # charts redraw for the new width
         pg.screenshot(path=str(artifacts / f"{name}-{label}.png"), full_page=True)
+        # Usable on a phone: wide tables scroll inside their box, the page never scrolls sideways.
+        assert pg.evaluate("document.documentElement.scrollWidth") <= size["width"], f"{name} overflows on {label}"
     pg.set_viewport_size({"width": 1366, "height": 768})
 
 

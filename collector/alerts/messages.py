@@ -7,31 +7,17 @@ retry after a restart sends exactly what was decided then.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 
 from agent.wire import rfc3339
 from collector.alerts.rules import TITLES
+from collector.timeutil import china_time
+from collector.web.labels import duration_cn
 
 SEVERITY_CN = {"critical": "严重", "warning": "警告", "info": "提示"}
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def local_time(ts: datetime | None) -> str:
-    if ts is None:
-        return ""
-    ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def duration_cn(seconds: float) -> str:
-    seconds = max(int(seconds), 0)
-    if seconds < 60:
-        return f"{seconds} 秒"
-    if seconds < 3600:
-        return f"{seconds // 60} 分钟"
-    if seconds < 86400:
-        return f"{seconds // 3600} 小时 {seconds % 3600 // 60} 分钟"
-    return f"{seconds // 86400} 天 {seconds % 86400 // 3600} 小时"
+    return china_time(ts)
 
 
 def compose(alert, point_name: str, event: str, public_url: str, now: datetime) -> dict:

@@ -21,7 +21,7 @@ from collector.alerts.queries import (
 )
 from collector.alerts.rules import TITLES
 from collector.alerts.worker import AlertWorker
-from collector.api.deps import get_store, require_admin, require_reader
+from collector.api.deps import get_store, requested_scope, require_admin, require_reader
 from collector.regions import RegionError, is_within, normalize_path
 from collector.store import TokenInfo
 
@@ -38,16 +38,6 @@ def install(app: FastAPI) -> None:
     app.state.services.append(worker)
     app.include_router(router)
 
-
-
-def _scope(region: str, auth: TokenInfo) -> str | None:
-    try:
-        scope = normalize_path(region)
-    except RegionError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
-    if is_within(scope, auth.region_path):
-        return scope
-    return auth.region_path if is_within(auth.region_path, scope) else None
 
 
 def _iso(ts):
@@ -73,7 +63,7 @@ async def get_alerts(request: Request, region: str = "/", state: str = "open", p
                      limit: int = Query(500, ge=1, le=5000), auth: TokenInfo = Depends(require_reader)):
     if state not in STATES:
         raise HTTPException(422, detail=f"state: one of {', '.join(STATES)}")
-    scope = _scope(region, auth)
+    scope = requested_scope(region, auth)
     if scope is None:
         return {"alerts": []}
     return {"alerts": await run_in_threadpool(alert_views, request.app.state.alerts, get_store(request), scope,

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from collector.regions import is_within
+from collector.regions import RegionError, confine, is_within
 from collector.store import Store, TokenInfo
 
 SESSION_COOKIE = "pw_session"
@@ -59,6 +59,14 @@ async def require_token(request: Request) -> TokenInfo:
     if info is None:
         raise _unauthorized("not signed in (Authorization: Bearer …, or log in at /login)")
     return info
+
+
+def requested_scope(region: str, info: TokenInfo) -> str | None:
+    """A ``?region=`` parameter confined to the caller's region (see regions.confine); 422 when malformed."""
+    try:
+        return confine(region, info.region_path)
+    except RegionError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
 
 
 def check_region(info: TokenInfo, region_path: str) -> None:

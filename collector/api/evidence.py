@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import check_region, get_store, require_roles
+from collector.api.deps import check_region, get_store, requested_scope, require_roles
 from collector.store import TokenInfo
 
 router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"])
@@ -169,16 +169,9 @@ async def point_bundle(code: str, request: Request, since: str = Query(..., alia
 async def region_bundle(request: Request, region: str = Query(...), since: str = Query(..., alias="from"),
                         until: str = Query(..., alias="to"), auth: TokenInfo = Depends(require_reviewer)):
     from collector.evidence.bundle import export
-    from collector.regions import RegionError, is_within, normalize_path
-
-    try:
-        scope = normalize_path(region)
-    except RegionError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
-    if not is_within(scope, auth.region_path):
-        if not is_within(auth.region_path, scope):
-            raise HTTPException(404, detail="no such region")
-        scope = normalize_path(auth.region_path)  # asked above their node: the part they may see
+    scope = requested_scope(region, auth)  # asked above their node: the part they may see
+    if scope is None:
+        raise HTTPException(404, detail="no such region")
     store = get_store(request)
     if not await run_in_threadpool(store.list_points, scope):
         raise HTTPException(404, detail="no points beneath this region")

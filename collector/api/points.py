@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import check_region, get_store, require_reader
+from collector.api.deps import check_region, get_store, requested_scope, require_reader
 from collector.store import TokenInfo
 from collector.views import point_json, result_json
 
@@ -35,14 +35,7 @@ async def _visible_point(request: Request, code: str, auth: TokenInfo):
 
 @router.get("")
 async def list_points(request: Request, region: str = "/", auth: TokenInfo = Depends(require_reader)):
-    from collector.regions import RegionError, is_within, normalize_path
-
-    try:
-        scope = normalize_path(region)
-    except RegionError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
-    if not is_within(scope, auth.region_path):
-        scope = auth.region_path if is_within(auth.region_path, scope) else None
+    scope = requested_scope(region, auth)
     points = [] if scope is None else await run_in_threadpool(get_store(request).list_points, scope)
     return {"points": [point_json(p) for p in points]}
 

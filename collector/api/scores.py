@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from collector import scores
-from collector.api.deps import check_region, get_store, require_reader
-from collector.regions import RegionError, is_within, normalize_path
+from collector.api.deps import check_region, get_store, requested_scope, require_reader
 from collector.store import TokenInfo
 
 router = APIRouter(prefix="/api/v1/scores", tags=["scores"])
@@ -37,14 +36,9 @@ def ranking_json(result: scores.RegionScores) -> dict:
 async def region_scores(request: Request, region: str = "/", since: datetime | None = Query(None, alias="from"),
                         until: datetime | None = Query(None, alias="to"), by: str = Query("share", pattern="^(points|share)$"),
                         auth: TokenInfo = Depends(require_reader)):
-    try:
-        scope = normalize_path(region)
-    except RegionError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
-    if not is_within(scope, auth.region_path):
-        if not is_within(auth.region_path, scope):
-            raise HTTPException(404, detail="no such region")
-        scope = auth.region_path
+    scope = requested_scope(region, auth)
+    if scope is None:
+        raise HTTPException(404, detail="no such region")
     try:
         result = await run_in_threadpool(scores.region_scores, get_store(request), scope, since, until, by)
     except scores.ScoreError as exc:

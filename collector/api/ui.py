@@ -15,8 +15,9 @@ from starlette.concurrency import run_in_threadpool
 
 from collector import __version__, scores
 from collector.api.deps import get_store, require_page_reader
-from collector.regions import RegionError, ancestors, is_within, normalize_path, split_path
+from collector.regions import RegionError, ancestors, confine, is_within, split_path
 from collector.store.overview import FAMILIES, STATES, OverviewQuery
+from collector.timeutil import china_time
 from collector.web import labels
 
 WEB = Path(__file__).resolve().parents[1] / "web"
@@ -36,14 +37,7 @@ def ago(ts: datetime | None) -> str:
     if ts is None:
         return "从未"
     ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-    seconds = int((datetime.now(timezone.utc) - ts).total_seconds())
-    if seconds < 60:
-        return f"{max(seconds, 0)} 秒前"
-    if seconds < 3600:
-        return f"{seconds // 60} 分钟前"
-    if seconds < 86400:
-        return f"{seconds // 3600} 小时前"
-    return f"{seconds // 86400} 天前"
+    return labels.duration_cn((datetime.now(timezone.utc) - ts).total_seconds()) + "前"
 
 
 def fmtvalue(value, unit) -> str:
@@ -53,15 +47,8 @@ def fmtvalue(value, unit) -> str:
 
 
 def cst(ts) -> str:
-    """An RFC 3339 string or datetime as China time, the way staff read clocks."""
-    from collector.timeutil import CHINA
-
-    if not ts:
-        return "—"
-    if isinstance(ts, str):
-        ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(CHINA).strftime("%m-%d %H:%M")
+    """Month, day and time in China time, for tables."""
+    return china_time(ts, "%m-%d %H:%M") or "—"
 
 
 templates.env.filters["ago"] = ago
@@ -89,11 +76,8 @@ def page_user(request: Request) -> PageUser | None:
 
 
 def scoped(requested: str, user: PageUser) -> str:
-    """The region asked for, confined to the user's own: above it means the user's region."""
-    scope = normalize_path(requested)
-    if is_within(scope, user.region_path):
-        return scope
-    return user.region_path
+    """The region asked for, confined to the user's own; a region elsewhere shows the user's own."""
+    return confine(requested, user.region_path) or user.region_path
 
 
 def render(request: Request, template: str, context: dict, nav: str | None = None, live: int = 0):

@@ -8,9 +8,9 @@ instant is taken as it is, and ``to`` is then exclusive.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
-CN_TZ = timezone(timedelta(hours=8), "UTC+08:00")
+from collector.timeutil import CHINA, china_time, parse_moment
 
 
 class PeriodError(ValueError):
@@ -30,26 +30,16 @@ class Period:
 
     @property
     def label(self) -> str:
-        last = (self.end - timedelta(microseconds=1)).astimezone(CN_TZ)
+        last = (self.end - timedelta(microseconds=1)).astimezone(CHINA)
         return f"{local(self.start, '%Y-%m-%d %H:%M')} 至 {last:%Y-%m-%d %H:%M}（北京时间）"
 
 
 def _one(text: str, name: str, is_end: bool) -> datetime:
-    text = (text or "").strip()
     try:
-        d = date.fromisoformat(text)
+        return parse_moment(text or "", end_of_day=is_end)
     except ValueError:
-        pass
-    else:
-        return datetime.combine(d + timedelta(days=1) if is_end else d, time(0), CN_TZ)
-    try:
-        ts = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise PeriodError(f"--{name} '{text}': give a date (2026-01-31) or an RFC 3339 time "
+        raise PeriodError(f"--{name} '{(text or '').strip()}': give a date (2026-01-31) or an RFC 3339 time "
                           "(2026-01-31T08:00:00+08:00)") from None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=CN_TZ)
-    return ts
 
 
 def parse_period(given_from: str, given_to: str) -> Period:
@@ -70,7 +60,4 @@ def iso(ts: datetime | None) -> str | None:
 
 def local(ts: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """A time as reviewers read it: Beijing time."""
-    if ts is None:
-        return "—"
-    ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(CN_TZ).strftime(fmt)
+    return china_time(ts, fmt) or "—"

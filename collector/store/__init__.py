@@ -220,6 +220,13 @@ class Store:
     # -- ingest and reads live in their own modules, bound here so callers see one seam -------------
     from collector.store.audit import audit_entries, record, verify_audit  # noqa: E402
     from collector.store.ingest import ingest_reports  # noqa: E402
+    from collector.store.metriclines import (  # noqa: E402
+        metric_rows,
+        metrics_points,
+        points_with_stale_lines,
+        save_metric_lines,
+        stream_metric_lines,
+    )
     from collector.store.observations import latest_observations, observations  # noqa: E402
     from collector.store.overview import overview  # noqa: E402
     from collector.store.people import (  # noqa: E402
@@ -231,6 +238,12 @@ class Store:
         logout,
         session_info,
         set_password,
+    )
+    from collector.store.pointscores import (  # noqa: E402
+        metrics_compliance,
+        points_needing_scores,
+        save_scores,
+        score_inputs,
     )
     from collector.store.queries import (  # noqa: E402
         latest_for_point,

@@ -159,13 +159,9 @@ class Report(Base):
                       Index("ix_reports_received", "received_at"))  # pruning and roll-ups by receive time
 
 
-class Result(Base):
-    __tablename__ = "results"
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    report_pk: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
-    point_code: Mapped[str] = mapped_column(String(40))
-    check: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str] = mapped_column(String(200))
+class ResultFields:
+    """What a stored result says, the same in history (results) and in the latest state (latest_results)."""
+
     status: Mapped[str] = mapped_column(String(8))
     value: Mapped[float | None] = mapped_column(Float)
     unit: Mapped[str | None] = mapped_column(String(20))
@@ -173,6 +169,15 @@ class Result(Base):
     details: Mapped[dict] = mapped_column(JSON)
     observed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Result(ResultFields, Base):
+    __tablename__ = "results"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    report_pk: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    point_code: Mapped[str] = mapped_column(String(40))
+    check: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
     # Charts bucket by observed_at, so a backlog delivered after an outage fills its own gap.
     __table_args__ = (Index("ix_results_point_check_received", "point_code", "check", "received_at"),
                       Index("ix_results_point_check_observed", "point_code", "check", "observed_at"),
@@ -208,18 +213,11 @@ class JobState(Base):
     details: Mapped[dict | None] = mapped_column(JSON)
 
 
-class LatestResult(Base):
+class LatestResult(ResultFields, Base):
     __tablename__ = "latest_results"
     point_code: Mapped[str] = mapped_column(String(40), primary_key=True)
     check: Mapped[str] = mapped_column(String(64), primary_key=True)
     target: Mapped[str] = mapped_column(String(200), primary_key=True)
-    status: Mapped[str] = mapped_column(String(8))
-    value: Mapped[float | None] = mapped_column(Float)
-    unit: Mapped[str | None] = mapped_column(String(20))
-    message: Mapped[str] = mapped_column(Text)
-    details: Mapped[dict] = mapped_column(JSON)
-    observed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     since: Mapped[datetime] = mapped_column(UtcDateTime())  # when this status began
     report_id: Mapped[str] = mapped_column(String(36))
     __table_args__ = (Index("ix_latest_check_status", "check", "status"),
@@ -263,3 +261,27 @@ class AuditEntry(Base):
     prev_digest: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64))
     __table_args__ = (UniqueConstraint("prev_digest", name="uq_audit_chain"),)
+
+
+class PointScore(Base):
+    """Each point's "now" score on its profile, kept current after ingest (and when a point falls silent),
+    so /metrics and rankings read it instead of scoring every point on every request."""
+
+    __tablename__ = "point_scores"
+    point_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(60))
+    earned: Mapped[float] = mapped_column(Float)
+    automatic_points: Mapped[float] = mapped_column(Float)
+    items: Mapped[dict] = mapped_column(JSON)  # automatic item id -> met (bool)
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MetricLines(Base):
+    """A point's pre-rendered /metrics lines for one per-point family (see collector/metrics.py)."""
+
+    __tablename__ = "metric_lines"
+    family: Mapped[str] = mapped_column(String(80), primary_key=True)
+    point_code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    region_path: Mapped[str] = mapped_column(String(400))
+    body: Mapped[str] = mapped_column(Text)
+    __table_args__ = (Index("ix_metric_lines_point", "point_code"),)

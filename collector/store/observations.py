@@ -31,14 +31,16 @@ def observations(self, code: str, since: datetime, until: datetime) -> Iterator[
             yield Observation(_aware(at), check, target, status)
 
 
-def latest_observations(self, scope: str = "/") -> dict[str, list[tuple]]:
-    """Every point's latest results beneath a scope, as observations, for "now" scores."""
+def latest_observations(self, scope: str = "/", codes: list[str] | None = None) -> dict[str, list[tuple]]:
+    """Every point's latest results beneath a scope (or of these points), as observations, for "now"."""
     from collector.scoring import Observation
 
     stmt = (select(m.LatestResult.point_code, m.LatestResult.received_at, m.LatestResult.check,
                    m.LatestResult.target, m.LatestResult.status)
             .join(m.Point, m.Point.code == m.LatestResult.point_code))
     prefix = sql_prefix(scope)
+    if codes is not None:
+        stmt = stmt.where(m.LatestResult.point_code.in_(codes))
     if prefix:
         stmt = stmt.where((m.Point.region_path == prefix[0]) | m.Point.region_path.like(prefix[1], escape="\\"))
     out: dict[str, list] = {}

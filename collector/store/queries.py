@@ -128,41 +128,9 @@ def reports_for_point(self, code: str, since: datetime, until: datetime, limit: 
 
 
 def metrics_snapshot(self, scope: str = "/", now: datetime | None = None):
-    """(points, results) beneath a scope for /metrics, from the latest-state tables only, as plain tuples.
-
-    points: (code, region_path, profile, up, last_received_ts, clock_skew_s, fingerprint_mismatch, reported)
-    results: (code, check, target, status, value, loss_ratio, supplies) where the database itself picks
-    out the few details that become series — ``loss_ratio`` of core ICMP results, the ``supplies`` list the
-    device checks lift to the top of a device result's details — because decoding every row's JSON would
-    cost more than the rest of the scrape at 25,000 points. Core (not ORM) reads: no object per row.
-    """
-    from sqlalchemy import String, case, type_coerce
-
-    from collector.store import utcnow
-
-    now_ts = (now or utcnow()).timestamp()
-    lr = m.LatestResult
-    device = lr.check.like("device.%")
-    top_supplies = lr.details["supplies"]
-    with self.engine.connect() as conn:
-        points = []
-        for code, region, profile, interval, last, skew, mismatch, agent_id in conn.execute(_scope_filter(
-                select(m.Point.code, m.Point.region_path, m.Point.profile, m.Point.report_interval_s,
-                       m.PointState.last_received_at, m.PointState.clock_skew_s,
-                       m.PointState.fingerprint_mismatch, m.PointState.agent_id)
-                .outerjoin(m.PointState, m.PointState.point_code == m.Point.code), scope)):
-            last_ts = _aware(last).timestamp() if last is not None else None
-            up = last_ts is not None and now_ts - last_ts <= SILENCE_INTERVALS * interval
-            points.append((code, region, profile, up, last_ts, skew, bool(mismatch), agent_id is not None))
-        # JSON comes back as text (decoded below only where present), so no JSON processor runs per row.
-        stmt = select(
-            lr.point_code, lr.check, lr.target, lr.status, lr.value,
-            case((lr.check == "net.core.icmp", lr.details["loss_ratio"].as_float()), else_=None),
-            type_coerce(case((device, top_supplies), else_=None), String))
-        if scope != "/":
-            stmt = _scope_filter(stmt.join(m.Point, m.Point.code == lr.point_code), scope)
-        rows = [r if r[6] is None else (*r[:6], _json(r[6])) for r in conn.execute(stmt).all()]
-    return points, rows
+    """(points, results) beneath a scope for /metrics, from the latest-state tables only, as plain tuples
+    (see collector/store/metriclines.py for their shapes)."""
+    return self.metrics_points(scope, now), self.metric_rows(scope)
 
 
 def _json(raw):

@@ -38,3 +38,15 @@ def family_of(check: str) -> str:
         if check.startswith(prefix):
             return family
     return "other"
+
+
+def duration_cn(seconds: float) -> str:
+    """A span as staff say it: "45 秒", "12 分钟", "3 小时 5 分钟", "2 天 4 小时"."""
+    seconds = max(int(seconds), 0)
+    if seconds < 60:
+        return f"{seconds} 秒"
+    if seconds < 3600:
+        return f"{seconds // 60} 分钟"
+    if seconds < 86400:
+        return f"{seconds // 3600} 小时 {seconds % 3600 // 60} 分钟"
+    return f"{seconds // 86400} 天 {seconds % 86400 // 3600} 小时"

@@ -30,7 +30,7 @@
           columns.push(values.map(function (v) { return v === null ? null : v * scale; }));
           series.push({ label: name, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false });
         });
-        var width = Math.max(280, el.clientWidth || box.clientWidth || 600);
+        var width = Math.max(240, Math.min(el.clientWidth || box.clientWidth || 600, box.clientWidth || 600));
         new uPlot({
           title: metric === "rtt" ? "平均时延（毫秒）" : "丢包率（%）",
           width: width, height: 200, series: series,
@@ -40,6 +40,18 @@
       });
     });
   }
+
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    // Charts are drawn at a fixed width: redraw them for the new width (e.g. a phone turned sideways).
+    window.clearTimeout(resizeTimer);
+    resizeTimer = window.setTimeout(function () {
+      document.querySelectorAll(".chart-box").forEach(function (box) {
+        var on = box.querySelector("button[data-range].on");
+        draw(box, on ? on.getAttribute("data-range") : "24h");
+      });
+    }, 150);
+  });
 
   document.querySelectorAll(".chart-box").forEach(function (box) {
     draw(box, "24h");

@@ -1,16 +1,16 @@
 """results index by observed time for charts
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-25 01:08:42.364555
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-25 01:27:08.220671
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

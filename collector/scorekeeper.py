@@ -1,0 +1,113 @@
+"""Keeps every point's "now" score (point_scores) and its /metrics lines (metric_lines) current.
+
+Ingest hands over the codes of points that reported (a post-commit hook, so ingest never waits); a thread
+scores them in batches. Every minute it also rescores points that went silent since their last score,
+because silence takes points away (stale results no longer count in ``score_now``) and no report arrives
+to say so.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+
+from collector.scores import ScoreError, profile_for
+from collector.scoring import score_now
+
+log = logging.getLogger("pointwatch.scores")
+
+BATCH = 500
+TICK_S = 60.0
+
+
+def rescore(store, codes: list[str], now: datetime | None = None) -> int:
+    """Score these points now, save the sheets and render their /metrics lines; returns points scored."""
+    from collector.metrics import TextWriter, point_lines
+
+    now = now or datetime.now(timezone.utc)
+    saved = 0
+    writer = TextWriter()
+    for i in range(0, len(codes), BATCH):
+        chunk = codes[i:i + BATCH]
+        inputs = store.score_inputs(chunk)
+        observations = store.latest_observations("/", codes=chunk)
+        latest_rows: dict[str, list] = {}
+        for code, *rest in store.metric_rows(codes=chunk):
+            latest_rows.setdefault(code, []).append(tuple(rest))
+        rows, lines = [], {}
+        for code in chunk:
+            if code not in inputs:
+                continue
+            profile_name, interval, _region = inputs[code]
+            try:
+                profile = profile_for(profile_name)
+            except ScoreError as exc:
+                log.warning("score_skipped point=%s reason=%s", code, exc)
+                continue
+            sheet = score_now(profile, observations.get(code, []), now=now, interval=interval)
+            items = {it.id: it.state == "met" for it in sheet.items if it.state != "manual"}
+            rows.append({"point_code": code, "profile": profile_name, "earned": sheet.earned,
+                         "automatic_points": sheet.automatic_points, "scored_at": now, "items": items})
+            region = inputs[code][2]
+            lines[code] = (region, point_lines(code, region, profile_name, sorted(latest_rows.get(code, ())),
+                                               (sheet.earned, sorted(items.items())), writer))
+        store.save_scores(rows)
+        store.save_metric_lines(lines)
+        saved += len(rows)
+    return saved
+
+
+class ScoreKeeper:
+    def __init__(self, store, tick_s: float = TICK_S):
+        self.store, self.tick_s = store, tick_s
+        self._pending: set[str] = set()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def enqueue(self, codes, received_at=None) -> None:
+        with self._cond:
+            self._pending.update(codes)
+            self._cond.notify()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="pw-scores", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        import time
+
+        next_tick = 0.0  # the first pass scores every point that has no score yet
+        while not self._stop.is_set():
+            with self._cond:
+                if not self._pending and time.monotonic() < next_tick:
+                    self._cond.wait(timeout=max(0.0, next_tick - time.monotonic()))
+                codes, self._pending = sorted(self._pending), set()
+            try:
+                if time.monotonic() >= next_tick:
+                    codes = sorted(set(codes) | set(self.store.points_needing_scores())
+                                   | set(self.store.points_with_stale_lines()))
+                    next_tick = time.monotonic() + self.tick_s
+                if codes:
+                    rescore(self.store, codes)
+            except Exception:  # the next report or tick tries again; metrics keep the last scores meanwhile
+                log.exception("rescore_failed points=%d", len(codes))
+                self._stop.wait(5)
+
+
+def install(app) -> None:
+    keeper = ScoreKeeper(app.state.store)
+    app.state.store.add_ingest_hook(keeper.enqueue)
+    app.state.services.append(keeper)
+    app.state.score_keeper = keeper

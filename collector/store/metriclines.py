@@ -1,0 +1,85 @@
+"""Reads and writes for /metrics: the live per-point facts, the latest rows a point's lines are made of,
+and the pre-rendered lines themselves (table metric_lines)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy import String, case, delete, insert, or_, select, type_coerce
+
+from collector.regions import sql_prefix
+from collector.store import models as m
+
+
+def _scoped(stmt, column, scope: str):
+    prefix = sql_prefix(scope)
+    if prefix is None:
+        return stmt
+    return stmt.where(or_(column == prefix[0], column.like(prefix[1], escape="\\")))
+
+
+def metrics_points(self, scope: str = "/", now=None) -> list[tuple]:
+    """(code, region, profile, up, last_received_ts, clock_skew_s, fingerprint_mismatch, reported) of every
+    point beneath a scope, by code."""
+    from collector.store import utcnow
+    from collector.store.queries import SILENCE_INTERVALS, _aware
+
+    now_ts = (now or utcnow()).timestamp()
+    out = []
+    with self.engine.connect() as conn:
+        for code, region, profile, interval, last, skew, mismatch, agent_id in conn.execute(_scoped(
+                select(m.Point.code, m.Point.region_path, m.Point.profile, m.Point.report_interval_s,
+                       m.PointState.last_received_at, m.PointState.clock_skew_s,
+                       m.PointState.fingerprint_mismatch, m.PointState.agent_id)
+                .outerjoin(m.PointState, m.PointState.point_code == m.Point.code), m.Point.region_path, scope)
+                .order_by(m.Point.code)):
+            last_ts = _aware(last).timestamp() if last is not None else None
+            up = last_ts is not None and now_ts - last_ts <= SILENCE_INTERVALS * interval
+            out.append((code, region, profile, up, last_ts, skew, bool(mismatch), agent_id is not None))
+    return out
+
+
+def metric_rows(self, scope: str = "/", codes: list[str] | None = None) -> list[tuple]:
+    """(code, check, target, status, value, loss_ratio, supplies) of the latest results beneath a scope or of
+    these points. The database picks out the few details that become series (``loss_ratio`` of core ICMP,
+    ``supplies`` of devices), so no row's whole JSON is decoded in Python."""
+    from collector.store.queries import _json
+
+    lr = m.LatestResult
+    stmt = select(lr.point_code, lr.check, lr.target, lr.status, lr.value,
+                  case((lr.check == "net.core.icmp", lr.details["loss_ratio"].as_float()), else_=None),
+                  type_coerce(case((lr.check.like("device.%"), lr.details["supplies"]), else_=None), String))
+    if codes is not None:
+        stmt = stmt.where(lr.point_code.in_(codes))
+    if scope != "/":
+        stmt = _scoped(stmt.join(m.Point, m.Point.code == lr.point_code), m.Point.region_path, scope)
+    with self.engine.connect() as conn:
+        return [r if r[6] is None else (*r[:6], _json(r[6])) for r in conn.execute(stmt).all()]
+
+
+def save_metric_lines(self, lines: dict[str, tuple[str, dict[str, str]]]) -> None:
+    """Replace the stored lines of these points: code -> (region, {family: body})."""
+    if not lines:
+        return
+    rows = [{"family": fam, "point_code": code, "region_path": region, "body": body}
+            for code, (region, bodies) in lines.items() for fam, body in bodies.items()]
+    with self.session() as s:
+        s.execute(delete(m.MetricLines).where(m.MetricLines.point_code.in_(list(lines))))
+        if rows:
+            s.execute(insert(m.MetricLines), rows)
+
+
+def stream_metric_lines(self, family: str, scope: str = "/") -> Iterator[str]:
+    """The stored lines of one family beneath a scope, by point code."""
+    stmt = _scoped(select(m.MetricLines.body).where(m.MetricLines.family == family),
+                   m.MetricLines.region_path, scope).order_by(m.MetricLines.point_code)
+    with self.engine.connect() as conn:
+        for (body,) in conn.execution_options(yield_per=2000).execute(stmt):
+            yield body
+
+
+def points_with_stale_lines(self) -> list[str]:
+    """Points whose stored lines name a region they no longer belong to (a point moved)."""
+    with self.session() as s:
+        return list(s.scalars(select(m.MetricLines.point_code).join(m.Point, m.Point.code == m.MetricLines.point_code)
+                              .where(m.MetricLines.region_path != m.Point.region_path).distinct()))

@@ -1,0 +1,53 @@
+"""The point_scores table: reads for /metrics, writes by the score keeper."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import delete, insert, or_, select
+
+from collector.regions import sql_prefix
+from collector.store import models as m
+
+
+def save_scores(self, rows: list[dict]) -> None:
+    """Replace the scores of these points (dicts with point_code, profile, earned, automatic_points, items,
+    scored_at)."""
+    if not rows:
+        return
+    with self.session() as s:
+        s.execute(delete(m.PointScore).where(m.PointScore.point_code.in_([r["point_code"] for r in rows])))
+        s.execute(insert(m.PointScore), rows)
+
+
+def metrics_compliance(self, scope: str = "/"):
+    """(point_code, profile, earned, [(item_id, ok)]) beneath a scope, for pointwatch_compliance_*."""
+    stmt = (select(m.PointScore.point_code, m.PointScore.profile, m.PointScore.earned, m.PointScore.items)
+            .join(m.Point, m.Point.code == m.PointScore.point_code))
+    prefix = sql_prefix(scope)
+    if prefix:
+        stmt = stmt.where(or_(m.Point.region_path == prefix[0], m.Point.region_path.like(prefix[1], escape="\\")))
+    with self.session() as s:
+        rows = s.execute(stmt.order_by(m.PointScore.point_code)).all()
+    return [(code, profile, earned, sorted((items or {}).items())) for code, profile, earned, items in rows]
+
+
+def points_needing_scores(self, now: datetime | None = None) -> list[str]:
+    """Points never scored, or gone silent since their last score (silence takes their points away)."""
+    now = now or datetime.now(timezone.utc)
+    with self.session() as s:
+        return list(s.scalars(
+            select(m.Point.code)
+            .outerjoin(m.PointScore, m.PointScore.point_code == m.Point.code)
+            .outerjoin(m.PointState, m.PointState.point_code == m.Point.code)
+            .where(or_(m.PointScore.point_code.is_(None),
+                       (m.PointState.silent_after < now) & (m.PointScore.scored_at < m.PointState.silent_after)))
+            .order_by(m.Point.code)))
+
+
+def score_inputs(self, codes: list[str]) -> dict[str, tuple[str, int, str]]:
+    """code -> (profile, report interval, region) of these points."""
+    with self.session() as s:
+        return {c: (p, i, r) for c, p, i, r in s.execute(
+            select(m.Point.code, m.Point.profile, m.Point.report_interval_s, m.Point.region_path)
+            .where(m.Point.code.in_(codes)))}

@@ -1,0 +1,63 @@
+"""Now-scores kept current after ingest and when a point falls silent; /metrics exports them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from collector.scorekeeper import rescore
+from collector.scores import point_sheet
+from tests.helpers import make_report
+
+POINT, REGION = "620123001001", "甘肃省/兰州市/榆中县/城关镇/东关村"
+HEALTHY = {"net.core.tcp": "ok", "net.core.icmp": "ok", "net.core.dns": "ok", "net.core.https": "ok",
+           "isolation.internet": "ok", "isolation.interfaces": "ok", "identity.fingerprint": "ok",
+           "usage.processes": "ok", "usage.removable_media": "ok", "usage.accounts": "ok",
+           "usage.listening_ports": "ok", "device.kiosk": "ok", "device.display": "ok"}
+
+
+def test_scores_follow_ingest_and_silence(store):
+    store.upsert_point(POINT, "东关村医保服务点", REGION, profile="lanzhou-basic-2023", report_interval_s=60)
+    assert store.points_needing_scores() == [POINT]  # never scored
+    now = datetime.now(timezone.utc)
+    store.ingest_reports([make_report(POINT, statuses=HEALTHY, collected_at=now)], received_at=now)
+    assert rescore(store, [POINT], now=now) == 1
+    [(code, profile, earned, items)] = store.metrics_compliance("甘肃省/兰州市/榆中县")
+    assert (code, profile) == (POINT, "lanzhou-basic-2023")
+    assert earned == point_sheet(store, POINT).earned > 0  # the same sheet the API shows
+    assert dict(items)["network.core"] is True
+    assert store.metrics_compliance("甘肃省/兰州市/城关区") == []
+    assert store.points_needing_scores(now=now + timedelta(seconds=30)) == []
+
+    # Silent past three intervals: the point needs rescoring, and stale results earn nothing.
+    later = now + timedelta(hours=2)
+    assert store.points_needing_scores(now=later) == [POINT]
+    rescore(store, [POINT], now=later)
+    [(_, _, earned_silent, items_silent)] = store.metrics_compliance()
+    assert earned_silent < earned and dict(items_silent)["network.core"] is False
+    assert store.points_needing_scores(now=later + timedelta(seconds=1)) == []
+
+
+def test_metrics_export_the_kept_scores(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from collector.app import create_app
+    from collector.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path / "data"))
+    store = app.state.store
+    store.upsert_point(POINT, "东关村医保服务点", REGION, profile="lanzhou-basic-2023")
+    token = store.create_token("agent", point_code=POINT)
+    from agent.wire import report_to_dict
+
+    with TestClient(app) as client:
+        r = client.post("/api/v1/reports", json=report_to_dict(make_report(POINT, statuses=HEALTHY)),
+                        headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 202
+        import time
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not store.metrics_compliance():
+            time.sleep(0.05)
+        text = client.get("/metrics").text
+    assert f'pointwatch_compliance_score{{point="{POINT}",profile="lanzhou-basic-2023",region="{REGION}"}}' in text
+    assert f'pointwatch_compliance_item_ok{{item="network.core",point="{POINT}"' in text
