@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent import wire  # noqa: E402
+from agent.sender import DRAIN_PAUSE, backoff_delay  # noqa: E402
 
 REGION = "甘肃省/兰州市/城关区/压测镇"
 
@@ -151,21 +152,24 @@ async def agent(port: int, code: str, token: str, t_start: float, t_end: float, 
     agent_id = str(uuid.uuid4())
     head = (f"POST /api/v1/reports HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
             "Content-Type: application/json\r\nContent-Encoding: gzip\r\nConnection: close\r\n").encode()
-    seq = 0
+    seq = failures = 0
     queue: list[str] = []
     due = t_start + rng.uniform(0, interval)
+    retry_at = 0.0
     loop = asyncio.get_running_loop()
     while True:
-        if due >= t_end:
+        now = loop.time()
+        wake = min(due, max(retry_at, now)) if queue else due
+        if wake >= t_end:
             break
-        if due > loop.time():
-            await asyncio.sleep(due - loop.time())
+        if wake > now:
+            await asyncio.sleep(wake - now)
         while due <= loop.time() and due < t_end:  # every slot that passed while we waited on the collector
             seq += 1
             queue.append(make_report(code, agent_id, seq, rng))
             due += interval
-        if loop.time() >= t_end:
-            break
+        if not queue or loop.time() < retry_at:  # backing off after a failure: the reports wait in the queue
+            continue
         batch = queue[:BATCH_LIMIT]
         body = gzip.compress((batch[0] if len(batch) == 1 else '{"reports":[' + ",".join(batch) + "]}")
                              .encode("utf-8"), compresslevel=6)
@@ -178,11 +182,17 @@ async def agent(port: int, code: str, token: str, t_start: float, t_end: float, 
             if b" 202 " in status_line:
                 del queue[:len(batch)]
                 stats.reports += len(batch)
-            else:
-                stats.errors.append((t0 - t_start, status_line.decode().strip() + " " +
-                                     payload[:200].decode(errors="replace")))
+                failures = 0
+                # More waiting than one batch holds: the sender pauses between backlog batches.
+                retry_at = loop.time() + (DRAIN_PAUSE if queue else 0.0)
+                continue
+            stats.errors.append((t0 - t_start, status_line.decode().strip() + " " +
+                                 payload[:200].decode(errors="replace")))
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             stats.errors.append((t0 - t_start, f"{type(exc).__name__}: {exc}"))
+        # As the agent's sender: exponential backoff with jitter (2 s doubling to 5 min) before a retry.
+        failures += 1
+        retry_at = loop.time() + backoff_delay(failures)
     stats.left_queued += len(queue)
     stats.written += seq
 
@@ -257,7 +267,8 @@ def main() -> int:
     ap.add_argument("--pg-url", default=os.environ.get("POINTWATCH_TEST_PG",
                                                        "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--timeout", type=float, default=30.0, help="client timeout per request, seconds")
+    ap.add_argument("--timeout", type=float, default=10.0,
+                    help="client timeout per request, seconds (the agent's collector.timeout default)")
     args = ap.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
