@@ -47,6 +47,7 @@ class Sender(threading.Thread):
         self.failures = 0
         self.last_error: str | None = None
         self.pacing = False  # the last batch was part of a backlog: the pause after it is not cut short
+        self._error_on_disk = True  # a previous run may have left one in the outbox's status
 
     def run(self) -> None:
         delay = 0.0
@@ -85,7 +86,9 @@ class Sender(threading.Thread):
         if self.failures:
             log.info("collector_reachable_again after_failures=%d", self.failures)
         self.failures, self.last_error = 0, None
-        self.outbox.note(last_error="", last_error_at="")
+        if self._error_on_disk:  # cleared once, not rewritten (and synced) after every send
+            self.outbox.note(last_error="", last_error_at="")
+            self._error_on_disk = False
         log.info("reports_sent count=%d accepted=%s duplicates=%s backlog=%s", len(batch),
                  answer.get("accepted"), answer.get("duplicates"), batch.backlog)
         self.pacing = batch.backlog
@@ -138,6 +141,7 @@ class Sender(threading.Thread):
         if self.last_error != message:  # one line when it starts failing, not one per retry
             log.warning("send_failed error=%s next_try_s=%s", log_text, None if delay is None else round(delay, 1))
         self.last_error = message
+        self._error_on_disk = True
         self.outbox.note(last_error=message, last_error_at=time.time())
 
     def stop(self, flush_timeout: float = 3.0) -> None:

@@ -1,12 +1,18 @@
 """Agent footprint beside the Prometheus exporter stack doing the same probes at the same rate.
 
-    python benchmarks/agent_footprint.py [--span 180] [--interval 5] [--warmup 30]
+    python benchmarks/agent_footprint.py [--span 180] [--warmup 30] [--speedup 12 | --interval 5] [--repeat 3]
+
+Rates: by default the standard config's intervals (network 60 s, devices 5 m, compliance 5 m, identity 1 h)
+divided by --speedup (12: network every 5 s, devices and 专网专机专用 every 25 s, identity every 5 min),
+and the stack probes the core targets and the devices at those same two rates. --interval N instead runs
+every agent job, and every stack probe, each N seconds (the 专网专机专用 and identity checks, which the
+stack has no counterpart for, then run 5 and 60 times as often as in the standard config).
 
 Standard config: 10 core-network ICMP targets, 4 network devices (ICMP + TCP), 2 SNMP printers served by
 snmpsim from ../shared/testdata/snmp/, every target on loopback. The agent runs as `pointwatch-agent run`
 and reports to a small HTTP sink in this script. The baseline is Debian's prometheus-node-exporter +
 prometheus-blackbox-exporter + prometheus-snmp-exporter on loopback ports, with a scrape loop driven by
-this script at the same interval (10 icmp + 4 tcp + 4 icmp probes through blackbox, 2 printer walks
+this script at the same rates (10 icmp + 4 tcp + 4 icmp probes through blackbox, 2 printer walks
 through snmp_exporter, one node_exporter scrape). The scraper and the sink are not counted, on either side.
 
 Prints steady RSS (median after the warm-up) and CPU seconds per hour for both, and their ratios.
@@ -74,7 +80,16 @@ def start_snmpsim(work: Path) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def agent_config(work: Path, sink_port: int, snmp_port: int, dev_ports: list[int], interval: int) -> Path:
+STANDARD_INTERVALS = {"network": 60, "devices": 300, "compliance": 300, "identity": 3600}
+
+
+def rates(args) -> dict[str, float]:
+    if args.interval:
+        return {job: float(args.interval) for job in STANDARD_INTERVALS}
+    return {job: s / args.speedup for job, s in STANDARD_INTERVALS.items()}
+
+
+def agent_config(work: Path, sink_port: int, snmp_port: int, dev_ports: list[int], intervals: dict) -> Path:
     icmp = "\n".join(f"    - {{target: {t}, name: 核心网目标{i}}}" for i, t in enumerate(ICMP_TARGETS, 1))
     devs = "\n".join(f"  - {{kind: kiosk, name: 设备{i}, icmp: 127.0.1.{i}, tcp: {p}}}"
                      for i, p in enumerate(dev_ports, 1))
@@ -85,7 +100,7 @@ def agent_config(work: Path, sink_port: int, snmp_port: int, dev_ports: list[int
 point: {{code: "620102001001", name: 基准测试点}}
 collector: {{url: "http://127.0.0.1:{sink_port}", timeout: 5s}}
 state_dir: {work / 'state'}
-intervals: {{network: {interval}s, devices: {interval}s, compliance: {interval}s, identity: {interval}s}}
+intervals: {{{", ".join(f"{job}: {secs:g}s" for job, secs in intervals.items())}}}
 core_network:
   timeout: 1s
   count: 1
@@ -110,18 +125,31 @@ def exporter_configs(work: Path, snmp_port: int) -> tuple[Path, Path]:
     metrics = [("prtMarkerSuppliesLevel", "1.3.6.1.2.1.43.11.1.1.9"),
                ("prtMarkerSuppliesMaxCapacity", "1.3.6.1.2.1.43.11.1.1.8"),
                ("hrDeviceStatus", "1.3.6.1.2.1.25.3.2.1.5")]
-    lines = ["modules:"]
+    # snmp_exporter < 0.23 (Debian 12 ships 0.21) takes the modules at the top level; newer ones under
+    # "modules:". A config the exporter refuses makes it exit at once, and the stack would be measured
+    # without it (as happened before this check).
+    legacy = _snmp_exporter_version() < (0, 23)
+    lines, pad = ([], "") if legacy else (["modules:"], "  ")
     for c in PRINTERS:
-        lines += [f"  {c}:", "    version: 2", f"    auth: {{community: {c}}}", "    walk:"]
-        lines += [f"    - {w}" for w in walk]
-        lines += ["    metrics:"]
+        lines += [f"{pad}{c}:", f"{pad}  version: 2", f"{pad}  auth: {{community: {c}}}", f"{pad}  walk:"]
+        lines += [f"{pad}  - {w}" for w in walk]
+        lines += [f"{pad}  metrics:"]
         for name, oid in metrics:
-            idx = "hrDeviceIndex" if name.startswith("hr") else "prtMarkerSuppliesIndex"
-            lines += [f"    - name: {name}", f"      oid: {oid}", "      type: gauge",
-                      f"      indexes: [{{labelname: {idx}, type: gauge}}]"]
+            # Printer-MIB's supplies table is indexed by hrDeviceIndex and prtMarkerSuppliesIndex.
+            idx = ["hrDeviceIndex"] + ([] if name.startswith("hr") else ["prtMarkerSuppliesIndex"])
+            lines += [f"{pad}  - name: {name}", f"{pad}    oid: {oid}", f"{pad}    type: gauge",
+                      f"{pad}    indexes: [{', '.join(f'{{labelname: {i}, type: gauge}}' for i in idx)}]"]
     snmp = work / "snmp.yml"
     snmp.write_text("\n".join(lines) + "\n")
     return bb, snmp
+
+
+def _snmp_exporter_version() -> tuple[int, ...]:
+    import re
+
+    out = subprocess.run(["prometheus-snmp-exporter", "--version"], capture_output=True, text=True)
+    m = re.search(r"version (\d+)\.(\d+)", out.stdout + out.stderr)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
 def sample(procs: list[psutil.Process]) -> tuple[float, float]:
@@ -157,7 +185,7 @@ def run_agent(cfg: Path, warmup: float, span: float) -> dict:
         proc.wait(30)
 
 
-def run_stack(work: Path, snmp_port: int, dev_ports: list[int], interval: int, warmup: float, span: float,
+def run_stack(work: Path, snmp_port: int, dev_ports: list[int], intervals: dict, warmup: float, span: float,
               with_devices: bool) -> dict:
     bb_cfg, snmp_cfg = exporter_configs(work, snmp_port)
     ports = {name: free_port() for name in ("node", "blackbox", "snmp")}
@@ -166,13 +194,19 @@ def run_stack(work: Path, snmp_port: int, dev_ports: list[int], interval: int, w
             ["prometheus-snmp-exporter", f"--config.file={snmp_cfg}", f"--web.listen-address=127.0.0.1:{ports['snmp']}"]]
     procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in cmds]
     time.sleep(2)
+    dead = [c[0] for c, p in zip(cmds, procs, strict=True) if p.poll() is not None]
+    if dead:
+        for p in procs:
+            p.kill()
+        sys.exit(f"exporter(s) exited at start (config refused?): {', '.join(dead)}")
     urls = [f"http://127.0.0.1:{ports['blackbox']}/probe?module=icmp&target={t}" for t in ICMP_TARGETS]
-    for i, p in enumerate(dev_ports if with_devices else [], 1):
-        urls += [f"http://127.0.0.1:{ports['blackbox']}/probe?module=icmp&target=127.0.1.{i}",
-                 f"http://127.0.0.1:{ports['blackbox']}/probe?module=tcp&target=127.0.0.1:{p}"]
-    urls += [f"http://127.0.0.1:{ports['snmp']}/snmp?module={c}&target=127.0.0.1:{snmp_port}"
-             for c in (PRINTERS if with_devices else ())]
     urls.append(f"http://127.0.0.1:{ports['node']}/metrics")
+    dev_urls: list[str] = []
+    for i, p in enumerate(dev_ports if with_devices else [], 1):
+        dev_urls += [f"http://127.0.0.1:{ports['blackbox']}/probe?module=icmp&target=127.0.1.{i}",
+                 f"http://127.0.0.1:{ports['blackbox']}/probe?module=tcp&target=127.0.0.1:{p}"]
+    dev_urls += [f"http://127.0.0.1:{ports['snmp']}/snmp?module={c}&target=127.0.0.1:{snmp_port}"
+                 for c in (PRINTERS if with_devices else ())]
     stop = threading.Event()
     failures = []
 
@@ -185,14 +219,17 @@ def run_stack(work: Path, snmp_port: int, dev_ports: list[int], interval: int, w
         except OSError as exc:
             failures.append(f"{url}: {exc}")
 
-    def loop():
+    def loop(group: list[str], interval: float):
         with ThreadPoolExecutor(8) as pool:
             while not stop.is_set():
                 t = time.monotonic()
-                list(pool.map(scrape, urls))
+                list(pool.map(scrape, group))
                 stop.wait(max(0.0, interval - (time.monotonic() - t)))
 
-    threading.Thread(target=loop, daemon=True).start()
+    # node_exporter stands for host.resources and goes with the core probes; devices at the devices' rate.
+    threading.Thread(target=loop, args=(urls, intervals["network"]), daemon=True).start()
+    if dev_urls:
+        threading.Thread(target=loop, args=(dev_urls, intervals["devices"]), daemon=True).start()
     try:
         out = measure([psutil.Process(p.pid) for p in procs], warmup, span)
         out["scrape_failures"] = len(failures)
@@ -209,7 +246,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--span", type=float, default=180, help="measured seconds per side")
     ap.add_argument("--warmup", type=float, default=30)
-    ap.add_argument("--interval", type=int, default=5, help="probe interval in seconds, both sides (≥ 5)")
+    ap.add_argument("--speedup", type=float, default=12, help="standard intervals divided by this (default 12)")
+    ap.add_argument("--interval", type=float, default=0, help="instead: every job and probe each N s (≥ 5)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure the agent this many times (median printed); the stack once")
+    ap.add_argument("--agent-only", action="store_true", help="skip the exporter stack (no ratios)")
     args = ap.parse_args()
     for tool in ("prometheus-node-exporter", "prometheus-blackbox-exporter", "prometheus-snmp-exporter"):
         if not shutil.which(tool):
@@ -229,21 +270,33 @@ def main() -> int:
         dev_ports = [s.getsockname()[1] for s in listeners]
         sim, snmp_port = start_snmpsim(work)
         try:
-            cfg = agent_config(work, sink.server_address[1], snmp_port, dev_ports, args.interval)
+            cfg = agent_config(work, sink.server_address[1], snmp_port, dev_ports, rates(args))
             per_job = probe_counts(cfg)
-            agent = run_agent(cfg, args.warmup, args.span)
+            runs = []
+            for i in range(max(1, args.repeat)):
+                if i:  # a fresh state directory each time: every run starts like the first
+                    shutil.rmtree(work / "state")
+                    cfg = agent_config(work, sink.server_address[1], snmp_port, dev_ports, rates(args))
+                runs.append(run_agent(cfg, args.warmup, args.span))
+                print(f"agent run {i + 1}: RSS {runs[-1]['rss_mb']:.1f} MB, CPU {runs[-1]['cpu_s_per_h']:.1f} s/h, "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+            agent = {k: statistics.median(r[k] for r in runs) for k in ("rss_mb", "cpu_s_per_h")}
             # The baseline does what the agent does: device probes only once the agent has them.
-            stack = run_stack(work, snmp_port, dev_ports, args.interval, args.warmup, args.span,
-                              with_devices=bool(per_job.get("devices")))
+            stack = None if args.agent_only else run_stack(
+                work, snmp_port, dev_ports, rates(args), args.warmup, args.span,
+                with_devices=bool(per_job.get("devices")))
         finally:
             sim.terminate()
             sim.wait(10)
-    print(f"probe interval {args.interval}s, measured {args.span:.0f}s after {args.warmup:.0f}s warm-up")
+    print(f"intervals {', '.join(f'{j} {v:g}s' for j, v in rates(args).items())}; measured {args.span:.0f}s after {args.warmup:.0f}s warm-up"
+          f" ({len(runs)} agent run(s), medians), load average now {os.getloadavg()[0]:.1f}")
     print(f"agent probes per cycle by job: {per_job}"
           + ("  (no device probes yet: the devices family is not merged; network targets only)"
              if not per_job.get("devices") else ""))
     print(f"{'':34}{'RSS MB':>10}{'CPU s/h':>12}")
     print(f"{'pointwatch-agent':34}{agent['rss_mb']:>10.1f}{agent['cpu_s_per_h']:>12.1f}")
+    if stack is None:
+        return 0
     print(f"{'node+blackbox+snmp exporters':34}{stack['rss_mb']:>10.1f}{stack['cpu_s_per_h']:>12.1f}"
           f"   (scrape failures: {stack['scrape_failures']} {stack['failed_examples']})")
     print(f"ratio agent/stack: RSS {agent['rss_mb'] / stack['rss_mb']:.2f}, CPU {agent['cpu_s_per_h'] / max(stack['cpu_s_per_h'], 1e-9):.2f}")

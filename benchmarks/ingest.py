@@ -7,6 +7,11 @@ straight through the database driver's executemany, the store's own limit. The r
 figure to watch; absolute numbers depend on the machine.
 
     .venv/bin/python benchmarks/ingest.py [--reports 6000] [--agents 64] [--stores sqlite,postgresql]
+                                          [--batch 1] [--pg-processes 2]
+
+--batch N sends N reports per request ({"reports": [...]}, as agents do after an outage); 1 (the default)
+is the worst case. "server CPU ms/report" is the collector processes' user+system CPU time over the timed
+run divided by the reports: unlike reports/s it barely moves when other work shares the machine.
 
 PostgreSQL: a throw-away database pw_bench_<pid> is created through --pg-url's server and dropped after.
 Never part of the test run.
@@ -90,6 +95,18 @@ async def agent_loop(port: int, token: str, bodies: list[bytes], latencies: list
         writer.close()
 
 
+def server_cpu_s(procs) -> float:
+    """user+system CPU seconds of these processes so far (Linux /proc; 0 elsewhere)."""
+    total = 0.0
+    for p in procs:
+        try:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+    return total
+
+
 async def drive(ports: list[int], plan: list[tuple[str, list[bytes]]], tokens: dict[str, str]):
     latencies: list[float] = []
     errors: list[str] = []
@@ -105,10 +122,17 @@ def serve_main(data_dir: str, port: int) -> None:
     from collector.settings import Settings
 
     settings = Settings.load(None, data_dir)
-    serve(settings, "127.0.0.1", port, access_log=False)
+    app = None
+    if os.environ.get("PW_BENCH_NO_HOOKS"):  # --no-hooks: ingest alone, no alert or score workers
+        from collector.app import create_app
+
+        app = create_app(settings)
+        app.state.store.__dict__.pop("_ingest_hooks", None)
+        app.state.services.clear()
+    serve(settings, "127.0.0.1", port, app=app, access_log=False)
 
 
-def start_servers(url: str, data_dir: Path, n: int) -> tuple[list[subprocess.Popen], list[int]]:
+def start_servers(url: str, data_dir: Path, n: int, no_hooks: bool = False) -> tuple[list[subprocess.Popen], list[int]]:
     import socket
 
     import httpx
@@ -119,6 +143,8 @@ def start_servers(url: str, data_dir: Path, n: int) -> tuple[list[subprocess.Pop
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         env = {**os.environ, "POINTWATCH_DATABASE_URL": url}
+        if no_hooks:
+            env["PW_BENCH_NO_HOOKS"] = "1"
         d = data_dir / f"c{i}"
         d.mkdir(parents=True, exist_ok=True)
         procs.append(subprocess.Popen([sys.executable, __file__, "--serve", str(d), str(port)], env=env,
@@ -185,7 +211,7 @@ def run_store(kind: str, args) -> dict:
     dbname = None
     if kind == "sqlite":
         url = f"sqlite:///{tmp / 'pointwatch.db'}"
-        processes = 1  # one process per SQLite store, by design
+        processes = args.sqlite_processes  # one by design; more only to measure (WAL + busy timeout)
     else:
         import psycopg
 
@@ -203,11 +229,20 @@ def run_store(kind: str, args) -> dict:
             agent_id = str(uuid.uuid4())
             reps = [make_report(code, agent_id, s + 1, args.results) for s in range(per_agent)]
             all_reports.extend(reps)
-            plan.append((code, [json.dumps(r, ensure_ascii=False).encode() for r in reps]))
-        procs, ports = start_servers(url, tmp, processes)
+            if args.batch == 1:
+                bodies = [json.dumps(r, ensure_ascii=False).encode() for r in reps]
+            else:
+                bodies = [json.dumps({"reports": reps[i:i + args.batch]}, ensure_ascii=False).encode()
+                          for i in range(0, len(reps), args.batch)]
+            plan.append((code, bodies))
+        procs, ports = start_servers(url, tmp, processes, args.no_hooks)
         warm = [(code, [json.dumps(make_report(code, "warm", 0, args.results)).encode()]) for code in tokens]
         asyncio.run(drive(ports, warm, tokens))
+        load_before = os.getloadavg()[0]
+        cpu0 = server_cpu_s(procs)
         elapsed, lat, errors = asyncio.run(drive(ports, plan, tokens))
+        cpu = server_cpu_s(procs) - cpu0
+        load_after = os.getloadavg()[0]
         if errors:
             print(f"  {kind}: {len(errors)} failed requests, e.g. {errors[0]}", file=sys.stderr)
         for p in procs:
@@ -217,7 +252,9 @@ def run_store(kind: str, args) -> dict:
         base = baseline(url, all_reports)
         lat.sort()
         n = len(lat)
-        return {"store": kind, "processes": processes, "reports": n, "rate": n / elapsed,
+        return {"store": kind, "processes": processes, "reports": len(all_reports),
+                "rate": len(all_reports) / elapsed, "cpu_ms": 1000 * cpu / len(all_reports),
+                "load": (load_before, load_after),
                 "p50_ms": 1000 * statistics.median(lat), "p99_ms": 1000 * lat[min(n - 1, int(n * 0.99))],
                 "baseline": base, "errors": len(errors)}
     finally:
@@ -239,7 +276,12 @@ def main() -> int:
     ap.add_argument("--reports", type=int, default=6000, help="reports per store (bounded load)")
     ap.add_argument("--agents", type=int, default=64, help="concurrent simulated agents (one point each)")
     ap.add_argument("--results", type=int, default=40, help="results per report")
+    ap.add_argument("--sqlite-processes", type=int, default=1,
+                    help="collector processes on the one SQLite file (the design is 1; more to measure)")
+    ap.add_argument("--batch", type=int, default=1, help="reports per request (1: the worst case)")
     ap.add_argument("--stores", default="sqlite,postgresql")
+    ap.add_argument("--no-hooks", action="store_true",
+                    help="diagnostic: collectors without the post-commit alert and score workers")
     ap.add_argument("--pg-url", default=os.environ.get("POINTWATCH_TEST_PG",
                                                        "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--pg-processes", type=int, default=2,
@@ -247,12 +289,13 @@ def main() -> int:
     args = ap.parse_args()
     rows = [run_store(kind, args) for kind in args.stores.split(",")]
     print(f"\ningest benchmark: {args.agents} concurrent agents, {args.results} results per report, "
-          f"one report per request, loopback, {os.cpu_count()} CPUs")
+          f"{args.batch} report(s) per request, loopback, {os.cpu_count()} CPUs")
     print(f"{'store':<11}{'procs':>6}{'reports':>9}{'reports/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'baseline/s':>12}{'ratio':>8}")
+          f"{'cpu ms/rep':>11}{'baseline/s':>12}{'ratio':>8}{'load 1m':>12}")
     for r in rows:
         print(f"{r['store']:<11}{r['processes']:>6}{r['reports']:>9}{r['rate']:>11.0f}{r['p50_ms']:>9.1f}"
-              f"{r['p99_ms']:>9.1f}{r['baseline']:>12.0f}{r['rate'] / r['baseline']:>8.2f}")
+              f"{r['p99_ms']:>9.1f}{r['cpu_ms']:>11.2f}{r['baseline']:>12.0f}{r['rate'] / r['baseline']:>8.2f}"
+              f"{r['load'][0]:>6.1f}→{r['load'][1]:<4.1f}")
     print("baseline: the same reports + results rows through the driver's executemany, no HTTP, no checks")
     return 1 if any(r["errors"] for r in rows) else 0
 

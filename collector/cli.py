@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from collector import __version__
@@ -20,6 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the collector")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM, chain after it)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    p.add_argument("--forwarded-allow-ips", metavar="IPS", default=None,
+                   help="trust X-Forwarded-For/-Proto from these proxy addresses (comma-separated; default: "
+                        "trust no proxy). Only then is a request that reached the proxy over HTTPS treated as "
+                        "HTTPS (Secure session cookies) and its client address taken from the header")
 
     p = sub.add_parser("demo", help="run the collector with a demo fleet and an agent checking this machine")
     p.add_argument("--host", default="127.0.0.1")
@@ -52,7 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"配置错误 (config error): {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        return serve(settings, args.host, args.port)
+        if bool(args.tls_cert) != bool(args.tls_key):
+            print("--tls-cert and --tls-key go together", file=sys.stderr)
+            return 2
+        for path in filter(None, (args.tls_cert, args.tls_key)):
+            if not os.path.isfile(path):
+                print(f"{path}: no such file", file=sys.stderr)
+                return 2
+        return serve(settings, args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                     forwarded_allow_ips=args.forwarded_allow_ips)
     if args.command == "evidence":
         from collector.evidence.cli import run as run_evidence
 
@@ -74,13 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     return registry_cli.run(args, settings)
 
 
-def serve(settings: Settings, host: str, port: int, app=None, access_log: bool = True) -> int:
+def serve(settings: Settings, host: str, port: int, app=None, access_log: bool = True,
+          tls_cert: str | None = None, tls_key: str | None = None, forwarded_allow_ips: str | None = None) -> int:
     import uvicorn
 
     from collector.app import create_app
 
     app = app or create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, access_log=access_log)
+    # Proxy headers are believed only from the proxies named: anyone else could claim "https" or any address
+    # (and so dodge the per-source login throttle).
+    proxied = {"proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips} if forwarded_allow_ips else {
+        "proxy_headers": False}
+    tls = {"ssl_certfile": tls_cert, "ssl_keyfile": tls_key} if tls_cert else {}
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, **proxied, **tls)
     return 0
 
 

@@ -1,11 +1,37 @@
-"""Turning an HTTP body into validated wire reports, or a clear 4xx naming what was wrong."""
+"""Turning an HTTP body into validated wire reports, or a clear 4xx naming what was wrong.
+
+What a report may carry, decided here (the hostile-input suite, tests/test_hostile_ingest.py, holds us to it).
+A refused report is answered 422 with ``{"detail": [{"field", "problem"}…]}`` naming each problem (at most 20)
+and nothing of the request is stored — one bad report in a batch refuses the batch; the agent then resends
+the others one by one.
+
+- Refused: anything that is not JSON (a UTF-8 BOM is tolerated); ``NaN``/``Infinity`` and numbers that
+  overflow to infinity (``1e999``) anywhere, details included; integers over 4300 digits; nesting deeper
+  than Python's parser allows; wrong types (pydantic's lax mode: ``"12"`` is a number, ``"fast"`` is not);
+  ``seq`` outside 0…2⁶³−1; ``point_code``, ``agent_id``, ``agent_version`` other than 1–40 printable ASCII
+  characters; any timestamp before the year 2000 or from 2100 on, or without a time zone; more than
+  2000 results; details over 32 KiB as JSON or nested deeper than 8 levels; a target of 1–200 characters,
+  message over 2000, unit over 20, hostname over 255, os, machine id or serial over 200, more than 64 MACs.
+- Accepted and cleaned (so a machine with odd bytes in a process name does not lose its reports): in every
+  string, details keys included, NUL and lone UTF-16 surrogates (undecodable OS bytes, arriving as JSON
+  escapes) become U+FFFD; in the text shown to people (hostname, os, fingerprint, target, message, unit)
+  invisible formatting characters — bidi overrides and isolates, zero-width spaces and joiners, BOM, soft
+  hyphen — are removed and other control characters become U+FFFD (message keeps tab and newline). The
+  length limits apply to the cleaned text, so a target of only invisible characters is refused.
+- Clamped: ``collected_at`` and ``observed_at`` more than 5 minutes ahead of the collector's clock are
+  stored as the receive time, so a PC whose clock runs years ahead cannot hold a point's latest state; its
+  ``sent_at`` is kept as sent, and the skew shows in the collector's ``agent.clock_skew`` result.
+- Body limits: 1 MiB on the wire (``max_body_bytes``), 8 MiB after gzip, at most 500 reports a request.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import zlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -13,6 +39,18 @@ from agent import wire
 
 MAX_INFLATED_BYTES = 8 * 1024 * 1024  # a gzip body may not expand past this (zip bombs)
 CHECK_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+){0,4}$")
+IDENT = re.compile(r"^[\x21-\x7e]{1,40}$")
+MAX_SEQ = 2**63 - 1
+YEARS = range(2000, 2100)
+FUTURE_SLACK = timedelta(minutes=5)
+MAX_DETAILS_DEPTH = 8
+# NUL (PostgreSQL text refuses it) and lone surrogates (not encodable as UTF-8): U+FFFD in every string.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Invisible formatting that makes a shown name read differently from what it is (bidi overrides, isolates,
+# zero-width characters, BOM, soft hyphen): removed from names and messages.
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 _report_adapter = TypeAdapter(wire.Report)
 _batch_adapter = TypeAdapter(wire.ReportBatch)
@@ -60,9 +98,16 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not allowed in JSON numbers")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is not finite")
+    return value
+
+
 def parse_reports(data: bytes) -> list[wire.Report]:
     try:
-        payload = json.loads(data, parse_constant=_reject_constant)
+        payload = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise IngestError(422, "bad_json", f"body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -85,9 +130,10 @@ def parse_reports(data: bytes) -> list[wire.Report]:
     if len(reports) > 500:
         raise IngestError(413, "too_many", "at most 500 reports per request")
     problems = []
+    now = datetime.now(timezone.utc)
     for i, report in enumerate(reports):
         base = f"reports[{i}]." if isinstance(parsed, wire.ReportBatch) else ""
-        problems.extend({"field": base + f, "problem": p} for f, p in _semantic_problems(report))
+        problems.extend({"field": base + f, "problem": p} for f, p in _semantic_problems(report, now))
     if problems:
         raise IngestError(422, "invalid", problems[:20])
     return reports
@@ -105,39 +151,140 @@ def _loc(loc) -> str:
     return out
 
 
-def _semantic_problems(report: wire.Report):
-    """What the types cannot say: sizes, time zones, identifiers."""
+def _semantic_problems(report: wire.Report, now: datetime):
+    """What the types cannot say: sizes, time zones, identifiers; cleans text and clamps future times."""
     import uuid
 
     try:
         uuid.UUID(report.report_id)
     except ValueError:
         yield "report_id", "must be a UUID"
-    if report.seq < 0:
-        yield "seq", "must not be negative"
-    for name in ("collected_at", "sent_at"):
-        ts = getattr(report, name)
-        if ts.tzinfo is None:
-            yield name, "must be RFC 3339 with a time zone (e.g. 2026-01-01T08:00:00Z)"
-    if report.host.boot_time is not None and report.host.boot_time.tzinfo is None:
-        yield "host.boot_time", "must carry a time zone"
+    if not 0 <= report.seq <= MAX_SEQ:
+        yield "seq", f"must be between 0 and {MAX_SEQ}"
     for name in ("point_code", "agent_id", "agent_version"):
-        if not 0 < len(getattr(report, name)) <= 40:
-            yield name, "must be 1-40 characters"
+        if not IDENT.match(getattr(report, name)):
+            yield name, "must be 1-40 printable ASCII characters"
+    yield from _time_problems(report, now)
+    yield from _host_problems(report.host)
     if len(report.results) > wire.MAX_RESULTS_PER_REPORT:
         yield "results", f"at most {wire.MAX_RESULTS_PER_REPORT} results per report"
         return
     for j, r in enumerate(report.results):
-        where = f"results[{j}]"
-        if not CHECK_ID.match(r.check) or len(r.check) > 64:
-            yield f"{where}.check", f"'{r.check[:80]}' is not a check id"
-        if not r.target or len(r.target) > 200:
-            yield f"{where}.target", "must be 1-200 characters"
-        if len(r.message) > wire.MAX_TEXT:
-            yield f"{where}.message", f"longer than {wire.MAX_TEXT} characters"
-        if r.unit is not None and len(r.unit) > 20:
+        yield from _result_problems(f"results[{j}]", r, now)
+
+
+def _bad_time(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        return "must be RFC 3339 with a time zone (e.g. 2026-01-01T08:00:00Z)"
+    if ts.year not in YEARS:  # compared before any arithmetic: year 1 or 9999 overflow when shifted to UTC
+        return f"year {ts.year} is outside {YEARS.start}-{YEARS.stop - 1}"
+    return None
+
+
+def _clamp(ts: datetime, now: datetime) -> datetime:
+    return now if ts - now > FUTURE_SLACK else ts
+
+
+def _time_problems(report: wire.Report, now: datetime):
+    bad = False
+    for name, ts in (("collected_at", report.collected_at), ("sent_at", report.sent_at),
+                     ("host.boot_time", report.host.boot_time)):
+        problem = _bad_time(ts)
+        if problem:
+            bad = True
+            yield name, problem
+    if not bad:
+        report.collected_at = _clamp(report.collected_at, now)
+
+
+def _shown(text: str, keep_lines: bool = False) -> str:
+    """A string people will read: invisible formatting removed, control characters made visible."""
+    text = _INVISIBLE.sub("", text)
+    return (_CONTROL_BUT_LINES if keep_lines else _CONTROL).sub("\ufffd", text)
+
+
+def _host_problems(host: wire.Host):
+    fp = host.fingerprint
+    host.hostname, host.os = _shown(host.hostname), _shown(host.os)
+    fp.machine_id, fp.serial = _shown(fp.machine_id), _shown(fp.serial)
+    if len(host.hostname) > 255:
+        yield "host.hostname", "longer than 255 characters"
+    if len(host.os) > 200:
+        yield "host.os", "longer than 200 characters"
+    for name in ("machine_id", "serial"):
+        if len(getattr(fp, name)) > 200:
+            yield f"host.fingerprint.{name}", "longer than 200 characters"
+    if len(fp.macs) > 64 or any(len(mac) > 64 for mac in fp.macs):
+        yield "host.fingerprint.macs", "at most 64 addresses of at most 64 characters"
+    else:
+        fp.macs = [_shown(mac) for mac in fp.macs]
+
+
+def _result_problems(where: str, r: wire.Result, now: datetime):
+    if not CHECK_ID.match(r.check) or len(r.check) > 64:
+        yield f"{where}.check", f"'{_shown(r.check[:80])}' is not a check id"
+    r.target, r.message = _shown(r.target), _shown(r.message, keep_lines=True)
+    if not r.target or len(r.target) > 200:
+        yield f"{where}.target", "must be 1-200 visible characters"
+    if len(r.message) > wire.MAX_TEXT:
+        yield f"{where}.message", f"longer than {wire.MAX_TEXT} characters"
+    if r.unit is not None:
+        r.unit = _shown(r.unit)
+        if len(r.unit) > 20:
             yield f"{where}.unit", "longer than 20 characters"
-        if r.observed_at is not None and r.observed_at.tzinfo is None:
-            yield f"{where}.observed_at", "must carry a time zone"
-        if len(json.dumps(r.details, ensure_ascii=False)) > wire.MAX_DETAILS_BYTES:
-            yield f"{where}.details", f"larger than {wire.MAX_DETAILS_BYTES} bytes"
+    problem = _bad_time(r.observed_at)
+    if problem:
+        yield f"{where}.observed_at", problem
+    elif r.observed_at is not None:
+        r.observed_at = _clamp(r.observed_at, now)
+    try:
+        r.details = _clean(r.details, 1)
+    except _TooDeep:
+        yield f"{where}.details", f"nested deeper than {MAX_DETAILS_DEPTH} levels"
+        return
+    if not _surely_small(r.details) and len(json.dumps(r.details, ensure_ascii=False)) > wire.MAX_DETAILS_BYTES:
+        yield f"{where}.details", f"larger than {wire.MAX_DETAILS_BYTES} bytes"
+
+
+_SCALARS = (bool, float, type(None))
+
+
+def _surely_small(details: dict) -> bool:
+    """Details of a few scalars are within MAX_DETAILS_BYTES without serialising them (the common case, and
+    serialising 40 of them per report cost more than validating the report): a JSON string is at most
+    6 characters (\\uXXXX) per character plus quotes, a float or 64-bit int at most 25."""
+    size = 2
+    for k, v in details.items():
+        if not isinstance(k, str):
+            return False
+        if isinstance(v, str):
+            size += 6 * len(v) + 2
+        elif isinstance(v, _SCALARS) or (isinstance(v, int) and -(2**63) <= v < 2**63):
+            size += 25
+        else:
+            return False  # lists, objects, huge ints: measure them
+        size += 6 * len(k) + 6  # quotes, ": ", ", "
+        if size > wire.MAX_DETAILS_BYTES:
+            return False
+    return True
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _clean(value, depth: int):
+    """Details with NUL and lone surrogates replaced in every key and string; refuses deep nesting."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        if depth > MAX_DETAILS_DEPTH:
+            raise _TooDeep()
+        return {_clean(k, depth): _clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        if depth > MAX_DETAILS_DEPTH:
+            raise _TooDeep()
+        return [_clean(v, depth + 1) for v in value]
+    return value

@@ -19,7 +19,9 @@ def normalize_path(path: str) -> str:
     if len(parts) > MAX_DEPTH:
         raise RegionError(f"region path '{path}' is deeper than {MAX_DEPTH} levels (省/市/县/镇/村)")
     for part in parts:
-        if len(part) > 60 or any(ch in part for ch in "\\\n\r\t"):
+        # isprintable() refuses control and format characters (NUL, bidi overrides, zero-width) and lone
+        # surrogates: a region name is shown to people and stored in every database.
+        if len(part) > 60 or "\\" in part or not part.isprintable():
             raise RegionError(f"region name '{part}' in '{path}' is not valid")
     return "/".join(parts) or "/"
 

@@ -19,6 +19,7 @@ log = logging.getLogger("pointwatch.scores")
 
 BATCH = 500
 TICK_S = 60.0
+MIN_PASS_S = 2.0  # while busy, at most one pass per this long
 
 
 def rescore(store, codes: list[str], now: datetime | None = None) -> int:
@@ -89,6 +90,7 @@ class ScoreKeeper:
         import time
 
         next_tick = 0.0  # the first pass scores every point that has no score yet
+        busy, started, took = False, 0.0, 0.0
         while not self._stop.is_set():
             with self._cond:
                 if not self._pending and time.monotonic() < next_tick:
@@ -99,8 +101,18 @@ class ScoreKeeper:
                     codes = sorted(set(codes) | set(self.store.points_needing_scores())
                                    | set(self.store.points_with_stale_lines()))
                     next_tick = time.monotonic() + self.tick_s
+                if codes and busy:
+                    # Reports came in during the last pass: under load, one pass over what reported meanwhile
+                    # rather than one per report keeps the CPU for ingest (a quiet collector scores at once).
+                    self._stop.wait(max(0.0, started + max(MIN_PASS_S, 2 * took) - time.monotonic()))
+                    with self._cond:
+                        codes, self._pending = sorted(set(codes) | self._pending), set()
                 if codes:
+                    started = time.monotonic()
                     rescore(self.store, codes)
+                    took = time.monotonic() - started
+                    with self._cond:
+                        busy = bool(self._pending)
             except Exception:  # the next report or tick tries again; metrics keep the last scores meanwhile
                 log.exception("rescore_failed points=%d", len(codes))
                 self._stop.wait(5)

@@ -170,8 +170,26 @@ def _echo_burst(target: str, count: int, timeout: float) -> list[float | None]:
         rtt = ping3.ping(target, timeout=timeout, unit="s", seq=seq)
         return rtt if isinstance(rtt, float) else None  # None = timeout, False = unreachable/error
 
-    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="echo") as pool:
-        return list(pool.map(one, range(count)))
+    if count == 1:  # nothing to overlap: no thread
+        return [one(0)]
+    # The first echo goes on the probe's own thread, the others on a pool kept for the agent's life
+    # (threads made afresh each cycle were a visible share of the agent's CPU). Echoes end within their
+    # timeout, so no thread is ever stuck in it.
+    rest = [_echo_pool().submit(one, seq) for seq in range(1, count)]
+    first = one(0)
+    return [first, *(f.result() for f in rest)]
+
+
+_ECHO_POOL: list = []
+_ECHO_LOCK = threading.Lock()
+
+
+def _echo_pool() -> ThreadPoolExecutor:
+    with _ECHO_LOCK:
+        if not _ECHO_POOL:
+            # Room for every echo of 32 targets at count 3 in flight at once; idle threads are reused.
+            _ECHO_POOL.append(ThreadPoolExecutor(max_workers=64, thread_name_prefix="echo"))
+        return _ECHO_POOL[0]
 
 
 def _echo_outcome(target: str, rtts: list[float | None], details: dict, loss_warn: float,

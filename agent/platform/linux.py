@@ -6,11 +6,12 @@ import ipaddress
 import os
 import socket
 import struct
+import sys
 from pathlib import Path
 
 import psutil
 
-from agent.platform import Adapter, Platform, Route, StorageVolume, UsbDevice
+from agent.platform import Adapter, Listener, Platform, Route, StorageVolume, UsbDevice
 
 # /sys/class/net/*/type (ARPHRD_*) values that are tunnels: ipip, ip6tnl, sit, gre, ip6gre, ppp, none (tun,
 # WireGuard). 772 is loopback.
@@ -117,6 +118,56 @@ class LinuxPlatform(Platform):
         return sorted(macs)
 
     # -- storage -----------------------------------------------------------------------------------
+    def listeners(self) -> list[Listener]:
+        """Listening TCP and unconnected UDP sockets from /proc/net, owners found once per socket.
+
+        psutil.net_connections maps every socket of every process to its pid by reading all of /proc/*/fd
+        on each call; that was nearly half of the agent's CPU. The listening sockets come from /proc/net
+        (cheap), and only a socket not seen before sends us through /proc/*/fd, stopping when all are found.
+        """
+        found = []
+        for name, proto, six in (("tcp", "tcp", False), ("tcp6", "tcp", True), ("udp", "udp", False),
+                                 ("udp6", "udp", True)):
+            found.extend((proto, *sock) for sock in parse_proc_net_sockets(self._read(f"proc/net/{name}"),
+                                                                           six, tcp=proto == "tcp"))
+        owners = self.__dict__.setdefault("_socket_owners", {})
+        unknown = {inode for *_, inode in found if inode not in owners}
+        if unknown:
+            owners.update(self._socket_pids(unknown))
+        live = {inode for *_, inode in found}
+        for inode in [i for i in owners if i not in live]:  # closed sockets: forget them
+            del owners[inode]
+        out = {Listener(proto, addr, port, *owners.get(inode, (None, ""))) for proto, addr, port, inode in found}
+        return sorted(out, key=lambda x: (x.proto, x.port, x.address))
+
+    def _socket_pids(self, inodes: set[int]) -> dict[int, tuple[int | None, str]]:
+        wanted = {f"socket:[{i}]": i for i in inodes}
+        out: dict[int, tuple[int | None, str]] = {i: (None, "") for i in inodes}  # unreadable stays unknown
+        left = len(wanted)
+        for pid_dir in _listdir(self._path("proc")):
+            if not pid_dir.name.isdigit():
+                continue
+            try:
+                fds = os.listdir(pid_dir / "fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    inode = wanted.get(os.readlink(pid_dir / "fd" / fd))
+                except OSError:
+                    continue
+                if inode is not None and out[inode][0] is None:
+                    pid = int(pid_dir.name)
+                    try:
+                        name = psutil.Process(pid).name()
+                    except psutil.Error:
+                        name = ""
+                    out[inode] = (pid, name)
+                    left -= 1
+            if not left:
+                break
+        return out
+
     def removable_volumes(self) -> list[StorageVolume]:
         return removable_volumes_from(self._read("/proc/self/mounts"), self._path("/sys/class/block"))
 
@@ -249,6 +300,33 @@ def parse_proc_ipv6_route(text: str) -> list[Route]:
 
 def _unescape_mount(text: str) -> str:
     return text.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+
+
+def parse_proc_net_sockets(text: str, ipv6: bool, tcp: bool) -> list[tuple[str, int, int]]:
+    """(address, port, inode) of listening TCP (state 0A) or unconnected UDP sockets in /proc/net/{tcp,udp}[6]."""
+    out = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10:
+            continue
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if tcp and state != "0A":
+            continue
+        if not tcp and not remote.endswith(":0000"):
+            continue
+        try:
+            hexaddr, hexport = local.split(":")
+            out.append((_proc_net_address(hexaddr, ipv6), int(hexport, 16), int(inode)))
+        except ValueError:
+            continue
+    return out
+
+
+def _proc_net_address(hexaddr: str, ipv6: bool) -> str:
+    raw = bytes.fromhex(hexaddr)
+    if sys.byteorder == "little":  # the kernel prints each 32-bit word in host order
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return socket.inet_ntop(socket.AF_INET6 if ipv6 else socket.AF_INET, raw)
 
 
 def removable_volumes_from(mounts: str, sys_block: Path) -> list[StorageVolume]:

@@ -17,6 +17,7 @@ from collector import selfmetrics
 from collector.alerts.dispatch import claim, deliver, queue_depth
 
 log = logging.getLogger("pointwatch.alerts")
+MIN_PASS_S = 1.0  # while busy, at most one evaluation a second of a point, however often it reports
 
 
 class AlertWorker:
@@ -64,14 +65,27 @@ class AlertWorker:
 
     def _evaluate_loop(self) -> None:
         next_tick = time.monotonic()
+        busy, started, took = False, 0.0, 0.0
         while not self._stop.is_set():
             with self._cond:
                 if not self._pending:
                     self._cond.wait(timeout=max(0.0, next_tick - time.monotonic()))
                 codes, self._pending = self._pending, set()
                 selfmetrics.ALERT_EVAL_BACKLOG.set(0)
-            for code in sorted(codes):
-                self._run("ingest", self.engine.evaluate_point, code)
+            if codes and busy:
+                # Reports came in during the last pass: a busy collector gets many per point a second, and
+                # evaluating after each one would take the CPU ingest needs. Gather them for a while and
+                # evaluate each point once (a quiet collector evaluates a report at once).
+                self._stop.wait(max(0.0, started + max(MIN_PASS_S, 2 * took) - time.monotonic()))
+                with self._cond:
+                    codes, self._pending = codes | self._pending, set()
+            if codes:
+                started = time.monotonic()
+                for code in sorted(codes):
+                    self._run("ingest", self.engine.evaluate_point, code)
+                took = time.monotonic() - started
+                with self._cond:
+                    busy = bool(self._pending)
             if time.monotonic() >= next_tick and not self._stop.is_set():
                 self._run("timer", self.engine.tick)
                 next_tick = time.monotonic() + self.engine.config.tick_s

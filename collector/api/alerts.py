@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -21,7 +21,7 @@ from collector.alerts.queries import (
 )
 from collector.alerts.rules import TITLES
 from collector.alerts.worker import AlertWorker
-from collector.api.deps import get_store, requested_scope, require_admin, require_reader
+from collector.api.deps import MAX_ID, get_store, requested_scope, require_admin, require_reader
 from collector.regions import RegionError, is_within, normalize_path
 from collector.store import TokenInfo
 
@@ -152,7 +152,8 @@ async def get_silences(request: Request, expired: bool = False, auth: TokenInfo 
 
 
 @router.delete("/silences/{silence_id}")
-async def delete_silence(silence_id: int, request: Request, auth: TokenInfo = Depends(require_admin)):
+async def delete_silence(request: Request, silence_id: int = Path(ge=1, le=MAX_ID),
+                         auth: TokenInfo = Depends(require_admin)):
     engine = request.app.state.alerts
     source = request.client.host if request.client else None
     row = await run_in_threadpool(lambda: expire_silence(

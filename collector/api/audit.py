@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import get_store, require_admin
+from collector.api.deps import MAX_BIGINT, get_store, require_admin
 from collector.store import TokenInfo
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 
 @router.get("")
-async def audit_log(request: Request, limit: int = Query(200, ge=1, le=5000), before: int | None = None,
+async def audit_log(request: Request, limit: int = Query(200, ge=1, le=5000), before: int | None = Query(None, ge=1, le=MAX_BIGINT),
                     action: str | None = None, info: TokenInfo = Depends(require_admin)):
     entries = await run_in_threadpool(get_store(request).audit_entries, info.region_path, limit, before, action)
     return {"entries": entries, "next_before": entries[-1]["id"] if len(entries) == limit else None}

@@ -1,10 +1,15 @@
 """Logging in and out of the web UI, and the admin's API for users, tokens and enrolment codes.
 
-Sessions live in an HttpOnly, SameSite=Lax cookie (Secure when the page was served over TLS); the store
-keeps only the cookie's SHA-256. Every write here is audited by the store in the same transaction.
+Sessions live in an HttpOnly, SameSite=Lax cookie (Secure when the page was served over TLS — directly, or
+through a proxy the collector was told to trust, see ``serve --forwarded-allow-ips``); the store keeps only
+the cookie's SHA-256. Every write here is audited by the store in the same transaction. Failed logins are
+throttled per username and per source (collector/store/throttle.py): a locked login answers 429 with
+Retry-After and a Chinese message, whatever the password.
 """
 
 from __future__ import annotations
+
+import math
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -23,6 +28,7 @@ from collector.regions import RegionError, is_within, normalize_path
 from collector.store import StoreError, TokenInfo
 from collector.store.audit import Actor
 from collector.store.people import SESSION_TTL
+from collector.store.throttle import LoginLocked
 
 router = APIRouter(tags=["auth"])
 
@@ -48,16 +54,32 @@ async def login_page(request: Request, next: str = "/"):
 @router.post("/login", include_in_schema=False)
 async def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")):
     store = get_store(request)
-    outcome = await run_in_threadpool(store.login, username, password, client_source(request))
+    try:
+        outcome = await run_in_threadpool(store.login, username, password, client_source(request))
+    except LoginLocked as exc:
+        wait = max(1, math.ceil(exc.retry_after_s))
+        return _templates().TemplateResponse(
+            request, "login.html", {"next": _safe_next(next), "username": _shown(username), "refresh": None,
+                                    "error": f"登录失败次数过多，已暂时锁定，请 {_wait_cn(wait)}后再试"},
+            status_code=429, headers={"Retry-After": str(wait)})
     if outcome is None:
         return _templates().TemplateResponse(
-            request, "login.html", {"next": _safe_next(next), "username": username, "refresh": None,
+            request, "login.html", {"next": _safe_next(next), "username": _shown(username), "refresh": None,
                                     "error": "用户名或密码不正确"}, status_code=401)
     cookie, _info = outcome
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(SESSION_COOKIE, cookie, max_age=int(SESSION_TTL.total_seconds()), httponly=True,
                         samesite="lax", secure=request.url.scheme == "https", path="/")
     return response
+
+
+def _shown(text: str) -> str:
+    # Echoed into the form: a lone surrogate could not be encoded into the page.
+    return text.encode("utf-8", "replace").decode("utf-8")[:60]
+
+
+def _wait_cn(seconds: int) -> str:
+    return f"{seconds} 秒" if seconds < 120 else f"{math.ceil(seconds / 60)} 分钟"
 
 
 @router.post("/logout", include_in_schema=False)

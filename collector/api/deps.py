@@ -18,6 +18,9 @@ from collector.store import Store, TokenInfo
 
 SESSION_COOKIE = "pw_session"
 READ_ROLES = ("viewer", "reviewer", "admin")
+# Row ids in paths and queries: beyond the column's range the database raises (a 5xx) instead of "no row".
+MAX_ID = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
 
 
 def get_store(request: Request) -> Store:

@@ -37,7 +37,20 @@ def _key(request: Request):
     return load_or_create(request.app.state.settings.data_dir)
 
 
-@router.get("/public-key", response_class=PlainTextResponse)
+PEM_DOC = {200: {"description": "the Ed25519 public key, PEM", "content": {"application/x-pem-file": {}}}}
+ZIP_DOC = {200: {"description": "the signed bundle (streamed)",
+                 "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+class _PemResponse(PlainTextResponse):
+    media_type = "application/x-pem-file"
+
+
+class _ZipResponse(StreamingResponse):
+    media_type = "application/zip"
+
+
+@router.get("/public-key", response_class=_PemResponse, responses=PEM_DOC)
 async def public_key(request: Request):
     from collector.evidence.keys import key_id, public_pem
 
@@ -147,7 +160,7 @@ def _actor(auth: TokenInfo) -> str:
     return getattr(auth, "actor", "") or f"token:{auth.id}"
 
 
-@router.get("/points/{code}.zip")
+@router.get("/points/{code}.zip", response_class=_ZipResponse, responses=ZIP_DOC)
 async def point_bundle(code: str, request: Request, since: str = Query(..., alias="from"),
                        until: str = Query(..., alias="to"), auth: TokenInfo = Depends(require_reviewer)):
     from collector.evidence.bundle import export
@@ -165,7 +178,7 @@ async def point_bundle(code: str, request: Request, since: str = Query(..., alia
     return _attachment(resp, f"evidence-{code}-{period.given_from}-{period.given_to}.zip")
 
 
-@router.get("/region.zip")
+@router.get("/region.zip", response_class=_ZipResponse, responses=ZIP_DOC)
 async def region_bundle(request: Request, region: str = Query(...), since: str = Query(..., alias="from"),
                         until: str = Query(..., alias="to"), auth: TokenInfo = Depends(require_reviewer)):
     from collector.evidence.bundle import export

@@ -9,12 +9,13 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from collector import __version__, scores
-from collector.api.deps import get_store, require_page_reader
+from collector.api.deps import MAX_BIGINT, MAX_ID, get_store, require_page_reader
 from collector.regions import RegionError, ancestors, confine, is_within, split_path
 from collector.store.overview import FAMILIES, STATES, OverviewQuery
 from collector.timeutil import china_time
@@ -91,7 +92,7 @@ def crumbs(path: str) -> list[tuple[str, str]]:
 
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, region: str = "/", state: str = "", family: str = "", device: str = "",
-                   q: str = "", page: int = 1):
+                   q: str = "", page: int = Query(1, ge=1, le=100_000)):
     try:
         scope = scoped(region, page_user(request))
     except RegionError as exc:
@@ -214,7 +215,8 @@ async def silence_from_page(request: Request, point: str = Form(...), rule: str 
 
 
 @router.post("/alerts/silence/{silence_id}/expire")
-async def expire_from_page(silence_id: int, request: Request, user: PageUser = Depends(require_page_admin)):
+async def expire_from_page(request: Request, silence_id: int = PathParam(ge=1, le=MAX_ID),
+                           user: PageUser = Depends(require_page_admin)):
     from collector.alerts.queries import expire_silence
 
     store, engine = get_store(request), request.app.state.alerts
@@ -236,7 +238,8 @@ AUDIT_PAGE = 200
 
 
 @router.get("/audit", response_class=HTMLResponse)
-async def audit_page(request: Request, action: str = "", before: int | None = None,
+async def audit_page(request: Request, action: str = "",
+                     before: int | None = Query(None, ge=1, le=MAX_BIGINT),
                      user: PageUser = Depends(require_page_admin)):
     store = get_store(request)
     entries = await run_in_threadpool(store.audit_entries, user.region_path, AUDIT_PAGE, before, action or None)

@@ -15,7 +15,7 @@ import json
 import sys
 from datetime import timedelta, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from agent.wire import Report, rfc3339
@@ -33,6 +33,37 @@ _REP = m.Report.__table__
 _S = m.PointState.__table__
 
 
+def _encoder(**options):
+    """``json.dumps(obj, **options)`` for dicts, minus building an encoder per call (≈40 calls a report).
+
+    The C encoder is made once, without the circular-reference check (values come from parsed JSON, which
+    has no cycles); the output is checked against json.dumps here, else json.dumps is used as it is.
+    """
+    enc = json.JSONEncoder(**options)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return enc.encode
+    try:
+        c = make(None, enc.default, json.encoder.encode_basestring if not enc.ensure_ascii else
+                 json.encoder.encode_basestring_ascii, enc.indent, enc.key_separator, enc.item_separator,
+                 enc.sort_keys, enc.skipkeys, enc.allow_nan)
+
+        def encode(obj):
+            return "".join(c(obj, 0))
+
+        probe = {"b": [1, 2.5, None, True], "a": "上 \"\n", "c": {"z": 1e16, "y": -0.0}}
+        if encode(probe) == json.dumps(probe, **options):
+            return encode
+    except Exception:  # another Python's C encoder: keep the documented path
+        pass
+    return enc.encode
+
+
+_CANON = _encoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))  # the chained body's form
+_PLAIN = _encoder(ensure_ascii=False)  # what json.dumps(x, ensure_ascii=False) writes
+_INF = float("inf")
+
+
 def _ts(ts):
     return None if ts is None else rfc3339(ts)
 
@@ -48,30 +79,41 @@ def _jsonable_details(d):
     return d
 
 
+def _finite(v):
+    # NaN and ±inf have no JSON form: stored as "no value", as the agent's own serialiser does.
+    return None if isinstance(v, float) and (v != v or v in (_INF, -_INF)) else v
+
+
 def report_dict(report: Report) -> dict:
     """Same shape as ``agent.wire.report_to_dict`` without dataclasses.asdict's deep copies."""
     h, fp = report.host, report.host.fingerprint
+    stamps: dict = {}  # the results of one report mostly share a few observed_at values
+
+    def ts(t):
+        if t is None:
+            return None
+        try:
+            return stamps[t]
+        except KeyError:
+            stamps[t] = text = rfc3339(t)
+            return text
+
     return {
         "report_id": report.report_id, "seq": report.seq, "agent_id": report.agent_id,
         "point_code": report.point_code, "agent_version": report.agent_version,
-        "collected_at": _ts(report.collected_at), "sent_at": _ts(report.sent_at),
-        "host": {"hostname": h.hostname, "os": h.os, "boot_time": _ts(h.boot_time),
+        "collected_at": ts(report.collected_at), "sent_at": ts(report.sent_at),
+        "host": {"hostname": h.hostname, "os": h.os, "boot_time": ts(h.boot_time),
                  "fingerprint": {"machine_id": fp.machine_id, "serial": fp.serial, "macs": list(fp.macs)}},
         "results": [{"check": r.check, "target": r.target, "status": r.status, "message": r.message,
                      "value": _finite(r.value), "unit": r.unit, "details": _jsonable_details(r.details),
-                     "observed_at": _ts(r.observed_at), "duration_ms": _finite(r.duration_ms)}
+                     "observed_at": ts(r.observed_at), "duration_ms": _finite(r.duration_ms)}
                     for r in report.results],
     }
 
 
-def _finite(v):
-    import math
-
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
 def canonical_json(report: Report, as_dict: dict | None = None) -> str:
-    return json.dumps(as_dict or report_dict(report), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """The chained body: sorted keys, no spaces, UTF-8 text (identical to json.dumps with those options)."""
+    return _CANON(as_dict or report_dict(report))
 
 
 def chain_digest(prev_digest: str, body: str) -> str:
@@ -134,6 +176,15 @@ class _Sql:
                        f"VALUES ({marks(12)}) RETURNING id")
         self.result = ('INSERT INTO results (report_pk, point_code, "check", target, status, value, unit, '
                        f"message, details, observed_at, received_at) VALUES ({marks(11)})")
+        self.state_short = (f"UPDATE point_state SET last_digest = {mark}, reports_total = {mark}, "
+                            f"last_received_at = {mark} WHERE point_code = {mark}")
+        # fingerprint_mismatch keeps its value when no enrolment is pinned (COALESCE of a NULL parameter).
+        self.state_full = (f"UPDATE point_state SET last_digest = {mark}, reports_total = {mark}, "
+                           f"last_received_at = {mark}, last_collected_at = {mark}, last_seq = {mark}, "
+                           f"agent_id = {mark}, agent_version = {mark}, hostname = {mark}, os = {mark}, "
+                           f"clock_skew_s = {mark}, seq_gaps = {mark}, "
+                           f"fingerprint_mismatch = COALESCE({mark}, fingerprint_mismatch) "
+                           f"WHERE point_code = {mark}")
         self.summary = (f"UPDATE point_state SET n_ok = {mark}, n_warn = {mark}, n_fail = {mark}, "
                         f"n_error = {mark}, silent_after = {mark} WHERE point_code = {mark}")
         self.latest = (
@@ -177,13 +228,14 @@ _PART_CN = {"machine_id": "机器标识", "serial": "主板/BIOS 序列号", "ma
 
 
 class _Pending:
-    __slots__ = ("reports", "result", "error")
+    __slots__ = ("reports", "received_at", "result", "error")
 
-    def __init__(self, reports):
-        self.reports, self.result, self.error = reports, None, None
+    def __init__(self, reports, received_at):
+        self.reports, self.received_at, self.result, self.error = reports, received_at, None, None
 
 
 GROUP_MAX_REPORTS = 400
+GROUP_SPAN = timedelta(seconds=1)  # requests received this close together may share one transaction
 
 
 def ingest_reports(self, reports: list[Report], received_at=None) -> tuple[int, int]:
@@ -191,40 +243,52 @@ def ingest_reports(self, reports: list[Report], received_at=None) -> tuple[int, 
 
     Group commit: concurrent callers queue their reports, and whichever thread takes the ingest lock
     stores everything queued in one transaction (followers find their result ready when they get the
-    lock). Per-transaction costs, which dominate a 40-result report, are paid once per group.
+    lock). Per-transaction costs, which dominate a 40-result report, are paid once per group. A group's
+    receive time is the latest of its members' (they arrived within GROUP_SPAN); a caller alone in its
+    group, or one whose given time is far from the others' (tests, imports), keeps its own.
     """
-    if received_at is not None:
-        return _store_group(self, reports, received_at)[0]
-    item = _Pending(reports)
+    from collector.store import utcnow
+
+    item = _Pending(reports, (received_at or utcnow()).astimezone(timezone.utc))
     with self._group_guard:
         self._group_queue.append(item)
     with self._ingest_lock:
-        if item.result is None and item.error is None:
+        while item.result is None and item.error is None:  # ours may not fit the oldest group: go on
             with self._group_guard:
-                group, size = [], 0
-                while self._group_queue and (not group or size + len(self._group_queue[0].reports)
-                                             <= GROUP_MAX_REPORTS):
-                    nxt = self._group_queue.popleft()
-                    group.append(nxt)
-                    size += len(nxt.reports)
+                group = _take_group(self._group_queue)
             _run_group(self, group)
     if item.error is not None:
         raise item.error
     return item.result
 
 
-def _run_group(self, group: list[_Pending]) -> None:
-    from collector.store import utcnow
+def _take_group(queue) -> list[_Pending]:
+    """The oldest queued request and those that fit with it (size, receive time); the rest stay queued."""
+    first = queue.popleft()
+    group, size, rest = [first], len(first.reports), []
+    while queue:
+        nxt = queue.popleft()
+        if (size + len(nxt.reports) <= GROUP_MAX_REPORTS
+                and abs(nxt.received_at - first.received_at) <= GROUP_SPAN):
+            group.append(nxt)
+            size += len(nxt.reports)
+        else:
+            rest.append(nxt)
+    queue.extendleft(reversed(rest))
+    return group
 
+
+def _run_group(self, group: list[_Pending]) -> None:
+    received_at = max(p.received_at for p in group)
     try:
-        _, stored = _store_group(self, [r for p in group for r in p.reports], utcnow())
+        _, stored = _store_group(self, [r for p in group for r in p.reports], received_at)
     except Exception:
         if len(group) == 1:
             group[0].error = sys.exc_info()[1]
             return
         for p in group:  # one bad request must not fail the others: store them one by one
             try:
-                p.result = _store_group(self, p.reports, utcnow())[0]
+                p.result = _store_group(self, p.reports, p.received_at)[0]
             except Exception as exc:  # handed to that request's own thread
                 p.error = exc
         return
@@ -261,9 +325,13 @@ def _ingest(s, by_point, received_at, is_sqlite: bool, stored_ids: set) -> tuple
     conn = s.connection()
     sql = _SQLITE if is_sqlite else _PG
     rec = sql.ts(received_at)
+    ts = _memo(sql.ts)
     accepted = duplicates = 0
-    result_rows: list[dict] = []
-    latest: dict[tuple, dict] = {}
+    # (report_pk, point, check, target, status, value, unit, message, details_json, observed_at) per result
+    result_rows: list[tuple] = []
+    latest: dict[tuple, tuple] = {}  # (point, check, target) -> (row, observed_at, report_id)
+    state_short: list[tuple] = []
+    state_full: list[tuple] = []
     # The point_state rows serialise writers of a point (FOR UPDATE on PostgreSQL, taken in code order so
     # two batches never deadlock; SQLite has one writer), so the hash chain and the duplicate check below
     # see every committed report.
@@ -284,50 +352,45 @@ def _ingest(s, by_point, received_at, is_sqlite: bool, stored_ids: set) -> tuple
                 continue
             seen.add(report.report_id)
             as_dict = report_dict(report)
-            body = canonical_json(report, as_dict)
+            body = _CANON(as_dict)
             digest = chain_digest(last_digest, body)
             pk = conn.exec_driver_sql(sql.report, (
                 report.report_id, point_code, report.agent_id, report.seq, sql.ts(report.collected_at),
                 sql.ts(report.sent_at), rec, report.agent_version,
-                json.dumps(as_dict["host"], ensure_ascii=False), body, last_digest, digest)).scalar_one()
+                _PLAIN(as_dict["host"]), body, last_digest, digest)).scalar_one()
             last_digest = digest
             stored += 1
             stored_ids.add(report.report_id)
             extra = _collector_results(report, received_at, pins.get(report.agent_id),
                                        report.agent_id in pins)
-            for r in report.results:
+            rid = report.report_id
+            for r, d in zip(report.results, as_dict["results"], strict=True):  # d: made JSON-safe
                 observed = r.observed_at or report.collected_at
-                row = {"report_pk": pk, "point_code": point_code, "check": r.check, "target": r.target,
-                       "status": r.status, "value": _finite(r.value), "unit": r.unit, "message": r.message,
-                       "details": _jsonable_details(r.details), "observed_at": observed,
-                       "received_at": received_at}
+                details = d["details"]
+                row = (pk, point_code, r.check, r.target, r.status, d["value"], r.unit, r.message,
+                       _PLAIN(details) if details else "{}", ts(observed))
                 result_rows.append(row)
-                _keep_newest(latest, row, report.report_id)
+                _keep_newest(latest, row, observed, rid)
             for r in extra:
-                row = {"report_pk": pk, "point_code": point_code, "observed_at": received_at,
-                       "received_at": received_at, **r}
+                row = (pk, point_code, r["check"], r["target"], r["status"], r["value"], r["unit"], r["message"],
+                       _PLAIN(r["details"]), rec)
                 result_rows.append(row)
-                _keep_newest(latest, row, report.report_id)
+                _keep_newest(latest, row, received_at, rid)
             # A backlog report (older than what we already have) extends history but must not roll back "now".
             if newest is None or report.collected_at >= newest[0].collected_at:
                 newest = (report, extra)
         accepted += stored
         if stored:
-            _update_state(conn, state, point_code, newest, last_digest, stored, received_at)
+            _state_row(sql, state, point_code, newest, last_digest, stored, rec, state_short, state_full)
+    if state_short:
+        conn.exec_driver_sql(sql.state_short, state_short)
+    if state_full:
+        conn.exec_driver_sql(sql.state_full, state_full)
     if result_rows:
-        ts = _memo(sql.ts)
-        for r in result_rows:
-            r["details_json"] = json.dumps(r["details"], ensure_ascii=False) if r["details"] else "{}"
-        conn.exec_driver_sql(sql.result, [
-            (r["report_pk"], r["point_code"], r["check"], r["target"], r["status"], r["value"], r["unit"],
-             r["message"], r["details_json"], ts(r["observed_at"]), rec)
-            for r in result_rows])
+        conn.exec_driver_sql(sql.result, [row + (rec,) for row in result_rows])
     if latest:
-        conn.exec_driver_sql(sql.latest, [
-            (r["point_code"], r["check"], r["target"], r["status"], r["value"], r["unit"], r["message"],
-             r["details_json"], ts(r["observed_at"]), rec, ts(r["observed_at"]),
-             rid) for r, rid in latest.values()])
-        _summarize_states(conn, sql, sorted({r["point_code"] for r, _ in latest.values()}), received_at)
+        conn.exec_driver_sql(sql.latest, [row[1:10] + (rec, row[9], rid) for row, _, rid in latest.values()])
+        _summarize_states(conn, sql, sorted({row[1] for row, _, _ in latest.values()}), received_at)
     return accepted, duplicates
 
 
@@ -362,30 +425,29 @@ def _lock_states(conn, codes: list[str]) -> dict[str, dict]:
     return states
 
 
-def _update_state(conn, state, point_code, newest, last_digest, stored, received_at) -> None:
+def _state_row(sql, state, point_code, newest, last_digest, stored, rec, short: list, full: list) -> None:
+    """The point_state update for one point, as parameters of one of two fixed statements (executemany)."""
     report, extra = newest
-    values = {"last_digest": last_digest, "reports_total": (state["reports_total"] or 0) + stored,
-              "last_received_at": received_at}
+    total = (state["reports_total"] or 0) + stored
     prev = state["last_collected_at"]
-    if prev is None or report.collected_at >= prev:
-        gap = 0
-        if state["last_seq"] is not None and report.seq > state["last_seq"] + 1:
-            gap = 1  # counted once per hole the agent's counter shows
-        values.update(last_collected_at=report.collected_at, last_seq=report.seq, agent_id=report.agent_id,
-                      agent_version=report.agent_version, hostname=report.host.hostname, os=report.host.os,
-                      clock_skew_s=next(r["value"] for r in extra if r["check"] == SKEW_CHECK),
-                      seq_gaps=(state["seq_gaps"] or 0) + gap)
-        ident = next((r for r in extra if r["check"] == IDENTITY_CHECK), None)
-        if ident is not None:
-            values["fingerprint_mismatch"] = ident["status"] != "ok"
-    conn.execute(update(_S).where(_S.c.point_code == point_code).values(**values))
+    if prev is not None and report.collected_at < prev:
+        short.append((last_digest, total, rec, point_code))
+        return
+    gap = 0
+    if state["last_seq"] is not None and report.seq > state["last_seq"] + 1:
+        gap = 1  # counted once per hole the agent's counter shows
+    ident = next((r for r in extra if r["check"] == IDENTITY_CHECK), None)
+    full.append((last_digest, total, rec, sql.ts(report.collected_at), report.seq, report.agent_id,
+                 report.agent_version, report.host.hostname, report.host.os,
+                 next(r["value"] for r in extra if r["check"] == SKEW_CHECK), (state["seq_gaps"] or 0) + gap,
+                 None if ident is None else ident["status"] != "ok", point_code))
 
 
-def _keep_newest(latest: dict, row: dict, report_id: str) -> None:
-    key = (row["point_code"], row["check"], row["target"])
+def _keep_newest(latest: dict, row: tuple, observed, report_id: str) -> None:
+    key = (row[1], row[2], row[3])
     cur = latest.get(key)
-    if cur is None or row["observed_at"] >= cur[0]["observed_at"]:
-        latest[key] = (row, report_id)
+    if cur is None or observed >= cur[1]:
+        latest[key] = (row, observed, report_id)
 
 
 def _dialect_insert(dialect: str):

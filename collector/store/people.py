@@ -3,6 +3,9 @@
 Secrets are stored only as hashes: passwords with argon2id (argon2-cffi's defaults), session cookies and
 API tokens (256 random bits, so a fast hash is enough) with SHA-256.
 
+Logins are throttled (collector/store/throttle.py); every refused attempt, locked or not, is a
+``login.failed`` audit entry.
+
 The duty split (智慧医保 standard: 多级权限分配, no one person in two of the three layers): every user and
 every personal token names a ``person`` (for users it defaults to the username, and a username holds exactly
 one role). One person may not be ``admin`` of a region and ``reviewer`` of the same region, of a region
@@ -11,6 +14,7 @@ above it or of one beneath it; the store refuses to create such a pair, whicheve
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import timedelta
 
@@ -19,6 +23,7 @@ from sqlalchemy import select
 from collector.regions import RegionError, is_within, normalize_path
 from collector.store import ROLES, StoreError, TokenInfo, m, sha256_hex, utcnow
 from collector.store.audit import Actor, append
+from collector.store.throttle import LoginLocked, login_throttle
 
 SESSION_TTL = timedelta(hours=12)
 USER_ROLES = ("viewer", "reviewer", "admin")
@@ -27,6 +32,17 @@ SYSTEM = Actor("system")
 MIN_PASSWORD = 8
 
 _hasher = None
+# Text no database column should receive from a person: control characters (NUL is refused by PostgreSQL)
+# and lone surrogates (not encodable as UTF-8).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def has_unprintable(text: str | None) -> bool:
+    return bool(text) and _UNPRINTABLE.search(text) is not None
+
+
+def _printable(text: str) -> str:
+    return _UNPRINTABLE.sub("\ufffd", text)
 
 
 def hasher():
@@ -67,8 +83,10 @@ _ROLE_CN = {"admin": "管理员", "reviewer": "评审员", "viewer": "查看员"
 def create_user(self, username: str, password: str, role: str, region_path: str = "/",
                 person: str | None = None, actor: Actor = SYSTEM) -> int:
     username = (username or "").strip()
-    if not username or len(username) > 60 or any(c.isspace() for c in username):
-        raise StoreError("bad_username", "用户名须为 1–60 个字符，且不含空白")
+    if not username or len(username) > 60 or any(c.isspace() or not c.isprintable() for c in username):
+        raise StoreError("bad_username", "用户名须为 1–60 个可见字符，且不含空白")
+    if has_unprintable(person) or has_unprintable(password):
+        raise StoreError("bad_text", "姓名和密码不能含控制字符")
     if role not in USER_ROLES:
         raise StoreError("bad_role", f"unknown role '{role}' for a user (one of {', '.join(USER_ROLES)})")
     if len(password or "") < MIN_PASSWORD:
@@ -108,22 +126,39 @@ def list_users(self, scope: str = "/") -> list[dict]:
 
 
 def login(self, username: str, password: str, source: str | None = None) -> tuple[str, TokenInfo] | None:
-    """Check a password; on success start a session and return (cookie value, who)."""
+    """Check a password; on success start a session and return (cookie value, who). None for a wrong
+    password; raises :class:`LoginLocked` while this username or source is locked (password unchecked)."""
     from argon2.exceptions import InvalidHashError, VerificationError
 
-    with self.session() as s:
-        user = s.scalar(select(m.User).where(m.User.username == (username or "").strip()))
-        stored = user.password_hash if user is not None and not user.disabled else None
+    name = (username or "").strip()[:60]
+    who = f"user:{_printable(name)}"
+    throttle = login_throttle(self)
+    wait = throttle.retry_after(name, source)
+    if wait > 0:
+        self.record(Actor(who, source), "login.failed", who, {"reason": "locked", "retry_after_s": round(wait)})
+        raise LoginLocked(wait)
+    user = None
+    usable = not has_unprintable(name) and not has_unprintable(password)
+    if usable:  # else nobody's: PostgreSQL would refuse NUL in the query, argon2 a lone surrogate
+        with self.session() as s:
+            user = s.scalar(select(m.User).where(m.User.username == name))
+    stored = user.password_hash if user is not None and not user.disabled else None
     ok = False
     try:
         # Hash something even for an unknown user, so timing does not reveal which usernames exist.
-        ok = hasher().verify(stored or _dummy_hash(), password or "") and stored is not None
+        ok = hasher().verify(stored or _dummy_hash(), password if usable else "") and stored is not None
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok:
-        self.record(Actor(f"user:{(username or '')[:60]}", source), "login.failed",
-                    f"user:{(username or '')[:60]}", {}, user.region_path if user else "/")
+        failures, lock = throttle.failed(name, source)
+        details = {"reason": "password", "failures": failures}
+        if lock:
+            details["locked_s"] = round(lock)
+        self.record(Actor(who, source), "login.failed", who, details, user.region_path if user else "/")
+        if lock:
+            raise LoginLocked(lock)
         return None
+    throttle.succeeded(name)
     cookie = secrets.token_urlsafe(32)
     now = utcnow()
     with self.write_session() as s:
@@ -184,6 +219,8 @@ def create_token(self, role: str, region_path: str = "/", point_code: str | None
                  actor: Actor = SYSTEM) -> str:
     if role not in ROLES:
         raise StoreError("bad_role", f"unknown role '{role}' (one of {', '.join(ROLES)})")
+    if has_unprintable(description) or has_unprintable(person) or has_unprintable(point_code):
+        raise StoreError("bad_text", "令牌说明、姓名和服务点编码不能含控制字符")
     if role == "agent" and not point_code:
         raise StoreError("agent_needs_point", "an agent token must be bound to a point (--point CODE)")
     region = _region(region_path)

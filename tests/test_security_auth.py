@@ -1,0 +1,178 @@
+"""Who gets in and what they see: login brute force slowed and audited, ids guessed across counties,
+one point's token writing for another, and the security headers on every response of every route.
+
+The route × role × region matrix itself is tests/test_roles_matrix.py; this file reuses its world and its
+route walk rather than repeating them."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from agent.wire import report_to_dict
+from collector.app import CSP, create_app
+from collector.settings import Settings
+from collector.store.throttle import login_throttle
+from tests.helpers import make_report
+from tests.test_roles_matrix import COUNTY_A, COUNTY_B, POINT_A, POINT_B, endpoints, fill
+from tests.test_roles_matrix import world as _matrix_world
+
+world = _matrix_world  # the matrix's fixture (principals bound to county A, a point in each county)
+
+PASSWORD = "village-clinic-2026"
+
+
+@pytest.fixture
+def site(store, tmp_path):
+    store.upsert_point(POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
+    store.upsert_point(POINT_B, "七里河区秘密服务点", COUNTY_B + "/某镇/某村")
+    store.create_user("xxk", PASSWORD, "viewer", COUNTY_A)
+    app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
+    throttle = login_throttle(store)
+    throttle.base_s = 1.0  # the first lock lasts 1 s here (30 s in service), doubling as in service
+    return app, store, throttle
+
+
+def login(client, username: str, password: str):
+    return client.post("/login", data={"username": username, "password": password}, follow_redirects=False)
+
+
+def failed_logins(store, username: str) -> list[dict]:
+    return [e for e in store.audit_entries("/", 1000, None, "login.failed") if e["target"] == f"user:{username}"]
+
+
+def test_brute_force_on_one_username_is_locked_audited_and_expires(site):
+    app, store, throttle = site
+    client = TestClient(app)
+    for i in range(4):
+        r = login(client, "xxk", f"guess-{i}")
+        assert r.status_code == 401 and "用户名或密码不正确" in r.text
+    r = login(client, "xxk", "guess-4")  # the 5th failure locks
+    assert r.status_code == 429 and "登录失败次数过多" in r.text and r.headers["retry-after"] == "1"
+    r = login(client, "xxk", PASSWORD)  # the right password during the lock: refused all the same
+    assert r.status_code == 429 and "pw_session" not in r.headers.get("set-cookie", "")
+    entries = failed_logins(store, "xxk")
+    assert len(entries) == 6
+    assert entries[0]["details"]["reason"] == "locked"  # newest first
+    assert entries[1]["details"] == {"reason": "password", "failures": 5, "locked_s": 1}
+    assert all("guess" not in str(e) and PASSWORD not in str(e) for e in entries)
+    time.sleep(1.1)
+    r = login(client, "xxk", "guess-5")  # after the lock a further failure locks twice as long
+    assert r.status_code == 429 and r.headers["retry-after"] == "2"
+    time.sleep(2.1)
+    r = login(client, "xxk", PASSWORD)
+    assert r.status_code == 303 and "pw_session" in r.headers["set-cookie"]
+    r = login(client, "xxk", "guess-6")  # a success starts the count again
+    assert r.status_code == 401
+
+
+def test_unknown_usernames_lock_the_same_and_one_source_is_limited_across_names(site):
+    app, store, throttle = site
+    client = TestClient(app)
+    for i in range(4):
+        assert login(client, "nobody", f"g{i}").status_code == 401
+    assert login(client, "nobody", "g4").status_code == 429  # no hint that "nobody" does not exist
+    time.sleep(1.1)
+    throttle.source_free = 8  # one address (the test client) trying name after name: 8 failures lock it
+    for name in ("a1", "a2"):
+        assert login(client, name, "x").status_code == 401
+    assert login(client, "a3", "x").status_code == 429
+    r = login(client, "xxk", PASSWORD)  # the real user from that address waits too
+    assert r.status_code == 429
+    assert failed_logins(store, "xxk")[0]["details"]["reason"] == "locked"
+    assert failed_logins(store, "xxk")[0]["source"] == "testclient"
+
+
+def test_viewer_of_one_county_cannot_guess_into_another(world):
+    """Ids and filters that are not a {code} path (those are the matrix's): query filters, region
+    parameters, silence ids, the page series."""
+    app, client, principals = world
+    store = app.state.store
+    root = {"Authorization": "Bearer " + store.create_token("admin", "/")}
+    b_silence = client.post("/api/v1/silences", headers=root, json={
+        "reason": "七里河区线路割接", "point": POINT_B, "duration": "2h"}).json()["id"]
+    for who in ("viewer", "reviewer", "admin", "viewer(session)"):
+        h = principals[who]
+        checks = {
+            f"/api/v1/alerts?point={POINT_B}&state=all": lambda r: r.json()["alerts"] == [],
+            f"/api/v1/alerts?region={COUNTY_B}&state=all": lambda r: r.json()["alerts"] == [],
+            f"/api/v1/points?region={COUNTY_B}": lambda r: r.json()["points"] == [],
+            "/api/v1/silences?expired=true": lambda r: all(s["id"] != b_silence for s in r.json()["silences"]),
+            f"/api/v1/scores?region={COUNTY_B}": lambda r: r.status_code == 404,
+            f"/api/v1/scores/{POINT_B}": lambda r: r.status_code == 404,
+            f"/api/v1/evidence/points/{POINT_B}.zip?from=2026-01-01&to=2026-01-02":
+                lambda r: r.status_code in (403, 404),
+            f"/api/v1/evidence/region.zip?region={COUNTY_B}&from=2026-01-01&to=2026-01-02":
+                lambda r: r.status_code in (403, 404),
+            f"/ui/points/{POINT_B}/series": lambda r: r.status_code == 404,
+            f"/points/{POINT_B}": lambda r: r.status_code == 404,
+            f"/?region={COUNTY_B}": lambda r: POINT_B not in r.text,
+            f"/scores?region={COUNTY_B}": lambda r: POINT_B not in r.text,
+        }
+        for url, ok in checks.items():
+            r = client.get(url, headers=h)
+            assert r.status_code < 500 and ok(r), f"{who} GET {url}: {r.status_code} {r.text[:200]}"
+            assert "七里河区秘密服务点" not in r.text, f"{who} GET {url} shows the other county's point"
+    admin_a = principals["admin"]
+    assert client.delete(f"/api/v1/silences/{b_silence}", headers=admin_a).status_code == 404
+    r = client.post(f"/alerts/silence/{b_silence}/expire", headers=principals["admin(session)"])
+    assert r.status_code == 404
+    r = client.post("/alerts/silence", headers=principals["admin(session)"],
+                    data={"point": POINT_B, "reason": "越权屏蔽", "duration": "2h"})
+    assert r.status_code == 404
+    assert client.get("/api/v1/silences", headers=root).json()["silences"][0]["expired_by"] is None
+
+
+def test_one_points_token_cannot_write_anothers_reports(world):
+    app, client, principals = world
+    store = app.state.store
+    own = report_to_dict(make_report(point_code=POINT_A, seq=1))
+    other = report_to_dict(make_report(point_code=POINT_B, seq=1))
+    for body in (other, {"reports": [own, other]}):
+        r = client.post("/api/v1/reports", json=body, headers=principals["agent"])
+        assert r.status_code == 403 and POINT_B in r.text
+    assert store.latest_for_point(POINT_A) == [] and store.latest_for_point(POINT_B) == []
+    for role in ("viewer", "reviewer", "admin", "admin(session)"):
+        r = client.post("/api/v1/reports", json=own, headers=principals[role])
+        assert r.status_code in (401, 403), role
+
+
+EXPECTED_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+}
+
+
+def test_security_headers_on_every_response(world):
+    app, client, principals = world
+    urls = {"/login", "/docs", "/openapi.json", "/static/app.css", "/static/docs-init.js", "/no/such/page",
+            "/healthz", "/metrics", "/api/v1/points/%00", "/api/v1/points?region=" + "x" * 500}
+    for route, method in [*endpoints(app, ui=False), *endpoints(app, ui=True)]:
+        if method == "GET":
+            urls.add(fill(route.path, POINT_A))
+    failures = []
+    for url in sorted(urls):
+        for who in ("anonymous", "viewer", "admin(session)", "agent"):
+            r = client.get(url, headers=principals[who])
+            for name, value in EXPECTED_HEADERS.items():
+                if r.headers.get(name) != value:
+                    failures.append(f"GET {url} as {who} ({r.status_code}): {name}={r.headers.get(name)!r}")
+    r = client.post("/api/v1/reports", content=b"{", headers=principals["agent"])
+    if r.headers.get("content-security-policy") != CSP:
+        failures.append("POST /api/v1/reports (422) lacks the CSP")
+    assert not failures, "\n".join(failures[:40])
+    assert "'unsafe-inline'" not in CSP and "frame-ancestors 'none'" in CSP
+
+
+def test_docs_page_has_no_inline_script(world):
+    _, client, _ = world
+    html = client.get("/docs").text
+    import re
+
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+    assert scripts and all('src="/static/' in attrs and not body.strip() for attrs, body in scripts), scripts
+    assert client.get("/static/docs-init.js").status_code == 200
