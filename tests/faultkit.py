@@ -62,7 +62,7 @@ def http_ok(url: str) -> bool:
 # -- the collector ---------------------------------------------------------------------------------------
 class Collector:
     def __init__(self, workdir: Path, database_url: str | None = None, host: str = "127.0.0.1",
-                 netns: str | None = None):
+                 netns: str | None = None, config: Path | None = None):
         self.workdir, self.data = workdir, workdir / "data"
         self.port, self.host, self.netns = free_port(), host, netns
         self.env = {k: v for k, v in os.environ.items() if k != "POINTWATCH_DATABASE_URL"}
@@ -71,6 +71,7 @@ class Collector:
             self.env["POINTWATCH_DATABASE_URL"] = database_url
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.config = ["--config", str(config)] if config else []
 
     @property
     def base(self) -> str:
@@ -83,7 +84,7 @@ class Collector:
 
     def start(self, wait: bool = True) -> Collector:
         self.starts += 1
-        cmd = [sys.executable, "-m", "collector.cli", "--data-dir", str(self.data), "serve", "--host",
+        cmd = [sys.executable, "-m", "collector.cli", "--data-dir", str(self.data), *self.config, "serve", "--host",
                "0.0.0.0" if self.netns else self.host, "--port", str(self.port)]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
