@@ -47,12 +47,16 @@ class Sender(threading.Thread):
         self.failures = 0
         self.last_error: str | None = None
         self._error_on_disk = True  # a previous run may have left one in the outbox's status
+        self.pacing = False  # the last batch was part of a backlog: the pause after it is not cut short
 
     def run(self) -> None:
         delay = 0.0
         while not self.stopping.is_set():
             if delay > 0:
-                self.wake.wait(delay)
+                # A new report pokes the loop awake, but must not cut a drain pause short: with reports
+                # written every few seconds that pause would never elapse, and the backlog after an outage
+                # would go out as fast as the collector answers instead of at the bounded pace.
+                (self.stopping if self.pacing else self.wake).wait(delay)
                 self.wake.clear()
                 if self.stopping.is_set():
                     break
@@ -65,6 +69,7 @@ class Sender(threading.Thread):
 
     def send_once(self, timeout: float | None = None) -> float:
         """One attempt; returns how long to wait before the next."""
+        self.pacing = False
         batch = self.outbox.batch(BATCH_LIMIT, BATCH_FRESH, BATCH_MAX_BYTES)
         if not batch:
             return IDLE_WAIT / self.speedup
@@ -86,6 +91,7 @@ class Sender(threading.Thread):
             self._error_on_disk = False
         log.info("reports_sent count=%d accepted=%s duplicates=%s backlog=%s", len(batch),
                  answer.get("accepted"), answer.get("duplicates"), batch.backlog)
+        self.pacing = batch.backlog
         return DRAIN_PAUSE / self.speedup if batch.backlog else 0.0
 
     def _payload(self, batch: Batch) -> list[dict]:

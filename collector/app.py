@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent import wire
@@ -75,6 +75,8 @@ def create_app(settings: Settings, store=None) -> FastAPI:
 
     app.add_middleware(SecurityHeaders)
 
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
     _document_wire_schemas(app)
     return app
 
@@ -144,6 +146,17 @@ class SecurityHeaders:
             response = JSONResponse({"detail": "NUL is not allowed in a URL"}, status_code=400)
             return await response(scope, receive, send_with_headers)
         return await self.app(scope, receive, send_with_headers)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database went away (restart, failover, network): a clean 503 the agents retry, one log line.
+
+    The transaction was rolled back with the connection, so nothing of the request is stored; without this
+    handler each such request logged a full traceback and answered a bare 500.
+    """
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    log.warning("database_unavailable method=%s path=%s error=%s", request.method, request.url.path, first)
+    return JSONResponse({"detail": "数据库暂时不可用，请稍后重试"}, status_code=503, headers={"Retry-After": "5"})
 
 
 @asynccontextmanager

@@ -178,7 +178,9 @@ class Result(ResultFields, Base):
     point_code: Mapped[str] = mapped_column(String(40))
     check: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(200))
+    # Charts bucket by observed_at, so a backlog delivered after an outage fills its own gap.
     __table_args__ = (Index("ix_results_point_check_received", "point_code", "check", "received_at"),
+                      Index("ix_results_point_check_observed", "point_code", "check", "observed_at"),
                       Index("ix_results_report", "report_pk"))
 
 

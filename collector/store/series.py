@@ -1,4 +1,9 @@
-"""Time series of one check for charts: bucketed server-side so a 30-day chart stays a few hundred points."""
+"""Time series of one check for charts: bucketed server-side so a 30-day chart stays a few hundred points.
+
+Buckets are by ``observed_at`` (when the agent measured), not ``received_at``: after an outage or a network
+partition the agent's backlog arrives late, and must fill the gap where it was measured rather than pile
+up at its arrival time (index ix_results_point_check_observed, migration 0003).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,24 @@ from sqlalchemy import select
 from collector.store import models as m
 
 
-def check_series(self, code: str, check: str, since: datetime, until: datetime, buckets: int = 300) -> dict:
-    """{"t": [bucket start, unix s], "targets": {target: {"value": [...], "loss": [...]}}}; None = no data."""
+def check_series(self, code: str, check: str, since: datetime, until: datetime, buckets: int = 300,
+                 min_width: float = 60.0) -> dict:
+    """{"t": [bucket start, unix s], "targets": {target: {"value": [...], "loss": [...]}}}; None = no data.
+
+    Buckets are at least ``min_width`` seconds wide (a minute: what agents report at).
+    """
     span = (until - since).total_seconds()
-    width = max(60.0, span / buckets)
+    width = max(min_width, span / buckets)
     n = int(span // width) + 1
     t0 = since.timestamp()
     sums: dict[str, list[list[float]]] = {}
     with self.session() as s:
-        rows = s.execute(select(m.Result.received_at, m.Result.target, m.Result.value, m.Result.details)
+        rows = s.execute(select(m.Result.observed_at, m.Result.target, m.Result.value, m.Result.details)
                          .where(m.Result.point_code == code, m.Result.check == check,
-                                m.Result.received_at >= since, m.Result.received_at < until)
+                                m.Result.observed_at >= since, m.Result.observed_at < until)
                          .execution_options(yield_per=5000))
-        for received_at, target, value, details in rows:
-            ts = received_at.timestamp() if received_at.tzinfo else received_at.replace(
+        for observed_at, target, value, details in rows:
+            ts = observed_at.timestamp() if observed_at.tzinfo else observed_at.replace(
                 tzinfo=since.tzinfo).timestamp()
             i = min(n - 1, int((ts - t0) // width))
             acc = sums.setdefault(target, [[0.0] * n, [0] * n, [0.0] * n, [0] * n])
