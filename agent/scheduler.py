@@ -98,10 +98,11 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     """
     import ctypes
     import ctypes.util
+    import os
     import sys
 
-    if not sys.platform.startswith("linux"):
-        return False
+    if not sys.platform.startswith("linux") or os.environ.get("MALLOC_ARENA_MAX"):
+        return False  # set by whoever started us: glibc has read it already
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX
