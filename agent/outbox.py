@@ -78,6 +78,7 @@ class Outbox:
         self._drop_total_mem = 0   # dropped from the memory queue, not yet added to the total on disk
         self._memo: dict = {}      # status facts of this process, also when the disk is unwritable
         self._acked_unremoved: set[int] = set()  # acknowledged, but the disk refused the DELETE
+        self._fresh_floor = 0  # highest id picked as "fresh" during a backlog (see _select)
         self.problem: str | None = None
         self._open()
 
@@ -231,8 +232,13 @@ class Outbox:
         if depth <= limit:
             return self._db.execute(f"SELECT id, body FROM reports {where} ORDER BY id", skip).fetchall()
         out.backlog = True
-        newest = self._db.execute(f"SELECT id, body FROM reports {where} ORDER BY id DESC LIMIT ?",
-                                  [*skip, fresh]).fetchall()
+        # Fresh reports only ever move forward: newer than every fresh one already picked, so the fresh
+        # stream and the backlog (oldest first) each arrive in order; what is skipped drains with the backlog.
+        fresh_where = f"{where} {'AND' if where else 'WHERE'} id > ?"
+        newest = self._db.execute(f"SELECT id, body FROM reports {fresh_where} ORDER BY id DESC LIMIT ?",
+                                  [*skip, self._fresh_floor, fresh]).fetchall()
+        if newest:
+            self._fresh_floor = max(self._fresh_floor, newest[0][0])
         oldest = self._db.execute(f"SELECT id, body FROM reports {where} ORDER BY id LIMIT ?",
                                   [*skip, limit - len(newest)]).fetchall()
         return sorted(dict(oldest + newest).items())

@@ -27,6 +27,19 @@ def _outbox_result(report):
     return next(r for r in report["results"] if r["check"] == "agent.outbox")
 
 
+def test_fresh_reports_only_move_forward_during_a_backlog(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite3", max_reports=1000)
+    for _ in range(120):
+        box.add(_build)
+    first = box.batch(limit=50, fresh=5)
+    box.ack(first)
+    for _ in range(3):  # three new reports while the backlog drains
+        box.add(_build)
+    second = [_seq(b) for b in box.batch(limit=50, fresh=5).bodies]
+    # Fresh: only 121-123, newer than the fresh 116-120 already sent; 114 and 115 wait for the backlog.
+    assert second == list(range(46, 93)) + [121, 122, 123]
+
+
 def test_seq_is_persisted_and_continues_after_reopen(tmp_path):
     box = Outbox(tmp_path / "o.sqlite3", max_reports=100)
     assert [box.add(_build) for _ in range(3)] == [1, 2, 3]
