@@ -37,6 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from rawhttp import read_response  # noqa: E402  (beside this script)
+
 REGION = "甘肃省/兰州市/城关区/基准镇"
 
 
@@ -79,15 +81,7 @@ async def agent_loop(port: int, token: str, bodies: list[bytes], latencies: list
             t0 = time.perf_counter()
             writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
             await writer.drain()
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            payload = await reader.readexactly(length)
+            status_line, payload = await read_response(reader)
             latencies.append(time.perf_counter() - t0)
             if b" 202 " not in status_line:
                 errors.append(status_line.decode().strip() + " " + payload[:200].decode(errors="replace"))

@@ -40,6 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from rawhttp import read_response  # noqa: E402  (beside this script)
+
 from agent import wire  # noqa: E402
 from agent.sender import DRAIN_PAUSE, backoff_delay  # noqa: E402
 
@@ -131,15 +133,7 @@ async def exchange(port: int, head: bytes, body: bytes) -> tuple[bytes, bytes]:
     try:
         writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         await writer.drain()
-        status_line = await reader.readline()
-        length = 0
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        return status_line, await reader.readexactly(length)
+        return await read_response(reader)
     finally:
         writer.close()
 
