@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rawhttp import read_response  # noqa: E402  (beside this script)
+from rawhttp import read_response, wait_ready  # noqa: E402  (beside this script)
 
 REGION = "甘肃省/兰州市/城关区/基准镇"
 
@@ -129,7 +129,6 @@ def serve_main(data_dir: str, port: int) -> None:
 def start_servers(url: str, data_dir: Path, n: int, no_hooks: bool = False) -> tuple[list[subprocess.Popen], list[int]]:
     import socket
 
-    import httpx
 
     procs, ports = [], []
     for i in range(n):
@@ -145,18 +144,7 @@ def start_servers(url: str, data_dir: Path, n: int, no_hooks: bool = False) -> t
                                       stdout=subprocess.DEVNULL, stderr=open(d / "log.txt", "wb")))  # noqa: SIM115
         ports.append(port)
     for port, proc in zip(ports, procs, strict=True):
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"collector on {port} exited; see its log in {data_dir}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"collector on {port} not ready")
-            time.sleep(0.2)
+        wait_ready(port, proc, 30, f"see its log in {data_dir}")
     return procs, ports
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rawhttp import read_response  # noqa: E402  (beside this script)
+from rawhttp import read_response, wait_ready  # noqa: E402  (beside this script)
 
 from agent import wire  # noqa: E402
 from agent.sender import DRAIN_PAUSE, backoff_delay  # noqa: E402
@@ -295,20 +295,7 @@ def main() -> int:
         proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "ingest.py"), "--serve",
                                  str(tmp / "data"), str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=REPO)
-        import httpx
-
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"collector exited: {(tmp / 'collector.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("collector not ready within 60 s")
-            time.sleep(0.3)
+        wait_ready(port, proc, 60, f"its log: {tmp / 'collector.log'}")
         cpu0 = cpu_s(proc.pid)
         print(f"load: {args.agents} agents x 1 report / {args.interval:g} s for {args.duration:g} s, "
               f"store {args.store}, collector pid {proc.pid}, {os.cpu_count()} CPUs, "

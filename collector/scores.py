@@ -33,7 +33,7 @@ def point_sheet(store, code: str, start: datetime | None = None, end: datetime |
         raise ScoreError(f"no point with code '{code}'")
     profile = profile_for(point.profile)
     if start is None and end is None:
-        obs = store.latest_observations(point.region_path).get(code, [])
+        obs = store.latest_observations(point.region_path, codes=[code]).get(code, [])
         return score_now(profile, obs, now=datetime.now(timezone.utc), interval=point.report_interval_s)
     start, end = _period(start, end)
     return score_period(profile, store.observations(code, start, end), start, end,

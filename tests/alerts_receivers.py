@@ -13,6 +13,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 DING_TOKEN, DING_SECRET = "dingtoken", "SECdingsecret"
 WECOM_KEY = "wecom-key"
 FEISHU_HOOK, FEISHU_SECRET = "feishu-hook", "feishusecret"
@@ -182,3 +184,11 @@ class SmtpSink:
 
     def close(self):
         self.controller.stop()
+
+
+@pytest.fixture
+def robot():
+    """A running receiver standing in for the robots, webhooks and Alertmanager's peers."""
+    server = RobotServer()
+    yield server
+    server.close()

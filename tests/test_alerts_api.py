@@ -17,17 +17,9 @@ from collector.app import create_app
 from collector.settings import Settings
 from collector.store import Store
 from collector.store import models as m
-from tests.alerts_receivers import RobotServer
 from tests.helpers import make_report
 
 POINT, REGION = "620123001001", "甘肃省/兰州市/榆中县/城关镇/东关村"
-
-
-@pytest.fixture
-def robot():
-    server = RobotServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture

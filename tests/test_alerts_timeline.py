@@ -99,13 +99,6 @@ class Rig:
 
 
 @pytest.fixture
-def robot():
-    server = RobotServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def rig(tmp_path, robot):
     r = Rig(tmp_path, robot)
     yield r
