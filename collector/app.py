@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent import wire
 from collector import __version__, scorekeeper, selfmetrics
+from collector.admission import Admission
 from collector.api import alerts, audit, auth, enroll, evidence, ingest, metrics, points, scores, ui
 from collector.settings import Settings
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     # Background services (start(), stop()) run for the app's lifetime. A lifespan replaces Starlette's
     # on_startup/on_shutdown handlers, so services register here rather than there.
     app.state.services = []
+    app.state.admission = Admission.from_config(settings.extra.get("ingest"))
     for module in (ingest, enroll, points, scores, metrics, evidence, ui, auth, audit):
         app.include_router(module.router)
     app.include_router(auth.api)

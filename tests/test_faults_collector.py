@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 import urllib.request
 
+import pytest
+
 from tests.faultkit import Collector, Fleet, admin_token, assert_delivered_once, register_points, wait_for
 
 N_AGENTS = 6  # light agents (outbox + sender threads) in this process
@@ -49,15 +51,19 @@ def test_collector_sigkill_while_agents_send_loses_and_doubles_nothing(tmp_path,
         collector.stop()
 
 
-def test_overloaded_collector_sheds_with_503_and_agents_deliver_everything(tmp_path):
-    """With room for one ingest request at a time, concurrent agents get 503 "busy" (before authentication,
-    cheap), back off and deliver everything later, once each."""
+@pytest.mark.parametrize("ingest_config, reason", [
+    ("{max_in_flight: 1}", "busy"),  # room for one request at a time
+    ("{max_delay_s: 0.001, window_s: 0.05}", "queue_delay"),  # every answer counts as "too slow"
+])
+def test_overloaded_collector_sheds_with_503_and_agents_deliver_everything(tmp_path, ingest_config, reason):
+    """An overloaded collector refuses with 503 (before authentication, cheap), for either bound of
+    collector/admission.py; the agents back off and deliver everything later, once each."""
     (tmp_path / "data").mkdir()
     url = f"sqlite:///{tmp_path / 'data' / 'pointwatch.db'}"
     tokens = register_points(url, N_AGENTS)
     admin = admin_token(url)
     config = tmp_path / "collector.yaml"
-    config.write_text("ingest: {max_in_flight: 1}\n", encoding="utf-8")
+    config.write_text(f"ingest: {ingest_config}\n", encoding="utf-8")
     collector = Collector(tmp_path, url, config=config).start()
     fleet = Fleet(tokens, collector.base, tmp_path / "agents", every=0.05)
     try:
@@ -71,8 +77,8 @@ def test_overloaded_collector_sheds_with_503_and_agents_deliver_everything(tmp_p
     try:
         assert_delivered_once(url, fleet, collector, admin, set())
         metrics = urllib.request.urlopen(collector.base + "/metrics", timeout=10).read().decode()
-        busy = [line for line in metrics.splitlines()
-                if line.startswith('pointwatch_collector_ingest_rejected_total{reason="busy"}')]
-        assert busy and float(busy[0].split()[-1]) >= 1
+        refused = [line for line in metrics.splitlines()
+                   if line.startswith(f'pointwatch_collector_ingest_rejected_total{{reason="{reason}"}}')]
+        assert refused and float(refused[0].split()[-1]) >= 1
     finally:
         collector.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -9,13 +11,6 @@ from starlette.concurrency import run_in_threadpool
 from collector import selfmetrics
 from collector.api.deps import get_store, require_token
 from collector.ingest import IngestError, parse_reports, read_payload
-
-# Ingest requests one collector process works on at once; more are refused at once with 503 + Retry-After.
-# Without a bound an overloaded collector queued thousands of requests, answered each after the agents'
-# 10 s timeout, and spent its time storing reports whose senders had given up and would send them again
-# (benchmarks/load.py: 7,530 timeouts in the first minute at 2,000 agents). Refused agents back off and
-# send bigger batches, which cost the collector far less per report. Config: `ingest: {max_in_flight: N}`.
-MAX_IN_FLIGHT = 64  # 32 gave 98 reports/s, 64 gave 121 at 2,000 agents (benchmarks/load.py)
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -31,17 +26,17 @@ REPORT_BODY_DOC = {
 
 @router.post("/reports", status_code=202, openapi_extra=REPORT_BODY_DOC)
 async def post_reports(request: Request):
-    state = request.app.state
-    limit = (state.settings.extra.get("ingest") or {}).get("max_in_flight", MAX_IN_FLIGHT)
-    in_flight = getattr(state, "ingest_in_flight", 0)
-    if in_flight >= limit:  # before authentication, which costs a database look-up
-        selfmetrics.INGEST_REJECTED.labels("busy").inc()
+    admission = request.app.state.admission  # collector/admission.py: refuse only what cannot be answered in time
+    reason = admission.refuse_reason()
+    if reason:  # before authentication, which costs a database look-up
+        selfmetrics.INGEST_REJECTED.labels(reason).inc()
         return JSONResponse({"detail": "采集端繁忙，请稍后重试"}, status_code=503, headers={"Retry-After": "5"})
-    state.ingest_in_flight = in_flight + 1
+    admission.enter()
+    started = time.monotonic()
     try:
         return await _post_reports(request)
     finally:
-        state.ingest_in_flight -= 1
+        admission.leave(time.monotonic() - started)
 
 
 async def _post_reports(request: Request):
