@@ -83,7 +83,7 @@ def point_samples(code: str, region: str, profile: str, rows, score) -> dict[Fam
     out: dict[Family, list] = {fam: [] for fam in PER_POINT}
     status, rtt, loss = out[CHECK_STATUS], out[CORE_RTT], out[CORE_LOSS]
     device_up, supply = out[DEVICE_UP], out[SUPPLY]
-    for check, target, st, value, loss_ratio, supplies in rows:
+    for check, target, st, value, loss_ratio, supplies, *_ in rows:
         status.append(((check, code, region, target), float(STATUS_CODE.get(st, 3))))
         if check == "net.core.icmp":
             if _number(value):

@@ -13,7 +13,7 @@ import threading
 from datetime import datetime, timezone
 
 from collector.scores import ScoreError, profile_for
-from collector.scoring import score_now
+from collector.scoring import Observation, score_now
 
 log = logging.getLogger("pointwatch.scores")
 
@@ -32,10 +32,12 @@ def rescore(store, codes: list[str], now: datetime | None = None) -> int:
     for i in range(0, len(codes), BATCH):
         chunk = codes[i:i + BATCH]
         inputs = store.score_inputs(chunk)
-        observations = store.latest_observations("/", codes=chunk)
         latest_rows: dict[str, list] = {}
-        for code, *rest in store.metric_rows(codes=chunk):
-            latest_rows.setdefault(code, []).append(tuple(rest))
+        observations: dict[str, list] = {}  # the same rows, as the scoring engine reads them
+        for row in store.metric_rows(codes=chunk):
+            code, check, target, status, received_at = row[0], row[1], row[2], row[3], row[7]
+            latest_rows.setdefault(code, []).append(row[1:7])
+            observations.setdefault(code, []).append(Observation(received_at, check, target, status))
         rows, lines = [], {}
         for code in chunk:
             if code not in inputs:

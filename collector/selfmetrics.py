@@ -55,7 +55,8 @@ for _kind in NOTIFIER_KINDS:
 
 # -- alerts (issue 7): evaluation after ingest and on the timer -----------------------------------------
 ALERT_EVALUATIONS = Counter("pointwatch_collector_alert_evaluations_total",
-                            "Alert evaluations, by trigger (ingest, timer) and outcome (ok, error).",
+                            "Alert evaluations, by trigger (ingest, timer) and outcome (ok, error; nothing_to_do: "
+                            "screened out in bulk, no open alert and no fault).",
                             ["trigger", "outcome"], registry=REGISTRY)
 ALERT_EVAL_BACKLOG = Gauge("pointwatch_collector_alert_evaluation_backlog",
                            "Points waiting for alert evaluation after ingest.", registry=REGISTRY)

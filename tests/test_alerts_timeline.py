@@ -77,7 +77,7 @@ class Rig:
 
     def drain(self) -> None:
         codes, self.pending = sorted(self.pending), set()
-        for code in codes:
+        for code in self.engine.worth_evaluating(codes):  # as the worker: screened in bulk first
             self.engine.evaluate_point(code)
         dispatch_all(self.engine)
 
@@ -129,6 +129,31 @@ def test_fires_once_and_resolves_with_a_chinese_message(rig):
     assert rig.messages()[-1] == ("resolved", "forbidden_software", POINT)
     assert "已恢复" in rig.robot.of("hook")[-1]["body"]["subject"]
     assert [a.state for a in rig.alerts()] == ["resolved"] and alerts_firing_counts(rig.store) == {}
+
+
+def test_screening_passes_over_healthy_points_only(rig):
+    """What ``worth_evaluating`` screens out costs no transaction: only points with nothing to act on."""
+    rig.report()
+    rig.report(OTHER)
+    assert rig.engine.worth_evaluating([POINT, OTHER, "no-such-point"]) == []
+    rig.clock.advance(minutes=1)  # an "ok" result can still be a fault: a slow link is degraded
+    rig.report(net__core__icmp=("ok", 0.9, {"loss_ratio": 0.0}))
+    rig.report(OTHER)  # the other point keeps reporting, healthy
+    assert rig.engine.worth_evaluating([POINT, OTHER]) == [POINT]
+    for _ in range(2):  # a link down twice: firing
+        rig.clock.advance(minutes=1)
+        rig.report(net__core__tcp=FAIL)
+        rig.report(OTHER)  # the other point keeps reporting, healthy
+    rig.clock.advance(minutes=1)  # healthy again, but its alert is open: evaluated until it resolves
+    rig.report()
+    rig.report(OTHER)  # the other point keeps reporting, healthy
+    assert rig.alerts(state="firing") and rig.engine.worth_evaluating([POINT, OTHER]) == [POINT]
+    rig.clock.advance(minutes=1)
+    rig.report()
+    rig.report(OTHER)  # the other point keeps reporting, healthy
+    assert not rig.alerts(state="firing") and rig.engine.worth_evaluating([POINT, OTHER]) == []
+    rig.clock.advance(minutes=10)  # gone silent: the timer's business, and a screen sees it too
+    assert sorted(rig.engine.worth_evaluating([POINT, OTHER])) == [POINT, OTHER]
 
 
 def test_flapping_core_link_is_damped(rig):

@@ -34,6 +34,22 @@ def aware(ts: datetime | None) -> datetime | None:
     return None if ts is None else (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc))
 
 
+SCREEN_BATCH = 500  # points per bulk look (well under SQLite's bound on query parameters)
+VIEW_COLUMNS = (m.Point.code, m.Point.name, m.Point.region_path, m.Point.report_interval_s,
+                m.PointState.last_received_at, m.PointState.clock_skew_s, m.PointState.fingerprint_mismatch)
+LATEST_COLUMNS = (m.LatestResult.check, m.LatestResult.target, m.LatestResult.status, m.LatestResult.value,
+                  m.LatestResult.message, m.LatestResult.details, m.LatestResult.received_at)
+
+
+def _view(code, name, region_path, interval, last_received_at, clock_skew_s, fingerprint_mismatch) -> PointView:
+    return PointView(code, name, region_path, interval or 60, aware(last_received_at), clock_skew_s,
+                     bool(fingerprint_mismatch))
+
+
+def _latest(check, target, status, value, message, details, received_at) -> Latest:
+    return Latest(check, target, status, value, message, details or {}, aware(received_at))
+
+
 class AlertEngine:
     def __init__(self, store, config: AlertsConfig, public_url: str = "http://127.0.0.1:8000", clock=None):
         self.store = store
@@ -58,23 +74,52 @@ class AlertEngine:
             self.on_enqueued()
         return queued
 
-    def _evaluate(self, s, code: str, now: datetime) -> int:
-        state = s.get(m.PointState, code, with_for_update=True)
-        point = s.scalar(select(m.Point).where(m.Point.code == code))
-        if state is None or point is None:
-            return 0
-        view = PointView(point.code, point.name, point.region_path, point.report_interval_s or 60,
-                         aware(state.last_received_at), state.clock_skew_s, bool(state.fingerprint_mismatch))
-        latest = [Latest(r.check, r.target, r.status, r.value, r.message, r.details or {}, aware(r.received_at))
-                  for r in s.scalars(select(m.LatestResult).where(m.LatestResult.point_code == code))]
+    def worth_evaluating(self, codes: list[str]) -> list[str]:
+        """The points among ``codes`` whose evaluation could change something: an open alert, or a fault in
+        their latest state now. Most points, most of the time, have neither; judging them here in bulk, read
+        without locks, spares each a transaction. A report that changes a point after this look enqueues the
+        point again, so nothing is missed, only evaluated on the next pass."""
+        now, due = self.clock(), []
+        for i in range(0, len(codes), SCREEN_BATCH):
+            chunk = codes[i:i + SCREEN_BATCH]
+            with self.store.engine.connect() as conn:
+                due.extend(sorted(set(conn.scalars(select(Alert.point_code).where(
+                    Alert.point_code.in_(chunk), Alert.open_key.is_not(None))))))
+                views = {row[0]: _view(*row) for row in conn.execute(
+                    select(*VIEW_COLUMNS).join(m.PointState, m.PointState.point_code == m.Point.code)
+                    .where(m.Point.code.in_(chunk)))}
+                latest: dict[str, list[Latest]] = {}
+                for code, *rest in conn.execute(select(m.LatestResult.point_code, *LATEST_COLUMNS)
+                                                .where(m.LatestResult.point_code.in_(chunk))):
+                    latest.setdefault(code, []).append(_latest(*rest))
+            opened = set(due)
+            due.extend(code for code, view in views.items()
+                       if code not in opened and self._hits(view, latest.get(code, []), now))
+        return due
+
+    def _hits(self, view: PointView, latest: list[Latest], now: datetime) -> dict[tuple, Hit]:
         rules = self.config.rules
         hits: dict[tuple, Hit] = {h.key: h for h in result_hits(view, latest, rules)}
         rc = rules["point_silent"]
-        baseline = windows.silence_baseline(self.config.maintenance, code, view.region_path, now)
         if rc.enabled:
+            baseline = windows.silence_baseline(self.config.maintenance, view.code, view.region_path, now)
             hit = silent_hit(view, rc, now, baseline)
             if hit:
                 hits[hit.key] = hit
+        return hits
+
+    def _evaluate(self, s, code: str, now: datetime) -> int:
+        if s.get(m.PointState, code, with_for_update=True) is None:
+            return 0
+        row = s.execute(select(*VIEW_COLUMNS).join(m.PointState, m.PointState.point_code == m.Point.code)
+                        .where(m.Point.code == code)).first()
+        if row is None:
+            return 0
+        view = _view(*row)
+        latest = [_latest(*r) for r in s.execute(select(*LATEST_COLUMNS).where(m.LatestResult.point_code == code))]
+        rules = self.config.rules
+        hits = self._hits(view, latest, now)
+        baseline = windows.silence_baseline(self.config.maintenance, code, view.region_path, now)
         open_alerts = {(a.rule, a.check, a.target): a for a in s.scalars(
             select(Alert).where(Alert.point_code == code, Alert.open_key.is_not(None)))}
         data_time = {(r.check, r.target): r.received_at for r in latest}

@@ -81,7 +81,7 @@ class AlertWorker:
                     codes, self._pending = codes | self._pending, set()
             if codes:
                 started = time.monotonic()
-                for code in sorted(codes):
+                for code in self._screen(sorted(codes)):
                     self._run("ingest", self.engine.evaluate_point, code)
                 took = time.monotonic() - started
                 with self._cond:
@@ -89,6 +89,15 @@ class AlertWorker:
             if time.monotonic() >= next_tick and not self._stop.is_set():
                 self._run("timer", self.engine.tick)
                 next_tick = time.monotonic() + self.engine.config.tick_s
+
+    def _screen(self, codes: list[str]) -> list[str]:
+        try:
+            due = self.engine.worth_evaluating(codes)
+        except Exception:  # the database may be away for a moment: evaluate one by one (each may fail alone)
+            log.exception("alert_screening_failed points=%d", len(codes))
+            return codes
+        selfmetrics.ALERT_EVALUATIONS.labels("ingest", "nothing_to_do").inc(len(codes) - len(due))
+        return due
 
     def _run(self, trigger: str, fn, *args) -> None:
         try:

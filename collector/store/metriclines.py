@@ -40,21 +40,23 @@ def metrics_points(self, scope: str = "/", now=None) -> list[tuple]:
 
 
 def metric_rows(self, scope: str = "/", codes: list[str] | None = None) -> list[tuple]:
-    """(code, check, target, status, value, loss_ratio, supplies) of the latest results beneath a scope or of
-    these points. The database picks out the few details that become series (``loss_ratio`` of core ICMP,
-    ``supplies`` of devices), so no row's whole JSON is decoded in Python."""
+    """(code, check, target, status, value, loss_ratio, supplies, received_at) of the latest results beneath a
+    scope or of these points. The database picks out the few details that become series (``loss_ratio`` of
+    core ICMP, ``supplies`` of devices), so no row's whole JSON is decoded in Python. ``received_at`` lets
+    the score keeper read a point's observations from the same rows."""
     from collector.store.queries import _json
 
     lr = m.LatestResult
     stmt = select(lr.point_code, lr.check, lr.target, lr.status, lr.value,
                   case((lr.check == "net.core.icmp", lr.details["loss_ratio"].as_float()), else_=None),
-                  type_coerce(case((lr.check.like("device.%"), lr.details["supplies"]), else_=None), String))
+                  type_coerce(case((lr.check.like("device.%"), lr.details["supplies"]), else_=None), String),
+                  lr.received_at)
     if codes is not None:
         stmt = stmt.where(lr.point_code.in_(codes))
     if scope != "/":
         stmt = _scoped(stmt.join(m.Point, m.Point.code == lr.point_code), m.Point.region_path, scope)
     with self.engine.connect() as conn:
-        return [r if r[6] is None else (*r[:6], _json(r[6])) for r in conn.execute(stmt).all()]
+        return [r if r[6] is None else (*r[:6], _json(r[6]), r[7]) for r in conn.execute(stmt).all()]
 
 
 def save_metric_lines(self, lines: dict[str, tuple[str, dict[str, str]]]) -> None:
