@@ -93,8 +93,10 @@ def serve(settings: Settings, host: str, port: int, app=None, access_log: bool =
           tls_cert: str | None = None, tls_key: str | None = None, forwarded_allow_ips: str | None = None) -> int:
     import uvicorn
 
+    from collector import runtime
     from collector.app import create_app
 
+    runtime.tune()  # before the app starts its threads
     app = app or create_app(settings)
     # Proxy headers are believed only from the proxies named: anyone else could claim "https" or any address
     # (and so dodge the per-source login throttle).
