@@ -116,6 +116,16 @@ def serve_main(data_dir: str, port: int) -> None:
     from collector.settings import Settings
 
     settings = Settings.load(None, data_dir)
+    if os.environ.get("PW_BENCH_HEAP_LOG"):  # Python's own heap, to tell a leak from allocator growth
+        import threading
+
+        def heap_log():
+            with open(os.environ["PW_BENCH_HEAP_LOG"], "a", encoding="utf-8") as f:
+                while True:
+                    time.sleep(30)
+                    f.write(f"{time.monotonic():.0f} python_blocks={sys.getallocatedblocks()}\n")
+                    f.flush()
+        threading.Thread(target=heap_log, daemon=True).start()
     app = None
     if os.environ.get("PW_BENCH_NO_HOOKS"):  # --no-hooks: ingest alone, no alert or score workers
         from collector.app import create_app

@@ -352,6 +352,9 @@ def report(args, stats: Stats, samples: list, elapsed: float, cpu: float) -> Non
         print(f"collector RSS MiB: first {rss[0][1]:.1f}  last {rss[-1][1]:.1f}  max {max(r[1] for r in rss):.1f}"
               f"  slope {slope_per_hour(rss):+.1f} MiB/h over the run, {slope_per_hour(half):+.1f} MiB/h "
               f"over the second half ({len(rss)} samples)")
+        per_minute = [max((r[1] for r in rss if 60 * i <= r[0] < 60 * (i + 1)), default=0.0)
+                      for i in range(int(args.duration // 60))]
+        print("collector RSS MiB, highest per minute: " + " ".join(f"{x:.0f}" for x in per_minute))
         loads = [x[2] for x in samples]
         print(f"collector CPU {cpu:.0f} s in {elapsed:.0f} s ({100 * cpu / elapsed:.0f}% of one core); "
               f"machine load average during the run: mean {statistics.mean(loads):.2f}, max {max(loads):.2f}")

@@ -1,23 +1,22 @@
-"""Admission of ingest requests: refuse early (503 + Retry-After) only when this process cannot answer in time.
+"""Admission of ingest requests: refuse (503 + Retry-After) only what this process cannot answer in time.
 
-A fixed cap on requests in flight was the first bound (benchmarks/load.py, 2,000 agents every 10 s): at 64 it
-refused thousands of requests an hour from a collector that was keeping up, because a burst of arrivals or a
-scoring pass holding the interpreter for a moment briefly puts more than 64 requests in the queue, each of
-them answered within a second. What must never happen is the other failure: a queue so long that requests
-are answered after the agents' 10 s timeout, stored, and sent again.
+Two failures to avoid (benchmarks/load.py, 2,000 agents every 10 s). A queue without bound: requests were
+answered after the agents' 10 s timeout, stored, and sent again, so the collector spent its time on work
+nobody waited for. And a bound too tight: a fixed cap of 64 requests in flight refused thousands of
+requests an hour from a collector that was keeping up, because a burst of arrivals briefly queues more than
+64, each answered within a second. (A global "overloaded" switch, refusing everything while answers were
+slow, was tried too: refusal and the agents' retries fed each other and it oscillated.)
 
-So the bound is on *waiting*, as CoDel bounds a router's queue: when even the fastest request finished
-during the last ``window_s`` took longer than ``max_delay_s``, there is a standing queue (not a burst) and
-new requests are refused until a window shows fast answers again. A hard cap on requests in flight stays as
-the bound on memory (each holds its body) and for a store that stopped answering (no request finishes, so
-no window ever shows the delay).
+So each request is judged on its own age: one that waited longer than ``max_wait_s`` for a thread to store
+it is refused before any store work (its sender is close to giving up; the agent retries it later), and
+every other request is served however many there are. A hard cap on requests in flight stays as the bound
+on memory (each holds its body) and for a store that stopped answering.
 
 Collector config::
 
     ingest:
-      max_in_flight: 512     # hard cap per collector process
-      max_delay_s: 2.0       # the fastest answer of a window slower than this: refuse new requests
-      window_s: 1.0
+      max_in_flight: 512    # per collector process; beyond it: 503 at once, before authentication
+      max_wait_s: 5.0       # a request not yet being stored after this long: 503 (agents time out at 10 s)
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-DEFAULTS = {"max_in_flight": 512, "max_delay_s": 2.0, "window_s": 1.0}
+DEFAULTS = {"max_in_flight": 512, "max_wait_s": 5.0}
 
 
 class AdmissionConfigError(ValueError):
@@ -35,15 +34,11 @@ class AdmissionConfigError(ValueError):
 @dataclass
 class Admission:
     max_in_flight: int = DEFAULTS["max_in_flight"]
-    max_delay_s: float = DEFAULTS["max_delay_s"]
-    window_s: float = DEFAULTS["window_s"]
+    max_wait_s: float = DEFAULTS["max_wait_s"]
     clock: object = time.monotonic
 
     def __post_init__(self):
         self.in_flight = 0
-        self.overloaded = False
-        self._window_end = self.clock() + self.window_s
-        self._window_min: float | None = None
 
     @classmethod
     def from_config(cls, section, where: str = "ingest") -> Admission:
@@ -64,33 +59,16 @@ class Admission:
             values[key] = value
         return cls(**values)
 
-    def refuse_reason(self) -> str | None:
-        """Why a request arriving now must be refused ("busy", "queue_delay"), or None to take it."""
-        self._roll_window()
+    def arrive(self) -> float | None:
+        """A request arrives: its arrival time if taken (call ``leave`` when done), None if refused (busy)."""
         if self.in_flight >= self.max_in_flight:
-            return "busy"
-        if self.overloaded:
-            return "queue_delay"
-        return None
-
-    def enter(self) -> None:
+            return None
         self.in_flight += 1
+        return self.clock()
 
-    def leave(self, took_s: float) -> None:
+    def leave(self) -> None:
         self.in_flight -= 1
-        self._roll_window()
-        if self._window_min is None or took_s < self._window_min:
-            self._window_min = took_s
 
-    def _roll_window(self) -> None:
-        now = self.clock()
-        if now < self._window_end:
-            return
-        # A window in which nothing finished says nothing about the queue: keep the last verdict while
-        # requests are still waiting, clear it once the queue is empty.
-        if self._window_min is not None:
-            self.overloaded = self._window_min > self.max_delay_s
-        elif self.in_flight == 0:
-            self.overloaded = False
-        self._window_min = None
-        self._window_end = now + self.window_s
+    def too_late(self, arrived: float) -> bool:
+        """Called where the store work would start: has this request waited too long to be worth it?"""
+        return self.clock() - arrived > self.max_wait_s

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 
 SWITCH_INTERVAL_S = 0.001
 MALLOC_ARENAS = 2
+TRIM_EVERY_S = 60.0
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 
 log = logging.getLogger("pointwatch.runtime")
@@ -26,8 +29,18 @@ log = logging.getLogger("pointwatch.runtime")
 
 def tune() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    if sys.platform.startswith("linux"):
-        limit_malloc_arenas(MALLOC_ARENAS)
+    if sys.platform.startswith("linux") and limit_malloc_arenas(MALLOC_ARENAS):
+        threading.Thread(target=_trim_heap_forever, name="pw-heap-trim", daemon=True).start()
+
+
+def _trim_heap_forever(every_s: float = TRIM_EVERY_S) -> None:
+    import ctypes
+    import ctypes.util
+
+    trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    while True:
+        time.sleep(every_s)
+        trim(0)
 
 
 def limit_malloc_arenas(n: int) -> bool:

@@ -16,7 +16,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 # Stable keys of collector.ingest.IngestError; others appear when first counted.
 INGEST_REJECT_REASONS = ("not_agent", "wrong_point", "too_large", "too_many", "encoding",
                          "bad_gzip", "bad_json", "too_deep", "bad_shape", "invalid", "busy",
-                         "queue_delay")
+                         "too_late")
 # The notifier kinds of DESIGN.md (alerts issue); their send paths count into the series below.
 NOTIFIER_KINDS = ("webhook", "alertmanager", "dingtalk", "wecom", "feishu", "smtp")
 

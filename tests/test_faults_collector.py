@@ -8,14 +8,29 @@ twice — checked through `GET /api/v1/points/{code}/reports` (the seqs) and in 
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.faultkit import Collector, Fleet, admin_token, assert_delivered_once, register_points, wait_for
+from tests.faultkit import (
+    Collector,
+    Fleet,
+    admin_token,
+    assert_delivered_once,
+    make_report,
+    register_points,
+    wait_for,
+)
 
 N_AGENTS = 6  # light agents (outbox + sender threads) in this process
+
+
+def rejected(metrics: str, reason: str) -> float:
+    prefix = f'pointwatch_collector_ingest_rejected_total{{reason="{reason}"}}'
+    return next(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(prefix))
 
 
 def test_collector_sigkill_while_agents_send_loses_and_doubles_nothing(tmp_path, db_url):
@@ -51,19 +66,15 @@ def test_collector_sigkill_while_agents_send_loses_and_doubles_nothing(tmp_path,
         collector.stop()
 
 
-@pytest.mark.parametrize("ingest_config, reason", [
-    ("{max_in_flight: 1}", "busy"),  # room for one request at a time
-    ("{max_delay_s: 0.001, window_s: 0.05}", "queue_delay"),  # every answer counts as "too slow"
-])
-def test_overloaded_collector_sheds_with_503_and_agents_deliver_everything(tmp_path, ingest_config, reason):
-    """An overloaded collector refuses with 503 (before authentication, cheap), for either bound of
-    collector/admission.py; the agents back off and deliver everything later, once each."""
+def test_overloaded_collector_sheds_with_503_and_agents_deliver_everything(tmp_path):
+    """With room for one ingest request at a time, concurrent agents get 503 "busy" (before authentication,
+    cheap), back off and deliver everything later, once each."""
     (tmp_path / "data").mkdir()
     url = f"sqlite:///{tmp_path / 'data' / 'pointwatch.db'}"
     tokens = register_points(url, N_AGENTS)
     admin = admin_token(url)
     config = tmp_path / "collector.yaml"
-    config.write_text(f"ingest: {ingest_config}\n", encoding="utf-8")
+    config.write_text("ingest: {max_in_flight: 1}\n", encoding="utf-8")
     collector = Collector(tmp_path, url, config=config).start()
     fleet = Fleet(tokens, collector.base, tmp_path / "agents", every=0.05)
     try:
@@ -77,8 +88,30 @@ def test_overloaded_collector_sheds_with_503_and_agents_deliver_everything(tmp_p
     try:
         assert_delivered_once(url, fleet, collector, admin, set())
         metrics = urllib.request.urlopen(collector.base + "/metrics", timeout=10).read().decode()
-        refused = [line for line in metrics.splitlines()
-                   if line.startswith(f'pointwatch_collector_ingest_rejected_total{{reason="{reason}"}}')]
-        assert refused and float(refused[0].split()[-1]) >= 1
+        assert rejected(metrics, "busy") >= 1
+    finally:
+        collector.stop()
+
+
+def test_a_request_that_waited_too_long_is_refused_before_it_is_stored(tmp_path):
+    """A request still waiting for a thread after ``max_wait_s`` gets 503 + Retry-After and stores nothing
+    (here every request is "too late": the wait allowed is a microsecond)."""
+    (tmp_path / "data").mkdir()
+    url = f"sqlite:///{tmp_path / 'data' / 'pointwatch.db'}"
+    (code, token), = register_points(url, 1).items()
+    admin = admin_token(url)
+    config = tmp_path / "collector.yaml"
+    config.write_text("ingest: {max_wait_s: 0.000001}\n", encoding="utf-8")
+    collector = Collector(tmp_path, url, config=config).start()
+    try:
+        body = json.dumps(make_report(code, "a-1", 1)).encode()
+        request = urllib.request.Request(collector.base + "/api/v1/reports", data=body, method="POST", headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "5"
+        assert collector.reports(code, admin) == []
+        metrics = urllib.request.urlopen(collector.base + "/metrics", timeout=10).read().decode()
+        assert rejected(metrics, "too_late") == 1
     finally:
         collector.stop()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -26,22 +24,34 @@ REPORT_BODY_DOC = {
 
 @router.post("/reports", status_code=202, openapi_extra=REPORT_BODY_DOC)
 async def post_reports(request: Request):
-    admission = request.app.state.admission  # collector/admission.py: refuse only what cannot be answered in time
-    reason = admission.refuse_reason()
-    if reason:  # before authentication, which costs a database look-up
-        selfmetrics.INGEST_REJECTED.labels(reason).inc()
-        return JSONResponse({"detail": "采集端繁忙，请稍后重试"}, status_code=503, headers={"Retry-After": "5"})
-    admission.enter()
-    started = time.monotonic()
+    admission = request.app.state.admission  # collector/admission.py
+    arrived = admission.arrive()
+    if arrived is None:  # before authentication, which costs a database look-up
+        return _busy("busy")
     try:
-        return await _post_reports(request)
+        return await _post_reports(request, admission, arrived)
     finally:
-        admission.leave(time.monotonic() - started)
+        admission.leave()
 
 
-async def _post_reports(request: Request):
+class _TooLate(Exception):
+    pass
+
+
+def _busy(reason: str) -> JSONResponse:
+    selfmetrics.INGEST_REJECTED.labels(reason).inc()
+    return JSONResponse({"detail": "采集端繁忙，请稍后重试"}, status_code=503, headers={"Retry-After": "5"})
+
+
+async def _post_reports(request: Request, admission, arrived: float):
     auth = await require_token(request)
     store = get_store(request)
+
+    def store_unless_late(reports):  # on the worker thread: the wait for a thread counts too
+        if admission.too_late(arrived):
+            raise _TooLate
+        return store.ingest_reports(reports)
+
     try:
         if auth.role != "agent":
             raise IngestError(403, "not_agent", f"role '{auth.role}' may not send reports")
@@ -51,10 +61,12 @@ async def _post_reports(request: Request):
             raise IngestError(403, "wrong_point",
                               f"this token reports for point '{auth.point_code}', not {', '.join(foreign)}")
         with selfmetrics.DB_SECONDS.labels("ingest").time():
-            accepted, duplicates = await run_in_threadpool(store.ingest_reports, reports)
+            accepted, duplicates = await run_in_threadpool(store_unless_late, reports)
     except IngestError as exc:
         selfmetrics.INGEST_REJECTED.labels(exc.reason).inc()
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+    except _TooLate:
+        return _busy("too_late")
     selfmetrics.REPORTS_ACCEPTED.inc(accepted)
     selfmetrics.REPORTS_DUPLICATE.inc(duplicates)
     return {"accepted": accepted, "duplicates": duplicates}
