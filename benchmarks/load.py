@@ -14,6 +14,9 @@ overloaded collector shows as bigger batches, growing latency and reports still 
 
     .venv/bin/python benchmarks/load.py [--agents 2000] [--interval 10] [--duration 600] [--store sqlite]
 
+With ``PW_BENCH_HEAP_LOG=/some/file`` the collector appends its Python heap size (allocated blocks) there
+every 30 s, which tells a leak in Python objects from growth of the C allocator or SQLite's caches.
+
 Loopback only; bounded (stops by itself after --duration); the collector and its temporary data directory
 (or PostgreSQL database pw_load_<pid>) are removed at the end. Never part of the test run.
 """
