@@ -54,6 +54,9 @@ def add_parsers(sub) -> None:
     a.add_argument("--point", help="for --role agent: the point it reports for")
     a.add_argument("--description")
     a.add_argument("--person", help="the person the token acts for (checked against the duty split)")
+    tsub.add_parser("list", help="every token's id, role, region, point and state (never the token itself)")
+    a = tsub.add_parser("revoke", help="revoke a token: at once here, within 60 s on running collectors")
+    a.add_argument("id", type=int, help="the token's id, from `tokens list`")
 
     p = sub.add_parser("enroll-code", help="one-time enrolment codes for agents")
     esub = p.add_subparsers(dest="action", required=True)
@@ -142,9 +145,18 @@ def _run(args, store, actor) -> int:
     elif args.command == "users" and args.action == "list":
         for u in store.list_users():
             print(f"{u['username']}\t{u['role']}\t{u['region']}\t{u['person']}{'  (停用)' if u['disabled'] else ''}")
-    elif args.command == "tokens":
+    elif args.command == "tokens" and args.action == "create":
         print(store.create_token(args.role, args.region, args.point, description=args.description,
                                  person=args.person, actor=actor))
+    elif args.command == "tokens" and args.action == "list":
+        from collector.timeutil import china_time
+
+        for t in store.list_tokens():
+            print(f"{t['id']}\t{t['role']}\t{t['region']}\t{t['point'] or '-'}\t{t['person'] or '-'}\t"
+                  f"{china_time(t['created_at'], '%Y-%m-%d')}\t{'已吊销' if t['revoked'] else '有效'}\t{t['description'] or ''}")
+    elif args.command == "tokens" and args.action == "revoke":
+        t = store.revoke_token(args.id, actor=actor)
+        print(f"令牌 {t['id']}（{t['role']}，{t['point'] or t['region']}）已吊销；运行中的采集端在 60 秒内生效")
     elif args.command == "enroll-code":
         print(store.create_enroll_code(args.point, actor=actor))
     elif args.command == "audit":

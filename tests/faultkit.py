@@ -276,9 +276,20 @@ class PrivatePostgres:
                   "--no-sync", "-E", "UTF8")
         return self
 
-    def start(self) -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w",
-                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=on", "start")
+    def start(self, attempts: int = 5) -> None:
+        # Right after an "immediate" stop (a crash) the old server's backends may still be exiting and hold
+        # its shared memory, and the new postmaster refuses to start; a moment later it starts (CI saw this
+        # once on a busy machine). A server that still does not start fails the test with its log.
+        for _ in range(attempts):
+            done = self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
+                             "-w", "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=on",
+                             "start", check=False)
+            if done.returncode == 0:
+                return
+            time.sleep(2.0)
+        log = (self.dir / "log").read_text(errors="replace")[-3000:] if (self.dir / "log").exists() else ""
+        raise RuntimeError(f"private PostgreSQL did not start after {attempts} attempts: {done.stdout}"
+                           f"{done.stderr}\n--- server log (end) ---\n{log}")
 
     def stop(self, mode: str = "fast") -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", mode, "-w", "stop", check=False)

@@ -233,9 +233,11 @@ class Store:
         authenticate,
         create_token,
         create_user,
+        list_tokens,
         list_users,
         login,
         logout,
+        revoke_token,
         session_info,
         set_password,
     )
