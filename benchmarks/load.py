@@ -31,6 +31,7 @@ import random
 import resource
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -128,6 +129,7 @@ class Stats:
         self.written = 0                           # reports the simulated agents produced
         self.left_queued = 0                       # produced but not acknowledged by the end
         self.batch_sizes: list[int] = []
+        self.wal_mib_max = 0.0                     # SQLite: the largest WAL seen by the sampler
 
 
 async def exchange(port: int, head: bytes, body: bytes) -> tuple[bytes, bytes]:
@@ -209,7 +211,21 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def sampler(pid: int, t_start: float, t_end: float, samples: list, stats: Stats) -> None:
+def sqlite_mib(db: Path | None) -> tuple[float, float] | None:
+    """The SQLite store's database file and WAL, MiB: a WAL that only grows is a checkpoint that never ends."""
+    if db is None:
+        return None
+    sizes = []
+    for path in (db, db.with_name(db.name + "-wal")):
+        try:
+            sizes.append(path.stat().st_size / 2**20)
+        except OSError:
+            sizes.append(0.0)
+    return sizes[0], sizes[1]
+
+
+async def sampler(pid: int, t_start: float, t_end: float, samples: list, stats: Stats,
+                  db: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
     next_print = t_start + 60
     while loop.time() < t_end:
@@ -219,12 +235,16 @@ async def sampler(pid: int, t_start: float, t_end: float, samples: list, stats: 
         load1 = os.getloadavg()[0]
         if kib is not None:
             samples.append((t, kib, load1))
+        files = sqlite_mib(db)
+        if files:
+            stats.wal_mib_max = max(stats.wal_mib_max, files[1])
         if loop.time() >= next_print:
             recent = sorted(x[1] for x in stats.lat if x[0] >= t - 60)
             if recent:
                 print(f"  t={t:5.0f}s  last minute: {len(recent) / 60:6.1f} req/s  p50 {1000 * recent[len(recent) // 2]:7.1f} ms"
                       f"  p99 {1000 * recent[int(len(recent) * 0.99)]:7.1f} ms  errors so far {len(stats.errors)}"
-                      f"  RSS {kib / 1024 if kib else 0:6.1f} MiB  load {load1:.2f}", flush=True)
+                      f"  RSS {kib / 1024 if kib else 0:6.1f} MiB  load {load1:.2f}"
+                      + (f"  db {files[0]:.0f} MiB  WAL {files[1]:.0f} MiB" if files else ""), flush=True)
             next_print += 60
 
 
@@ -251,7 +271,7 @@ async def run_load(port: int, pid: int, tokens: dict[str, str], args) -> tuple[S
     tasks = [agent(port, code, token, t_start, t_end, args.interval, stats, random.Random(rng.random()),
                    args.timeout)
              for code, token in tokens.items()]
-    await asyncio.gather(sampler(pid, t_start, t_end + 10, samples, stats), *tasks)
+    await asyncio.gather(sampler(pid, t_start, t_end + 10, samples, stats, args.sqlite_db), *tasks)
     return stats, samples, loop.time() - t_start
 
 
@@ -267,14 +287,17 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=10.0,
                     help="client timeout per request, seconds (the agent's collector.timeout default)")
     args = ap.parse_args()
+    # Stopped early (kill, Ctrl-C): still stop the collector and remove its data in the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * args.agents + 256)), hard))
     tmp = Path(tempfile.mkdtemp(prefix="pw-load-"))
-    dbname = None
+    dbname = args.sqlite_db = None
     env = {k: v for k, v in os.environ.items() if k != "POINTWATCH_DATABASE_URL"}
     if args.store == "sqlite":
-        url = f"sqlite:///{tmp / 'data' / 'pointwatch.db'}"
+        args.sqlite_db = tmp / "data" / "pointwatch.db"
+        url = f"sqlite:///{args.sqlite_db}"
         (tmp / "data").mkdir()
     else:
         import psycopg
@@ -359,6 +382,8 @@ def report(args, stats: Stats, samples: list, elapsed: float, cpu: float) -> Non
                       for i in range(int(args.duration // 60))]
         print("collector RSS MiB, highest per minute: " + " ".join(f"{x:.0f}" for x in per_minute))
         loads = [x[2] for x in samples]
+        if args.sqlite_db:
+            print(f"SQLite WAL at most {stats.wal_mib_max:.0f} MiB (sampled every 5 s)")
         print(f"collector CPU {cpu:.0f} s in {elapsed:.0f} s ({100 * cpu / elapsed:.0f}% of one core); "
               f"machine load average during the run: mean {statistics.mean(loads):.2f}, max {max(loads):.2f}")
 

@@ -21,6 +21,7 @@ from collector import __version__, scorekeeper, selfmetrics
 from collector.admission import Admission
 from collector.api import alerts, audit, auth, enroll, evidence, ingest, metrics, points, scores, ui
 from collector.settings import Settings
+from collector.store import checkpoint
 
 log = logging.getLogger("pointwatch.collector")
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     app.include_router(auth.api)
     alerts.install(app)  # GET /api/v1/alerts, silences; the alert worker runs with the app
     scorekeeper.install(app)  # "now" scores kept current for /metrics
+    checkpoint.install(app)  # SQLite: WAL checkpoints on a thread of their own, not inside ingest commits
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")
 
     app.add_middleware(_Timing)

@@ -66,7 +66,7 @@ def database_url(data_dir: str | os.PathLike) -> str:
     return f"sqlite:///{Path(data_dir).resolve() / 'pointwatch.db'}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -77,6 +77,8 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
+            if background_checkpoints():  # collector/store/checkpoint.py does them
+                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         return engine
@@ -86,7 +88,8 @@ def make_engine(url: str) -> Engine:
 class Store:
     def __init__(self, url: str):
         self.url = url
-        self.engine = make_engine(url)
+        self.background_checkpoints = False  # set by collector/store/checkpoint.py while its thread runs
+        self.engine = make_engine(url, lambda: self.background_checkpoints)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer; serialising writers here (one process per SQLite store) keeps the hash
         # chains linear and spares threads the busy-wait. PostgreSQL serialises with row/advisory locks.
@@ -130,6 +133,16 @@ class Store:
         else:
             with self.session() as session:
                 yield session
+
+    @contextmanager
+    def writers_held(self, timeout: float):
+        """Hold the serialised writers of write_session() off for a moment; yields whether it could."""
+        held = self._write_lock.acquire(timeout=timeout)
+        try:
+            yield held
+        finally:
+            if held:
+                self._write_lock.release()
 
     def close(self) -> None:
         self.engine.dispose()
