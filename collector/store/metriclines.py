@@ -65,7 +65,7 @@ def save_metric_lines(self, lines: dict[str, tuple[str, dict[str, str]]]) -> Non
         return
     rows = [{"family": fam, "point_code": code, "region_path": region, "body": body}
             for code, (region, bodies) in lines.items() for fam, body in bodies.items()]
-    with self.engine.begin() as conn:  # Core: the ORM's bulk path cost more than the database's work
+    with self.write_connection() as conn:  # Core: the ORM's bulk path cost more than the database's work
         conn.execute(delete(m.MetricLines).where(m.MetricLines.point_code.in_(list(lines))))
         if rows:
             conn.execute(insert(m.MetricLines.__table__), rows)

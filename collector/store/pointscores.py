@@ -15,7 +15,7 @@ def save_scores(self, rows: list[dict]) -> None:
     scored_at)."""
     if not rows:
         return
-    with self.engine.begin() as conn:  # Core, as save_metric_lines
+    with self.write_connection() as conn:  # Core, as save_metric_lines
         conn.execute(delete(m.PointScore).where(m.PointScore.point_code.in_([r["point_code"] for r in rows])))
         conn.execute(insert(m.PointScore.__table__), rows)
 
