@@ -40,9 +40,11 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     for module in (ingest, enroll, points, scores, metrics, evidence, ui, auth, audit):
         app.include_router(module.router)
     app.include_router(auth.api)
+    # SQLite: WAL checkpoints on a thread of their own, not inside ingest commits. First, so it starts before
+    # the other services open connections and stops after their last writes.
+    checkpoint.install(app)
     alerts.install(app)  # GET /api/v1/alerts, silences; the alert worker runs with the app
     scorekeeper.install(app)  # "now" scores kept current for /metrics
-    checkpoint.install(app)  # SQLite: WAL checkpoints on a thread of their own, not inside ingest commits
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")
 
     app.add_middleware(_Timing)

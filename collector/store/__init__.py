@@ -77,6 +77,8 @@ def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
+            # A flag read here, not a listener the checkpointer adds when it starts: adding one while another
+            # thread connects fails that connection ("deque mutated during iteration", seen in the e2e test).
             if background_checkpoints():  # collector/store/checkpoint.py does them
                 cur.execute("PRAGMA wal_autocheckpoint=0")
                 # After a spell in which the WAL could not start over, give the disk back when it does.
@@ -145,7 +147,8 @@ class Store:
 
     @contextmanager
     def writers_held(self, timeout: float):
-        """Hold the serialised writers of write_session() off for a moment; yields whether it could."""
+        """Hold the serialised writers (write_session, write_connection) off for a moment; yields whether it
+        could within ``timeout`` seconds."""
         held = self._write_lock.acquire(timeout=timeout)
         try:
             yield held
