@@ -112,7 +112,7 @@ async def drive(ports: list[int], plan: list[tuple[str, list[bytes]]], tokens: d
 
 # -- collector processes -----------------------------------------------------------------------------
 def serve_main(data_dir: str, port: int) -> None:
-    from collector.cli import serve
+    from collector.cli.serve import serve
     from collector.settings import Settings
 
     settings = Settings.load(None, data_dir)

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prometheus_client import CollectorRegistry, Gauge, generate_latest  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
-from collector.metrics import FleetCollector  # noqa: E402
-from collector.scorekeeper import rescore  # noqa: E402
+from collector.metrics.render import FleetCollector  # noqa: E402
+from collector.scoring.scorekeeper import rescore  # noqa: E402
 from collector.store import Store  # noqa: E402
 from collector.store import models as m  # noqa: E402
 

@@ -17,11 +17,13 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent import wire
-from collector import __version__, scorekeeper, selfmetrics
-from collector.admission import Admission
+from collector import __version__
 from collector.api import alerts, audit, auth, enroll, evidence, ingest, metrics, points, scores, ui
+from collector.ingest.admission import Admission
+from collector.metrics import selfmetrics
+from collector.scoring import scorekeeper
 from collector.settings import Settings
-from collector.store import checkpoint
+from collector.upkeep import checkpoint
 
 log = logging.getLogger("pointwatch.collector")
 

@@ -37,7 +37,7 @@ class Settings:
         settings.database_url = os.environ.get("POINTWATCH_DATABASE_URL") or values.get("database_url")
         settings.public_url = str(values.get("public_url", settings.public_url)).rstrip("/")
         settings.extra = {k: v for k, v in values.items() if k not in ("data_dir", "database_url", "public_url")}
-        from collector.admission import Admission, AdmissionConfigError
+        from collector.ingest.admission import Admission, AdmissionConfigError
 
         try:  # checked at start: a typo here would otherwise show only under load
             Admission.from_config(settings.extra.get("ingest"))

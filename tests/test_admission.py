@@ -1,11 +1,11 @@
-"""collector/admission.py: any number of requests is taken while each is served in time; one that waited too
+"""collector/ingest/admission.py: any number of requests is taken while each is served in time; one that waited too
 long is refused before store work; the hard cap holds when nothing finishes."""
 
 from __future__ import annotations
 
 import pytest
 
-from collector.admission import Admission, AdmissionConfigError
+from collector.ingest.admission import Admission, AdmissionConfigError
 from collector.settings import Settings, SettingsError
 
 

@@ -278,7 +278,7 @@ def test_village_clinic_closed_overnight_does_not_page(tmp_path, robot):
 
 
 def test_notifier_outage_retries_and_survives_a_restart(tmp_path, robot):
-    from collector import selfmetrics
+    from collector.metrics import selfmetrics
 
     def count(outcome):
         if outcome == "sent":

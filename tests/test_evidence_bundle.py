@@ -313,7 +313,7 @@ def test_missing_cjk_font_names_the_debian_package(monkeypatch):
 
 def test_sheet_scores_agree_with_the_scores_page(store, key, tmp_path):
     """The evidence reads results in index order (check, time) for speed; the score must not change."""
-    from collector.scores import point_sheet
+    from collector.scoring.scores import point_sheet
 
     seed(store, minutes=120)
     _, manifest = build(store, key, tmp_path)

@@ -1,5 +1,5 @@
 """Hostile reports: each refused with a 4xx naming the problem, or accepted and cleaned the documented way
-(collector/ingest.py's module docstring) — never a 5xx, never part of a report stored. On SQLite and on
+(collector/ingest/accept.py's module docstring) — never a 5xx, never part of a report stored. On SQLite and on
 PostgreSQL, which refuse different things (NUL in text, integers past 64 bits)."""
 
 from __future__ import annotations

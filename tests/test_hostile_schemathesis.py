@@ -32,7 +32,7 @@ MAX_EXAMPLES = int(os.environ.get("POINTWATCH_FUZZ_EXAMPLES", "25"))
 
 @pytest.fixture
 def fuzz_app(store, tmp_path):
-    from collector.ingest import parse_reports
+    from collector.ingest.accept import parse_reports
 
     store.upsert_point(POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
     store.upsert_point(POINT_B, "七里河区某村服务点", COUNTY_B + "/某镇/某村")

@@ -16,8 +16,8 @@ from agent import config as agent_config
 from agent.confignode import ConfigError
 from agent.metrics_endpoint import MetricsEndpoint, supplies_of
 from agent.wire import Fingerprint, Host, Report, Result
-from collector.metrics import FAMILIES, FleetCollector
-from collector.scorekeeper import rescore
+from collector.metrics.render import FAMILIES, FleetCollector
+from collector.scoring.scorekeeper import rescore
 from collector.store import Store
 from tests.conftest import REPO, free_port
 

@@ -1,4 +1,4 @@
-"""collector/runtime.py: the interpreter tuning `serve` applies (the load benchmark's reasons are there)."""
+"""collector/cli/runtime.py: the interpreter tuning `serve` applies (the load benchmark's reasons are there)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.conftest import REPO
 
 def test_serve_tuning_takes_effect_in_a_fresh_process():
     # In a child: the switch interval is process-wide and the arena limit cannot be undone.
-    code = ("import sys; from collector import runtime; "
+    code = ("import sys; from collector.cli import runtime; "
             "ok = runtime.limit_malloc_arenas(2); runtime.tune(); "
             "print(ok, sys.getswitchinterval())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,

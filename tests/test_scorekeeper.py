@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from collector.scorekeeper import rescore
-from collector.scores import point_sheet
+from collector.scoring.scorekeeper import rescore
+from collector.scoring.scores import point_sheet
 from tests.helpers import make_report
 
 POINT, REGION = "620123001001", "甘肃省/兰州市/榆中县/城关镇/东关村"

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agent.wire import report_to_dict
+from collector.accounts.throttle import login_throttle
 from collector.app import CSP, create_app
 from collector.settings import Settings
-from collector.store.throttle import login_throttle
 from tests.helpers import make_report
 from tests.test_roles_matrix import COUNTY_A, COUNTY_B, POINT_A, POINT_B, endpoints, fill
 from tests.test_roles_matrix import world as _matrix_world

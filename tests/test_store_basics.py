@@ -143,12 +143,12 @@ def test_concurrent_ingest_is_grouped_and_counted_per_caller(store):
 
 
 def test_sqlite_checkpoints_run_on_their_own_thread_not_in_commits(tmp_path):
-    """collector/store/checkpoint.py: while it runs, connections do not checkpoint in their commits, and its
+    """collector/upkeep/checkpoint.py: while it runs, connections do not checkpoint in their commits, and its
     thread copies the WAL into the database file; other stores (the CLI) keep SQLite's own checkpoints."""
     import time
 
     from collector.store import Store
-    from collector.store.checkpoint import WalCheckpointer
+    from collector.upkeep.checkpoint import WalCheckpointer
 
     db = tmp_path / "pw.db"
     store = Store(f"sqlite:///{db}")
@@ -188,7 +188,7 @@ def test_sqlite_wal_starts_over_under_a_stream_of_ingest_commits(tmp_path):
     import time
 
     from collector.store import Store
-    from collector.store.checkpoint import WalCheckpointer
+    from collector.upkeep.checkpoint import WalCheckpointer
 
     db = tmp_path / "pw.db"
     store = Store(f"sqlite:///{db}")

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from collector import demo_fleet
+from collector.demo import fleet as demo_fleet
 from collector.store import Store
 from tests.conftest import require, require_tool
 from tests.livecollector import start_collector

@@ -51,7 +51,7 @@ class Notifier:
                     raise AlertConfigError(f"{where}.{key}: '{self.opts[key]}' is not an http(s) URL")
 
     def wants(self, severity: str, region_path: str) -> bool:
-        from collector.regions import is_within
+        from collector.registry.regions import is_within
 
         if self.cfg.severities and severity not in self.cfg.severities:
             return False

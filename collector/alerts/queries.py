@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, or_, select
 
 from collector.alerts.models import Alert, Notification, Silence
-from collector.regions import is_within, normalize_path, sql_prefix
+from collector.registry.regions import is_within, normalize_path, sql_prefix
 from collector.store import models as m
 
 OPEN_STATES = ("pending", "firing")
@@ -33,7 +33,7 @@ def alerts_firing_counts(store, scope: str = "/") -> dict[str, dict[str, int]]:
 
 
 def metrics_alerts(store, scope: str = "/") -> list[tuple[str, str, int]]:
-    """[(point code, watched check, firing count)] beneath ``scope``, as collector/metrics.py reads them for
+    """[(point code, watched check, firing count)] beneath ``scope``, as collector/metrics/render.py reads them for
     ``pointwatch_alerts_firing``; silence of a point is reported under the check ``point.silent``."""
     with store.session() as s:
         stmt = _scoped(select(Alert.point_code, Alert.rule, Alert.check, func.count())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from collector.alerts.config import Window
-from collector.regions import is_within
+from collector.registry.regions import is_within
 
 
 def applies(window: Window, point_code: str, region_path: str, rule: str | None) -> bool:

@@ -13,8 +13,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from collector import selfmetrics
 from collector.alerts.dispatch import claim, deliver, queue_depth
+from collector.metrics import selfmetrics
 
 log = logging.getLogger("pointwatch.alerts")
 MIN_PASS_S = 1.0  # while busy, at most one evaluation a second of a point, however often it reports

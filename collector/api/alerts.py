@@ -22,7 +22,7 @@ from collector.alerts.queries import (
 from collector.alerts.rules import TITLES
 from collector.alerts.worker import AlertWorker
 from collector.api.deps import MAX_ID, get_store, requested_scope, require_admin, require_reader
-from collector.regions import RegionError, is_within, normalize_path
+from collector.registry.regions import RegionError, is_within, normalize_path
 from collector.store import TokenInfo
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])

@@ -3,7 +3,7 @@
 Sessions live in an HttpOnly, SameSite=Lax cookie (Secure when the page was served over TLS — directly, or
 through a proxy the collector was told to trust, see ``serve --forwarded-allow-ips``); the store keeps only
 the cookie's SHA-256. Every write here is audited by the store in the same transaction. Failed logins are
-throttled per username and per source (collector/store/throttle.py): a locked login answers 429 with
+throttled per username and per source (collector/accounts/throttle.py): a locked login answers 429 with
 Retry-After and a Chinese message, whatever the password.
 """
 
@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from collector.accounts.throttle import LoginLocked
 from collector.api.deps import (
     SESSION_COOKIE,
     client_source,
@@ -24,11 +25,10 @@ from collector.api.deps import (
     require_admin,
     require_reader,
 )
-from collector.regions import RegionError, is_within, normalize_path
+from collector.registry.regions import RegionError, is_within, normalize_path
 from collector.store import StoreError, TokenInfo
 from collector.store.audit import Actor
 from collector.store.people import SESSION_TTL
-from collector.store.throttle import LoginLocked
 
 router = APIRouter(tags=["auth"])
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from collector.regions import RegionError, confine, is_within
+from collector.registry.regions import RegionError, confine, is_within
 from collector.store import Store, TokenInfo
 
 SESSION_COOKIE = "pw_session"

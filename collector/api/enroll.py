@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.deps import get_store
-from collector.ingest import IngestError, read_payload
+from collector.ingest.accept import IngestError, read_payload
 from collector.store import StoreError
 
 router = APIRouter(prefix="/api/v1", tags=["enrolment"])

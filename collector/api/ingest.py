@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from collector import selfmetrics
 from collector.api.deps import get_store, require_token
-from collector.ingest import IngestError, parse_reports, read_payload
+from collector.ingest.accept import IngestError, parse_reports, read_payload
+from collector.metrics import selfmetrics
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -24,7 +24,7 @@ REPORT_BODY_DOC = {
 
 @router.post("/reports", status_code=202, openapi_extra=REPORT_BODY_DOC)
 async def post_reports(request: Request):
-    admission = request.app.state.admission  # collector/admission.py
+    admission = request.app.state.admission  # collector/ingest/admission.py
     arrived = admission.arrive()
     if arrived is None:  # before authentication, which costs a database look-up
         return _busy("busy")

@@ -8,10 +8,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from collector import selfmetrics
 from collector.api.deps import get_store
-from collector.metrics import FleetCollector
-from collector.regions import RegionError, normalize_path
+from collector.metrics import selfmetrics
+from collector.metrics.render import FleetCollector
+from collector.registry.regions import RegionError, normalize_path
 
 router = APIRouter(tags=["metrics"])
 

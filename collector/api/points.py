@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.deps import check_region, get_store, requested_scope, require_reader
+from collector.api.views import point_json, result_json
 from collector.store import TokenInfo
-from collector.views import point_json, result_json
 
 router = APIRouter(prefix="/api/v1/points", tags=["points"])
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from collector import scores
 from collector.api.deps import check_region, get_store, requested_scope, require_reader
+from collector.scoring import scores
 from collector.store import TokenInfo
 
 router = APIRouter(prefix="/api/v1/scores", tags=["scores"])

@@ -14,9 +14,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from collector import __version__, scores
+from collector import __version__
 from collector.api.deps import MAX_BIGINT, MAX_ID, get_store, require_page_reader
-from collector.regions import RegionError, ancestors, confine, is_within, split_path
+from collector.registry.regions import RegionError, ancestors, confine, is_within, split_path
+from collector.scoring import scores
 from collector.store.overview import FAMILIES, STATES, OverviewQuery
 from collector.timeutil import china_time
 from collector.web import labels

@@ -79,7 +79,7 @@ def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             # A flag read here, not a listener the checkpointer adds when it starts: adding one while another
             # thread connects fails that connection ("deque mutated during iteration", seen in the e2e test).
-            if background_checkpoints():  # collector/store/checkpoint.py does them
+            if background_checkpoints():  # collector/upkeep/checkpoint.py does them
                 cur.execute("PRAGMA wal_autocheckpoint=0")
                 # After a spell in which the WAL could not start over, give the disk back when it does.
                 cur.execute(f"PRAGMA journal_size_limit={64 * 2**20}")
@@ -92,7 +92,7 @@ def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:
 class Store:
     def __init__(self, url: str):
         self.url = url
-        self.background_checkpoints = False  # set by collector/store/checkpoint.py while its thread runs
+        self.background_checkpoints = False  # set by collector/upkeep/checkpoint.py while its thread runs
         self.engine = make_engine(url, lambda: self.background_checkpoints)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer; serialising writers here (one process per SQLite store) keeps the hash
@@ -161,7 +161,7 @@ class Store:
 
     # -- regions and points --------------------------------------------------------------------------
     def ensure_region(self, session: Session, path: str) -> None:
-        from collector.regions import ancestors, split_path
+        from collector.registry.regions import ancestors, split_path
 
         for level, prefix in enumerate(ancestors(path), start=1):
             if session.scalar(select(m.Region.id).where(m.Region.path == prefix)) is None:
@@ -172,7 +172,7 @@ class Store:
     def upsert_point(self, code: str, name: str, region_path: str, profile: str = "national-basic",
                      simulated: bool = False, report_interval_s: int = 60, address: str | None = None,
                      actor=None) -> None:
-        from collector.regions import normalize_path
+        from collector.registry.regions import normalize_path
         from collector.store.audit import append
         from collector.store.people import SYSTEM
 

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import or_, select, text
 
-from collector.regions import normalize_path, sql_prefix
+from collector.registry.regions import normalize_path, sql_prefix
 from collector.store import models as m
 
 AUDIT_LOCK = 0x61756469  # "audi": advisory lock key for the audit chain head

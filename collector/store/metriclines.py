@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import String, case, delete, insert, or_, select, type_coerce
 
-from collector.regions import sql_prefix
+from collector.registry.regions import sql_prefix
 from collector.store import models as m
 
 

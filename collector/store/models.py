@@ -277,7 +277,7 @@ class PointScore(Base):
 
 
 class MetricLines(Base):
-    """A point's pre-rendered /metrics lines for one per-point family (see collector/metrics.py)."""
+    """A point's pre-rendered /metrics lines for one per-point family (see collector/metrics/render.py)."""
 
     __tablename__ = "metric_lines"
     family: Mapped[str] = mapped_column(String(80), primary_key=True)

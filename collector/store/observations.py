@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from collector.regions import sql_prefix
+from collector.registry.regions import sql_prefix
 from collector.store import models as m
 
 # Hourly checks need a state at the period's opening: read this far back before the start.

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import and_, case, distinct, func, literal, or_, select
 
-from collector.regions import normalize_path, split_path, sql_prefix
+from collector.registry.regions import normalize_path, split_path, sql_prefix
 from collector.store import models as m
 
 STATES = ("silent", "error", "fail", "warn", "ok")

@@ -3,7 +3,7 @@
 Secrets are stored only as hashes: passwords with argon2id (argon2-cffi's defaults), session cookies and
 API tokens (256 random bits, so a fast hash is enough) with SHA-256.
 
-Logins are throttled (collector/store/throttle.py); every refused attempt, locked or not, is a
+Logins are throttled (collector/accounts/throttle.py); every refused attempt, locked or not, is a
 ``login.failed`` audit entry.
 
 The duty split (智慧医保 standard: 多级权限分配, no one person in two of the three layers): every user and
@@ -20,10 +20,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from collector.regions import RegionError, is_within, normalize_path
+from collector.accounts.throttle import LoginLocked, login_throttle
+from collector.registry.regions import RegionError, is_within, normalize_path
 from collector.store import ROLES, StoreError, TokenInfo, m, sha256_hex, utcnow
 from collector.store.audit import Actor, append
-from collector.store.throttle import LoginLocked, login_throttle
 
 SESSION_TTL = timedelta(hours=12)
 USER_ROLES = ("viewer", "reviewer", "admin")

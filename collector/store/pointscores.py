@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import delete, insert, or_, select
 
-from collector.regions import sql_prefix
+from collector.registry.regions import sql_prefix
 from collector.store import models as m
 
 

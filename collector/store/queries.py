@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from sqlalchemy import or_, select
 
 from agent.wire import STATUS_CODE
-from collector.regions import sql_prefix
+from collector.registry.regions import sql_prefix
 from collector.store import models as m
 
 # A point is "up" while its last report is younger than this many report intervals.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from collector.regions import is_within
+from collector.registry.regions import is_within
 from collector.store import m, utcnow
 from collector.store.audit import Actor, append
 
@@ -13,7 +13,7 @@ def import_points(self, points, actor: Actor, source_name: str = "", scope: str 
     """Create or update the given PointRows in one transaction; returns counts. Rows were validated."""
     outside = [p for p in points if not is_within(p.region, scope)]
     if outside:
-        from collector.registry import ImportError_, RowProblem
+        from collector.registry.spreadsheet import ImportError_, RowProblem
 
         raise ImportError_([RowProblem(p.row, "region", f"“{p.region}”不在您的管辖区域“{scope}”内")
                             for p in outside])
@@ -34,7 +34,7 @@ def import_points(self, points, actor: Actor, source_name: str = "", scope: str 
                 created += 1
             else:
                 if not is_within(row.region_path, scope):
-                    from collector.registry import ImportError_, RowProblem
+                    from collector.registry.spreadsheet import ImportError_, RowProblem
 
                     raise ImportError_([RowProblem(p.row, "code", f"编码“{p.code}”已属于您管辖区域以外的服务点")])
                 row.name, row.region_path, row.profile, row.address = p.name, p.region, p.profile, p.address

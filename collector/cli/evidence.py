@@ -44,7 +44,7 @@ def _export(args, settings, key) -> int:
     from collector.evidence.bundle import ExportError, export
     from collector.evidence.pdf import FontMissing
     from collector.evidence.period import PeriodError, parse_period
-    from collector.regions import RegionError, normalize_path
+    from collector.registry.regions import RegionError, normalize_path
 
     try:
         period = parse_period(args.since, args.until)

@@ -13,7 +13,7 @@ disable_created_metrics()
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-# Stable keys of collector.ingest.IngestError; others appear when first counted.
+# Stable keys of collector.ingest.accept.IngestError; others appear when first counted.
 INGEST_REJECT_REASONS = ("not_agent", "wrong_point", "too_large", "too_many", "encoding",
                          "bad_gzip", "bad_json", "too_deep", "bad_shape", "invalid", "busy",
                          "too_late")

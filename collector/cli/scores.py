@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from collector import scores
+from collector.scoring import scores
 from collector.timeutil import CHINA, parse_moment
 from collector.web.labels import PROFILE_LABEL
 

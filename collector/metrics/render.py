@@ -26,7 +26,7 @@ from prometheus_client.utils import floatToGoString
 
 from agent.metrics_endpoint import supplies_of  # one reading of device details for agent and collector
 from agent.wire import STATUS_CODE
-from collector import selfmetrics
+from collector.metrics import selfmetrics
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ ALERTS = Family("pointwatch_alerts_firing", "Alerts of the collector firing now,
                 ("check", "point", "region"))
 FAMILIES = (POINT_UP, LAST_REPORT, CLOCK_SKEW, CHECK_STATUS, CORE_RTT, CORE_LOSS, DEVICE_UP, SUPPLY, SCORE,
             ITEM_OK, ALERTS)
-# Families of one point's latest state: rendered when that state changes (collector/scorekeeper.py) and
+# Families of one point's latest state: rendered when that state changes (collector/scoring/scorekeeper.py) and
 # stored as text, so a scrape streams them instead of rebuilding ~10^6 samples. The others are live.
 PER_POINT = (CHECK_STATUS, CORE_RTT, CORE_LOSS, DEVICE_UP, SUPPLY, SCORE, ITEM_OK)
 

@@ -113,7 +113,7 @@ def _actor():
 
 
 def _run(args, store, actor) -> int:
-    from collector import registry
+    from collector.registry import spreadsheet as registry
 
     if args.command == "points" and args.action == "add":
         store.upsert_point(args.code, args.name, args.region, args.profile, address=args.address, actor=actor)

@@ -12,8 +12,8 @@ import logging
 import threading
 from datetime import datetime, timezone
 
-from collector.scores import ScoreError, profile_for
 from collector.scoring import Observation, score_now
+from collector.scoring.scores import ScoreError, profile_for
 
 log = logging.getLogger("pointwatch.scores")
 
@@ -24,7 +24,7 @@ MIN_PASS_S = 2.0  # while busy, at most one pass per this long
 
 def rescore(store, codes: list[str], now: datetime | None = None) -> int:
     """Score these points now, save the sheets and render their /metrics lines; returns points scored."""
-    from collector.metrics import TextWriter, point_lines
+    from collector.metrics.render import TextWriter, point_lines
 
     now = now or datetime.now(timezone.utc)
     saved = 0

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
 
-    from collector import registry_cli
+    from collector.cli import admin as registry_cli
 
     registry_cli.add_parsers(sub)  # db, points, users, tokens, enroll-code, audit
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="until", help="period end, inclusive day: 2026-01-31")
     p.add_argument("--json", action="store_true")
 
-    from collector.evidence.cli import add_parser as add_evidence
+    from collector.cli.evidence import add_parser as add_evidence
 
     add_evidence(sub)
     return parser
@@ -66,20 +66,22 @@ def main(argv: list[str] | None = None) -> int:
             if not os.path.isfile(path):
                 print(f"{path}: no such file", file=sys.stderr)
                 return 2
+        from collector.cli.serve import serve
+
         return serve(settings, args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key,
                      forwarded_allow_ips=args.forwarded_allow_ips)
     if args.command == "evidence":
-        from collector.evidence.cli import run as run_evidence
+        from collector.cli.evidence import run as run_evidence
 
         return run_evidence(args, settings)
     if args.command == "demo":
-        from collector.demo import run_demo
+        from collector.demo.run import run_demo
 
         return run_demo(settings, args.host, args.port)
-    from collector import registry_cli
+    from collector.cli import admin as registry_cli
 
     if args.command == "scores":
-        from collector.scores_cli import run_scores
+        from collector.cli.scores import run_scores
 
         store = settings.open_store()
         try:
@@ -87,25 +89,3 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             store.close()
     return registry_cli.run(args, settings)
-
-
-def serve(settings: Settings, host: str, port: int, app=None, access_log: bool = True,
-          tls_cert: str | None = None, tls_key: str | None = None, forwarded_allow_ips: str | None = None) -> int:
-    import uvicorn
-
-    from collector import runtime
-    from collector.app import create_app
-
-    runtime.tune()  # before the app starts its threads
-    app = app or create_app(settings)
-    # Proxy headers are believed only from the proxies named: anyone else could claim "https" or any address
-    # (and so dodge the per-source login throttle).
-    proxied = {"proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips} if forwarded_allow_ips else {
-        "proxy_headers": False}
-    tls = {"ssl_certfile": tls_cert, "ssl_keyfile": tls_key} if tls_cert else {}
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, **proxied, **tls)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

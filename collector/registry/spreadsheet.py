@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector.regions import RegionError, normalize_path, split_path
+from collector.registry.regions import RegionError, normalize_path, split_path
 
 PROFILES = ("national-basic", "national-window", "jiangsu-15min", "lanzhou-basic-2023", "xiangyuan-county")
 REQUIRED = ("code", "name", "region", "profile")

@@ -65,8 +65,8 @@ def _demo_admin(store, data_dir: Path) -> str:
 
 
 def run_demo(settings: Settings, host: str, port: int) -> int:
-    from collector import demo_fleet
-    from collector.cli import serve
+    from collector.cli.serve import serve
+    from collector.demo import fleet as demo_fleet
 
     if _port_busy(host, port):
         print(f"端口 {port} 已被占用：请用 --port 换一个端口", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""People and their credentials beyond storage: the login throttle."""

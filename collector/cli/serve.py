@@ -1,0 +1,23 @@
+"""`pointwatch-collector serve`: the app under uvicorn, after the interpreter is tuned for it."""
+
+from __future__ import annotations
+
+from collector.settings import Settings
+
+
+def serve(settings: Settings, host: str, port: int, app=None, access_log: bool = True,
+          tls_cert: str | None = None, tls_key: str | None = None, forwarded_allow_ips: str | None = None) -> int:
+    import uvicorn
+
+    from collector.app import create_app
+    from collector.cli import runtime
+
+    runtime.tune()  # before the app starts its threads
+    app = app or create_app(settings)
+    # Proxy headers are believed only from the proxies named: anyone else could claim "https" or any address
+    # (and so dodge the per-source login throttle).
+    proxied = {"proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips} if forwarded_allow_ips else {
+        "proxy_headers": False}
+    tls = {"ssl_certfile": tls_cert, "ssl_keyfile": tls_key} if tls_cert else {}
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, **proxied, **tls)
+    return 0
