@@ -129,9 +129,10 @@ def serve_main(data_dir: str, port: int) -> None:
     app = None
     if os.environ.get("PW_BENCH_NO_HOOKS"):  # --no-hooks: ingest alone, no alert or score workers
         from collector.app import create_app
+        from collector.ingest.pipeline import PointsChanged
 
         app = create_app(settings)
-        app.state.store.__dict__.pop("_ingest_hooks", None)
+        app.state.reports.points_changed = PointsChanged()  # nobody to tell
         app.state.services.clear()
     serve(settings, "127.0.0.1", port, app=app, access_log=False)
 

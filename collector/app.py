@@ -1,8 +1,7 @@
-"""The FastAPI application: routers are thin, logic lives in plain modules, the store behind one seam."""
+"""The FastAPI application and the one place that wires the collector's services (``create_app``)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -17,36 +16,65 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent import wire
-from collector import __version__
-from collector.api import alerts, audit, auth, enroll, evidence, ingest, metrics, points, scores, ui
+from collector import __version__, alerts
+from collector.alerts.worker import AlertWorker
+from collector.api import alerts as alerts_api
+from collector.api import audit, auth, enroll, evidence, ingest, metrics, points, scores, ui
 from collector.ingest.admission import Admission
+from collector.ingest.pipeline import PointsChanged, ReportPipeline
 from collector.metrics import selfmetrics
-from collector.scoring import scorekeeper
+from collector.scoring.scorekeeper import ScoreKeeper
 from collector.settings import Settings
-from collector.upkeep import checkpoint
+from collector.store.retention import RetentionPolicy
+from collector.upkeep.checkpoint import WalCheckpointer
+from collector.upkeep.maintenance import Maintenance
 
 log = logging.getLogger("pointwatch.collector")
 
 
 def create_app(settings: Settings, store=None) -> FastAPI:
+    """The collector: its routers, and the way every report takes once the router has it.
+
+    POST /api/v1/reports (collector/api/ingest.py)
+      1. admission: refuse at once what this process cannot answer in time (``Admission``)
+      2. accept: the agent's token, its own point only, parse and clean the body (collector/ingest/accept.py)
+      3. derive: the collector's own results, clock skew and 人机信息相符 (collector/ingest/derive.py)
+      4. store: reports, results, latest state and the hash chain in one transaction (collector/store/ingest.py)
+      5. announce the points that changed (``PointsChanged``) to its consumers, each on a thread of its own:
+         - the score keeper: "now" scores and the /metrics lines (collector/scoring/scorekeeper.py)
+         - the alert worker: rules, pending → firing → resolved, notifications (collector/alerts/)
+    Background services run for the app's lifetime, started in this order and stopped in reverse.
+    """
     # docs_url=None: FastAPI's default /docs loads Swagger UI from a CDN; ours serves the vendored copy.
     app = FastAPI(title="pointwatch collector", version=__version__,
                   description="医保服务点运行监测 — collector API", docs_url=None, redoc_url=None,
                   lifespan=_lifespan)
-    app.state.settings = settings
-    app.state.store = store or settings.open_store()
-    # Background services (start(), stop()) run for the app's lifetime. A lifespan replaces Starlette's
-    # on_startup/on_shutdown handlers, so services register here rather than there.
-    app.state.services = []
+    store = store or settings.open_store()
+    alert_engine = alerts.build(store, settings)
+    # One definition of "silent" for the pages, /metrics, scoring and the alert rule: the rule's own number.
+    silence_intervals = alert_engine.config.rules["point_silent"].params["intervals"]
+
+    score_keeper = ScoreKeeper(store, silence_intervals=silence_intervals)
+    alert_worker = AlertWorker(alert_engine)
+    reports = ReportPipeline(store, PointsChanged(score_keeper, alert_worker), silence_intervals=silence_intervals)
+
+    app.state.settings, app.state.store = settings, store
+    app.state.silence_intervals = silence_intervals
     app.state.admission = Admission.from_config(settings.extra.get("ingest"))
-    for module in (ingest, enroll, points, scores, metrics, evidence, ui, auth, audit):
+    app.state.reports = reports
+    app.state.alerts = alert_engine
+    # SQLite's WAL checkpoints go first: started before the other services open connections, stopped (a
+    # last checkpoint) after their last writes.
+    app.state.services = [
+        *([WalCheckpointer(store)] if store.is_sqlite else []),
+        Maintenance(store, RetentionPolicy.from_settings(settings)),
+        alert_worker,
+        score_keeper,
+    ]
+
+    for module in (ingest, enroll, points, scores, metrics, evidence, ui, auth, audit, alerts_api):
         app.include_router(module.router)
     app.include_router(auth.api)
-    # SQLite: WAL checkpoints on a thread of their own, not inside ingest commits. First, so it starts before
-    # the other services open connections and stops after their last writes.
-    checkpoint.install(app)
-    alerts.install(app)  # GET /api/v1/alerts, silences; the alert worker runs with the app
-    scorekeeper.install(app)  # "now" scores kept current for /metrics
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")
 
     app.add_middleware(_Timing)
@@ -169,7 +197,6 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
-    task = asyncio.create_task(_maintenance_loop(app))
     started = []
     try:
         for service in app.state.services:
@@ -179,29 +206,6 @@ async def _lifespan(app: FastAPI):
     finally:
         for service in reversed(started):
             service.stop()
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-
-
-async def _maintenance_loop(app: FastAPI) -> None:
-    """Roll-ups and pruning; every collector wakes up, one of them (under a database lock) does the work."""
-    from starlette.concurrency import run_in_threadpool
-
-    from collector.store.retention import RetentionPolicy
-
-    policy = RetentionPolicy.from_settings(app.state.settings)
-    await asyncio.sleep(min(5.0, policy.interval_s))
-    while True:
-        try:
-            summary = await run_in_threadpool(app.state.store.run_maintenance, policy)
-            if summary:
-                log.info("maintenance %s", summary)
-        except Exception:  # a failed round is retried next time; it must not end the loop
-            log.exception("maintenance failed")
-        await asyncio.sleep(min(policy.interval_s, 300))
 
 
 def _document_wire_schemas(app: FastAPI) -> None:

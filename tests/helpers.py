@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+import weakref
 from datetime import datetime, timedelta, timezone
 
 from agent.wire import Fingerprint, Host, Report, Result, report_to_dict
@@ -29,3 +31,19 @@ def make_report(point_code: str = POINT, seq: int = 1, statuses: dict | None = N
 
 def report_json(**kw) -> dict:
     return report_to_dict(make_report(**kw))
+
+
+_PIPELINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PIPELINES_LOCK = threading.Lock()
+
+
+def ingest(store, reports, received_at=None) -> tuple[int, int]:
+    """Reports down the collector's path after acceptance (derive, store), as POST /api/v1/reports sends them;
+    one pipeline per store, so concurrent callers share its group commit as they do in the collector."""
+    from collector.ingest.pipeline import ReportPipeline
+
+    with _PIPELINES_LOCK:
+        pipeline = _PIPELINES.get(store)
+        if pipeline is None:
+            pipeline = _PIPELINES[store] = ReportPipeline(store)
+    return pipeline.receive(reports, received_at)

@@ -17,7 +17,7 @@ from collector.app import create_app
 from collector.settings import Settings
 from collector.store import Store
 from collector.store import models as m
-from tests.helpers import make_report
+from tests.helpers import ingest, make_report
 
 POINT, REGION = "620123001001", "甘肃省/兰州市/榆中县/城关镇/东关村"
 
@@ -104,7 +104,7 @@ def test_two_collectors_on_one_postgresql_raise_and_send_once(db_url, robot):
     stores[0].upsert_point(POINT, "东关村医保服务点", REGION)
     cfg = parse({"notifiers": [{"name": "hook", "type": "webhook", "url": robot.url + "/hook"}]})
     engines = [AlertEngine(s, cfg) for s in stores]
-    stores[0].ingest_reports([make_report(point_code=POINT, statuses={"usage.processes": "fail"})])
+    ingest(stores[0], [make_report(point_code=POINT, statuses={"usage.processes": "fail"})])
     barrier = threading.Barrier(4)
     errors = []
 

@@ -14,6 +14,7 @@ from collector.alerts import AlertEngine, parse
 from collector.alerts.dispatch import dispatch_all
 from collector.alerts.models import Alert, Notification
 from collector.alerts.queries import alerts_firing_counts, create_silence, expire_silence
+from collector.ingest.pipeline import PointsChanged, ReportPipeline
 from collector.store import Store
 from tests.alerts_receivers import RobotServer
 
@@ -42,7 +43,7 @@ class Clock:
 
 
 class Rig:
-    """A store, an engine on a fake clock, the ingest hook, and a real HTTP receiver as the notifier."""
+    """A store, an engine on a fake clock, the report pipeline, and a real HTTP receiver as the notifier."""
 
     def __init__(self, tmp_path, robot: RobotServer, alerts: dict | None = None, url: str | None = None):
         self.store = Store(url or f"sqlite:///{tmp_path / 'pw.db'}")
@@ -55,7 +56,7 @@ class Rig:
                **(alerts or {})}
         self.engine = AlertEngine(self.store, parse(cfg), public_url="http://10.10.1.5:8443", clock=self.clock)
         self.pending: set[str] = set()
-        self.store.add_ingest_hook(lambda codes, at: self.pending.update(codes))
+        self.pipeline = ReportPipeline(self.store, PointsChanged(self))  # announces to points_changed below
         self.seq = 0
 
     def report(self, code: str = POINT, **faults) -> None:
@@ -72,8 +73,11 @@ class Rig:
         host = Host(hostname="YB-PC", os="Windows 10", fingerprint=Fingerprint("m", "SN", []))
         report = Report(report_id=str(uuid.uuid4()), seq=self.seq, agent_id="a-" + code, point_code=code,
                         agent_version="0.1.0", collected_at=now, sent_at=now, host=host, results=results)
-        self.store.ingest_reports([report], received_at=now)
+        self.pipeline.receive([report], received_at=now)
         self.drain()
+
+    def points_changed(self, codes) -> None:
+        self.pending.update(codes)
 
     def drain(self) -> None:
         codes, self.pending = sorted(self.pending), set()

@@ -17,7 +17,7 @@ from collector.evidence.keys import key_id, load_or_create, public_pem
 from collector.evidence.period import parse_period
 from collector.evidence.verify import verify_bundle
 from tests.conftest import require_tool
-from tests.helpers import POINT, REGION, make_report
+from tests.helpers import POINT, REGION, ingest, make_report
 
 START = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)  # 08:00 Beijing time
 FROM, TO = "2026-01-01T08:00:00+08:00", "2026-01-01T10:00:00+08:00"
@@ -39,7 +39,7 @@ def seed(store, minutes: int = 120, code: str = POINT, region: str = REGION) -> 
             st["device.printer"] = "fail"
         if i == 50:
             st["usage.removable_media"] = "fail"
-        store.ingest_reports([make_report(code, seq=i + 1, statuses=st, collected_at=at, fingerprint=FP)],
+        ingest(store, [make_report(code, seq=i + 1, statuses=st, collected_at=at, fingerprint=FP)],
                              received_at=at + timedelta(seconds=2))
     # What the alert engine records for that printer outage, and the silence the county set meanwhile.
     from collector.alerts.models import Alert, Silence

@@ -20,7 +20,7 @@ import pytest
 from collector.app import create_app
 from collector.settings import Settings
 from tests.conftest import require
-from tests.helpers import report_json
+from tests.helpers import ingest, report_json
 
 COUNTY_A = "甘肃省/兰州市/城关区"
 COUNTY_B = "甘肃省/兰州市/七里河区"
@@ -42,7 +42,7 @@ def fuzz_app(store, tmp_path):
     principals["agent"] = {"Authorization": "Bearer " + store.create_token("agent", point_code=POINT_A)}
     for code, statuses in ((POINT_A, {"net.core.tcp": "fail", "net.core.icmp": "ok"}), (POINT_B, None)):
         body = json.dumps(report_json(point_code=code, statuses=statuses)).encode()
-        store.ingest_reports(parse_reports(body))
+        ingest(store, parse_reports(body))
     app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
     return app, principals
 

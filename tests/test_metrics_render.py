@@ -20,6 +20,7 @@ from collector.metrics.render import FAMILIES, FleetCollector
 from collector.scoring.scorekeeper import rescore
 from collector.store import Store
 from tests.conftest import REPO, free_port
+from tests.helpers import ingest
 
 SUPPLIES = [{"index": "1.1", "type": "toner", "description": "黑色\"墨粉\"", "ratio": 0.42},
             {"index": "1.2", "type": "opc", "description": "硒鼓", "state": "unknown"},
@@ -37,7 +38,7 @@ def store(tmp_path):
     s = Store.open(tmp_path)
     s.upsert_point("P1", "一号点", "甘肃省/兰州市/城关区/甲镇/甲村")
     s.upsert_point("P2", "二号点", "甘肃省/天水市/秦州区/乙镇/乙村", profile="lanzhou-basic-2023")
-    s.ingest_reports([_report("P1", [
+    ingest(s, [_report("P1", [
         Result("net.core.icmp", "核心网关", "ok", "…", value=0.004, unit="seconds", details={"loss_ratio": 0.0}),
         Result("net.core.tcp", 'odd "name"\\x', "fail", "…"),
         Result("device.printer", "打印机", "warn", "…", details={"methods": [{"method": "snmp", "supplies": SUPPLIES}],

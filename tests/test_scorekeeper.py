@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from collector.scoring.scorekeeper import rescore
 from collector.scoring.scores import point_sheet
-from tests.helpers import make_report
+from tests.helpers import ingest, make_report
 
 POINT, REGION = "620123001001", "甘肃省/兰州市/榆中县/城关镇/东关村"
 HEALTHY = {"net.core.tcp": "ok", "net.core.icmp": "ok", "net.core.dns": "ok", "net.core.https": "ok",
@@ -19,7 +19,7 @@ def test_scores_follow_ingest_and_silence(store):
     store.upsert_point(POINT, "东关村医保服务点", REGION, profile="lanzhou-basic-2023", report_interval_s=60)
     assert store.points_needing_scores() == [POINT]  # never scored
     now = datetime.now(timezone.utc)
-    store.ingest_reports([make_report(POINT, statuses=HEALTHY, collected_at=now)], received_at=now)
+    ingest(store, [make_report(POINT, statuses=HEALTHY, collected_at=now)], received_at=now)
     assert rescore(store, [POINT], now=now) == 1
     [(code, profile, earned, items)] = store.metrics_compliance("甘肃省/兰州市/榆中县")
     assert (code, profile) == (POINT, "lanzhou-basic-2023")

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from agent import wire
 from collector.store import models as m
 from collector.store.ingest import canonical_json, chain_digest
+from tests.helpers import ingest
 
 REGION = "甘肃省/兰州市/城关区/某镇/某村"
 
@@ -43,8 +44,8 @@ def test_migrations_reach_head_and_match_the_models(store):
 def test_ingest_is_idempotent_and_hash_chained(store):
     store.upsert_point("620102001001", "某村服务点", REGION)
     first, second = make_report(seq=1), make_report(seq=2)
-    assert store.ingest_reports([first, second]) == (2, 0)
-    assert store.ingest_reports([second, make_report(seq=3)]) == (1, 1)
+    assert ingest(store, [first, second]) == (2, 0)
+    assert ingest(store, [second, make_report(seq=3)]) == (1, 1)
     with store.session() as s:
         rows = s.execute(select(m.Report.body, m.Report.prev_digest, m.Report.digest)
                          .order_by(m.Report.id)).all()
@@ -62,8 +63,8 @@ def test_ingest_is_idempotent_and_hash_chained(store):
 def test_latest_state_never_rolls_back_to_a_backlog_report(store):
     store.upsert_point("620102001001", "某村服务点", REGION)
     now = datetime.now(timezone.utc)
-    store.ingest_reports([make_report(seq=5, status="fail", when=now, n=2)])
-    store.ingest_reports([make_report(seq=4, status="ok", when=now - timedelta(minutes=10), n=2)])
+    ingest(store, [make_report(seq=5, status="fail", when=now, n=2)])
+    ingest(store, [make_report(seq=4, status="ok", when=now - timedelta(minutes=10), n=2)])
     latest = {(r.check, r.target): r for r in store.latest_for_point("620102001001")}
     assert latest[("net.core.icmp", "10.10.0.0")].status == "fail"
     point = store.point_summary("620102001001")
@@ -74,7 +75,7 @@ def test_times_from_other_zones_are_stored_in_utc(store):
     store.upsert_point("620102001001", "某村服务点", REGION)
     beijing = datetime.now(timezone(timedelta(hours=8)))
     rep = make_report(when=beijing, n=1)
-    store.ingest_reports([rep])
+    ingest(store, [rep])
     got = store.reports_for_point("620102001001", beijing - timedelta(hours=1), beijing + timedelta(hours=1))
     assert got and got[0]["collected_at"] == beijing
 
@@ -84,12 +85,12 @@ def test_fingerprint_change_is_flagged_as_a_failed_result(store):
     code = store.create_enroll_code("620102001001")
     agent_id, _ = store.enroll(code, "620102001001", "pc-1",
                                {"machine_id": "mid-1", "serial": "SN1", "macs": ["AA-BB-CC-DD-EE-01"]})
-    store.ingest_reports([make_report(agent_id=agent_id, n=1)])
+    ingest(store, [make_report(agent_id=agent_id, n=1)])
     ident = {r.check: r for r in store.latest_for_point("620102001001")}["identity.matches_enrolment"]
     assert ident.status == "ok"
     assert not store.point_summary("620102001001").fingerprint_mismatch
     other = wire.Fingerprint("mid-2", "SN1", ["aa:bb:cc:dd:ee:99"])
-    store.ingest_reports([make_report(agent_id=agent_id, seq=2, n=1, fingerprint=other)])
+    ingest(store, [make_report(agent_id=agent_id, seq=2, n=1, fingerprint=other)])
     ident = {r.check: r for r in store.latest_for_point("620102001001")}["identity.matches_enrolment"]
     assert ident.status == "fail" and "不一致" in ident.message and "机器标识" in ident.message
     assert store.point_summary("620102001001").fingerprint_mismatch
@@ -97,11 +98,11 @@ def test_fingerprint_change_is_flagged_as_a_failed_result(store):
 
 def test_clock_skew_is_a_warning_not_a_rejection(store):
     store.upsert_point("620102001001", "某村服务点", REGION)
-    assert store.ingest_reports([make_report(n=1, sent_offset=timedelta(minutes=-20))]) == (1, 0)
+    assert ingest(store, [make_report(n=1, sent_offset=timedelta(minutes=-20))]) == (1, 0)
     skew = {r.check: r for r in store.latest_for_point("620102001001")}["agent.clock_skew"]
     assert skew.status == "warn" and skew.value < -1100 and "校准" in skew.message
     assert store.point_summary("620102001001").clock_skew_s < -1100
-    store.ingest_reports([make_report(seq=2, n=1)])
+    ingest(store, [make_report(seq=2, n=1)])
     skew = {r.check: r for r in store.latest_for_point("620102001001")}["agent.clock_skew"]
     assert skew.status == "ok"
 
@@ -118,7 +119,7 @@ def test_concurrent_ingest_is_grouped_and_counted_per_caller(store):
 
     def send(code, batch):
         barrier.wait()
-        results.append(store.ingest_reports(batch))
+        results.append(ingest(store, batch))
 
     jobs = []
     for code in points:  # each point's reports in two halves, each half sent twice (a re-send)
@@ -199,14 +200,14 @@ def test_sqlite_wal_starts_over_under_a_stream_of_ingest_commits(tmp_path):
     keeper.start()
     stop, frames_seen, written = threading.Event(), [], [0]
 
-    def ingest(worker: int) -> None:
+    def stream(worker: int) -> None:
         seq = worker * 1_000_000
         while not stop.is_set():
             seq += 1
-            store.ingest_reports([make_report(seq=seq, agent_id=f"agent-{worker}", n=40)])
+            ingest(store, [make_report(seq=seq, agent_id=f"agent-{worker}", n=40)])
             written[0] += 1
 
-    threads = [threading.Thread(target=ingest, args=(w,)) for w in range(4)]
+    threads = [threading.Thread(target=stream, args=(w,)) for w in range(4)]
     for t in threads:
         t.start()
     try:

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from collector.store import models as m
 from collector.store.retention import RetentionPolicy
+from tests.helpers import ingest
 from tests.test_store_basics import REGION, make_report
 
 HOUR = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
@@ -16,7 +17,7 @@ HOUR = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 
 def _ingest_at(store, when, seq, status="ok", n=2):
     rep = make_report(seq=seq, n=n, status=status, when=when)
-    store.ingest_reports([rep], received_at=when)
+    ingest(store, [rep], received_at=when)
 
 
 def test_rollup_counts_statuses_and_values_per_hour(store):

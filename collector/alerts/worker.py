@@ -1,4 +1,4 @@
-"""The background half: ingest only drops point codes into a set; two threads do the rest.
+"""The background half: ingest only announces point codes (they land in a set); two threads do the rest.
 
 - the evaluator takes the set, evaluates each point, and runs the timer (silence, for-durations, mutes
   that ended) every ``alerts.tick``;
@@ -34,8 +34,8 @@ class AlertWorker:
         self._pool: ThreadPoolExecutor | None = None
         engine.on_enqueued = self._wake.set
 
-    # the ingest hook: called after the batch committed, on the request's thread; must not block
-    def enqueue(self, codes, received_at=None) -> None:
+    # called after the batch committed, on the request's thread (collector/ingest/pipeline.py): must not block
+    def points_changed(self, codes) -> None:
         with self._cond:
             self._pending.update(codes)
             selfmetrics.ALERT_EVAL_BACKLOG.set(len(self._pending))

@@ -1,15 +1,14 @@
 """GET /api/v1/alerts, silences (POST/GET/DELETE /api/v1/silences): region-scoped, silences admin-only
-and written to the audit log. ``install(app)`` also starts the alert worker with the app."""
+and written to the audit log. The alert engine they read is ``app.state.alerts`` (wired in create_app)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from collector.alerts import build
 from collector.alerts.config import DEFAULT_RULES, AlertConfigError, duration
 from collector.alerts.messages import SEVERITY_CN
 from collector.alerts.queries import (
@@ -20,24 +19,12 @@ from collector.alerts.queries import (
     notifications_for,
 )
 from collector.alerts.rules import TITLES
-from collector.alerts.worker import AlertWorker
 from collector.api.deps import MAX_ID, get_store, requested_scope, require_admin, require_reader
 from collector.registry.regions import RegionError, is_within, normalize_path
 from collector.store import TokenInfo
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 STATES = ("open", "pending", "firing", "resolved", "all")
-
-
-def install(app: FastAPI) -> None:
-    """Add the routes and run the alert engine and its worker for the app's lifetime."""
-    engine = build(app.state.store, app.state.settings)
-    worker = AlertWorker(engine)
-    app.state.alerts, app.state.alert_worker = engine, worker
-    app.state.store.add_ingest_hook(worker.enqueue)
-    app.state.services.append(worker)
-    app.include_router(router)
-
 
 
 def _iso(ts):

@@ -1,4 +1,6 @@
-"""POST /api/v1/reports: agents push reports here; 202 only after they are committed."""
+"""POST /api/v1/reports: agents push reports here; 202 only after they are committed.
+
+The steps, in order, are listed in collector/app.py (create_app)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import get_store, require_token
+from collector.api.deps import require_token
 from collector.ingest.accept import IngestError, parse_reports, read_payload
 from collector.metrics import selfmetrics
 
@@ -45,12 +47,12 @@ def _busy(reason: str) -> JSONResponse:
 
 async def _post_reports(request: Request, admission, arrived: float):
     auth = await require_token(request)
-    store = get_store(request)
+    pipeline = request.app.state.reports  # derive, store, announce: collector/ingest/pipeline.py
 
     def store_unless_late(reports):  # on the worker thread: the wait for a thread counts too
         if admission.too_late(arrived):
             raise _TooLate
-        return store.ingest_reports(reports)
+        return pipeline.receive(reports)
 
     try:
         if auth.role != "agent":

@@ -40,7 +40,8 @@ async def region_scores(request: Request, region: str = "/", since: datetime | N
     if scope is None:
         raise HTTPException(404, detail="no such region")
     try:
-        result = await run_in_threadpool(scores.region_scores, get_store(request), scope, since, until, by)
+        result = await run_in_threadpool(scores.region_scores, get_store(request), scope, since, until, by,
+                                         request.app.state.silence_intervals)
     except scores.ScoreError as exc:
         raise HTTPException(422, detail=str(exc)) from None
     return ranking_json(result)
@@ -55,7 +56,8 @@ async def point_scores(code: str, request: Request, since: datetime | None = Que
         raise HTTPException(404, detail="no such point")
     check_region(auth, point.region_path)
     try:
-        sheet = await run_in_threadpool(scores.point_sheet, store, code, since, until)
+        sheet = await run_in_threadpool(scores.point_sheet, store, code, since, until,
+                                        request.app.state.silence_intervals)
     except scores.ScoreError as exc:
         raise HTTPException(422, detail=str(exc)) from None
     return {"point": code, **sheet.as_dict()}

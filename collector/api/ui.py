@@ -125,7 +125,8 @@ async def point_page(code: str, request: Request):
         by_family[labels.family_of(r.check)].append(r)
     pillar_state = {key: _worst([r.status for r in by_family[key]]) for key, _, _ in labels.PILLARS}
     try:
-        sheet = await run_in_threadpool(scores.point_sheet, store, code)
+        sheet = await run_in_threadpool(scores.point_sheet, store, code, None, None,
+                                        request.app.state.silence_intervals)
     except scores.ScoreError:
         sheet = None  # a point on an unknown profile still shows its checks
     return render(request, "point.html", {
@@ -145,11 +146,13 @@ async def scores_page(request: Request, region: str = "/", since: str = Query(""
         scope = scoped(region, page_user(request))
         start = parse_moment(since) if since else None
         end = parse_moment(until, end_of_day=True) if until else None
-        result = await run_in_threadpool(scores.region_scores, get_store(request), scope, start, end, "share")
+        result = await run_in_threadpool(scores.region_scores, get_store(request), scope, start, end, "share",
+                                         request.app.state.silence_intervals)
     except (ValueError, scores.ScoreError) as exc:
         error = f"无法计算：{exc}"
         scope = page_user(request).region_path
-        result = await run_in_threadpool(scores.region_scores, get_store(request), scope, None, None, "share")
+        result = await run_in_threadpool(scores.region_scores, get_store(request), scope, None, None, "share",
+                                         request.app.state.silence_intervals)
     return render(request, "scores.html", {"result": result, "scope": scope, "since": since, "until": until,
                                            "error": error}, nav="scores")
 

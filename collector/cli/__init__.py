@@ -81,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     from collector.cli import admin as registry_cli
 
     if args.command == "scores":
+        from collector import alerts
         from collector.cli.scores import run_scores
 
         store = settings.open_store()
         try:
-            return run_scores(store, args)
+            return run_scores(store, args, alerts.silence_intervals(settings))
         finally:
             store.close()
     return registry_cli.run(args, settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.scoring import scores
 from collector.timeutil import CHINA, parse_moment
 from collector.web.labels import PROFILE_LABEL
@@ -12,15 +13,15 @@ from collector.web.labels import PROFILE_LABEL
 STATE_MARK = {"met": "达标", "not_met": "未达标", "manual": "人工评审"}
 
 
-def run_scores(store, args) -> int:
+def run_scores(store, args, silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> int:
     try:
         start = parse_moment(args.since) if args.since else None
         end = parse_moment(args.until, end_of_day=True) if args.until else None
         if args.point:
-            sheet = scores.point_sheet(store, args.point, start, end)
+            sheet = scores.point_sheet(store, args.point, start, end, silence_intervals)
             print(json.dumps(sheet.as_dict(), ensure_ascii=False, indent=2) if args.json else _sheet_text(sheet))
         else:
-            result = scores.region_scores(store, args.region, start, end)
+            result = scores.region_scores(store, args.region, start, end, silence_intervals=silence_intervals)
             if args.json:
                 from collector.api.scores import ranking_json
 

@@ -250,11 +250,13 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
 
 
 def score_now(profile: Profile, observations: Iterable, now: datetime | None = None,
-              max_age: Mapping[str, float] | None = None, interval: float | timedelta = 60.0) -> ScoreSheet:
+              max_age: Mapping[str, float] | None = None, interval: float | timedelta = 60.0,
+              silent_after: float | timedelta | None = None) -> ScoreSheet:
     """The latest state: each (check, target)'s most recent result, evaluated against the rules.
 
-    With ``now`` given, a result older than its max_age (see ``max_age_for``) no longer counts, so a point
-    that went silent loses its items here too.
+    With ``now`` given, a result older than its max_age (see ``max_age_for``) no longer counts, and once
+    the newest result is older than ``silent_after`` the point is silent and nothing counts: silence
+    never earns points.
     """
     iv = _seconds(interval)
     latest: dict[tuple[str, str], tuple[float, int]] = {}
@@ -266,6 +268,9 @@ def score_now(profile: Profile, observations: Iterable, now: datetime | None = N
         if prev is None or t >= prev[0]:
             latest[(check, target)] = (t, CODE.get(status, 4))
     t_now = _ts(now) if now is not None else None
+    if t_now is not None and silent_after is not None and latest and \
+            t_now - max(t for t, _ in latest.values()) > _seconds(silent_after):
+        latest = {}
     by_check: dict[str, list[tuple[str, bytearray]]] = {}
     for (check, target), (t, c) in latest.items():
         if t_now is not None and t_now - t > max_age_for(check, iv, max_age):

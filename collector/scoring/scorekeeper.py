@@ -1,7 +1,7 @@
 """Keeps every point's "now" score (point_scores) and its /metrics lines (metric_lines) current.
 
-Ingest hands over the codes of points that reported (a post-commit hook, so ingest never waits); a thread
-scores them in batches. Every minute it also rescores points that went silent since their last score,
+Ingest announces the codes of points that reported (``points_changed``, after the commit, so ingest never
+waits); a thread scores them in batches. Every minute it also rescores points that went silent since their last score,
 because silence takes points away (stale results no longer count in ``score_now``) and no report arrives
 to say so.
 """
@@ -12,6 +12,7 @@ import logging
 import threading
 from datetime import datetime, timezone
 
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.scoring import Observation, score_now
 from collector.scoring.scores import ScoreError, profile_for
 
@@ -22,7 +23,8 @@ TICK_S = 60.0
 MIN_PASS_S = 2.0  # while busy, at most one pass per this long
 
 
-def rescore(store, codes: list[str], now: datetime | None = None) -> int:
+def rescore(store, codes: list[str], now: datetime | None = None,
+            silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> int:
     """Score these points now, save the sheets and render their /metrics lines; returns points scored."""
     from collector.metrics.render import TextWriter, point_lines
 
@@ -48,7 +50,8 @@ def rescore(store, codes: list[str], now: datetime | None = None) -> int:
             except ScoreError as exc:
                 log.warning("score_skipped point=%s reason=%s", code, exc)
                 continue
-            sheet = score_now(profile, observations.get(code, []), now=now, interval=interval)
+            sheet = score_now(profile, observations.get(code, []), now=now, interval=interval,
+                              silent_after=silence_intervals * interval)
             items = {it.id: it.state == "met" for it in sheet.items if it.state != "manual"}
             rows.append({"point_code": code, "profile": profile_name, "earned": sheet.earned,
                          "automatic_points": sheet.automatic_points, "scored_at": now, "items": items})
@@ -62,14 +65,14 @@ def rescore(store, codes: list[str], now: datetime | None = None) -> int:
 
 
 class ScoreKeeper:
-    def __init__(self, store, tick_s: float = TICK_S):
-        self.store, self.tick_s = store, tick_s
+    def __init__(self, store, tick_s: float = TICK_S, silence_intervals: int = SILENCE_INTERVALS_DEFAULT):
+        self.store, self.tick_s, self.silence_intervals = store, tick_s, silence_intervals
         self._pending: set[str] = set()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def enqueue(self, codes, received_at=None) -> None:
+    def points_changed(self, codes) -> None:
         with self._cond:
             self._pending.update(codes)
             self._cond.notify()
@@ -111,7 +114,7 @@ class ScoreKeeper:
                         codes, self._pending = sorted(set(codes) | self._pending), set()
                 if codes:
                     started = time.monotonic()
-                    rescore(self.store, codes)
+                    rescore(self.store, codes, silence_intervals=self.silence_intervals)
                     took = time.monotonic() - started
                     with self._cond:
                         busy = bool(self._pending)
@@ -119,9 +122,3 @@ class ScoreKeeper:
                 log.exception("rescore_failed points=%d", len(codes))
                 self._stop.wait(5)
 
-
-def install(app) -> None:
-    keeper = ScoreKeeper(app.state.store)
-    app.state.store.add_ingest_hook(keeper.enqueue)
-    app.state.services.append(keeper)
-    app.state.score_keeper = keeper

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.scoring import Profile, Ranked, ScoreSheet, load_profiles, rank_points, score_now, score_period
 
 
@@ -26,7 +27,8 @@ def profile_for(name: str) -> Profile:
         raise ScoreError(f"point profile '{name}' is not one of {', '.join(sorted(profiles()))}") from None
 
 
-def point_sheet(store, code: str, start: datetime | None = None, end: datetime | None = None) -> ScoreSheet:
+def point_sheet(store, code: str, start: datetime | None = None, end: datetime | None = None,
+                silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> ScoreSheet:
     """The point's sheet for a period, or for now when no period is given."""
     point = store.point_summary(code)
     if point is None:
@@ -34,10 +36,11 @@ def point_sheet(store, code: str, start: datetime | None = None, end: datetime |
     profile = profile_for(point.profile)
     if start is None and end is None:
         obs = store.latest_observations(point.region_path, codes=[code]).get(code, [])
-        return score_now(profile, obs, now=datetime.now(timezone.utc), interval=point.report_interval_s)
+        return score_now(profile, obs, now=datetime.now(timezone.utc), interval=point.report_interval_s,
+                         silent_after=silence_intervals * point.report_interval_s)
     start, end = _period(start, end)
     return score_period(profile, store.observations(code, start, end), start, end,
-                        interval=point.report_interval_s)
+                        interval=point.report_interval_s, silent_after=silence_intervals * point.report_interval_s)
 
 
 @dataclass
@@ -52,7 +55,7 @@ class RegionScores:
 
 
 def region_scores(store, scope: str, start: datetime | None = None, end: datetime | None = None,
-                  by: str = "share") -> RegionScores:
+                  by: str = "share", silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> RegionScores:
     """Every point beneath ``scope`` scored and ranked; per profile, how many points meet each item."""
     points = {p.code: p for p in store.list_points(scope)}
     now = datetime.now(timezone.utc)
@@ -61,12 +64,14 @@ def region_scores(store, scope: str, start: datetime | None = None, end: datetim
         latest = store.latest_observations(scope)
         for code, p in points.items():
             sheets.append((code, score_now(profile_for(p.profile), latest.get(code, []), now=now,
-                                           interval=p.report_interval_s)))
+                                           interval=p.report_interval_s,
+                                           silent_after=silence_intervals * p.report_interval_s)))
     else:
         start, end = _period(start, end)
         for code, p in points.items():
             sheets.append((code, score_period(profile_for(p.profile), store.observations(code, start, end),
-                                              start, end, interval=p.report_interval_s)))
+                                              start, end, interval=p.report_interval_s,
+                                              silent_after=silence_intervals * p.report_interval_s)))
     rates: dict[str, dict[str, list]] = defaultdict(dict)
     for code, sheet in sheets:
         per_item = rates[points[code].profile]

@@ -10,7 +10,6 @@ import hashlib
 import os
 import secrets
 import threading
-from collections import deque
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -99,10 +98,6 @@ class Store:
         # chains linear and spares threads the busy-wait. PostgreSQL serialises with row/advisory locks.
         self._write_lock = threading.Lock()
         self._token_cache: dict = {}
-        # Group commit of concurrent ingest calls (collector/store/ingest.py).
-        self._ingest_lock = threading.Lock()
-        self._group_guard = threading.Lock()
-        self._group_queue: deque = deque()
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike) -> Store:
@@ -244,7 +239,6 @@ class Store:
 
     # -- ingest and reads live in their own modules, bound here so callers see one seam -------------
     from collector.store.audit import audit_entries, record, verify_audit  # noqa: E402
-    from collector.store.ingest import ingest_reports  # noqa: E402
     from collector.store.metriclines import (  # noqa: E402
         metric_rows,
         metrics_points,
@@ -283,29 +277,6 @@ class Store:
     from collector.store.registry import export_points, import_points  # noqa: E402
     from collector.store.retention import hourly, prune, rollup, run_maintenance  # noqa: E402
     from collector.store.series import check_series  # noqa: E402
-
-    # -- post-commit ingest hooks: alerts evaluate on ingest without ingest knowing about them ------------
-    def add_ingest_hook(self, hook) -> None:
-        """``hook(point_codes, received_at)`` runs after a batch with new reports has committed. It must be
-        quick (hand work to a thread); an exception in it is logged and never fails the ingest."""
-        self.__dict__.setdefault("_ingest_hooks", []).append(hook)
-
-    def ingest_reports(self, reports, received_at=None):  # noqa: F811 — wraps the store function bound above
-        from collector.store import ingest as _ingest
-
-        received_at = received_at or utcnow()
-        accepted, duplicates = _ingest.ingest_reports(self, reports, received_at)
-        if accepted:
-            codes = sorted({r.point_code for r in reports})
-            for hook in self.__dict__.get("_ingest_hooks", ()):
-                try:
-                    hook(codes, received_at)
-                except Exception:
-                    import logging
-
-                    logging.getLogger("pointwatch.store").exception("ingest_hook_failed hook=%r", hook)
-        return accepted, duplicates
-
 
     # -- alert reads for /metrics (the alert tables live in collector/alerts) ---------------------------
     def metrics_alerts(self, scope: str = "/"):

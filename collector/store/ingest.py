@@ -4,28 +4,27 @@ Written with SQLAlchemy Core (one INSERT per report for its primary key, one exe
 of a batch, one upsert executemany for the latest state) because the ORM's unit of work cost several times
 the database's own time per report.
 
-Besides the agent's results the collector adds two results of its own to each report, so scoring and alerts
-can use them like any other check: ``identity.matches_enrolment`` (the host fingerprint against the one
-pinned at enrolment, 人机信息相符) and ``agent.clock_skew`` (agent clock against receive time).
+Each report arrives with the results the collector derived from it (collector/ingest/derive.py); they are
+stored beside the agent's, and two of their facts (clock skew, fingerprint mismatch) on the point's state.
+This module decides nothing about them: it persists what it is given.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import timedelta, timezone
+import threading
+from collections import deque
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from agent.vocabulary import zero_counts
 from agent.wire import Report, rfc3339
 from collector.store import models as m
-from collector.store.queries import SILENCE_INTERVALS
 
 GENESIS = ""  # prev_digest of a point's first report
-SKEW_WARN_S = 300.0  # |agent clock - collector clock| beyond this is flagged (a warning, never a rejection)
-IDENTITY_CHECK = "identity.matches_enrolment"
-SKEW_CHECK = "agent.clock_skew"
 
 _R = m.Result.__table__
 _L = m.LatestResult.__table__
@@ -122,43 +121,6 @@ def chain_digest(prev_digest: str, body: str) -> str:
     return sha256_hex(prev_digest + "\n" + body)
 
 
-def fingerprint_matches(pinned: dict | None, seen) -> tuple[bool, list[str]]:
-    """Compare a reported fingerprint with the pinned one; returns (matches, names of differing parts).
-
-    machine_id and serial must be equal where both are known; MAC lists must share at least one address
-    (a USB adapter plugged in adds one, a changed board replaces them all).
-    """
-    if not pinned:
-        return True, []
-    diffs = []
-    for name in ("machine_id", "serial"):
-        a, b = (pinned.get(name) or "").strip().lower(), (getattr(seen, name) or "").strip().lower()
-        if a and b and a != b:
-            diffs.append(name)
-    macs_a = {x.lower().replace("-", ":") for x in pinned.get("macs") or []}
-    macs_b = {x.lower().replace("-", ":") for x in seen.macs or []}
-    if macs_a and macs_b and not macs_a & macs_b:
-        diffs.append("macs")
-    return not diffs, diffs
-
-
-def _collector_results(report: Report, received_at, pinned: dict | None, has_pin: bool) -> list[dict]:
-    out = []
-    skew = round((report.sent_at - received_at).total_seconds(), 3)
-    bad = abs(skew) > SKEW_WARN_S
-    out.append({"check": SKEW_CHECK, "target": "clock", "status": "warn" if bad else "ok", "value": skew,
-                "unit": "s", "details": {"source": "collector", "threshold_s": SKEW_WARN_S},
-                "message": (f"终端时钟与采集端相差 {skew:+.0f} 秒，超过 {SKEW_WARN_S / 60:.0f} 分钟，请校准时间"
-                            if bad else f"终端时钟偏差 {skew:+.1f} 秒，正常")})
-    if has_pin:
-        ok, diffs = fingerprint_matches(pinned, report.host.fingerprint)
-        out.append({"check": IDENTITY_CHECK, "target": "enrolment", "status": "ok" if ok else "fail",
-                    "value": None, "unit": None, "details": {"source": "collector", "differs": diffs},
-                    "message": "终端标识与注册时一致（人机信息相符）" if ok else
-                    f"终端标识与注册时不一致（{'、'.join(_PART_CN[d] for d in diffs)}已变化），疑似更换终端"})
-    return out
-
-
 class _Sql:
     """The hot-path statements in the driver's own parameter style, executed with its executemany.
 
@@ -224,22 +186,27 @@ def _pg_ts(ts):
 _SQLITE = _Sql("?", True)
 _PG = _Sql("%s", False)
 
-_PART_CN = {"machine_id": "机器标识", "serial": "主板/BIOS 序列号", "macs": "网卡 MAC 地址"}
+def enrolment_pins(store, agent_ids) -> dict[str, dict | None]:
+    """The fingerprint pinned at enrolment for each of these agents that enrolled (None: pinned nothing)."""
+    with store.session() as s:
+        return {a: fp for a, fp in s.execute(select(m.Agent.id, m.Agent.fingerprint).where(
+            m.Agent.id.in_(set(agent_ids))))}
 
 
 class _Pending:
-    __slots__ = ("reports", "received_at", "result", "error")
+    __slots__ = ("reports", "derived", "received_at", "result", "error")
 
-    def __init__(self, reports, received_at):
-        self.reports, self.received_at, self.result, self.error = reports, received_at, None, None
+    def __init__(self, reports, derived, received_at):
+        self.reports, self.derived, self.received_at = reports, derived, received_at
+        self.result = self.error = None
 
 
 GROUP_MAX_REPORTS = 400
 GROUP_SPAN = timedelta(seconds=1)  # requests received this close together may share one transaction
 
 
-def ingest_reports(self, reports: list[Report], received_at=None) -> tuple[int, int]:
-    """Store reports; returns (accepted, duplicates). Callers have checked ownership.
+class ReportWriter:
+    """Stores reports for one store; returns (accepted, duplicates). Callers have checked ownership.
 
     Group commit: concurrent callers queue their reports, and whichever thread takes the ingest lock
     stores everything queued in one transaction (followers find their result ready when they get the
@@ -247,19 +214,69 @@ def ingest_reports(self, reports: list[Report], received_at=None) -> tuple[int, 
     receive time is the latest of its members' (they arrived within GROUP_SPAN); a caller alone in its
     group, or one whose given time is far from the others' (tests, imports), keeps its own.
     """
-    from collector.store import utcnow
 
-    item = _Pending(reports, (received_at or utcnow()).astimezone(timezone.utc))
-    with self._group_guard:
-        self._group_queue.append(item)
-    with self._ingest_lock:
-        while item.result is None and item.error is None:  # ours may not fit the oldest group: go on
-            with self._group_guard:
-                group = _take_group(self._group_queue)
-            _run_group(self, group)
-    if item.error is not None:
-        raise item.error
-    return item.result
+    def __init__(self, store, silence_intervals: int):
+        self.store, self.silence_intervals = store, silence_intervals
+        self._ingest_lock = threading.Lock()
+        self._group_guard = threading.Lock()
+        self._group_queue: deque = deque()
+
+    def write(self, reports: list[Report], derived: dict, received_at: datetime) -> tuple[int, int]:
+        """``derived``: report_id -> the collector's Derived results for that report."""
+        item = _Pending(reports, derived, received_at.astimezone(timezone.utc))
+        with self._group_guard:
+            self._group_queue.append(item)
+        with self._ingest_lock:
+            while item.result is None and item.error is None:  # ours may not fit the oldest group: go on
+                with self._group_guard:
+                    group = _take_group(self._group_queue)
+                self._run_group(group)
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def _run_group(self, group: list[_Pending]) -> None:
+        received_at = max(p.received_at for p in group)
+        derived = {k: v for p in group for k, v in p.derived.items()}
+        try:
+            _, stored = self._store_group([r for p in group for r in p.reports], derived, received_at)
+        except Exception:
+            if len(group) == 1:
+                group[0].error = sys.exc_info()[1]
+                return
+            for p in group:  # one bad request must not fail the others: store them one by one
+                try:
+                    p.result = self._store_group(p.reports, p.derived, p.received_at)[0]
+                except Exception as exc:  # handed to that request's own thread
+                    p.error = exc
+            return
+        claimed: set[str] = set()
+        for p in group:
+            accepted = 0
+            for r in p.reports:
+                if r.report_id in stored and r.report_id not in claimed:
+                    claimed.add(r.report_id)
+                    accepted += 1
+            p.result = (accepted, len(p.reports) - accepted)
+
+    def _store_group(self, reports, derived, received_at) -> tuple[tuple[int, int], set[str]]:
+        """One transaction; a report_id stored concurrently by another collector (unique constraint) makes
+        the whole batch retry, and the second attempt counts it as a duplicate."""
+        received_at = received_at.astimezone(timezone.utc)
+        by_point: dict[str, list[Report]] = {}
+        for r in reports:
+            by_point.setdefault(r.point_code, []).append(r)
+        for attempt in range(3):
+            try:
+                with self.store.write_session() as s:
+                    stored: set[str] = set()
+                    counts = _ingest(s, by_point, derived, received_at, self.store.is_sqlite, stored,
+                                     self.silence_intervals)
+                    return counts, stored
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def _take_group(queue) -> list[_Pending]:
@@ -278,50 +295,8 @@ def _take_group(queue) -> list[_Pending]:
     return group
 
 
-def _run_group(self, group: list[_Pending]) -> None:
-    received_at = max(p.received_at for p in group)
-    try:
-        _, stored = _store_group(self, [r for p in group for r in p.reports], received_at)
-    except Exception:
-        if len(group) == 1:
-            group[0].error = sys.exc_info()[1]
-            return
-        for p in group:  # one bad request must not fail the others: store them one by one
-            try:
-                p.result = _store_group(self, p.reports, p.received_at)[0]
-            except Exception as exc:  # handed to that request's own thread
-                p.error = exc
-        return
-    claimed: set[str] = set()
-    for p in group:
-        accepted = 0
-        for r in p.reports:
-            if r.report_id in stored and r.report_id not in claimed:
-                claimed.add(r.report_id)
-                accepted += 1
-        p.result = (accepted, len(p.reports) - accepted)
-
-
-def _store_group(self, reports, received_at) -> tuple[tuple[int, int], set[str]]:
-    """One transaction; a report_id stored concurrently by another collector (unique constraint) makes
-    the whole batch retry, and the second attempt counts it as a duplicate."""
-    received_at = received_at.astimezone(timezone.utc)
-    by_point: dict[str, list[Report]] = {}
-    for r in reports:
-        by_point.setdefault(r.point_code, []).append(r)
-    for attempt in range(3):
-        try:
-            with self.write_session() as s:
-                stored: set[str] = set()
-                counts = _ingest(s, by_point, received_at, self.is_sqlite, stored)
-                return counts, stored
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _ingest(s, by_point, received_at, is_sqlite: bool, stored_ids: set) -> tuple[int, int]:
+def _ingest(s, by_point, derived, received_at, is_sqlite: bool, stored_ids: set,
+            silence_intervals: int) -> tuple[int, int]:
     conn = s.connection()
     sql = _SQLITE if is_sqlite else _PG
     rec = sql.ts(received_at)
@@ -339,8 +314,6 @@ def _ingest(s, by_point, received_at, is_sqlite: bool, stored_ids: set) -> tuple
     every = [r for batch in by_point.values() for r in batch]
     seen = set(conn.execute(select(_REP.c.report_id).where(
         _REP.c.report_id.in_({r.report_id for r in every}))).scalars())
-    pins = {a: fp for a, fp in conn.execute(select(m.Agent.id, m.Agent.fingerprint).where(
-        m.Agent.id.in_({r.agent_id for r in every})))}
     for point_code in sorted(by_point):
         state, batch = states[point_code], by_point[point_code]
         last_digest = state["last_digest"] or GENESIS
@@ -361,8 +334,7 @@ def _ingest(s, by_point, received_at, is_sqlite: bool, stored_ids: set) -> tuple
             last_digest = digest
             stored += 1
             stored_ids.add(report.report_id)
-            extra = _collector_results(report, received_at, pins.get(report.agent_id),
-                                       report.agent_id in pins)
+            extra = derived[report.report_id]
             rid = report.report_id
             for r, d in zip(report.results, as_dict["results"], strict=True):  # d: made JSON-safe
                 observed = r.observed_at or report.collected_at
@@ -371,7 +343,7 @@ def _ingest(s, by_point, received_at, is_sqlite: bool, stored_ids: set) -> tuple
                        _PLAIN(details) if details else "{}", ts(observed))
                 result_rows.append(row)
                 _keep_newest(latest, row, observed, rid)
-            for r in extra:
+            for r in extra.rows:
                 row = (pk, point_code, r["check"], r["target"], r["status"], r["value"], r["unit"], r["message"],
                        _PLAIN(r["details"]), rec)
                 result_rows.append(row)
@@ -390,13 +362,14 @@ def _ingest(s, by_point, received_at, is_sqlite: bool, stored_ids: set) -> tuple
         conn.exec_driver_sql(sql.result, [row + (rec,) for row in result_rows])
     if latest:
         conn.exec_driver_sql(sql.latest, [row[1:10] + (rec, row[9], rid) for row, _, rid in latest.values()])
-        _summarize_states(conn, sql, sorted({row[1] for row, _, _ in latest.values()}), received_at)
+        _summarize_states(conn, sql, sorted({row[1] for row, _, _ in latest.values()}), received_at,
+                          silence_intervals)
     return accepted, duplicates
 
 
-def _summarize_states(conn, sql, codes: list[str], received_at) -> None:
+def _summarize_states(conn, sql, codes: list[str], received_at, silence_intervals: int) -> None:
     """Per-status counters and the silence deadline on point_state, so the overview pages by SQL alone."""
-    counts = {c: {"ok": 0, "warn": 0, "fail": 0, "error": 0} for c in codes}
+    counts = {c: zero_counts() for c in codes}
     for code, status, n in conn.execute(select(_L.c.point_code, _L.c.status, func.count())
                                         .where(_L.c.point_code.in_(codes))
                                         .group_by(_L.c.point_code, _L.c.status)):
@@ -405,7 +378,7 @@ def _summarize_states(conn, sql, codes: list[str], received_at) -> None:
         select(m.Point.code, m.Point.report_interval_s).where(m.Point.code.in_(codes)))}
     conn.exec_driver_sql(sql.summary, [
         (c["ok"], c["warn"], c["fail"], c["error"],
-         sql.ts(received_at + timedelta(seconds=SILENCE_INTERVALS * (intervals.get(code) or 60))), code)
+         sql.ts(received_at + timedelta(seconds=silence_intervals * (intervals.get(code) or 60))), code)
         for code, c in counts.items()])
 
 
@@ -436,11 +409,9 @@ def _state_row(sql, state, point_code, newest, last_digest, stored, rec, short: 
     gap = 0
     if state["last_seq"] is not None and report.seq > state["last_seq"] + 1:
         gap = 1  # counted once per hole the agent's counter shows
-    ident = next((r for r in extra if r["check"] == IDENTITY_CHECK), None)
     full.append((last_digest, total, rec, sql.ts(report.collected_at), report.seq, report.agent_id,
-                 report.agent_version, report.host.hostname, report.host.os,
-                 next(r["value"] for r in extra if r["check"] == SKEW_CHECK), (state["seq_gaps"] or 0) + gap,
-                 None if ident is None else ident["status"] != "ok", point_code))
+                 report.agent_version, report.host.hostname, report.host.os, extra.clock_skew_s,
+                 (state["seq_gaps"] or 0) + gap, extra.fingerprint_mismatch, point_code))
 
 
 def _keep_newest(latest: dict, row: tuple, observed, report_id: str) -> None:

@@ -74,8 +74,3 @@ class WalCheckpointer:
             except Exception:  # the next second tries again; meanwhile the WAL only grows
                 log.exception("wal_checkpoint_failed")
 
-
-def install(app) -> None:
-    store = app.state.store
-    if store.is_sqlite:
-        app.state.services.append(WalCheckpointer(store))

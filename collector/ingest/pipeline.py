@@ -1,0 +1,58 @@
+"""From accepted reports to stored rows, and the one queue that tells the rest of the collector.
+
+The steps after a report has been accepted (authenticated, owned, parsed and cleaned: collector/ingest/
+accept.py): derive the collector's own results (collector/ingest/derive.py), store everything in one
+transaction (collector/store/ingest.py), then announce the points that changed on ``PointsChanged``,
+whose consumers (the score keeper, the alert worker) each read the latest state once per pass.
+collector/app.py wires these; nothing here registers itself anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
+from agent.wire import Report
+from collector.ingest.derive import SKEW_WARN_S, derive
+from collector.store.ingest import ReportWriter, enrolment_pins
+
+log = logging.getLogger("pointwatch.ingest")
+
+
+class PointsChanged:
+    """Hands the codes of points whose reports just committed to each consumer's ``points_changed``.
+
+    Consumers must return at once (they queue the codes for a thread of their own); one that raises is
+    logged and never fails the ingest that announced.
+    """
+
+    def __init__(self, *consumers):
+        self.consumers = consumers
+
+    def announce(self, codes: list[str]) -> None:
+        for consumer in self.consumers:
+            try:
+                consumer.points_changed(codes)
+            except Exception:
+                log.exception("points_changed_failed consumer=%r", consumer)
+
+
+class ReportPipeline:
+    def __init__(self, store, points_changed: PointsChanged | None = None,
+                 silence_intervals: int = SILENCE_INTERVALS_DEFAULT, skew_warn_s: float = SKEW_WARN_S):
+        self.store = store
+        self.points_changed = points_changed or PointsChanged()
+        self.skew_warn_s = skew_warn_s
+        self.writer = ReportWriter(store, silence_intervals)
+
+    def receive(self, reports: list[Report], received_at: datetime | None = None) -> tuple[int, int]:
+        """Derive, store, announce; returns (accepted, duplicates)."""
+        received_at = (received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        pins = enrolment_pins(self.store, {r.agent_id for r in reports})
+        derived = {r.report_id: derive(r, received_at, pins.get(r.agent_id), r.agent_id in pins,
+                                       self.skew_warn_s) for r in reports}
+        accepted, duplicates = self.writer.write(reports, derived, received_at)
+        if accepted:
+            self.points_changed.announce(sorted({r.point_code for r in reports}))
+        return accepted, duplicates
