@@ -126,8 +126,8 @@ def exporter_configs(work: Path, snmp_port: int) -> tuple[Path, Path]:
                ("prtMarkerSuppliesMaxCapacity", "1.3.6.1.2.1.43.11.1.1.8"),
                ("hrDeviceStatus", "1.3.6.1.2.1.25.3.2.1.5")]
     # snmp_exporter < 0.23 (Debian 12 ships 0.21) takes the modules at the top level; newer ones under
-    # "modules:". A config the exporter refuses makes it exit at once, and the stack would be measured
-    # without it (as happened before this check).
+    # "modules:". A config the exporter refuses makes it exit at once, and the stack would then be measured
+    # without it, so the version decides the layout.
     legacy = _snmp_exporter_version() < (0, 23)
     lines, pad = ([], "") if legacy else (["modules:"], "  ")
     for c in PRINTERS:

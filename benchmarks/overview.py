@@ -1,8 +1,10 @@
 """Overview of a region with 25,000 points: server-side time of the overview query vs a bare query.
 
 Seeds an SQLite store directly (points, point_state counters, 12 latest results per point), then times
-`Store.overview` for the root region (page 1, worst first, region tree counts, violation totals) and for a
-filtered view, beside the baseline of a bare SELECT of the same page of rows. Prints medians and ratios.
+`Store.overview` for the root region (page 1, worst first, region tree counts, violation totals), for a
+filtered view (points failing a 专用 check), for one county and for a search, beside the baseline: a bare
+SELECT of every point of the region with its counters (a bare SELECT of one page is printed too). Prints
+medians and ratios against the baseline.
 
     .venv/bin/python benchmarks/overview.py [--points 25000] [--rounds 7]
 """

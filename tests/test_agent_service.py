@@ -101,8 +101,8 @@ def assert_every_report_once(collector: RecordingCollector, state_dir: Path) -> 
 
 
 def assert_backlog_in_order(arrival: list[int]) -> None:
-    """In order, except that fresh reports may overtake a long backlog (issue 5): the arrivals are two
-    increasing streams merged, i.e. no three reports ever arrived in decreasing order."""
+    """In order, except that fresh reports may overtake a long backlog (the sender sends fresh reports first):
+    the arrivals are two increasing streams merged, i.e. no three reports ever arrived in decreasing order."""
     lowest_after: list[int] = []  # for each position, the smallest seq arriving after it
     smallest = float("inf")
     for seq in reversed(arrival):

@@ -1,4 +1,4 @@
-"""collector/cli/runtime.py: the interpreter tuning `serve` applies (the load benchmark's reasons are there)."""
+"""collector/cli/runtime.py: the interpreter tuning `serve` applies (its docstring says why)."""
 
 from __future__ import annotations
 

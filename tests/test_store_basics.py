@@ -182,9 +182,10 @@ def test_sqlite_checkpoints_run_on_their_own_thread_not_in_commits(tmp_path):
 
 def test_sqlite_wal_starts_over_under_a_stream_of_ingest_commits(tmp_path):
     """A PASSIVE checkpoint racing a stream of commits never copies every frame, and only then does SQLite
-    start the WAL over: without the checkpointer's second pass (writers held) the WAL grew by 2 GB a minute
-    under benchmarks/load.py. Here ingest commits back to back from four threads while the checkpointer runs;
-    the WAL must keep starting over (its frame count falls) and stay a fraction of what was written."""
+    start the WAL over: without the checkpointer's second pass (writers held) the WAL grows without bound
+    under steady ingest. Here ingest commits back to back from four threads while the test drives the
+    checkpointer's rounds; the WAL must keep starting over (its frame count falls) and stay a fraction of
+    what was written."""
     import threading
     import time
 

@@ -1,15 +1,14 @@
-"""Process-wide tuning of the collector's interpreter, applied once by ``serve`` before any thread starts.
-
-Both settings come from benchmarks/load.py (2,000 agents every 10 s, one SQLite collector, 2 CPUs); the
-README's Performance section has the runs.
+"""Process-wide tuning of the collector's interpreter, applied by ``serve`` before the app starts its threads.
 
 - GIL hand-off: the event loop thread gives up the GIL on every poll and must win it back from the score
-  keeper, the alert evaluator and the ingest threads. At Python's default 5 ms switch interval it waited
-  behind them so long that requests queued for seconds and thousands an hour were refused; at 1 ms the same
-  collector answered every request (p99 under 1 s).
+  keeper, the alert evaluator and the ingest threads. At Python's default 5 ms switch interval it waits
+  behind them long enough for requests to queue past the admission limit and be refused; 1 ms keeps the
+  loop answering under load.
 - glibc malloc arenas: each of the ~50 threads may get its own arena (up to 8 per CPU), and memory freed in
-  one is not reused by another, so RSS kept rising (+216 MiB/h over a run) while Python's own heap stayed
-  flat (tracemalloc). Two arenas keep RSS level after warm-up.
+  one is not reused by another, so RSS keeps rising while Python's own heap stays flat. Two arenas, and the
+  heap trimmed once a minute, keep RSS level after warm-up.
+
+The load runs that set both: benchmarks/README.md, History.
 """
 
 from __future__ import annotations

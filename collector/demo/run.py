@@ -1,4 +1,5 @@
-"""`pointwatch-collector demo`: the collector on its SQLite store, with a real agent checking this machine."""
+"""`pointwatch-collector demo`: the collector on its store (SQLite in the data directory unless a database URL
+is set), with the simulated county reporting and a real agent checking this machine."""
 
 from __future__ import annotations
 

@@ -1,16 +1,13 @@
 """Admission of ingest requests: refuse (503 + Retry-After) only what this process cannot answer in time.
 
-Two failures to avoid (benchmarks/load.py, 2,000 agents every 10 s). A queue without bound: requests were
-answered after the agents' 10 s timeout, stored, and sent again, so the collector spent its time on work
-nobody waited for. And a bound too tight: a fixed cap of 64 requests in flight refused thousands of
-requests an hour from a collector that was keeping up, because a burst of arrivals briefly queues more than
-64, each answered within a second. (A global "overloaded" switch, refusing everything while answers were
-slow, was tried too: refusal and the agents' retries fed each other and it oscillated.)
-
-So each request is judged on its own age: one that waited longer than ``max_wait_s`` for a thread to store
-it is refused before any store work (its sender is close to giving up; the agent retries it later), and
-every other request is served however many there are. A hard cap on requests in flight stays as the bound
-on memory (each holds its body) and for a store that stopped answering.
+Each request is judged on its own age. One that waited longer than ``max_wait_s`` for a thread to store it
+is refused before any store work: its sender is near its 10 s timeout and would send it again anyway, so
+storing it now is work nobody waits for (the agent retries a refusal later). Every other request is
+served however many there are, because a burst of arrivals briefly queues many requests that are each
+answered within a second; a fixed cap sized for steady load would refuse those. There is no global
+"overloaded" switch: refusing everything while answers are slow feeds on the agents' retries and
+oscillates. A hard cap on requests in flight stays as the bound on memory (each holds its body) and for a
+store that stopped answering. (The load runs behind these choices: benchmarks/README.md, History.)
 
 Collector config::
 

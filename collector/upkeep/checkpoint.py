@@ -2,18 +2,18 @@
 
 By default SQLite checkpoints inside the commit that pushes the WAL past 1,000 pages: the ingest transaction
 that happens to cross the line copies those pages into the database file and syncs it, while every other
-ingest request waits behind the write lock. At 2,000 agents every 10 s that was several checkpoints a
-second on the one serialised path, growing as the file grew (benchmarks/load.py). So a collector turns the
-automatic checkpoint off on its connections and a thread of its own checkpoints every second; SQLite's C
-code runs without the GIL, on another core.
+ingest request waits behind the write lock. Under sustained ingest that happens several times a second on
+the one serialised path, and costs more as the file grows. So a collector turns the automatic checkpoint
+off on its connections and a thread of its own checkpoints every second; SQLite's C code runs without the
+GIL, on another core.
 
 Each round has two passes. The first, PASSIVE, copies the bulk of the WAL while writers go on. A WAL is only
 started over from its beginning when a writer begins after a checkpoint that copied every frame, which a
-checkpoint racing a stream of commits never does: with the first pass alone the WAL grew by 2 GB a minute
-under that load. So when the WAL holds more than RESTART_AFTER_FRAMES the second pass copies what the first
-left behind while the store's serialised writers wait (milliseconds: only the frames of the first pass's
-own duration); the next writer then starts the WAL over. The second pass never waits for a reader, so a
-long export delays the restart, never ingest.
+checkpoint racing a stream of commits never does: with the first pass alone the WAL grows without bound
+under steady ingest. So when the WAL holds more than RESTART_AFTER_FRAMES the second pass copies what the
+first left behind while the store's serialised writers wait (milliseconds: only the frames of the first
+pass's own duration); the next writer then starts the WAL over. The second pass never waits for a reader,
+so a long export delays the restart, never ingest.
 
 Connections without a collector (the offline CLI, tests) keep SQLite's automatic checkpoint.
 """
