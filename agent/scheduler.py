@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from agent.checks import run_probes
 from agent.outbox import Note, Outbox
 from agent.report import build_report, host_facts, probes_for
+from agent.vocabulary import AGENT_OUTBOX
 from agent.wire import Result, report_to_dict, summarize, utcnow
 
 log = logging.getLogger("pointwatch.scheduler")
@@ -35,7 +36,7 @@ def outbox_result(note: Note) -> Result:
         status, message = "warn", f"本地报告缓存已满，已丢弃最早的 {note.dropped} 份报告（累计 {note.dropped_total} 份）"
     else:
         status, message = "ok", f"本地报告缓存正常，待发送 {note.depth} 份"
-    return Result(check="agent.outbox", target="本地缓存", status=status, message=message,
+    return Result(check=AGENT_OUTBOX, target="本地缓存", status=status, message=message,
                   value=float(note.depth), unit="reports", details=details, observed_at=utcnow())
 
 

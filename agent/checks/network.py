@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 from agent.checks import Outcome, Probe
 from agent.confignode import Node, optional
+from agent.vocabulary import CHECKS_BY_FAMILY, NET_CORE_DNS, NET_CORE_HTTPS, NET_CORE_ICMP, NET_CORE_TCP
 
-CHECK_IDS = ("net.core.icmp", "net.core.tcp", "net.core.dns", "net.core.https")
+CHECK_IDS = CHECKS_BY_FAMILY["network"]
 
 # Echoes of one target are spaced this far apart, so a burst measures jitter rather than one queue.
 ECHO_SPACING = 0.1
@@ -117,25 +118,25 @@ def _existing_file(node: Node) -> str:
 def probes(config, platform) -> list[Probe]:
     net: CoreNetworkConfig = config.core_network
     out: list[Probe] = []
-    if config.enabled("net.core.icmp"):
+    if config.enabled(NET_CORE_ICMP):
         echo_span = net.timeout + ECHO_SPACING * (net.count - 1)
         for t in net.icmp:
-            out.append(Probe("net.core.icmp", t.name,
+            out.append(Probe(NET_CORE_ICMP, t.name,
                              lambda t=t: icmp_echoes(t.target, net.count, net.timeout, t.fallback_port,
                                                      net.loss_warn, net.rtt_warn),
                              deadline=echo_span + net.timeout + 1))
-    if config.enabled("net.core.tcp"):
+    if config.enabled(NET_CORE_TCP):
         for t in net.tcp:
-            out.append(Probe("net.core.tcp", t.name, lambda t=t: tcp_connect(t.host, t.port, net.timeout),
+            out.append(Probe(NET_CORE_TCP, t.name, lambda t=t: tcp_connect(t.host, t.port, net.timeout),
                              deadline=net.timeout + 1))
-    if config.enabled("net.core.dns"):
+    if config.enabled(NET_CORE_DNS):
         for t in net.dns:
-            out.append(Probe("net.core.dns", t.name, lambda t=t: dns_resolve(t.name, t.expect, net.timeout),
+            out.append(Probe(NET_CORE_DNS, t.name, lambda t=t: dns_resolve(t.name, t.expect, net.timeout),
                              deadline=net.timeout + 1))
-    if config.enabled("net.core.https"):
+    if config.enabled(NET_CORE_HTTPS):
         for t in net.https:
             # connect, TLS handshake and the response each get one timeout.
-            out.append(Probe("net.core.https", t.name,
+            out.append(Probe(NET_CORE_HTTPS, t.name,
                              lambda t=t: https_get(t.url, net.timeout, net.ca_bundle, t.expect_status),
                              deadline=3 * net.timeout + 1))
     return out

@@ -18,16 +18,19 @@ from typing import Any
 
 from agent.checks import Outcome, Probe
 from agent.checks.devices import cups, escl, localprinter, netprobe, snmp, usb
-from agent.checks.devices.common import MethodResult, worst
+from agent.checks.devices.common import MethodResult
 from agent.confignode import Node, optional
+from agent.vocabulary import (
+    CHECKS_BY_FAMILY,
+    DEVICE_DEFAULT_NAME,
+    DEVICE_KINDS,
+    PRINTER_KINDS,
+    device_check,
+    worst,
+)
 
-KINDS = ("kiosk", "queue", "printer", "scanner", "display", "copier", "camera", "phone", "computer", "other")
-KIND_ZH = {"kiosk": "自助服务一体机", "queue": "自助取号机", "printer": "打印机", "scanner": "扫描仪",
-           "display": "电子显示屏", "copier": "复印机", "camera": "摄像头", "phone": "电话", "computer": "计算机",
-           "other": "设备"}
-CHECK_IDS = tuple(f"device.{k}" for k in KINDS)
+CHECK_IDS = CHECKS_BY_FAMILY["devices"]
 PROBE_METHODS = ("icmp", "tcp", "http", "snmp", "usb", "cups", "escl", "local_printer")
-PRINTER_KINDS = ("printer", "copier", "scanner")  # multifunction devices answer the Printer-MIB
 DEFAULT_TIMEOUT = 2.0
 DEFAULT_SUPPLY_WARN = 0.10
 
@@ -58,11 +61,11 @@ def parse_config(node: Node | None) -> list[DeviceConfig]:
 def parse_device(item: Node) -> DeviceConfig:
     m = item.mapping(("kind", "name", "required", "host", "timeout", "supply_warn", *PROBE_METHODS),
                      required=("kind",))
-    kind = m["kind"].choice(KINDS)
+    kind = m["kind"].choice(DEVICE_KINDS)
     if not any(k in m for k in PROBE_METHODS):
         item.fail(f"device has no probe method (give one of: {', '.join(PROBE_METHODS)})")
     host = optional(m, "host", None, Node.host) or _implied_host(m)
-    dev = DeviceConfig(kind=kind, name=optional(m, "name", KIND_ZH[kind], Node.str),
+    dev = DeviceConfig(kind=kind, name=optional(m, "name", DEVICE_DEFAULT_NAME[kind], Node.str),
                        required=optional(m, "required", True, Node.bool), host=host,
                        timeout=optional(m, "timeout", DEFAULT_TIMEOUT, lambda n: n.duration(0.05, 60)),
                        supply_warn=optional(m, "supply_warn", DEFAULT_SUPPLY_WARN, _ratio))
@@ -113,7 +116,7 @@ def _ratio(node: Node) -> float:
 def probes(config, platform) -> list[Probe]:
     out = []
     for dev in config.devices or []:
-        check = f"device.{dev.kind}"
+        check = device_check(dev.kind)
         if not config.enabled(check):
             continue
         # SNMP may use up to 4 timeouts on a device that answered (see snmp.run); others about one.

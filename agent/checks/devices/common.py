@@ -7,8 +7,6 @@ from typing import Any
 
 from agent.wire import Status
 
-_RANK = {"ok": 0, "warn": 1, "error": 2, "fail": 3}
-
 
 @dataclass
 class MethodResult:
@@ -29,10 +27,6 @@ class MethodResult:
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "answered": self.answered, "status": self.status,
                 "message": self.message, **self.details}
-
-
-def worst(statuses: list[Status]) -> Status:
-    return max(statuses, key=lambda s: _RANK[s]) if statuses else "ok"
 
 
 def ok(method: str, message: str, /, **details) -> MethodResult:
