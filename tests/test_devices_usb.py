@@ -9,10 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.checks.devices import DeviceConfig, combine, localprinter, parse_config, usb
+from agent.checks.devices import DeviceConfig, ProbeContext, combine, localprinter, parse_config, usb
 from agent.confignode import ConfigError, parse_yaml
 from agent.platform import wmi
 from agent.platform.linux import read_usb_devices
+
+
+def probe_usb(cfg: usb.UsbConfig, listing):
+    """The USB method on a given listing (or the exception a listing raised), through its one signature."""
+    return usb.probe(DeviceConfig(kind="scanner", name="扫描仪"), cfg, ProbeContext(usb_devices=lambda: listing))
 
 
 def write_device(root: Path, name: str, vid: str, pid: str, *, serial: str = "", product: str = "",
@@ -52,16 +57,16 @@ def test_sysfs_listing(sysfs):
 
 def test_match_by_vid_pid_serial_and_catalogue(sysfs):
     devs = read_usb_devices(sysfs / "sys/bus/usb/devices")
-    assert usb.run(usb.UsbConfig("04c5", "132b"), devs).status == "ok"
-    assert usb.run(usb.UsbConfig("04c5", "132b", "A12B345678"), devs).status == "ok"
-    missing = usb.run(usb.UsbConfig("04c5", "132b", "OTHER"), devs)
+    assert probe_usb(usb.UsbConfig("04c5", "132b"), devs).status == "ok"
+    assert probe_usb(usb.UsbConfig("04c5", "132b", "A12B345678"), devs).status == "ok"
+    missing = probe_usb(usb.UsbConfig("04c5", "132b", "OTHER"), devs)
     assert missing.status == "fail" and not missing.answered and "未检测到" in missing.message
     cat = usb.UsbConfig(catalogue="scanners", vendor_ids=usb.load_catalogue("scanners"))
-    hit = usb.run(cat, devs)
+    hit = probe_usb(cat, devs)
     assert hit.status == "ok" and [m["product"] for m in hit.details["matched"]] == ["fi-7030"]
     # HP is in the catalogue, but its printer interface (class 07) is not a scanner.
     only_printer = [d for d in devs if d.vid != "04c5"]
-    assert usb.run(cat, only_printer).status == "fail"
+    assert probe_usb(cat, only_printer).status == "fail"
 
 
 def test_catalogue_entries_name_their_source():
@@ -126,7 +131,7 @@ def test_windows_pnp_parsing():
 
 def test_windows_present_but_broken_usb_key():
     devs = wmi.parse_usb_entities(PNP)
-    res = usb.run(usb.UsbConfig("096e", "0304"), devs)
+    res = probe_usb(usb.UsbConfig("096e", "0304"), devs)
     assert res.answered and res.status == "fail" and "错误代码 28" in res.message
 
 
@@ -180,5 +185,5 @@ def test_usb_config_forms_and_errors():
 
 def test_usb_listing_unavailable_is_error_not_pass():
     dev = DeviceConfig(kind="scanner", name="扫描仪", methods={"usb": usb.UsbConfig("04c5")})
-    out = combine(dev, [usb.run(dev.methods["usb"], usb.UsbUnavailable("no sysfs"))])
+    out = combine(dev, [probe_usb(dev.methods["usb"], usb.UsbUnavailable("no sysfs"))])
     assert out.status == "error" and out.value is None

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.checks.devices.common import MethodResult, broken, cannot, ok
+from agent.checks.devices.common import DeviceConfig, MethodResult, ProbeContext, broken, cannot, ok
 from agent.confignode import Node, optional
 from agent.datafiles import config_path
 from agent.platform import UsbDevice
@@ -36,7 +36,7 @@ class UsbUnavailable(Exception):
     pass
 
 
-def parse(node: Node, repo_configs: Path | None = None) -> UsbConfig:
+def parse(node: Node, device: DeviceConfig) -> UsbConfig:
     """``usb: "04c5"``, ``usb: "04c5:1234"`` or ``usb: {vid, pid, serial}`` or ``usb: {catalogue: scanners}``."""
     if not node.is_mapping():
         vid, _, pid = node.str().strip().lower().partition(":")
@@ -46,7 +46,7 @@ def parse(node: Node, repo_configs: Path | None = None) -> UsbConfig:
         node.fail("give either 'vid' (with optional 'pid', 'serial') or 'catalogue'")
     if "catalogue" in m:
         name = m["catalogue"].choice(tuple(CATALOGUES))
-        return UsbConfig(catalogue=name, vendor_ids=load_catalogue(name, repo_configs))
+        return UsbConfig(catalogue=name, vendor_ids=load_catalogue(name))
     if "pid" not in m and "serial" in m:
         m["serial"].fail("'serial' needs 'pid' as well")
     return UsbConfig(_hex4(m["vid"], _text(m["vid"])),
@@ -106,7 +106,8 @@ def describe(cfg: UsbConfig) -> str:
     return f"USB {cfg.vid}:{cfg.pid or '*'}" + (f"（序列号 {cfg.serial}）" if cfg.serial else "")
 
 
-def run(cfg: UsbConfig, devices: list[UsbDevice] | Exception) -> MethodResult:
+def probe(device: DeviceConfig, cfg: UsbConfig, ctx: ProbeContext) -> MethodResult:
+    devices = ctx.usb_devices()
     if isinstance(devices, Exception):
         return cannot("usb", f"无法读取 USB 设备列表：{devices}", error=str(devices))
     found = [d for d in devices if matches(cfg, d)]
