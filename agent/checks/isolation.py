@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from agent.checks import Outcome, Probe
-from agent.checks.network import resolve
+from agent.checks.network.dns import resolve
 from agent.confignode import Node, optional
 from agent.platform import FORBIDDEN_KINDS, Adapter, Route
 from agent.vocabulary import CHECKS_BY_FAMILY, ISOLATION_INTERFACES, ISOLATION_INTERNET

@@ -12,8 +12,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from agent.checks import network
 from agent.checks.devices.common import DeviceConfig, MethodResult, ProbeContext, absent, broken, ok, warn
+from agent.checks.network.icmp import icmp_echoes
+from agent.checks.network.tcp import tcp_connect
 from agent.confignode import Node, optional
 
 ICMP_COUNT = 2  # echoes per device: enough to tell "up" from one lost packet, cheap on a village line
@@ -82,7 +83,7 @@ def _url(node: Node) -> str:
 
 
 def probe_icmp(device: DeviceConfig, cfg: IcmpConfig, ctx: ProbeContext) -> MethodResult:
-    out = network.icmp_echoes(cfg.host, cfg.count, device.timeout)
+    out = icmp_echoes(cfg.host, cfg.count, device.timeout)
     details = dict(out.details)
     details["echo_method"] = details.pop("method", "icmp")  # "tcp" where ICMP is not permitted
     if out.status == "fail":
@@ -93,7 +94,7 @@ def probe_icmp(device: DeviceConfig, cfg: IcmpConfig, ctx: ProbeContext) -> Meth
 
 
 def probe_tcp(device: DeviceConfig, cfg: TcpConfig, ctx: ProbeContext) -> MethodResult:
-    out = network.tcp_connect(cfg.host, cfg.port, device.timeout)
+    out = tcp_connect(cfg.host, cfg.port, device.timeout)
     if out.status == "ok":
         return ok("tcp", out.message, **out.details)
     if out.details.get("result") == "connection_refused":
