@@ -94,8 +94,8 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas (what MALLOC_ARENA_MAX does) before the long-lived threads start.
 
     The job threads and their probe pools live as long as the agent; glibc gives each thread that allocates
-    an arena of its own (up to 8 per core) and keeps them, which cost the agent about 15 MB of RSS for no
-    speed it needs. Elsewhere (Windows, musl) there is nothing to do.
+    an arena of its own (up to 8 per core) and keeps them: resident memory bought for speed the agent does
+    not need. Elsewhere (Windows, musl) there is nothing to do.
     """
     import ctypes
     import ctypes.util

@@ -122,7 +122,7 @@ class LinuxPlatform(Platform):
         """Listening TCP and unconnected UDP sockets from /proc/net, owners found once per socket.
 
         psutil.net_connections maps every socket of every process to its pid by reading all of /proc/*/fd
-        on each call; that was nearly half of the agent's CPU. The listening sockets come from /proc/net
+        on each call, which is most of what this check would cost. The listening sockets come from /proc/net
         (cheap), and only a socket not seen before sends us through /proc/*/fd, stopping when all are found.
         """
         found = []
