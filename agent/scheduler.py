@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from agent.checks import run_probes
 from agent.outbox import Note, Outbox
 from agent.report import build_report, host_facts, probes_for
+from agent.vocabulary import AGENT_OUTBOX
 from agent.wire import Result, report_to_dict, summarize, utcnow
 
 log = logging.getLogger("pointwatch.scheduler")
@@ -35,7 +36,7 @@ def outbox_result(note: Note) -> Result:
         status, message = "warn", f"本地报告缓存已满，已丢弃最早的 {note.dropped} 份报告（累计 {note.dropped_total} 份）"
     else:
         status, message = "ok", f"本地报告缓存正常，待发送 {note.depth} 份"
-    return Result(check="agent.outbox", target="本地缓存", status=status, message=message,
+    return Result(check=AGENT_OUTBOX, target="本地缓存", status=status, message=message,
                   value=float(note.depth), unit="reports", details=details, observed_at=utcnow())
 
 
@@ -93,8 +94,8 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas (what MALLOC_ARENA_MAX does) before the long-lived threads start.
 
     The job threads and their probe pools live as long as the agent; glibc gives each thread that allocates
-    an arena of its own (up to 8 per core) and keeps them, which cost the agent about 15 MB of RSS for no
-    speed it needs. Elsewhere (Windows, musl) there is nothing to do.
+    an arena of its own (up to 8 per core) and keeps them: resident memory bought for speed the agent does
+    not need. Elsewhere (Windows, musl) there is nothing to do.
     """
     import ctypes
     import ctypes.util

@@ -41,6 +41,9 @@ DEVICE_KIND_CN = {
     "other": "其他设备",
 }
 DEVICE_KINDS = tuple(DEVICE_KIND_CN)
+# A device's name when its config gives none (it is the result's target and starts the agent's messages,
+# "扫描仪未检测到…"): the kind's name as staff say it, shorter than the label of the kind.
+DEVICE_DEFAULT_NAME = {**DEVICE_KIND_CN, "scanner": "扫描仪", "other": "设备"}
 PRINTER_KINDS = ("printer", "copier", "scanner")  # multifunction devices answer the Printer-MIB
 
 # -- check ids, by family -------------------------------------------------------------------------------------

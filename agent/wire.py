@@ -13,12 +13,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from agent.vocabulary import STATUS_CODE as STATUS_CODE  # re-exported: the collector reads it here
+from agent.vocabulary import STATUSES
+
 WIRE_VERSION = 1
 
+# The statuses are the vocabulary's; STATUS_CODE is imported here too because the collector reads it from
+# this module. The Literal spells them out because a type checker (and pydantic) needs them literally.
 Status = Literal["ok", "warn", "fail", "error"]
-STATUSES: tuple[str, ...] = ("ok", "warn", "fail", "error")
-# Numeric codes exported as pointwatch_check_status; also the "worst first" ordering.
-STATUS_CODE = {"ok": 0, "warn": 1, "fail": 2, "error": 3}
 
 # Limits the collector enforces on top of the types; the agent keeps within them when building.
 MAX_RESULTS_PER_REPORT = 2000

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from agent.checks.devices import DeviceConfig, cups, parse_config, run_device
-from agent.checks.devices.usb import UsbDevice
 from agent.confignode import ConfigError, parse_yaml
+from agent.platform import UsbDevice
 from tests.conftest import free_port, require_root, require_tool
 
 BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.checks.devices import DeviceConfig, run_device, snmp
+from agent.checks.devices import DeviceConfig, ProbeContext, run_device, snmp
 from agent.checks.devices import printermib as pm
 from tests.conftest import SHARED, free_port, require
 
@@ -30,6 +30,12 @@ PRINTERS = [e for e in MANIFEST if e["kind"] == "printer"]
 OTHERS = [e for e in MANIFEST if e["kind"] != "printer"]
 V3 = {"user": "pointwatch", "auth_key": "auth-secret-1", "priv_key": "priv-secret-1"}
 TIMEOUT = 1.0
+NO_USB = ProbeContext(usb_devices=lambda: [])
+
+
+def printer(supply_warn: float) -> DeviceConfig:
+    """The device an SNMP method belongs to: its timeout and supply threshold are the probe's settings."""
+    return DeviceConfig(kind="printer", name="打印机", timeout=TIMEOUT, supply_warn=supply_warn)
 
 
 @dataclass
@@ -156,11 +162,11 @@ def test_error_states_decode_to_named_conditions(sim):
 
 def test_judgement_and_chinese_message(sim):
     cfg = snmp.SnmpConfig("127.0.0.1", sim.port, community="epson", printer_mib=True)
-    res = snmp.run(cfg, TIMEOUT, supply_warn=0.10)
+    res = snmp.probe(printer(supply_warn=0.10), cfg, NO_USB)
     assert res.status == "warn" and res.answered  # every ink at 1 %
     assert "余量低" in res.message and "墨水" in res.message and "1%" in res.message
-    res = snmp.run(snmp.SnmpConfig("127.0.0.1", sim.port, community="jetdirect_m252dw", printer_mib=True),
-                   TIMEOUT, supply_warn=0.10)
+    res = snmp.probe(printer(supply_warn=0.10),
+                     snmp.SnmpConfig("127.0.0.1", sim.port, community="jetdirect_m252dw", printer_mib=True), NO_USB)
     assert res.status == "ok" and res.message.startswith("运行正常。耗材：")
     assert "Yellow Cartridge HP CF402X（墨粉） 36%" in res.message
 
@@ -185,7 +191,7 @@ def test_v3_auth_priv_sha_aes(sim):
 def test_v3_wrong_key_is_not_a_pass(sim):
     cfg = snmp.SnmpConfig("127.0.0.1", sim.port, version="3", context="xerox", user=V3["user"],
                           auth_key="wrong-secret-1", priv_key=V3["priv_key"], printer_mib=True)
-    res = snmp.run(cfg, TIMEOUT, 0.1)
+    res = snmp.probe(printer(supply_warn=0.1), cfg, NO_USB)
     assert res.status == "fail" and not res.answered
 
 

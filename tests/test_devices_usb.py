@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.checks.devices import DeviceConfig, combine, localprinter, parse_config, usb
+from agent.checks.devices import DeviceConfig, ProbeContext, combine, localprinter, parse_config, usb
 from agent.confignode import ConfigError, parse_yaml
+from agent.platform import wmi
+from agent.platform.linux import read_usb_devices
+
+
+def probe_usb(cfg: usb.UsbConfig, listing):
+    """The USB method on a given listing (or the exception a listing raised), through its one signature."""
+    return usb.probe(DeviceConfig(kind="scanner", name="扫描仪"), cfg, ProbeContext(usb_devices=lambda: listing))
 
 
 def write_device(root: Path, name: str, vid: str, pid: str, *, serial: str = "", product: str = "",
@@ -41,25 +48,25 @@ def sysfs(tmp_path):
 
 
 def test_sysfs_listing(sysfs):
-    devs = {d.where: d for d in usb.linux_usb_devices(sysfs)}
-    assert set(devs) == {"usb1", "1-1", "1-2", "1-3"}  # interfaces (1-1:1.0) are not devices
+    devs = {d.bus_path: d for d in read_usb_devices(sysfs / "sys/bus/usb/devices")}
+    assert set(devs) == {"1-1", "1-2", "1-3"}  # the root hub (usb1) and interfaces (1-1:1.0) are not devices
     scanner = devs["1-1"]
     assert (scanner.vid, scanner.pid, scanner.serial, scanner.product) == ("04c5", "132b", "A12B345678", "fi-7030")
     assert scanner.interface_classes == (0xFF,)
 
 
 def test_match_by_vid_pid_serial_and_catalogue(sysfs):
-    devs = usb.linux_usb_devices(sysfs)
-    assert usb.run(usb.UsbConfig("04c5", "132b"), devs).status == "ok"
-    assert usb.run(usb.UsbConfig("04c5", "132b", "A12B345678"), devs).status == "ok"
-    missing = usb.run(usb.UsbConfig("04c5", "132b", "OTHER"), devs)
+    devs = read_usb_devices(sysfs / "sys/bus/usb/devices")
+    assert probe_usb(usb.UsbConfig("04c5", "132b"), devs).status == "ok"
+    assert probe_usb(usb.UsbConfig("04c5", "132b", "A12B345678"), devs).status == "ok"
+    missing = probe_usb(usb.UsbConfig("04c5", "132b", "OTHER"), devs)
     assert missing.status == "fail" and not missing.answered and "未检测到" in missing.message
     cat = usb.UsbConfig(catalogue="scanners", vendor_ids=usb.load_catalogue("scanners"))
-    hit = usb.run(cat, devs)
+    hit = probe_usb(cat, devs)
     assert hit.status == "ok" and [m["product"] for m in hit.details["matched"]] == ["fi-7030"]
     # HP is in the catalogue, but its printer interface (class 07) is not a scanner.
     only_printer = [d for d in devs if d.vid != "04c5"]
-    assert usb.run(cat, only_printer).status == "fail"
+    assert probe_usb(cat, only_printer).status == "fail"
 
 
 def test_catalogue_entries_name_their_source():
@@ -91,11 +98,11 @@ def test_scanner_device_present_and_unplugged(sysfs, tmp_path):
 
 
 def test_platform_usb_device_shape_is_understood():
-    from agent.platform import UsbDevice as PlatformUsb
-
-    d = usb._coerce(PlatformUsb(vid="096e", pid="0304", bus_path="USB\\VID_096E&PID_0304\\X", classes=("03",),
-                                working=False))
-    assert d.interface_classes == (3,) and d.error_code != 0 and d.where.startswith("USB")
+    """The platform's listing is what the USB method reads: classes as USB class codes, the error code."""
+    row = {"PNPDeviceID": "USB\\VID_096E&PID_0304\\X", "Service": "HidUsb", "ConfigManagerErrorCode": 28}
+    d = wmi.parse_usb_entities([row])[0]
+    assert d.interface_classes == (3,) and d.error_code != 0 and d.bus_path.startswith("USB")
+    assert not d.working
 
 
 PNP = [
@@ -113,18 +120,18 @@ PNP = [
 
 
 def test_windows_pnp_parsing():
-    devs = {d.vid: d for d in usb.windows_usb_devices(json.dumps(PNP, ensure_ascii=False))}
+    devs = {d.vid: d for d in wmi.parse_usb_entities(wmi.parse_records(json.dumps(PNP, ensure_ascii=False)))}
     assert set(devs) == {"04c5", "096e", "03f0"}
     assert devs["04c5"].serial == "A12B345678" and devs["04c5"].interface_classes == (0xFF,)
     assert devs["096e"].serial == "" and devs["096e"].error_code == 28  # made-up instance id, broken driver
     assert devs["03f0"].interface_classes == (0x07,)  # from its MI_00 printer interface
     # A single result comes back as a bare object.
-    assert len(usb.windows_usb_devices(json.dumps(PNP[0]))) == 1
+    assert len(wmi.parse_usb_entities(wmi.parse_records(json.dumps(PNP[0])))) == 1
 
 
 def test_windows_present_but_broken_usb_key():
-    devs = usb.windows_usb_devices(PNP)
-    res = usb.run(usb.UsbConfig("096e", "0304"), devs)
+    devs = wmi.parse_usb_entities(PNP)
+    res = probe_usb(usb.UsbConfig("096e", "0304"), devs)
     assert res.answered and res.status == "fail" and "错误代码 28" in res.message
 
 
@@ -143,7 +150,7 @@ WIN32_PRINTER = [
 
 
 def test_windows_printer_states():
-    devs = usb.windows_usb_devices(PNP)
+    devs = wmi.parse_usb_entities(PNP)
     ev = localprinter.evaluate_windows
     assert ev(localprinter.find_printer(WIN32_PRINTER, "hp laserjet pro m404"), "HP LaserJet Pro M404", devs).status == "ok"
     # Idle in the spooler, but its USB printer is not attached: absent.
@@ -178,5 +185,5 @@ def test_usb_config_forms_and_errors():
 
 def test_usb_listing_unavailable_is_error_not_pass():
     dev = DeviceConfig(kind="scanner", name="扫描仪", methods={"usb": usb.UsbConfig("04c5")})
-    out = combine(dev, [usb.run(dev.methods["usb"], usb.UsbUnavailable("no sysfs"))])
+    out = combine(dev, [probe_usb(dev.methods["usb"], usb.UsbUnavailable("no sysfs"))])
     assert out.status == "error" and out.value is None

@@ -91,8 +91,8 @@ def test_usb_devices_from_sysfs(tmp_path):
     devices = {d.bus_path: d for d in read_usb_devices(tmp_path / "sys/bus/usb/devices")}
     assert set(devices) == {"1-1", "1-2"}  # root hub and interfaces are not devices
     stick = devices["1-1"]
-    assert (stick.vid, stick.pid, stick.serial, stick.product, stick.classes) == (
-        "0951", "1666", "60A44C413A8CF0B1A99C0E3B", "DataTraveler 3.0", ("08",))
+    assert (stick.vid, stick.pid, stick.serial, stick.product, stick.interface_classes) == (
+        "0951", "1666", "60A44C413A8CF0B1A99C0E3B", "DataTraveler 3.0", (0x08,))
     assert LinuxPlatform(str(tmp_path)).usb_devices() == list(devices.values())
 
 

@@ -81,9 +81,9 @@ def test_parse_records_shapes():
 def test_usb_devices():
     devs = {d.vid + ":" + d.pid: d for d in platform().usb_devices()}
     assert set(devs) == {"0951:1666", "04c5:128d", "03f0:2b17"}  # hub and composite interface left out
-    assert devs["0951:1666"].serial == "60A44C413A8CF0B1A99C0E3B" and devs["0951:1666"].classes == ("08",)
+    assert devs["0951:1666"].serial == "60A44C413A8CF0B1A99C0E3B" and devs["0951:1666"].interface_classes == (0x08,)
     assert devs["04c5:128d"].serial == ""  # Windows made the instance id up: the scanner has no serial
-    assert devs["03f0:2b17"].working is False and devs["03f0:2b17"].classes == ("07",)
+    assert devs["03f0:2b17"].working is False and devs["03f0:2b17"].interface_classes == (0x07,)
     assert devs["0951:1666"].product == "USB 大容量存储设备"
 
 

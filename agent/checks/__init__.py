@@ -41,7 +41,7 @@ class Probe:
 
 class _Pools(threading.local):
     """One probe pool per calling thread (the scheduler's job threads live as long as the agent), reused
-    from cycle to cycle: creating up to 16 threads per job run was a visible share of the agent's CPU.
+    from cycle to cycle so a job run does not pay for starting its threads again.
 
     A probe past its deadline keeps its thread busy until it returns. Once a pool holds that many stuck
     probes it could slow later cycles, so it is left to them and the next cycle starts a fresh pool, which

@@ -7,8 +7,9 @@ import time
 import psutil
 
 from agent.checks import Outcome, Probe
+from agent.vocabulary import CHECKS_BY_FAMILY, HOST_RESOURCES
 
-CHECK_IDS = ("host.resources",)
+CHECK_IDS = CHECKS_BY_FAMILY["host"]
 
 # An old office PC that is this full cannot run the insurance client well; warn before it fails.
 MEMORY_WARN = 0.90
@@ -17,9 +18,9 @@ DISK_FAIL = 0.98
 
 
 def probes(config, platform) -> list[Probe]:
-    if not config.enabled("host.resources"):
+    if not config.enabled(HOST_RESOURCES):
         return []
-    return [Probe("host.resources", "本机", lambda: resources(platform.system_disk()), deadline=5)]
+    return [Probe(HOST_RESOURCES, "本机", lambda: resources(platform.system_disk()), deadline=5)]
 
 
 def resources(disk_path: str) -> Outcome:

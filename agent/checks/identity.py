@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from agent.checks import Outcome, Probe
 from agent.platform import is_placeholder
+from agent.vocabulary import CHECKS_BY_FAMILY, IDENTITY_FINGERPRINT
 
-CHECK_IDS = ("identity.fingerprint",)
+CHECK_IDS = CHECKS_BY_FAMILY["identity"]
 # Facts that identify hardware (the rest of hardware_ids, such as the vendor, only describe it).
 HARDWARE_KEYS = ("system_uuid", "system_serial", "board_serial", "bios_serial")
 
 
 def probes(config, platform) -> list[Probe]:
-    if not config.enabled("identity.fingerprint"):
+    if not config.enabled(IDENTITY_FINGERPRINT):
         return []
-    return [Probe("identity.fingerprint", "本机", lambda: fingerprint(platform), deadline=60)]
+    return [Probe(IDENTITY_FINGERPRINT, "本机", lambda: fingerprint(platform), deadline=60)]
 
 
 def fingerprint(platform) -> Outcome:

@@ -15,15 +15,16 @@ import time
 from dataclasses import dataclass, field
 
 from agent.checks import Outcome, Probe
-from agent.checks.network import resolve
+from agent.checks.network.dns import resolve
 from agent.confignode import Node, optional
 from agent.platform import FORBIDDEN_KINDS, Adapter, Route
+from agent.vocabulary import CHECKS_BY_FAMILY, ISOLATION_INTERFACES, ISOLATION_INTERNET
 
 KIND_LABEL = {"wireless": "无线网卡", "cellular": "移动网络/手机共享网卡", "tunnel": "隧道/VPN 网卡",
               "ethernet": "有线网卡", "virtual": "虚拟网卡", "other": "网卡"}
 METHOD_LABEL = {"tcp": "TCP 连接成功", "icmp": "ICMP 有回应", "dns": "域名可解析"}
 
-CHECK_IDS = ("isolation.internet", "isolation.interfaces")
+CHECK_IDS = CHECKS_BY_FAMILY["isolation"]
 
 
 @dataclass
@@ -69,11 +70,11 @@ def parse_config(node: Node | None) -> IsolationConfig:
 def probes(config, platform) -> list[Probe]:
     iso: IsolationConfig = config.isolation or IsolationConfig()
     out = []
-    if config.enabled("isolation.internet"):
-        out.append(Probe("isolation.internet", "互联网", lambda: internet_isolation(iso.internet_canaries, iso.timeout),
+    if config.enabled(ISOLATION_INTERNET):
+        out.append(Probe(ISOLATION_INTERNET, "互联网", lambda: internet_isolation(iso.internet_canaries, iso.timeout),
                          deadline=iso.timeout + 1))
-    if config.enabled("isolation.interfaces"):
-        out.append(Probe("isolation.interfaces", "本机网卡",
+    if config.enabled(ISOLATION_INTERFACES):
+        out.append(Probe(ISOLATION_INTERFACES, "本机网卡",
                          lambda: interface_isolation(platform.adapters(), platform.routes(),
                                                      iso.allowed_interfaces, iso.allowed_subnets),
                          deadline=30))

@@ -21,8 +21,15 @@ from agent.checks.software import (
 )
 from agent.confignode import Node, optional
 from agent.platform import Listener, ProcessInfo, Session, StorageVolume
+from agent.vocabulary import (
+    CHECKS_BY_FAMILY,
+    USAGE_ACCOUNTS,
+    USAGE_LISTENING_PORTS,
+    USAGE_PROCESSES,
+    USAGE_REMOVABLE_MEDIA,
+)
 
-CHECK_IDS = ("usage.processes", "usage.removable_media", "usage.listening_ports", "usage.accounts")
+CHECK_IDS = CHECKS_BY_FAMILY["usage"]
 
 # Well-known ports of remote-control and file-sharing services, named in messages.
 PORT_NAMES = {21: "FTP", 23: "Telnet", 445: "SMB 文件共享", 3389: "远程桌面 RDP", 5800: "VNC(HTTP)", 5900: "VNC 远程控制",
@@ -68,19 +75,19 @@ def parse_config(node: Node | None) -> UsageConfig:
 def probes(config, platform) -> list[Probe]:
     u: UsageConfig = config.usage or parse_config(None)
     out = []
-    if config.enabled("usage.processes"):
+    if config.enabled(USAGE_PROCESSES):
         catalogue = [s for s in u.catalogue if s.id not in set(u.allowed_software)]
-        out.append(Probe("usage.processes", "本机进程",
+        out.append(Probe(USAGE_PROCESSES, "本机进程",
                          lambda: process_usage(platform.processes(), catalogue, u.required_processes), deadline=30))
-    if config.enabled("usage.removable_media"):
-        out.append(Probe("usage.removable_media", "移动存储",
+    if config.enabled(USAGE_REMOVABLE_MEDIA):
+        out.append(Probe(USAGE_REMOVABLE_MEDIA, "移动存储",
                          lambda: removable_media(platform.removable_volumes(), u.allowed_usb_serials), deadline=30))
-    if config.enabled("usage.listening_ports"):
-        out.append(Probe("usage.listening_ports", "监听端口",
+    if config.enabled(USAGE_LISTENING_PORTS):
+        out.append(Probe(USAGE_LISTENING_PORTS, "监听端口",
                          lambda: listening_ports(platform.listeners(), u.allowed_ports, platform.name == "windows"),
                          deadline=30))
-    if config.enabled("usage.accounts"):
-        out.append(Probe("usage.accounts", "登录账号", lambda: accounts(platform.sessions(), u.staff_accounts),
+    if config.enabled(USAGE_ACCOUNTS):
+        out.append(Probe(USAGE_ACCOUNTS, "登录账号", lambda: accounts(platform.sessions(), u.staff_accounts),
                          deadline=10))
     return out
 

@@ -28,7 +28,7 @@ PLACEHOLDER_SERIALS = {
 
 @dataclass(frozen=True)
 class UsbDevice:
-    """One attached USB device (not an interface). Stable contract: the device checks (issue 4) use it.
+    """One attached USB device (not an interface), as the device checks read it on every OS.
 
     ``vid``/``pid`` are four lowercase hex digits; ``serial`` is the iSerialNumber string ("" when the
     device has none); ``bus_path`` says where it sits (Linux: the sysfs name such as ``1-1.2``; Windows:
@@ -41,10 +41,14 @@ class UsbDevice:
     product: str = ""
     manufacturer: str = ""
     bus_path: str = ""
-    # USB interface classes seen on the device (two hex digits each, "08" = mass storage); optional.
-    classes: tuple[str, ...] = ()
-    # False when the OS reports the device present but not working (Windows ConfigManagerErrorCode != 0).
-    working: bool = True
+    # USB class codes seen on the device and its interfaces (0x08 = mass storage, 0x07 = printer).
+    interface_classes: tuple[int, ...] = ()
+    # Non-zero when the OS reports the device present but not working (Windows ConfigManagerErrorCode).
+    error_code: int = 0
+
+    @property
+    def working(self) -> bool:
+        return self.error_code == 0
 
 
 @dataclass(frozen=True)

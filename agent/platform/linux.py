@@ -122,7 +122,7 @@ class LinuxPlatform(Platform):
         """Listening TCP and unconnected UDP sockets from /proc/net, owners found once per socket.
 
         psutil.net_connections maps every socket of every process to its pid by reading all of /proc/*/fd
-        on each call; that was nearly half of the agent's CPU. The listening sockets come from /proc/net
+        on each call, which is most of what this check would cost. The listening sockets come from /proc/net
         (cheap), and only a socket not seen before sends us through /proc/*/fd, stopping when all are found.
         """
         found = []
@@ -175,7 +175,9 @@ class LinuxPlatform(Platform):
 def read_usb_devices(sysfs_usb: Path) -> list[UsbDevice]:
     """Devices under /sys/bus/usb/devices: entries with an idVendor that are not root hubs (``usbN``).
 
-    Interfaces (``1-1:1.0``) carry no idVendor; their bInterfaceClass values become ``classes``.
+    Interfaces (``1-1:1.0``) carry no idVendor; their bInterfaceClass values, with the device's own
+    bDeviceClass when it is not 00 ("see the interfaces"), become ``interface_classes``. The kernel lists
+    an interface both inside its device's directory and beside it in /sys/bus/usb/devices; both are read.
     """
     try:
         entries = sorted(sysfs_usb.iterdir())
@@ -186,24 +188,20 @@ def read_usb_devices(sysfs_usb: Path) -> list[UsbDevice]:
         name = entry.name
         if ":" in name or name.startswith("usb") or not (entry / "idVendor").exists():
             continue
-
-        def attr(leaf: str, base: Path = entry) -> str:
-            try:
-                return (base / leaf).read_text(encoding="utf-8", errors="replace").strip()
-            except OSError:
-                return ""
-
         classes = set()
-        device_class = attr("bDeviceClass")
+        device_class = _read_file(entry / "bDeviceClass")
         if device_class and device_class != "00":
-            classes.add(device_class.lower())
-        for iface in entry.glob(f"{name}:*"):
-            cls = attr("bInterfaceClass", iface)
+            classes.add(int(device_class, 16))
+        interfaces = {i.name: i for i in [*entry.glob(f"{name}:*"), *sysfs_usb.glob(f"{name}:*")]}
+        for iface in interfaces.values():
+            cls = _read_file(iface / "bInterfaceClass")
             if cls:
-                classes.add(cls.lower())
-        devices.append(UsbDevice(vid=attr("idVendor").lower(), pid=attr("idProduct").lower(), serial=attr("serial"),
-                                 product=attr("product"), manufacturer=attr("manufacturer"), bus_path=name,
-                                 classes=tuple(sorted(classes))))
+                classes.add(int(cls, 16))
+        devices.append(UsbDevice(vid=_read_file(entry / "idVendor").lower(),
+                                 pid=_read_file(entry / "idProduct").lower(), serial=_read_file(entry / "serial"),
+                                 product=_read_file(entry / "product"),
+                                 manufacturer=_read_file(entry / "manufacturer"), bus_path=name,
+                                 interface_classes=tuple(sorted(classes))))
     return devices
 
 

@@ -49,8 +49,7 @@ class WindowsPlatform(Platform):
         return wmi.physical_macs(self._try(wmi.ADAPTER_QUERY))
 
     def usb_devices(self) -> list[UsbDevice]:
-        return wmi.parse_usb_entities(self._run(wmi.wmi_query_script("Win32_PnPEntity", wmi.USB_PROPERTIES,
-                                                                     wmi.USB_WHERE)))
+        return wmi.parse_usb_entities(self._run(wmi.USB_QUERY))
 
     def adapters(self) -> list[Adapter]:
         addresses = self._addresses if self._addresses is not None else _psutil_addresses()

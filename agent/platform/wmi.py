@@ -104,34 +104,56 @@ def _int(value: Any, default: int = 0) -> int:
 USB_PROPERTIES = ["PNPDeviceID", "Name", "Manufacturer", "Service", "ConfigManagerErrorCode"]
 # WQL string literals escape the backslash, so 'USB\\%' matches IDs that start with USB\ .
 USB_WHERE = "PNPDeviceID LIKE 'USB\\\\%'"
+USB_QUERY = wmi_query_script("Win32_PnPEntity", USB_PROPERTIES, USB_WHERE)
 
 _USB_ID = re.compile(r"^USB\\VID_([0-9A-F]{4})&PID_([0-9A-F]{4})(&[^\\]*)?\\(.*)$", re.IGNORECASE)
 # Driver service -> USB class code, so the device checks can tell a storage stick from a printer.
-_SERVICE_CLASS = {"usbstor": "08", "uaspstor": "08", "usbprint": "07", "usbvideo": "0e", "hidusb": "03",
-                  "usbccgp": "", "winusb": "ff", "wudfrd": "ff"}
+_SERVICE_CLASS = {"usbstor": 0x08, "uaspstor": 0x08, "usbprint": 0x07, "usbvideo": 0x0E, "hidusb": 0x03,
+                  "winusb": 0xFF, "wudfrd": 0xFF}
+# PNPClass (the Device Manager category, Windows 10 and later) -> USB class code, for rows that carry it
+# (Get-CimInstance output) and whose driver service says nothing.
+_PNP_CLASS = {"printer": 0x07, "keyboard": 0x03, "mouse": 0x03, "hidclass": 0x03, "diskdrive": 0x08,
+              "usb": 0x09, "image": 0xFF, "wpd": 0x06}
+
+
+def _usb_class(row: dict) -> int | None:
+    service = _text(row.get("Service")).lower()
+    if service == "usbccgp":
+        return None  # a composite device: its class is that of its interfaces, whatever its PNPClass says
+    cls = _SERVICE_CLASS.get(service)
+    return cls if cls is not None else _PNP_CLASS.get(_text(row.get("PNPClass")).lower())
 
 
 def parse_usb_entities(rows: list[dict]) -> list[UsbDevice]:
-    """Win32_PnPEntity rows whose PNPDeviceID starts with USB\\ -> devices (interfaces MI_xx skipped).
+    """Win32_PnPEntity rows whose PNPDeviceID starts with USB\\ -> devices.
 
     ``USB\\VID_04C5&PID_1234\\SERIAL``: the last part is the device's iSerialNumber when the device has
-    one; Windows makes up an instance id containing '&' (``5&2B3C1D&0&3``) when it does not.
+    one; Windows makes up an instance id containing '&' (``5&2B3C1D&0&3``) when it does not. Entries with
+    ``&MI_xx`` are interfaces of a composite device: not devices themselves, they lend it their classes.
     """
-    devices = []
+    found: list[tuple[dict, str, str, str, str]] = []
+    interfaces: dict[tuple[str, str], list[int]] = {}
     for row in rows:
         pnp = _text(row.get("PNPDeviceID"))
         m = _USB_ID.match(pnp)
         if not m:
             continue
         vid, pid, extra, instance = m.groups()
+        vid, pid = vid.lower(), pid.lower()
         if extra and "MI_" in extra.upper():
-            continue  # one interface of a composite device; the parent entry is the device
-        serial = "" if "&" in instance else instance
-        cls = _SERVICE_CLASS.get(_text(row.get("Service")).lower(), "")
+            cls = _usb_class(row)
+            if cls is not None:
+                interfaces.setdefault((vid, pid), []).append(cls)
+            continue
+        found.append((row, pnp, vid, pid, "" if "&" in instance else instance))
+    devices = []
+    for row, pnp, vid, pid, serial in found:
+        own = _usb_class(row)
+        classes = tuple(interfaces.get((vid, pid), ())) or ((own,) if own is not None else ())
         devices.append(UsbDevice(
-            vid=vid.lower(), pid=pid.lower(), serial=serial, product=_text(row.get("Name")),
-            manufacturer=_text(row.get("Manufacturer")), bus_path=pnp, classes=(cls,) if cls else (),
-            working=_int(row.get("ConfigManagerErrorCode")) == 0))
+            vid=vid, pid=pid, serial=serial, product=_text(row.get("Name")),
+            manufacturer=_text(row.get("Manufacturer")), bus_path=pnp, interface_classes=classes,
+            error_code=_int(row.get("ConfigManagerErrorCode"))))
     return devices
 
 

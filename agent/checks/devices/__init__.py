@@ -2,9 +2,10 @@
 
 One result per configured device (target = its name, value 1 when present and working, else 0). A device
 has one or more probe methods, each in its own module here (netprobe: icmp/tcp/http, snmp, usb, cups,
-local_printer, escl). The methods of one device run concurrently, as the runner runs devices
-concurrently, so a switched-off device costs about one timeout. Present = any method got an answer;
-working = every method's requirement holds.
+local_printer, escl) and each listed once in :data:`METHODS` with its config parser and its probe, which
+all share one signature (see :mod:`agent.checks.devices.common`). The methods of one device run
+concurrently, as the runner runs devices concurrently, so a switched-off device costs about one timeout.
+Present = any method got an answer; working = every method's requirement holds.
 """
 
 from __future__ import annotations
@@ -13,34 +14,41 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from agent.checks import Outcome, Probe
 from agent.checks.devices import cups, escl, localprinter, netprobe, snmp, usb
-from agent.checks.devices.common import MethodResult, worst
+from agent.checks.devices.common import (
+    DEFAULT_SUPPLY_WARN,
+    DEFAULT_TIMEOUT,
+    DeviceConfig,
+    Method,
+    MethodResult,
+    ProbeContext,
+)
 from agent.confignode import Node, optional
+from agent.vocabulary import (
+    CHECKS_BY_FAMILY,
+    DEVICE_DEFAULT_NAME,
+    DEVICE_KINDS,
+    device_check,
+    worst,
+)
 
-KINDS = ("kiosk", "queue", "printer", "scanner", "display", "copier", "camera", "phone", "computer", "other")
-KIND_ZH = {"kiosk": "自助服务一体机", "queue": "自助取号机", "printer": "打印机", "scanner": "扫描仪",
-           "display": "电子显示屏", "copier": "复印机", "camera": "摄像头", "phone": "电话", "computer": "计算机",
-           "other": "设备"}
-CHECK_IDS = tuple(f"device.{k}" for k in KINDS)
-PROBE_METHODS = ("icmp", "tcp", "http", "snmp", "usb", "cups", "escl", "local_printer")
-PRINTER_KINDS = ("printer", "copier", "scanner")  # multifunction devices answer the Printer-MIB
-DEFAULT_TIMEOUT = 2.0
-DEFAULT_SUPPLY_WARN = 0.10
+CHECK_IDS = CHECKS_BY_FAMILY["devices"]
 
-
-@dataclass
-class DeviceConfig:
-    kind: str
-    name: str
-    required: bool = True
-    host: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    supply_warn: float = DEFAULT_SUPPLY_WARN
-    methods: dict[str, Any] = field(default_factory=dict)  # method name -> its parsed config
+# Probe method name (the device's config key) -> how its config is read and how the device is probed.
+METHODS: dict[str, Method] = {
+    "icmp": Method(netprobe.parse_icmp, netprobe.probe_icmp),
+    "tcp": Method(netprobe.parse_tcp, netprobe.probe_tcp),
+    "http": Method(netprobe.parse_http, netprobe.probe_http),
+    "snmp": Method(snmp.parse, snmp.probe),
+    "usb": Method(usb.parse, usb.probe),
+    "cups": Method(cups.parse, cups.probe),
+    "escl": Method(escl.parse, escl.probe),
+    "local_printer": Method(localprinter.parse, localprinter.probe),
+}
+PROBE_METHODS = tuple(METHODS)
 
 
 def parse_config(node: Node | None) -> list[DeviceConfig]:
@@ -58,27 +66,17 @@ def parse_config(node: Node | None) -> list[DeviceConfig]:
 def parse_device(item: Node) -> DeviceConfig:
     m = item.mapping(("kind", "name", "required", "host", "timeout", "supply_warn", *PROBE_METHODS),
                      required=("kind",))
-    kind = m["kind"].choice(KINDS)
+    kind = m["kind"].choice(DEVICE_KINDS)
     if not any(k in m for k in PROBE_METHODS):
         item.fail(f"device has no probe method (give one of: {', '.join(PROBE_METHODS)})")
     host = optional(m, "host", None, Node.host) or _implied_host(m)
-    dev = DeviceConfig(kind=kind, name=optional(m, "name", KIND_ZH[kind], Node.str),
+    dev = DeviceConfig(kind=kind, name=optional(m, "name", DEVICE_DEFAULT_NAME[kind], Node.str),
                        required=optional(m, "required", True, Node.bool), host=host,
                        timeout=optional(m, "timeout", DEFAULT_TIMEOUT, lambda n: n.duration(0.05, 60)),
                        supply_warn=optional(m, "supply_warn", DEFAULT_SUPPLY_WARN, _ratio))
-    parsers = {
-        "icmp": netprobe.parse_icmp,
-        "tcp": lambda n: netprobe.parse_tcp(n, host),
-        "http": netprobe.parse_http,
-        "snmp": lambda n: snmp.parse(n, host, kind in PRINTER_KINDS),
-        "usb": usb.parse,
-        "cups": cups.parse,
-        "escl": lambda n: escl.parse(n, host),
-        "local_printer": localprinter.parse,
-    }
-    for method in PROBE_METHODS:
-        if method in m and m[method].value is not None:
-            dev.methods[method] = parsers[method](m[method])
+    for name, method in METHODS.items():
+        if name in m and m[name].value is not None:
+            dev.methods[name] = method.parse(m[name], dev)
     return dev
 
 
@@ -113,7 +111,7 @@ def _ratio(node: Node) -> float:
 def probes(config, platform) -> list[Probe]:
     out = []
     for dev in config.devices or []:
-        check = f"device.{dev.kind}"
+        check = device_check(dev.kind)
         if not config.enabled(check):
             continue
         # SNMP may use up to 4 timeouts on a device that answered (see snmp.run); others about one.
@@ -123,40 +121,25 @@ def probes(config, platform) -> list[Probe]:
 
 
 def run_device(dev: DeviceConfig, platform=None) -> Outcome:
-    usb_list = _usb_lister(platform)
+    ctx = ProbeContext(usb_devices=_usb_lister(platform))
     tasks = []
     for method, cfg in dev.methods.items():
         items = cfg if isinstance(cfg, list) else [cfg]
         for c in items:
             tasks.append((method, c))
     with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="devprobe") as pool:
-        futures = [pool.submit(_run_method, method, c, dev, usb_list) for method, c in tasks]
+        futures = [pool.submit(_run_method, method, c, dev, ctx) for method, c in tasks]
         results = [f.result() for f in futures]
     return combine(dev, results)
 
 
-def _run_method(method: str, cfg, dev: DeviceConfig, usb_list) -> MethodResult:
+def _run_method(method: str, cfg, dev: DeviceConfig, ctx: ProbeContext) -> MethodResult:
+    probe = METHODS[method].probe
     try:
-        if method == "icmp":
-            return netprobe.run_icmp(cfg, dev.timeout)
-        if method == "tcp":
-            return netprobe.run_tcp(cfg, dev.timeout)
-        if method == "http":
-            return netprobe.run_http(cfg, dev.timeout)
-        if method == "snmp":
-            return snmp.run(cfg, dev.timeout, dev.supply_warn)
-        if method == "usb":
-            return usb.run(cfg, usb_list())
-        if method == "cups":
-            return cups.run(cfg, dev.timeout, dev.supply_warn, usb_list)
-        if method == "local_printer":
-            return localprinter.run(cfg, dev.timeout, dev.supply_warn, usb_list)
-        if method == "escl":
-            return escl.run(cfg, dev.timeout)
+        return probe(dev, cfg, ctx)
     except Exception as exc:  # one broken method must not hide what the others found
         return MethodResult(method, False, "error", f"{method} 检查无法运行：{type(exc).__name__}: {exc}",
                             {"exception": type(exc).__name__})
-    raise ValueError(f"unknown probe method {method}")
 
 
 _usb_cache: dict[int, tuple[float, object, object]] = {}

@@ -1,13 +1,42 @@
-"""What every probe method of a device returns, and how a device's methods add up to one result."""
+"""What every probe method of a device is given and returns.
+
+A method is a pair, as a blackbox_exporter module is a config plus a ProbeFn: ``parse(node, device)``
+turns its config section into the method's config, and ``probe(device, method_config, ctx)`` looks at the
+device and returns a :class:`MethodResult`. Every method has that one signature, so the device runner
+calls them all alike from the table in :mod:`agent.checks.devices`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.confignode import Node
+from agent.platform import UsbDevice
 from agent.wire import Status
 
-_RANK = {"ok": 0, "warn": 1, "error": 2, "fail": 3}
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_SUPPLY_WARN = 0.10
+
+
+@dataclass
+class DeviceConfig:
+    kind: str
+    name: str
+    required: bool = True
+    host: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    supply_warn: float = DEFAULT_SUPPLY_WARN
+    methods: dict[str, Any] = field(default_factory=dict)  # method name -> its parsed config
+
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """What the methods of one device share in a run: the attached USB devices, listed only when a method
+    asks (the call returns the exception instead when there is no listing)."""
+
+    usb_devices: Callable[[], list[UsbDevice] | Exception]
 
 
 @dataclass
@@ -31,8 +60,10 @@ class MethodResult:
                 "message": self.message, **self.details}
 
 
-def worst(statuses: list[Status]) -> Status:
-    return max(statuses, key=lambda s: _RANK[s]) if statuses else "ok"
+@dataclass(frozen=True)
+class Method:
+    parse: Callable[[Node, DeviceConfig], Any]  # a method may parse to a list: each item is probed
+    probe: Callable[[DeviceConfig, Any, ProbeContext], MethodResult]
 
 
 def ok(method: str, message: str, /, **details) -> MethodResult:

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from agent.checks.devices import printermib as pm
-from agent.checks.devices.common import MethodResult, absent, broken, ok, warn
+from agent.checks.devices.common import DeviceConfig, MethodResult, ProbeContext, absent, broken, ok, warn
 from agent.confignode import Node
 
 REQUESTED = ("printer-state", "printer-state-reasons", "printer-is-accepting-jobs", "printer-state-message",
@@ -42,7 +42,7 @@ class CupsConfig:
     uri: str  # ipp://host:port/printers/NAME or the printer's own ipp:// URI
 
 
-def parse(node: Node) -> CupsConfig:
+def parse(node: Node, device: DeviceConfig) -> CupsConfig:
     """``cups: QUEUE`` (local cupsd), ``cups: {queue, server}`` or ``cups: {uri: ipp://…}``."""
     if not node.is_mapping():
         return CupsConfig(_queue_uri("localhost:631", _queue(node)))
@@ -238,20 +238,20 @@ def usb_uri_matches(device_uri: str, devices) -> bool | None:
     return False
 
 
-def run(cfg: CupsConfig, timeout: float, supply_warn: float, usb_devices) -> MethodResult:
+def probe(device: DeviceConfig, cfg: CupsConfig, ctx: ProbeContext) -> MethodResult:
     try:
-        attrs = get_printer_attributes(cfg.uri, timeout)
+        attrs = get_printer_attributes(cfg.uri, device.timeout)
     except LookupError as exc:
         # The print service answered but has no such queue: the printer is not set up on it.
         return absent("cups", f"打印服务中没有这个打印队列（{cfg.uri}）", uri=cfg.uri, error=str(exc))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return absent("cups", f"无法连接打印服务 {cfg.uri}：{reason}", uri=cfg.uri, error=str(reason))
-    result = evaluate(attrs, supply_warn)
+    result = evaluate(attrs, device.supply_warn)
     result.details["uri"] = cfg.uri
     uri = result.details.get("device_uri") or ""
     if uri.startswith("usb://"):
-        devices = usb_devices()
+        devices = ctx.usb_devices()
         if isinstance(devices, Exception):
             result.details["usb_check"] = f"unavailable: {devices}"
         elif not usb_uri_matches(uri, devices):

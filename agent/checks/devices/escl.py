@@ -8,7 +8,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from agent.checks.devices.common import MethodResult, absent, broken, ok, warn
+from agent.checks.devices.common import DeviceConfig, MethodResult, ProbeContext, absent, broken, ok, warn
 from agent.confignode import Node, optional
 
 PWG = "http://www.pwg.org/schemas/2010/12/sm"
@@ -26,8 +26,9 @@ class EsclConfig:
     root: str = "eSCL"
 
 
-def parse(node: Node, default_host: str | None) -> EsclConfig:
+def parse(node: Node, device: DeviceConfig) -> EsclConfig:
     """``escl: URL`` / ``escl: true`` (the device's host, port 80) / ``escl: {url, root}``."""
+    default_host = device.host
     if node.value is True:
         if not default_host:
             node.fail("'escl: true' needs the device's host (give 'host' or 'icmp')")
@@ -60,7 +61,8 @@ def parse_status(xml_bytes: bytes) -> dict:
             "jobs": jobs}
 
 
-def run(cfg: EsclConfig, timeout: float) -> MethodResult:
+def probe(device: DeviceConfig, cfg: EsclConfig, ctx: ProbeContext) -> MethodResult:
+    timeout = device.timeout
     url = f"{cfg.url}/{cfg.root}/ScannerStatus"
     ctx = None
     if url.startswith("https://"):  # scanners ship self-signed certificates

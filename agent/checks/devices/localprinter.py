@@ -13,7 +13,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from agent.checks.devices.common import MethodResult, broken, cannot, ok, warn
+from agent.checks.devices import cups
+from agent.checks.devices.common import DeviceConfig, MethodResult, ProbeContext, broken, cannot, ok, warn
 from agent.confignode import Node
 
 PRINTER_STATUS = {1: "other", 2: "unknown", 3: "idle", 4: "printing", 5: "warmup", 6: "stopped", 7: "offline"}
@@ -35,7 +36,7 @@ class LocalPrinterConfig:
     name: str
 
 
-def parse(node: Node) -> LocalPrinterConfig:
+def parse(node: Node, device: DeviceConfig) -> LocalPrinterConfig:
     """``local_printer: NAME``: the Windows printer name, or the CUPS queue name on Linux."""
     return LocalPrinterConfig(node.str().strip())
 
@@ -76,18 +77,15 @@ def evaluate_windows(row: dict | None, name: str, usb_devices) -> MethodResult:
     return ok("local_printer", f"打印机“{name}”{label}", **details)
 
 
-def run(cfg: LocalPrinterConfig, timeout: float, supply_warn: float, usb_devices) -> MethodResult:
+def probe(device: DeviceConfig, cfg: LocalPrinterConfig, ctx: ProbeContext) -> MethodResult:
     if sys.platform == "win32":
         try:
             out = subprocess.run(["powershell", "-NoProfile", "-NonInteractive", "-Command", WINDOWS_QUERY],
-                                 capture_output=True, timeout=max(timeout, 15), check=True)
+                                 capture_output=True, timeout=max(device.timeout, 15), check=True)
             rows = json.loads(out.stdout.decode("utf-8", errors="replace") or "[]")
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             return cannot("local_printer", f"无法读取本机打印机列表：{exc}", error=str(exc))
-        return evaluate_windows(find_printer(rows, cfg.name), cfg.name, usb_devices())
-    from agent.checks.devices import cups
-
-    result = cups.run(cups.CupsConfig(f"ipp://localhost:631/printers/{cfg.name}"), timeout, supply_warn,
-                      usb_devices)
+        return evaluate_windows(find_printer(rows, cfg.name), cfg.name, ctx.usb_devices())
+    result = cups.probe(device, cups.CupsConfig(f"ipp://localhost:631/printers/{cfg.name}"), ctx)
     result.method = "local_printer"
     return result

@@ -12,8 +12,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from agent.checks import network
-from agent.checks.devices.common import MethodResult, absent, broken, ok, warn
+from agent.checks.devices.common import DeviceConfig, MethodResult, ProbeContext, absent, broken, ok, warn
+from agent.checks.network.icmp import icmp_echoes
+from agent.checks.network.tcp import tcp_connect
 from agent.confignode import Node, optional
 
 ICMP_COUNT = 2  # echoes per device: enough to tell "up" from one lost packet, cheap on a village line
@@ -39,7 +40,7 @@ class HttpConfig:
     verify_tls: bool = False  # device health pages use self-signed certificates almost without exception
 
 
-def parse_icmp(node: Node) -> IcmpConfig:
+def parse_icmp(node: Node, device: DeviceConfig) -> IcmpConfig:
     """``icmp: HOST`` or ``icmp: {host, count}``."""
     if not node.is_mapping():
         return IcmpConfig(node.host())
@@ -47,8 +48,9 @@ def parse_icmp(node: Node) -> IcmpConfig:
     return IcmpConfig(m["host"].host(), optional(m, "count", ICMP_COUNT, lambda n: n.int(1, 10)))
 
 
-def parse_tcp(node: Node, default_host: str | None) -> list[TcpConfig]:
+def parse_tcp(node: Node, device: DeviceConfig) -> list[TcpConfig]:
     """``tcp: 8080``, ``tcp: "10.0.0.5:8080"``, or a list of those; a bare port uses the device's host."""
+    default_host = device.host
     items = node.items() if isinstance(node.value, list) else [node]
     if not items:
         node.fail("must name at least one port")
@@ -64,7 +66,7 @@ def parse_tcp(node: Node, default_host: str | None) -> list[TcpConfig]:
     return out
 
 
-def parse_http(node: Node) -> HttpConfig:
+def parse_http(node: Node, device: DeviceConfig) -> HttpConfig:
     """``http: URL`` or ``http: {url, expect_status, contains, verify_tls}``."""
     if not node.is_mapping():
         return HttpConfig(_url(node))
@@ -80,8 +82,8 @@ def _url(node: Node) -> str:
     return url
 
 
-def run_icmp(cfg: IcmpConfig, timeout: float) -> MethodResult:
-    out = network.icmp_echoes(cfg.host, cfg.count, timeout)
+def probe_icmp(device: DeviceConfig, cfg: IcmpConfig, ctx: ProbeContext) -> MethodResult:
+    out = icmp_echoes(cfg.host, cfg.count, device.timeout)
     details = dict(out.details)
     details["echo_method"] = details.pop("method", "icmp")  # "tcp" where ICMP is not permitted
     if out.status == "fail":
@@ -91,8 +93,8 @@ def run_icmp(cfg: IcmpConfig, timeout: float) -> MethodResult:
     return ok("icmp", out.message, **details)
 
 
-def run_tcp(cfg: TcpConfig, timeout: float) -> MethodResult:
-    out = network.tcp_connect(cfg.host, cfg.port, timeout)
+def probe_tcp(device: DeviceConfig, cfg: TcpConfig, ctx: ProbeContext) -> MethodResult:
+    out = tcp_connect(cfg.host, cfg.port, device.timeout)
     if out.status == "ok":
         return ok("tcp", out.message, **out.details)
     if out.details.get("result") == "connection_refused":
@@ -101,7 +103,8 @@ def run_tcp(cfg: TcpConfig, timeout: float) -> MethodResult:
     return absent("tcp", out.message, **out.details)
 
 
-def run_http(cfg: HttpConfig, timeout: float) -> MethodResult:
+def probe_http(device: DeviceConfig, cfg: HttpConfig, ctx: ProbeContext) -> MethodResult:
+    timeout = device.timeout
     details: dict = {"url": cfg.url}
     ctx = None
     if cfg.url.startswith("https://") and not cfg.verify_tls:

@@ -15,8 +15,18 @@ import time
 from dataclasses import dataclass, field
 
 from agent.checks.devices import printermib as pm
-from agent.checks.devices.common import MethodResult, absent, broken, cannot, ok, warn
+from agent.checks.devices.common import (
+    DeviceConfig,
+    MethodResult,
+    ProbeContext,
+    absent,
+    broken,
+    cannot,
+    ok,
+    warn,
+)
 from agent.confignode import Node, optional
+from agent.vocabulary import PRINTER_KINDS
 
 AUTH_PROTOCOLS = ("MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512")
 PRIV_PROTOCOLS = ("DES", "3DES", "AES", "AES128", "AES192", "AES256")
@@ -49,8 +59,11 @@ class PollResult:
     elapsed_s: float = 0.0
 
 
-def parse(node: Node, default_host: str | None, printer_kind: bool) -> SnmpConfig:
-    """``snmp: HOST`` or ``snmp: {host, port, version, community | user/auth/priv, context, printer_mib}``."""
+def parse(node: Node, device: DeviceConfig) -> SnmpConfig:
+    """``snmp: HOST`` or ``snmp: {host, port, version, community | user/auth/priv, context, printer_mib}``.
+
+    The Printer-MIB is read by default for the kinds that answer it (PRINTER_KINDS)."""
+    default_host, printer_kind = device.host, device.kind in PRINTER_KINDS
     if not node.is_mapping():
         return SnmpConfig(host=node.host(), printer_mib=printer_kind)
     keys = ("host", "port", "version", "community", "user", "auth_protocol", "auth_key", "priv_protocol",
@@ -250,8 +263,9 @@ def _plain(value):
 # -- judgement ------------------------------------------------------------------------------------------
 
 
-def run(cfg: SnmpConfig, timeout: float, supply_warn: float) -> MethodResult:
-    t = cfg.timeout or timeout
+def probe(device: DeviceConfig, cfg: SnmpConfig, ctx: ProbeContext) -> MethodResult:
+    t = cfg.timeout or device.timeout
+    supply_warn = device.supply_warn
     res = poll(cfg, t, budget=4 * t)
     where = f"{cfg.host}:{cfg.port}"
     base = {"host": cfg.host, "port": cfg.port, "version": cfg.version, "elapsed_s": res.elapsed_s}
