@@ -52,7 +52,7 @@ async def _post_reports(request: Request, admission, arrived: float):
     def store_unless_late(reports):  # on the worker thread: the wait for a thread counts too
         if admission.too_late(arrived):
             raise _TooLate
-        return pipeline.receive(reports)
+        return pipeline.receive(reports, sender=auth.agent_id)
 
     try:
         if auth.role != "agent":
@@ -62,6 +62,12 @@ async def _post_reports(request: Request, admission, arrived: float):
         if foreign:
             raise IngestError(403, "wrong_point",
                               f"this token reports for point '{auth.point_code}', not {', '.join(foreign)}")
+        # An enrolled token speaks for its own agent only: 人机信息相符 is judged against the fingerprint
+        # pinned for the token's agent, so a report may not claim another agent's identity.
+        claimed = sorted({r.agent_id for r in reports if auth.agent_id and r.agent_id != auth.agent_id})
+        if claimed:
+            raise IngestError(403, "wrong_agent", f"this token belongs to agent '{auth.agent_id}', not "
+                                                  f"{', '.join(claimed)}")
         with selfmetrics.DB_SECONDS.labels("ingest").time():
             accepted, duplicates = await run_in_threadpool(store_unless_late, reports)
     except IngestError as exc:

@@ -38,6 +38,10 @@ class PointsChanged:
                 log.exception("points_changed_failed consumer=%r", consumer)
 
 
+class _Claimed:
+    """``ReportPipeline.receive``'s default sender: trust the agent ids the reports claim."""
+
+
 class ReportPipeline:
     def __init__(self, store, points_changed: PointsChanged | None = None,
                  silence_intervals: int = SILENCE_INTERVALS_DEFAULT, skew_warn_s: float = SKEW_WARN_S):
@@ -46,12 +50,23 @@ class ReportPipeline:
         self.skew_warn_s = skew_warn_s
         self.writer = ReportWriter(store, silence_intervals)
 
-    def receive(self, reports: list[Report], received_at: datetime | None = None) -> tuple[int, int]:
-        """Derive, store, announce; returns (accepted, duplicates)."""
+    def receive(self, reports: list[Report], received_at: datetime | None = None,
+                sender: str | None | type[_Claimed] = _Claimed) -> tuple[int, int]:
+        """Derive, store, announce; returns (accepted, duplicates).
+
+        ``sender``: the agent id of the token the reports came with (None: a token of no enrolled agent,
+        so no fingerprint to judge against). Without it (imports, tests) the reports' own agent ids are
+        taken at their word.
+        """
         received_at = (received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
-        pins = enrolment_pins(self.store, {r.agent_id for r in reports})
-        derived = {r.report_id: derive(r, received_at, pins.get(r.agent_id), r.agent_id in pins,
-                                       self.skew_warn_s) for r in reports}
+        agents = {r.agent_id for r in reports} if sender is _Claimed else {sender} - {None}
+        pins = enrolment_pins(self.store, agents)
+
+        def pinned(report):
+            agent = report.agent_id if sender is _Claimed else sender
+            return pins.get(agent), agent in pins
+
+        derived = {r.report_id: derive(r, received_at, *pinned(r), self.skew_warn_s) for r in reports}
         accepted, duplicates = self.writer.write(reports, derived, received_at)
         if accepted:
             self.points_changed.announce(sorted({r.point_code for r in reports}))
