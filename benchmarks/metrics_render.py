@@ -160,7 +160,7 @@ def main() -> int:
             return generate_latest(registry)
 
         client_s, client_text = timed(via_client, max(1, args.runs // 2))
-        snap_s, _ = timed(lambda: store.metrics_snapshot("/"), args.runs)
+        snap_s, _ = timed(lambda: (store.metrics_points("/"), store.metric_rows("/")), args.runs)
         registry = baseline_registry(text)
         base_s, base_text = timed(lambda: generate_latest(registry), args.runs)
         base_samples = sum(1 for line in base_text.splitlines() if line and not line.startswith(b"#"))

@@ -14,11 +14,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from agent.vocabulary import POINT_STATES
 from collector import __version__
 from collector.api.deps import MAX_BIGINT, MAX_ID, get_store, require_page_reader
 from collector.registry.regions import RegionError, ancestors, confine, is_within, split_path
 from collector.scoring import scores
-from collector.store.overview import FAMILIES, STATES, OverviewQuery
+from collector.store.overview import FAMILIES, OverviewQuery
 from collector.timeutil import china_time
 from collector.web import labels
 
@@ -31,6 +32,10 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(require_page_r
 LIVE_SECONDS = 15
 RANGES = (("24h", "24 小时", timedelta(hours=24)), ("7d", "7 天", timedelta(days=7)),
           ("30d", "30 天", timedelta(days=30)))
+# The overview's family filter: key -> (check id prefix, what people read).
+FAMILY_CN = {"core": "核心网络", "isolation": "专网", "identity": "专机", "usage": "专用", "device": "设备",
+             "host": "终端资源"}
+FAMILY_FILTERS = {key: (prefix, FAMILY_CN[key]) for key, prefix in FAMILIES.items()}
 VIOLATIONS = (("isolation", "专网违规"), ("identity", "专机异常"), ("usage", "专用违规"),
               ("core", "核心网络不通"), ("device", "设备缺失或故障"))
 
@@ -109,7 +114,8 @@ async def overview(request: Request, region: str = "/", state: str = "", family:
                                  not (k == "page" and v == 1)})
 
     return render(request, "index.html", {
-        "ov": ov, "q": query, "url": url, "crumbs": crumbs(ov.common_region), "states": STATES, "families": FAMILIES,
+        "ov": ov, "q": query, "url": url, "crumbs": crumbs(ov.common_region), "states": POINT_STATES,
+        "families": FAMILY_FILTERS,
         "device_kinds": labels.DEVICE_LABEL, "violation_labels": VIOLATIONS}, nav="overview", live=LIVE_SECONDS)
 
 

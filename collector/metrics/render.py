@@ -168,7 +168,7 @@ class FleetCollector:
     def families(self) -> Iterable[tuple[Family, list]]:
         """Every sample, built from the latest-state tables (the prometheus-client path)."""
         with selfmetrics.DB_SECONDS.labels("metrics_snapshot").time():
-            points, rows = self.store.metrics_snapshot(self.scope)
+            points, rows = self.store.metrics_points(self.scope), self.store.metric_rows(self.scope)
         info = {p[0]: (p[1], p[2]) for p in points}
         by_point: dict[str, list] = {}
         for code, *rest in rows:

@@ -22,8 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from collector.store import models as m
 
-ROLES = ("agent", "viewer", "reviewer", "admin")
-
 
 class StoreError(Exception):
     """A request the store refuses; ``code`` is a stable machine key, the message is for people."""
@@ -275,7 +273,6 @@ class Store:
     from collector.store.queries import (  # noqa: E402
         latest_for_point,
         list_points,
-        metrics_snapshot,
         point_results,
         point_summary,
         reports_for_point,

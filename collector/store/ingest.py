@@ -18,9 +18,9 @@ from datetime import timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT as SILENCE_INTERVALS
 from agent.wire import Report, rfc3339
 from collector.store import models as m
-from collector.store.queries import SILENCE_INTERVALS
 
 GENESIS = ""  # prev_digest of a point's first report
 SKEW_WARN_S = 300.0  # |agent clock - collector clock| beyond this is flagged (a warning, never a rejection)

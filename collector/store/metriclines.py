@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import String, case, delete, insert, or_, select, type_coerce
 
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.registry.regions import sql_prefix
 from collector.store import models as m
 
@@ -18,11 +19,13 @@ def _scoped(stmt, column, scope: str):
     return stmt.where(or_(column == prefix[0], column.like(prefix[1], escape="\\")))
 
 
-def metrics_points(self, scope: str = "/", now=None) -> list[tuple]:
+def metrics_points(self, scope: str = "/", now=None,
+                   silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> list[tuple]:
     """(code, region, profile, up, last_received_ts, clock_skew_s, fingerprint_mismatch, reported) of every
-    point beneath a scope, by code."""
+    point beneath a scope, by code; up while the last report is younger than ``silence_intervals``
+    report intervals."""
     from collector.store import utcnow
-    from collector.store.queries import SILENCE_INTERVALS, _aware
+    from collector.store.queries import _aware
 
     now_ts = (now or utcnow()).timestamp()
     out = []
@@ -34,7 +37,7 @@ def metrics_points(self, scope: str = "/", now=None) -> list[tuple]:
                 .outerjoin(m.PointState, m.PointState.point_code == m.Point.code), m.Point.region_path, scope)
                 .order_by(m.Point.code)):
             last_ts = _aware(last).timestamp() if last is not None else None
-            up = last_ts is not None and now_ts - last_ts <= SILENCE_INTERVALS * interval
+            up = last_ts is not None and now_ts - last_ts <= silence_intervals * interval
             out.append((code, region, profile, up, last_ts, skew, bool(mismatch), agent_id is not None))
     return out
 

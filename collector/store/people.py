@@ -20,9 +20,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from agent.vocabulary import ROLES
 from collector.accounts.throttle import LoginLocked, login_throttle
 from collector.registry.regions import RegionError, is_within, normalize_path
-from collector.store import ROLES, StoreError, TokenInfo, m, sha256_hex, utcnow
+from collector.store import StoreError, TokenInfo, m, sha256_hex, utcnow
 from collector.store.audit import Actor, append
 
 SESSION_TTL = timedelta(hours=12)

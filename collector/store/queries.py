@@ -8,12 +8,10 @@ from datetime import datetime, timezone
 
 from sqlalchemy import or_, select
 
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT, SILENT, worst, zero_counts
 from agent.wire import STATUS_CODE
 from collector.registry.regions import sql_prefix
 from collector.store import models as m
-
-# A point is "up" while its last report is younger than this many report intervals.
-SILENCE_INTERVALS = 3
 
 
 @dataclass
@@ -29,21 +27,16 @@ class PointSummary:
     hostname: str | None
     clock_skew_s: float | None
     fingerprint_mismatch: bool
-    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "warn": 0, "fail": 0, "error": 0})
+    counts: dict[str, int] = field(default_factory=zero_counts)
     up: bool = False
 
     @property
     def worst(self) -> str:
-        """The point's state for colouring and sorting: silent beats everything, then error, fail, warn."""
+        """The point's state for colouring and sorting (one of vocabulary.POINT_STATES): silent beats
+        everything, else the worst status among its latest results."""
         if not self.up:
-            return "silent"
-        for status in ("error", "fail", "warn"):
-            if self.counts[status]:
-                return status
-        return "ok"
-
-
-STATE_ORDER = {"silent": 0, "error": 1, "fail": 2, "warn": 3, "ok": 4}
+            return SILENT
+        return worst(status for status, n in self.counts.items() if n)
 
 
 def _aware(ts):
@@ -58,7 +51,10 @@ def _scope_filter(stmt, scope: str):
     return stmt.where(or_(m.Point.region_path == exact, m.Point.region_path.like(like, escape="\\")))
 
 
-def list_points(self, scope: str = "/", now: datetime | None = None) -> list[PointSummary]:
+def list_points(self, scope: str = "/", now: datetime | None = None,
+                silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> list[PointSummary]:
+    """The points beneath a scope with their latest state; a point is up while its last report is younger
+    than ``silence_intervals`` report intervals."""
     from collector.store import utcnow
 
     now = now or utcnow()
@@ -74,7 +70,7 @@ def list_points(self, scope: str = "/", now: datetime | None = None) -> list[Poi
                 agent_version=state.agent_version if state else None, hostname=state.hostname if state else None,
                 clock_skew_s=state.clock_skew_s if state else None,
                 fingerprint_mismatch=bool(state and state.fingerprint_mismatch),
-                up=last is not None and (now - last).total_seconds() <= SILENCE_INTERVALS * point.report_interval_s,
+                up=last is not None and (now - last).total_seconds() <= silence_intervals * point.report_interval_s,
             )
         if summaries:
             rows = s.execute(_scope_filter(
@@ -86,7 +82,8 @@ def list_points(self, scope: str = "/", now: datetime | None = None) -> list[Poi
     return list(summaries.values())
 
 
-def point_summary(self, code: str, now: datetime | None = None) -> PointSummary | None:
+def point_summary(self, code: str, now: datetime | None = None,
+                  silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> PointSummary | None:
     from collector.store import utcnow
 
     now = now or utcnow()
@@ -95,7 +92,7 @@ def point_summary(self, code: str, now: datetime | None = None) -> PointSummary 
         if point is None:
             return None
         region = point.region_path
-    for p in list_points(self, region, now):
+    for p in list_points(self, region, now, silence_intervals):
         if p.code == code:
             return p
     return None
@@ -125,12 +122,6 @@ def reports_for_point(self, code: str, since: datetime, until: datetime, limit: 
                          .order_by(m.Report.id).limit(limit))
         return [{"report_id": r.report_id, "seq": r.seq, "collected_at": _aware(r.collected_at),
                  "received_at": _aware(r.received_at)} for r in rows]
-
-
-def metrics_snapshot(self, scope: str = "/", now: datetime | None = None):
-    """(points, results) beneath a scope for /metrics, from the latest-state tables only, as plain tuples
-    (see collector/store/metriclines.py for their shapes)."""
-    return self.metrics_points(scope, now), self.metric_rows(scope)
 
 
 def _json(raw):
