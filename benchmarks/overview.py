@@ -22,8 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert, select, text  # noqa: E402
 
-from collector.store import Store  # noqa: E402
+from collector.store import (
+    Store,  # noqa: E402
+    overview,
+)
 from collector.store import models as m  # noqa: E402
+from collector.store import points as points_repo
 from collector.store.overview import OverviewQuery  # noqa: E402
 
 CHECKS = ["net.core.icmp", "net.core.tcp", "net.core.dns", "isolation.internet", "isolation.interfaces",
@@ -53,7 +57,7 @@ def seed(store: Store, n: int) -> None:
             latest.append(dict(point_code=code, check=check, target="本机", status=status, value=None, unit=None,
                                message=f"{check} {status}", details={}, observed_at=now, received_at=now,
                                since=now, report_id="00000000-0000-4000-8000-000000000000"))
-    store.upsert_point("bootstrap", "x", "甘肃省")  # creates the region rows' table paths lazily
+    points_repo.upsert_point(store, "bootstrap", "x", "甘肃省")  # creates the region rows' table paths lazily
     with store.engine.begin() as conn:
         conn.execute(insert(m.Point), points)
         conn.execute(insert(m.PointState), states)
@@ -104,7 +108,7 @@ def main() -> None:
         print(f"bare SELECT of one page: median {page * 1000:.1f} ms; "
               f"baseline bare SELECT of the region's {args.points} rows: median {base * 1000:.1f} ms")
         for name, q in cases.items():
-            t = timed(lambda q=q: store.overview(q), args.rounds)
+            t = timed(lambda q=q: overview.overview(store, q), args.rounds)
             print(f"overview {name:<20} median {t * 1000:7.1f} ms   ratio {t / base:6.1f}x baseline")
         store.close()
 

@@ -23,6 +23,7 @@ from collector.ingest.admission import Admission
 from collector.metrics import selfmetrics
 from collector.scoring import scorekeeper
 from collector.settings import Settings
+from collector.store import retention
 from collector.upkeep import checkpoint
 
 log = logging.getLogger("pointwatch.collector")
@@ -196,7 +197,7 @@ async def _maintenance_loop(app: FastAPI) -> None:
     await asyncio.sleep(min(5.0, policy.interval_s))
     while True:
         try:
-            summary = await run_in_threadpool(app.state.store.run_maintenance, policy)
+            summary = await run_in_threadpool(retention.run_maintenance, app.state.store, policy)
             if summary:
                 log.info("maintenance %s", summary)
         except Exception:  # a failed round is retried next time; it must not end the loop

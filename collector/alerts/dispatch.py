@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 
-from collector.alerts.models import Notification
 from collector.alerts.notifiers import NotifyError
 from collector.metrics import selfmetrics
+from collector.store.models import Notification
 
 log = logging.getLogger("pointwatch.alerts")
 

@@ -18,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from collector.alerts import windows
 from collector.alerts.config import AlertsConfig
 from collector.alerts.messages import compose
-from collector.alerts.models import Alert, Notification, Silence
 from collector.alerts.notifiers import Notifier, build_notifier
 from collector.alerts.rules import Hit, Latest, PointView, result_hits, silent_hit
 from collector.store import models as m
+from collector.store.models import Alert, Notification, Silence
 
 log = logging.getLogger("pointwatch.alerts")
 

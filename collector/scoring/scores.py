@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 
 from collector.scoring import Profile, Ranked, ScoreSheet, load_profiles, rank_points, score_now, score_period
+from collector.store import observations, queries
 
 
 class ScoreError(ValueError):
@@ -28,15 +29,15 @@ def profile_for(name: str) -> Profile:
 
 def point_sheet(store, code: str, start: datetime | None = None, end: datetime | None = None) -> ScoreSheet:
     """The point's sheet for a period, or for now when no period is given."""
-    point = store.point_summary(code)
+    point = queries.point_summary(store, code)
     if point is None:
         raise ScoreError(f"no point with code '{code}'")
     profile = profile_for(point.profile)
     if start is None and end is None:
-        obs = store.latest_observations(point.region_path, codes=[code]).get(code, [])
+        obs = observations.latest_observations(store, point.region_path, codes=[code]).get(code, [])
         return score_now(profile, obs, now=datetime.now(timezone.utc), interval=point.report_interval_s)
     start, end = _period(start, end)
-    return score_period(profile, store.observations(code, start, end), start, end,
+    return score_period(profile, observations.observations(store, code, start, end), start, end,
                         interval=point.report_interval_s)
 
 
@@ -54,18 +55,18 @@ class RegionScores:
 def region_scores(store, scope: str, start: datetime | None = None, end: datetime | None = None,
                   by: str = "share") -> RegionScores:
     """Every point beneath ``scope`` scored and ranked; per profile, how many points meet each item."""
-    points = {p.code: p for p in store.list_points(scope)}
+    points = {p.code: p for p in queries.list_points(store, scope)}
     now = datetime.now(timezone.utc)
     sheets: list[tuple[str, ScoreSheet]] = []
     if start is None and end is None:
-        latest = store.latest_observations(scope)
+        latest = observations.latest_observations(store, scope)
         for code, p in points.items():
             sheets.append((code, score_now(profile_for(p.profile), latest.get(code, []), now=now,
                                            interval=p.report_interval_s)))
     else:
         start, end = _period(start, end)
         for code, p in points.items():
-            sheets.append((code, score_period(profile_for(p.profile), store.observations(code, start, end),
+            sheets.append((code, score_period(profile_for(p.profile), observations.observations(store, code, start, end),
                                               start, end, interval=p.report_interval_s)))
     rates: dict[str, dict[str, list]] = defaultdict(dict)
     for code, sheet in sheets:

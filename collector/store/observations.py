@@ -18,10 +18,10 @@ def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
-def observations(self, code: str, since: datetime, until: datetime) -> Iterator[tuple]:
+def observations(store, code: str, since: datetime, until: datetime) -> Iterator[tuple]:
     from collector.scoring import Observation
 
-    with self.session() as s:
+    with store.session() as s:
         rows = s.execute(select(m.Result.received_at, m.Result.check, m.Result.target, m.Result.status)
                          .where(m.Result.point_code == code, m.Result.received_at >= since - LEAD_IN,
                                 m.Result.received_at < until)
@@ -31,7 +31,7 @@ def observations(self, code: str, since: datetime, until: datetime) -> Iterator[
             yield Observation(_aware(at), check, target, status)
 
 
-def latest_observations(self, scope: str = "/", codes: list[str] | None = None) -> dict[str, list[tuple]]:
+def latest_observations(store, scope: str = "/", codes: list[str] | None = None) -> dict[str, list[tuple]]:
     """Every point's latest results beneath a scope (or of these points), as observations, for "now"."""
     from collector.scoring import Observation
 
@@ -44,7 +44,7 @@ def latest_observations(self, scope: str = "/", codes: list[str] | None = None) 
     if prefix:
         stmt = stmt.where((m.Point.region_path == prefix[0]) | m.Point.region_path.like(prefix[1], escape="\\"))
     out: dict[str, list] = {}
-    with self.session() as s:
+    with store.session() as s:
         for code, at, check, target, status in s.execute(stmt):
             out.setdefault(code, []).append(Observation(_aware(at), check, target, status))
     return out

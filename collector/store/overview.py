@@ -64,8 +64,8 @@ class Overview:
     violations: dict[str, int]  # family -> points with a failing check of that family
 
     @property
-    def pages(self) -> int:
-        return max(1, -(-self.matched // self.query.per_page))
+    def pages(store) -> int:
+        return max(1, -(-store.matched // store.query.per_page))
 
 
 def _rank(now: datetime):
@@ -92,7 +92,7 @@ def _problem_in(check_like: str, statuses=PROBLEM):
                                        lr.status.in_(statuses)).exists()
 
 
-def overview(self, q: OverviewQuery, now: datetime | None = None) -> Overview:
+def overview(store, q: OverviewQuery, now: datetime | None = None) -> Overview:
     now = now or datetime.now(timezone.utc)
     scope = normalize_path(q.scope)
     rank = _rank(now).label("rank")
@@ -111,7 +111,7 @@ def overview(self, q: OverviewQuery, now: datetime | None = None) -> Overview:
         conditions.append(or_(m.Point.code.like(needle, escape="\\"), m.Point.name.like(needle, escape="\\")))
     filtered = base.where(and_(*conditions)) if conditions else base
 
-    with self.session() as s:
+    with store.session() as s:
         matched = s.scalar(select(func.count()).select_from(filtered.subquery()))
         page = max(1, q.page)
         rows = s.execute(filtered.order_by("rank", m.Point.code)

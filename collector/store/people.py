@@ -23,13 +23,14 @@ from sqlalchemy import select
 from agent.vocabulary import ROLES
 from collector.accounts.throttle import LoginLocked, login_throttle
 from collector.registry.regions import RegionError, is_within, normalize_path
-from collector.store import StoreError, TokenInfo, m, sha256_hex, utcnow
-from collector.store.audit import Actor, append
+from collector.store import StoreError, TokenInfo, sha256_hex, utcnow
+from collector.store import models as m
+from collector.store.audit import SYSTEM, Actor, append, record
+from collector.store.points import ensure_region
 
 SESSION_TTL = timedelta(hours=12)
 USER_ROLES = ("viewer", "reviewer", "admin")
 CONFLICTING = {"admin": "reviewer", "reviewer": "admin"}
-SYSTEM = Actor("system")
 MIN_PASSWORD = 8
 
 _hasher = None
@@ -81,7 +82,7 @@ _ROLE_CN = {"admin": "管理员", "reviewer": "评审员", "viewer": "查看员"
 
 
 # -- users ------------------------------------------------------------------------------------------------
-def create_user(self, username: str, password: str, role: str, region_path: str = "/",
+def create_user(store, username: str, password: str, role: str, region_path: str = "/",
                 person: str | None = None, actor: Actor = SYSTEM) -> int:
     username = (username or "").strip()
     if not username or len(username) > 60 or any(c.isspace() or not c.isprintable() for c in username):
@@ -94,11 +95,11 @@ def create_user(self, username: str, password: str, role: str, region_path: str 
         raise StoreError("weak_password", f"密码至少 {MIN_PASSWORD} 个字符")
     region = _region(region_path)
     person = (person or username).strip()
-    with self.write_session() as s:
+    with store.write_session() as s:
         if s.scalar(select(m.User.id).where(m.User.username == username)) is not None:
             raise StoreError("user_exists", f"用户名“{username}”已存在（一个用户名只担任一个角色）")
         _check_split(s, person, role, region)
-        self.ensure_region(s, region)
+        ensure_region(s, region)
         user = m.User(username=username, person=person, password_hash=hasher().hash(password), role=role,
                       region_path=region, created_at=utcnow())
         s.add(user)
@@ -107,11 +108,11 @@ def create_user(self, username: str, password: str, role: str, region_path: str 
         return user.id
 
 
-def set_password(self, username: str, password: str, actor: Actor = SYSTEM) -> None:
+def set_password(store, username: str, password: str, actor: Actor = SYSTEM) -> None:
     """Replace a user's password (audited); their open sessions stay until they expire or log out."""
     if len(password or "") < MIN_PASSWORD:
         raise StoreError("weak_password", f"密码至少 {MIN_PASSWORD} 个字符")
-    with self.write_session() as s:
+    with store.write_session() as s:
         user = s.scalar(select(m.User).where(m.User.username == (username or "").strip()))
         if user is None:
             raise StoreError("unknown_user", f"没有用户“{username}”")
@@ -119,29 +120,29 @@ def set_password(self, username: str, password: str, actor: Actor = SYSTEM) -> N
         append(s, actor, "user.password", f"user:{user.username}", {}, user.region_path)
 
 
-def list_users(self, scope: str = "/") -> list[dict]:
-    with self.session() as s:
+def list_users(store, scope: str = "/") -> list[dict]:
+    with store.session() as s:
         rows = s.scalars(select(m.User).order_by(m.User.username)).all()
         return [{"username": u.username, "person": u.person, "role": u.role, "region": u.region_path,
                  "disabled": u.disabled} for u in rows if is_within(u.region_path, scope)]
 
 
-def login(self, username: str, password: str, source: str | None = None) -> tuple[str, TokenInfo] | None:
+def login(store, username: str, password: str, source: str | None = None) -> tuple[str, TokenInfo] | None:
     """Check a password; on success start a session and return (cookie value, who). None for a wrong
     password; raises :class:`LoginLocked` while this username or source is locked (password unchecked)."""
     from argon2.exceptions import InvalidHashError, VerificationError
 
     name = (username or "").strip()[:60]
     who = f"user:{_printable(name)}"
-    throttle = login_throttle(self)
+    throttle = login_throttle(store)
     wait = throttle.retry_after(name, source)
     if wait > 0:
-        self.record(Actor(who, source), "login.failed", who, {"reason": "locked", "retry_after_s": round(wait)})
+        record(store, Actor(who, source), "login.failed", who, {"reason": "locked", "retry_after_s": round(wait)})
         raise LoginLocked(wait)
     user = None
     usable = not has_unprintable(name) and not has_unprintable(password)
     if usable:  # else nobody's: PostgreSQL would refuse NUL in the query, argon2 a lone surrogate
-        with self.session() as s:
+        with store.session() as s:
             user = s.scalar(select(m.User).where(m.User.username == name))
     stored = user.password_hash if user is not None and not user.disabled else None
     ok = False
@@ -155,14 +156,14 @@ def login(self, username: str, password: str, source: str | None = None) -> tupl
         details = {"reason": "password", "failures": failures}
         if lock:
             details["locked_s"] = round(lock)
-        self.record(Actor(who, source), "login.failed", who, details, user.region_path if user else "/")
+        record(store, Actor(who, source), "login.failed", who, details, user.region_path if user else "/")
         if lock:
             raise LoginLocked(lock)
         return None
     throttle.succeeded(name)
     cookie = secrets.token_urlsafe(32)
     now = utcnow()
-    with self.write_session() as s:
+    with store.write_session() as s:
         row = s.get(m.User, user.id)
         if hasher().check_needs_rehash(row.password_hash):
             row.password_hash = hasher().hash(password)
@@ -187,10 +188,10 @@ def _user_info(user: m.User) -> TokenInfo:
                      via="session", person=user.person)
 
 
-def session_info(self, cookie: str) -> TokenInfo | None:
+def session_info(store, cookie: str) -> TokenInfo | None:
     if not cookie:
         return None
-    with self.session() as s:
+    with store.session() as s:
         row = s.execute(select(m.WebSession, m.User).join(m.User, m.User.id == m.WebSession.user_id)
                         .where(m.WebSession.id_hash == sha256_hex(cookie))).first()
         if row is None:
@@ -201,8 +202,8 @@ def session_info(self, cookie: str) -> TokenInfo | None:
         return _user_info(user)
 
 
-def logout(self, cookie: str, source: str | None = None) -> bool:
-    with self.write_session() as s:
+def logout(store, cookie: str, source: str | None = None) -> bool:
+    with store.write_session() as s:
         row = s.execute(select(m.WebSession, m.User).join(m.User, m.User.id == m.WebSession.user_id)
                         .where(m.WebSession.id_hash == sha256_hex(cookie or ""))).first()
         if row is None:
@@ -215,7 +216,7 @@ def logout(self, cookie: str, source: str | None = None) -> bool:
 
 
 # -- API tokens -----------------------------------------------------------------------------------------
-def create_token(self, role: str, region_path: str = "/", point_code: str | None = None,
+def create_token(store, role: str, region_path: str = "/", point_code: str | None = None,
                  agent_id: str | None = None, description: str | None = None, person: str | None = None,
                  actor: Actor = SYSTEM) -> str:
     if role not in ROLES:
@@ -226,7 +227,7 @@ def create_token(self, role: str, region_path: str = "/", point_code: str | None
         raise StoreError("agent_needs_point", "an agent token must be bound to a point (--point CODE)")
     region = _region(region_path)
     token = "pw_" + secrets.token_urlsafe(32)
-    with self.write_session() as s:
+    with store.write_session() as s:
         if point_code:
             point_region = s.scalar(select(m.Point.region_path).where(m.Point.code == point_code))
             if point_region is None:
@@ -252,18 +253,18 @@ _TOKEN_COLUMNS = (m.ApiToken.id, m.ApiToken.role, m.ApiToken.region_path, m.ApiT
                   m.ApiToken.agent_id, m.ApiToken.person)
 
 
-def authenticate(self, token: str) -> TokenInfo | None:
+def authenticate(store, token: str) -> TokenInfo | None:
     """The token's principal; found tokens are cached (every agent report would otherwise cost a database
     round trip before its own write)."""
     import time
 
     digest = sha256_hex(token)
-    cache = self._token_cache
+    cache = store._token_cache
     hit = cache.get(digest)
     now = time.monotonic()
     if hit is not None and now - hit[0] < TOKEN_CACHE_S:
         return hit[1]
-    with self.engine.connect() as conn:
+    with store.engine.connect() as conn:
         row = conn.execute(select(*_TOKEN_COLUMNS).where(m.ApiToken.token_hash == digest,
                                                          m.ApiToken.revoked.is_(False))).first()
     if row is None:
@@ -278,20 +279,20 @@ def authenticate(self, token: str) -> TokenInfo | None:
     return info
 
 
-def list_tokens(self) -> list[dict]:
+def list_tokens(store) -> list[dict]:
     """Every API token's record (never the token: only its hash is stored), oldest first."""
     t = m.ApiToken
-    with self.engine.connect() as conn:
+    with store.engine.connect() as conn:
         rows = conn.execute(select(t.id, t.role, t.region_path, t.point_code, t.agent_id, t.person, t.description,
                                    t.created_at, t.revoked).order_by(t.id)).all()
     return [{"id": r[0], "role": r[1], "region": r[2], "point": r[3], "agent_id": r[4], "person": r[5],
              "description": r[6], "created_at": r[7], "revoked": bool(r[8])} for r in rows]
 
 
-def revoke_token(self, token_id: int, actor: Actor = SYSTEM) -> dict:
+def revoke_token(store, token_id: int, actor: Actor = SYSTEM) -> dict:
     """Revoke a token (an agent's when its PC is replaced or stolen, a script's when it leaks); audited.
     Revoking twice is refused, so the log has one entry per revocation."""
-    with self.write_session() as s:
+    with store.write_session() as s:
         row = s.get(m.ApiToken, token_id, with_for_update=True)
         if row is None:
             raise StoreError("unknown_token", f"没有编号为 {token_id} 的令牌")
@@ -305,7 +306,7 @@ def revoke_token(self, token_id: int, actor: Actor = SYSTEM) -> dict:
         append(s, actor, "token.revoke", f"token:{token_id}",
                {"role": row.role, "point": row.point_code, "agent_id": row.agent_id}, row.region_path)
         info = {"id": row.id, "role": row.role, "point": row.point_code, "region": row.region_path}
-    for digest, (_, cached) in list(self._token_cache.items()):
+    for digest, (_, cached) in list(store._token_cache.items()):
         if cached.id == token_id:
-            self._token_cache.pop(digest, None)
+            store._token_cache.pop(digest, None)
     return info

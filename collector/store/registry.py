@@ -5,11 +5,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from collector.registry.regions import is_within
-from collector.store import m, utcnow
+from collector.store import models as m
+from collector.store import utcnow
 from collector.store.audit import Actor, append
+from collector.store.points import ensure_region
 
 
-def import_points(self, points, actor: Actor, source_name: str = "", scope: str = "/") -> dict:
+def import_points(store, points, actor: Actor, source_name: str = "", scope: str = "/") -> dict:
     """Create or update the given PointRows in one transaction; returns counts. Rows were validated."""
     outside = [p for p in points if not is_within(p.region, scope)]
     if outside:
@@ -18,10 +20,10 @@ def import_points(self, points, actor: Actor, source_name: str = "", scope: str 
         raise ImportError_([RowProblem(p.row, "region", f"“{p.region}”不在您的管辖区域“{scope}”内")
                             for p in outside])
     created = updated = 0
-    with self.write_session() as s:
+    with store.write_session() as s:
         existing = {p.code: p for p in s.scalars(select(m.Point).where(m.Point.code.in_([p.code for p in points])))}
         for region in sorted({p.region for p in points}):
-            self.ensure_region(s, region)
+            ensure_region(s, region)
         now = utcnow()
         for p in points:
             row = existing.get(p.code)
@@ -45,10 +47,10 @@ def import_points(self, points, actor: Actor, source_name: str = "", scope: str 
     return {"rows": len(points), "created": created, "updated": updated}
 
 
-def export_points(self, scope: str = "/", actor: Actor | None = None, target: str | None = None) -> list[dict]:
+def export_points(store, scope: str = "/", actor: Actor | None = None, target: str | None = None) -> list[dict]:
     from collector.store.queries import _scope_filter
 
-    with self.write_session() as s:
+    with store.write_session() as s:
         rows = s.scalars(_scope_filter(select(m.Point), scope).order_by(m.Point.code)).all()
         out = [{"code": p.code, "name": p.name, "region": p.region_path, "profile": p.profile, "address": p.address,
                 "expected_devices": p.expected_devices or [], "report_interval_s": p.report_interval_s}

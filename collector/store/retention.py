@@ -65,14 +65,14 @@ def _hour_expr(dialect: str, col):
     return func.strftime("%Y-%m-%d %H:00:00.000000", col)
 
 
-def rollup(self, now: datetime | None = None) -> int:
+def rollup(store, now: datetime | None = None) -> int:
     """Roll results up by receive hour up to the last settled hour; returns the hours processed."""
     from collector.store import utcnow
 
     end = _floor_hour((now or utcnow()) - SETTLE)
     hours = 0
     while True:
-        with self.write_session() as s:
+        with store.write_session() as s:
             state = _job_state(s, "rollup")
             start = state.watermark
             if start is None:
@@ -100,24 +100,24 @@ def _rollup_window(s, start: datetime, stop: datetime) -> None:
                                      "n_error", "value_avg", "value_max"], sel))
 
 
-def prune(self, policy: RetentionPolicy, now: datetime | None = None) -> dict:
+def prune(store, policy: RetentionPolicy, now: datetime | None = None) -> dict:
     from collector.store import utcnow
 
     now = now or utcnow()
     cutoff = now - timedelta(days=policy.raw_days)
-    with self.write_session() as s:
+    with store.write_session() as s:
         mark = _job_state(s, "rollup").watermark
     cutoff = min(cutoff, mark) if mark is not None else None
     reports = results = 0
     while cutoff is not None:
-        with self.write_session() as s:
+        with store.write_session() as s:
             ids = list(s.scalars(select(m.Report.id).where(m.Report.received_at < cutoff)
                                 .order_by(m.Report.id).limit(policy.batch)))
             if not ids:
                 break
             results += s.execute(delete(m.Result).where(m.Result.report_pk.in_(ids))).rowcount or 0
             reports += s.execute(delete(m.Report).where(m.Report.id.in_(ids))).rowcount or 0
-    with self.write_session() as s:
+    with store.write_session() as s:
         sessions = s.execute(delete(m.WebSession).where(m.WebSession.expires_at < now)).rowcount or 0
         codes = s.execute(delete(m.EnrollCode).where(
             m.EnrollCode.expires_at < now - timedelta(days=policy.enroll_code_days))).rowcount or 0
@@ -133,25 +133,25 @@ def _job_state(s, name: str) -> m.JobState:
     return row
 
 
-def run_maintenance(self, policy: RetentionPolicy | None = None, now: datetime | None = None,
+def run_maintenance(store, policy: RetentionPolicy | None = None, now: datetime | None = None,
                     force: bool = False, runner: str | None = None) -> dict | None:
     """Roll up and prune if due; None when another collector holds the lock or the last run is recent."""
     from collector.store import utcnow
 
     policy = policy or RetentionPolicy()
     now = now or utcnow()
-    with _job_lock(self) as held:
+    with _job_lock(store) as held:
         if not held:
             return None
-        with self.write_session() as s:
+        with store.write_session() as s:
             state = _job_state(s, JOB)
             if not force and state.last_run_at is not None and \
                     now - state.last_run_at < timedelta(seconds=policy.interval_s):
                 return None
-        hours = rollup(self, now)
-        pruned = prune(self, policy, now)
+        hours = rollup(store, now)
+        pruned = prune(store, policy, now)
         summary = {"rolled_up_hours": hours, "pruned": pruned, "runner": runner or runner_name()}
-        with self.write_session() as s:
+        with store.write_session() as s:
             s.execute(update(m.JobState).where(m.JobState.name == JOB).values(
                 last_run_at=now, runs=m.JobState.runs + 1, last_runner=summary["runner"], details=summary))
         return summary
@@ -186,8 +186,8 @@ class _job_lock:
             self.conn.close()
 
 
-def hourly(self, code: str, since: datetime, until: datetime, check: str | None = None) -> list[m.ResultHourly]:
-    with self.session() as s:
+def hourly(store, code: str, since: datetime, until: datetime, check: str | None = None) -> list[m.ResultHourly]:
+    with store.session() as s:
         stmt = select(m.ResultHourly).where(m.ResultHourly.point_code == code, m.ResultHourly.hour >= since,
                                             m.ResultHourly.hour < until)
         if check:

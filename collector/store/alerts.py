@@ -1,14 +1,19 @@
-"""Reads and admin writes on alerts: lists for the API, firing counts for /metrics, silences (audited)."""
+"""The alert tables' SQL: lists for the API, firing counts for /metrics, silences (audited), the engine's
+reads and writes of episodes, and the notification outbox. What the states mean and when they change is
+collector/alerts/engine.py's business; this module only reads and writes rows."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from collector.alerts.models import Alert, Notification, Silence
 from collector.registry.regions import is_within, normalize_path, sql_prefix
 from collector.store import models as m
+from collector.store.audit import Actor, append
+from collector.store.models import Alert, Notification, Silence
+from collector.store.points import point_region
 
 OPEN_STATES = ("pending", "firing")
 
@@ -34,11 +39,15 @@ def alerts_firing_counts(store, scope: str = "/") -> dict[str, dict[str, int]]:
 
 def metrics_alerts(store, scope: str = "/") -> list[tuple[str, str, int]]:
     """[(point code, watched check, firing count)] beneath ``scope``, as collector/metrics/render.py reads them for
-    ``pointwatch_alerts_firing``; silence of a point is reported under the check ``point.silent``."""
-    with store.session() as s:
-        stmt = _scoped(select(Alert.point_code, Alert.rule, Alert.check, func.count())
-                       .where(Alert.state == "firing"), Alert.region_path, scope)
-        rows = s.execute(stmt.group_by(Alert.point_code, Alert.rule, Alert.check)).all()
+    ``pointwatch_alerts_firing``; silence of a point is reported under the check ``point.silent``. None
+    in a store the alert tables were never created in."""
+    try:
+        with store.session() as s:
+            stmt = _scoped(select(Alert.point_code, Alert.rule, Alert.check, func.count())
+                           .where(Alert.state == "firing"), Alert.region_path, scope)
+            rows = s.execute(stmt.group_by(Alert.point_code, Alert.rule, Alert.check)).all()
+    except (OperationalError, ProgrammingError):
+        return []
     out: dict[tuple[str, str], int] = {}
     for code, rule, check, n in rows:
         key = (code, "point.silent" if rule == "point_silent" else check)
@@ -104,7 +113,7 @@ def create_silence(store, *, actor: str, source: str | None, region_path: str, p
                       reason=reason, created_by=actor, created_at=now, starts_at=starts_at, ends_at=ends_at)
         s.add(row)
         s.flush()
-        audit(s, actor, source, "silence.create", f"silence:{row.id}", {
+        _audit(s, actor, source, "silence.create", f"silence:{row.id}", {
             "region": row.region_path, "point": point_code, "rule": rule, "target": target, "reason": reason,
             "starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat()}, row.region_path)
     return row
@@ -118,16 +127,14 @@ def expire_silence(store, silence_id: int, *, actor: str, source: str | None, sc
             return None
         if row.ends_at.replace(tzinfo=row.ends_at.tzinfo or timezone.utc) > now:
             row.ends_at, row.expired_by = now, actor
-            audit(s, actor, source, "silence.expire", f"silence:{row.id}", {"reason": row.reason},
+            _audit(s, actor, source, "silence.expire", f"silence:{row.id}", {"reason": row.reason},
                   row.region_path)
     return row
 
 
-def audit(session, actor: str, source: str | None, action: str, target: str, details: dict,
-          region_path: str) -> None:
+def _audit(session, actor: str, source: str | None, action: str, target: str, details: dict,
+           region_path: str) -> None:
     """Append to the store's hash-chained audit log inside the caller's transaction."""
-    from collector.store.audit import Actor, append
-
     append(session, Actor(actor, source), action, target, details, region_path)
 
 
@@ -149,7 +156,7 @@ def alerts_in_period(store, code: str, start: datetime, end: datetime):
 
 def silences_in_period(store, code: str, start: datetime, end: datetime):
     """Silences that could have muted the point during [start, end): on it, or on a region above it."""
-    region = store.point_region(code)
+    region = point_region(store, code)
     with store.session() as s:
         rows = list(s.scalars(select(Silence).where(Silence.starts_at < end, Silence.ends_at >= start)
                               .order_by(Silence.starts_at, Silence.id)))
