@@ -23,6 +23,7 @@ from collector.store.alerts import (
     list_alerts,
     list_silences,
     notifications_for,
+    silences_now,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -75,8 +76,7 @@ def alert_views(engine, store, scope: str, state: str, point: str | None, limit:
     rows = list_alerts(store, scope, state, point, limit)
     notes = notifications_for(store, [a.id for a, _ in rows])
     now = engine.clock()
-    with store.session() as s:
-        silences = engine.active_silences(s, now)
+    silences = silences_now(store, now)
     by_point: dict[str, list] = {}
     for a, _ in rows:
         by_point.setdefault(a.point_code, []).append(a)

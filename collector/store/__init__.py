@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
@@ -155,6 +155,18 @@ class Store:
         finally:
             if held:
                 self._write_lock.release()
+
+    def ping(self) -> None:
+        """Raise unless the database answers (readiness)."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def wal_checkpoint(self) -> tuple[int, int, int] | None:
+        """One passive WAL checkpoint of a SQLite store (collector/upkeep/checkpoint.py decides when):
+        (busy, WAL frames, frames checkpointed)."""
+        with self.engine.connect() as conn:
+            row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").first()
+        return tuple(row) if row else None
 
     def close(self) -> None:
         self.engine.dispose()

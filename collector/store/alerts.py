@@ -4,9 +4,9 @@ collector/alerts/engine.py's business; this module only reads and writes rows.""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from collector.registry.regions import is_within, normalize_path, sql_prefix
@@ -176,3 +176,130 @@ def _iso(ts: datetime | None) -> str | None:
     from agent.wire import rfc3339
 
     return None if ts is None else rfc3339(_aware(ts))
+
+
+# -- the engine's reads and writes (collector/alerts/engine.py decides; these only fetch and store) ----------
+# A point as the rules see it, and its latest results: plain tuples, in these columns' order.
+VIEW_COLUMNS = (m.Point.code, m.Point.name, m.Point.region_path, m.Point.report_interval_s,
+                m.PointState.last_received_at, m.PointState.clock_skew_s, m.PointState.fingerprint_mismatch)
+LATEST_COLUMNS = (m.LatestResult.check, m.LatestResult.target, m.LatestResult.status, m.LatestResult.value,
+                  m.LatestResult.message, m.LatestResult.details, m.LatestResult.received_at)
+
+
+def screen(store, codes: list[str]) -> tuple[list[str], list[tuple], dict[str, list[tuple]]]:
+    """For these points, read without locks: (codes with an open alert, VIEW_COLUMNS rows,
+    {code: [LATEST_COLUMNS rows]})."""
+    with store.engine.connect() as conn:
+        opened = sorted(set(conn.scalars(select(Alert.point_code).where(
+            Alert.point_code.in_(codes), Alert.open_key.is_not(None)))))
+        views = list(conn.execute(select(*VIEW_COLUMNS).join(m.PointState, m.PointState.point_code == m.Point.code)
+                                  .where(m.Point.code.in_(codes))))
+        latest: dict[str, list[tuple]] = {}
+        for code, *rest in conn.execute(select(m.LatestResult.point_code, *LATEST_COLUMNS)
+                                        .where(m.LatestResult.point_code.in_(codes))):
+            latest.setdefault(code, []).append(tuple(rest))
+    return opened, [tuple(v) for v in views], latest
+
+
+def lock_point(s, code: str) -> tuple | None:
+    """Inside an evaluation's transaction: lock the point's point_state row (the lock ingest takes) and
+    return its VIEW_COLUMNS row; None for a point that is not there."""
+    if s.get(m.PointState, code, with_for_update=True) is None:
+        return None
+    row = s.execute(select(*VIEW_COLUMNS).join(m.PointState, m.PointState.point_code == m.Point.code)
+                    .where(m.Point.code == code)).first()
+    return None if row is None else tuple(row)
+
+
+def latest_rows(s, code: str) -> list[tuple]:
+    return [tuple(r) for r in s.execute(select(*LATEST_COLUMNS).where(m.LatestResult.point_code == code))]
+
+
+def open_alerts(s, code: str) -> list[Alert]:
+    return list(s.scalars(select(Alert).where(Alert.point_code == code, Alert.open_key.is_not(None))))
+
+
+def add_alert(s, **fields) -> Alert:
+    alert = Alert(**fields)
+    s.add(alert)
+    return alert
+
+
+def delete_alert(s, alert: Alert) -> None:
+    s.delete(alert)
+
+
+def flush(s) -> None:
+    """Write the pending changes of the transaction (a new alert's id is needed in its messages)."""
+    s.flush()
+
+
+def active_silences(s, now: datetime) -> list[Silence]:
+    return list(s.scalars(select(Silence).where(Silence.ends_at > now, Silence.starts_at <= now)))
+
+
+def silences_now(store, now: datetime) -> list[Silence]:
+    with store.session() as s:
+        return active_silences(s, now)
+
+
+def queue_notification(s, alert_id: int, notifier: str, event: str, payload: dict, now: datetime) -> None:
+    s.add(Notification(alert_id=alert_id, notifier=notifier, event=event, payload=payload, status="queued",
+                       attempts=0, next_attempt_at=now, created_at=now))
+
+
+def due_candidates(store) -> tuple[set[str], list[tuple], set[str]]:
+    """What the timer looks at: (points with an open silence alert, (code, region, interval, last received)
+    of every point that has reported, points with a pending alert or a firing one not yet sent)."""
+    with store.session() as s:
+        silent_open = set(s.scalars(select(Alert.point_code).where(
+            Alert.rule == "point_silent", Alert.open_key.is_not(None))))
+        rows = [tuple(r) for r in s.execute(
+            select(m.Point.code, m.Point.region_path, m.Point.report_interval_s, m.PointState.last_received_at)
+            .join(m.PointState, m.PointState.point_code == m.Point.code)
+            .where(m.PointState.last_received_at.is_not(None)))]
+        waiting = set(s.scalars(select(Alert.point_code).where(Alert.state == "pending")))
+        waiting.update(s.scalars(select(Alert.point_code).where(Alert.state == "firing",
+                                                                Alert.notified_at.is_(None))))
+    return silent_open, rows, waiting
+
+
+# -- the notification outbox ------------------------------------------------------------------------------
+def claim_notifications(store, now: datetime, lease: timedelta, limit: int) -> list[tuple]:
+    """Mark up to ``limit`` due rows ``sending`` with a lease, in a short transaction of their own (FOR UPDATE
+    SKIP LOCKED on PostgreSQL, so collectors take different rows): [(id, notifier, payload, attempt,
+    queued at)]."""
+    with store.session() as s:
+        stmt = (select(Notification)
+                .where(or_(and_(Notification.status == "queued", Notification.next_attempt_at <= now),
+                           and_(Notification.status == "sending", Notification.lease_until < now)))
+                .order_by(Notification.id).limit(limit))
+        if not store.is_sqlite:
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = list(s.scalars(stmt))
+        for row in rows:
+            row.status, row.lease_until, row.attempts = "sending", now + lease, row.attempts + 1
+        return [(r.id, r.notifier, r.payload, r.attempts, r.created_at) for r in rows]
+
+
+def finish_notification(store, nid: int, outcome: str, now: datetime, error: str | None = None,
+                        next_attempt_at: datetime | None = None) -> None:
+    """Record a send: ``sent``, ``retry`` (queued again for ``next_attempt_at``) or ``failed``."""
+    with store.session() as s:
+        row = s.get(Notification, nid)
+        if row is None:
+            return
+        row.lease_until = None
+        if outcome == "sent":
+            row.status, row.sent_at, row.last_error = "sent", now, None
+        elif outcome == "retry":
+            row.status, row.last_error, row.next_attempt_at = "queued", error[:2000], next_attempt_at
+        else:
+            row.status, row.last_error = "failed", error[:2000]
+
+
+def outbox_counts(store) -> list[tuple[str, int]]:
+    """(notifier name, messages queued or being sent) of every notifier with any."""
+    with store.session() as s:
+        return [tuple(r) for r in s.execute(select(Notification.notifier, func.count()).where(
+            Notification.status.in_(("queued", "sending"))).group_by(Notification.notifier))]
