@@ -58,7 +58,8 @@ def make_report(point: str, agent_id: str, seq: int, n_results: int) -> dict:
 
 
 def setup_fleet(url: str, n_points: int) -> dict[str, str]:
-    from collector.store import Store, people, points
+    from collector.accounts import users
+    from collector.store import Store, points
 
     store = Store(url)
     store.upgrade()
@@ -66,7 +67,7 @@ def setup_fleet(url: str, n_points: int) -> dict[str, str]:
     for i in range(n_points):
         code = f"9{i:011d}"
         points.upsert_point(store, code, f"基准点{i}", REGION)
-        tokens[code] = people.create_token(store, "agent", point_code=code)
+        tokens[code] = users.create_token(store, "agent", point_code=code)
     store.close()
     return tokens
 

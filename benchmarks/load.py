@@ -107,7 +107,8 @@ def make_report(code: str, agent_id: str, seq: int, rng: random.Random) -> str:
 
 # -- the fleet ------------------------------------------------------------------------------------------
 def setup_fleet(url: str, n: int, interval: int) -> dict[str, str]:
-    from collector.store import Store, people
+    from collector.accounts import users
+    from collector.store import Store
     from collector.store import points as points_repo
 
     store = Store(url)
@@ -116,7 +117,7 @@ def setup_fleet(url: str, n: int, interval: int) -> dict[str, str]:
     for i in range(n):
         code = f"8{i:011d}"
         points_repo.upsert_point(store, code, f"压测点{i}", REGION, report_interval_s=interval)
-        tokens[code] = people.create_token(store, "agent", point_code=code)
+        tokens[code] = users.create_token(store, "agent", point_code=code)
     store.close()
     return tokens
 

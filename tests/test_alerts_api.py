@@ -10,11 +10,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from agent.wire import report_to_dict
+from collector.accounts import users
 from collector.alerts import AlertEngine, parse
 from collector.alerts.dispatch import dispatch_all
 from collector.app import create_app
 from collector.settings import Settings
-from collector.store import Store, people, points
+from collector.store import Store, points
 from collector.store import models as m
 from collector.store.models import Alert, Notification
 from tests.helpers import make_report
@@ -31,11 +32,11 @@ def api(tmp_path, robot):
     store = app.state.store
     points.upsert_point(store, POINT, "东关村医保服务点", REGION)
     points.upsert_point(store, "620102001001", "城关区某点", "甘肃省/兰州市/城关区/某镇/某村")
-    tokens = {"agent": people.create_token(store, "agent", point_code=POINT), "admin": people.create_token(store, "admin"),
-              "county_admin": people.create_token(store, "admin", region_path="甘肃省/兰州市/榆中县"),
-              "other_admin": people.create_token(store, "admin", region_path="甘肃省/兰州市/城关区"),
-              "viewer": people.create_token(store, "viewer", region_path="甘肃省/兰州市/榆中县"),
-              "other_viewer": people.create_token(store, "viewer", region_path="甘肃省/兰州市/城关区")}
+    tokens = {"agent": users.create_token(store, "agent", point_code=POINT), "admin": users.create_token(store, "admin"),
+              "county_admin": users.create_token(store, "admin", region_path="甘肃省/兰州市/榆中县"),
+              "other_admin": users.create_token(store, "admin", region_path="甘肃省/兰州市/城关区"),
+              "viewer": users.create_token(store, "viewer", region_path="甘肃省/兰州市/榆中县"),
+              "other_viewer": users.create_token(store, "viewer", region_path="甘肃省/兰州市/城关区")}
     with TestClient(app) as client:
         yield client, {k: {"Authorization": f"Bearer {v}"} for k, v in tokens.items()}, store
     store.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from collector.accounts import login as accounts_login
+from collector.accounts import users
 from collector.store import audit, enrolment, people, points
 from collector.store.audit import Actor
 
@@ -13,11 +15,11 @@ REGION = "甘肃省/兰州市/城关区"
 def test_writes_are_audited_with_actor_and_source(store):
     admin = Actor("user:admin1", "10.1.2.3")
     points.upsert_point(store, "620102001001", "某村", REGION + "/某镇/某村", actor=admin)
-    people.create_user(store, "viewer1", "correct horse", "viewer", REGION, actor=admin)
-    people.create_token(store, "viewer", REGION, description="grafana", actor=admin)
+    users.create_user(store, "viewer1", "correct horse", "viewer", REGION, actor=admin)
+    users.create_token(store, "viewer", REGION, description="grafana", actor=admin)
     enrolment.create_enroll_code(store, "620102001001", actor=admin)
-    assert people.login(store, "viewer1", "wrong password", "10.9.9.9") is None
-    cookie, _ = people.login(store, "viewer1", "correct horse", "10.9.9.9")
+    assert accounts_login.login(store, "viewer1", "wrong password", "10.9.9.9") is None
+    cookie, _ = accounts_login.login(store, "viewer1", "correct horse", "10.9.9.9")
     people.logout(store, cookie, "10.9.9.9")
     actions = [e["action"] for e in reversed(audit.audit_entries(store))]
     assert actions == ["point.upsert", "user.create", "token.create", "enroll_code.create", "login.failed",
@@ -29,15 +31,15 @@ def test_writes_are_audited_with_actor_and_source(store):
 
 
 def test_region_scope_filters_entries(store):
-    people.create_user(store, "a", "password-1", "viewer", REGION)
-    people.create_user(store, "b", "password-2", "viewer", "甘肃省/兰州市/七里河区")
+    users.create_user(store, "a", "password-1", "viewer", REGION)
+    users.create_user(store, "b", "password-2", "viewer", "甘肃省/兰州市/七里河区")
     assert [e["target"] for e in audit.audit_entries(store, REGION)] == ["user:a"]
     assert len(audit.audit_entries(store, "/")) == 2
 
 
 def test_verification_finds_an_edited_a_removed_and_an_inserted_entry(store):
     for i in range(5):
-        people.create_user(store, f"u{i}", "password-x", "viewer", REGION)
+        users.create_user(store, f"u{i}", "password-x", "viewer", REGION)
     assert audit.verify_audit(store).ok
     ids = [e["id"] for e in reversed(audit.audit_entries(store))]
     with store.engine.begin() as conn:  # an editor with database access, bypassing every API

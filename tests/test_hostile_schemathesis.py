@@ -17,9 +17,10 @@ from datetime import date, timedelta
 
 import pytest
 
+from collector.accounts import users
 from collector.app import create_app
 from collector.settings import Settings
-from collector.store import people, points
+from collector.store import points
 from tests.conftest import require
 from tests.helpers import report_json
 
@@ -39,8 +40,8 @@ def fuzz_app(store, tmp_path):
     points.upsert_point(store, POINT_B, "七里河区某村服务点", COUNTY_B + "/某镇/某村")
     principals = {"anonymous": {}}
     for role in ("viewer", "admin", "reviewer"):
-        principals[role] = {"Authorization": "Bearer " + people.create_token(store, role, COUNTY_A, person=f"p-{role}")}
-    principals["agent"] = {"Authorization": "Bearer " + people.create_token(store, "agent", point_code=POINT_A)}
+        principals[role] = {"Authorization": "Bearer " + users.create_token(store, role, COUNTY_A, person=f"p-{role}")}
+    principals["agent"] = {"Authorization": "Bearer " + users.create_token(store, "agent", point_code=POINT_A)}
     for code, statuses in ((POINT_A, {"net.core.tcp": "fail", "net.core.icmp": "ok"}), (POINT_B, None)):
         body = json.dumps(report_json(point_code=code, statuses=statuses)).encode()
         store.ingest_reports(parse_reports(body))

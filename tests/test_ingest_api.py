@@ -8,9 +8,10 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from collector.accounts import users
 from collector.app import create_app
 from collector.settings import Settings
-from collector.store import people, points, queries
+from collector.store import points, queries
 from tests.helpers import POINT, REGION, report_json
 
 
@@ -22,9 +23,9 @@ def api(tmp_path):
     points.upsert_point(store, POINT, "某村医保服务点", REGION)
     points.upsert_point(store, "620102001002", "另一个服务点", REGION)
     tokens = {
-        "agent": people.create_token(store, "agent", point_code=POINT),
-        "other_agent": people.create_token(store, "agent", point_code="620102001002"),
-        "admin": people.create_token(store, "admin"),
+        "agent": users.create_token(store, "agent", point_code=POINT),
+        "other_agent": users.create_token(store, "agent", point_code="620102001002"),
+        "admin": users.create_token(store, "admin"),
     }
     with TestClient(app) as client:
         yield client, tokens, store

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from agent.wire import Fingerprint, Host, Report, Result, report_to_json, utcnow
-from collector.store import Store, people, points
+from collector.accounts import users
+from collector.store import Store, points
 from tests.conftest import REPO, free_port, require_tool
 
 DASH = REPO / "dashboards"
@@ -113,7 +114,7 @@ def stack(tmp_path_factory):
     tokens = {}
     for code, region, _story in POINTS:
         points.upsert_point(store, code, f"{code} 服务点", region, profile=PROFILE, report_interval_s=60)
-        tokens[code] = people.create_token(store, "agent", point_code=code)
+        tokens[code] = users.create_token(store, "agent", point_code=code)
     store.close()
 
     port, prom_port = free_port(), free_port()

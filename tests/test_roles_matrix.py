@@ -15,9 +15,10 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from collector.accounts import users
 from collector.app import create_app
 from collector.settings import Settings
-from collector.store import people, points
+from collector.store import points
 
 COUNTY_A = "甘肃省/兰州市/城关区"
 COUNTY_B = "甘肃省/兰州市/七里河区"
@@ -52,12 +53,12 @@ def world(store, tmp_path):
     points.upsert_point(store, POINT_B, NAME_B, COUNTY_B + "/某镇/某村")
     principals = {"anonymous": {}}
     for role in ("viewer", "reviewer", "admin"):
-        principals[role] = {"Authorization": "Bearer " + people.create_token(store, role, COUNTY_A)}
-    principals["agent"] = {"Authorization": "Bearer " + people.create_token(store, "agent", point_code=POINT_A)}
+        principals[role] = {"Authorization": "Bearer " + users.create_token(store, role, COUNTY_A)}
+    principals["agent"] = {"Authorization": "Bearer " + users.create_token(store, "agent", point_code=POINT_A)}
     app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
     client = TestClient(app, follow_redirects=False)
     for role in ("viewer", "admin"):  # the same roles through a web session instead of a token
-        people.create_user(store, f"web-{role}", "long-enough-pw", role, COUNTY_A, person=f"p-{role}")
+        users.create_user(store, f"web-{role}", "long-enough-pw", role, COUNTY_A, person=f"p-{role}")
         r = client.post("/login", data={"username": f"web-{role}", "password": "long-enough-pw"})
         assert r.status_code == 303, r.text
         principals[f"{role}(session)"] = {"Cookie": f"pw_session={r.cookies['pw_session']}"}
@@ -177,7 +178,7 @@ def test_a_root_admin_sees_both_counties(store, tmp_path):
     points.upsert_point(store, POINT_A, "A", COUNTY_A)
     points.upsert_point(store, POINT_B, NAME_B, COUNTY_B)
     client = TestClient(create_app(Settings(data_dir=tmp_path / "d"), store=store))
-    headers = {"Authorization": "Bearer " + people.create_token(store, "admin", "/")}
+    headers = {"Authorization": "Bearer " + users.create_token(store, "admin", "/")}
     codes = {p["code"] for p in client.get("/api/v1/points", headers=headers).json()["points"]}
     assert codes == {POINT_A, POINT_B}
     assert client.get(f"/api/v1/points/{POINT_B}", headers=headers).status_code == 200

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from collector.accounts import users
 from collector.scoring.scorekeeper import rescore
 from collector.scoring.scores import point_sheet
-from collector.store import people, points, pointscores
+from collector.store import points, pointscores
 from tests.helpers import make_report
 
 POINT, REGION = "620123001001", "甘肃省/兰州市/榆中县/城关镇/东关村"
@@ -47,7 +48,7 @@ def test_metrics_export_the_kept_scores(tmp_path):
     app = create_app(Settings(data_dir=tmp_path / "data"))
     store = app.state.store
     points.upsert_point(store, POINT, "东关村医保服务点", REGION, profile="lanzhou-basic-2023")
-    token = people.create_token(store, "agent", point_code=POINT)
+    token = users.create_token(store, "agent", point_code=POINT)
     from agent.wire import report_to_dict
 
     with TestClient(app) as client:

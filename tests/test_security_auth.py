@@ -12,10 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agent.wire import report_to_dict
+from collector.accounts import users
 from collector.accounts.throttle import login_throttle
 from collector.app import CSP, create_app
 from collector.settings import Settings
-from collector.store import audit, people, points, queries
+from collector.store import audit, points, queries
 from tests.helpers import make_report
 from tests.test_roles_matrix import COUNTY_A, COUNTY_B, POINT_A, POINT_B, endpoints, fill
 from tests.test_roles_matrix import world as _matrix_world
@@ -29,7 +30,7 @@ PASSWORD = "village-clinic-2026"
 def site(store, tmp_path):
     points.upsert_point(store, POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
     points.upsert_point(store, POINT_B, "七里河区秘密服务点", COUNTY_B + "/某镇/某村")
-    people.create_user(store, "xxk", PASSWORD, "viewer", COUNTY_A)
+    users.create_user(store, "xxk", PASSWORD, "viewer", COUNTY_A)
     app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
     throttle = login_throttle(store)
     throttle.base_s = 1.0  # the first lock lasts 1 s here (30 s in service), doubling as in service
@@ -91,7 +92,7 @@ def test_viewer_of_one_county_cannot_guess_into_another(world):
     parameters, silence ids, the page series."""
     app, client, principals = world
     store = app.state.store
-    root = {"Authorization": "Bearer " + people.create_token(store, "admin", "/")}
+    root = {"Authorization": "Bearer " + users.create_token(store, "admin", "/")}
     b_silence = client.post("/api/v1/silences", headers=root, json={
         "reason": "七里河区线路割接", "point": POINT_B, "duration": "2h"}).json()["id"]
     for who in ("viewer", "reviewer", "admin", "viewer(session)"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from collector.accounts import login as accounts_login
+from collector.accounts import users
 from collector.store import StoreError, audit, enrolment, people, points, retention
 from collector.store import models as m
 
@@ -12,9 +14,9 @@ COUNTY = "甘肃省/兰州市/城关区"
 
 
 def test_passwords_and_secrets_are_stored_only_as_hashes(store):
-    people.create_user(store, "alice", "s3cret-pass", "viewer", COUNTY)
-    token = people.create_token(store, "viewer", COUNTY)
-    cookie, info = people.login(store, "alice", "s3cret-pass")
+    users.create_user(store, "alice", "s3cret-pass", "viewer", COUNTY)
+    token = users.create_token(store, "viewer", COUNTY)
+    cookie, info = accounts_login.login(store, "alice", "s3cret-pass")
     assert info.role == "viewer" and info.region_path == COUNTY and info.actor == "user:alice"
     with store.session() as s:
         user = s.scalar(select(m.User))
@@ -23,7 +25,7 @@ def test_passwords_and_secrets_are_stored_only_as_hashes(store):
         assert token not in [t for (t,) in s.execute(select(m.ApiToken.token_hash))]
     assert people.session_info(store, cookie).actor == "user:alice"
     assert people.authenticate(store, token).region_path == COUNTY
-    assert people.login(store, "alice", "wrong") is None and people.login(store, "nobody", "s3cret-pass") is None
+    assert accounts_login.login(store, "alice", "wrong") is None and accounts_login.login(store, "nobody", "s3cret-pass") is None
     assert people.logout(store, cookie)
     assert people.session_info(store, cookie) is None
 
@@ -33,8 +35,8 @@ def test_expired_sessions_are_refused_and_pruned(store):
 
     from collector.store import utcnow
 
-    people.create_user(store, "bob", "long-enough", "viewer", COUNTY)
-    cookie, _ = people.login(store, "bob", "long-enough")
+    users.create_user(store, "bob", "long-enough", "viewer", COUNTY)
+    cookie, _ = accounts_login.login(store, "bob", "long-enough")
     with store.session() as s:
         s.scalar(select(m.WebSession)).expires_at = utcnow() - timedelta(seconds=1)
     assert people.session_info(store, cookie) is None
@@ -43,16 +45,16 @@ def test_expired_sessions_are_refused_and_pruned(store):
 
 def test_user_rules(store):
     with pytest.raises(StoreError, match="至少"):
-        people.create_user(store, "short", "1234", "viewer", COUNTY)
+        users.create_user(store, "short", "1234", "viewer", COUNTY)
     with pytest.raises(StoreError) as e:
-        people.create_user(store, "ag", "long-enough", "agent", COUNTY)
+        users.create_user(store, "ag", "long-enough", "agent", COUNTY)
     assert e.value.code == "bad_role"
-    people.create_user(store, "carol", "long-enough", "viewer", COUNTY)
+    users.create_user(store, "carol", "long-enough", "viewer", COUNTY)
     with pytest.raises(StoreError) as e:
-        people.create_user(store, "carol", "long-enough", "admin", COUNTY)  # one username, one role
+        users.create_user(store, "carol", "long-enough", "admin", COUNTY)  # one username, one role
     assert e.value.code == "user_exists"
     with pytest.raises(StoreError) as e:
-        people.create_user(store, "x", "long-enough", "viewer", "a/b/c/d/e/f")
+        users.create_user(store, "x", "long-enough", "viewer", "a/b/c/d/e/f")
     assert e.value.code == "bad_region"
 
 
@@ -65,17 +67,17 @@ def test_user_rules(store):
     (("admin", COUNTY), ("viewer", COUNTY), False),
 ])
 def test_one_person_is_never_admin_and_reviewer_of_one_region(store, first, second, conflict):
-    people.create_user(store, "zhang-admin", "long-enough", first[0], first[1], person="张三")
+    users.create_user(store, "zhang-admin", "long-enough", first[0], first[1], person="张三")
     if conflict:
         with pytest.raises(StoreError) as e:
-            people.create_user(store, "zhang-2", "long-enough", second[0], second[1], person="张三")
+            users.create_user(store, "zhang-2", "long-enough", second[0], second[1], person="张三")
         assert e.value.code == "duty_conflict" and "操作、管理、监督" in str(e.value)
         with pytest.raises(StoreError):  # a token for the same person is refused the same way
-            people.create_token(store, second[0], second[1], person="张三")
+            users.create_token(store, second[0], second[1], person="张三")
     else:
-        people.create_user(store, "zhang-2", "long-enough", second[0], second[1], person="张三")
+        users.create_user(store, "zhang-2", "long-enough", second[0], second[1], person="张三")
     # Someone else may always take the other role.
-    people.create_user(store, "li-si", "long-enough", second[0], second[1], person="李四")
+    users.create_user(store, "li-si", "long-enough", second[0], second[1], person="李四")
 
 
 def test_a_revoked_agent_token_stops_at_once_here_and_on_a_fresh_collector(store):
@@ -87,7 +89,7 @@ def test_a_revoked_agent_token_stops_at_once_here_and_on_a_fresh_collector(store
     token_id = listed[agent_id]["id"]
     assert listed[agent_id]["revoked"] is False and listed[agent_id]["point"] == "620102001001"
 
-    revoked = people.revoke_token(store, token_id)
+    revoked = users.revoke_token(store, token_id)
     assert revoked == {"id": token_id, "role": "agent", "point": "620102001001", "region": COUNTY}
     assert people.authenticate(store, token) is None  # the cache of the revoking process is dropped
     other = type(store)(store.url)  # another collector process: nothing cached
@@ -102,9 +104,9 @@ def test_a_revoked_agent_token_stops_at_once_here_and_on_a_fresh_collector(store
         assert entry.target == f"token:{token_id}"
     assert audit.verify_audit(store).ok
     with pytest.raises(StoreError, match="已经吊销"):
-        people.revoke_token(store, token_id)
+        users.revoke_token(store, token_id)
     with pytest.raises(StoreError, match="没有编号为 999999 的令牌"):
-        people.revoke_token(store, 999999)
+        users.revoke_token(store, 999999)
 
 
 def test_tokens_list_and_revoke_commands(db_url, monkeypatch, capsys):

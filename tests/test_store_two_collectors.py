@@ -16,7 +16,8 @@ import httpx
 import psycopg
 import pytest
 
-from collector.store import Store, people, points
+from collector.accounts import users
+from collector.store import Store, points
 from collector.store import models as m
 from collector.store.ingest import chain_digest
 from tests.conftest import REPO, free_port
@@ -60,7 +61,7 @@ def test_two_collectors_store_each_report_once(pg_store_url, tmp_path):
     setup = Store(pg_store_url)
     setup.upgrade()
     points.upsert_point(setup, POINT, "某村医保服务点", REGION)
-    token = people.create_token(setup, "agent", point_code=POINT)
+    token = users.create_token(setup, "agent", point_code=POINT)
     ports = [free_port(), free_port()]
     procs = [start_collector(pg_store_url, p, tmp_path, f"c{i}") for i, p in enumerate(ports)]
     try:

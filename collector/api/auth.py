@@ -16,6 +16,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from collector.accounts import login as accounts_login
+from collector.accounts import users
+from collector.accounts.login import SESSION_TTL
 from collector.accounts.throttle import LoginLocked
 from collector.api.deps import (
     SESSION_COOKIE,
@@ -28,7 +31,6 @@ from collector.api.deps import (
 from collector.registry.regions import RegionError, is_within, normalize_path
 from collector.store import StoreError, TokenInfo, enrolment, people, points
 from collector.store.audit import Actor
-from collector.store.people import SESSION_TTL
 
 router = APIRouter(tags=["auth"])
 
@@ -55,7 +57,7 @@ async def login_page(request: Request, next: str = "/"):
 async def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")):
     store = get_store(request)
     try:
-        outcome = await run_in_threadpool(people.login, store, username, password, client_source(request))
+        outcome = await run_in_threadpool(accounts_login.login, store, username, password, client_source(request))
     except LoginLocked as exc:
         wait = max(1, math.ceil(exc.retry_after_s))
         return _templates().TemplateResponse(
@@ -138,7 +140,7 @@ class UserIn(BaseModel):
 async def create_user(body: UserIn, request: Request, info: TokenInfo = Depends(require_admin)):
     region = _within_caller(info, body.region)
     try:
-        await run_in_threadpool(people.create_user, get_store(request), body.username, body.password, body.role, region,
+        await run_in_threadpool(users.create_user, get_store(request), body.username, body.password, body.role, region,
                                 body.person, actor_of(request, info))
     except StoreError as exc:
         raise _store_error(exc) from None
@@ -162,7 +164,7 @@ async def create_token(body: TokenIn, request: Request, info: TokenInfo = Depend
         if point_region is None or not is_within(point_region, info.region_path):
             raise HTTPException(404, detail="no such point")
     try:
-        token = await run_in_threadpool(lambda: people.create_token(store,
+        token = await run_in_threadpool(lambda: users.create_token(store,
             body.role, region, body.point, None, body.description, person=body.person,
             actor=actor_of(request, info)))
     except StoreError as exc:

@@ -10,6 +10,7 @@ import getpass
 import socket
 import sys
 
+from collector.accounts import users
 from collector.store import audit, enrolment, people
 from collector.store import points as points_repo
 from collector.store import registry as registry_repo
@@ -144,13 +145,13 @@ def _run(args, store, actor) -> int:
         print(f"已导出 {len(points)} 个服务点到 {args.out}")
     elif args.command == "users" and args.action == "create":
         password = _read_password(args.password_stdin)
-        people.create_user(store, args.username, password, args.role, args.region, args.person, actor=actor)
+        users.create_user(store, args.username, password, args.role, args.region, args.person, actor=actor)
         print(f"用户 {args.username}（{args.role}，{args.region}）已创建")
     elif args.command == "users" and args.action == "list":
         for u in people.list_users(store):
             print(f"{u['username']}\t{u['role']}\t{u['region']}\t{u['person']}{'  (停用)' if u['disabled'] else ''}")
     elif args.command == "tokens" and args.action == "create":
-        print(people.create_token(store, args.role, args.region, args.point, description=args.description,
+        print(users.create_token(store, args.role, args.region, args.point, description=args.description,
                                  person=args.person, actor=actor))
     elif args.command == "tokens" and args.action == "list":
         from collector.timeutil import china_time
@@ -159,7 +160,7 @@ def _run(args, store, actor) -> int:
             print(f"{t['id']}\t{t['role']}\t{t['region']}\t{t['point'] or '-'}\t{t['person'] or '-'}\t"
                   f"{china_time(t['created_at'], '%Y-%m-%d')}\t{'已吊销' if t['revoked'] else '有效'}\t{t['description'] or ''}")
     elif args.command == "tokens" and args.action == "revoke":
-        t = people.revoke_token(store, args.id, actor=actor)
+        t = users.revoke_token(store, args.id, actor=actor)
         print(f"令牌 {t['id']}（{t['role']}，{t['point'] or t['region']}）已吊销；运行中的采集端在 60 秒内生效")
     elif args.command == "enroll-code":
         print(enrolment.create_enroll_code(store, args.point, actor=actor))

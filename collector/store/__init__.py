@@ -2,7 +2,7 @@
 
 :class:`Store` is the database handle only: engine, sessions, the serialised writers, migrations.
 What is stored is read and written by the repository modules beside it, plain functions that take the
-handle: ``points.upsert_point(store, ...)``, ``people.create_token(store, ...)``,
+handle: ``points.upsert_point(store, ...)``, ``people.list_users(store, ...)``,
 ``audit.audit_entries(store, ...)``, ``alerts.list_alerts(store, ...)``. SQL lives in this package only.
 
 SQLite (WAL, busy timeout) is the default, in the data directory; ``POINTWATCH_DATABASE_URL`` selects
