@@ -11,6 +11,7 @@ import socket
 import sys
 
 from collector.accounts import users
+from collector.registry import importing
 from collector.store import audit, enrolment, people
 from collector.store import points as points_repo
 from collector.store import registry as registry_repo
@@ -129,7 +130,7 @@ def _run(args, store, actor) -> int:
             if args.dry_run:
                 print(f"检查通过：{len(points)} 行，未写入（--dry-run）")
                 return 0
-            counts = registry_repo.import_points(store, points, actor, source_name=args.file)
+            counts = importing.import_points(store, points, actor, source_name=args.file)
         except registry.ImportError_ as exc:
             print(f"导入失败，未写入任何数据（{len(exc.problems)} 处问题）：", file=sys.stderr)
             for problem in exc.problems:

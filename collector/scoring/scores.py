@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
-from collector.scoring import Profile, Ranked, ScoreSheet, load_profiles, rank_points, score_now, score_period
+from collector.scoring import (
+    Observation,
+    Profile,
+    Ranked,
+    ScoreSheet,
+    load_profiles,
+    rank_points,
+    score_now,
+    score_period,
+)
 from collector.store import observations, queries
+
+# Hourly checks need a state at the period's opening: results are read this far back before the start.
+LEAD_IN = timedelta(hours=3)
 
 
 class ScoreError(ValueError):
@@ -34,11 +46,20 @@ def point_sheet(store, code: str, start: datetime | None = None, end: datetime |
         raise ScoreError(f"no point with code '{code}'")
     profile = profile_for(point.profile)
     if start is None and end is None:
-        obs = observations.latest_observations(store, point.region_path, codes=[code]).get(code, [])
+        obs = _latest(store, point.region_path, codes=[code]).get(code, [])
         return score_now(profile, obs, now=datetime.now(timezone.utc), interval=point.report_interval_s)
     start, end = _period(start, end)
-    return score_period(profile, observations.observations(store, code, start, end), start, end,
+    return score_period(profile, _history(store, code, start, end), start, end,
                         interval=point.report_interval_s)
+
+
+def _history(store, code: str, start: datetime, end: datetime):
+    return (Observation(*row) for row in observations.observations(store, code, start - LEAD_IN, end))
+
+
+def _latest(store, scope: str, codes: list[str] | None = None) -> dict[str, list[Observation]]:
+    return {code: [Observation(*row) for row in rows]
+            for code, rows in observations.latest_observations(store, scope, codes).items()}
 
 
 @dataclass
@@ -59,14 +80,14 @@ def region_scores(store, scope: str, start: datetime | None = None, end: datetim
     now = datetime.now(timezone.utc)
     sheets: list[tuple[str, ScoreSheet]] = []
     if start is None and end is None:
-        latest = observations.latest_observations(store, scope)
+        latest = _latest(store, scope)
         for code, p in points.items():
             sheets.append((code, score_now(profile_for(p.profile), latest.get(code, []), now=now,
                                            interval=p.report_interval_s)))
     else:
         start, end = _period(start, end)
         for code, p in points.items():
-            sheets.append((code, score_period(profile_for(p.profile), observations.observations(store, code, start, end),
+            sheets.append((code, score_period(profile_for(p.profile), _history(store, code, start, end),
                                               start, end, interval=p.report_interval_s)))
     rates: dict[str, dict[str, list]] = defaultdict(dict)
     for code, sheet in sheets:
