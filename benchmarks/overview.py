@@ -1,7 +1,7 @@
 """Overview of a region with 25,000 points: server-side time of the overview query vs a bare query.
 
 Seeds an SQLite store directly (points, point_state counters, 12 latest results per point), then times
-`Store.overview` for the root region (page 1, worst first, region tree counts, violation totals) and for a
+`overview.overview(store, ...)` for the root region (page 1, worst first, region tree counts, violation totals) and for a
 filtered view, beside the baseline of a bare SELECT of the same page of rows. Prints medians and ratios.
 
     .venv/bin/python benchmarks/overview.py [--points 25000] [--rounds 7]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 
-from agent.vocabulary import ROLES
+from agent.vocabulary import READ_ROLES, ROLES
 from collector.accounts import duties
 from collector.registry.regions import RegionError, normalize_path
 from collector.store import StoreError, people
 from collector.store.audit import SYSTEM, Actor
 
-USER_ROLES = ("viewer", "reviewer", "admin")
+USER_ROLES = READ_ROLES  # a person signs in to read; agents have tokens, never users
 MIN_PASSWORD = 8
 
 _hasher = None

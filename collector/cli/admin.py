@@ -10,13 +10,12 @@ import getpass
 import socket
 import sys
 
+from agent.vocabulary import ROLES
 from collector.accounts import users
 from collector.registry import importing
 from collector.store import audit, enrolment, people
 from collector.store import points as points_repo
 from collector.store import registry as registry_repo
-
-ROLES = ("agent", "viewer", "reviewer", "admin")
 
 
 def add_parsers(sub) -> None:

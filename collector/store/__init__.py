@@ -98,7 +98,6 @@ class Store:
         # SQLite has one writer; serialising writers here (one process per SQLite store) keeps the hash
         # chains linear and spares threads the busy-wait. PostgreSQL serialises with row/advisory locks.
         self._write_lock = threading.Lock()
-        self._token_cache: dict = {}
         # Group commit of concurrent ingest calls (collector/store/ingest.py).
         self._ingest_lock = threading.Lock()
         self._group_guard = threading.Lock()

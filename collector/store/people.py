@@ -9,6 +9,8 @@ store what those rules let through.
 from __future__ import annotations
 
 import secrets
+import threading
+import weakref
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -146,13 +148,26 @@ _TOKEN_COLUMNS = (m.ApiToken.id, m.ApiToken.role, m.ApiToken.region_path, m.ApiT
                   m.ApiToken.agent_id, m.ApiToken.person)
 
 
+# One cache per Store (per database), gone with it.
+_TOKEN_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def _token_cache(store) -> dict:
+    with _CACHES_LOCK:
+        cache = _TOKEN_CACHES.get(store)
+        if cache is None:
+            cache = _TOKEN_CACHES[store] = {}
+        return cache
+
+
 def authenticate(store, token: str) -> TokenInfo | None:
     """The token's principal; found tokens are cached (every agent report would otherwise cost a database
     round trip before its own write)."""
     import time
 
     digest = sha256_hex(token)
-    cache = store._token_cache
+    cache = _token_cache(store)
     hit = cache.get(digest)
     now = time.monotonic()
     if hit is not None and now - hit[0] < TOKEN_CACHE_S:
@@ -199,7 +214,8 @@ def revoke_token(store, token_id: int, actor: Actor = SYSTEM) -> dict:
         append(s, actor, "token.revoke", f"token:{token_id}",
                {"role": row.role, "point": row.point_code, "agent_id": row.agent_id}, row.region_path)
         info = {"id": row.id, "role": row.role, "point": row.point_code, "region": row.region_path}
-    for digest, (_, cached) in list(store._token_cache.items()):
+    cache = _token_cache(store)
+    for digest, (_, cached) in list(cache.items()):
         if cached.id == token_id:
-            store._token_cache.pop(digest, None)
+            cache.pop(digest, None)
     return info

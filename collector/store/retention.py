@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, case, delete, func, insert, select, text, update
 
+from agent.vocabulary import STATUSES
 from collector.store import models as m
 
 MAINTENANCE_LOCK = 0x6D61696E  # "main"
@@ -90,14 +91,14 @@ def rollup(store, now: datetime | None = None) -> int:
 def _rollup_window(s, start: datetime, stop: datetime) -> None:
     r, rep, h = m.Result.__table__, m.Report.__table__, m.ResultHourly.__table__
     hour = _hour_expr(s.bind.dialect.name, r.c.received_at)
-    counts = [func.sum(case((r.c.status == st, 1), else_=0)) for st in ("ok", "warn", "fail", "error")]
+    counts = [func.sum(case((r.c.status == st, 1), else_=0)) for st in STATUSES]
     sel = (select(r.c.point_code, r.c.check, r.c.target, hour, *counts, func.avg(r.c.value), func.max(r.c.value))
            .select_from(r.join(rep, rep.c.id == r.c.report_pk))
            .where(and_(rep.c.received_at >= start, rep.c.received_at < stop))
            .group_by(r.c.point_code, r.c.check, r.c.target, hour))
     s.execute(delete(h).where(h.c.hour >= start, h.c.hour < stop))
-    s.execute(insert(h).from_select(["point_code", "check", "target", "hour", "n_ok", "n_warn", "n_fail",
-                                     "n_error", "value_avg", "value_max"], sel))
+    s.execute(insert(h).from_select(["point_code", "check", "target", "hour", *(f"n_{st}" for st in STATUSES),
+                                     "value_avg", "value_max"], sel))
 
 
 def prune(store, policy: RetentionPolicy, now: datetime | None = None) -> dict:
