@@ -26,7 +26,8 @@ from sqlalchemy.orm import sessionmaker
 
 
 class StoreError(Exception):
-    """A request the store refuses; ``code`` is a stable machine key, the message is for people."""
+    """A request the store refuses. ``code`` is a stable machine key; the store's own messages are plain
+    English, and the layers that face people (collector/accounts/, the API) reword the ones people read."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
