@@ -23,6 +23,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from collector.store import points
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -45,7 +47,7 @@ def seed(store, days: int) -> int:
 
     from collector.store import models as m
 
-    store.upsert_point(POINT, "某村医保服务点", "甘肃省/兰州市/城关区/某镇/某村", profile="lanzhou-basic-2023")
+    points.upsert_point(store, POINT, "某村医保服务点", "甘肃省/兰州市/城关区/某镇/某村", profile="lanzhou-basic-2023")
     agent_id = str(uuid.uuid4())
     fp = {"machine_id": "4c4c4544-0042-3510-8051-b4c04f4e3732", "serial": "CN0H7X2K", "macs": ["00:1a:2b:3c:4d:5e"]}
     host = {"hostname": "CUN-YB-PC01", "os": "Windows 10 Pro 22H2", "boot_time": rfc(START - timedelta(days=1)),

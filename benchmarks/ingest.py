@@ -58,15 +58,16 @@ def make_report(point: str, agent_id: str, seq: int, n_results: int) -> dict:
 
 
 def setup_fleet(url: str, n_points: int) -> dict[str, str]:
-    from collector.store import Store
+    from collector.accounts import users
+    from collector.store import Store, points
 
     store = Store(url)
     store.upgrade()
     tokens = {}
     for i in range(n_points):
         code = f"9{i:011d}"
-        store.upsert_point(code, f"基准点{i}", REGION)
-        tokens[code] = store.create_token("agent", point_code=code)
+        points.upsert_point(store, code, f"基准点{i}", REGION)
+        tokens[code] = users.create_token(store, "agent", point_code=code)
     store.close()
     return tokens
 

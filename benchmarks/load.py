@@ -107,15 +107,17 @@ def make_report(code: str, agent_id: str, seq: int, rng: random.Random) -> str:
 
 # -- the fleet ------------------------------------------------------------------------------------------
 def setup_fleet(url: str, n: int, interval: int) -> dict[str, str]:
+    from collector.accounts import users
     from collector.store import Store
+    from collector.store import points as points_repo
 
     store = Store(url)
     store.upgrade()
     tokens = {}
     for i in range(n):
         code = f"8{i:011d}"
-        store.upsert_point(code, f"压测点{i}", REGION, report_interval_s=interval)
-        tokens[code] = store.create_token("agent", point_code=code)
+        points_repo.upsert_point(store, code, f"压测点{i}", REGION, report_interval_s=interval)
+        tokens[code] = users.create_token(store, "agent", point_code=code)
     store.close()
     return tokens
 

@@ -32,7 +32,10 @@ from sqlalchemy import insert  # noqa: E402
 
 from collector.metrics.render import FleetCollector  # noqa: E402
 from collector.scoring.scorekeeper import rescore  # noqa: E402
-from collector.store import Store  # noqa: E402
+from collector.store import (
+    Store,  # noqa: E402
+    metriclines,
+)
 from collector.store import models as m  # noqa: E402
 
 SUPPLIES = [("toner", "1.1", "黑色墨粉盒 CF258A"), ("opc", "1.2", "硒鼓 CF232A"), ("wasteToner", "1.3", "废粉盒"),
@@ -145,7 +148,7 @@ def main() -> int:
         print(f"seeded {args.points} points x {len(_results(0))} results in {time.perf_counter() - t0:.1f} s")
         # In operation the score keeper does this per point after each ingest; here once for the fleet.
         t0 = time.perf_counter()
-        rescore(store, [p[0] for p in store.metrics_points("/")])
+        rescore(store, [p[0] for p in metriclines.metrics_points(store, "/")])
         keeper_s = time.perf_counter() - t0
         print(f"score keeper: now-scores and /metrics lines of {args.points} points in {keeper_s:.1f} s "
               f"({keeper_s / args.points * 1000:.2f} ms per point, paid at ingest, not at scrape)")
@@ -160,7 +163,7 @@ def main() -> int:
             return generate_latest(registry)
 
         client_s, client_text = timed(via_client, max(1, args.runs // 2))
-        snap_s, _ = timed(lambda: store.metrics_snapshot("/"), args.runs)
+        snap_s, _ = timed(lambda: (metriclines.metrics_points(store, "/"), metriclines.metric_rows(store, "/")), args.runs)
         registry = baseline_registry(text)
         base_s, base_text = timed(lambda: generate_latest(registry), args.runs)
         base_samples = sum(1 for line in base_text.splitlines() if line and not line.startswith(b"#"))

@@ -1,7 +1,7 @@
 """Overview of a region with 25,000 points: server-side time of the overview query vs a bare query.
 
 Seeds an SQLite store directly (points, point_state counters, 12 latest results per point), then times
-`Store.overview` for the root region (page 1, worst first, region tree counts, violation totals), for a
+`overview.overview(store, …)` for the root region (page 1, worst first, region tree counts, violation totals), for a
 filtered view (points failing a 专用 check), for one county and for a search, beside the baseline: a bare
 SELECT of every point of the region with its counters (a bare SELECT of one page is printed too). Prints
 medians and ratios against the baseline.
@@ -24,8 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert, select, text  # noqa: E402
 
-from collector.store import Store  # noqa: E402
+from collector.store import (
+    Store,  # noqa: E402
+    overview,
+)
 from collector.store import models as m  # noqa: E402
+from collector.store import points as points_repo
 from collector.store.overview import OverviewQuery  # noqa: E402
 
 CHECKS = ["net.core.icmp", "net.core.tcp", "net.core.dns", "isolation.internet", "isolation.interfaces",
@@ -55,7 +59,7 @@ def seed(store: Store, n: int) -> None:
             latest.append(dict(point_code=code, check=check, target="本机", status=status, value=None, unit=None,
                                message=f"{check} {status}", details={}, observed_at=now, received_at=now,
                                since=now, report_id="00000000-0000-4000-8000-000000000000"))
-    store.upsert_point("bootstrap", "x", "甘肃省")  # creates the region rows' table paths lazily
+    points_repo.upsert_point(store, "bootstrap", "x", "甘肃省")  # creates the region rows' table paths lazily
     with store.engine.begin() as conn:
         conn.execute(insert(m.Point), points)
         conn.execute(insert(m.PointState), states)
@@ -106,7 +110,7 @@ def main() -> None:
         print(f"bare SELECT of one page: median {page * 1000:.1f} ms; "
               f"baseline bare SELECT of the region's {args.points} rows: median {base * 1000:.1f} ms")
         for name, q in cases.items():
-            t = timed(lambda q=q: store.overview(q), args.rounds)
+            t = timed(lambda q=q: overview.overview(store, q), args.rounds)
             print(f"overview {name:<20} median {t * 1000:7.1f} ms   ratio {t / base:6.1f}x baseline")
         store.close()
 

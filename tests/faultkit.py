@@ -30,6 +30,8 @@ from pathlib import Path
 from agent import wire
 from agent.outbox import Outbox
 from agent.sender import Sender
+from collector.accounts import users
+from collector.store import points
 from tests.conftest import REPO, free_port, require
 
 REGION = "甘肃省/兰州市/城关区/故障镇/故障村"
@@ -228,8 +230,8 @@ def register_points(database_url: str, n: int, prefix: str = "7") -> dict[str, s
     tokens = {}
     for i in range(n):
         code = f"{prefix}{i:011d}"
-        store.upsert_point(code, f"故障点{i}", REGION, report_interval_s=60)
-        tokens[code] = store.create_token("agent", point_code=code)
+        points.upsert_point(store, code, f"故障点{i}", REGION, report_interval_s=60)
+        tokens[code] = users.create_token(store, "agent", point_code=code)
     store.close()
     return tokens
 
@@ -239,7 +241,7 @@ def admin_token(database_url: str) -> str:
 
     store = Store(database_url)
     try:
-        return store.create_token("admin")
+        return users.create_token(store, "admin")
     finally:
         store.close()
 

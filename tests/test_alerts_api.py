@@ -10,13 +10,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from agent.wire import report_to_dict
+from collector.accounts import users
 from collector.alerts import AlertEngine, parse
 from collector.alerts.dispatch import dispatch_all
-from collector.alerts.models import Alert, Notification
 from collector.app import create_app
 from collector.settings import Settings
-from collector.store import Store
+from collector.store import Store, points
 from collector.store import models as m
+from collector.store.models import Alert, Notification
 from tests.helpers import ingest, make_report
 
 POINT, REGION = "620123001001", "甘肃省/兰州市/榆中县/城关镇/东关村"
@@ -29,13 +30,13 @@ def api(tmp_path, robot):
                             {"name": "信息科", "type": "webhook", "url": robot.url + "/hook"}]}})
     app = create_app(settings)
     store = app.state.store
-    store.upsert_point(POINT, "东关村医保服务点", REGION)
-    store.upsert_point("620102001001", "城关区某点", "甘肃省/兰州市/城关区/某镇/某村")
-    tokens = {"agent": store.create_token("agent", point_code=POINT), "admin": store.create_token("admin"),
-              "county_admin": store.create_token("admin", region_path="甘肃省/兰州市/榆中县"),
-              "other_admin": store.create_token("admin", region_path="甘肃省/兰州市/城关区"),
-              "viewer": store.create_token("viewer", region_path="甘肃省/兰州市/榆中县"),
-              "other_viewer": store.create_token("viewer", region_path="甘肃省/兰州市/城关区")}
+    points.upsert_point(store, POINT, "东关村医保服务点", REGION)
+    points.upsert_point(store, "620102001001", "城关区某点", "甘肃省/兰州市/城关区/某镇/某村")
+    tokens = {"agent": users.create_token(store, "agent", point_code=POINT), "admin": users.create_token(store, "admin"),
+              "county_admin": users.create_token(store, "admin", region_path="甘肃省/兰州市/榆中县"),
+              "other_admin": users.create_token(store, "admin", region_path="甘肃省/兰州市/城关区"),
+              "viewer": users.create_token(store, "viewer", region_path="甘肃省/兰州市/榆中县"),
+              "other_viewer": users.create_token(store, "viewer", region_path="甘肃省/兰州市/城关区")}
     with TestClient(app) as client:
         yield client, {k: {"Authorization": f"Bearer {v}"} for k, v in tokens.items()}, store
     store.close()
@@ -101,7 +102,7 @@ def test_silences_are_admin_only_scoped_and_audited(api):
 def test_two_collectors_on_one_postgresql_raise_and_send_once(db_url, robot):
     stores = [Store(db_url), Store(db_url)]
     stores[0].create_schema()
-    stores[0].upsert_point(POINT, "东关村医保服务点", REGION)
+    points.upsert_point(stores[0], POINT, "东关村医保服务点", REGION)
     cfg = parse({"notifiers": [{"name": "hook", "type": "webhook", "url": robot.url + "/hook"}]})
     engines = [AlertEngine(s, cfg) for s in stores]
     ingest(stores[0], [make_report(point_code=POINT, statuses={"usage.processes": "fail"})])

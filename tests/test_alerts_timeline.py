@@ -12,10 +12,10 @@ import pytest
 from agent.wire import Fingerprint, Host, Report, Result
 from collector.alerts import AlertEngine, parse
 from collector.alerts.dispatch import dispatch_all
-from collector.alerts.models import Alert, Notification
-from collector.alerts.queries import alerts_firing_counts, create_silence, expire_silence
 from collector.ingest.pipeline import PointsChanged, ReportPipeline
-from collector.store import Store
+from collector.store import Store, points
+from collector.store.alerts import alerts_firing_counts, create_silence, expire_silence
+from collector.store.models import Alert, Notification
 from tests.alerts_receivers import RobotServer
 
 POINT, OTHER = "620123001001", "620123002001"
@@ -48,8 +48,8 @@ class Rig:
     def __init__(self, tmp_path, robot: RobotServer, alerts: dict | None = None, url: str | None = None):
         self.store = Store(url or f"sqlite:///{tmp_path / 'pw.db'}")
         self.store.create_schema()
-        self.store.upsert_point(POINT, "东关村医保服务点", REGION, report_interval_s=60)
-        self.store.upsert_point(OTHER, "某村医保服务点", OTHER_REGION, report_interval_s=60)
+        points.upsert_point(self.store, POINT, "东关村医保服务点", REGION, report_interval_s=60)
+        points.upsert_point(self.store, OTHER, "某村医保服务点", OTHER_REGION, report_interval_s=60)
         self.clock = Clock(MONDAY_10_BJ)
         self.robot = robot
         cfg = {"notifiers": [{"name": "hook", "type": "webhook", "url": robot.url + "/hook", "backoff": "1s"}],

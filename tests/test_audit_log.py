@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from collector.accounts import login as accounts_login
+from collector.accounts import users
+from collector.store import audit, enrolment, people, points
 from collector.store.audit import Actor
 
 REGION = "甘肃省/兰州市/城关区"
@@ -11,41 +14,41 @@ REGION = "甘肃省/兰州市/城关区"
 
 def test_writes_are_audited_with_actor_and_source(store):
     admin = Actor("user:admin1", "10.1.2.3")
-    store.upsert_point("620102001001", "某村", REGION + "/某镇/某村", actor=admin)
-    store.create_user("viewer1", "correct horse", "viewer", REGION, actor=admin)
-    store.create_token("viewer", REGION, description="grafana", actor=admin)
-    store.create_enroll_code("620102001001", actor=admin)
-    assert store.login("viewer1", "wrong password", "10.9.9.9") is None
-    cookie, _ = store.login("viewer1", "correct horse", "10.9.9.9")
-    store.logout(cookie, "10.9.9.9")
-    actions = [e["action"] for e in reversed(store.audit_entries())]
+    points.upsert_point(store, "620102001001", "某村", REGION + "/某镇/某村", actor=admin)
+    users.create_user(store, "viewer1", "correct horse", "viewer", REGION, actor=admin)
+    users.create_token(store, "viewer", REGION, description="grafana", actor=admin)
+    enrolment.create_enroll_code(store, "620102001001", actor=admin)
+    assert accounts_login.login(store, "viewer1", "wrong password", "10.9.9.9") is None
+    cookie, _ = accounts_login.login(store, "viewer1", "correct horse", "10.9.9.9")
+    people.logout(store, cookie, "10.9.9.9")
+    actions = [e["action"] for e in reversed(audit.audit_entries(store))]
     assert actions == ["point.upsert", "user.create", "token.create", "enroll_code.create", "login.failed",
                        "login", "logout"]
-    newest = store.audit_entries(limit=1)[0]
+    newest = audit.audit_entries(store, limit=1)[0]
     assert newest["actor"] == "user:viewer1" and newest["source"] == "10.9.9.9" and newest["region"] == REGION
-    assert store.audit_entries(action="user.create")[0]["source"] == "10.1.2.3"
-    assert store.verify_audit().ok and store.verify_audit().entries == 7
+    assert audit.audit_entries(store, action="user.create")[0]["source"] == "10.1.2.3"
+    assert audit.verify_audit(store).ok and audit.verify_audit(store).entries == 7
 
 
 def test_region_scope_filters_entries(store):
-    store.create_user("a", "password-1", "viewer", REGION)
-    store.create_user("b", "password-2", "viewer", "甘肃省/兰州市/七里河区")
-    assert [e["target"] for e in store.audit_entries(REGION)] == ["user:a"]
-    assert len(store.audit_entries("/")) == 2
+    users.create_user(store, "a", "password-1", "viewer", REGION)
+    users.create_user(store, "b", "password-2", "viewer", "甘肃省/兰州市/七里河区")
+    assert [e["target"] for e in audit.audit_entries(store, REGION)] == ["user:a"]
+    assert len(audit.audit_entries(store, "/")) == 2
 
 
 def test_verification_finds_an_edited_a_removed_and_an_inserted_entry(store):
     for i in range(5):
-        store.create_user(f"u{i}", "password-x", "viewer", REGION)
-    assert store.verify_audit().ok
-    ids = [e["id"] for e in reversed(store.audit_entries())]
+        users.create_user(store, f"u{i}", "password-x", "viewer", REGION)
+    assert audit.verify_audit(store).ok
+    ids = [e["id"] for e in reversed(audit.audit_entries(store))]
     with store.engine.begin() as conn:  # an editor with database access, bypassing every API
         conn.execute(text("UPDATE audit_log SET actor = 'someone-else' WHERE id = :i"), {"i": ids[2]})
-    check = store.verify_audit()
+    check = audit.verify_audit(store)
     assert not check.ok and check.first_bad_id == ids[2] and "edited" in check.problem
     with store.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE id = :i"), {"i": ids[2]})
-    check = store.verify_audit()
+    check = audit.verify_audit(store)
     assert not check.ok and check.first_bad_id == ids[3] and "removed" in check.problem
 
 
@@ -57,7 +60,7 @@ def test_concurrent_appends_keep_one_chain(store):
     def work(n):
         try:
             for i in range(5):
-                store.record(Actor(f"user:t{n}"), "test.event", f"n{n}-{i}")
+                audit.record(store, Actor(f"user:t{n}"), "test.event", f"n{n}-{i}")
         except Exception as exc:  # surfaced below
             errors.append(exc)
 
@@ -67,5 +70,5 @@ def test_concurrent_appends_keep_one_chain(store):
     for t in threads:
         t.join()
     assert not errors
-    check = store.verify_audit()
+    check = audit.verify_audit(store)
     assert check.ok and check.entries == 20

@@ -9,12 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from collector.accounts import users
 from collector.app import create_app
 from collector.cli import main
 from collector.evidence.keys import parse_public
 from collector.evidence.verify import verify_bundle
 from collector.settings import Settings
 from collector.store import models as m
+from collector.store import points
 from tests.helpers import POINT
 from tests.test_evidence_bundle import FROM, TO, seed
 
@@ -25,10 +27,10 @@ def api(tmp_path):
     app = create_app(settings)
     store = app.state.store
     seed(store, minutes=20)
-    store.upsert_point("330100001001", "别处的服务点", "浙江省/杭州市/某区")
-    tokens = {"reviewer": store.create_token("reviewer", "甘肃省/兰州市"),
-              "viewer": store.create_token("viewer"),
-              "far_reviewer": store.create_token("reviewer", "浙江省")}
+    points.upsert_point(store, "330100001001", "别处的服务点", "浙江省/杭州市/某区")
+    tokens = {"reviewer": users.create_token(store, "reviewer", "甘肃省/兰州市"),
+              "viewer": users.create_token(store, "viewer"),
+              "far_reviewer": users.create_token(store, "reviewer", "浙江省")}
     with TestClient(app) as client:
         yield client, tokens, store, settings
     store.close()

@@ -16,6 +16,7 @@ from collector.evidence.bundle import export
 from collector.evidence.keys import key_id, load_or_create, public_pem
 from collector.evidence.period import parse_period
 from collector.evidence.verify import verify_bundle
+from collector.store import enrolment, points
 from tests.conftest import require_tool
 from tests.helpers import POINT, REGION, ingest, make_report
 
@@ -29,8 +30,8 @@ STATUSES = {"net.core.tcp": "ok", "net.core.icmp": "ok", "isolation.internet": "
 
 def seed(store, minutes: int = 120, code: str = POINT, region: str = REGION) -> None:
     """One enrolled point with a report a minute; the printer fails for ten minutes, a USB stick once."""
-    store.upsert_point(code, "某村医保服务点", region, profile="lanzhou-basic-2023")
-    store.enroll(store.create_enroll_code(code), code, "cun-pc", {"machine_id": "m-1", "serial": "SN1",
+    points.upsert_point(store, code, "某村医保服务点", region, profile="lanzhou-basic-2023")
+    enrolment.enroll(store, enrolment.create_enroll_code(store, code), code, "cun-pc", {"machine_id": "m-1", "serial": "SN1",
                                                                  "macs": ["00:11:22:33:44:55"]})
     for i in range(minutes):
         at = START + timedelta(minutes=i)
@@ -42,7 +43,7 @@ def seed(store, minutes: int = 120, code: str = POINT, region: str = REGION) -> 
         ingest(store, [make_report(code, seq=i + 1, statuses=st, collected_at=at, fingerprint=FP)],
                              received_at=at + timedelta(seconds=2))
     # What the alert engine records for that printer outage, and the silence the county set meanwhile.
-    from collector.alerts.models import Alert, Silence
+    from collector.store.models import Alert, Silence
 
     with store.session() as s:
         s.add(Alert(fingerprint="f" * 64, rule="device_missing", point_code=code, region_path=region,

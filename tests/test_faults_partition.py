@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent.sender import BATCH_LIMIT, DRAIN_PAUSE
+from collector.store import series as series_repo
 from tests.conftest import REPO, require_root, require_tool
 from tests.faultkit import Collector, wait_for
 from tests.test_agent_service import last_seq, outbox_seqs
@@ -161,7 +162,7 @@ core_network:
             os.environ["POINTWATCH_DATABASE_URL"] = env_url
     try:
         since, until = t_cut - timedelta(seconds=2), t_restore + timedelta(seconds=2)
-        series = store.check_series(POINT, "net.core.icmp", since, until, buckets=1000, min_width=1.0)
+        series = series_repo.check_series(store, POINT, "net.core.icmp", since, until, buckets=1000, min_width=1.0)
     finally:
         store.close()
     values = series["targets"]["本机"]["value"]

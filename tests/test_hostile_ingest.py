@@ -12,8 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from collector.accounts import users
 from collector.app import create_app
 from collector.settings import Settings
+from collector.store import points
 from tests.helpers import POINT, REGION, report_json
 
 TABLES = ("reports", "results", "latest_results", "point_state", "agents", "audit_log")
@@ -21,8 +23,8 @@ TABLES = ("reports", "results", "latest_results", "point_state", "agents", "audi
 
 @pytest.fixture
 def api(store, tmp_path):
-    store.upsert_point(POINT, "某村医保服务点", REGION)
-    token = store.create_token("agent", point_code=POINT)
+    points.upsert_point(store, POINT, "某村医保服务点", REGION)
+    token = users.create_token(store, "agent", point_code=POINT)
     app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
     client = TestClient(app)
     client.headers["Authorization"] = f"Bearer {token}"
@@ -171,7 +173,7 @@ def test_unicode_tricks_are_accepted_and_cleaned(api):
     assert stored["results"][0]["message"] == "正常gnp.exe"
     assert stored["results"][0]["details"] == {"proc\ufffdname": "a\ufffdb", "nested": {"v": ["x\ufffd"]}}
     # and the stored report is served back intact
-    admin = store.create_token("admin")
+    admin = users.create_token(store, "admin")
     point = client.get(f"/api/v1/points/{POINT}", headers={"Authorization": f"Bearer {admin}"})
     assert point.status_code == 200 and "核心网关" in point.text
 
@@ -186,7 +188,7 @@ def test_agent_clock_far_ahead_does_not_own_the_latest_state(api):
     assert post(client, ahead).status_code == 202
     honest = report_json(seq=2, statuses={"net.core.tcp": "ok"})
     assert post(client, honest).status_code == 202
-    admin = store.create_token("admin")
+    admin = users.create_token(store, "admin")
     point = client.get(f"/api/v1/points/{POINT}", headers={"Authorization": f"Bearer {admin}"}).json()
     by_check = {x["check"]: x for x in point["results"]}
     assert by_check["net.core.tcp"]["status"] == "ok"
@@ -226,7 +228,7 @@ def test_admin_writes_with_odd_text_never_fail(api, tmp_path):
 
     _, store = api
     client = TestClient(create_app(Settings(data_dir=tmp_path / "d2"), store=store), raise_server_exceptions=False)
-    admin = {"Authorization": "Bearer " + store.create_token("admin", "/")}
+    admin = {"Authorization": "Bearer " + users.create_token(store, "admin", "/")}
     failures = []
     for odd in ODD:
         raw_odd = json.dumps(odd)  # lone surrogates only travel as escapes

@@ -17,8 +17,10 @@ from datetime import date, timedelta
 
 import pytest
 
+from collector.accounts import users
 from collector.app import create_app
 from collector.settings import Settings
+from collector.store import points
 from tests.conftest import require
 from tests.helpers import ingest, report_json
 
@@ -34,12 +36,12 @@ MAX_EXAMPLES = int(os.environ.get("POINTWATCH_FUZZ_EXAMPLES", "25"))
 def fuzz_app(store, tmp_path):
     from collector.ingest.accept import parse_reports
 
-    store.upsert_point(POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
-    store.upsert_point(POINT_B, "七里河区某村服务点", COUNTY_B + "/某镇/某村")
+    points.upsert_point(store, POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
+    points.upsert_point(store, POINT_B, "七里河区某村服务点", COUNTY_B + "/某镇/某村")
     principals = {"anonymous": {}}
     for role in ("viewer", "admin", "reviewer"):
-        principals[role] = {"Authorization": "Bearer " + store.create_token(role, COUNTY_A, person=f"p-{role}")}
-    principals["agent"] = {"Authorization": "Bearer " + store.create_token("agent", point_code=POINT_A)}
+        principals[role] = {"Authorization": "Bearer " + users.create_token(store, role, COUNTY_A, person=f"p-{role}")}
+    principals["agent"] = {"Authorization": "Bearer " + users.create_token(store, "agent", point_code=POINT_A)}
     for code, statuses in ((POINT_A, {"net.core.tcp": "fail", "net.core.icmp": "ok"}), (POINT_B, None)):
         body = json.dumps(report_json(point_code=code, statuses=statuses)).encode()
         ingest(store, parse_reports(body))

@@ -8,6 +8,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 
 from collector import cli
+from collector.store import audit, queries, registry
 
 GOOD = [
     ("code", "name", "region", "profile", "address", "expected_devices"),
@@ -61,14 +62,14 @@ def test_import_creates_points_regions_and_an_audit_entry(run_cli, db_url, tmp_p
     assert code == 0, err
     assert "新增 2" in out
     store = _store(db_url)
-    points = {p.code: p for p in store.list_points("甘肃省/兰州市/城关区")}
+    points = {p.code: p for p in queries.list_points(store, "甘肃省/兰州市/城关区")}
     assert set(points) == {"620102001001", "620102001002"}
     assert points["620102001001"].profile == "lanzhou-basic-2023"
-    exported = store.export_points()
+    exported = registry.export_points(store)
     assert exported[0]["expected_devices"] == [{"kind": "kiosk", "count": 1}, {"kind": "printer", "count": 2},
                                                {"kind": "scanner", "count": 1}]
     assert exported[0]["address"] == "某村委会一楼"
-    entry = store.audit_entries(action="points.import")[0]
+    entry = audit.audit_entries(store, action="points.import")[0]
     assert entry["actor"].startswith("cli:") and entry["details"]["created"] == 2
     # A second import of the same file updates instead of duplicating.
     assert run_cli("points", "import", str(path))[1].count("更新 2") == 1
@@ -90,8 +91,8 @@ def test_bad_rows_are_reported_and_nothing_is_written(run_cli, db_url, tmp_path)
                      "第 7 行，region 列", "第 7 行，expected_devices 列"):
         assert expected in err, err
     store = _store(db_url)
-    assert store.list_points() == []  # the good rows were not imported either
-    assert store.audit_entries(action="points.import") == []
+    assert queries.list_points(store) == []  # the good rows were not imported either
+    assert audit.audit_entries(store, action="points.import") == []
     store.close()
 
 
@@ -113,5 +114,5 @@ def test_export_round_trips_through_import(run_cli, db_url, tmp_path):
     code, text, err = run_cli("points", "import", str(out))
     assert code == 0 and "更新 2" in text, err
     store = _store(db_url)
-    assert store.audit_entries(action="points.export")[0]["target"] == str(out)
+    assert audit.audit_entries(store, action="points.export")[0]["target"] == str(out)
     store.close()

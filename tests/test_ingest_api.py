@@ -8,8 +8,10 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from collector.accounts import users
 from collector.app import create_app
 from collector.settings import Settings
+from collector.store import points, queries
 from tests.helpers import POINT, REGION, report_json
 
 
@@ -18,12 +20,12 @@ def api(tmp_path):
     settings = Settings(data_dir=tmp_path / "data")
     app = create_app(settings)
     store = app.state.store
-    store.upsert_point(POINT, "某村医保服务点", REGION)
-    store.upsert_point("620102001002", "另一个服务点", REGION)
+    points.upsert_point(store, POINT, "某村医保服务点", REGION)
+    points.upsert_point(store, "620102001002", "另一个服务点", REGION)
     tokens = {
-        "agent": store.create_token("agent", point_code=POINT),
-        "other_agent": store.create_token("agent", point_code="620102001002"),
-        "admin": store.create_token("admin"),
+        "agent": users.create_token(store, "agent", point_code=POINT),
+        "other_agent": users.create_token(store, "agent", point_code="620102001002"),
+        "admin": users.create_token(store, "admin"),
     }
     with TestClient(app) as client:
         yield client, tokens, store
@@ -38,7 +40,7 @@ def stored_reports(store, code=POINT):
     from datetime import datetime, timedelta, timezone
 
     now = datetime.now(timezone.utc)
-    return store.reports_for_point(code, now - timedelta(days=1), now + timedelta(days=1))
+    return queries.reports_for_point(store, code, now - timedelta(days=1), now + timedelta(days=1))
 
 
 def test_report_is_stored_once_and_read_back(api):

@@ -9,8 +9,10 @@ from fastapi.testclient import TestClient
 
 from agent.vocabulary import IDENTITY_MATCHES_ENROLMENT
 from agent.wire import Fingerprint
+from collector.accounts import users
 from collector.app import create_app
 from collector.settings import Settings
+from collector.store import enrolment, points, queries
 from tests.helpers import POINT, REGION, report_json
 
 PINNED = {"machine_id": "m-1", "serial": "SN1", "macs": ["00:11:22:33:44:55"]}
@@ -21,16 +23,16 @@ OTHER_PC = Fingerprint("m-2", "SN2", ["66:77:88:99:aa:bb"])
 def enrolled(tmp_path):
     app = create_app(Settings(data_dir=tmp_path / "data"))
     store = app.state.store
-    store.upsert_point(POINT, "某村医保服务点", REGION)
-    code = store.create_enroll_code(POINT)
-    agent_id, token = store.enroll(code, POINT, "cun-pc", PINNED)
+    points.upsert_point(store, POINT, "某村医保服务点", REGION)
+    code = enrolment.create_enroll_code(store, POINT)
+    agent_id, token = enrolment.enroll(store, code, POINT, "cun-pc", PINNED)
     with TestClient(app) as client:
         yield client, store, agent_id, {"Authorization": f"Bearer {token}"}
     store.close()
 
 
 def identity_of(store):
-    return {r.check: r for r in store.latest_for_point(POINT)}.get(IDENTITY_MATCHES_ENROLMENT)
+    return {r.check: r for r in queries.latest_for_point(store, POINT)}.get(IDENTITY_MATCHES_ENROLMENT)
 
 
 def test_report_claiming_another_agent_is_refused_and_nothing_stored(enrolled):
@@ -38,7 +40,7 @@ def test_report_claiming_another_agent_is_refused_and_nothing_stored(enrolled):
     body = report_json(agent_id=str(uuid.uuid4()), fingerprint=OTHER_PC)
     r = client.post("/api/v1/reports", json=body, headers=headers)
     assert r.status_code == 403 and "agent" in str(r.json()["detail"])
-    assert store.latest_for_point(POINT) == []
+    assert queries.latest_for_point(store, POINT) == []
 
 
 def test_the_tokens_own_agent_on_another_machine_fails_the_match(enrolled):
@@ -46,7 +48,7 @@ def test_the_tokens_own_agent_on_another_machine_fails_the_match(enrolled):
     r = client.post("/api/v1/reports", json=report_json(agent_id=agent_id, fingerprint=OTHER_PC), headers=headers)
     assert r.status_code == 202
     assert identity_of(store).status == "fail" and "疑似更换终端" in identity_of(store).message
-    assert store.point_summary(POINT).fingerprint_mismatch
+    assert queries.point_summary(store, POINT).fingerprint_mismatch
     same = Fingerprint(PINNED["machine_id"], PINNED["serial"], PINNED["macs"])
     r = client.post("/api/v1/reports", json=report_json(agent_id=agent_id, seq=2, fingerprint=same), headers=headers)
     assert r.status_code == 202 and identity_of(store).status == "ok"
@@ -56,7 +58,7 @@ def test_a_token_of_no_enrolled_agent_earns_no_identity_match(enrolled):
     """A token made by hand for a point pins no machine: its reports cannot show 人机信息相符 at all, even
     when they claim the enrolled agent's id."""
     client, store, agent_id, _ = enrolled
-    headers = {"Authorization": "Bearer " + store.create_token("agent", point_code=POINT)}
+    headers = {"Authorization": "Bearer " + users.create_token(store, "agent", point_code=POINT)}
     same = Fingerprint(PINNED["machine_id"], PINNED["serial"], PINNED["macs"])
     r = client.post("/api/v1/reports", json=report_json(agent_id=agent_id, fingerprint=same), headers=headers)
     assert r.status_code == 202

@@ -18,7 +18,7 @@ from agent.metrics_endpoint import MetricsEndpoint, supplies_of
 from agent.wire import Fingerprint, Host, Report, Result
 from collector.metrics.render import FAMILIES, FleetCollector
 from collector.scoring.scorekeeper import rescore
-from collector.store import Store
+from collector.store import Store, metriclines, points, pointscores
 from tests.conftest import REPO, free_port
 from tests.helpers import ingest
 
@@ -36,8 +36,8 @@ def _report(code: str, results: list[Result]) -> Report:
 @pytest.fixture
 def store(tmp_path):
     s = Store.open(tmp_path)
-    s.upsert_point("P1", "一号点", "甘肃省/兰州市/城关区/甲镇/甲村")
-    s.upsert_point("P2", "二号点", "甘肃省/天水市/秦州区/乙镇/乙村", profile="lanzhou-basic-2023")
+    points.upsert_point(s, "P1", "一号点", "甘肃省/兰州市/城关区/甲镇/甲村")
+    points.upsert_point(s, "P2", "二号点", "甘肃省/天水市/秦州区/乙镇/乙村", profile="lanzhou-basic-2023")
     ingest(s, [_report("P1", [
         Result("net.core.icmp", "核心网关", "ok", "…", value=0.004, unit="seconds", details={"loss_ratio": 0.0}),
         Result("net.core.tcp", 'odd "name"\\x', "fail", "…"),
@@ -91,7 +91,7 @@ def test_region_scope(store):
 
 
 def test_scores_and_alerts_are_exported(store):
-    from collector.alerts.models import Alert
+    from collector.store.models import Alert
 
     now = datetime.now(timezone.utc)
     with store.session() as ses:
@@ -101,7 +101,7 @@ def test_scores_and_alerts_are_exported(store):
                       updated_at=now))
     series = _parsed(FleetCollector(store).render())
     region = "甘肃省/兰州市/城关区/甲镇/甲村"
-    [(_, _, earned, items)] = [r for r in store.metrics_compliance() if r[0] == "P1"]
+    [(_, _, earned, items)] = [r for r in pointscores.metrics_compliance(store) if r[0] == "P1"]
     assert series[("pointwatch_compliance_score", (("point", "P1"), ("profile", "national-basic"),
                                                    ("region", region)))] == earned
     exported = {dict(k[1])["item"]: v for k, v in series.items()
@@ -114,9 +114,9 @@ def test_scores_and_alerts_are_exported(store):
 
 
 def test_stored_lines_follow_a_point_that_moves_region(store):
-    store.upsert_point("P1", "一号点", "甘肃省/天水市/秦州区/丙镇/丙村")
-    assert store.points_with_stale_lines() == ["P1"]
-    rescore(store, store.points_with_stale_lines())
+    points.upsert_point(store, "P1", "一号点", "甘肃省/天水市/秦州区/丙镇/丙村")
+    assert metriclines.points_with_stale_lines(store) == ["P1"]
+    rescore(store, metriclines.points_with_stale_lines(store))
     text = FleetCollector(store, "甘肃省/天水市").render().decode()
     assert 'pointwatch_check_status{check="net.core.tcp",point="P1",region="甘肃省/天水市/秦州区/丙镇/丙村"' in text
     assert "城关区" not in text

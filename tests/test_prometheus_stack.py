@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from agent.wire import Fingerprint, Host, Report, Result, report_to_json, utcnow
-from collector.store import Store
+from collector.accounts import users
+from collector.store import Store, points
 from tests.conftest import REPO, free_port, require_tool
 
 DASH = REPO / "dashboards"
@@ -112,8 +113,8 @@ def stack(tmp_path_factory):
     store = Store.open(data)
     tokens = {}
     for code, region, _story in POINTS:
-        store.upsert_point(code, f"{code} 服务点", region, profile=PROFILE, report_interval_s=60)
-        tokens[code] = store.create_token("agent", point_code=code)
+        points.upsert_point(store, code, f"{code} 服务点", region, profile=PROFILE, report_interval_s=60)
+        tokens[code] = users.create_token(store, "agent", point_code=code)
     store.close()
 
     port, prom_port = free_port(), free_port()

@@ -15,8 +15,10 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from collector.accounts import users
 from collector.app import create_app
 from collector.settings import Settings
+from collector.store import points
 
 COUNTY_A = "甘肃省/兰州市/城关区"
 COUNTY_B = "甘肃省/兰州市/七里河区"
@@ -47,16 +49,16 @@ ADMIN_PAGES = {"/audit"}  # pages only an admin may open
 
 @pytest.fixture
 def world(store, tmp_path):
-    store.upsert_point(POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
-    store.upsert_point(POINT_B, NAME_B, COUNTY_B + "/某镇/某村")
+    points.upsert_point(store, POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
+    points.upsert_point(store, POINT_B, NAME_B, COUNTY_B + "/某镇/某村")
     principals = {"anonymous": {}}
     for role in ("viewer", "reviewer", "admin"):
-        principals[role] = {"Authorization": "Bearer " + store.create_token(role, COUNTY_A)}
-    principals["agent"] = {"Authorization": "Bearer " + store.create_token("agent", point_code=POINT_A)}
+        principals[role] = {"Authorization": "Bearer " + users.create_token(store, role, COUNTY_A)}
+    principals["agent"] = {"Authorization": "Bearer " + users.create_token(store, "agent", point_code=POINT_A)}
     app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
     client = TestClient(app, follow_redirects=False)
     for role in ("viewer", "admin"):  # the same roles through a web session instead of a token
-        store.create_user(f"web-{role}", "long-enough-pw", role, COUNTY_A, person=f"p-{role}")
+        users.create_user(store, f"web-{role}", "long-enough-pw", role, COUNTY_A, person=f"p-{role}")
         r = client.post("/login", data={"username": f"web-{role}", "password": "long-enough-pw"})
         assert r.status_code == 303, r.text
         principals[f"{role}(session)"] = {"Cookie": f"pw_session={r.cookies['pw_session']}"}
@@ -173,10 +175,10 @@ def test_agent_tokens_read_nothing(world):
 
 
 def test_a_root_admin_sees_both_counties(store, tmp_path):
-    store.upsert_point(POINT_A, "A", COUNTY_A)
-    store.upsert_point(POINT_B, NAME_B, COUNTY_B)
+    points.upsert_point(store, POINT_A, "A", COUNTY_A)
+    points.upsert_point(store, POINT_B, NAME_B, COUNTY_B)
     client = TestClient(create_app(Settings(data_dir=tmp_path / "d"), store=store))
-    headers = {"Authorization": "Bearer " + store.create_token("admin", "/")}
+    headers = {"Authorization": "Bearer " + users.create_token(store, "admin", "/")}
     codes = {p["code"] for p in client.get("/api/v1/points", headers=headers).json()["points"]}
     assert codes == {POINT_A, POINT_B}
     assert client.get(f"/api/v1/points/{POINT_B}", headers=headers).status_code == 200

@@ -12,9 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agent.wire import report_to_dict
+from collector.accounts import users
 from collector.accounts.throttle import login_throttle
 from collector.app import CSP, create_app
 from collector.settings import Settings
+from collector.store import audit, points, queries
 from tests.helpers import make_report
 from tests.test_roles_matrix import COUNTY_A, COUNTY_B, POINT_A, POINT_B, endpoints, fill
 from tests.test_roles_matrix import world as _matrix_world
@@ -26,9 +28,9 @@ PASSWORD = "village-clinic-2026"
 
 @pytest.fixture
 def site(store, tmp_path):
-    store.upsert_point(POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
-    store.upsert_point(POINT_B, "七里河区秘密服务点", COUNTY_B + "/某镇/某村")
-    store.create_user("xxk", PASSWORD, "viewer", COUNTY_A)
+    points.upsert_point(store, POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
+    points.upsert_point(store, POINT_B, "七里河区秘密服务点", COUNTY_B + "/某镇/某村")
+    users.create_user(store, "xxk", PASSWORD, "viewer", COUNTY_A)
     app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
     throttle = login_throttle(store)
     throttle.base_s = 1.0  # the first lock lasts 1 s here (30 s in service), doubling as in service
@@ -40,7 +42,7 @@ def login(client, username: str, password: str):
 
 
 def failed_logins(store, username: str) -> list[dict]:
-    return [e for e in store.audit_entries("/", 1000, None, "login.failed") if e["target"] == f"user:{username}"]
+    return [e for e in audit.audit_entries(store, "/", 1000, None, "login.failed") if e["target"] == f"user:{username}"]
 
 
 def test_brute_force_on_one_username_is_locked_audited_and_expires(site):
@@ -90,7 +92,7 @@ def test_viewer_of_one_county_cannot_guess_into_another(world):
     parameters, silence ids, the page series."""
     app, client, principals = world
     store = app.state.store
-    root = {"Authorization": "Bearer " + store.create_token("admin", "/")}
+    root = {"Authorization": "Bearer " + users.create_token(store, "admin", "/")}
     b_silence = client.post("/api/v1/silences", headers=root, json={
         "reason": "七里河区线路割接", "point": POINT_B, "duration": "2h"}).json()["id"]
     for who in ("viewer", "reviewer", "admin", "viewer(session)"):
@@ -133,7 +135,7 @@ def test_one_points_token_cannot_write_anothers_reports(world):
     for body in (other, {"reports": [own, other]}):
         r = client.post("/api/v1/reports", json=body, headers=principals["agent"])
         assert r.status_code == 403 and POINT_B in r.text
-    assert store.latest_for_point(POINT_A) == [] and store.latest_for_point(POINT_B) == []
+    assert queries.latest_for_point(store, POINT_A) == [] and queries.latest_for_point(store, POINT_B) == []
     for role in ("viewer", "reviewer", "admin", "admin(session)"):
         r = client.post("/api/v1/reports", json=own, headers=principals[role])
         assert r.status_code in (401, 403), role

@@ -9,7 +9,9 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 
 from agent import wire
+from collector.store import enrolment, queries
 from collector.store import models as m
+from collector.store import points as points_repo
 from collector.store.ingest import canonical_json, chain_digest
 from tests.helpers import ingest
 
@@ -42,7 +44,7 @@ def test_migrations_reach_head_and_match_the_models(store):
 
 
 def test_ingest_is_idempotent_and_hash_chained(store):
-    store.upsert_point("620102001001", "某村服务点", REGION)
+    points_repo.upsert_point(store, "620102001001", "某村服务点", REGION)
     first, second = make_report(seq=1), make_report(seq=2)
     assert ingest(store, [first, second]) == (2, 0)
     assert ingest(store, [second, make_report(seq=3)]) == (1, 1)
@@ -61,49 +63,49 @@ def test_ingest_is_idempotent_and_hash_chained(store):
 
 
 def test_latest_state_never_rolls_back_to_a_backlog_report(store):
-    store.upsert_point("620102001001", "某村服务点", REGION)
+    points_repo.upsert_point(store, "620102001001", "某村服务点", REGION)
     now = datetime.now(timezone.utc)
     ingest(store, [make_report(seq=5, status="fail", when=now, n=2)])
     ingest(store, [make_report(seq=4, status="ok", when=now - timedelta(minutes=10), n=2)])
-    latest = {(r.check, r.target): r for r in store.latest_for_point("620102001001")}
+    latest = {(r.check, r.target): r for r in queries.latest_for_point(store, "620102001001")}
     assert latest[("net.core.icmp", "10.10.0.0")].status == "fail"
-    point = store.point_summary("620102001001")
+    point = queries.point_summary(store, "620102001001")
     assert point.counts["fail"] == 2
 
 
 def test_times_from_other_zones_are_stored_in_utc(store):
-    store.upsert_point("620102001001", "某村服务点", REGION)
+    points_repo.upsert_point(store, "620102001001", "某村服务点", REGION)
     beijing = datetime.now(timezone(timedelta(hours=8)))
     rep = make_report(when=beijing, n=1)
     ingest(store, [rep])
-    got = store.reports_for_point("620102001001", beijing - timedelta(hours=1), beijing + timedelta(hours=1))
+    got = queries.reports_for_point(store, "620102001001", beijing - timedelta(hours=1), beijing + timedelta(hours=1))
     assert got and got[0]["collected_at"] == beijing
 
 
 def test_fingerprint_change_is_flagged_as_a_failed_result(store):
-    store.upsert_point("620102001001", "某村服务点", REGION)
-    code = store.create_enroll_code("620102001001")
-    agent_id, _ = store.enroll(code, "620102001001", "pc-1",
+    points_repo.upsert_point(store, "620102001001", "某村服务点", REGION)
+    code = enrolment.create_enroll_code(store, "620102001001")
+    agent_id, _ = enrolment.enroll(store, code, "620102001001", "pc-1",
                                {"machine_id": "mid-1", "serial": "SN1", "macs": ["AA-BB-CC-DD-EE-01"]})
     ingest(store, [make_report(agent_id=agent_id, n=1)])
-    ident = {r.check: r for r in store.latest_for_point("620102001001")}["identity.matches_enrolment"]
+    ident = {r.check: r for r in queries.latest_for_point(store, "620102001001")}["identity.matches_enrolment"]
     assert ident.status == "ok"
-    assert not store.point_summary("620102001001").fingerprint_mismatch
+    assert not queries.point_summary(store, "620102001001").fingerprint_mismatch
     other = wire.Fingerprint("mid-2", "SN1", ["aa:bb:cc:dd:ee:99"])
     ingest(store, [make_report(agent_id=agent_id, seq=2, n=1, fingerprint=other)])
-    ident = {r.check: r for r in store.latest_for_point("620102001001")}["identity.matches_enrolment"]
+    ident = {r.check: r for r in queries.latest_for_point(store, "620102001001")}["identity.matches_enrolment"]
     assert ident.status == "fail" and "不一致" in ident.message and "机器标识" in ident.message
-    assert store.point_summary("620102001001").fingerprint_mismatch
+    assert queries.point_summary(store, "620102001001").fingerprint_mismatch
 
 
 def test_clock_skew_is_a_warning_not_a_rejection(store):
-    store.upsert_point("620102001001", "某村服务点", REGION)
+    points_repo.upsert_point(store, "620102001001", "某村服务点", REGION)
     assert ingest(store, [make_report(n=1, sent_offset=timedelta(minutes=-20))]) == (1, 0)
-    skew = {r.check: r for r in store.latest_for_point("620102001001")}["agent.clock_skew"]
+    skew = {r.check: r for r in queries.latest_for_point(store, "620102001001")}["agent.clock_skew"]
     assert skew.status == "warn" and skew.value < -1100 and "校准" in skew.message
-    assert store.point_summary("620102001001").clock_skew_s < -1100
+    assert queries.point_summary(store, "620102001001").clock_skew_s < -1100
     ingest(store, [make_report(seq=2, n=1)])
-    skew = {r.check: r for r in store.latest_for_point("620102001001")}["agent.clock_skew"]
+    skew = {r.check: r for r in queries.latest_for_point(store, "620102001001")}["agent.clock_skew"]
     assert skew.status == "ok"
 
 
@@ -113,7 +115,7 @@ def test_concurrent_ingest_is_grouped_and_counted_per_caller(store):
 
     points = [f"62010200100{i}" for i in range(4)]
     for code in points:
-        store.upsert_point(code, "某村服务点", REGION)
+        points_repo.upsert_point(store, code, "某村服务点", REGION)
     reports = {code: [make_report(point=code, seq=s, n=3) for s in range(1, 11)] for code in points}
     results, barrier = [], threading.Barrier(16)
 
@@ -162,7 +164,7 @@ def test_sqlite_checkpoints_run_on_their_own_thread_not_in_commits(tmp_path):
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         size_before = db.stat().st_size
         for i in range(200):  # commits that add pages; none of them copies anything into the file
-            store.upsert_point(f"62010200{i:04d}", f"服务点{i}" * 20, "甘肃省/兰州市/城关区")
+            points_repo.upsert_point(store, f"62010200{i:04d}", f"服务点{i}" * 20, "甘肃省/兰州市/城关区")
         deadline = time.monotonic() + 10
         while db.stat().st_size == size_before and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -195,7 +197,7 @@ def test_sqlite_wal_starts_over_under_a_stream_of_ingest_commits(tmp_path):
     db = tmp_path / "pw.db"
     store = Store(f"sqlite:///{db}")
     store.create_schema()
-    store.upsert_point("620102001001", "服务点", REGION)
+    points_repo.upsert_point(store, "620102001001", "服务点", REGION)
     # Its own thread rounds once an hour: the rounds are this test's, every 50 ms.
     keeper = WalCheckpointer(store, every_s=3600, restart_after_frames=64)
     keeper.start()

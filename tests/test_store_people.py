@@ -5,27 +5,29 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from collector.store import StoreError
+from collector.accounts import login as accounts_login
+from collector.accounts import users
+from collector.store import StoreError, audit, enrolment, people, points, retention
 from collector.store import models as m
 
 COUNTY = "甘肃省/兰州市/城关区"
 
 
 def test_passwords_and_secrets_are_stored_only_as_hashes(store):
-    store.create_user("alice", "s3cret-pass", "viewer", COUNTY)
-    token = store.create_token("viewer", COUNTY)
-    cookie, info = store.login("alice", "s3cret-pass")
+    users.create_user(store, "alice", "s3cret-pass", "viewer", COUNTY)
+    token = users.create_token(store, "viewer", COUNTY)
+    cookie, info = accounts_login.login(store, "alice", "s3cret-pass")
     assert info.role == "viewer" and info.region_path == COUNTY and info.actor == "user:alice"
     with store.session() as s:
         user = s.scalar(select(m.User))
         assert user.password_hash.startswith("$argon2id$") and "s3cret" not in user.password_hash
         assert s.scalar(select(m.WebSession.id_hash)) != cookie
         assert token not in [t for (t,) in s.execute(select(m.ApiToken.token_hash))]
-    assert store.session_info(cookie).actor == "user:alice"
-    assert store.authenticate(token).region_path == COUNTY
-    assert store.login("alice", "wrong") is None and store.login("nobody", "s3cret-pass") is None
-    assert store.logout(cookie)
-    assert store.session_info(cookie) is None
+    assert people.session_info(store, cookie).actor == "user:alice"
+    assert people.authenticate(store, token).region_path == COUNTY
+    assert accounts_login.login(store, "alice", "wrong") is None and accounts_login.login(store, "nobody", "s3cret-pass") is None
+    assert people.logout(store, cookie)
+    assert people.session_info(store, cookie) is None
 
 
 def test_expired_sessions_are_refused_and_pruned(store):
@@ -33,26 +35,26 @@ def test_expired_sessions_are_refused_and_pruned(store):
 
     from collector.store import utcnow
 
-    store.create_user("bob", "long-enough", "viewer", COUNTY)
-    cookie, _ = store.login("bob", "long-enough")
+    users.create_user(store, "bob", "long-enough", "viewer", COUNTY)
+    cookie, _ = accounts_login.login(store, "bob", "long-enough")
     with store.session() as s:
         s.scalar(select(m.WebSession)).expires_at = utcnow() - timedelta(seconds=1)
-    assert store.session_info(cookie) is None
-    assert store.prune(__import__("collector.store.retention", fromlist=["x"]).RetentionPolicy())["sessions"] == 1
+    assert people.session_info(store, cookie) is None
+    assert retention.prune(store, __import__("collector.store.retention", fromlist=["x"]).RetentionPolicy())["sessions"] == 1
 
 
 def test_user_rules(store):
     with pytest.raises(StoreError, match="至少"):
-        store.create_user("short", "1234", "viewer", COUNTY)
+        users.create_user(store, "short", "1234", "viewer", COUNTY)
     with pytest.raises(StoreError) as e:
-        store.create_user("ag", "long-enough", "agent", COUNTY)
+        users.create_user(store, "ag", "long-enough", "agent", COUNTY)
     assert e.value.code == "bad_role"
-    store.create_user("carol", "long-enough", "viewer", COUNTY)
+    users.create_user(store, "carol", "long-enough", "viewer", COUNTY)
     with pytest.raises(StoreError) as e:
-        store.create_user("carol", "long-enough", "admin", COUNTY)  # one username, one role
+        users.create_user(store, "carol", "long-enough", "admin", COUNTY)  # one username, one role
     assert e.value.code == "user_exists"
     with pytest.raises(StoreError) as e:
-        store.create_user("x", "long-enough", "viewer", "a/b/c/d/e/f")
+        users.create_user(store, "x", "long-enough", "viewer", "a/b/c/d/e/f")
     assert e.value.code == "bad_region"
 
 
@@ -65,46 +67,46 @@ def test_user_rules(store):
     (("admin", COUNTY), ("viewer", COUNTY), False),
 ])
 def test_one_person_is_never_admin_and_reviewer_of_one_region(store, first, second, conflict):
-    store.create_user("zhang-admin", "long-enough", first[0], first[1], person="张三")
+    users.create_user(store, "zhang-admin", "long-enough", first[0], first[1], person="张三")
     if conflict:
         with pytest.raises(StoreError) as e:
-            store.create_user("zhang-2", "long-enough", second[0], second[1], person="张三")
+            users.create_user(store, "zhang-2", "long-enough", second[0], second[1], person="张三")
         assert e.value.code == "duty_conflict" and "操作、管理、监督" in str(e.value)
         with pytest.raises(StoreError):  # a token for the same person is refused the same way
-            store.create_token(second[0], second[1], person="张三")
+            users.create_token(store, second[0], second[1], person="张三")
     else:
-        store.create_user("zhang-2", "long-enough", second[0], second[1], person="张三")
+        users.create_user(store, "zhang-2", "long-enough", second[0], second[1], person="张三")
     # Someone else may always take the other role.
-    store.create_user("li-si", "long-enough", second[0], second[1], person="李四")
+    users.create_user(store, "li-si", "long-enough", second[0], second[1], person="李四")
 
 
 def test_a_revoked_agent_token_stops_at_once_here_and_on_a_fresh_collector(store):
-    store.upsert_point("620102001001", "某村医保服务点", COUNTY)
-    code = store.create_enroll_code("620102001001")
-    agent_id, token = store.enroll(code, "620102001001", "YB-PC", {"machine_id": "m"})
-    assert store.authenticate(token).agent_id == agent_id  # now cached in this process
-    listed = {t["agent_id"]: t for t in store.list_tokens()}
+    points.upsert_point(store, "620102001001", "某村医保服务点", COUNTY)
+    code = enrolment.create_enroll_code(store, "620102001001")
+    agent_id, token = enrolment.enroll(store, code, "620102001001", "YB-PC", {"machine_id": "m"})
+    assert people.authenticate(store, token).agent_id == agent_id  # now cached in this process
+    listed = {t["agent_id"]: t for t in people.list_tokens(store)}
     token_id = listed[agent_id]["id"]
     assert listed[agent_id]["revoked"] is False and listed[agent_id]["point"] == "620102001001"
 
-    revoked = store.revoke_token(token_id)
+    revoked = users.revoke_token(store, token_id)
     assert revoked == {"id": token_id, "role": "agent", "point": "620102001001", "region": COUNTY}
-    assert store.authenticate(token) is None  # the cache of the revoking process is dropped
+    assert people.authenticate(store, token) is None  # the cache of the revoking process is dropped
     other = type(store)(store.url)  # another collector process: nothing cached
     try:
-        assert other.authenticate(token) is None
+        assert people.authenticate(other, token) is None
     finally:
         other.close()
-    assert [t["revoked"] for t in store.list_tokens() if t["id"] == token_id] == [True]
+    assert [t["revoked"] for t in people.list_tokens(store) if t["id"] == token_id] == [True]
     with store.session() as s:
         assert s.get(m.Agent, agent_id).revoked
         entry = s.scalar(select(m.AuditEntry).where(m.AuditEntry.action == "token.revoke"))
         assert entry.target == f"token:{token_id}"
-    assert store.verify_audit().ok
+    assert audit.verify_audit(store).ok
     with pytest.raises(StoreError, match="已经吊销"):
-        store.revoke_token(token_id)
+        users.revoke_token(store, token_id)
     with pytest.raises(StoreError, match="没有编号为 999999 的令牌"):
-        store.revoke_token(999999)
+        users.revoke_token(store, 999999)
 
 
 def test_tokens_list_and_revoke_commands(db_url, monkeypatch, capsys):
@@ -130,7 +132,7 @@ def test_tokens_list_and_revoke_commands(db_url, monkeypatch, capsys):
     assert "\t已吊销\t" in run("tokens", "list")[1]
     store = Store(db_url)
     try:
-        assert store.authenticate(token.strip()) is None
+        assert people.authenticate(store, token.strip()) is None
     finally:
         store.close()
     code, _, err = run("tokens", "revoke", str(token_id))

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 
 from collector.store import models as m
+from collector.store import points, queries, retention
 from collector.store.retention import RetentionPolicy
 from tests.helpers import ingest
 from tests.test_store_basics import REGION, make_report
@@ -21,55 +22,55 @@ def _ingest_at(store, when, seq, status="ok", n=2):
 
 
 def test_rollup_counts_statuses_and_values_per_hour(store):
-    store.upsert_point("620102001001", "某村", REGION)
+    points.upsert_point(store, "620102001001", "某村", REGION)
     _ingest_at(store, HOUR + timedelta(minutes=1), 1, "ok")
     _ingest_at(store, HOUR + timedelta(minutes=30), 2, "fail")
     _ingest_at(store, HOUR + timedelta(hours=1, minutes=5), 3, "warn")
     now = HOUR + timedelta(hours=3)
-    assert store.rollup(now) == 2  # 08:00 and 09:00; 10:00 is not settled until 11:05
-    rows = store.hourly("620102001001", HOUR, now, check="net.core.icmp")
+    assert retention.rollup(store, now) == 2  # 08:00 and 09:00; 10:00 is not settled until 11:05
+    rows = retention.hourly(store, "620102001001", HOUR, now, check="net.core.icmp")
     first = [r for r in rows if r.hour == HOUR and r.target == "10.10.0.1"][0]
     assert (first.n_ok, first.n_fail, first.n_warn, first.n_error) == (1, 1, 0, 0)
     assert abs(first.value_avg - 0.01) < 1e-9 and abs(first.value_max - 0.01) < 1e-9
     second = [r for r in rows if r.hour == HOUR + timedelta(hours=1) and r.target == "10.10.0.1"][0]
     assert second.n_warn == 1
     # The collector's own clock result is rolled up too.
-    assert store.hourly("620102001001", HOUR, now, check="agent.clock_skew")[0].n_ok == 2
-    assert store.rollup(now) == 0  # nothing new: the watermark moved
+    assert retention.hourly(store, "620102001001", HOUR, now, check="agent.clock_skew")[0].n_ok == 2
+    assert retention.rollup(store, now) == 0  # nothing new: the watermark moved
 
 
 def test_an_unsettled_hour_waits(store):
-    store.upsert_point("620102001001", "某村", REGION)
+    points.upsert_point(store, "620102001001", "某村", REGION)
     _ingest_at(store, HOUR + timedelta(minutes=58), 1)
-    store.rollup(HOUR + timedelta(hours=1, minutes=2))  # the hour ended only 2 minutes ago
-    assert store.hourly("620102001001", HOUR, HOUR + timedelta(hours=1)) == []
-    store.rollup(HOUR + timedelta(hours=1, minutes=6))
-    assert store.hourly("620102001001", HOUR, HOUR + timedelta(hours=1)) != []
+    retention.rollup(store, HOUR + timedelta(hours=1, minutes=2))  # the hour ended only 2 minutes ago
+    assert retention.hourly(store, "620102001001", HOUR, HOUR + timedelta(hours=1)) == []
+    retention.rollup(store, HOUR + timedelta(hours=1, minutes=6))
+    assert retention.hourly(store, "620102001001", HOUR, HOUR + timedelta(hours=1)) != []
 
 
 def test_prune_removes_old_raw_results_but_keeps_rollups(store):
-    store.upsert_point("620102001001", "某村", REGION)
+    points.upsert_point(store, "620102001001", "某村", REGION)
     old, recent = HOUR, HOUR + timedelta(days=10)
     _ingest_at(store, old, 1)
     _ingest_at(store, recent, 2)
     now = recent + timedelta(hours=2)
-    summary = store.run_maintenance(RetentionPolicy(raw_days=5), now=now)
+    summary = retention.run_maintenance(store, RetentionPolicy(raw_days=5), now=now)
     assert summary["pruned"]["reports"] == 1 and summary["pruned"]["results"] == 3
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(m.Report)) == 1
         assert s.scalar(select(func.count()).select_from(m.Result)) == 3
-    assert store.hourly("620102001001", old, old + timedelta(hours=1)) != []  # the long chart survives
+    assert retention.hourly(store, "620102001001", old, old + timedelta(hours=1)) != []  # the long chart survives
     # The latest state is not history: it is untouched by pruning.
-    assert len(store.latest_for_point("620102001001")) == 3
+    assert len(queries.latest_for_point(store, "620102001001")) == 3
 
 
 def test_raw_results_are_never_pruned_before_they_are_rolled_up(store):
-    store.upsert_point("620102001001", "某村", REGION)
+    points.upsert_point(store, "620102001001", "某村", REGION)
     now = datetime.now(timezone.utc)
     _ingest_at(store, now - timedelta(days=30), 1)
     with store.session() as s:  # pretend roll-ups stalled 40 days ago
         s.add(m.JobState(name="rollup", runs=0, watermark=now - timedelta(days=40)))
-    assert store.prune(RetentionPolicy(raw_days=1), now)["reports"] == 0
+    assert retention.prune(store, RetentionPolicy(raw_days=1), now)["reports"] == 0
 
 
 def test_maintenance_runs_once_across_collectors(store):
@@ -78,13 +79,13 @@ def test_maintenance_runs_once_across_collectors(store):
 
     other = Store(store.url)
     try:
-        store.upsert_point("620102001001", "某村", REGION)
+        points.upsert_point(store, "620102001001", "某村", REGION)
         _ingest_at(store, HOUR, 1)
         results, barrier = [], threading.Barrier(2)
 
         def run(s, name):
             barrier.wait()
-            results.append(s.run_maintenance(RetentionPolicy(interval_s=3600), runner=name))
+            results.append(retention.run_maintenance(s, RetentionPolicy(interval_s=3600), runner=name))
 
         threads = [threading.Thread(target=run, args=(s, n)) for s, n in ((store, "c1"), (other, "c2"))]
         for t in threads:
@@ -94,8 +95,8 @@ def test_maintenance_runs_once_across_collectors(store):
         ran = [r for r in results if r]
         assert len(ran) == 1
         # Later in the same interval nobody runs it again; forcing does.
-        assert other.run_maintenance(RetentionPolicy(interval_s=3600)) is None
-        assert other.run_maintenance(RetentionPolicy(interval_s=3600), force=True) is not None
+        assert retention.run_maintenance(other, RetentionPolicy(interval_s=3600)) is None
+        assert retention.run_maintenance(other, RetentionPolicy(interval_s=3600), force=True) is not None
         with store.session() as s:
             assert s.get(m.JobState, "maintenance").runs == 2
     finally:

@@ -16,7 +16,8 @@ import httpx
 import psycopg
 import pytest
 
-from collector.store import Store
+from collector.accounts import users
+from collector.store import Store, points
 from collector.store import models as m
 from collector.store.ingest import chain_digest
 from tests.conftest import REPO, free_port
@@ -59,8 +60,8 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
 def test_two_collectors_store_each_report_once(pg_store_url, tmp_path):
     setup = Store(pg_store_url)
     setup.upgrade()
-    setup.upsert_point(POINT, "某村医保服务点", REGION)
-    token = setup.create_token("agent", point_code=POINT)
+    points.upsert_point(setup, POINT, "某村医保服务点", REGION)
+    token = users.create_token(setup, "agent", point_code=POINT)
     ports = [free_port(), free_port()]
     procs = [start_collector(pg_store_url, p, tmp_path, f"c{i}") for i, p in enumerate(ports)]
     try:

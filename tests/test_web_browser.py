@@ -9,8 +9,9 @@ from urllib.parse import urlparse
 
 import pytest
 
+from collector.accounts import users
 from collector.demo import fleet as demo_fleet
-from collector.store import Store
+from collector.store import Store, points
 from tests.conftest import require, require_tool
 from tests.livecollector import start_collector
 
@@ -27,11 +28,11 @@ def site(tmp_path_factory):
     work = tmp_path_factory.mktemp("web")
     store = Store.open(work / "data")
     sims = demo_fleet.seed(store, work / "data", 60)[:20]
-    store.upsert_point("620123999001", XSS_NAME, f"{demo_fleet.COUNTY}/城关镇/东关村")
-    xss_token = store.create_token("agent", point_code="620123999001")
-    store.create_user("county-admin", PASSWORD, "admin", demo_fleet.COUNTY, person="admin-person")
-    store.create_user("town-viewer", PASSWORD, "viewer", f"{demo_fleet.COUNTY}/城关镇", person="viewer-person")
-    store.create_user("county-reviewer", PASSWORD, "reviewer", demo_fleet.COUNTY, person="reviewer-person")
+    points.upsert_point(store, "620123999001", XSS_NAME, f"{demo_fleet.COUNTY}/城关镇/东关村")
+    xss_token = users.create_token(store, "agent", point_code="620123999001")
+    users.create_user(store, "county-admin", PASSWORD, "admin", demo_fleet.COUNTY, person="admin-person")
+    users.create_user(store, "town-viewer", PASSWORD, "viewer", f"{demo_fleet.COUNTY}/城关镇", person="viewer-person")
+    users.create_user(store, "county-reviewer", PASSWORD, "reviewer", demo_fleet.COUNTY, person="reviewer-person")
     store.close()
     live = start_collector(work)
     try:

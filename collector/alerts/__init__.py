@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collector.alerts.config import AlertConfigError, AlertsConfig, parse
 from collector.alerts.engine import AlertEngine
-from collector.alerts.queries import alerts_firing_counts
+from collector.store.alerts import alerts_firing_counts
 
 __all__ = ["AlertConfigError", "AlertEngine", "AlertsConfig", "alerts_firing_counts", "build", "parse",
            "silence_intervals"]

@@ -12,30 +12,16 @@ import logging
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
-
-from collector.alerts.models import Notification
 from collector.alerts.notifiers import NotifyError
 from collector.metrics import selfmetrics
+from collector.store import alerts as alert_rows
 
 log = logging.getLogger("pointwatch.alerts")
 
 
 def claim(engine, now: datetime, limit: int = 16) -> list[tuple]:
     """Take up to ``limit`` due rows: [(id, notifier name, payload, attempt number, queued at)]."""
-    store = engine.store
-    lease = timedelta(seconds=engine.config.lease_s)
-    with store.session() as s:
-        stmt = (select(Notification)
-                .where(or_(and_(Notification.status == "queued", Notification.next_attempt_at <= now),
-                           and_(Notification.status == "sending", Notification.lease_until < now)))
-                .order_by(Notification.id).limit(limit))
-        if not store.is_sqlite:
-            stmt = stmt.with_for_update(skip_locked=True)
-        rows = list(s.scalars(stmt))
-        for row in rows:
-            row.status, row.lease_until, row.attempts = "sending", now + lease, row.attempts + 1
-        return [(r.id, r.notifier, r.payload, r.attempts, r.created_at) for r in rows]
+    return alert_rows.claim_notifications(engine.store, now, timedelta(seconds=engine.config.lease_s), limit)
 
 
 def deliver(engine, job: tuple) -> str:
@@ -61,19 +47,12 @@ def deliver(engine, job: tuple) -> str:
         outcome = "retry"
     else:
         outcome = "failed"
-    with engine.store.session() as s:
-        row = s.get(Notification, nid)
-        if row is not None:
-            row.lease_until = None
-            if outcome == "sent":
-                row.status, row.sent_at, row.last_error = "sent", now, None
-            elif outcome == "retry":
-                cfg = notifier.cfg
-                delay = min(cfg.backoff_s * 2 ** (attempt - 1), cfg.backoff_max_s) * random.uniform(0.8, 1.2)
-                row.status, row.last_error = "queued", error[:2000]
-                row.next_attempt_at = now + timedelta(seconds=delay)
-            else:
-                row.status, row.last_error = "failed", error[:2000]
+    next_attempt_at = None
+    if outcome == "retry":
+        cfg = notifier.cfg
+        delay = min(cfg.backoff_s * 2 ** (attempt - 1), cfg.backoff_max_s) * random.uniform(0.8, 1.2)
+        next_attempt_at = now + timedelta(seconds=delay)
+    alert_rows.finish_notification(engine.store, nid, outcome, now, error, next_attempt_at)
     if outcome == "sent":
         selfmetrics.NOTIFICATIONS_SENT.labels(kind).inc()
         # queued_at is when the alert fired (or resolved): the delay people feel.
@@ -91,9 +70,7 @@ def deliver(engine, job: tuple) -> str:
 
 def queue_depth(engine) -> int:
     """Set the outbox gauge (by notifier kind) and return the total waiting."""
-    with engine.store.session() as s:
-        rows = s.execute(select(Notification.notifier, func.count()).where(
-            Notification.status.in_(("queued", "sending"))).group_by(Notification.notifier)).all()
+    rows = alert_rows.outbox_counts(engine.store)
     by_kind = dict.fromkeys(selfmetrics.NOTIFIER_KINDS, 0)
     for name, n in rows:
         notifier = engine.notifiers.get(name)

@@ -12,16 +12,15 @@ import hashlib
 import logging
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from collector.alerts import windows
 from collector.alerts.config import AlertsConfig
 from collector.alerts.messages import compose
-from collector.alerts.models import Alert, Notification, Silence
 from collector.alerts.notifiers import Notifier, build_notifier
 from collector.alerts.rules import Hit, Latest, PointView, result_hits, silent_hit
-from collector.store import models as m
+from collector.store import alerts as alert_rows
+from collector.store.models import Alert
 
 log = logging.getLogger("pointwatch.alerts")
 
@@ -35,10 +34,6 @@ def aware(ts: datetime | None) -> datetime | None:
 
 
 SCREEN_BATCH = 500  # points per bulk look (well under SQLite's bound on query parameters)
-VIEW_COLUMNS = (m.Point.code, m.Point.name, m.Point.region_path, m.Point.report_interval_s,
-                m.PointState.last_received_at, m.PointState.clock_skew_s, m.PointState.fingerprint_mismatch)
-LATEST_COLUMNS = (m.LatestResult.check, m.LatestResult.target, m.LatestResult.status, m.LatestResult.value,
-                  m.LatestResult.message, m.LatestResult.details, m.LatestResult.received_at)
 
 
 def _view(code, name, region_path, interval, last_received_at, clock_skew_s, fingerprint_mismatch) -> PointView:
@@ -82,16 +77,10 @@ class AlertEngine:
         now, due = self.clock(), []
         for i in range(0, len(codes), SCREEN_BATCH):
             chunk = codes[i:i + SCREEN_BATCH]
-            with self.store.engine.connect() as conn:
-                due.extend(sorted(set(conn.scalars(select(Alert.point_code).where(
-                    Alert.point_code.in_(chunk), Alert.open_key.is_not(None))))))
-                views = {row[0]: _view(*row) for row in conn.execute(
-                    select(*VIEW_COLUMNS).join(m.PointState, m.PointState.point_code == m.Point.code)
-                    .where(m.Point.code.in_(chunk)))}
-                latest: dict[str, list[Latest]] = {}
-                for code, *rest in conn.execute(select(m.LatestResult.point_code, *LATEST_COLUMNS)
-                                                .where(m.LatestResult.point_code.in_(chunk))):
-                    latest.setdefault(code, []).append(_latest(*rest))
+            opened_here, view_rows, latest_rows = alert_rows.screen(self.store, chunk)
+            due.extend(opened_here)
+            views = {row[0]: _view(*row) for row in view_rows}
+            latest = {code: [_latest(*r) for r in rows] for code, rows in latest_rows.items()}
             opened = set(due)
             due.extend(code for code, view in views.items()
                        if code not in opened and self._hits(view, latest.get(code, []), now))
@@ -109,19 +98,15 @@ class AlertEngine:
         return hits
 
     def _evaluate(self, s, code: str, now: datetime) -> int:
-        if s.get(m.PointState, code, with_for_update=True) is None:
-            return 0
-        row = s.execute(select(*VIEW_COLUMNS).join(m.PointState, m.PointState.point_code == m.Point.code)
-                        .where(m.Point.code == code)).first()
+        row = alert_rows.lock_point(s, code)
         if row is None:
             return 0
         view = _view(*row)
-        latest = [_latest(*r) for r in s.execute(select(*LATEST_COLUMNS).where(m.LatestResult.point_code == code))]
+        latest = [_latest(*r) for r in alert_rows.latest_rows(s, code)]
         rules = self.config.rules
         hits = self._hits(view, latest, now)
         baseline = windows.silence_baseline(self.config.maintenance, code, view.region_path, now)
-        open_alerts = {(a.rule, a.check, a.target): a for a in s.scalars(
-            select(Alert).where(Alert.point_code == code, Alert.open_key.is_not(None)))}
+        open_alerts = {(a.rule, a.check, a.target): a for a in alert_rows.open_alerts(s, code)}
         data_time = {(r.check, r.target): r.received_at for r in latest}
         resolved: list[Alert] = []
         for key in set(hits) | set(open_alerts):
@@ -145,19 +130,18 @@ class AlertEngine:
                     open_alerts.pop(key)
                 if outcome == "resolved":
                     resolved.append(alert)
-        s.flush()
+        alert_rows.flush(s)
         return self._notify(s, view, list(open_alerts.values()), resolved, now)
 
     def _observe_fault(self, s, alert: Alert | None, hit: Hit, view: PointView, now: datetime) -> Alert:
         rc = self.config.rules[hit.rule]
         if alert is None:
             fp = fingerprint(hit.rule, view.code, hit.check, hit.target)
-            alert = Alert(fingerprint=fp, open_key=fp, rule=hit.rule, point_code=view.code,
-                          region_path=view.region_path, check=hit.check, target=hit.target, severity=rc.severity,
-                          state="pending", summary=hit.summary, value=hit.value,
-                          pending_since=hit.since or hit.observed, observed_at=hit.observed,
-                          fail_streak=1, ok_streak=0, updated_at=now)
-            s.add(alert)
+            alert = alert_rows.add_alert(
+                s, fingerprint=fp, open_key=fp, rule=hit.rule, point_code=view.code, region_path=view.region_path,
+                check=hit.check, target=hit.target, severity=rc.severity, state="pending", summary=hit.summary,
+                value=hit.value, pending_since=hit.since or hit.observed, observed_at=hit.observed,
+                fail_streak=1, ok_streak=0, updated_at=now)
         elif hit.observed > aware(alert.observed_at):
             alert.fail_streak, alert.ok_streak, alert.observed_at = alert.fail_streak + 1, 0, hit.observed
             alert.summary, alert.value, alert.updated_at = hit.summary, hit.value, now
@@ -172,7 +156,7 @@ class AlertEngine:
             return "open"
         alert.ok_streak, alert.fail_streak, alert.observed_at, alert.updated_at = alert.ok_streak + 1, 0, seen, now
         if alert.state == "pending":
-            s.delete(alert)  # never fired: a blip that flap damping absorbed, nothing to remember
+            alert_rows.delete_alert(s, alert)  # never fired: a blip that flap damping absorbed, nothing to remember
             return "cancelled"
         if alert.ok_streak >= self.config.rules[alert.rule].success_threshold:
             alert.state, alert.resolved_at, alert.open_key = "resolved", now, None
@@ -195,17 +179,13 @@ class AlertEngine:
         window = windows.in_maintenance(self.config.maintenance, alert.point_code, alert.region_path, alert.rule, now)
         return f"maintenance:{window.name}" if window else None
 
-    @staticmethod
-    def active_silences(s, now: datetime) -> list:
-        return list(s.scalars(select(Silence).where(Silence.ends_at > now, Silence.starts_at <= now)))
-
     def _notify(self, s, view: PointView, open_alerts: list[Alert], resolved: list[Alert], now: datetime) -> int:
         queued = 0
         silences = None
         for alert in open_alerts:
             if alert.state != "firing" or alert.notified_at is not None:
                 continue
-            silences = self.active_silences(s, now) if silences is None else silences
+            silences = alert_rows.active_silences(s, now) if silences is None else silences
             if self.mute_reason(alert, open_alerts, silences, now):
                 continue  # looked at again by the timer until the mute ends or the alert resolves
             alert.notified_at = now
@@ -216,15 +196,14 @@ class AlertEngine:
         return queued
 
     def _queue(self, s, alert: Alert, point_name: str, event: str, now: datetime) -> int:
-        s.flush()  # the alert's id goes into the payload
+        alert_rows.flush(s)  # the alert's id goes into the payload
         payload = compose(alert, point_name, event, self.public_url, now)
         n = 0
         for notifier in self.notifiers.values():
             if event == "resolved" and not notifier.cfg.send_resolved:
                 continue
             if notifier.wants(alert.severity, alert.region_path):
-                s.add(Notification(alert_id=alert.id, notifier=notifier.name, event=event, payload=payload,
-                                   status="queued", attempts=0, next_attempt_at=now, created_at=now))
+                alert_rows.queue_notification(s, alert.id, notifier.name, event, payload, now)
                 n += 1
         return n
 
@@ -241,21 +220,13 @@ class AlertEngine:
         firing alert not yet sent (muted or inhibited until now): everything else waits for its next report."""
         rc = self.config.rules["point_silent"]
         due: set[str] = set()
-        with self.store.session() as s:
-            silent_open = set(s.scalars(select(Alert.point_code).where(
-                Alert.rule == "point_silent", Alert.open_key.is_not(None))))
-            rows = s.execute(select(m.Point.code, m.Point.region_path, m.Point.report_interval_s,
-                                    m.PointState.last_received_at)
-                             .join(m.PointState, m.PointState.point_code == m.Point.code)
-                             .where(m.PointState.last_received_at.is_not(None)))
-            for code, region, interval, last in rows:
-                view = PointView(code, "", region, interval or 60, aware(last), None, False)
-                baseline = windows.silence_baseline(self.config.maintenance, code, region, now)
-                if rc.enabled and (silent_hit(view, rc, now, baseline) is not None) != (code in silent_open):
-                    due.add(code)
-            due.update(s.scalars(select(Alert.point_code).where(Alert.state == "pending")))
-            due.update(s.scalars(select(Alert.point_code).where(Alert.state == "firing",
-                                                                Alert.notified_at.is_(None))))
+        silent_open, rows, waiting = alert_rows.due_candidates(self.store)
+        for code, region, interval, last in rows:
+            view = PointView(code, "", region, interval or 60, aware(last), None, False)
+            baseline = windows.silence_baseline(self.config.maintenance, code, region, now)
+            if rc.enabled and (silent_hit(view, rc, now, baseline) is not None) != (code in silent_open):
+                due.add(code)
+        due.update(waiting)
         return sorted(due)
 
     def stale_cutoff(self, now: datetime) -> datetime:

@@ -11,17 +11,18 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.alerts.config import DEFAULT_RULES, AlertConfigError, duration
 from collector.alerts.messages import SEVERITY_CN
-from collector.alerts.queries import (
+from collector.alerts.rules import TITLES
+from collector.api.deps import MAX_ID, get_store, requested_scope, require_admin, require_reader
+from collector.registry.regions import RegionError, is_within, normalize_path
+from collector.store import TokenInfo, queries
+from collector.store.alerts import (
     create_silence,
     expire_silence,
     list_alerts,
     list_silences,
     notifications_for,
+    silences_now,
 )
-from collector.alerts.rules import TITLES
-from collector.api.deps import MAX_ID, get_store, requested_scope, require_admin, require_reader
-from collector.registry.regions import RegionError, is_within, normalize_path
-from collector.store import TokenInfo
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 STATES = ("open", "pending", "firing", "resolved", "all")
@@ -62,8 +63,7 @@ def alert_views(engine, store, scope: str, state: str, point: str | None, limit:
     rows = list_alerts(store, scope, state, point, limit)
     notes = notifications_for(store, [a.id for a, _ in rows])
     now = engine.clock()
-    with store.session() as s:
-        silences = engine.active_silences(s, now)
+    silences = silences_now(store, now)
     by_point: dict[str, list] = {}
     for a, _ in rows:
         by_point.setdefault(a.point_code, []).append(a)
@@ -113,7 +113,7 @@ async def post_silence(body: SilenceIn, request: Request, auth: TokenInfo = Depe
         raise HTTPException(422, detail="ends_at must be in the future and at most 90 days after starts_at")
     region = body.region or auth.region_path
     if body.point:
-        summary = await run_in_threadpool(store.point_summary, body.point)
+        summary = await run_in_threadpool(queries.point_summary, store, body.point, None, request.app.state.silence_intervals)
         if summary is None or not is_within(summary.region_path, auth.region_path):
             raise HTTPException(404, detail="no such point")
         region = summary.region_path

@@ -16,6 +16,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from collector.accounts import login as accounts_login
+from collector.accounts import users
+from collector.accounts.login import SESSION_TTL
 from collector.accounts.throttle import LoginLocked
 from collector.api.deps import (
     SESSION_COOKIE,
@@ -26,9 +29,8 @@ from collector.api.deps import (
     require_reader,
 )
 from collector.registry.regions import RegionError, is_within, normalize_path
-from collector.store import StoreError, TokenInfo
+from collector.store import StoreError, TokenInfo, enrolment, people, points
 from collector.store.audit import Actor
-from collector.store.people import SESSION_TTL
 
 router = APIRouter(tags=["auth"])
 
@@ -55,7 +57,7 @@ async def login_page(request: Request, next: str = "/"):
 async def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")):
     store = get_store(request)
     try:
-        outcome = await run_in_threadpool(store.login, username, password, client_source(request))
+        outcome = await run_in_threadpool(accounts_login.login, store, username, password, client_source(request))
     except LoginLocked as exc:
         wait = max(1, math.ceil(exc.retry_after_s))
         return _templates().TemplateResponse(
@@ -86,7 +88,7 @@ def _wait_cn(seconds: int) -> str:
 async def logout(request: Request):
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        await run_in_threadpool(get_store(request).logout, cookie, client_source(request))
+        await run_in_threadpool(people.logout, get_store(request), cookie, client_source(request))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return response
@@ -123,7 +125,7 @@ async def me(info: TokenInfo = Depends(require_reader)):
 
 @api.get("/users")
 async def list_users(request: Request, info: TokenInfo = Depends(require_admin)):
-    return {"users": await run_in_threadpool(get_store(request).list_users, info.region_path)}
+    return {"users": await run_in_threadpool(people.list_users, get_store(request), info.region_path)}
 
 
 class UserIn(BaseModel):
@@ -138,7 +140,7 @@ class UserIn(BaseModel):
 async def create_user(body: UserIn, request: Request, info: TokenInfo = Depends(require_admin)):
     region = _within_caller(info, body.region)
     try:
-        await run_in_threadpool(get_store(request).create_user, body.username, body.password, body.role, region,
+        await run_in_threadpool(users.create_user, get_store(request), body.username, body.password, body.role, region,
                                 body.person, actor_of(request, info))
     except StoreError as exc:
         raise _store_error(exc) from None
@@ -158,11 +160,11 @@ async def create_token(body: TokenIn, request: Request, info: TokenInfo = Depend
     store = get_store(request)
     region = _within_caller(info, body.region)
     if body.point:
-        point_region = await run_in_threadpool(store.point_region, body.point)
+        point_region = await run_in_threadpool(points.point_region, store, body.point)
         if point_region is None or not is_within(point_region, info.region_path):
             raise HTTPException(404, detail="no such point")
     try:
-        token = await run_in_threadpool(lambda: store.create_token(
+        token = await run_in_threadpool(lambda: users.create_token(store,
             body.role, region, body.point, None, body.description, person=body.person,
             actor=actor_of(request, info)))
     except StoreError as exc:
@@ -177,10 +179,10 @@ class EnrollCodeIn(BaseModel):
 @api.post("/enroll-codes", status_code=201)
 async def create_enroll_code(body: EnrollCodeIn, request: Request, info: TokenInfo = Depends(require_admin)):
     store = get_store(request)
-    region = await run_in_threadpool(store.point_region, body.point)
+    region = await run_in_threadpool(points.point_region, store, body.point)
     if region is None or not is_within(region, info.region_path):
         raise HTTPException(404, detail="no such point")
-    code = await run_in_threadpool(lambda: store.create_enroll_code(body.point, actor=actor_of(request, info)))
+    code = await run_in_threadpool(lambda: enrolment.create_enroll_code(store, body.point, actor=actor_of(request, info)))
     return {"code": code, "point": body.point}
 
 

@@ -14,7 +14,7 @@ from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from collector.registry.regions import RegionError, confine, is_within
-from collector.store import Store, TokenInfo
+from collector.store import Store, TokenInfo, people, points
 
 SESSION_COOKIE = "pw_session"
 READ_ROLES = ("viewer", "reviewer", "admin")
@@ -47,11 +47,11 @@ async def current_principal(request: Request) -> TokenInfo | None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("malformed Authorization header (expected: Bearer <token>)")
-        info = await run_in_threadpool(store.authenticate, token.strip())
+        info = await run_in_threadpool(people.authenticate, store, token.strip())
         if info is None:
             raise _unauthorized("invalid or revoked token")
     elif request.cookies.get(SESSION_COOKIE):
-        info = await run_in_threadpool(store.session_info, request.cookies[SESSION_COOKIE])
+        info = await run_in_threadpool(people.session_info, store, request.cookies[SESSION_COOKIE])
     if info is not None:
         request.state.auth = info
     return info
@@ -86,7 +86,7 @@ async def _check_path_point(request: Request, info: TokenInfo) -> None:
         if code != info.point_code:
             raise HTTPException(404, detail="no such point")
         return
-    region = await run_in_threadpool(get_store(request).point_region, code)
+    region = await run_in_threadpool(points.point_region, get_store(request), code)
     if region is not None:
         check_region(info, region)
 

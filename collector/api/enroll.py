@@ -9,9 +9,11 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.api.deps import get_store
 from collector.ingest.accept import IngestError, read_payload
-from collector.store import StoreError
+from collector.store import StoreError, enrolment
 
 router = APIRouter(prefix="/api/v1", tags=["enrolment"])
+# What the person at the point's PC reads when the agent's enrolment is refused.
+REFUSED_CN = {"bad_enroll_code": "注册码无效、已使用或已过期", "enroll_code_other_point": "注册码不属于该服务点"}
 
 
 class FingerprintIn(BaseModel):
@@ -48,7 +50,8 @@ async def enroll(request: Request):
                                         for e in exc.errors()[:20]]}, status_code=422)
     try:
         agent_id, token = await run_in_threadpool(
-            get_store(request).enroll, body.code, body.point_code, body.hostname, body.fingerprint.model_dump())
+            enrolment.enroll, get_store(request), body.code, body.point_code, body.hostname,
+            body.fingerprint.model_dump())
     except StoreError as exc:
-        raise HTTPException(403, detail={"code": exc.code, "message": str(exc)}) from None
+        raise HTTPException(403, detail={"code": exc.code, "message": REFUSED_CN.get(exc.code, str(exc))}) from None
     return EnrollOut(agent_id=agent_id, token=token, point_code=body.point_code)

@@ -20,7 +20,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.deps import check_region, get_store, requested_scope, require_roles
-from collector.store import TokenInfo
+from collector.store import TokenInfo, queries
 
 router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"])
 EXPORT_ROLES = ("reviewer",)
@@ -166,7 +166,7 @@ async def point_bundle(code: str, request: Request, since: str = Query(..., alia
     from collector.evidence.bundle import export
 
     store = get_store(request)
-    summary = await run_in_threadpool(store.point_summary, code)
+    summary = await run_in_threadpool(queries.point_summary, store, code, None, request.app.state.silence_intervals)
     if summary is None:
         raise HTTPException(404, detail="no such point")
     check_region(auth, summary.region_path)
@@ -186,7 +186,7 @@ async def region_bundle(request: Request, region: str = Query(...), since: str =
     if scope is None:
         raise HTTPException(404, detail="no such region")
     store = get_store(request)
-    if not await run_in_threadpool(store.list_points, scope):
+    if not await run_in_threadpool(queries.list_points, store, scope, None, request.app.state.silence_intervals):
         raise HTTPException(404, detail="no points beneath this region")
     period = _period(since, until)
     _preflight()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.deps import get_store
@@ -39,12 +38,8 @@ async def healthz():
 
 @router.get("/readyz", response_class=PlainTextResponse)
 async def readyz(request: Request):
-    def ping():
-        with get_store(request).engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-
     try:
-        await run_in_threadpool(ping)
+        await run_in_threadpool(get_store(request).ping)
     except Exception as exc:  # the database is what readiness is about
         return PlainTextResponse(f"database unavailable: {type(exc).__name__}", status_code=503)
     return "ready"

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.api.deps import check_region, get_store, requested_scope, require_reader
 from collector.api.views import point_json, result_json
-from collector.store import TokenInfo
+from collector.store import TokenInfo, queries
 
 router = APIRouter(prefix="/api/v1/points", tags=["points"])
 
@@ -26,7 +26,7 @@ def _period(since: datetime | None, until: datetime | None, default: timedelta) 
 
 
 async def _visible_point(request: Request, code: str, auth: TokenInfo):
-    summary = await run_in_threadpool(get_store(request).point_summary, code)
+    summary = await run_in_threadpool(queries.point_summary, get_store(request), code, None, request.app.state.silence_intervals)
     if summary is None:
         raise HTTPException(404, detail="no such point")
     check_region(auth, summary.region_path)
@@ -36,14 +36,14 @@ async def _visible_point(request: Request, code: str, auth: TokenInfo):
 @router.get("")
 async def list_points(request: Request, region: str = "/", auth: TokenInfo = Depends(require_reader)):
     scope = requested_scope(region, auth)
-    points = [] if scope is None else await run_in_threadpool(get_store(request).list_points, scope)
+    points = [] if scope is None else await run_in_threadpool(queries.list_points, get_store(request), scope, None, request.app.state.silence_intervals)
     return {"points": [point_json(p) for p in points]}
 
 
 @router.get("/{code}")
 async def get_point(code: str, request: Request, auth: TokenInfo = Depends(require_reader)):
     summary = await _visible_point(request, code, auth)
-    latest = await run_in_threadpool(get_store(request).latest_for_point, code)
+    latest = await run_in_threadpool(queries.latest_for_point, get_store(request), code)
     return {**point_json(summary), "results": [result_json(r) for r in latest]}
 
 
@@ -53,7 +53,7 @@ async def get_results(code: str, request: Request, check: str | None = None,
                       limit: int = Query(5000, ge=1, le=50000), auth: TokenInfo = Depends(require_reader)):
     await _visible_point(request, code, auth)
     start, end = _period(since, until, timedelta(hours=24))
-    rows = await run_in_threadpool(get_store(request).point_results, code, start, end, check, limit)
+    rows = await run_in_threadpool(queries.point_results, get_store(request), code, start, end, check, limit)
     return {"point": code, "from": start, "to": end, "results": [result_json(r) for r in rows]}
 
 
@@ -63,5 +63,5 @@ async def get_reports(code: str, request: Request, since: datetime | None = Quer
                       auth: TokenInfo = Depends(require_reader)):
     await _visible_point(request, code, auth)
     start, end = _period(since, until, timedelta(hours=24))
-    rows = await run_in_threadpool(get_store(request).reports_for_point, code, start, end, limit)
+    rows = await run_in_threadpool(queries.reports_for_point, get_store(request), code, start, end, limit)
     return {"point": code, "from": start, "to": end, "reports": rows}

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector.api.deps import check_region, get_store, requested_scope, require_reader
 from collector.scoring import scores
-from collector.store import TokenInfo
+from collector.store import TokenInfo, queries
 
 router = APIRouter(prefix="/api/v1/scores", tags=["scores"])
 
@@ -51,7 +51,7 @@ async def region_scores(request: Request, region: str = "/", since: datetime | N
 async def point_scores(code: str, request: Request, since: datetime | None = Query(None, alias="from"),
                        until: datetime | None = Query(None, alias="to"), auth: TokenInfo = Depends(require_reader)):
     store = get_store(request)
-    point = await run_in_threadpool(store.point_summary, code)
+    point = await run_in_threadpool(queries.point_summary, store, code, None, request.app.state.silence_intervals)
     if point is None:
         raise HTTPException(404, detail="no such point")
     check_region(auth, point.region_path)

@@ -14,11 +14,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from agent.vocabulary import POINT_STATES
 from collector import __version__
 from collector.api.deps import MAX_BIGINT, MAX_ID, get_store, require_page_reader
 from collector.registry.regions import RegionError, ancestors, confine, is_within, split_path
 from collector.scoring import scores
-from collector.store.overview import FAMILIES, STATES, OverviewQuery
+from collector.store import audit, queries, series
+from collector.store import overview as overview_repo
+from collector.store.overview import FAMILIES, OverviewQuery
 from collector.timeutil import china_time
 from collector.web import labels
 
@@ -31,6 +34,10 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(require_page_r
 LIVE_SECONDS = 15
 RANGES = (("24h", "24 小时", timedelta(hours=24)), ("7d", "7 天", timedelta(days=7)),
           ("30d", "30 天", timedelta(days=30)))
+# The overview's family filter: key -> (check id prefix, what people read).
+FAMILY_CN = {"core": "核心网络", "isolation": "专网", "identity": "专机", "usage": "专用", "device": "设备",
+             "host": "终端资源"}
+FAMILY_FILTERS = {key: (prefix, FAMILY_CN[key]) for key, prefix in FAMILIES.items()}
 VIOLATIONS = (("isolation", "专网违规"), ("identity", "专机异常"), ("usage", "专用违规"),
               ("core", "核心网络不通"), ("device", "设备缺失或故障"))
 
@@ -100,7 +107,7 @@ async def overview(request: Request, region: str = "/", state: str = "", family:
         raise HTTPException(422, detail=str(exc)) from None
     query = OverviewQuery(scope=scope, state=state or None, family=family or None, device_kind=device or None,
                           search=q[:100] or None, page=max(1, page))
-    ov = await run_in_threadpool(get_store(request).overview, query)
+    ov = await run_in_threadpool(overview_repo.overview, get_store(request), query)
     current = {"region": scope, "state": state, "family": family, "device": device, "q": q, "page": query.page}
 
     def url(**changes) -> str:
@@ -109,17 +116,18 @@ async def overview(request: Request, region: str = "/", state: str = "", family:
                                  not (k == "page" and v == 1)})
 
     return render(request, "index.html", {
-        "ov": ov, "q": query, "url": url, "crumbs": crumbs(ov.common_region), "states": STATES, "families": FAMILIES,
+        "ov": ov, "q": query, "url": url, "crumbs": crumbs(ov.common_region), "states": POINT_STATES,
+        "families": FAMILY_FILTERS,
         "device_kinds": labels.DEVICE_LABEL, "violation_labels": VIOLATIONS}, nav="overview", live=LIVE_SECONDS)
 
 
 @router.get("/points/{code}", response_class=HTMLResponse)
 async def point_page(code: str, request: Request):
     store = get_store(request)
-    point = await run_in_threadpool(store.point_summary, code)
+    point = await run_in_threadpool(queries.point_summary, store, code, None, request.app.state.silence_intervals)
     if point is None:
         raise HTTPException(404, detail="没有这个服务点")
-    results = await run_in_threadpool(store.latest_for_point, code)
+    results = await run_in_threadpool(queries.latest_for_point, store, code)
     by_family: dict[str, list] = defaultdict(list)
     for r in results:
         by_family[labels.family_of(r.check)].append(r)
@@ -165,9 +173,9 @@ NOTIFY_LABEL = {"sent": "已发送", "queued": "排队重试", "sending": "发�
 
 @router.get("/alerts", response_class=HTMLResponse)
 async def alerts_page(request: Request, state: str = "open", notice: str = "", error: str = ""):
-    from collector.alerts.queries import list_silences
     from collector.alerts.rules import TITLES
     from collector.api.alerts import alert_views
+    from collector.store.alerts import list_silences
 
     if state not in dict(ALERT_TABS):
         state = "open"
@@ -198,9 +206,9 @@ async def silence_from_page(request: Request, point: str = Form(...), rule: str 
                             user: PageUser = Depends(require_page_admin)):
     from collector.alerts.config import AlertConfigError
     from collector.alerts.config import duration as parse_duration
-    from collector.alerts.queries import create_silence
+    from collector.store.alerts import create_silence
     store, engine = get_store(request), request.app.state.alerts
-    summary = await run_in_threadpool(store.point_summary, point)
+    summary = await run_in_threadpool(queries.point_summary, store, point, None, request.app.state.silence_intervals)
     if summary is None or not is_within(summary.region_path, user.region_path):
         raise HTTPException(404, detail="没有这个服务点")
     reason = reason.strip()
@@ -221,7 +229,7 @@ async def silence_from_page(request: Request, point: str = Form(...), rule: str 
 @router.post("/alerts/silence/{silence_id}/expire")
 async def expire_from_page(request: Request, silence_id: int = PathParam(ge=1, le=MAX_ID),
                            user: PageUser = Depends(require_page_admin)):
-    from collector.alerts.queries import expire_silence
+    from collector.store.alerts import expire_silence
 
     store, engine = get_store(request), request.app.state.alerts
     row = await run_in_threadpool(lambda: expire_silence(
@@ -246,8 +254,8 @@ async def audit_page(request: Request, action: str = "",
                      before: int | None = Query(None, ge=1, le=MAX_BIGINT),
                      user: PageUser = Depends(require_page_admin)):
     store = get_store(request)
-    entries = await run_in_threadpool(store.audit_entries, user.region_path, AUDIT_PAGE, before, action or None)
-    chain = await run_in_threadpool(store.verify_audit)
+    entries = await run_in_threadpool(audit.audit_entries, store, user.region_path, AUDIT_PAGE, before, action or None)
+    chain = await run_in_threadpool(audit.verify_audit, store)
     return render(request, "audit.html", {"entries": entries, "chain": chain, "action": action,
                                           "action_labels": AUDIT_ACTIONS, "limit": AUDIT_PAGE}, nav="audit")
 
@@ -258,10 +266,10 @@ async def point_series(code: str, request: Request, range: str = "24h", check: s
     if span is None:
         raise HTTPException(422, detail=f"range must be one of {', '.join(k for k, _, _ in RANGES)}")
     store = get_store(request)
-    if await run_in_threadpool(store.point_summary, code) is None:
+    if await run_in_threadpool(queries.point_summary, store, code, None, request.app.state.silence_intervals) is None:
         raise HTTPException(404, detail="没有这个服务点")
     until = datetime.now(timezone.utc)
-    return await run_in_threadpool(store.check_series, code, check, until - span, until)
+    return await run_in_threadpool(series.check_series, store, code, check, until - span, until)
 
 
 def _worst(statuses: list[str]) -> str:

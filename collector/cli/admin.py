@@ -10,7 +10,12 @@ import getpass
 import socket
 import sys
 
-ROLES = ("agent", "viewer", "reviewer", "admin")
+from agent.vocabulary import ROLES
+from collector.accounts import users
+from collector.registry import importing
+from collector.store import audit, enrolment, people
+from collector.store import points as points_repo
+from collector.store import registry as registry_repo
 
 
 def add_parsers(sub) -> None:
@@ -116,7 +121,7 @@ def _run(args, store, actor) -> int:
     from collector.registry import spreadsheet as registry
 
     if args.command == "points" and args.action == "add":
-        store.upsert_point(args.code, args.name, args.region, args.profile, address=args.address, actor=actor)
+        points_repo.upsert_point(store, args.code, args.name, args.region, args.profile, address=args.address, actor=actor)
         print(f"服务点 {args.code} 已登记")
     elif args.command == "points" and args.action == "import":
         try:
@@ -124,7 +129,7 @@ def _run(args, store, actor) -> int:
             if args.dry_run:
                 print(f"检查通过：{len(points)} 行，未写入（--dry-run）")
                 return 0
-            counts = store.import_points(points, actor, source_name=args.file)
+            counts = importing.import_points(store, points, actor, source_name=args.file)
         except registry.ImportError_ as exc:
             print(f"导入失败，未写入任何数据（{len(exc.problems)} 处问题）：", file=sys.stderr)
             for problem in exc.problems:
@@ -135,32 +140,32 @@ def _run(args, store, actor) -> int:
             return 1
         print(f"导入完成：{counts['rows']} 行，新增 {counts['created']}，更新 {counts['updated']}")
     elif args.command == "points" and args.action == "export":
-        points = store.export_points(args.region, actor=actor, target=args.out)
+        points = registry_repo.export_points(store, args.region, actor=actor, target=args.out)
         registry.write_xlsx(points, args.out)
         print(f"已导出 {len(points)} 个服务点到 {args.out}")
     elif args.command == "users" and args.action == "create":
         password = _read_password(args.password_stdin)
-        store.create_user(args.username, password, args.role, args.region, args.person, actor=actor)
+        users.create_user(store, args.username, password, args.role, args.region, args.person, actor=actor)
         print(f"用户 {args.username}（{args.role}，{args.region}）已创建")
     elif args.command == "users" and args.action == "list":
-        for u in store.list_users():
+        for u in people.list_users(store):
             print(f"{u['username']}\t{u['role']}\t{u['region']}\t{u['person']}{'  (停用)' if u['disabled'] else ''}")
     elif args.command == "tokens" and args.action == "create":
-        print(store.create_token(args.role, args.region, args.point, description=args.description,
+        print(users.create_token(store, args.role, args.region, args.point, description=args.description,
                                  person=args.person, actor=actor))
     elif args.command == "tokens" and args.action == "list":
         from collector.timeutil import china_time
 
-        for t in store.list_tokens():
+        for t in people.list_tokens(store):
             print(f"{t['id']}\t{t['role']}\t{t['region']}\t{t['point'] or '-'}\t{t['person'] or '-'}\t"
                   f"{china_time(t['created_at'], '%Y-%m-%d')}\t{'已吊销' if t['revoked'] else '有效'}\t{t['description'] or ''}")
     elif args.command == "tokens" and args.action == "revoke":
-        t = store.revoke_token(args.id, actor=actor)
+        t = users.revoke_token(store, args.id, actor=actor)
         print(f"令牌 {t['id']}（{t['role']}，{t['point'] or t['region']}）已吊销；运行中的采集端在 60 秒内生效")
     elif args.command == "enroll-code":
-        print(store.create_enroll_code(args.point, actor=actor))
+        print(enrolment.create_enroll_code(store, args.point, actor=actor))
     elif args.command == "audit":
-        check = store.verify_audit()
+        check = audit.verify_audit(store)
         if check.ok:
             print(f"审计日志完整：{check.entries} 条")
             return 0

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from agent import transport
 from agent.wire import Fingerprint, Host, Report, Result, report_to_dict, utcnow
+from collector.accounts import users
+from collector.store import points as points_repo
 
 log = logging.getLogger("pointwatch.demo")
 
@@ -69,10 +71,10 @@ def seed(store, data_dir: Path, interval_s: int) -> list[SimPoint]:
     tokens: dict[str, str] = json.loads(token_file.read_text()) if token_file.exists() else {}
     sims = []
     for i, (code, name, region) in enumerate(fleet()):
-        store.upsert_point(code, name, region, profile="lanzhou-basic-2023", simulated=True,
+        points_repo.upsert_point(store, code, name, region, profile="lanzhou-basic-2023", simulated=True,
                            report_interval_s=interval_s)
         if code not in tokens:
-            tokens[code] = store.create_token("agent", point_code=code, description="demo simulated agent")
+            tokens[code] = users.create_token(store, "agent", point_code=code, description="demo simulated agent")
         sim = SimPoint(code, name, region, random.Random(i), token=tokens[code])
         sim.toner = 0.15 + sim.rng.random() * 0.8
         sims.append(sim)

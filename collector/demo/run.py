@@ -11,7 +11,9 @@ import threading
 import time
 from pathlib import Path
 
+from collector.accounts import users
 from collector.settings import Settings
+from collector.store import points
 
 LOCAL_POINT = ("620102001001", "本机演示服务点", "甘肃省/兰州市/城关区/演示镇/本机村")
 
@@ -57,9 +59,9 @@ def _demo_admin(store, data_dir: Path) -> str:
         return secret.read_text().strip()
     password = secrets.token_urlsafe(9)
     try:
-        store.create_user(DEMO_ADMIN, password, "admin", "/", person="demo-admin")
+        users.create_user(store, DEMO_ADMIN, password, "admin", "/", person="demo-admin")
     except StoreError:  # the user exists but its password file was deleted: reset it
-        store.set_password(DEMO_ADMIN, password)
+        users.set_password(store, DEMO_ADMIN, password)
     secret.write_text(password)
     secret.chmod(0o600)
     return password
@@ -73,7 +75,7 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
         print(f"端口 {port} 已被占用：请用 --port 换一个端口", file=sys.stderr)
         return 1
     store = settings.open_store()
-    store.upsert_point(*LOCAL_POINT, profile="national-basic", report_interval_s=15)
+    points.upsert_point(store, *LOCAL_POINT, profile="national-basic", report_interval_s=15)
     agent_dir = Path(settings.data_dir).resolve() / "demo-agent"
     agent_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = agent_dir / "agent.yaml"
@@ -81,7 +83,7 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
     token_path = agent_dir / "state" / "token"
     if not token_path.exists():
         token_path.parent.mkdir(parents=True, exist_ok=True)
-        token_path.write_text(store.create_token("agent", point_code=LOCAL_POINT[0], description="demo agent"))
+        token_path.write_text(users.create_token(store, "agent", point_code=LOCAL_POINT[0], description="demo agent"))
         os.chmod(token_path, 0o600)
 
     sims = demo_fleet.seed(store, Path(settings.data_dir), FLEET_INTERVAL_S)

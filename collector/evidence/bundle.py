@@ -187,7 +187,7 @@ def export(store, key, out, period: Period, codes: list[str] | None = None, regi
            actor: str = "cli", source: str | None = None) -> dict:
     """Write a bundle for the given points (or every point beneath ``region``) to the binary stream ``out``."""
     if region is not None:
-        codes = [p.code for p in store.list_points(region)]
+        codes = [p.code for p in q.list_points(store, region)]
         if not codes:
             raise ExportError(f"no points beneath region '{region}'")
     if not codes:

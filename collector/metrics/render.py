@@ -27,6 +27,8 @@ from prometheus_client.utils import floatToGoString
 from agent.metrics_endpoint import supplies_of  # one reading of device details for agent and collector
 from agent.wire import STATUS_CODE
 from collector.metrics import selfmetrics
+from collector.store import alerts as alerts_repo
+from collector.store import metriclines, pointscores
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ class FleetCollector:
                 last.append(((code, region), last_ts))
             if skew_s is not None:
                 skew.append(((code, region), float(skew_s)))
-        for code, check, firing in sorted(self.store.metrics_alerts(self.scope)):
+        for code, check, firing in sorted(alerts_repo.metrics_alerts(self.store, self.scope)):
             region = region_of.get(code)
             if region is not None:
                 alerts.append(((check, code, region), float(firing)))
@@ -168,13 +170,13 @@ class FleetCollector:
     def families(self) -> Iterable[tuple[Family, list]]:
         """Every sample, built from the latest-state tables (the prometheus-client path)."""
         with selfmetrics.DB_SECONDS.labels("metrics_snapshot").time():
-            points, rows = self.store.metrics_snapshot(self.scope)
+            points, rows = metriclines.metrics_points(self.store, self.scope), metriclines.metric_rows(self.store, self.scope)
         info = {p[0]: (p[1], p[2]) for p in points}
         by_point: dict[str, list] = {}
         for code, *rest in rows:
             if code in info:
                 by_point.setdefault(code, []).append(tuple(rest))
-        scores = {code: (earned, items) for code, _profile, earned, items in self.store.metrics_compliance(self.scope)}
+        scores = {code: (earned, items) for code, _profile, earned, items in pointscores.metrics_compliance(self.store, self.scope)}
         per_point: dict[Family, list] = {fam: [] for fam in PER_POINT}
         for code in sorted(info):
             region, profile = info[code]
@@ -198,7 +200,7 @@ class FleetCollector:
     # -- the scrape: live families computed, per-point families streamed from metric_lines -----------
     def render(self) -> bytes:
         with selfmetrics.DB_SECONDS.labels("metrics_points").time():
-            points = self.store.metrics_points(self.scope)
+            points = metriclines.metrics_points(self.store, self.scope)
         live = self._live(points)
         writer = TextWriter()
         out: list[str] = []
@@ -207,5 +209,5 @@ class FleetCollector:
             if fam in live:
                 out.append(writer.lines(fam, live[fam]))
             else:
-                out.extend(self.store.stream_metric_lines(fam.name, self.scope))
+                out.extend(metriclines.stream_metric_lines(self.store, fam.name, self.scope))
         return "".join(out).encode("utf-8")

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.scoring import Observation, score_now
 from collector.scoring.scores import ScoreError, profile_for
+from collector.store import metriclines, pointscores
 
 log = logging.getLogger("pointwatch.scores")
 
@@ -33,10 +34,10 @@ def rescore(store, codes: list[str], now: datetime | None = None,
     writer = TextWriter()
     for i in range(0, len(codes), BATCH):
         chunk = codes[i:i + BATCH]
-        inputs = store.score_inputs(chunk)
+        inputs = pointscores.score_inputs(store, chunk)
         latest_rows: dict[str, list] = {}
         observations: dict[str, list] = {}  # the same rows, as the scoring engine reads them
-        for row in store.metric_rows(codes=chunk):
+        for row in metriclines.metric_rows(store, codes=chunk):
             code, check, target, status, received_at = row[0], row[1], row[2], row[3], row[7]
             latest_rows.setdefault(code, []).append(row[1:7])
             observations.setdefault(code, []).append(Observation(received_at, check, target, status))
@@ -58,8 +59,8 @@ def rescore(store, codes: list[str], now: datetime | None = None,
             region = inputs[code][2]
             lines[code] = (region, point_lines(code, region, profile_name, sorted(latest_rows.get(code, ())),
                                                (sheet.earned, sorted(items.items())), writer))
-        store.save_scores(rows)
-        store.save_metric_lines(lines)
+        pointscores.save_scores(store, rows)
+        metriclines.save_metric_lines(store, lines)
         saved += len(rows)
     return saved
 
@@ -103,8 +104,8 @@ class ScoreKeeper:
                 codes, self._pending = sorted(self._pending), set()
             try:
                 if time.monotonic() >= next_tick:
-                    codes = sorted(set(codes) | set(self.store.points_needing_scores())
-                                   | set(self.store.points_with_stale_lines()))
+                    codes = sorted(set(codes) | set(pointscores.points_needing_scores(self.store))
+                                   | set(metriclines.points_with_stale_lines(self.store)))
                     next_tick = time.monotonic() + self.tick_s
                 if codes and busy:
                     # Reports came in during the last pass: under load, one pass over what reported meanwhile

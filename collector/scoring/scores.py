@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
-from collector.scoring import Profile, Ranked, ScoreSheet, load_profiles, rank_points, score_now, score_period
+from collector.scoring import (
+    Observation,
+    Profile,
+    Ranked,
+    ScoreSheet,
+    load_profiles,
+    rank_points,
+    score_now,
+    score_period,
+)
+from collector.store import observations, queries
+
+# Hourly checks need a state at the period's opening: results are read this far back before the start.
+LEAD_IN = timedelta(hours=3)
 
 
 class ScoreError(ValueError):
@@ -30,17 +43,26 @@ def profile_for(name: str) -> Profile:
 def point_sheet(store, code: str, start: datetime | None = None, end: datetime | None = None,
                 silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> ScoreSheet:
     """The point's sheet for a period, or for now when no period is given."""
-    point = store.point_summary(code)
+    point = queries.point_summary(store, code, silence_intervals=silence_intervals)
     if point is None:
         raise ScoreError(f"no point with code '{code}'")
     profile = profile_for(point.profile)
     if start is None and end is None:
-        obs = store.latest_observations(point.region_path, codes=[code]).get(code, [])
+        obs = _latest(store, point.region_path, codes=[code]).get(code, [])
         return score_now(profile, obs, now=datetime.now(timezone.utc), interval=point.report_interval_s,
                          silent_after=silence_intervals * point.report_interval_s)
     start, end = _period(start, end)
-    return score_period(profile, store.observations(code, start, end), start, end,
+    return score_period(profile, _history(store, code, start, end), start, end,
                         interval=point.report_interval_s, silent_after=silence_intervals * point.report_interval_s)
+
+
+def _history(store, code: str, start: datetime, end: datetime):
+    return (Observation(*row) for row in observations.observations(store, code, start - LEAD_IN, end))
+
+
+def _latest(store, scope: str, codes: list[str] | None = None) -> dict[str, list[Observation]]:
+    return {code: [Observation(*row) for row in rows]
+            for code, rows in observations.latest_observations(store, scope, codes).items()}
 
 
 @dataclass
@@ -57,11 +79,11 @@ class RegionScores:
 def region_scores(store, scope: str, start: datetime | None = None, end: datetime | None = None,
                   by: str = "share", silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> RegionScores:
     """Every point beneath ``scope`` scored and ranked; per profile, how many points meet each item."""
-    points = {p.code: p for p in store.list_points(scope)}
+    points = {p.code: p for p in queries.list_points(store, scope, silence_intervals=silence_intervals)}
     now = datetime.now(timezone.utc)
     sheets: list[tuple[str, ScoreSheet]] = []
     if start is None and end is None:
-        latest = store.latest_observations(scope)
+        latest = _latest(store, scope)
         for code, p in points.items():
             sheets.append((code, score_now(profile_for(p.profile), latest.get(code, []), now=now,
                                            interval=p.report_interval_s,
@@ -69,7 +91,7 @@ def region_scores(store, scope: str, start: datetime | None = None, end: datetim
     else:
         start, end = _period(start, end)
         for code, p in points.items():
-            sheets.append((code, score_period(profile_for(p.profile), store.observations(code, start, end),
+            sheets.append((code, score_period(profile_for(p.profile), _history(store, code, start, end),
                                               start, end, interval=p.report_interval_s,
                                               silent_after=silence_intervals * p.report_interval_s)))
     rates: dict[str, dict[str, list]] = defaultdict(dict)

@@ -1,31 +1,32 @@
-"""The store seam: everything the collector keeps goes through :class:`Store`.
+"""The store seam: everything the collector keeps goes through this package.
+
+:class:`Store` is the database handle only: engine, sessions, the serialised writers, migrations.
+What is stored is read and written by the repository modules beside it, plain functions that take the
+handle: ``points.upsert_point(store, ...)``, ``people.list_users(store, ...)``,
+``audit.audit_entries(store, ...)``, ``alerts.list_alerts(store, ...)``. SQL lives in this package only.
 
 SQLite (WAL, busy timeout) is the default, in the data directory; ``POINTWATCH_DATABASE_URL`` selects
-PostgreSQL (psycopg 3). Routers and the CLI call Store methods; SQL lives in this package only.
+PostgreSQL (psycopg 3).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
-from collector.store import models as m
-
-ROLES = ("agent", "viewer", "reviewer", "admin")
+from sqlalchemy.orm import sessionmaker
 
 
 class StoreError(Exception):
-    """A request the store refuses; ``code`` is a stable machine key, the message is for people."""
+    """A request the store refuses. ``code`` is a stable machine key; the store's own messages are plain
+    English, and the layers that face people (collector/accounts/, the API) reword the ones people read."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -97,7 +98,6 @@ class Store:
         # SQLite has one writer; serialising writers here (one process per SQLite store) keeps the hash
         # chains linear and spares threads the busy-wait. PostgreSQL serialises with row/advisory locks.
         self._write_lock = threading.Lock()
-        self._token_cache: dict = {}
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike) -> Store:
@@ -151,149 +151,20 @@ class Store:
             if held:
                 self._write_lock.release()
 
+    def ping(self) -> None:
+        """Raise unless the database answers (readiness)."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def wal_checkpoint(self) -> tuple[int, int, int] | None:
+        """One passive WAL checkpoint of a SQLite store (collector/upkeep/checkpoint.py decides when):
+        (busy, WAL frames, frames checkpointed)."""
+        with self.engine.connect() as conn:
+            row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").first()
+        return tuple(row) if row else None
+
     def close(self) -> None:
         self.engine.dispose()
 
-    # -- regions and points --------------------------------------------------------------------------
-    def ensure_region(self, session: Session, path: str) -> None:
-        from collector.registry.regions import ancestors, split_path
-
-        for level, prefix in enumerate(ancestors(path), start=1):
-            if session.scalar(select(m.Region.id).where(m.Region.path == prefix)) is None:
-                parent = "/".join(split_path(prefix)[:-1]) or None
-                session.add(m.Region(path=prefix, name=split_path(prefix)[-1], parent_path=parent, level=level))
-                session.flush()
-
-    def upsert_point(self, code: str, name: str, region_path: str, profile: str = "national-basic",
-                     simulated: bool = False, report_interval_s: int = 60, address: str | None = None,
-                     actor=None) -> None:
-        from collector.registry.regions import normalize_path
-        from collector.store.audit import append
-        from collector.store.people import SYSTEM
-
-        region_path = normalize_path(region_path)
-        with self.write_session() as s:
-            append(s, actor or SYSTEM, "point.upsert", f"point:{code}", {"name": name, "profile": profile},
-                   region_path)
-            self.ensure_region(s, region_path)
-            point = s.scalar(select(m.Point).where(m.Point.code == code))
-            if point is None:
-                s.add(m.Point(code=code, name=name, region_path=region_path, profile=profile, simulated=simulated,
-                              report_interval_s=report_interval_s, address=address, created_at=utcnow()))
-                s.add(m.PointState(point_code=code, last_digest="", seq_gaps=0, reports_total=0,
-                                   fingerprint_mismatch=False))
-            else:
-                point.name, point.region_path, point.profile = name, region_path, profile
-                point.simulated, point.report_interval_s, point.address = simulated, report_interval_s, address
-
-    def point_region(self, code: str) -> str | None:
-        with self.session() as s:
-            return s.scalar(select(m.Point.region_path).where(m.Point.code == code))
-
-    # -- tokens and enrolment ------------------------------------------------------------------------
-    def create_enroll_code(self, point_code: str, valid_for: timedelta = timedelta(days=7),
-                           actor=None) -> str:
-        from collector.store.audit import append
-        from collector.store.people import SYSTEM
-
-        # Short enough to read out over the phone to the person at the village PC, long enough not to guess.
-        code = "-".join(secrets.token_hex(3).upper() for _ in range(3))
-        with self.write_session() as s:
-            region = s.scalar(select(m.Point.region_path).where(m.Point.code == point_code))
-            if region is None:
-                raise StoreError("unknown_point", f"no point with code '{point_code}'")
-            now = utcnow()
-            s.add(m.EnrollCode(code_hash=sha256_hex(code), point_code=point_code, created_at=now,
-                               expires_at=now + valid_for))
-            append(s, actor or SYSTEM, "enroll_code.create", f"point:{point_code}",
-                   {"expires_at": (now + valid_for).isoformat()}, region)
-        return code
-
-    def enroll(self, code: str, point_code: str, hostname: str, fingerprint: dict,
-               source: str | None = None) -> tuple[str, str]:
-        """Trade a one-time code for (agent_id, token); the fingerprint is pinned for 人机信息相符."""
-        import uuid
-
-        from collector.store.audit import Actor, append
-
-        now = utcnow()
-        with self.write_session() as s:
-            row = s.get(m.EnrollCode, sha256_hex(code.strip().upper()), with_for_update=True)
-            if row is None or row.used_at is not None or _aware(row.expires_at) < now:
-                raise StoreError("bad_enroll_code", "注册码无效、已使用或已过期")
-            if row.point_code != point_code:
-                raise StoreError("enroll_code_other_point", "注册码不属于该服务点")
-            agent_id = str(uuid.uuid4())
-            token = "pw_" + secrets.token_urlsafe(32)
-            row.used_at, row.used_by_agent = now, agent_id
-            s.add(m.Agent(id=agent_id, point_code=point_code, hostname=hostname, fingerprint=fingerprint,
-                          enrolled_at=now))
-            region = s.scalar(select(m.Point.region_path).where(m.Point.code == point_code)) or "/"
-            s.add(m.ApiToken(token_hash=sha256_hex(token), role="agent", region_path=region,
-                             point_code=point_code, agent_id=agent_id, description=f"enrolled {hostname}"[:200],
-                             created_at=now))
-            # The agent's own credential is issued here, so the enrolment is on the record too.
-            append(s, Actor(f"agent:{agent_id}", source), "agent.enroll", f"point:{point_code}",
-                   {"hostname": hostname, "fingerprint": fingerprint}, region)
-        return agent_id, token
-
-    # -- ingest and reads live in their own modules, bound here so callers see one seam -------------
-    from collector.store.audit import audit_entries, record, verify_audit  # noqa: E402
-    from collector.store.metriclines import (  # noqa: E402
-        metric_rows,
-        metrics_points,
-        points_with_stale_lines,
-        save_metric_lines,
-        stream_metric_lines,
-    )
-    from collector.store.observations import latest_observations, observations  # noqa: E402
-    from collector.store.overview import overview  # noqa: E402
-    from collector.store.people import (  # noqa: E402
-        authenticate,
-        create_token,
-        create_user,
-        list_tokens,
-        list_users,
-        login,
-        logout,
-        revoke_token,
-        session_info,
-        set_password,
-    )
-    from collector.store.pointscores import (  # noqa: E402
-        metrics_compliance,
-        points_needing_scores,
-        save_scores,
-        score_inputs,
-    )
-    from collector.store.queries import (  # noqa: E402
-        latest_for_point,
-        list_points,
-        metrics_snapshot,
-        point_results,
-        point_summary,
-        reports_for_point,
-    )
-    from collector.store.registry import export_points, import_points  # noqa: E402
-    from collector.store.retention import hourly, prune, rollup, run_maintenance  # noqa: E402
-    from collector.store.series import check_series  # noqa: E402
-
-    # -- alert reads for /metrics (the alert tables live in collector/alerts) ---------------------------
-    def metrics_alerts(self, scope: str = "/"):
-        from sqlalchemy.exc import OperationalError, ProgrammingError
-
-        from collector.alerts.queries import metrics_alerts
-
-        try:
-            return metrics_alerts(self, scope)
-        except (OperationalError, ProgrammingError):  # a store the alert tables were never created in
-            return []
-
-    def alerts_firing_counts(self, scope: str = "/"):
-        from collector.alerts.queries import alerts_firing_counts
-
-        return alerts_firing_counts(self, scope)
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    # The repositories are the modules beside this one (points, people, audit, queries, ...): functions that
+    # take this handle, so the handle knows nothing of what is stored.

@@ -29,6 +29,9 @@ class Actor:
     source: str | None = None
 
 
+SYSTEM = Actor("system")  # changes made by the collector itself or on its command line
+
+
 def _ms(ts: datetime) -> datetime:
     ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
     return ts.astimezone(timezone.utc).replace(microsecond=ts.microsecond // 1000 * 1000)
@@ -70,16 +73,16 @@ def append(session, actor: Actor, action: str, target: str | None = None, detail
     return row
 
 
-def record(self, actor: Actor, action: str, target: str | None = None, details: dict | None = None,
+def record(store, actor: Actor, action: str, target: str | None = None, details: dict | None = None,
            region_path: str = "/") -> None:
     """Append an entry in a transaction of its own (exports, logins: actions with no other write)."""
-    with self.write_session() as s:
+    with store.write_session() as s:
         append(s, actor, action, target, details, region_path)
 
 
-def audit_entries(self, scope: str = "/", limit: int = 200, before_id: int | None = None,
+def audit_entries(store, scope: str = "/", limit: int = 200, before_id: int | None = None,
                   action: str | None = None) -> list[dict]:
-    with self.session() as s:
+    with store.session() as s:
         stmt = select(m.AuditEntry)
         prefix = sql_prefix(scope)
         if prefix is not None:
@@ -110,10 +113,10 @@ class ChainCheck:
     problem: str | None = None
 
 
-def verify_audit(self, batch: int = 5000) -> ChainCheck:
+def verify_audit(store, batch: int = 5000) -> ChainCheck:
     """Walk the whole chain in id order, recomputing every digest; the first broken link is reported."""
     prev, count, last_id = GENESIS, 0, 0
-    with self.session() as s:
+    with store.session() as s:
         while True:
             rows = s.scalars(select(m.AuditEntry).where(m.AuditEntry.id > last_id)
                              .order_by(m.AuditEntry.id).limit(batch)).all()

@@ -1,40 +1,35 @@
-"""Results as the scoring engine reads them: (receive time, check, target, status), streamed in time order."""
+"""Results as the scoring engine reads them: (receive time, check, target, status) tuples, streamed in time
+order (collector/scoring/scores.py makes them Observations)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from sqlalchemy import select
 
 from collector.registry.regions import sql_prefix
 from collector.store import models as m
 
-# Hourly checks need a state at the period's opening: read this far back before the start.
-LEAD_IN = timedelta(hours=3)
-
 
 def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
-def observations(self, code: str, since: datetime, until: datetime) -> Iterator[tuple]:
-    from collector.scoring import Observation
-
-    with self.session() as s:
+def observations(store, code: str, since: datetime, until: datetime) -> Iterator[tuple]:
+    """A point's results received in [since, until), oldest first."""
+    with store.session() as s:
         rows = s.execute(select(m.Result.received_at, m.Result.check, m.Result.target, m.Result.status)
-                         .where(m.Result.point_code == code, m.Result.received_at >= since - LEAD_IN,
+                         .where(m.Result.point_code == code, m.Result.received_at >= since,
                                 m.Result.received_at < until)
                          .order_by(m.Result.received_at, m.Result.id)
                          .execution_options(yield_per=10000))
         for at, check, target, status in rows:
-            yield Observation(_aware(at), check, target, status)
+            yield _aware(at), check, target, status
 
 
-def latest_observations(self, scope: str = "/", codes: list[str] | None = None) -> dict[str, list[tuple]]:
-    """Every point's latest results beneath a scope (or of these points), as observations, for "now"."""
-    from collector.scoring import Observation
-
+def latest_observations(store, scope: str = "/", codes: list[str] | None = None) -> dict[str, list[tuple]]:
+    """Every point's latest results beneath a scope (or of these points), for "now"."""
     stmt = (select(m.LatestResult.point_code, m.LatestResult.received_at, m.LatestResult.check,
                    m.LatestResult.target, m.LatestResult.status)
             .join(m.Point, m.Point.code == m.LatestResult.point_code))
@@ -44,7 +39,7 @@ def latest_observations(self, scope: str = "/", codes: list[str] | None = None) 
     if prefix:
         stmt = stmt.where((m.Point.region_path == prefix[0]) | m.Point.region_path.like(prefix[1], escape="\\"))
     out: dict[str, list] = {}
-    with self.session() as s:
+    with store.session() as s:
         for code, at, check, target, status in s.execute(stmt):
-            out.setdefault(code, []).append(Observation(_aware(at), check, target, status))
+            out.setdefault(code, []).append((_aware(at), check, target, status))
     return out

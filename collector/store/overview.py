@@ -12,20 +12,21 @@ from datetime import datetime, timezone
 
 from sqlalchemy import and_, case, distinct, func, literal, or_, select
 
+from agent.vocabulary import ERROR, FAIL, POINT_STATES, SILENT, WARN, zero_counts
 from collector.registry.regions import normalize_path, split_path, sql_prefix
 from collector.store import models as m
 
-STATES = ("silent", "error", "fail", "warn", "ok")
-# Check families as the standards name them; the overview filters and totals by these.
+# Check families as the standards name them (family -> check id prefix); the overview filters and totals by
+# these. Their names for people are the web layer's (collector/api/ui.py).
 FAMILIES = {
-    "core": ("net.core.", "核心网络"),
-    "isolation": ("isolation.", "专网"),
-    "identity": ("identity.", "专机"),
-    "usage": ("usage.", "专用"),
-    "device": ("device.", "设备"),
-    "host": ("host.", "终端资源"),
+    "core": "net.core.",
+    "isolation": "isolation.",
+    "identity": "identity.",
+    "usage": "usage.",
+    "device": "device.",
+    "host": "host.",
 }
-PROBLEM = ("fail", "error")
+PROBLEM = (FAIL, ERROR)
 
 
 @dataclass
@@ -63,15 +64,18 @@ class Overview:
     violations: dict[str, int]  # family -> points with a failing check of that family
 
     @property
-    def pages(self) -> int:
-        return max(1, -(-self.matched // self.query.per_page))
+    def pages(store) -> int:
+        return max(1, -(-store.matched // store.query.per_page))
 
 
 def _rank(now: datetime):
+    """The point's index in POINT_STATES (worst first), from the counters ingest keeps."""
     ps = m.PointState
+    by_state = {FAIL: ps.n_fail, ERROR: ps.n_error, WARN: ps.n_warn}
     return case(
-        (or_(ps.silent_after.is_(None), ps.silent_after < now), 0),
-        (ps.n_error > 0, 1), (ps.n_fail > 0, 2), (ps.n_warn > 0, 3), else_=4)
+        (or_(ps.silent_after.is_(None), ps.silent_after < now), POINT_STATES.index(SILENT)),
+        *[(by_state[state] > 0, POINT_STATES.index(state)) for state in POINT_STATES if state in by_state],
+        else_=len(POINT_STATES) - 1)
 
 
 def _in_scope(column, scope: str):
@@ -88,7 +92,7 @@ def _problem_in(check_like: str, statuses=PROBLEM):
                                        lr.status.in_(statuses)).exists()
 
 
-def overview(self, q: OverviewQuery, now: datetime | None = None) -> Overview:
+def overview(store, q: OverviewQuery, now: datetime | None = None) -> Overview:
     now = now or datetime.now(timezone.utc)
     scope = normalize_path(q.scope)
     rank = _rank(now).label("rank")
@@ -96,32 +100,38 @@ def overview(self, q: OverviewQuery, now: datetime | None = None) -> Overview:
             .outerjoin(m.PointState, m.PointState.point_code == m.Point.code)
             .where(_in_scope(m.Point.region_path, scope)))
     conditions = []
-    if q.state in STATES:
-        conditions.append(_rank(now) == STATES.index(q.state))
+    if q.state in POINT_STATES:
+        conditions.append(_rank(now) == POINT_STATES.index(q.state))
     if q.family in FAMILIES:
-        conditions.append(_problem_in(FAMILIES[q.family][0] + "%", PROBLEM + ("warn",)))
+        conditions.append(_problem_in(FAMILIES[q.family] + "%", PROBLEM + (WARN,)))
     if q.device_kind:
-        conditions.append(_problem_in(f"device.{q.device_kind}", PROBLEM + ("warn",)))
+        conditions.append(_problem_in(f"device.{q.device_kind}", PROBLEM + (WARN,)))
     if q.search:
         needle = "%" + q.search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conditions.append(or_(m.Point.code.like(needle, escape="\\"), m.Point.name.like(needle, escape="\\")))
     filtered = base.where(and_(*conditions)) if conditions else base
 
-    with self.session() as s:
+    with store.session() as s:
         matched = s.scalar(select(func.count()).select_from(filtered.subquery()))
         page = max(1, q.page)
         rows = s.execute(filtered.order_by("rank", m.Point.code)
                          .limit(q.per_page).offset((page - 1) * q.per_page)).all()
         out = [OverviewRow(
             code=p.code, name=p.name, region_path=p.region_path, profile=p.profile, simulated=p.simulated,
-            state=STATES[r], last_received_at=_aware(st.last_received_at) if st else None,
-            counts={"ok": st.n_ok or 0, "warn": st.n_warn or 0, "fail": st.n_fail or 0, "error": st.n_error or 0}
-            if st else {"ok": 0, "warn": 0, "fail": 0, "error": 0},
+            state=POINT_STATES[r], last_received_at=_aware(st.last_received_at) if st else None,
+            counts=_counts(st),
         ) for p, st, r in rows]
         _attach_problems(s, out)
         state_counts, common, children = _region_counts(s, scope, now)
         violations = _violations(s, scope)
     return Overview(q, out, matched or 0, state_counts, common, children, violations)
+
+
+def _counts(st) -> dict[str, int]:
+    counts = zero_counts()
+    if st is not None:
+        counts.update(ok=st.n_ok or 0, warn=st.n_warn or 0, fail=st.n_fail or 0, error=st.n_error or 0)
+    return counts
 
 
 def _attach_problems(s, rows: list[OverviewRow]) -> None:
@@ -131,7 +141,7 @@ def _attach_problems(s, rows: list[OverviewRow]) -> None:
     lr = m.LatestResult
     for code, check, target, message in s.execute(
             select(lr.point_code, lr.check, lr.target, lr.message)
-            .where(lr.point_code.in_(list(by_code)), lr.status.in_(PROBLEM + ("warn",)))
+            .where(lr.point_code.in_(list(by_code)), lr.status.in_(PROBLEM + (WARN,)))
             .order_by(lr.point_code, lr.status.desc(), lr.check)):
         by_code[code].problems.append((check, target, message))
 
@@ -147,7 +157,7 @@ def _region_counts(s, scope: str, now: datetime) -> tuple[Counter, str, list[tup
               .outerjoin(m.PointState, m.PointState.point_code == m.Point.code)
               .where(_in_scope(m.Point.region_path, scope))).subquery()
     stmt = select(ranked.c.path, ranked.c.rank, func.count()).group_by(ranked.c.path, ranked.c.rank)
-    grouped = [(split_path(path), STATES[r], n) for path, r, n in s.execute(stmt)]
+    grouped = [(split_path(path), POINT_STATES[r], n) for path, r, n in s.execute(stmt)]
     total: Counter = Counter()
     for _, state, n in grouped:
         total[state] += n
@@ -168,11 +178,11 @@ def _region_counts(s, scope: str, now: datetime) -> tuple[Counter, str, list[tup
 
 def _violations(s, scope: str) -> dict[str, int]:
     lr = m.LatestResult
-    family = case(*[(lr.check.like(prefix + "%"), literal(key)) for key, (prefix, _) in FAMILIES.items()],
+    family = case(*[(lr.check.like(prefix + "%"), literal(key)) for key, prefix in FAMILIES.items()],
                   else_=literal("other"))
     stmt = (select(family, func.count(distinct(lr.point_code)))
             .join(m.Point, m.Point.code == lr.point_code)
-            .where(lr.status == "fail", _in_scope(m.Point.region_path, scope))
+            .where(lr.status == FAIL, _in_scope(m.Point.region_path, scope))
             .group_by(family))
     counts = {key: 0 for key in FAMILIES}
     for key, n in s.execute(stmt):

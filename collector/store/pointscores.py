@@ -10,32 +10,32 @@ from collector.registry.regions import sql_prefix
 from collector.store import models as m
 
 
-def save_scores(self, rows: list[dict]) -> None:
+def save_scores(store, rows: list[dict]) -> None:
     """Replace the scores of these points (dicts with point_code, profile, earned, automatic_points, items,
     scored_at)."""
     if not rows:
         return
-    with self.write_connection() as conn:  # Core, as save_metric_lines
+    with store.write_connection() as conn:  # Core, as save_metric_lines
         conn.execute(delete(m.PointScore).where(m.PointScore.point_code.in_([r["point_code"] for r in rows])))
         conn.execute(insert(m.PointScore.__table__), rows)
 
 
-def metrics_compliance(self, scope: str = "/"):
+def metrics_compliance(store, scope: str = "/"):
     """(point_code, profile, earned, [(item_id, ok)]) beneath a scope, for pointwatch_compliance_*."""
     stmt = (select(m.PointScore.point_code, m.PointScore.profile, m.PointScore.earned, m.PointScore.items)
             .join(m.Point, m.Point.code == m.PointScore.point_code))
     prefix = sql_prefix(scope)
     if prefix:
         stmt = stmt.where(or_(m.Point.region_path == prefix[0], m.Point.region_path.like(prefix[1], escape="\\")))
-    with self.session() as s:
+    with store.session() as s:
         rows = s.execute(stmt.order_by(m.PointScore.point_code)).all()
     return [(code, profile, earned, sorted((items or {}).items())) for code, profile, earned, items in rows]
 
 
-def points_needing_scores(self, now: datetime | None = None) -> list[str]:
+def points_needing_scores(store, now: datetime | None = None) -> list[str]:
     """Points never scored, or gone silent since their last score (silence takes their points away)."""
     now = now or datetime.now(timezone.utc)
-    with self.session() as s:
+    with store.session() as s:
         return list(s.scalars(
             select(m.Point.code)
             .outerjoin(m.PointScore, m.PointScore.point_code == m.Point.code)
@@ -45,9 +45,9 @@ def points_needing_scores(self, now: datetime | None = None) -> list[str]:
             .order_by(m.Point.code)))
 
 
-def score_inputs(self, codes: list[str]) -> dict[str, tuple[str, int, str]]:
+def score_inputs(store, codes: list[str]) -> dict[str, tuple[str, int, str]]:
     """code -> (profile, report interval, region) of these points."""
-    with self.session() as s:
+    with store.session() as s:
         return {c: (p, i, r) for c, p, i, r in s.execute(
             select(m.Point.code, m.Point.profile, m.Point.report_interval_s, m.Point.region_path)
             .where(m.Point.code.in_(codes)))}

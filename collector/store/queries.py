@@ -8,12 +8,10 @@ from datetime import datetime, timezone
 
 from sqlalchemy import or_, select
 
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT, SILENT, worst, zero_counts
 from agent.wire import STATUS_CODE
 from collector.registry.regions import sql_prefix
 from collector.store import models as m
-
-# A point is "up" while its last report is younger than this many report intervals.
-SILENCE_INTERVALS = 3
 
 
 @dataclass
@@ -29,21 +27,16 @@ class PointSummary:
     hostname: str | None
     clock_skew_s: float | None
     fingerprint_mismatch: bool
-    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "warn": 0, "fail": 0, "error": 0})
+    counts: dict[str, int] = field(default_factory=zero_counts)
     up: bool = False
 
     @property
-    def worst(self) -> str:
-        """The point's state for colouring and sorting: silent beats everything, then error, fail, warn."""
-        if not self.up:
-            return "silent"
-        for status in ("error", "fail", "warn"):
-            if self.counts[status]:
-                return status
-        return "ok"
-
-
-STATE_ORDER = {"silent": 0, "error": 1, "fail": 2, "warn": 3, "ok": 4}
+    def worst(store) -> str:
+        """The point's state for colouring and sorting (one of vocabulary.POINT_STATES): silent beats
+        everything, else the worst status among its latest results."""
+        if not store.up:
+            return SILENT
+        return worst(status for status, n in store.counts.items() if n)
 
 
 def _aware(ts):
@@ -58,11 +51,14 @@ def _scope_filter(stmt, scope: str):
     return stmt.where(or_(m.Point.region_path == exact, m.Point.region_path.like(like, escape="\\")))
 
 
-def list_points(self, scope: str = "/", now: datetime | None = None) -> list[PointSummary]:
+def list_points(store, scope: str = "/", now: datetime | None = None,
+                silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> list[PointSummary]:
+    """The points beneath a scope with their latest state; a point is up while its last report is younger
+    than ``silence_intervals`` report intervals."""
     from collector.store import utcnow
 
     now = now or utcnow()
-    with self.session() as s:
+    with store.session() as s:
         stmt = _scope_filter(select(m.Point, m.PointState).outerjoin(
             m.PointState, m.PointState.point_code == m.Point.code), scope).order_by(m.Point.code)
         summaries: dict[str, PointSummary] = {}
@@ -74,7 +70,7 @@ def list_points(self, scope: str = "/", now: datetime | None = None) -> list[Poi
                 agent_version=state.agent_version if state else None, hostname=state.hostname if state else None,
                 clock_skew_s=state.clock_skew_s if state else None,
                 fingerprint_mismatch=bool(state and state.fingerprint_mismatch),
-                up=last is not None and (now - last).total_seconds() <= SILENCE_INTERVALS * point.report_interval_s,
+                up=last is not None and (now - last).total_seconds() <= silence_intervals * point.report_interval_s,
             )
         if summaries:
             rows = s.execute(_scope_filter(
@@ -86,30 +82,31 @@ def list_points(self, scope: str = "/", now: datetime | None = None) -> list[Poi
     return list(summaries.values())
 
 
-def point_summary(self, code: str, now: datetime | None = None) -> PointSummary | None:
+def point_summary(store, code: str, now: datetime | None = None,
+                  silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> PointSummary | None:
     from collector.store import utcnow
 
     now = now or utcnow()
-    with self.session() as s:
+    with store.session() as s:
         point = s.scalar(select(m.Point).where(m.Point.code == code))
         if point is None:
             return None
         region = point.region_path
-    for p in list_points(self, region, now):
+    for p in list_points(store, region, now, silence_intervals):
         if p.code == code:
             return p
     return None
 
 
-def latest_for_point(self, code: str) -> list[m.LatestResult]:
-    with self.session() as s:
+def latest_for_point(store, code: str) -> list[m.LatestResult]:
+    with store.session() as s:
         rows = list(s.scalars(select(m.LatestResult).where(m.LatestResult.point_code == code)))
     return sorted(rows, key=lambda r: (-STATUS_CODE.get(r.status, 0), r.check, r.target))
 
 
-def point_results(self, code: str, since: datetime, until: datetime, check: str | None = None,
+def point_results(store, code: str, since: datetime, until: datetime, check: str | None = None,
                   limit: int = 10000) -> list[m.Result]:
-    with self.session() as s:
+    with store.session() as s:
         stmt = select(m.Result).where(m.Result.point_code == code, m.Result.received_at >= since,
                                       m.Result.received_at < until)
         if check:
@@ -117,20 +114,14 @@ def point_results(self, code: str, since: datetime, until: datetime, check: str 
         return list(s.scalars(stmt.order_by(m.Result.received_at, m.Result.id).limit(limit)))
 
 
-def reports_for_point(self, code: str, since: datetime, until: datetime, limit: int = 10000) -> list[dict]:
-    with self.session() as s:
+def reports_for_point(store, code: str, since: datetime, until: datetime, limit: int = 10000) -> list[dict]:
+    with store.session() as s:
         rows = s.execute(select(m.Report.report_id, m.Report.seq, m.Report.collected_at, m.Report.received_at)
                          .where(m.Report.point_code == code, m.Report.received_at >= since,
                                 m.Report.received_at < until)
                          .order_by(m.Report.id).limit(limit))
         return [{"report_id": r.report_id, "seq": r.seq, "collected_at": _aware(r.collected_at),
                  "received_at": _aware(r.received_at)} for r in rows]
-
-
-def metrics_snapshot(self, scope: str = "/", now: datetime | None = None):
-    """(points, results) beneath a scope for /metrics, from the latest-state tables only, as plain tuples
-    (see collector/store/metriclines.py for their shapes)."""
-    return self.metrics_points(scope, now), self.metric_rows(scope)
 
 
 def _json(raw):
@@ -141,7 +132,7 @@ def _json(raw):
 
 
 # -- evidence reads: streamed in batches (server-side cursor on PostgreSQL), never loaded whole ----------
-def stream_report_rows(self, code: str, since: datetime, until: datetime, batch: int = 2000):
+def stream_report_rows(store, code: str, since: datetime, until: datetime, batch: int = 2000):
     """(report_id, received_at, prev_digest, digest, body, host JSON text) of a point's reports in a
     period, in storage order (the order of the hash chain)."""
     from sqlalchemy import Text, cast
@@ -150,42 +141,42 @@ def stream_report_rows(self, code: str, since: datetime, until: datetime, batch:
                    m.Report.body, cast(m.Report.host, Text))
             .where(m.Report.point_code == code, m.Report.received_at >= since, m.Report.received_at < until)
             .order_by(m.Report.id))
-    with self.engine.connect() as conn:
+    with store.engine.connect() as conn:
         for part in conn.execution_options(yield_per=batch).execute(stmt).partitions():
             yield from part
 
 
-def stream_observations(self, code: str, since: datetime, until: datetime, batch: int = 20000):
+def stream_observations(store, code: str, since: datetime, until: datetime, batch: int = 20000):
     """(received_at as POSIX seconds, check, target, status) of a point's results in a period, ordered by
     check and time: the (point, check, received_at) index order, so no sort, and each (check, target)
     series in time order. Seconds are computed by the database: no datetime object per row."""
     from sqlalchemy import Float, cast, extract, func
 
     col = m.Result.received_at
-    epoch = ((func.julianday(col) - 2440587.5) * 86400.0 if self.is_sqlite
+    epoch = ((func.julianday(col) - 2440587.5) * 86400.0 if store.is_sqlite
              else cast(extract("epoch", col), Float))
     stmt = (select(epoch, m.Result.check, m.Result.target, m.Result.status)
             .where(m.Result.point_code == code, col >= since, col < until)
             .order_by(m.Result.check, col, m.Result.id))
-    with self.engine.connect() as conn:
+    with store.engine.connect() as conn:
         for part in conn.execution_options(yield_per=batch).execute(stmt).partitions():
             yield from part
 
 
-def last_messages(self, code: str, since: datetime, until: datetime, check: str, target: str) -> dict:
+def last_messages(store, code: str, since: datetime, until: datetime, check: str, target: str) -> dict:
     """The last message of a (check, target) in a period, and the last one that was not ok."""
     base = select(m.Result.status, m.Result.message, m.Result.received_at).where(
         m.Result.point_code == code, m.Result.check == check, m.Result.target == target,
         m.Result.received_at >= since, m.Result.received_at < until)
-    with self.session() as s:
+    with store.session() as s:
         last = s.execute(base.order_by(m.Result.received_at.desc()).limit(1)).first()
         bad = s.execute(base.where(m.Result.status != "ok").order_by(m.Result.received_at.desc()).limit(1)).first()
     return {"last": None if last is None else last.message, "last_problem": None if bad is None else bad.message}
 
 
-def point_registration(self, code: str) -> dict | None:
+def point_registration(store, code: str) -> dict | None:
     """The point's registry row and its agents with the fingerprints pinned at enrolment."""
-    with self.session() as s:
+    with store.session() as s:
         p = s.scalar(select(m.Point).where(m.Point.code == code))
         if p is None:
             return None

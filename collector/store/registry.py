@@ -5,23 +5,21 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from collector.registry.regions import is_within
-from collector.store import m, utcnow
+from collector.store import StoreError, utcnow
+from collector.store import models as m
 from collector.store.audit import Actor, append
+from collector.store.points import ensure_region
 
 
-def import_points(self, points, actor: Actor, source_name: str = "", scope: str = "/") -> dict:
-    """Create or update the given PointRows in one transaction; returns counts. Rows were validated."""
-    outside = [p for p in points if not is_within(p.region, scope)]
-    if outside:
-        from collector.registry.spreadsheet import ImportError_, RowProblem
-
-        raise ImportError_([RowProblem(p.row, "region", f"“{p.region}”不在您的管辖区域“{scope}”内")
-                            for p in outside])
+def import_points(store, points, actor: Actor, source_name: str = "", scope: str = "/") -> dict:
+    """Create or update the given PointRows in one transaction; returns counts. Rows were validated and lie
+    within ``scope`` (collector/registry/importing.py); an existing point outside it is refused with
+    StoreError ``code_outside_scope`` (its message is the code) and nothing is written."""
     created = updated = 0
-    with self.write_session() as s:
+    with store.write_session() as s:
         existing = {p.code: p for p in s.scalars(select(m.Point).where(m.Point.code.in_([p.code for p in points])))}
         for region in sorted({p.region for p in points}):
-            self.ensure_region(s, region)
+            ensure_region(s, region)
         now = utcnow()
         for p in points:
             row = existing.get(p.code)
@@ -34,9 +32,7 @@ def import_points(self, points, actor: Actor, source_name: str = "", scope: str 
                 created += 1
             else:
                 if not is_within(row.region_path, scope):
-                    from collector.registry.spreadsheet import ImportError_, RowProblem
-
-                    raise ImportError_([RowProblem(p.row, "code", f"编码“{p.code}”已属于您管辖区域以外的服务点")])
+                    raise StoreError("code_outside_scope", p.code)
                 row.name, row.region_path, row.profile, row.address = p.name, p.region, p.profile, p.address
                 row.expected_devices, row.report_interval_s = p.expected_devices, p.report_interval_s
                 updated += 1
@@ -45,10 +41,10 @@ def import_points(self, points, actor: Actor, source_name: str = "", scope: str 
     return {"rows": len(points), "created": created, "updated": updated}
 
 
-def export_points(self, scope: str = "/", actor: Actor | None = None, target: str | None = None) -> list[dict]:
+def export_points(store, scope: str = "/", actor: Actor | None = None, target: str | None = None) -> list[dict]:
     from collector.store.queries import _scope_filter
 
-    with self.write_session() as s:
+    with store.write_session() as s:
         rows = s.scalars(_scope_filter(select(m.Point), scope).order_by(m.Point.code)).all()
         out = [{"code": p.code, "name": p.name, "region": p.region_path, "profile": p.profile, "address": p.address,
                 "expected_devices": p.expected_devices or [], "report_interval_s": p.report_interval_s}

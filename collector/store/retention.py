@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, case, delete, func, insert, select, text, update
 
+from agent.vocabulary import STATUSES
 from collector.store import models as m
 
 MAINTENANCE_LOCK = 0x6D61696E  # "main"
@@ -65,14 +66,14 @@ def _hour_expr(dialect: str, col):
     return func.strftime("%Y-%m-%d %H:00:00.000000", col)
 
 
-def rollup(self, now: datetime | None = None) -> int:
+def rollup(store, now: datetime | None = None) -> int:
     """Roll results up by receive hour up to the last settled hour; returns the hours processed."""
     from collector.store import utcnow
 
     end = _floor_hour((now or utcnow()) - SETTLE)
     hours = 0
     while True:
-        with self.write_session() as s:
+        with store.write_session() as s:
             state = _job_state(s, "rollup")
             start = state.watermark
             if start is None:
@@ -90,34 +91,34 @@ def rollup(self, now: datetime | None = None) -> int:
 def _rollup_window(s, start: datetime, stop: datetime) -> None:
     r, rep, h = m.Result.__table__, m.Report.__table__, m.ResultHourly.__table__
     hour = _hour_expr(s.bind.dialect.name, r.c.received_at)
-    counts = [func.sum(case((r.c.status == st, 1), else_=0)) for st in ("ok", "warn", "fail", "error")]
+    counts = [func.sum(case((r.c.status == st, 1), else_=0)) for st in STATUSES]
     sel = (select(r.c.point_code, r.c.check, r.c.target, hour, *counts, func.avg(r.c.value), func.max(r.c.value))
            .select_from(r.join(rep, rep.c.id == r.c.report_pk))
            .where(and_(rep.c.received_at >= start, rep.c.received_at < stop))
            .group_by(r.c.point_code, r.c.check, r.c.target, hour))
     s.execute(delete(h).where(h.c.hour >= start, h.c.hour < stop))
-    s.execute(insert(h).from_select(["point_code", "check", "target", "hour", "n_ok", "n_warn", "n_fail",
-                                     "n_error", "value_avg", "value_max"], sel))
+    s.execute(insert(h).from_select(["point_code", "check", "target", "hour", *(f"n_{st}" for st in STATUSES),
+                                     "value_avg", "value_max"], sel))
 
 
-def prune(self, policy: RetentionPolicy, now: datetime | None = None) -> dict:
+def prune(store, policy: RetentionPolicy, now: datetime | None = None) -> dict:
     from collector.store import utcnow
 
     now = now or utcnow()
     cutoff = now - timedelta(days=policy.raw_days)
-    with self.write_session() as s:
+    with store.write_session() as s:
         mark = _job_state(s, "rollup").watermark
     cutoff = min(cutoff, mark) if mark is not None else None
     reports = results = 0
     while cutoff is not None:
-        with self.write_session() as s:
+        with store.write_session() as s:
             ids = list(s.scalars(select(m.Report.id).where(m.Report.received_at < cutoff)
                                 .order_by(m.Report.id).limit(policy.batch)))
             if not ids:
                 break
             results += s.execute(delete(m.Result).where(m.Result.report_pk.in_(ids))).rowcount or 0
             reports += s.execute(delete(m.Report).where(m.Report.id.in_(ids))).rowcount or 0
-    with self.write_session() as s:
+    with store.write_session() as s:
         sessions = s.execute(delete(m.WebSession).where(m.WebSession.expires_at < now)).rowcount or 0
         codes = s.execute(delete(m.EnrollCode).where(
             m.EnrollCode.expires_at < now - timedelta(days=policy.enroll_code_days))).rowcount or 0
@@ -133,25 +134,25 @@ def _job_state(s, name: str) -> m.JobState:
     return row
 
 
-def run_maintenance(self, policy: RetentionPolicy | None = None, now: datetime | None = None,
+def run_maintenance(store, policy: RetentionPolicy | None = None, now: datetime | None = None,
                     force: bool = False, runner: str | None = None) -> dict | None:
     """Roll up and prune if due; None when another collector holds the lock or the last run is recent."""
     from collector.store import utcnow
 
     policy = policy or RetentionPolicy()
     now = now or utcnow()
-    with _job_lock(self) as held:
+    with _job_lock(store) as held:
         if not held:
             return None
-        with self.write_session() as s:
+        with store.write_session() as s:
             state = _job_state(s, JOB)
             if not force and state.last_run_at is not None and \
                     now - state.last_run_at < timedelta(seconds=policy.interval_s):
                 return None
-        hours = rollup(self, now)
-        pruned = prune(self, policy, now)
+        hours = rollup(store, now)
+        pruned = prune(store, policy, now)
         summary = {"rolled_up_hours": hours, "pruned": pruned, "runner": runner or runner_name()}
-        with self.write_session() as s:
+        with store.write_session() as s:
             s.execute(update(m.JobState).where(m.JobState.name == JOB).values(
                 last_run_at=now, runs=m.JobState.runs + 1, last_runner=summary["runner"], details=summary))
         return summary
@@ -186,8 +187,8 @@ class _job_lock:
             self.conn.close()
 
 
-def hourly(self, code: str, since: datetime, until: datetime, check: str | None = None) -> list[m.ResultHourly]:
-    with self.session() as s:
+def hourly(store, code: str, since: datetime, until: datetime, check: str | None = None) -> list[m.ResultHourly]:
+    with store.session() as s:
         stmt = select(m.ResultHourly).where(m.ResultHourly.point_code == code, m.ResultHourly.hour >= since,
                                             m.ResultHourly.hour < until)
         if check:

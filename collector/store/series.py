@@ -14,7 +14,7 @@ from sqlalchemy import select
 from collector.store import models as m
 
 
-def check_series(self, code: str, check: str, since: datetime, until: datetime, buckets: int = 300,
+def check_series(store, code: str, check: str, since: datetime, until: datetime, buckets: int = 300,
                  min_width: float = 60.0) -> dict:
     """{"t": [bucket start, unix s], "targets": {target: {"value": [...], "loss": [...]}}}; None = no data.
 
@@ -25,7 +25,7 @@ def check_series(self, code: str, check: str, since: datetime, until: datetime, 
     n = int(span // width) + 1
     t0 = since.timestamp()
     sums: dict[str, list[list[float]]] = {}
-    with self.session() as s:
+    with store.session() as s:
         rows = s.execute(select(m.Result.observed_at, m.Result.target, m.Result.value, m.Result.details)
                          .where(m.Result.point_code == code, m.Result.check == check,
                                 m.Result.observed_at >= since, m.Result.observed_at < until)

@@ -54,9 +54,7 @@ class WalCheckpointer:
 
     def checkpoint(self) -> tuple[int, int, int] | None:
         """(busy, WAL frames, frames checkpointed), as PRAGMA wal_checkpoint answers."""
-        with self.store.engine.connect() as conn:
-            row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").first()
-        return tuple(row) if row else None
+        return self.store.wal_checkpoint()
 
     def round(self) -> tuple[int, int, int] | None:
         """One round: the bulk while writers go on, then, for a long WAL, the rest while they wait."""

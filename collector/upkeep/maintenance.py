@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from collector.store import retention
 from collector.store.retention import RetentionPolicy
 
 log = logging.getLogger("pointwatch.collector")
@@ -35,7 +36,7 @@ class Maintenance:
         wait = min(FIRST_ROUND_AFTER_S, self.policy.interval_s)
         while not self._stop.wait(wait):
             try:
-                summary = self.store.run_maintenance(self.policy)
+                summary = retention.run_maintenance(self.store, self.policy)
                 if summary:
                     log.info("maintenance %s", summary)
             except Exception:  # a failed round is retried next time; it must not end the loop

@@ -9,7 +9,6 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-import collector.alerts.models  # noqa: F401 - registers the alert tables on the same metadata
 from collector.store.models import Base
 
 MIGRATION_LOCK = 0x706F696E74  # "point": advisory lock key for schema changes

@@ -1,0 +1,44 @@
+"""Regions and points: the registry rows every other table hangs off."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from collector.registry.regions import ancestors, normalize_path, split_path
+from collector.store import models as m
+from collector.store import utcnow
+from collector.store.audit import SYSTEM, Actor, append
+
+
+def ensure_region(session: Session, path: str) -> None:
+    """Create the region and every region above it that is missing, inside the caller's transaction."""
+    for level, prefix in enumerate(ancestors(path), start=1):
+        if session.scalar(select(m.Region.id).where(m.Region.path == prefix)) is None:
+            parent = "/".join(split_path(prefix)[:-1]) or None
+            session.add(m.Region(path=prefix, name=split_path(prefix)[-1], parent_path=parent, level=level))
+            session.flush()
+
+
+def upsert_point(store, code: str, name: str, region_path: str, profile: str = "national-basic",
+                 simulated: bool = False, report_interval_s: int = 60, address: str | None = None,
+                 actor: Actor | None = None) -> None:
+    region_path = normalize_path(region_path)
+    with store.write_session() as s:
+        append(s, actor or SYSTEM, "point.upsert", f"point:{code}", {"name": name, "profile": profile},
+               region_path)
+        ensure_region(s, region_path)
+        point = s.scalar(select(m.Point).where(m.Point.code == code))
+        if point is None:
+            s.add(m.Point(code=code, name=name, region_path=region_path, profile=profile, simulated=simulated,
+                          report_interval_s=report_interval_s, address=address, created_at=utcnow()))
+            s.add(m.PointState(point_code=code, last_digest="", seq_gaps=0, reports_total=0,
+                               fingerprint_mismatch=False))
+        else:
+            point.name, point.region_path, point.profile = name, region_path, profile
+            point.simulated, point.report_interval_s, point.address = simulated, report_interval_s, address
+
+
+def point_region(store, code: str) -> str | None:
+    with store.session() as s:
+        return s.scalar(select(m.Point.region_path).where(m.Point.code == code))
