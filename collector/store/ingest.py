@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from agent.wire import Report, rfc3339
+from collector.evidence.chain import chain_digest
 from collector.store import models as m
 from collector.store.queries import SILENCE_INTERVALS
 
@@ -114,12 +115,6 @@ def report_dict(report: Report) -> dict:
 def canonical_json(report: Report, as_dict: dict | None = None) -> str:
     """The chained body: sorted keys, no spaces, UTF-8 text (identical to json.dumps with those options)."""
     return _CANON(as_dict or report_dict(report))
-
-
-def chain_digest(prev_digest: str, body: str) -> str:
-    from collector.store import sha256_hex
-
-    return sha256_hex(prev_digest + "\n" + body)
 
 
 def fingerprint_matches(pinned: dict | None, seen) -> tuple[bool, list[str]]:
