@@ -95,6 +95,10 @@ def family_of(check: str) -> str:
     return "other"
 
 
+# The three pillars of 专网专机专用, by the family of checks that proves each.
+PILLAR_CN = {"isolation": "专网", "identity": "专机", "usage": "专用"}
+
+
 # -- roles and profiles -------------------------------------------------------------------------------------
 ROLES = ("agent", "viewer", "reviewer", "admin")
 READ_ROLES = ("viewer", "reviewer", "admin")
