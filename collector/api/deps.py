@@ -13,11 +13,11 @@ from urllib.parse import quote
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from agent.vocabulary import READ_ROLES
 from collector.registry.regions import RegionError, confine, is_within
 from collector.store import Store, TokenInfo
 
 SESSION_COOKIE = "pw_session"
-READ_ROLES = ("viewer", "reviewer", "admin")
 # Row ids in paths and queries: beyond the column's range the database raises (a 5xx) instead of "no row".
 MAX_ID = 2**31 - 1
 MAX_BIGINT = 2**63 - 1

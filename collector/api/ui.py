@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from agent.vocabulary import NET_CORE_ICMP, worst
 from collector import __version__
 from collector.api.deps import MAX_BIGINT, MAX_ID, get_store, require_page_reader
 from collector.registry.regions import RegionError, ancestors, confine, is_within, split_path
@@ -250,7 +251,7 @@ async def audit_page(request: Request, action: str = "",
 
 
 @router.get("/ui/points/{code}/series")
-async def point_series(code: str, request: Request, range: str = "24h", check: str = "net.core.icmp"):
+async def point_series(code: str, request: Request, range: str = "24h", check: str = NET_CORE_ICMP):
     span = next((d for k, _, d in RANGES if k == range), None)
     if span is None:
         raise HTTPException(422, detail=f"range must be one of {', '.join(k for k, _, _ in RANGES)}")
@@ -262,7 +263,5 @@ async def point_series(code: str, request: Request, range: str = "24h", check: s
 
 
 def _worst(statuses: list[str]) -> str:
-    for status in ("error", "fail", "warn", "ok"):
-        if status in statuses:
-            return status
-    return "none"
+    """A pillar's state: the worst of its checks' statuses (vocabulary.worst), "none" before any result."""
+    return worst(statuses) if statuses else "none"
