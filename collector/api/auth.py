@@ -22,12 +22,12 @@ from collector.api.deps import (
     client_source,
     current_principal,
     get_store,
+    request_actor,
     require_admin,
     require_reader,
 )
 from collector.registry.regions import RegionError, is_within, normalize_path
 from collector.store import StoreError, TokenInfo
-from collector.store.audit import Actor
 from collector.store.people import SESSION_TTL
 
 router = APIRouter(tags=["auth"])
@@ -96,10 +96,6 @@ async def logout(request: Request):
 api = APIRouter(prefix="/api/v1", tags=["people"])
 
 
-def actor_of(request: Request, info: TokenInfo) -> Actor:
-    return Actor(info.actor or f"token:{info.id}", client_source(request))
-
-
 def _within_caller(info: TokenInfo, region: str) -> str:
     try:
         region = normalize_path(region)
@@ -139,7 +135,7 @@ async def create_user(body: UserIn, request: Request, info: TokenInfo = Depends(
     region = _within_caller(info, body.region)
     try:
         await run_in_threadpool(get_store(request).create_user, body.username, body.password, body.role, region,
-                                body.person, actor_of(request, info))
+                                body.person, request_actor(request, info))
     except StoreError as exc:
         raise _store_error(exc) from None
     return {"username": body.username, "role": body.role, "region": region}
@@ -164,7 +160,7 @@ async def create_token(body: TokenIn, request: Request, info: TokenInfo = Depend
     try:
         token = await run_in_threadpool(lambda: store.create_token(
             body.role, region, body.point, None, body.description, person=body.person,
-            actor=actor_of(request, info)))
+            actor=request_actor(request, info)))
     except StoreError as exc:
         raise _store_error(exc) from None
     return {"token": token, "role": body.role, "region": region}
@@ -180,7 +176,7 @@ async def create_enroll_code(body: EnrollCodeIn, request: Request, info: TokenIn
     region = await run_in_threadpool(store.point_region, body.point)
     if region is None or not is_within(region, info.region_path):
         raise HTTPException(404, detail="no such point")
-    code = await run_in_threadpool(lambda: store.create_enroll_code(body.point, actor=actor_of(request, info)))
+    code = await run_in_threadpool(lambda: store.create_enroll_code(body.point, actor=request_actor(request, info)))
     return {"code": code, "point": body.point}
 
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from agent.vocabulary import NET_CORE_ICMP, worst
 from collector import __version__
-from collector.api.deps import MAX_BIGINT, MAX_ID, get_store, require_page_reader
+from collector.api.deps import MAX_BIGINT, MAX_ID, actor_name, get_store, require_page_reader
 from collector.registry.regions import RegionError, ancestors, confine, is_within, split_path
 from collector.scoring import scores
 from collector.store.overview import FAMILIES, STATES, OverviewQuery
@@ -68,6 +68,7 @@ class PageUser:
     name: str
     role: str
     region_path: str
+    actor: str = ""  # as the audit log names this person (deps.actor_name)
 
 
 def page_user(request: Request) -> PageUser | None:
@@ -75,7 +76,7 @@ def page_user(request: Request) -> PageUser | None:
     auth = getattr(request.state, "auth", None)
     if auth is None:
         return None
-    return PageUser(auth.actor.split(":", 1)[-1] or auth.role, auth.role, auth.region_path)
+    return PageUser(auth.actor.split(":", 1)[-1] or auth.role, auth.role, auth.region_path, actor_name(auth))
 
 
 def scoped(requested: str, user: PageUser) -> str:
@@ -210,7 +211,7 @@ async def silence_from_page(request: Request, point: str = Form(...), rule: str 
         return RedirectResponse("/alerts?" + urlencode({"error": "请填写屏蔽原因并选择时长"}), status_code=303)
     now = engine.clock()
     await run_in_threadpool(lambda: create_silence(
-        store, actor=user.name, source=request.client.host if request.client else None,
+        store, actor=user.actor, source=request.client.host if request.client else None,
         region_path=summary.region_path, point_code=point, rule=rule or None, target=None, reason=reason[:1000],
         starts_at=now, ends_at=now + timedelta(seconds=seconds), now=now))
     return RedirectResponse("/alerts?" + urlencode({"notice": f"已屏蔽 {summary.name} 的告警"}), status_code=303)
@@ -223,7 +224,7 @@ async def expire_from_page(request: Request, silence_id: int = PathParam(ge=1, l
 
     store, engine = get_store(request), request.app.state.alerts
     row = await run_in_threadpool(lambda: expire_silence(
-        store, silence_id, actor=user.name, source=request.client.host if request.client else None,
+        store, silence_id, actor=user.actor, source=request.client.host if request.client else None,
         scope=user.region_path, now=engine.clock()))
     if row is None:
         raise HTTPException(404, detail="没有这个屏蔽")
