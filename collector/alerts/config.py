@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.alerts.configbase import AlertConfigError, NotifierConfig, duration
 from collector.alerts.notifiers import build_notifier
 
@@ -32,7 +33,7 @@ class RuleConfig:
 # Rule id → defaults. Compliance violations are facts and page at once; link and device faults wait for a
 # second report, because village lines drop single probes (ANCHORS §B3).
 DEFAULT_RULES: dict[str, RuleConfig] = {
-    "point_silent": RuleConfig(severity="critical", params={"intervals": 3}),
+    "point_silent": RuleConfig(severity="critical", params={"intervals": SILENCE_INTERVALS_DEFAULT}),
     "core_unreachable": RuleConfig(severity="critical", failure_threshold=2, success_threshold=2),
     "core_degraded": RuleConfig(severity="warning", success_threshold=2, for_s=300,
                                 params={"loss_ratio": 0.2, "rtt_s": 0.2}),

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from agent.vocabulary import DEFAULT_PROFILE
 from collector.settings import Settings
 
 LOCAL_POINT = ("620102001001", "本机演示服务点", "甘肃省/兰州市/城关区/演示镇/本机村")
@@ -72,7 +73,7 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
         print(f"端口 {port} 已被占用：请用 --port 换一个端口", file=sys.stderr)
         return 1
     store = settings.open_store()
-    store.upsert_point(*LOCAL_POINT, profile="national-basic", report_interval_s=15)
+    store.upsert_point(*LOCAL_POINT, profile=DEFAULT_PROFILE, report_interval_s=15)
     agent_dir = Path(settings.data_dir).resolve() / "demo-agent"
     agent_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = agent_dir / "agent.yaml"
