@@ -13,6 +13,7 @@ from datetime import datetime
 
 from agent.vocabulary import (
     AGENT_CLOCK_SKEW,
+    AGENT_REPORT,
     IDENTITY_FINGERPRINT,
     IDENTITY_MATCHES_ENROLMENT,
     ISOLATION_INTERNET,
@@ -99,7 +100,7 @@ def silent_hit(point: PointView, rc: RuleConfig, now: datetime, baseline: dateti
     if quiet <= limit:
         return None
     minutes = int((now - point.last_received_at).total_seconds() // 60)
-    return Hit("point_silent", "agent.report", "终端", f"已 {minutes} 分钟没有收到该服务点的上报"
+    return Hit("point_silent", AGENT_REPORT, "终端", f"已 {minutes} 分钟没有收到该服务点的上报"
                f"（超过 {rc.params['intervals']:g} 个上报周期），终端可能关机、断网或程序停止", now,
                since=point.last_received_at)
 

@@ -32,11 +32,13 @@ from agent.vocabulary import (
     USAGE_LISTENING_PORTS,
     USAGE_PROCESSES,
     USAGE_REMOVABLE_MEDIA,
+    device_check,
 )
 from agent.wire import Fingerprint, Host, Report, Result, report_to_dict, utcnow
 
 log = logging.getLogger("pointwatch.demo")
 
+PRINTER_CHECK = device_check("printer")
 COUNTY = "甘肃省/兰州市/榆中县"
 TOWNS = {
     "城关镇": ["东关村", "西关村", "南关村", "兴隆村", "周前村", "新民村", "三角城村", "小康营村"],
@@ -194,12 +196,12 @@ def _printer(toner: float) -> Result:
                 {"index": "1.2", "description": "硒鼓", "type": "opc", "level": 70, "max_capacity": 100, "ratio": 0.7,
                  "state": "measured"}]
     if toner <= 0.0:
-        return _result("device.printer", "打印机", "fail", "打印机故障：无墨粉", 0, None, supplies=supplies,
+        return _result(PRINTER_CHECK, "打印机", "fail", "打印机故障：无墨粉", 0, None, supplies=supplies,
                        conditions=["no_toner"])
     if toner < 0.1:
-        return _result("device.printer", "打印机", "warn", f"墨粉不足：黑色墨粉剩余 {toner:.0%}", 1, None,
+        return _result(PRINTER_CHECK, "打印机", "warn", f"墨粉不足：黑色墨粉剩余 {toner:.0%}", 1, None,
                        supplies=supplies, conditions=["low_toner"])
-    return _result("device.printer", "打印机", "ok", f"打印机就绪，黑色墨粉剩余 {toner:.0%}", 1, None,
+    return _result(PRINTER_CHECK, "打印机", "ok", f"打印机就绪，黑色墨粉剩余 {toner:.0%}", 1, None,
                    supplies=supplies)
 
 
