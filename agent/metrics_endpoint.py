@@ -11,100 +11,61 @@ does not know its region; a scrape config adds it). The service calls::
     ...
     if endpoint: endpoint.stop()                      # on shutdown
 
-``supplies_of`` is shared with the collector, so both sides read the device details the same way.
+What a result means as series is agent/promtext.py, shared with the collector; this module writes the text.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from agent import promtext
+from agent.promtext import supplies_of
+
 log = logging.getLogger("pointwatch.agent.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STATUS_CODE = {"ok": 0, "warn": 1, "fail": 2, "error": 3}
-
-_SUPPLY_TYPE = re.compile(r"^[A-Za-z]{1,32}$")
-_SUPPLY_INDEX = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$")
-
-
-def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def supplies_of(details: dict) -> list[tuple[str, float]]:
-    """(slot, ratio) of every measured supply in a device result's details; slot = ``<type>/<index>``.
-
-    The device checks put the Printer-MIB supplies (``index``, ``type``, ``ratio`` …) either at the top of
-    the details or in the details of the method that read them (``methods: [{method: snmp, supplies}]``).
-    Supplies whose level the printer cannot state have no ratio and no sample. The slot, not the printer's
-    description text, is the label: bounded and stable.
-    """
-    lists = [details.get("supplies")]
-    methods = details.get("methods")
-    if isinstance(methods, list):
-        lists += [m.get("supplies") for m in methods if isinstance(m, dict)]
-    out: dict[str, float] = {}
-    for supplies in lists:
-        for s in supplies if isinstance(supplies, list) else ():
-            if not isinstance(s, dict) or not _number(s.get("ratio")):
-                continue
-            typ, index = str(s.get("type") or "unknown"), str(s.get("index") or "")
-            if _SUPPLY_TYPE.match(typ) and _SUPPLY_INDEX.match(index):
-                out.setdefault(f"{typ}/{index}", float(s["ratio"]))
-    return list(out.items())
-
-
+# (name, help, label names in sorted order): the agent knows no region, so its series have no region label.
 FAMILIES = (
-    ("pointwatch_check_status", "Latest check status: 0 ok, 1 warn, 2 fail, 3 error."),
-    ("pointwatch_core_rtt_seconds", "Average round-trip time to a core-network target."),
-    ("pointwatch_core_loss_ratio", "Share of echoes to a core-network target that were lost."),
-    ("pointwatch_device_up", "1 when a configured device is present and working, 0 when not."),
-    ("pointwatch_printer_supply_ratio", "Printer supply left as a share of capacity; target is <type>/<index>."),
+    (promtext.CHECK_STATUS, "Latest check status: 0 ok, 1 warn, 2 fail, 3 error.", ("check", "point", "target")),
+    (promtext.CORE_RTT, "Average round-trip time to a core-network target.", ("point", "target")),
+    (promtext.CORE_LOSS, "Share of echoes to a core-network target that were lost.", ("point", "target")),
+    (promtext.DEVICE_UP, "1 when a configured device is present and working, 0 when not.", ("device", "kind", "point")),
+    (promtext.SUPPLY, "Printer supply left as a share of capacity; target is <type>/<index>.",
+     ("device", "kind", "point", "target")),
 )
+__all__ = ["MetricsEndpoint", "render", "start", "supplies_of"]
 
 
 def _esc(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _labels(**labels: str) -> str:
-    return "{" + ",".join(f'{k}="{_esc(str(v))}"' for k, v in sorted(labels.items())) + "}"
+def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    return "{" + ",".join(f'{k}="{_esc(str(v))}"' for k, v in zip(names, values, strict=True)) + "}"
 
 
 def _value(v: float) -> str:
+    if isinstance(v, int):  # status and presence codes
+        return str(v)
     return repr(float(v)) if math.isfinite(v) else ("NaN" if v != v else ("+Inf" if v > 0 else "-Inf"))
 
 
 def render(point: str, jobs: dict[str, tuple[float, list]]) -> bytes:
     """Prometheus text for the last results of each job: ``jobs`` maps job -> (finished_at, results)."""
-    series: dict[str, list[str]] = {name: [] for name, _ in FAMILIES}
+    series: dict[str, list[str]] = {name: [] for name, _, _ in FAMILIES}
+    names = {name: labels for name, _, labels in FAMILIES}
     for _job, (_finished, results) in sorted(jobs.items()):
         for r in results:
-            series["pointwatch_check_status"].append(
-                f"{_labels(check=r.check, point=point, target=r.target)} {STATUS_CODE.get(r.status, 3)}")
             details = r.details if isinstance(r.details, dict) else {}
-            if r.check == "net.core.icmp":
-                if _number(r.value):
-                    series["pointwatch_core_rtt_seconds"].append(
-                        f"{_labels(point=point, target=r.target)} {_value(r.value)}")
-                if _number(details.get("loss_ratio")):
-                    series["pointwatch_core_loss_ratio"].append(
-                        f"{_labels(point=point, target=r.target)} {_value(details['loss_ratio'])}")
-            elif r.check.startswith("device."):
-                kind = r.check[len("device."):]
-                if r.status != "error":
-                    series["pointwatch_device_up"].append(
-                        f"{_labels(device=r.target, kind=kind, point=point)} {1 if r.status in ('ok', 'warn') else 0}")
-                for slot, ratio in supplies_of(details):
-                    series["pointwatch_printer_supply_ratio"].append(
-                        f"{_labels(device=r.target, kind=kind, point=point, target=slot)} {_value(ratio)}")
+            for fam, labels, value in promtext.result_samples(point, None, r.check, r.target, r.status, r.value,
+                                                              details.get("loss_ratio"), supplies_of(details)):
+                series[fam].append(f"{_labels(names[fam], labels)} {_value(value)}")
     out = []
-    for name, help_text in FAMILIES:
+    for name, help_text, _ in FAMILIES:
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
         out.extend(f"{name}{line}\n" for line in series[name])
     return "".join(out).encode("utf-8")

@@ -58,6 +58,8 @@ AGENT_OUTBOX = "agent.outbox"  # the agent's own state: reports dropped from a f
 # Results the collector derives from each report (never sent by an agent).
 IDENTITY_MATCHES_ENROLMENT = "identity.matches_enrolment"
 AGENT_CLOCK_SKEW = "agent.clock_skew"
+# What the alert about a silent point names as its check: the reports themselves, which stopped coming.
+AGENT_REPORT = "agent.report"
 
 
 def device_check(kind: str) -> str:
@@ -73,7 +75,7 @@ CHECKS_BY_FAMILY: dict[str, tuple[str, ...]] = {
     "devices": tuple(device_check(k) for k in DEVICE_KINDS),
 }
 AGENT_CHECK_IDS = frozenset(c for ids in CHECKS_BY_FAMILY.values() for c in ids)
-COLLECTOR_CHECK_IDS = frozenset({IDENTITY_MATCHES_ENROLMENT, AGENT_CLOCK_SKEW})
+COLLECTOR_CHECK_IDS = frozenset({IDENTITY_MATCHES_ENROLMENT, AGENT_CLOCK_SKEW})  # AGENT_REPORT is no result
 # What a standards profile may name in a rule: every agent check plus the collector's 人机信息相符.
 SCORABLE_CHECK_IDS = AGENT_CHECK_IDS | {IDENTITY_MATCHES_ENROLMENT}
 
@@ -96,6 +98,10 @@ def family_of(check: str) -> str:
         if check.startswith(prefix):
             return family
     return "other"
+
+
+# The three pillars of 专网专机专用, by the family of checks that proves each.
+PILLAR_CN = {"isolation": "专网", "identity": "专机", "usage": "专用"}
 
 
 # -- roles and profiles -------------------------------------------------------------------------------------

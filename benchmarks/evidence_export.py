@@ -13,7 +13,6 @@ memory = streaming).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import resource
 import sys
@@ -45,6 +44,7 @@ def rfc(ts: datetime) -> str:
 def seed(store, days: int) -> int:
     from sqlalchemy import insert
 
+    from collector.evidence.chain import chain_digest
     from collector.store import models as m
 
     points.upsert_point(store, POINT, "某村医保服务点", "甘肃省/兰州市/城关区/某镇/某村", profile="lanzhou-basic-2023")
@@ -70,7 +70,7 @@ def seed(store, days: int) -> int:
         body = json.dumps({"report_id": report_id, "seq": i + 1, "agent_id": agent_id, "point_code": POINT,
                            "agent_version": "0.1.0", "collected_at": rfc(at), "sent_at": rfc(at), "host": host,
                            "results": res}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        digest = hashlib.sha256((prev + "\n" + body).encode()).hexdigest()
+        digest = chain_digest(prev, body)
         rid = i + 1
         reports.append({"id": rid, "report_id": report_id, "point_code": POINT, "agent_id": agent_id,
                         "seq": i + 1, "collected_at": at, "sent_at": at, "received_at": at + timedelta(seconds=1),

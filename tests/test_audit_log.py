@@ -72,3 +72,31 @@ def test_concurrent_appends_keep_one_chain(store):
     assert not errors
     check = audit.verify_audit(store)
     assert check.ok and check.entries == 20
+
+
+def test_one_person_is_one_actor_whatever_the_door(store, tmp_path):
+    """alice logging in, silencing through the JSON API with her session cookie and through the page's form
+    is one actor in the log; an API token stays a token."""
+    from fastapi.testclient import TestClient
+
+    from collector.app import create_app
+    from collector.settings import Settings
+
+    point = "620102001001"
+    points.upsert_point(store, point, "城关区某点", REGION + "/某镇/某村")
+    users.create_user(store, "alice", "correct horse", "admin", REGION)
+    token = users.create_token(store, "admin", region_path=REGION)
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data"), store=store)) as client:
+        assert client.post("/login", data={"username": "alice", "password": "correct horse"},
+                           follow_redirects=False).status_code == 303
+        assert client.post("/api/v1/silences", json={"reason": "更换硒鼓", "point": point, "duration": "2h"}).status_code == 201
+        assert client.post("/alerts/silence", data={"point": point, "reason": "现场核查", "duration": "2h"},
+                           follow_redirects=False).status_code == 303
+        client.cookies.clear()
+        assert client.post("/api/v1/silences", json={"reason": "脚本屏蔽", "point": point, "duration": "2h"},
+                           headers={"Authorization": f"Bearer {token}"}).status_code == 201
+    entries = audit.audit_entries(store, REGION, 50)
+    by_person = [(e["action"], e["actor"]) for e in entries if e["action"] in ("login", "silence.create")]
+    token_id = next(e["target"] for e in entries if e["action"] == "token.create")
+    assert sorted(by_person) == sorted([("login", "user:alice"), ("silence.create", "user:alice"),
+                                        ("silence.create", "user:alice"), ("silence.create", token_id)])

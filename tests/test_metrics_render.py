@@ -9,14 +9,13 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent import config as agent_config
 from agent.confignode import ConfigError
 from agent.metrics_endpoint import MetricsEndpoint, supplies_of
 from agent.wire import Fingerprint, Host, Report, Result
-from collector.metrics.render import FAMILIES, FleetCollector
+from collector.metrics.render import FAMILIES, FleetCollector, point_lines
 from collector.scoring.scorekeeper import rescore
 from collector.store import Store, metriclines, points, pointscores
 from tests.conftest import REPO, free_port
@@ -55,12 +54,6 @@ def store(tmp_path):
 def _parsed(text: bytes) -> dict:
     return {(f.name, tuple(sorted(s.labels.items()))): s.value
             for f in text_string_to_metric_families(text.decode()) for s in f.samples}
-
-
-def test_direct_render_is_byte_identical_to_prometheus_client(store):
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(store))
-    assert FleetCollector(store).render() == generate_latest(registry)
 
 
 def test_series_and_labels(store):
@@ -108,9 +101,6 @@ def test_scores_and_alerts_are_exported(store):
                 if k[0] == "pointwatch_compliance_item_ok" and dict(k[1])["point"] == "P1"}
     assert exported == {item: float(ok) for item, ok in items} and exported  # automatic items only
     assert series[("pointwatch_alerts_firing", (("check", "device.queue"), ("point", "P1"), ("region", region)))] == 1
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(store))
-    assert FleetCollector(store).render() == generate_latest(registry)
 
 
 def test_stored_lines_follow_a_point_that_moves_region(store):
@@ -120,6 +110,22 @@ def test_stored_lines_follow_a_point_that_moves_region(store):
     text = FleetCollector(store, "甘肃省/天水市").render().decode()
     assert 'pointwatch_check_status{check="net.core.tcp",point="P1",region="甘肃省/天水市/秦州区/丙镇/丙村"' in text
     assert "城关区" not in text
+
+
+def test_agent_and_collector_turn_a_result_into_the_same_series():
+    from agent.metrics_endpoint import render as agent_render
+
+    results = [Result("net.core.icmp", "核心网关", "warn", "…", value=0.3, details={"loss_ratio": 0.34}),
+               Result("device.printer", "打印机", "ok", "…", details={"supplies": SUPPLIES}),
+               Result("device.kiosk", "一体机", "error", "…"), Result("device.queue", "取号机", "fail", "…"),
+               Result("usage.processes", "本机", "fail", "…", value=2)]
+    agent = _parsed(agent_render("P9", {"all": (0.0, results)}))
+    rows = sorted((r.check, r.target, r.status, r.value, r.details.get("loss_ratio"), r.details.get("supplies"))
+                  for r in results)
+    lines = point_lines("P9", "甘肃省", "national-basic", rows, None)
+    collector = {(name, tuple(kv for kv in labels if kv[0] != "region")): v
+                 for (name, labels), v in _parsed("".join(lines.values()).encode()).items()}
+    assert collector == agent and len(agent) == 10
 
 
 def test_supplies_of_reads_both_detail_shapes():

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 
 from agent import wire
+from collector.evidence.chain import chain_digest
 from collector.store import enrolment, queries
 from collector.store import models as m
 from collector.store import points as points_repo
-from collector.store.ingest import canonical_json, chain_digest
+from collector.store.canonical import canonical_json
 from tests.helpers import ingest
 
 REGION = "甘肃省/兰州市/城关区/某镇/某村"

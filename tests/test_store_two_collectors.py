@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from collector.accounts import users
+from collector.evidence.chain import chain_digest
 from collector.store import Store, points
 from collector.store import models as m
-from collector.store.ingest import chain_digest
 from tests.conftest import REPO, free_port
 from tests.helpers import POINT, REGION, report_json
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from agent.platform import Adapter, Listener, Platform, Route, StorageVolume, UsbDevice
+from agent.platform.facts import Adapter, Listener, Platform, Route, StorageVolume, UsbDevice
 
 # /sys/class/net/*/type (ARPHRD_*) values that are tunnels: ipip, ip6tnl, sit, gre, ip6gre, ppp, none (tun,
 # WireGuard). 772 is loopback.

@@ -10,7 +10,8 @@ import os
 
 import psutil
 
-from agent.platform import Adapter, Platform, Route, StorageVolume, UsbDevice, wmi
+from agent.platform import wmi
+from agent.platform.facts import Adapter, Platform, Route, StorageVolume, UsbDevice
 
 
 class WindowsPlatform(Platform):

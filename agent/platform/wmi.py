@@ -18,7 +18,7 @@ import re
 import subprocess
 from typing import Any
 
-from agent.platform import Adapter, Route, StorageVolume, UsbDevice
+from agent.platform.facts import Adapter, Route, StorageVolume, UsbDevice
 
 # Force UTF-8 on stdout (the console default on Chinese Windows is code page 936) and pick the serialiser.
 _PRELUDE = (

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
+from collector.alerts.configbase import AlertConfigError, NotifierConfig, duration
+from collector.alerts.notifiers import build_notifier
+
+__all__ = ["AlertConfigError", "AlertsConfig", "NotifierConfig", "RuleConfig", "Window", "duration", "parse"]
+
 SEVERITIES = ("critical", "warning", "info")
-
-
-class AlertConfigError(ValueError):
-    pass
 
 
 @dataclass
@@ -31,7 +33,7 @@ class RuleConfig:
 # Rule id → defaults. Compliance violations are facts and page at once; link and device faults wait for a
 # second report, because village lines drop single probes (ANCHORS §B3).
 DEFAULT_RULES: dict[str, RuleConfig] = {
-    "point_silent": RuleConfig(severity="critical", params={"intervals": 3}),
+    "point_silent": RuleConfig(severity="critical", params={"intervals": SILENCE_INTERVALS_DEFAULT}),
     "core_unreachable": RuleConfig(severity="critical", failure_threshold=2, success_threshold=2),
     "core_degraded": RuleConfig(severity="warning", success_threshold=2, for_s=300,
                                 params={"loss_ratio": 0.2, "rtt_s": 0.2}),
@@ -65,20 +67,6 @@ class Window:
 
 
 @dataclass
-class NotifierConfig:
-    name: str
-    type: str
-    options: dict
-    regions: tuple[str, ...] = ()
-    severities: tuple[str, ...] = ()
-    send_resolved: bool = True
-    timeout_s: float = 10.0
-    max_attempts: int = 8
-    backoff_s: float = 2.0  # first retry delay; doubles up to backoff_max_s
-    backoff_max_s: float = 600.0
-
-
-@dataclass
 class AlertsConfig:
     rules: dict[str, RuleConfig]
     inhibit: list[tuple[str, tuple[str, ...]]]
@@ -89,18 +77,7 @@ class AlertsConfig:
     enabled: bool = True
 
 
-_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
-
-
-def duration(value, where: str) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    match = _DUR.match(str(value))
-    if not match:
-        raise AlertConfigError(f"alerts.{where}: '{value}' is not a duration (e.g. 30s, 5m, 1h)")
-    return float(match.group(1)) * _UNIT[match.group(2)]
 
 
 def _mapping(node, where: str, allowed: set[str]) -> dict:
@@ -131,8 +108,6 @@ def _int(node, where: str, lo: int = 1) -> int:
 
 
 def parse(section) -> AlertsConfig:
-    from collector.alerts.notifiers import build_notifier
-
     top = _mapping(section, "", {"enabled", "tick", "lease", "rules", "inhibit", "maintenance", "notifiers"})
     rules = {rid: RuleConfig(**{**vars(rc), "params": dict(rc.params)}) for rid, rc in DEFAULT_RULES.items()}
     for rid, node in _mapping(top.get("rules"), "rules", set(DEFAULT_RULES)).items():

@@ -7,8 +7,8 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from collector.alerts.config import AlertConfigError
-from collector.alerts.notifiers import Notifier, NotifyError
+from collector.alerts.configbase import AlertConfigError
+from collector.alerts.notifybase import Notifier, NotifyError
 
 
 class Smtp(Notifier):

@@ -12,7 +12,7 @@ import hmac
 import time
 from urllib.parse import quote_plus
 
-from collector.alerts.notifiers import Notifier, NotifyError
+from collector.alerts.notifybase import Notifier, NotifyError
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:

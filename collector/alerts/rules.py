@@ -11,6 +11,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from agent.vocabulary import (
+    AGENT_CLOCK_SKEW,
+    AGENT_REPORT,
+    IDENTITY_FINGERPRINT,
+    IDENTITY_MATCHES_ENROLMENT,
+    ISOLATION_INTERNET,
+    NET_CORE_ICMP,
+    NET_CORE_TCP,
+    USAGE_LISTENING_PORTS,
+    USAGE_PROCESSES,
+    USAGE_REMOVABLE_MEDIA,
+    device_check,
+)
 from collector.alerts.config import RuleConfig
 
 TITLES = {
@@ -26,15 +39,16 @@ TITLES = {
     "printer_supply_low": "打印机耗材不足",
     "clock_skew": "终端时钟偏差过大",
 }
-CORE_CHECKS = ("net.core.icmp", "net.core.tcp")
+PRINTER_CHECK = device_check("printer")
+CORE_CHECKS = (NET_CORE_ICMP, NET_CORE_TCP)
 # Simple "this check failed" rules: rule → check id.
 FAIL_RULES = {
-    "internet_reachable": "isolation.internet",
-    "forbidden_software": "usage.processes",
-    "removable_media": "usage.removable_media",
-    "unexpected_port": "usage.listening_ports",
+    "internet_reachable": ISOLATION_INTERNET,
+    "forbidden_software": USAGE_PROCESSES,
+    "removable_media": USAGE_REMOVABLE_MEDIA,
+    "unexpected_port": USAGE_LISTENING_PORTS,
 }
-IDENTITY_CHECKS = ("identity.matches_enrolment", "identity.fingerprint")
+IDENTITY_CHECKS = (IDENTITY_MATCHES_ENROLMENT, IDENTITY_FINGERPRINT)
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,7 @@ def silent_hit(point: PointView, rc: RuleConfig, now: datetime, baseline: dateti
     if quiet <= limit:
         return None
     minutes = int((now - point.last_received_at).total_seconds() // 60)
-    return Hit("point_silent", "agent.report", "终端", f"已 {minutes} 分钟没有收到该服务点的上报"
+    return Hit("point_silent", AGENT_REPORT, "终端", f"已 {minutes} 分钟没有收到该服务点的上报"
                f"（超过 {rc.params['intervals']:g} 个上报周期），终端可能关机、断网或程序停止", now,
                since=point.last_received_at)
 
@@ -109,7 +123,7 @@ def result_hits(point: PointView, latest: Iterable[Latest], rules: dict[str, Rul
         elif r.check.startswith("device."):
             if r.status == "fail" and on("device_missing"):
                 hits.append(Hit("device_missing", r.check, r.target, r.message, r.received_at))
-            elif r.check == "device.printer" and (rc := on("printer_supply_low")) and _supply_low(r, rc):
+            elif r.check == PRINTER_CHECK and (rc := on("printer_supply_low")) and _supply_low(r, rc):
                 hits.append(Hit("printer_supply_low", r.check, r.target, r.message, r.received_at))
         else:
             for rule, check in FAIL_RULES.items():
@@ -118,11 +132,11 @@ def result_hits(point: PointView, latest: Iterable[Latest], rules: dict[str, Rul
     if point.last_received_at is not None:
         if point.fingerprint_mismatch and on("identity_changed") and not any(
                 h.rule == "identity_changed" for h in hits):
-            hits.append(Hit("identity_changed", "identity.matches_enrolment", "enrolment",
+            hits.append(Hit("identity_changed", IDENTITY_MATCHES_ENROLMENT, "enrolment",
                             "终端硬件标识与注册时不一致（人机信息不相符），疑似更换了终端", point.last_received_at))
         rc = on("clock_skew")
         if rc and point.clock_skew_s is not None and abs(point.clock_skew_s) > rc.params["seconds"]:
-            hits.append(Hit("clock_skew", "agent.clock_skew", "时钟",
+            hits.append(Hit("clock_skew", AGENT_CLOCK_SKEW, "时钟",
                             f"终端时钟与采集端相差 {point.clock_skew_s:+.0f} 秒（允许 ±{rc.params['seconds']:g} 秒），"
                             "请校准终端时间", point.last_received_at, point.clock_skew_s))
     return hits

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from collector.alerts.config import DEFAULT_RULES, AlertConfigError, duration
 from collector.alerts.messages import SEVERITY_CN
 from collector.alerts.rules import TITLES
-from collector.api.deps import MAX_ID, get_store, requested_scope, require_admin, require_reader
+from collector.api.deps import MAX_ID, actor_name, get_store, requested_scope, require_admin, require_reader
 from collector.registry.regions import RegionError, is_within, normalize_path
 from collector.store import TokenInfo, queries
 from collector.store.alerts import (
@@ -125,7 +125,7 @@ async def post_silence(body: SilenceIn, request: Request, auth: TokenInfo = Depe
         raise HTTPException(403, detail="a silence must lie within your own region")
     source = request.client.host if request.client else None
     row = await run_in_threadpool(lambda: create_silence(
-        store, actor=f"token:{auth.id}", source=source, region_path=region, point_code=body.point,
+        store, actor=actor_name(auth), source=source, region_path=region, point_code=body.point,
         rule=body.rule, target=body.target, reason=body.reason, starts_at=starts.astimezone(timezone.utc),
         ends_at=ends.astimezone(timezone.utc), now=now))
     return silence_json(row)
@@ -144,7 +144,7 @@ async def delete_silence(request: Request, silence_id: int = Path(ge=1, le=MAX_I
     engine = request.app.state.alerts
     source = request.client.host if request.client else None
     row = await run_in_threadpool(lambda: expire_silence(
-        get_store(request), silence_id, actor=f"token:{auth.id}", source=source, scope=auth.region_path,
+        get_store(request), silence_id, actor=actor_name(auth), source=source, scope=auth.region_path,
         now=engine.clock()))
     if row is None:
         raise HTTPException(404, detail="no such silence")

@@ -25,12 +25,12 @@ from collector.api.deps import (
     client_source,
     current_principal,
     get_store,
+    request_actor,
     require_admin,
     require_reader,
 )
 from collector.registry.regions import RegionError, is_within, normalize_path
 from collector.store import StoreError, TokenInfo, enrolment, people, points
-from collector.store.audit import Actor
 
 router = APIRouter(tags=["auth"])
 
@@ -98,10 +98,6 @@ async def logout(request: Request):
 api = APIRouter(prefix="/api/v1", tags=["people"])
 
 
-def actor_of(request: Request, info: TokenInfo) -> Actor:
-    return Actor(info.actor or f"token:{info.id}", client_source(request))
-
-
 def _within_caller(info: TokenInfo, region: str) -> str:
     try:
         region = normalize_path(region)
@@ -141,7 +137,7 @@ async def create_user(body: UserIn, request: Request, info: TokenInfo = Depends(
     region = _within_caller(info, body.region)
     try:
         await run_in_threadpool(users.create_user, get_store(request), body.username, body.password, body.role, region,
-                                body.person, actor_of(request, info))
+                                body.person, request_actor(request, info))
     except StoreError as exc:
         raise _store_error(exc) from None
     return {"username": body.username, "role": body.role, "region": region}
@@ -166,7 +162,7 @@ async def create_token(body: TokenIn, request: Request, info: TokenInfo = Depend
     try:
         token = await run_in_threadpool(lambda: users.create_token(store,
             body.role, region, body.point, None, body.description, person=body.person,
-            actor=actor_of(request, info)))
+            actor=request_actor(request, info)))
     except StoreError as exc:
         raise _store_error(exc) from None
     return {"token": token, "role": body.role, "region": region}
@@ -182,7 +178,7 @@ async def create_enroll_code(body: EnrollCodeIn, request: Request, info: TokenIn
     region = await run_in_threadpool(points.point_region, store, body.point)
     if region is None or not is_within(region, info.region_path):
         raise HTTPException(404, detail="no such point")
-    code = await run_in_threadpool(lambda: enrolment.create_enroll_code(store, body.point, actor=actor_of(request, info)))
+    code = await run_in_threadpool(lambda: enrolment.create_enroll_code(store, body.point, actor=request_actor(request, info)))
     return {"code": code, "point": body.point}
 
 

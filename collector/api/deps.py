@@ -13,11 +13,12 @@ from urllib.parse import quote
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from agent.vocabulary import READ_ROLES
 from collector.registry.regions import RegionError, confine, is_within
 from collector.store import Store, TokenInfo, people, points
+from collector.store.audit import Actor
 
 SESSION_COOKIE = "pw_session"
-READ_ROLES = ("viewer", "reviewer", "admin")
 # Row ids in paths and queries: beyond the column's range the database raises (a 5xx) instead of "no row".
 MAX_ID = 2**31 - 1
 MAX_BIGINT = 2**63 - 1
@@ -29,6 +30,22 @@ def get_store(request: Request) -> Store:
 
 def client_source(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def actor_name(info: TokenInfo) -> str:
+    """Who did it, as the audit log names them, whatever the door they came in by: a person (web session:
+    the login form, the pages' forms, the JSON API with the cookie) is ``user:<username>``, an agent is
+    ``agent:<agent id>``, any other API token ``token:<token id>`` (a token's ``person`` is a real name for
+    the duty split, not an account). Every route that audits names its caller with this."""
+    if info.via == "session":
+        return info.actor  # "user:<username>", as the store records the login itself
+    if info.agent_id:
+        return f"agent:{info.agent_id}"
+    return f"token:{info.id}"
+
+
+def request_actor(request: Request, info: TokenInfo) -> Actor:
+    return Actor(actor_name(info), client_source(request))
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import check_region, get_store, requested_scope, require_roles
+from collector.api.deps import actor_name, check_region, get_store, requested_scope, require_roles
 from collector.store import TokenInfo, queries
 
 router = APIRouter(prefix="/api/v1/evidence", tags=["evidence"])
@@ -156,10 +156,6 @@ def _attachment(resp: StreamingResponse, name: str) -> StreamingResponse:
     return resp
 
 
-def _actor(auth: TokenInfo) -> str:
-    return getattr(auth, "actor", "") or f"token:{auth.id}"
-
-
 @router.get("/points/{code}.zip", response_class=_ZipResponse, responses=ZIP_DOC)
 async def point_bundle(code: str, request: Request, since: str = Query(..., alias="from"),
                        until: str = Query(..., alias="to"), auth: TokenInfo = Depends(require_reviewer)):
@@ -174,7 +170,7 @@ async def point_bundle(code: str, request: Request, since: str = Query(..., alia
     _preflight()
     key = await run_in_threadpool(_key, request)
     source = request.client.host if request.client else None
-    resp = _stream(lambda out: export(store, key, out, period, codes=[code], actor=_actor(auth), source=source))
+    resp = _stream(lambda out: export(store, key, out, period, codes=[code], actor=actor_name(auth), source=source))
     return _attachment(resp, f"evidence-{code}-{period.given_from}-{period.given_to}.zip")
 
 
@@ -192,5 +188,5 @@ async def region_bundle(request: Request, region: str = Query(...), since: str =
     _preflight()
     key = await run_in_threadpool(_key, request)
     source = request.client.host if request.client else None
-    resp = _stream(lambda out: export(store, key, out, period, region=scope, actor=_actor(auth), source=source))
+    resp = _stream(lambda out: export(store, key, out, period, region=scope, actor=actor_name(auth), source=source))
     return _attachment(resp, f"evidence-{scope.replace('/', '-')}-{period.given_from}-{period.given_to}.zip")

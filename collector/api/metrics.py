@@ -24,7 +24,7 @@ async def metrics(request: Request, region: str | None = None):
 
     def render() -> bytes:
         # The fleet collector writes its text itself (same bytes as generate_latest, several times faster).
-        fleet = FleetCollector(get_store(request), scope).render()
+        fleet = FleetCollector(get_store(request), scope, request.app.state.silence_intervals).render()
         # Self-metrics once per collector, on the unsharded scrape only.
         return fleet + (generate_latest(selfmetrics.REGISTRY) if region is None else b"")
 

@@ -14,9 +14,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from agent.vocabulary import POINT_STATES
+from agent.vocabulary import NET_CORE_ICMP, POINT_STATES, worst
 from collector import __version__
-from collector.api.deps import MAX_BIGINT, MAX_ID, get_store, require_page_reader
+from collector.api.deps import MAX_BIGINT, MAX_ID, actor_name, get_store, require_page_reader
 from collector.registry.regions import RegionError, ancestors, confine, is_within, split_path
 from collector.scoring import scores
 from collector.store import audit, queries, series
@@ -74,6 +74,7 @@ class PageUser:
     name: str
     role: str
     region_path: str
+    actor: str = ""  # as the audit log names this person (deps.actor_name)
 
 
 def page_user(request: Request) -> PageUser | None:
@@ -81,7 +82,7 @@ def page_user(request: Request) -> PageUser | None:
     auth = getattr(request.state, "auth", None)
     if auth is None:
         return None
-    return PageUser(auth.actor.split(":", 1)[-1] or auth.role, auth.role, auth.region_path)
+    return PageUser(auth.actor.split(":", 1)[-1] or auth.role, auth.role, auth.region_path, actor_name(auth))
 
 
 def scoped(requested: str, user: PageUser) -> str:
@@ -220,7 +221,7 @@ async def silence_from_page(request: Request, point: str = Form(...), rule: str 
         return RedirectResponse("/alerts?" + urlencode({"error": "请填写屏蔽原因并选择时长"}), status_code=303)
     now = engine.clock()
     await run_in_threadpool(lambda: create_silence(
-        store, actor=user.name, source=request.client.host if request.client else None,
+        store, actor=user.actor, source=request.client.host if request.client else None,
         region_path=summary.region_path, point_code=point, rule=rule or None, target=None, reason=reason[:1000],
         starts_at=now, ends_at=now + timedelta(seconds=seconds), now=now))
     return RedirectResponse("/alerts?" + urlencode({"notice": f"已屏蔽 {summary.name} 的告警"}), status_code=303)
@@ -233,7 +234,7 @@ async def expire_from_page(request: Request, silence_id: int = PathParam(ge=1, l
 
     store, engine = get_store(request), request.app.state.alerts
     row = await run_in_threadpool(lambda: expire_silence(
-        store, silence_id, actor=user.name, source=request.client.host if request.client else None,
+        store, silence_id, actor=user.actor, source=request.client.host if request.client else None,
         scope=user.region_path, now=engine.clock()))
     if row is None:
         raise HTTPException(404, detail="没有这个屏蔽")
@@ -261,7 +262,7 @@ async def audit_page(request: Request, action: str = "",
 
 
 @router.get("/ui/points/{code}/series")
-async def point_series(code: str, request: Request, range: str = "24h", check: str = "net.core.icmp"):
+async def point_series(code: str, request: Request, range: str = "24h", check: str = NET_CORE_ICMP):
     span = next((d for k, _, d in RANGES if k == range), None)
     if span is None:
         raise HTTPException(422, detail=f"range must be one of {', '.join(k for k, _, _ in RANGES)}")
@@ -273,7 +274,5 @@ async def point_series(code: str, request: Request, range: str = "24h", check: s
 
 
 def _worst(statuses: list[str]) -> str:
-    for status in ("error", "fail", "warn", "ok"):
-        if status in statuses:
-            return status
-    return "none"
+    """A pillar's state: the worst of its checks' statuses (vocabulary.worst), "none" before any result."""
+    return worst(statuses) if statuses else "none"

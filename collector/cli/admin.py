@@ -10,7 +10,7 @@ import getpass
 import socket
 import sys
 
-from agent.vocabulary import ROLES
+from agent.vocabulary import DEFAULT_PROFILE, READ_ROLES, ROLES
 from collector.accounts import users
 from collector.registry import importing
 from collector.store import audit, enrolment, people
@@ -30,7 +30,7 @@ def add_parsers(sub) -> None:
     a.add_argument("--code", required=True)
     a.add_argument("--name", required=True)
     a.add_argument("--region", required=True, help="region path, e.g. 甘肃省/兰州市/城关区/某镇/某村")
-    a.add_argument("--profile", default="national-basic")
+    a.add_argument("--profile", default=DEFAULT_PROFILE)
     a.add_argument("--address")
     a = psub.add_parser("import", help="import points from CSV or XLSX (code,name,region,profile[,address,"
                                        "expected_devices,report_interval_s]); all rows or none")
@@ -44,7 +44,7 @@ def add_parsers(sub) -> None:
     usub = p.add_subparsers(dest="action", required=True)
     a = usub.add_parser("create", help="create a user (password from a prompt or --password-stdin)")
     a.add_argument("--username", required=True)
-    a.add_argument("--role", required=True, choices=ROLES[1:])
+    a.add_argument("--role", required=True, choices=READ_ROLES)  # people; agents get tokens, not accounts
     a.add_argument("--region", default="/", help="region path the user is confined to ('/' = all)")
     a.add_argument("--person", help="the person behind the account (default: the username); one person "
                                     "cannot be admin and reviewer of the same region")

@@ -19,12 +19,28 @@ from datetime import timedelta
 from pathlib import Path
 
 from agent import transport
+from agent.vocabulary import (
+    HOST_RESOURCES,
+    IDENTITY_FINGERPRINT,
+    ISOLATION_INTERFACES,
+    ISOLATION_INTERNET,
+    NET_CORE_DNS,
+    NET_CORE_HTTPS,
+    NET_CORE_ICMP,
+    NET_CORE_TCP,
+    USAGE_ACCOUNTS,
+    USAGE_LISTENING_PORTS,
+    USAGE_PROCESSES,
+    USAGE_REMOVABLE_MEDIA,
+    device_check,
+)
 from agent.wire import Fingerprint, Host, Report, Result, report_to_dict, utcnow
 from collector.accounts import users
 from collector.store import points as points_repo
 
 log = logging.getLogger("pointwatch.demo")
 
+PRINTER_CHECK = device_check("printer")
 COUNTY = "甘肃省/兰州市/榆中县"
 TOWNS = {
     "城关镇": ["东关村", "西关村", "南关村", "兴隆村", "周前村", "新民村", "三角城村", "小康营村"],
@@ -118,40 +134,40 @@ def simulate_results(sim: SimPoint) -> list[Result]:
         rtt, loss = rng.uniform(0.25, 0.6), rng.choice((0.33, 0.67))
     icmp_status = "warn" if "core_degraded" in f else "ok"
     out = [
-        _result("net.core.icmp", "核心网关", icmp_status,
+        _result(NET_CORE_ICMP, "核心网关", icmp_status,
                 f"10.10.0.1 平均时延 {rtt * 1000:.1f} ms，丢包率 {loss:.0%}" +
                 ("（核心网络质量下降）" if icmp_status == "warn" else ""),
                 round(rtt, 4), "seconds", method="icmp", loss_ratio=loss, rtt_avg_s=round(rtt, 4)),
-        _result("net.core.tcp", "省医保信息平台", "ok", f"10.10.1.20:443 连接成功，用时 {rtt * 1100:.1f} ms",
+        _result(NET_CORE_TCP, "省医保信息平台", "ok", f"10.10.1.20:443 连接成功，用时 {rtt * 1100:.1f} ms",
                 round(rtt * 1.1, 4), "seconds"),
-        _result("net.core.dns", "ybj.gs.hsip.gov.cn", "ok", "ybj.gs.hsip.gov.cn 解析为 10.10.1.20（与预期一致）",
+        _result(NET_CORE_DNS, "ybj.gs.hsip.gov.cn", "ok", "ybj.gs.hsip.gov.cn 解析为 10.10.1.20（与预期一致）",
                 round(rtt / 3, 4), "seconds", addresses=["10.10.1.20"]),
-        _result("net.core.https", "网上办理渠道", "ok", "https://10.10.1.20/health 返回 200，证书剩余 210 天",
+        _result(NET_CORE_HTTPS, "网上办理渠道", "ok", "https://10.10.1.20/health 返回 200，证书剩余 210 天",
                 210, "days", status_code=200),
     ]
     if "internet_reachable" in f:
-        out.append(_result("isolation.internet", "互联网隔离", "fail",
+        out.append(_result(ISOLATION_INTERNET, "互联网隔离", "fail",
                            "违反专网要求：可访问互联网 223.5.5.5:53（TCP）、www.baidu.com（DNS 解析成功）", 2, "count",
                            reachable=["223.5.5.5:53", "www.baidu.com"]))
     else:
-        out.append(_result("isolation.internet", "互联网隔离", "ok", "互联网不可达（3 个探测目标均无法访问）", 0, "count"))
-    out.append(_result("isolation.interfaces", "网卡与路由", "ok", f"仅启用有线网卡 eth0，地址 10.20.{int(sim.code[-3:]) % 250}.15 在专网网段内"))
-    out.append(_result("identity.fingerprint", "本机", "ok", "本机标识：3 项硬件标识已采集",
+        out.append(_result(ISOLATION_INTERNET, "互联网隔离", "ok", "互联网不可达（3 个探测目标均无法访问）", 0, "count"))
+    out.append(_result(ISOLATION_INTERFACES, "网卡与路由", "ok", f"仅启用有线网卡 eth0，地址 10.20.{int(sim.code[-3:]) % 250}.15 在专网网段内"))
+    out.append(_result(IDENTITY_FINGERPRINT, "本机", "ok", "本机标识：3 项硬件标识已采集",
                        machine_id=sim.agent_id, serial=f"SN{sim.code}"))
     if "remote_control" in f:
-        out.append(_result("usage.processes", "禁用软件", "fail", "发现禁用软件：向日葵远程控制（SunloginClient.exe）",
+        out.append(_result(USAGE_PROCESSES, "禁用软件", "fail", "发现禁用软件：向日葵远程控制（SunloginClient.exe）",
                            1, "count", forbidden=[{"name": "向日葵", "process": "SunloginClient.exe"}]))
     else:
-        out.append(_result("usage.processes", "禁用软件", "ok", "未发现禁用软件；必需进程均在运行", 0, "count"))
+        out.append(_result(USAGE_PROCESSES, "禁用软件", "ok", "未发现禁用软件；必需进程均在运行", 0, "count"))
     if "usb_disk" in f:
-        out.append(_result("usage.removable_media", "移动存储", "fail", "发现未登记的移动存储：Kingston DataTraveler（E:）",
+        out.append(_result(USAGE_REMOVABLE_MEDIA, "移动存储", "fail", "发现未登记的移动存储：Kingston DataTraveler（E:）",
                            1, "count"))
     else:
-        out.append(_result("usage.removable_media", "移动存储", "ok", "未接入移动存储", 0, "count"))
-    out.append(_result("usage.listening_ports", "监听端口", "ok", "无白名单外的监听端口", 0, "count"))
-    out.append(_result("usage.accounts", "登录账号", "ok", "当前登录账号均为登记的工作人员：ybzhangsan", 0, "count",
+        out.append(_result(USAGE_REMOVABLE_MEDIA, "移动存储", "ok", "未接入移动存储", 0, "count"))
+    out.append(_result(USAGE_LISTENING_PORTS, "监听端口", "ok", "无白名单外的监听端口", 0, "count"))
+    out.append(_result(USAGE_ACCOUNTS, "登录账号", "ok", "当前登录账号均为登记的工作人员：ybzhangsan", 0, "count",
                        accounts=["ybzhangsan"]))
-    out.append(_result("host.resources", "本机", "ok", "资源正常：CPU 12%，内存 48%，磁盘(C:) 61%", 0.61, "ratio"))
+    out.append(_result(HOST_RESOURCES, "本机", "ok", "资源正常：CPU 12%，内存 48%，磁盘(C:) 61%", 0.61, "ratio"))
     out.append(_device("kiosk", "自助服务一体机", "kiosk_offline" not in f))
     out.append(_device("queue", "自助取号机", "queue_offline" not in f))
     out.append(_device("display", "电子显示屏", True))
@@ -182,12 +198,12 @@ def _printer(toner: float) -> Result:
                 {"index": "1.2", "description": "硒鼓", "type": "opc", "level": 70, "max_capacity": 100, "ratio": 0.7,
                  "state": "measured"}]
     if toner <= 0.0:
-        return _result("device.printer", "打印机", "fail", "打印机故障：无墨粉", 0, None, supplies=supplies,
+        return _result(PRINTER_CHECK, "打印机", "fail", "打印机故障：无墨粉", 0, None, supplies=supplies,
                        conditions=["no_toner"])
     if toner < 0.1:
-        return _result("device.printer", "打印机", "warn", f"墨粉不足：黑色墨粉剩余 {toner:.0%}", 1, None,
+        return _result(PRINTER_CHECK, "打印机", "warn", f"墨粉不足：黑色墨粉剩余 {toner:.0%}", 1, None,
                        supplies=supplies, conditions=["low_toner"])
-    return _result("device.printer", "打印机", "ok", f"打印机就绪，黑色墨粉剩余 {toner:.0%}", 1, None,
+    return _result(PRINTER_CHECK, "打印机", "ok", f"打印机就绪，黑色墨粉剩余 {toner:.0%}", 1, None,
                    supplies=supplies)
 
 

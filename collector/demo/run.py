@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from agent.vocabulary import DEFAULT_PROFILE
 from collector.accounts import users
 from collector.settings import Settings
 from collector.store import points
@@ -75,7 +76,7 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
         print(f"端口 {port} 已被占用：请用 --port 换一个端口", file=sys.stderr)
         return 1
     store = settings.open_store()
-    points.upsert_point(store, *LOCAL_POINT, profile="national-basic", report_interval_s=15)
+    points.upsert_point(store, *LOCAL_POINT, profile=DEFAULT_PROFILE, report_interval_s=15)
     agent_dir = Path(settings.data_dir).resolve() / "demo-agent"
     agent_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = agent_dir / "agent.yaml"

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from collector.evidence.period import local
-from collector.evidence.sheet import STATE_CN, series_cells
+from collector.evidence.sheet import series_cells
+from collector.web.labels import ITEM_STATE_LABEL
 
 FONT = "PWCJK"
 FONT_PACKAGE = "fonts-wqy-microhei"
@@ -116,7 +117,7 @@ def point_flowables(ctx, st) -> list:
     rows = [["项目", "评价指标", "具体内容", "分值", "得分", "依据"]]
     for r in sheet.rows:
         earned = _pts(r.earned) if r.state != "manual" else ""
-        basis = r.basis if r.state == "manual" else f"{STATE_CN.get(r.state, r.state)}。{r.basis}"
+        basis = r.basis if r.state == "manual" else f"{ITEM_STATE_LABEL.get(r.state, r.state)}。{r.basis}"
         rows.append([r.category, r.indicator, r.content, _pts(r.points), earned, basis])
     if sheet.rows:
         rows.append(["合计", "", f"满分 {sheet.total:g} 分：监测自动评分项 {sheet.automatic_points:g} 分，"

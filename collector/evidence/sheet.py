@@ -11,20 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from agent.vocabulary import OK, PILLAR_CN, WARN, family_of, zero_counts
 from collector.evidence.period import Period, local
-
-STATE_CN = {"met": "达标", "not_met": "未达标", "manual": "待评审"}
-STATUS_CN = {"ok": "正常", "warn": "警告", "fail": "不合格", "error": "检查出错"}
-DEDICATED_FAMILIES = ("isolation.", "identity.", "usage.")  # 专网 / 专机 / 专用
-CHECK_CN = {
-    "isolation.internet": "专网：互联网隔离", "isolation.interfaces": "专网：网卡与路由",
-    "identity.fingerprint": "专机：终端标识", "identity.matches_enrolment": "专机：人机信息相符",
-    "usage.processes": "专用：禁用软件", "usage.removable_media": "专用：移动存储",
-    "usage.listening_ports": "专用：监听端口", "usage.accounts": "专用：登录账号",
-}
-DEVICE_CN = {"kiosk": "自助服务一体机", "queue": "自助取号机", "printer": "打印机", "scanner": "扫描仪",
-             "display": "电子显示屏", "copier": "复印机", "camera": "摄像头", "phone": "电话",
-             "computer": "计算机", "other": "其他设备"}
+from collector.web.labels import DEVICE_LABEL, SHEET_CHECK_LABEL, STATUS_LABEL
 
 
 @dataclass
@@ -45,7 +34,7 @@ class Series:
 
     check: str
     target: str
-    counts: dict = field(default_factory=lambda: {"ok": 0, "warn": 0, "fail": 0, "error": 0})
+    counts: dict = field(default_factory=zero_counts)
     first_problem: datetime | None = None
     last_problem: datetime | None = None
     last_status: str | None = None
@@ -58,7 +47,7 @@ class Series:
 
     @property
     def ok_share(self) -> float | None:
-        return (self.counts["ok"] + self.counts["warn"]) / self.total if self.total else None
+        return (self.counts[OK] + self.counts[WARN]) / self.total if self.total else None
 
 
 @dataclass
@@ -75,10 +64,10 @@ class PointSheet:
     notes: list[str] = field(default_factory=list)
 
     def dedicated(self) -> list[Series]:
-        return [s for k, s in sorted(self.series.items()) if k[0].startswith(DEDICATED_FAMILIES)]
+        return [s for k, s in sorted(self.series.items()) if family_of(k[0]) in PILLAR_CN]
 
     def devices(self) -> list[Series]:
-        return [s for k, s in sorted(self.series.items()) if k[0].startswith("device.")]
+        return [s for k, s in sorted(self.series.items()) if family_of(k[0]) == "device"]
 
 
 def lookback(interval_s: float) -> timedelta:
@@ -93,6 +82,7 @@ def lookback(interval_s: float) -> timedelta:
 def _tee(observations, series: dict, t0: float):
     """Yield 5-field observations (POSIX seconds, the engine's fast path) while keeping per-series counts of
     the period itself; rows before ``t0`` only tell the engine the opening state."""
+    ok, warn = OK, WARN  # locals in the loop over every stored result
     for t, check, target, status in observations:
         if t >= t0:
             st = series.get((check, target))
@@ -100,7 +90,7 @@ def _tee(observations, series: dict, t0: float):
                 st = series[(check, target)] = Series(check, target)
             if status in st.counts:
                 st.counts[status] += 1
-            if status != "ok" and status != "warn":
+            if status != ok and status != warn:
                 if st.first_problem is None or t < st.first_problem:
                     st.first_problem = t
                 if st.last_problem is None or t > st.last_problem:
@@ -172,10 +162,10 @@ def build_sheet(profile_name: str, observations, period: Period, interval_s: flo
 
 
 def check_label(check: str, target: str) -> str:
-    if check.startswith("device."):
+    if family_of(check) == "device":
         kind = check.split(".", 1)[1]
-        return f"{DEVICE_CN.get(kind, kind)}：{target}"
-    name = CHECK_CN.get(check, check)
+        return f"{DEVICE_LABEL.get(kind, kind)}：{target}"
+    name = SHEET_CHECK_LABEL.get(check, check)
     return f"{name}（{target}）" if target and target not in ("本机", "enrolment") else name
 
 
@@ -185,4 +175,4 @@ def series_cells(s: Series) -> list[str]:
     problems = "无" if s.first_problem is None else f"{local(s.first_problem)} / {local(s.last_problem)}"
     c = s.counts
     return [check_label(s.check, s.target), f"{c['ok']}/{c['warn']}/{c['fail']}/{c['error']}", share, problems,
-            STATUS_CN.get(s.last_status or "", "—"), s.messages.get("last_problem") or ""]
+            STATUS_LABEL.get(s.last_status or "", "—"), s.messages.get("last_problem") or ""]

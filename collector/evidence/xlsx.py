@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 
 from collector.evidence.period import local
-from collector.evidence.sheet import STATE_CN, series_cells
+from collector.evidence.sheet import series_cells
+from collector.web.labels import ITEM_STATE_LABEL
 
 HEAD = ["项目", "评价指标", "具体内容", "分值", "得分", "依据", "状态", "条目编号"]
 RECORD_HEAD = ["检查项", "正常/警告/不合格/出错", "正常占比", "首次/末次问题", "最后状态", "最近问题说明"]
@@ -51,7 +52,7 @@ def point_book(ctx) -> bytes:
     _bold(ws, 3)
     for r in sheet.rows:
         ws.append([r.category, r.indicator, r.content, r.points, r.earned if r.state != "manual" else None,
-                   r.basis, STATE_CN.get(r.state, r.state), r.item_id])
+                   r.basis, ITEM_STATE_LABEL.get(r.state, r.state), r.item_id])
     if sheet.rows:
         ws.append(["合计", "", "自动项得分 / 可自动评分", sheet.total, sheet.earned,
                    f"人工评审项 {sheet.manual_points:g} 分待评审组填写", "", ""])

@@ -4,31 +4,27 @@ Built from the latest-state tables, never from history. Label values are bounded
 paths, profile names, check ids, configured target and device names, device kinds, standards item ids and
 supply slots (``<type>/<index>`` from the Printer-MIB) — never messages, never times.
 
-:class:`FleetCollector` is a prometheus-client custom collector (``collect()`` yields metric families, so
-it can sit in any registry), and also renders the same text straight from the snapshot (``render()``):
-at 25,000 points that is ~10^6 samples, where building a ``Sample`` namedtuple and a labels dict per
-sample dominates the scrape. Both paths share :meth:`families`; a test checks they agree byte for byte.
+What one result means as series is agent/promtext.py, shared with the agent's own /metrics; this module
+writes the collector's text the way prometheus_client.generate_latest would (sorted labels, Go-style
+floats), without building a Sample and a labels dict per sample, which dominates at ~10^6 samples.
 
 Speed: the per-point families (:data:`PER_POINT`) are rendered into ``metric_lines`` whenever a point's
-latest state or score changes, and ``render()`` streams those stored lines; only liveness, clock skew and
-alerts are computed at scrape time. ``collect()`` builds every sample from the latest-state tables, in the
-same order, so the two agree byte for byte (a test checks it) and either can serve a registry.
+latest state or score changes (:func:`point_lines`), and :meth:`FleetCollector.render` streams those stored
+lines; only liveness, clock skew and alerts are computed at scrape time.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from agent.metrics_endpoint import supplies_of  # one reading of device details for agent and collector
-from agent.wire import STATUS_CODE
+from agent import promtext
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.metrics import selfmetrics
 from collector.store import alerts as alerts_repo
-from collector.store import metriclines, pointscores
+from collector.store import metriclines
 
 
 @dataclass(frozen=True)
@@ -47,16 +43,16 @@ LAST_REPORT = Family("pointwatch_agent_last_report_timestamp_seconds",
 CLOCK_SKEW = Family("pointwatch_agent_clock_skew_seconds",
                     "Agent clock minus collector clock at the latest report (sent_at - received_at).",
                     ("point", "region"))
-CHECK_STATUS = Family("pointwatch_check_status", "Latest check status: 0 ok, 1 warn, 2 fail, 3 error.",
+CHECK_STATUS = Family(promtext.CHECK_STATUS, "Latest check status: 0 ok, 1 warn, 2 fail, 3 error.",
                       ("check", "point", "region", "target"))
-CORE_RTT = Family("pointwatch_core_rtt_seconds", "Average round-trip time to a core-network target.",
+CORE_RTT = Family(promtext.CORE_RTT, "Average round-trip time to a core-network target.",
                   ("point", "region", "target"))
-CORE_LOSS = Family("pointwatch_core_loss_ratio", "Share of echoes to a core-network target that were lost.",
+CORE_LOSS = Family(promtext.CORE_LOSS, "Share of echoes to a core-network target that were lost.",
                    ("point", "region", "target"))
-DEVICE_UP = Family("pointwatch_device_up",
+DEVICE_UP = Family(promtext.DEVICE_UP,
                    "1 when a configured device is present and working, 0 when not (absent while its check errors).",
                    ("device", "kind", "point", "region"))
-SUPPLY = Family("pointwatch_printer_supply_ratio",
+SUPPLY = Family(promtext.SUPPLY,
                 "Printer supply left as a share of capacity (space left for waste receptacles); "
                 "target is <Printer-MIB supply type>/<index>.",
                 ("device", "kind", "point", "region", "target"))
@@ -75,30 +71,15 @@ PER_POINT = (CHECK_STATUS, CORE_RTT, CORE_LOSS, DEVICE_UP, SUPPLY, SCORE, ITEM_O
 _ITEM_ID = re.compile(r'^[^\s"\\]{1,64}$')  # profile item ids (office.printer): short, no spaces or quotes
 
 
-def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def point_samples(code: str, region: str, profile: str, rows, score) -> dict[Family, list]:
     """One point's per-point samples. ``rows``: (check, target, status, value, loss_ratio, supplies) in
     (check, target) order; ``score``: (earned, [(item_id, ok)]) or None when the point has no score yet."""
     out: dict[Family, list] = {fam: [] for fam in PER_POINT}
-    status, rtt, loss = out[CHECK_STATUS], out[CORE_RTT], out[CORE_LOSS]
-    device_up, supply = out[DEVICE_UP], out[SUPPLY]
+    by_name = {fam.name: out[fam] for fam in PER_POINT}
     for check, target, st, value, loss_ratio, supplies, *_ in rows:
-        status.append(((check, code, region, target), float(STATUS_CODE.get(st, 3))))
-        if check == "net.core.icmp":
-            if _number(value):
-                rtt.append(((code, region, target), float(value)))
-            if _number(loss_ratio):
-                loss.append(((code, region, target), float(loss_ratio)))
-        elif check.startswith("device."):
-            kind = check[7:]
-            if st != "error":  # an error proves neither presence nor absence
-                device_up.append(((target, kind, code, region), 1.0 if st in ("ok", "warn") else 0.0))
-            if supplies:
-                for slot, ratio in supplies_of({"supplies": supplies}):
-                    supply.append(((target, kind, code, region, slot), ratio))
+        pairs = promtext.supplies_of({"supplies": supplies}) if supplies else ()
+        for name, labels, sample in promtext.result_samples(code, region, check, target, st, value, loss_ratio, pairs):
+            by_name[name].append((labels, float(sample)))
     if score is not None:
         earned, items = score
         out[SCORE].append(((code, profile, region), float(earned)))
@@ -148,8 +129,10 @@ def point_lines(code: str, region: str, profile: str, rows, score, writer: TextW
 
 
 class FleetCollector:
-    def __init__(self, store, scope: str = "/"):
-        self.store, self.scope = store, scope
+    """The scrape of one region: live families computed, per-point families streamed from metric_lines."""
+
+    def __init__(self, store, scope: str = "/", silence_intervals: int = SILENCE_INTERVALS_DEFAULT):
+        self.store, self.scope, self.silence_intervals = store, scope, silence_intervals
 
     def _live(self, points) -> dict[Family, list]:
         up, last, skew, alerts = [], [], [], []
@@ -167,40 +150,9 @@ class FleetCollector:
                 alerts.append(((check, code, region), float(firing)))
         return {POINT_UP: up, LAST_REPORT: last, CLOCK_SKEW: skew, ALERTS: alerts}
 
-    def families(self) -> Iterable[tuple[Family, list]]:
-        """Every sample, built from the latest-state tables (the prometheus-client path)."""
-        with selfmetrics.DB_SECONDS.labels("metrics_snapshot").time():
-            points, rows = metriclines.metrics_points(self.store, self.scope), metriclines.metric_rows(self.store, self.scope)
-        info = {p[0]: (p[1], p[2]) for p in points}
-        by_point: dict[str, list] = {}
-        for code, *rest in rows:
-            if code in info:
-                by_point.setdefault(code, []).append(tuple(rest))
-        scores = {code: (earned, items) for code, _profile, earned, items in pointscores.metrics_compliance(self.store, self.scope)}
-        per_point: dict[Family, list] = {fam: [] for fam in PER_POINT}
-        for code in sorted(info):
-            region, profile = info[code]
-            for fam, samples in point_samples(code, region, profile, sorted(by_point.get(code, ())),
-                                              scores.get(code)).items():
-                per_point[fam].extend(samples)
-        live = self._live(points)
-        return [(fam, live[fam] if fam in live else per_point[fam]) for fam in FAMILIES]
-
-    # -- prometheus-client collector interface -------------------------------------------------------
-    def collect(self):
-        for fam, samples in self.families():
-            metric = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
-            for labels, value in samples:
-                metric.add_metric(list(labels), value)
-            yield metric
-
-    def describe(self):
-        return [GaugeMetricFamily(f.name, f.help, labels=list(f.labels)) for f in FAMILIES]
-
-    # -- the scrape: live families computed, per-point families streamed from metric_lines -----------
     def render(self) -> bytes:
         with selfmetrics.DB_SECONDS.labels("metrics_points").time():
-            points = metriclines.metrics_points(self.store, self.scope)
+            points = metriclines.metrics_points(self.store, self.scope, silence_intervals=self.silence_intervals)
         live = self._live(points)
         writer = TextWriter()
         out: list[str] = []

@@ -14,18 +14,17 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.vocabulary import DEVICE_KIND_CN, DEVICE_KINDS, PROFILE_NAMES
 from collector.registry.regions import RegionError, normalize_path, split_path
 
-PROFILES = ("national-basic", "national-window", "jiangsu-15min", "lanzhou-basic-2023", "xiangyuan-county")
 REQUIRED = ("code", "name", "region", "profile")
 COLUMNS = REQUIRED + ("address", "expected_devices", "report_interval_s")
 ALIASES = {"编码": "code", "服务点编码": "code", "名称": "name", "服务点名称": "name", "区域": "region",
            "所属区域": "region", "标准": "profile", "评分标准": "profile", "地址": "address",
            "设备": "expected_devices", "应配设备": "expected_devices", "上报间隔": "report_interval_s"}
-DEVICE_KINDS = {"kiosk": "自助服务一体机", "queue": "自助取号机", "printer": "打印机", "scanner": "扫描仪",
-                "display": "电子显示屏", "camera": "摄像头", "copier": "复印机", "phone": "电话",
-                "computer": "计算机"}
-_CN_KIND = {cn: kind for kind, cn in DEVICE_KINDS.items()}
+# A device kind may be written as its id or its Chinese name, with or without the note in brackets
+# ("扫描仪（OCR）" or "扫描仪"), since that is how staff write it in their lists.
+_CN_KIND = {name: kind for kind, cn in DEVICE_KIND_CN.items() for name in (cn, cn.split("（")[0])}
 CODE_RE = re.compile(r"^[0-9A-Za-z_-]{1,40}$")
 
 
@@ -138,8 +137,8 @@ def validate(rows: list[tuple[int, dict[str, str]]]) -> list[PointRow]:
         except RegionError:
             problems.append(RowProblem(number, "region", f"“{region}”不是有效区域路径（省/市/县/镇/村，最多 5 级）"))
         profile = rec.get("profile", "")
-        if profile not in PROFILES:
-            problems.append(RowProblem(number, "profile", f"“{profile}”不是已知标准（{'、'.join(PROFILES)}）"))
+        if profile not in PROFILE_NAMES:
+            problems.append(RowProblem(number, "profile", f"“{profile}”不是已知标准（{'、'.join(PROFILE_NAMES)}）"))
         address = rec.get("address") or None
         if address and len(address) > 400:
             problems.append(RowProblem(number, "address", "超过 400 个字符"))

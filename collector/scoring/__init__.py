@@ -12,9 +12,9 @@ the reported fingerprint matches the one pinned at enrolment, fail when it does 
 once per report.
 """
 
+from agent.vocabulary import PROFILE_NAMES
 from collector.scoring.engine import ItemScore, Observation, ScoreSheet, max_age_for, score_now, score_period
 from collector.scoring.profiles import (
-    PROFILE_NAMES,
     Item,
     Profile,
     ProfileError,

@@ -3,7 +3,7 @@
 The period [start, end) is cut into slots of the point's expected report interval. Once the point's last
 report is older than ``silent_after`` (default two intervals, so send jitter and one lost report do not
 count), every slot fails every automatic item: silence never earns points. In a slot that has reports,
-each (check, target) takes the worst status it reported in that slot; a check that runs less often than
+each (check, target) takes the highest-coded status it reported in that slot (rules.CODE); a check that runs less often than
 the report interval (devices every 5 min, identity hourly) keeps its latest status for ``max_age`` after
 the result, and is treated as absent after that.
 
@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 from collector.scoring.profiles import Profile
-from collector.scoring.rules import CODE, Slots
+from collector.scoring.rules import CODE, UNKNOWN_CODE, Slots
 
 # How long a result stays current, by check family: three of the family's default run intervals
 # (DESIGN.md: network 60s, devices and compliance 5m, identity and host 1h).
@@ -129,7 +129,7 @@ class _Collector:
     def feed(self, observations: Iterable) -> None:
         # The hot loop: one pass, local names only, no object per row kept.
         start, interval, n = self.start, self.interval, self.n
-        reported, series, code_of = self.reported, self.series, CODE
+        reported, series, code_of, unknown = self.reported, self.series, CODE, UNKNOWN_CODE
         for at, check, target, status, kind in observations:
             if kind and check == "device":
                 check = f"device.{kind}"
@@ -138,7 +138,7 @@ class _Collector:
                 if s < 0:  # before the period: only the latest counts, as the state the period opens with
                     self.before[(check, target)] = (at if type(at) is float else _ts(at), status)
                 continue
-            c = code_of.get(status, 4)  # an unknown status is no pass
+            c = code_of.get(status, unknown)  # an unknown status is no pass
             reported[s] = 1
             st = series.get((check, target))
             if st is None:
@@ -156,7 +156,7 @@ class _Collector:
                 st[1] = s
                 st[2] = c
             else:
-                # Same slot (or a late arrival): the worst status stands; the latest is what carries on.
+                # Same slot (or a late arrival): the highest code stands; the latest is what carries on.
                 if c > codes[s]:
                     codes[s] = c
                 if s == last:
@@ -174,7 +174,7 @@ class _Collector:
                     continue
                 st = self.series[key] = [bytearray(self.n), -1, 0,
                                          int(max_age_for(key[0], self.interval, self.max_age) // self.interval)]
-            codes, c = st[0], CODE.get(status, 4)
+            codes, c = st[0], CODE.get(status, UNKNOWN_CODE)
             for i in range(max(0, k)):
                 if codes[i]:
                     break
@@ -266,7 +266,7 @@ def score_now(profile: Profile, observations: Iterable, now: datetime | None = N
         t = _ts(at)
         prev = latest.get((check, target))
         if prev is None or t >= prev[0]:
-            latest[(check, target)] = (t, CODE.get(status, 4))
+            latest[(check, target)] = (t, CODE.get(status, UNKNOWN_CODE))
     t_now = _ts(now) if now is not None else None
     if t_now is not None and silent_after is not None and latest and \
             t_now - max(t for t, _ in latest.values()) > _seconds(silent_after):

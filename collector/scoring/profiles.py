@@ -18,7 +18,6 @@ import yaml
 from agent.datafiles import config_path
 from collector.scoring.rules import Rule, RuleError, parse_rule
 
-PROFILE_NAMES = ("national-basic", "national-window", "jiangsu-15min", "lanzhou-basic-2023", "xiangyuan-county")
 SCORING_KINDS = ("points", "checklist")  # checklist: each item met or not, one point each
 
 _PROFILE_KEYS = {"name", "title", "source", "scoring", "total", "categories", "notes", "items"}

@@ -16,7 +16,7 @@ Combinators ``all``/``any``/``none`` nest; the top level carries ``hold``, the s
 in which the rule must hold for the item to be met.
 
 Evaluation works on one bytearray per (check, target): one byte per slot, 0 = no result, else
-``CODE[status]`` (the worst status seen in the slot). Each condition turns those into a mask — a big int
+``CODE[status]`` (the highest seen in the slot). Each condition turns those into a mask — a big int
 holding 0x01 or 0x00 per slot byte — with ``bytes.translate`` and integer and/or, so a 30-day period
 costs a handful of C-level passes per condition instead of a Python loop per slot.
 """
@@ -28,23 +28,27 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-STATUSES = ("ok", "warn", "fail", "error")
-# Slot codes: 0 = nothing reported; larger = worse, so "worst in slot" is max().
-CODE = {"ok": 1, "warn": 2, "fail": 3, "error": 4}
+from agent.vocabulary import (
+    DEVICE_KINDS,
+    ERROR,
+    OK,
+    SCORABLE_CHECK_IDS,
+    STATUS_CODE,
+    STATUSES,
+    WARN,
+    family_of,
+)
 
-DEVICE_KINDS = ("kiosk", "queue", "printer", "scanner", "display", "copier", "camera", "phone", "computer",
-                "other")
-# The agent's check ids (DESIGN.md) plus the collector-side fact that the reported fingerprint matches the
-# one pinned at enrolment (人机信息相符). tests/test_profiles.py keeps this in step with agent/checks.
-CHECK_IDS = frozenset({
-    "net.core.icmp", "net.core.tcp", "net.core.dns", "net.core.https",
-    "isolation.internet", "isolation.interfaces",
-    "identity.fingerprint", "identity.matches_enrolment",
-    "usage.processes", "usage.removable_media", "usage.listening_ports", "usage.accounts",
-    "host.resources",
-    *(f"device.{k}" for k in DEVICE_KINDS),
-})
-COUNT_ATTRS = {"present": ("ok", "warn"), "ok": ("ok",), "reported": STATUSES}
+# Slot codes: 0 = nothing reported, else 1 + the status's number on the wire (STATUS_CODE), and a slot keeps
+# the highest code seen in it. A slot that saw an error and a fail keeps the error: either fails any
+# condition that admits neither, and the hand-made bitmaps of tests/test_scoring_rules.py spell these codes.
+# A status the vocabulary does not know counts as an error: it proves nothing.
+CODE = {status: 1 + number for status, number in STATUS_CODE.items()}
+UNKNOWN_CODE = CODE[ERROR]
+# What a rule may name: the agent's checks plus 人机信息相符 (tests/test_profiles.py keeps this in step with
+# agent/checks).
+CHECK_IDS = SCORABLE_CHECK_IDS
+COUNT_ATTRS = {"present": (OK, WARN), "ok": (OK,), "reported": STATUSES}
 COMBINATORS = ("all", "any", "none")
 
 _COMPARE: dict[str, Callable[[int, int], bool]] = {
@@ -202,7 +206,7 @@ def parse_condition(text: str) -> StatusCond | CountCond:
             raise RuleError(f"'{text}': a check's status takes ==, !=, in or not in, not '{op}'")
         return StatusCond(text.strip(), subject, target.strip() if target else None, _statuses(value, op))
     check, _, attr = subject.rpartition(".")
-    if check in CHECK_IDS and check.startswith("device.") and attr in COUNT_ATTRS:
+    if check in CHECK_IDS and family_of(check) == "device" and attr in COUNT_ATTRS:
         if target:
             raise RuleError(f"'{text}': a device count covers every device of the kind; drop the [target]")
         if op not in _COMPARE:
@@ -212,7 +216,7 @@ def parse_condition(text: str) -> StatusCond | CountCond:
         except ValueError:
             raise RuleError(f"'{text}': a count compares with a whole number, not '{value}'") from None
         return CountCond(text.strip(), check, attr, op, n)
-    if check.startswith("device.") and attr:
+    if family_of(check) == "device" and attr:
         raise RuleError(f"'{text}': unknown device '{subject}' (kinds: {', '.join(DEVICE_KINDS)}; "
                         f"counts: {', '.join(COUNT_ATTRS)})")
     raise RuleError(f"'{text}': unknown check id '{subject}'")

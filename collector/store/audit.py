@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import or_, select, text
 
+from collector.evidence.chain import chain_digest as entry_digest
 from collector.registry.regions import normalize_path, sql_prefix
 from collector.store import models as m
 
@@ -44,12 +45,6 @@ def entry_body(at: datetime, actor: str, action: str, target: str | None, detail
     return json.dumps({"at": rfc3339(at), "actor": actor, "action": action, "target": target,
                        "details": details, "source": source, "region": region_path},
                       sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def entry_digest(prev_digest: str, body: str) -> str:
-    from collector.store import sha256_hex
-
-    return sha256_hex(prev_digest + "\n" + body)
 
 
 def append(session, actor: Actor, action: str, target: str | None = None, details: dict | None = None,

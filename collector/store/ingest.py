@@ -11,7 +11,6 @@ This module decides nothing about them: it persists what it is given.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from collections import deque
@@ -21,8 +20,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from agent.vocabulary import zero_counts
-from agent.wire import Report, rfc3339
+from agent.wire import Report
+from collector.evidence.chain import chain_digest
 from collector.store import models as m
+from collector.store.canonical import CANONICAL_JSON, PLAIN_JSON, report_dict
 
 GENESIS = ""  # prev_digest of a point's first report
 
@@ -30,95 +31,6 @@ _R = m.Result.__table__
 _L = m.LatestResult.__table__
 _REP = m.Report.__table__
 _S = m.PointState.__table__
-
-
-def _encoder(**options):
-    """``json.dumps(obj, **options)`` for dicts, minus building an encoder per call (≈40 calls a report).
-
-    The C encoder is made once, without the circular-reference check (values come from parsed JSON, which
-    has no cycles); the output is checked against json.dumps here, else json.dumps is used as it is.
-    """
-    enc = json.JSONEncoder(**options)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return enc.encode
-    try:
-        c = make(None, enc.default, json.encoder.encode_basestring if not enc.ensure_ascii else
-                 json.encoder.encode_basestring_ascii, enc.indent, enc.key_separator, enc.item_separator,
-                 enc.sort_keys, enc.skipkeys, enc.allow_nan)
-
-        def encode(obj):
-            return "".join(c(obj, 0))
-
-        probe = {"b": [1, 2.5, None, True], "a": "上 \"\n", "c": {"z": 1e16, "y": -0.0}}
-        if encode(probe) == json.dumps(probe, **options):
-            return encode
-    except Exception:  # another Python's C encoder: keep the documented path
-        pass
-    return enc.encode
-
-
-_CANON = _encoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))  # the chained body's form
-_PLAIN = _encoder(ensure_ascii=False)  # what json.dumps(x, ensure_ascii=False) writes
-_INF = float("inf")
-
-
-def _ts(ts):
-    return None if ts is None else rfc3339(ts)
-
-
-def _jsonable_details(d):
-    if not d:
-        return {}
-    for v in d.values():  # parsed from JSON already in the common case: nothing to convert
-        if not isinstance(v, (str, int, float, bool)) or (isinstance(v, float) and v != v):
-            from agent.wire import _jsonable
-
-            return _jsonable(d)
-    return d
-
-
-def _finite(v):
-    # NaN and ±inf have no JSON form: stored as "no value", as the agent's own serialiser does.
-    return None if isinstance(v, float) and (v != v or v in (_INF, -_INF)) else v
-
-
-def report_dict(report: Report) -> dict:
-    """Same shape as ``agent.wire.report_to_dict`` without dataclasses.asdict's deep copies."""
-    h, fp = report.host, report.host.fingerprint
-    stamps: dict = {}  # the results of one report mostly share a few observed_at values
-
-    def ts(t):
-        if t is None:
-            return None
-        try:
-            return stamps[t]
-        except KeyError:
-            stamps[t] = text = rfc3339(t)
-            return text
-
-    return {
-        "report_id": report.report_id, "seq": report.seq, "agent_id": report.agent_id,
-        "point_code": report.point_code, "agent_version": report.agent_version,
-        "collected_at": ts(report.collected_at), "sent_at": ts(report.sent_at),
-        "host": {"hostname": h.hostname, "os": h.os, "boot_time": ts(h.boot_time),
-                 "fingerprint": {"machine_id": fp.machine_id, "serial": fp.serial, "macs": list(fp.macs)}},
-        "results": [{"check": r.check, "target": r.target, "status": r.status, "message": r.message,
-                     "value": _finite(r.value), "unit": r.unit, "details": _jsonable_details(r.details),
-                     "observed_at": ts(r.observed_at), "duration_ms": _finite(r.duration_ms)}
-                    for r in report.results],
-    }
-
-
-def canonical_json(report: Report, as_dict: dict | None = None) -> str:
-    """The chained body: sorted keys, no spaces, UTF-8 text (identical to json.dumps with those options)."""
-    return _CANON(as_dict or report_dict(report))
-
-
-def chain_digest(prev_digest: str, body: str) -> str:
-    from collector.store import sha256_hex
-
-    return sha256_hex(prev_digest + "\n" + body)
 
 
 class _Sql:
@@ -325,12 +237,12 @@ def _ingest(s, by_point, derived, received_at, is_sqlite: bool, stored_ids: set,
                 continue
             seen.add(report.report_id)
             as_dict = report_dict(report)
-            body = _CANON(as_dict)
+            body = CANONICAL_JSON(as_dict)
             digest = chain_digest(last_digest, body)
             pk = conn.exec_driver_sql(sql.report, (
                 report.report_id, point_code, report.agent_id, report.seq, sql.ts(report.collected_at),
                 sql.ts(report.sent_at), rec, report.agent_version,
-                _PLAIN(as_dict["host"]), body, last_digest, digest)).scalar_one()
+                PLAIN_JSON(as_dict["host"]), body, last_digest, digest)).scalar_one()
             last_digest = digest
             stored += 1
             stored_ids.add(report.report_id)
@@ -340,12 +252,12 @@ def _ingest(s, by_point, derived, received_at, is_sqlite: bool, stored_ids: set,
                 observed = r.observed_at or report.collected_at
                 details = d["details"]
                 row = (pk, point_code, r.check, r.target, r.status, d["value"], r.unit, r.message,
-                       _PLAIN(details) if details else "{}", ts(observed))
+                       PLAIN_JSON(details) if details else "{}", ts(observed))
                 result_rows.append(row)
                 _keep_newest(latest, row, observed, rid)
             for r in extra.rows:
                 row = (pk, point_code, r["check"], r["target"], r["status"], r["value"], r["unit"], r["message"],
-                       _PLAIN(r["details"]), rec)
+                       PLAIN_JSON(r["details"]), rec)
                 result_rows.append(row)
                 _keep_newest(latest, row, received_at, rid)
             # A backlog report (older than what we already have) extends history but must not roll back "now".

@@ -1,43 +1,35 @@
-"""Chinese labels for states, checks, devices and profiles, shared by pages, alerts and evidence."""
+"""The one label table of the collector: what the web pages, alert messages, the PDF and the XLSX call things.
+
+The words and their Chinese names come from agent/vocabulary.py (shared with the agent); this module only
+gives them the names the templates use and adds what is presentation alone: the pillars' descriptions,
+supply states, the evidence sheet's item states and pillar-prefixed check names, spans of time.
+"""
 
 from __future__ import annotations
 
-STATE_LABEL = {"silent": "失联", "error": "检查出错", "fail": "不合格", "warn": "警告", "ok": "正常"}
-STATUS_LABEL = {"ok": "正常", "warn": "警告", "fail": "不合格", "error": "错误"}
-ROLE_LABEL = {"viewer": "查看", "reviewer": "评审", "admin": "管理员", "agent": "代理"}
-CHECK_LABEL = {
-    "net.core.icmp": "核心网络连通（ICMP）", "net.core.tcp": "医保平台端口", "net.core.dns": "域名解析",
-    "net.core.https": "网上办理渠道", "isolation.internet": "互联网隔离", "isolation.interfaces": "网卡与路由",
-    "identity.fingerprint": "终端硬件标识", "identity.matches_enrolment": "人机信息相符",
-    "usage.processes": "禁用软件与必需进程", "usage.removable_media": "移动存储", "usage.listening_ports": "监听端口",
-    "usage.accounts": "登录账号", "host.resources": "终端资源", "agent.clock_skew": "终端时钟",
-    "agent.outbox": "代理缓存",
-}
-DEVICE_LABEL = {
-    "kiosk": "自助服务一体机", "queue": "自助取号机", "printer": "打印机", "scanner": "扫描仪（OCR）",
-    "display": "电子显示屏", "copier": "复印机", "camera": "摄像头", "phone": "电话", "computer": "计算机",
-    "other": "其他设备",
-}
-PROFILE_LABEL = {
-    "national-basic": "国家基层示范点标准", "national-window": "国家窗口示范点标准",
-    "jiangsu-15min": "江苏15分钟医保服务圈", "lanzhou-basic-2023": "兰州市基层服务点（2023）",
-    "xiangyuan-county": "襄垣县医保服务下沉",
-}
+from agent import vocabulary as v
+
+STATE_LABEL = v.POINT_STATE_CN
+STATUS_LABEL = v.STATUS_CN
+ROLE_LABEL = v.ROLE_CN
+CHECK_LABEL = v.CHECK_CN
+DEVICE_LABEL = v.DEVICE_KIND_CN
+PROFILE_LABEL = v.PROFILE_CN
+FAMILY_OF = v.FAMILY_PREFIXES
+family_of = v.family_of
+
 SUPPLY_STATE = {"some_remaining": "尚有余量", "unknown": "未知", "unlimited": "不限量", "other": "其他"}
-FAMILY_OF = (("net.core.", "core"), ("isolation.", "isolation"), ("identity.", "identity"), ("usage.", "usage"),
-             ("device.", "device"))
-PILLARS = (
-    ("isolation", "专网", "终端只接入医保专网，不能访问互联网"),
-    ("identity", "专机", "终端是登记的那台机器（人机信息相符）"),
-    ("usage", "专用", "终端只用于医保业务：无远程控制、聊天、游戏等软件，无未登记移动存储"),
-)
+_PILLAR_TEXT = {
+    "isolation": "终端只接入医保专网，不能访问互联网",
+    "identity": "终端是登记的那台机器（人机信息相符）",
+    "usage": "终端只用于医保业务：无远程控制、聊天、游戏等软件，无未登记移动存储",
+}
+PILLARS = tuple((family, v.PILLAR_CN[family], text) for family, text in _PILLAR_TEXT.items())
 
-
-def family_of(check: str) -> str:
-    for prefix, family in FAMILY_OF:
-        if check.startswith(prefix):
-            return family
-    return "other"
+# The evidence sheet: an item's state, and a check under its pillar ("专网：互联网隔离") where it has one.
+ITEM_STATE_LABEL = {"met": "达标", "not_met": "未达标", "manual": "待评审"}
+SHEET_CHECK_LABEL = {check: f"{v.PILLAR_CN[family_of(check)]}：{name}" if family_of(check) in v.PILLAR_CN else name
+                     for check, name in CHECK_LABEL.items()}
 
 
 def duration_cn(seconds: float) -> str:

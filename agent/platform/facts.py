@@ -1,0 +1,206 @@
+"""The facts an OS gives the checks (adapters, routes, processes, USB devices, …) and the interface that
+gives them, ``Platform``; agent/platform/linux.py and windows.py implement it."""
+
+from __future__ import annotations
+
+import platform as _stdlib_platform
+import socket
+from dataclasses import dataclass, field
+
+import psutil
+
+from agent.wire import Fingerprint
+
+# Values white-box boards and VMs put where a serial should be: reported, but never trusted as identity.
+PLACEHOLDER_SERIALS = {
+    "", "0", "none", "default string", "to be filled by o.e.m.", "to be filled by oem", "system serial number",
+    "not specified", "not applicable", "chassis serial number", "base board serial number", "123456789",
+    "0123456789", "oem", "o.e.m.", "serial", "xxxxxxxx", "00000000", "ffffffff",
+    # SMBIOS UUIDs that boards ship unset: all ones, all zeros, and the AMI default sequence.
+    "ffffffff-ffff-ffff-ffff-ffffffffffff", "00000000-0000-0000-0000-000000000000",
+    "03000200-0400-0500-0006-000700080009",
+}
+
+
+@dataclass(frozen=True)
+class UsbDevice:
+    """One attached USB device (not an interface), as the device checks read it on every OS.
+
+    ``vid``/``pid`` are four lowercase hex digits; ``serial`` is the iSerialNumber string ("" when the
+    device has none); ``bus_path`` says where it sits (Linux: the sysfs name such as ``1-1.2``; Windows:
+    the PNPDeviceID such as ``USB\\VID_04C5&PID_1234\\5&2B3C&0&3``).
+    """
+
+    vid: str
+    pid: str
+    serial: str = ""
+    product: str = ""
+    manufacturer: str = ""
+    bus_path: str = ""
+    # USB class codes seen on the device and its interfaces (0x08 = mass storage, 0x07 = printer).
+    interface_classes: tuple[int, ...] = ()
+    # Non-zero when the OS reports the device present but not working (Windows ConfigManagerErrorCode).
+    error_code: int = 0
+
+    @property
+    def working(self) -> bool:
+        return self.error_code == 0
+
+
+@dataclass(frozen=True)
+class Route:
+    destination: str  # CIDR, e.g. "0.0.0.0/0" or "::/0"
+    gateway: str      # "" for on-link routes
+    interface: str
+    metric: int = 0
+
+    @property
+    def is_default(self) -> bool:
+        return self.destination in ("0.0.0.0/0", "::/0")
+
+
+# Adapter kinds; isolation.interfaces fails on an up adapter of a FORBIDDEN_KIND.
+ADAPTER_KINDS = ("ethernet", "wireless", "cellular", "tunnel", "loopback", "virtual", "other")
+FORBIDDEN_KINDS = ("wireless", "cellular", "tunnel")
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    kind: str          # one of ADAPTER_KINDS
+    up: bool
+    addresses: tuple[str, ...] = ()   # "10.1.2.3/24", "fe80::1/64"
+    mac: str = ""
+    description: str = ""             # driver / product text, for the message only
+    physical: bool = False
+
+
+@dataclass(frozen=True)
+class StorageVolume:
+    """A mounted volume that sits on a removable or USB-attached disk."""
+
+    mountpoint: str
+    device: str
+    bus: str            # "usb", "mmc" (SD card), "removable" (the OS says so, bus unknown)
+    serial: str = ""    # the USB device's (or disk's) serial, what allowed_usb_serials lists
+    model: str = ""
+    size_bytes: int | None = None
+    details: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    name: str
+    exe: str = ""       # full path when readable ("" for other users' processes without privilege)
+    username: str = ""
+
+
+@dataclass(frozen=True)
+class Listener:
+    proto: str          # "tcp" or "udp"
+    address: str
+    port: int
+    pid: int | None = None
+    process: str = ""
+
+
+@dataclass(frozen=True)
+class Session:
+    user: str
+    terminal: str = ""
+    host: str = ""       # remote host for an RDP/SSH session, "" when local
+    started: float | None = None
+
+
+def is_placeholder(value: str | None) -> bool:
+    return value is None or value.strip().lower() in PLACEHOLDER_SERIALS
+
+
+class Platform:
+    """Facts common to every OS (through psutil); subclasses add what needs OS APIs."""
+
+    name = "generic"
+
+    def hostname(self) -> str:
+        return socket.gethostname()
+
+    def os_description(self) -> str:
+        return f"{_stdlib_platform.system()} {_stdlib_platform.release()}"
+
+    def boot_time(self) -> float:
+        return psutil.boot_time()
+
+    def system_disk(self) -> str:
+        return "/"
+
+    def machine_id(self) -> str:
+        return ""
+
+    def hardware_ids(self) -> dict[str, str]:
+        """SMBIOS facts such as system_uuid, bios_serial, board_serial; missing ones are left out."""
+        return {}
+
+    def physical_macs(self) -> list[str]:
+        macs = set()
+        for name, addrs in psutil.net_if_addrs().items():
+            for a in addrs:
+                if a.family == psutil.AF_LINK and a.address and a.address not in ("00:00:00:00:00:00",):
+                    if not self.is_virtual_interface(name):
+                        macs.add(a.address.lower().replace("-", ":"))
+        return sorted(macs)
+
+    def is_virtual_interface(self, name: str) -> bool:
+        return name == "lo" or name.lower().startswith("loopback")
+
+    # -- processes, sockets, sessions: psutil gives these on every OS --------------------------------
+    def processes(self) -> list[ProcessInfo]:
+        out = []
+        for p in psutil.process_iter(["pid", "name", "exe", "username"]):
+            info = p.info
+            out.append(ProcessInfo(pid=info["pid"], name=info.get("name") or "", exe=info.get("exe") or "",
+                                   username=info.get("username") or ""))
+        return out
+
+    def listeners(self) -> list[Listener]:
+        """TCP sockets in LISTEN and bound UDP sockets with no peer (services waiting for clients)."""
+        names: dict[int, str] = {}
+        out = set()
+        for c in psutil.net_connections(kind="inet"):
+            if not c.laddr:
+                continue
+            tcp = c.type == socket.SOCK_STREAM
+            if tcp and c.status != psutil.CONN_LISTEN:
+                continue
+            if not tcp and c.raddr:
+                continue
+            if c.pid and c.pid not in names:
+                try:
+                    names[c.pid] = psutil.Process(c.pid).name()
+                except psutil.Error:
+                    names[c.pid] = ""
+            out.add(Listener("tcp" if tcp else "udp", c.laddr.ip, c.laddr.port, c.pid,
+                             names.get(c.pid or -1, "")))
+        return sorted(out, key=lambda x: (x.proto, x.port, x.address))
+
+    def sessions(self) -> list[Session]:
+        return [Session(u.name, u.terminal or "", u.host or "", u.started) for u in psutil.users()]
+
+    # -- devices and network: OS-specific, the base class knows nothing -------------------------------
+    def usb_devices(self) -> list[UsbDevice]:
+        raise NotImplementedError
+
+    def routes(self) -> list[Route]:
+        raise NotImplementedError
+
+    def adapters(self) -> list[Adapter]:
+        raise NotImplementedError
+
+    def removable_volumes(self) -> list[StorageVolume]:
+        raise NotImplementedError
+
+    def fingerprint(self) -> Fingerprint:
+        ids = self.hardware_ids()
+        serial = next((ids[k] for k in ("system_serial", "board_serial", "bios_serial")
+                       if not is_placeholder(ids.get(k))), "")
+        return Fingerprint(machine_id=self.machine_id(), serial=serial, macs=self.physical_macs())

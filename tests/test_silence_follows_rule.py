@@ -1,0 +1,50 @@
+"""One definition of 失联: the alert rule ``point_silent.intervals`` decides it for the pages, the points API,
+/metrics, the "now" score and the alert itself. A point four intervals quiet is silent under the default
+three and still up when the rule says five."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+
+from collector.accounts import users
+from collector.app import create_app
+from collector.scoring.scores import point_sheet
+from collector.settings import Settings
+from collector.store import overview, points
+from tests.helpers import POINT, REGION, make_report
+
+HEALTHY = {"isolation.internet": "ok", "isolation.interfaces": "ok", "identity.fingerprint": "ok",
+           "usage.processes": "ok", "usage.removable_media": "ok", "usage.accounts": "ok",
+           "usage.listening_ports": "ok", "net.core.tcp": "ok"}
+
+
+def quiet_point(tmp_path, intervals: int | None):
+    alerts = {"rules": {"point_silent": {"intervals": intervals}}} if intervals else {}
+    app = create_app(Settings(data_dir=tmp_path / "data", extra={"alerts": alerts}))
+    store = app.state.store
+    points.upsert_point(store, POINT, "某村医保服务点", REGION, profile="national-basic", report_interval_s=60)
+    four_minutes_ago = datetime.now(timezone.utc) - timedelta(minutes=4)
+    app.state.reports.receive([make_report(POINT, statuses=HEALTHY, collected_at=four_minutes_ago)],
+                              received_at=four_minutes_ago)
+    return app, store
+
+
+@pytest.mark.parametrize("intervals, silent", [(None, True), (5, False)])
+def test_every_view_calls_a_point_silent_by_the_rule(tmp_path, intervals, silent):
+    app, store = quiet_point(tmp_path, intervals)
+    assert app.state.silence_intervals == (intervals or 3)
+    admin = {"Authorization": "Bearer " + users.create_token(store, "admin")}
+    with TestClient(app) as client:
+        api_state = client.get(f"/api/v1/points/{POINT}", headers=admin).json()["state"]
+        metrics = client.get("/metrics").text
+    assert (api_state == "silent") is silent
+    [row] = overview.overview(store, overview.OverviewQuery()).rows
+    assert (row.state == "silent") is silent
+    up = next(line for line in metrics.splitlines() if line.startswith("pointwatch_point_up{") and POINT in line)
+    assert float(up.rsplit(" ", 1)[1]) == (0 if silent else 1)
+    sheet = point_sheet(store, POINT, silence_intervals=app.state.silence_intervals)
+    assert (sheet.earned == 0) is silent
+    store.close()
