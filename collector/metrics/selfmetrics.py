@@ -53,7 +53,7 @@ for _kind in NOTIFIER_KINDS:
     NOTIFIER_OUTBOX.labels(_kind)
     NOTIFICATIONS_SENT.labels(_kind)
 
-# -- alerts (issue 7): evaluation after ingest and on the timer -----------------------------------------
+# -- alerts: evaluation after ingest and on the timer --------------------------------------------------
 ALERT_EVALUATIONS = Counter("pointwatch_collector_alert_evaluations_total",
                             "Alert evaluations, by trigger (ingest, timer) and outcome (ok, error; nothing_to_do: "
                             "screened out in bulk, no open alert and no fault).",

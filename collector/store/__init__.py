@@ -77,8 +77,8 @@ def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
-            # A flag read here, not a listener the checkpointer adds when it starts: adding one while another
-            # thread connects fails that connection ("deque mutated during iteration", seen in the e2e test).
+            # A flag read at connect rather than a listener the checkpointer adds when it starts: SQLAlchemy's
+            # event registry may not change while another thread is connecting.
             if background_checkpoints():  # collector/upkeep/checkpoint.py does them
                 cur.execute("PRAGMA wal_autocheckpoint=0")
                 # After a spell in which the WAL could not start over, give the disk back when it does.
@@ -90,6 +90,10 @@ def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:
 
 
 class Store:
+    """The database handle: engine, sessions, the writer lock, migrations. What is stored and how it is read
+    are the repository modules beside this one (points, people, audit, queries, ...), functions that take
+    this handle."""
+
     def __init__(self, url: str):
         self.url = url
         self.background_checkpoints = False  # set by collector/upkeep/checkpoint.py while its thread runs
@@ -165,6 +169,3 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
-
-    # The repositories are the modules beside this one (points, people, audit, queries, ...): functions that
-    # take this handle, so the handle knows nothing of what is stored.

@@ -36,8 +36,8 @@ _S = m.PointState.__table__
 class _Sql:
     """The hot-path statements in the driver's own parameter style, executed with its executemany.
 
-    SQLAlchemy's per-row bind processing cost more than the database's insert itself (profiled), so the
-    three statements run per report are plain SQL; the values are what models.UtcDateTime/JSON would bind.
+    SQLAlchemy's per-row bind processing costs more than the database's own insert, so the three
+    statements run per report are plain SQL; the values are what models.UtcDateTime/JSON would bind.
     """
 
     def __init__(self, mark: str, sqlite: bool):
