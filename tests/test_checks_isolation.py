@@ -44,8 +44,9 @@ def test_address_outside_subnets_warns():
     assert out.status == "warn" and out.details["outside_addresses"] == ["eth0 192.168.9.9"]
 
 
-def test_no_canaries_configured_warns():
-    assert internet_isolation([], 1).status == "warn"
+def test_no_canaries_configured_is_an_error():
+    # Nothing was tried, so nothing was seen: 专网隔离 could not be verified.
+    assert internet_isolation([], 1).status == "error"
 
 
 def test_canary_on_loopback_is_found_and_a_closed_port_is_not():

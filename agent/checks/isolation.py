@@ -124,7 +124,7 @@ def probe_canary(c: Canary, timeout: float) -> dict:
 def internet_isolation(canaries: list[Canary], timeout: float) -> Outcome:
     """All canaries at once; whatever has not answered when ``timeout`` is up counts as not reachable."""
     if not canaries:
-        return Outcome("warn", "未配置互联网探测目标（isolation.internet_canaries），无法验证专网隔离",
+        return Outcome("error", "未配置互联网探测目标（isolation.internet_canaries），无法验证专网隔离",
                        details={"canaries": []})
     rows: list[dict | None] = [None] * len(canaries)
 
@@ -162,11 +162,24 @@ def _name_allowed(name: str, allowed: list[str]) -> bool:
     return any(fnmatch.fnmatch(name.lower(), pattern.lower()) for pattern in allowed)
 
 
+def _routable(addr: str) -> bool:
+    ip = ipaddress.ip_interface(addr).ip
+    return not (ip.is_loopback or ip.is_link_local)
+
+
 def interface_isolation(adapters: list[Adapter], routes: list[Route], allowed_interfaces: list[str],
                         allowed_subnets: list) -> Outcome:
     failures: list[str] = []
     warnings: list[str] = []
+    facts = {"adapters": [{"name": a.name, "kind": a.kind, "up": a.up} for a in adapters], "routes": len(routes)}
+    if not any(a.kind != "loopback" for a in adapters):
+        # The agent reaches its collector through some adapter: a list without one is a read that failed
+        # (WMI answering nothing), never "only registered adapters in use".
+        return Outcome("error", "无法核对网卡：系统未返回任何网卡信息", details={**facts, "reason": "no_adapters"})
     up = [a for a in adapters if a.up and a.kind != "loopback"]
+    if not routes and any(_routable(addr) for a in up for addr in a.addresses):
+        # An up adapter with an address always has its on-link route: an empty table was not read.
+        return Outcome("error", "无法核对路由：系统未返回路由表", details={**facts, "reason": "no_routes"})
     for a in up:
         if a.kind in FORBIDDEN_KINDS:
             failures.append(f"{KIND_LABEL[a.kind]} {a.name} 已启用（{a.description}）")

@@ -96,6 +96,8 @@ def probes(config, platform) -> list[Probe]:
 
 
 def process_usage(processes: list[ProcessInfo], catalogue: list[Software], required: list[str]) -> Outcome:
+    if not processes:  # the agent itself is running: an empty list is a listing that failed
+        return Outcome("error", "无法核对进程：系统未返回任何进程", details={"reason": "no_processes"})
     hits = match_processes(processes, catalogue)
     running = {normalise_name(p.name) for p in processes} | \
         {normalise_name(p.exe.replace("\\", "/").rsplit("/", 1)[-1]) for p in processes if p.exe}
@@ -158,6 +160,9 @@ def _is_loopback(address: str) -> bool:
 
 def listening_ports(listeners: list[Listener], allowed_ports: list[int], windows: bool = False) -> Outcome:
     """TCP listeners reachable from the network (not loopback-only) whose port is not allow-listed."""
+    if windows and not listeners:
+        # Windows always listens on 135 (RPC endpoint mapper): nothing at all is a listing that failed.
+        return Outcome("error", "无法核对监听端口：系统未返回任何监听端口", details={"reason": "no_listeners"})
     allowed = set(allowed_ports)
     exposed = [x for x in listeners if x.proto == "tcp" and not _is_loopback(x.address)]
     bad = []
@@ -199,7 +204,8 @@ def accounts(sessions: list[Session], staff: list[str]) -> Outcome:
     users = sorted({s.user for s in sessions})
     details = {"sessions": rows, "staff_accounts": staff}
     if not staff:
-        return Outcome("warn", f"未配置服务点登记账号（usage.staff_accounts），无法核对；当前登录：{'、'.join(users) or '无'}",
+        # Nothing to check the sessions against: the check saw no fact about 人员与账号, so it earns nothing.
+        return Outcome("error", f"未配置服务点登记账号（usage.staff_accounts），无法核对；当前登录：{'、'.join(users) or '无'}",
                        value=len(users), unit="count", details=details)
     strangers = sorted({r["user"] for r in rows if not r["registered"]})
     if strangers:
