@@ -11,6 +11,7 @@ from agent.platform import Adapter, Route
 NETS = [ipaddress.ip_network("10.0.0.0/8")]
 ETH = Adapter("eth0", "ethernet", True, ("10.10.5.8/24",), physical=True)
 DEFAULT = Route("0.0.0.0/0", "10.10.5.1", "eth0")
+LO = Adapter("lo", "loopback", True, ("127.0.0.1/8",))
 
 
 def test_clean_terminal_passes():
@@ -22,11 +23,26 @@ def test_wireless_cellular_tunnel_up_fail():
     adapters = [ETH, Adapter("wlan0", "wireless", True, description="wireless (iwlwifi)"),
                 Adapter("usb0", "cellular", True, description="cellular/USB tether (rndis_host)"),
                 Adapter("tun0", "tunnel", True), Adapter("wlan1", "wireless", False)]
-    out = interface_isolation(adapters, [DEFAULT], ["eth0", "wlan*", "usb0", "tun0"], NETS)
-    assert out.status == "fail"
-    for text in ("无线网卡 wlan0 已启用", "移动网络/手机共享网卡 usb0", "隧道/VPN 网卡 tun0"):
-        assert text in out.message
-    assert "wlan1" not in out.message  # present but down is fine
+    for allowed in (["eth0"], []):
+        out = interface_isolation(adapters, [DEFAULT], allowed, NETS)
+        assert out.status == "fail"
+        for text in ("无线网卡 wlan0 已启用", "移动网络/手机共享网卡 usb0", "隧道/VPN 网卡 tun0"):
+            assert text in out.message
+        assert "wlan1" not in out.message  # present but down is fine
+
+
+def test_registered_vpdn_modem_or_vpn_adapter_is_the_private_link():
+    """004: "建设VPDN医保4G/5G专网". An adapter named in allowed_interfaces is allowed whatever its kind."""
+    wwan = Adapter("wwan0", "cellular", True, ("10.200.1.7/30",), description="cellular (qmi_wwan)")
+    vpn = Adapter("ybvpn", "tunnel", True, ("10.201.0.2/32",))
+    out = interface_isolation([wwan, LO], [Route("0.0.0.0/0", "10.200.1.6", "wwan0")], ["wwan0"], NETS)
+    assert out.status == "ok" and "wwan0" in out.message, out.message
+    out = interface_isolation([ETH, vpn], [DEFAULT], ["eth0", "ybvpn"], NETS)
+    assert out.status == "ok" and out.details["registered_up"] == ["eth0", "ybvpn"]
+    # A second cellular adapter nobody registered is still the violation it was.
+    phone = Adapter("usb0", "cellular", True, description="cellular/USB tether (rndis_host)")
+    out = interface_isolation([wwan, phone], [Route("0.0.0.0/0", "10.200.1.6", "wwan0")], ["wwan0"], NETS)
+    assert out.status == "fail" and "usb0" in out.message and "wwan0" not in out.message
 
 
 def test_unlisted_nic_and_second_default_route_fail():

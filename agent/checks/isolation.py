@@ -1,7 +1,9 @@
 """isolation.* (专网): the terminal reaches the insurance private network and nothing else.
 
 ``isolation.internet`` tries public canaries (TCP, ICMP, DNS) and fails on any that answers;
-``isolation.interfaces`` looks at the adapters and routes the platform reports. Both are plain functions
+``isolation.interfaces`` looks at the adapters and routes the platform reports: an up wireless, cellular
+or tunnel adapter fails unless ``allowed_interfaces`` names it (a VPDN modem or VPN adapter may be the
+专网 link), and with ``allowed_interfaces`` given any other up adapter fails too. Both are plain functions
 of their inputs so tests drive them with namespaces (internet) and recorded facts (interfaces).
 """
 
@@ -180,10 +182,15 @@ def interface_isolation(adapters: list[Adapter], routes: list[Route], allowed_in
     if not routes and any(_routable(addr) for a in up for addr in a.addresses):
         # An up adapter with an address always has its on-link route: an empty table was not read.
         return Outcome("error", "无法核对路由：系统未返回路由表", details={**facts, "reason": "no_routes"})
+    registered = []
     for a in up:
-        if a.kind in FORBIDDEN_KINDS:
+        # A registered adapter is the point's 专网 link whatever its kind: a VPDN (4G/5G APN) modem or a
+        # VPN adapter is how some points reach the insurance network.
+        if allowed_interfaces and _name_allowed(a.name, allowed_interfaces):
+            registered.append(a.name)
+        elif a.kind in FORBIDDEN_KINDS:
             failures.append(f"{KIND_LABEL[a.kind]} {a.name} 已启用（{a.description}）")
-        elif allowed_interfaces and not _name_allowed(a.name, allowed_interfaces):
+        elif allowed_interfaces:
             failures.append(f"未登记的{KIND_LABEL.get(a.kind, '网卡')} {a.name} 已启用")
     defaults: dict[int, set[tuple[str, str]]] = {4: set(), 6: set()}
     for r in routes:
@@ -210,7 +217,7 @@ def interface_isolation(adapters: list[Adapter], routes: list[Route], allowed_in
         "default_routes": [{"gateway": r.gateway, "interface": r.interface, "metric": r.metric, "destination": r.destination}
                            for r in routes if r.is_default],
         "allowed_interfaces": allowed_interfaces, "allowed_subnets": [str(n) for n in allowed_subnets],
-        "outside_addresses": outside,
+        "outside_addresses": outside, "registered_up": registered,
     }
     if failures:
         return Outcome("fail", "违反专网专用：" + "；".join(failures + warnings), value=len(failures), unit="count",
