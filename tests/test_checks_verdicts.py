@@ -73,7 +73,7 @@ def test_up_adapter_with_an_address_and_no_route_is_an_unread_table():
 def test_windows_wmi_answering_nothing_is_an_error_through_the_probe():
     """PowerShell exiting 0 with empty output (seen on Windows CPython) used to read as "（无）" and pass."""
     silent = WindowsPlatform(run=lambda script: [], addresses={})
-    for fact in (silent.adapters, silent.routes, silent.usb_devices):
+    for fact in (silent.adapters, silent.routes, silent.usb_devices, silent.removable_volumes):
         with pytest.raises(Exception, match="no rows"):
             fact()
     config = SimpleNamespace(isolation=IsolationConfig(allowed_interfaces=["以太网"]),
@@ -98,3 +98,5 @@ def test_linux_unreadable_proc_is_an_error_not_an_empty_table(tmp_path):
         p.routes()
     with pytest.raises(OSError, match="tcp"):
         p.listeners()
+    with pytest.raises(OSError, match="mounts"):
+        p.removable_volumes()

@@ -213,4 +213,8 @@ def interface_isolation(adapters: list[Adapter], routes: list[Route], allowed_in
     if warnings:
         return Outcome("warn", "；".join(warnings), value=0, unit="count", details=details)
     names = "、".join(a.name for a in up) or "无"
+    if not allowed_interfaces:  # say what was seen: no list to hold the adapters against
+        return Outcome("ok", f"未启用无线、移动网络或隧道网卡（在用：{names}），默认路由唯一；"
+                       "未登记专网网卡（isolation.allowed_interfaces），未核对网卡名单", value=0, unit="count",
+                       details=details)
     return Outcome("ok", f"仅已登记网卡在用（{names}），默认路由唯一", value=0, unit="count", details=details)

@@ -174,7 +174,10 @@ class LinuxPlatform(Platform):
         return out
 
     def removable_volumes(self) -> list[StorageVolume]:
-        return removable_volumes_from(self._read("/proc/self/mounts"), self._path("/sys/class/block"))
+        mounts = self._read("/proc/self/mounts")
+        if not mounts:  # "/" is always mounted: nothing is a read that failed, not "no USB stick"
+            raise OSError("cannot read /proc/self/mounts")
+        return removable_volumes_from(mounts, self._path("/sys/class/block"))
 
 
 def read_usb_devices(sysfs_usb: Path) -> list[UsbDevice]:

@@ -73,7 +73,8 @@ class WindowsPlatform(Platform):
         return wmi.parse_routes(self._rows(wmi.ROUTE_QUERY, "Win32_IP4RouteTable"), self._try(wmi.ADAPTER_QUERY))
 
     def removable_volumes(self) -> list[StorageVolume]:
-        return wmi.parse_disk_volumes(self._run(wmi.DISK_VOLUMES_SCRIPT))
+        # The rows cover every disk, the system disk included: none at all is a read that failed.
+        return wmi.parse_disk_volumes(self._rows(wmi.DISK_VOLUMES_SCRIPT, "Win32_DiskDrive volumes"))
 
 
 def _psutil_addresses() -> dict[str, list[str]]:
