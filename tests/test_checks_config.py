@@ -18,6 +18,8 @@ BASE = 'point: {code: "T3CFG"}\n'
     ("core_network:\n  ca_bundle: /nonexistent/ca.pem\n", "core_network.ca_bundle", 3),
     ("usage:\n  allowed_software: [teamviewer, minesweeper]\n", "usage.allowed_software[1]", 3),
     ("isolation:\n  internet_canaries:\n    - {method: icmp}\n", "isolation.internet_canaries[0]", 4),
+    ("isolation:\n  internet_canaries:\n    - {url: 'http://www.example.com/'}\n",
+     "isolation.internet_canaries[0].url", 4),
 ])
 def test_bad_config_exits_2_naming_the_field(tmp_path, capsys, body, field, line):
     path = tmp_path / "agent.yaml"
@@ -47,6 +49,7 @@ isolation:
 usage: {allowed_software: [todesk], allowed_ports: [22]}
 """)
     assert [(c.method, c.target, c.port) for c in cfg.isolation.internet_canaries] == [
-        ("tcp", "223.5.5.5", 53), ("icmp", "114.114.114.114", None), ("dns", "www.baidu.com", None)]
+        # A canary on port 53 is a DNS server: it counts only when it answers a DNS query (issue 16).
+        ("dns_server", "223.5.5.5", 53), ("icmp", "114.114.114.114", None), ("dns", "www.baidu.com", None)]
     assert cfg.core_network.dns[0].expect == ["10.10.1.20"]
     assert cfg.usage.allowed_software == ["todesk"] and cfg.usage.catalogue

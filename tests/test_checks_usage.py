@@ -111,4 +111,7 @@ def test_accounts_against_staff():
     outcome = accounts(sessions, ["zhangsan"])
     assert outcome.status == "fail" and "CLINIC\\lisi" in outcome.message and "10.10.3.4" in outcome.message
     assert accounts(sessions, ["ZhangSan", "lisi"]).status == "ok"
-    assert accounts([], []).status == "warn"
+    # No staff accounts configured: nothing to check against, so "could not verify" (error), never a pass.
+    unchecked = accounts(sessions, [])
+    assert unchecked.status == "error" and "无法核对" in unchecked.message
+    assert accounts([], []).status == "error"

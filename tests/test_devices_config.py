@@ -144,7 +144,7 @@ def test_present_but_not_working(kiosk_http):
     assert "拒绝连接" in out.message and "HTTP 503" in out.message
 
 
-def test_optional_device_absent_is_warn_and_refused_port_is_present_but_broken():
+def test_optional_device_absent_is_fail_and_refused_port_is_present_but_broken():
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # swallows SNMP requests: nobody home
     sink.bind(("127.0.0.1", 0))
     try:
@@ -153,7 +153,9 @@ def test_optional_device_absent_is_warn_and_refused_port_is_present_but_broken()
         out = run_device(dev)
     finally:
         sink.close()
-    assert out.status == "warn" and out.value == 0 and "（非必备设备）" in out.message
+    # Absent is absent: an optional device that did not answer must not report a status counted as present.
+    assert out.status == "fail" and out.value == 0 and "非必备设备，未在位" in out.message
+    assert out.details["present"] is False and out.details["required"] is False
     # A closed TCP port on a live host is refused (RST): the host is there, the service is not.
     dev = DeviceConfig(kind="display", name="电子显示屏", timeout=0.5,
                        methods={"tcp": [netprobe.TcpConfig("127.0.0.1", free_port())]})

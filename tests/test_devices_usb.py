@@ -91,10 +91,25 @@ def test_scanner_device_present_and_unplugged(sysfs, tmp_path):
     assert out.details["methods"][0]["matched"][0]["where"] == "1-1"
     cat = parse_config(parse_yaml("- {kind: scanner, name: 高拍仪, usb: {catalogue: scanners}}\n", "a.yaml"))[0]
     assert run_device(cat, LinuxPlatform(str(sysfs))).status == "ok"  # classes "ff" from the platform
+    unplugged = tmp_path / "unplugged"  # the controller's root hub and nothing plugged in
+    write_device(unplugged, "usb1", "1d6b", "0002", product="EHCI Host Controller", classes=("09",))
+    out = run_device(dev, LinuxPlatform(str(unplugged)))
+    assert out.status == "fail" and out.value == 0 and out.message.startswith("OCR扫描仪未检测到")
+
+
+def test_usb_listing_with_no_root_hub_is_no_answer(tmp_path):
+    """Every USB controller lists its root hub: a listing without one was not read, so the scanner is not
+    "absent" but unchecked (error), and it earns nothing either way."""
+    from agent.checks.devices import run_device
+    from agent.platform.linux import LinuxPlatform
+
+    dev = parse_config(parse_yaml('- {kind: scanner, name: OCR扫描仪, usb: {vid: "04c5"}}\n', "agent.yaml"))[0]
     empty = tmp_path / "empty"
     (empty / "sys/bus/usb/devices").mkdir(parents=True)
     out = run_device(dev, LinuxPlatform(str(empty)))
-    assert out.status == "fail" and out.value == 0 and out.message.startswith("OCR扫描仪未检测到")
+    assert out.status == "error" and out.details["present"] is False and "无法读取 USB 设备列表" in out.message
+    out = run_device(dev, LinuxPlatform(str(tmp_path / "no-sysfs")))
+    assert out.status == "error"
 
 
 def test_platform_usb_device_shape_is_understood():

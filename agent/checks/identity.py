@@ -36,7 +36,8 @@ def fingerprint(platform) -> Outcome:
         return Outcome("error", "无法读取本机的任何硬件标识", details=details)
     note = f"；{'、'.join(placeholders)} 为厂商占位值，不作为标识" if placeholders else ""
     if len(factors) < 2:
-        return Outcome("warn", f"本机可用的硬件标识不足（仅 {'、'.join(factors)}），无法可靠核对人机信息{note}",
+        # One factor cannot tell this machine from a clone or a replacement: nothing reliable was seen.
+        return Outcome("error", f"本机可用的硬件标识不足（仅 {'、'.join(factors)}），无法可靠核对人机信息{note}",
                        value=len(factors), unit="count", details=details)
     return Outcome("ok", f"本机标识已采集：主机名 {details['hostname']}，{len(factors)} 项（{'、'.join(factors)}）{note}",
                    value=len(factors), unit="count", details=details)

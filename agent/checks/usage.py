@@ -14,6 +14,7 @@ from agent.checks import Outcome, Probe
 from agent.checks.software import (
     CATEGORY_LABEL,
     Software,
+    exempted,
     load_catalogue,
     match_processes,
     normalise_name,
@@ -45,6 +46,9 @@ class UsageConfig:
     forbidden_software: str = "default"
     catalogue: list[Software] = field(default_factory=list)
     allowed_software: list[str] = field(default_factory=list)
+    # Process name or path globs exempt at this point (a mandated government edition of an app the
+    # catalogue forbids, e.g. 政务钉钉); the rest of that entry stays forbidden.
+    exempt_software: list[str] = field(default_factory=list)
     required_processes: list[str] = field(default_factory=list)
     allowed_ports: list[int] = field(default_factory=list)
     staff_accounts: list[str] = field(default_factory=list)
@@ -54,8 +58,8 @@ class UsageConfig:
 def parse_config(node: Node | None) -> UsageConfig:
     if node is None:
         return UsageConfig(catalogue=load_catalogue(Node("default", "usage.forbidden_software", None, "<defaults>")))
-    m = node.mapping(("forbidden_software", "allowed_software", "required_processes", "allowed_ports",
-                      "staff_accounts", "allowed_usb_serials"))
+    m = node.mapping(("forbidden_software", "allowed_software", "exempt_software", "required_processes",
+                      "allowed_ports", "staff_accounts", "allowed_usb_serials"))
     spec_node = m.get("forbidden_software") or Node("default", "usage.forbidden_software", node.line, node.file)
     catalogue = load_catalogue(spec_node)
     allowed_software = optional(m, "allowed_software", [], Node.str_list)
@@ -65,6 +69,7 @@ def parse_config(node: Node | None) -> UsageConfig:
         forbidden_software=spec_node.str(),
         catalogue=catalogue,
         allowed_software=allowed_software,
+        exempt_software=optional(m, "exempt_software", [], Node.str_list),
         required_processes=optional(m, "required_processes", [], Node.str_list),
         allowed_ports=[n.port() for n in optional(m, "allowed_ports", [], Node.items)],
         staff_accounts=optional(m, "staff_accounts", [], Node.str_list),
@@ -78,7 +83,8 @@ def probes(config, platform) -> list[Probe]:
     if config.enabled(USAGE_PROCESSES):
         catalogue = [s for s in u.catalogue if s.id not in set(u.allowed_software)]
         out.append(Probe(USAGE_PROCESSES, "本机进程",
-                         lambda: process_usage(platform.processes(), catalogue, u.required_processes), deadline=30))
+                         lambda: process_usage(platform.processes(), catalogue, u.required_processes,
+                                               u.exempt_software), deadline=30))
     if config.enabled(USAGE_REMOVABLE_MEDIA):
         out.append(Probe(USAGE_REMOVABLE_MEDIA, "移动存储",
                          lambda: removable_media(platform.removable_volumes(), u.allowed_usb_serials), deadline=30))
@@ -95,15 +101,24 @@ def probes(config, platform) -> list[Probe]:
 # -- usage.processes -------------------------------------------------------------------------------
 
 
-def process_usage(processes: list[ProcessInfo], catalogue: list[Software], required: list[str]) -> Outcome:
-    hits = match_processes(processes, catalogue)
+def process_usage(processes: list[ProcessInfo], catalogue: list[Software], required: list[str],
+                  exempt: list[str] = ()) -> Outcome:
+    if not processes:  # the agent itself is running: an empty list is a listing that failed
+        return Outcome("error", "无法核对进程：系统未返回任何进程", details={"reason": "no_processes"})
+    hits, spared = [], []
+    for sw, p, how in match_processes(processes, catalogue):
+        why = exempted(p, list(exempt))
+        if why:
+            spared.append({"software": sw.id, "pid": p.pid, "process": p.name, "exe": p.exe, "exempted_by": why})
+        else:
+            hits.append((sw, p, how))
     running = {normalise_name(p.name) for p in processes} | \
         {normalise_name(p.exe.replace("\\", "/").rsplit("/", 1)[-1]) for p in processes if p.exe}
     missing = [r for r in required if normalise_name(r) not in running]
     found = [{"software": sw.id, "name": sw.name, "category": sw.category, "pid": p.pid, "process": p.name,
               "exe": p.exe, "user": p.username, "matched_by": how} for sw, p, how in hits]
     details = {"forbidden": found, "required": required, "missing_required": missing,
-               "process_count": len(processes), "catalogue_size": len(catalogue)}
+               "process_count": len(processes), "catalogue_size": len(catalogue), "exempted": spared}
     problems = []
     if found:
         by_software: dict[str, list[str]] = {}
@@ -116,6 +131,8 @@ def process_usage(processes: list[ProcessInfo], catalogue: list[Software], requi
     if problems:
         return Outcome("fail", "违反专机专用：" + "；".join(problems), value=len(found), unit="count", details=details)
     extra = f"，必需软件 {len(required)} 个均在运行" if required else ""
+    if spared:
+        extra += f"，已豁免 {len(spared)} 个：" + "、".join(sorted({s["process"] for s in spared}))
     return Outcome("ok", f"未发现禁止使用的软件（已检查 {len(processes)} 个进程）{extra}", value=0, unit="count",
                    details=details)
 
@@ -158,6 +175,9 @@ def _is_loopback(address: str) -> bool:
 
 def listening_ports(listeners: list[Listener], allowed_ports: list[int], windows: bool = False) -> Outcome:
     """TCP listeners reachable from the network (not loopback-only) whose port is not allow-listed."""
+    if windows and not listeners:
+        # Windows always listens on 135 (RPC endpoint mapper): nothing at all is a listing that failed.
+        return Outcome("error", "无法核对监听端口：系统未返回任何监听端口", details={"reason": "no_listeners"})
     allowed = set(allowed_ports)
     exposed = [x for x in listeners if x.proto == "tcp" and not _is_loopback(x.address)]
     bad = []
@@ -199,7 +219,8 @@ def accounts(sessions: list[Session], staff: list[str]) -> Outcome:
     users = sorted({s.user for s in sessions})
     details = {"sessions": rows, "staff_accounts": staff}
     if not staff:
-        return Outcome("warn", f"未配置服务点登记账号（usage.staff_accounts），无法核对；当前登录：{'、'.join(users) or '无'}",
+        # Nothing to check the sessions against: the check saw no fact about 人员与账号, so it earns nothing.
+        return Outcome("error", f"未配置服务点登记账号（usage.staff_accounts），无法核对；当前登录：{'、'.join(users) or '无'}",
                        value=len(users), unit="count", details=details)
     strangers = sorted({r["user"] for r in rows if not r["registered"]})
     if strangers:

@@ -77,8 +77,11 @@ class LinuxPlatform(Platform):
 
     # -- network -----------------------------------------------------------------------------------
     def routes(self) -> list[Route]:
-        return (parse_proc_route(self._read("/proc/net/route"))
-                + parse_proc_ipv6_route(self._read("/proc/net/ipv6_route")))
+        # /proc/net/route always has its header line: nothing at all is a read that failed, not "no route".
+        table = self._read("/proc/net/route")
+        if not table:
+            raise OSError("cannot read /proc/net/route")
+        return parse_proc_route(table) + parse_proc_ipv6_route(self._read("/proc/net/ipv6_route"))
 
     def adapters(self) -> list[Adapter]:
         stats = psutil.net_if_stats()
@@ -128,8 +131,10 @@ class LinuxPlatform(Platform):
         found = []
         for name, proto, six in (("tcp", "tcp", False), ("tcp6", "tcp", True), ("udp", "udp", False),
                                  ("udp6", "udp", True)):
-            found.extend((proto, *sock) for sock in parse_proc_net_sockets(self._read(f"proc/net/{name}"),
-                                                                           six, tcp=proto == "tcp"))
+            text = self._read(f"proc/net/{name}")
+            if not text and name == "tcp":  # always there with its header line; empty = not read
+                raise OSError("cannot read /proc/net/tcp")
+            found.extend((proto, *sock) for sock in parse_proc_net_sockets(text, six, tcp=proto == "tcp"))
         owners = self.__dict__.setdefault("_socket_owners", {})
         unknown = {inode for *_, inode in found if inode not in owners}
         if unknown:
@@ -169,7 +174,10 @@ class LinuxPlatform(Platform):
         return out
 
     def removable_volumes(self) -> list[StorageVolume]:
-        return removable_volumes_from(self._read("/proc/self/mounts"), self._path("/sys/class/block"))
+        mounts = self._read("/proc/self/mounts")
+        if not mounts:  # "/" is always mounted: nothing is a read that failed, not "no USB stick"
+            raise OSError("cannot read /proc/self/mounts")
+        return removable_volumes_from(mounts, self._path("/sys/class/block"))
 
 
 def read_usb_devices(sysfs_usb: Path) -> list[UsbDevice]:
@@ -178,11 +186,13 @@ def read_usb_devices(sysfs_usb: Path) -> list[UsbDevice]:
     Interfaces (``1-1:1.0``) carry no idVendor; their bInterfaceClass values, with the device's own
     bDeviceClass when it is not 00 ("see the interfaces"), become ``interface_classes``. The kernel lists
     an interface both inside its device's directory and beside it in /sys/bus/usb/devices; both are read.
+
+    Raises OSError when the directory cannot be read or lists no root hub: every USB controller has one,
+    so an empty listing is no answer, not "nothing plugged in".
     """
-    try:
-        entries = sorted(sysfs_usb.iterdir())
-    except OSError:
-        return []
+    entries = sorted(sysfs_usb.iterdir())
+    if not any(e.name.startswith("usb") for e in entries):
+        raise OSError(f"no USB root hub under {sysfs_usb}: the USB listing is unavailable")
     devices = []
     for entry in entries:
         name = entry.name

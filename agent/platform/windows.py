@@ -49,18 +49,33 @@ class WindowsPlatform(Platform):
     def physical_macs(self) -> list[str]:
         return wmi.physical_macs(self._try(wmi.ADAPTER_QUERY))
 
+    def _rows(self, script: str, what: str) -> list[dict]:
+        """Rows of a query that a real PC always answers with something: none is a failed read.
+
+        PowerShell can exit 0 with empty output (seen with the agent on Windows CPython), and an empty
+        list would read as "no adapter", "no route", "no USB device": a finding nobody saw.
+        """
+        rows = self._run(script)
+        if not rows:
+            raise wmi.WmiError(f"{what}: WMI returned no rows")
+        return rows
+
     def usb_devices(self) -> list[UsbDevice]:
-        return wmi.parse_usb_entities(self._run(wmi.USB_QUERY))
+        # The USB root hubs (USB\ROOT_HUB…) are always listed, so no row at all means no answer.
+        return wmi.parse_usb_entities(self._rows(wmi.USB_QUERY, "Win32_PnPEntity (USB)"))
 
     def adapters(self) -> list[Adapter]:
         addresses = self._addresses if self._addresses is not None else _psutil_addresses()
-        return wmi.parse_adapters(self._run(wmi.ADAPTER_QUERY), self._try(wmi.MSFT_ADAPTER_QUERY), addresses)
+        return wmi.parse_adapters(self._rows(wmi.ADAPTER_QUERY, "Win32_NetworkAdapter"),
+                                  self._try(wmi.MSFT_ADAPTER_QUERY), addresses)
 
     def routes(self) -> list[Route]:
-        return wmi.parse_routes(self._run(wmi.ROUTE_QUERY), self._try(wmi.ADAPTER_QUERY))
+        # Windows keeps on-link, broadcast and multicast routes for every address: never an empty table.
+        return wmi.parse_routes(self._rows(wmi.ROUTE_QUERY, "Win32_IP4RouteTable"), self._try(wmi.ADAPTER_QUERY))
 
     def removable_volumes(self) -> list[StorageVolume]:
-        return wmi.parse_disk_volumes(self._run(wmi.DISK_VOLUMES_SCRIPT))
+        # The rows cover every disk, the system disk included: none at all is a read that failed.
+        return wmi.parse_disk_volumes(self._rows(wmi.DISK_VOLUMES_SCRIPT, "Win32_DiskDrive volumes"))
 
 
 def _psutil_addresses() -> dict[str, list[str]]:

@@ -6,6 +6,10 @@ local_printer, escl) and each listed once in :data:`METHODS` with its config par
 all share one signature (see :mod:`agent.checks.devices.common`). The methods of one device run
 concurrently, as the runner runs devices concurrently, so a switched-off device costs about one timeout.
 Present = any method got an answer; working = every method's requirement holds.
+
+Status contract: ``ok``/``warn`` only for a device that answered (``warn``: present, a supply low, or an
+optional device present but not working); an absent device is ``fail`` whether required or not (an optional
+one says so in its message); ``error`` when no method could look. ``details.present`` agrees with it.
 """
 
 from __future__ import annotations
@@ -186,9 +190,10 @@ def combine(dev: DeviceConfig, results: list[MethodResult]) -> Outcome:
     if not present and not failed:
         return Outcome("error", f"{dev.name}无法检查：" + "；".join(r.message for r in errored), None, None, details)
     if not present:
-        status = "fail" if dev.required else "warn"
-        note = "" if dev.required else "（非必备设备）"
-        return Outcome(status, f"{dev.name}未检测到{note}：" + "；".join(r.message for r in results),
+        # Absent is what was seen, required or not: ``fail``. The status alone says whether the device was
+        # there (ok/warn = it answered), so no rule counts an absent optional device as present.
+        note = "" if dev.required else "（非必备设备，未在位）"
+        return Outcome("fail", f"{dev.name}未检测到{note}：" + "；".join(r.message for r in results),
                        value, None, details)
     if failed:
         status = "fail" if dev.required else "warn"
