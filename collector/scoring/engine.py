@@ -7,6 +7,25 @@ each (check, target) takes the worst status it reported in that slot; a check th
 the report interval (devices every 5 min, identity hourly) keeps its latest status for ``max_age`` after
 the result, and is treated as absent after that.
 
+A verdict only from what was seen. A (check, target) is known once it has a current result in the period
+(a result from before the start that is still current counts) or, from the start, when ``expected`` lists
+it. From then on, every slot without a current result for it (its carry-over ran out, it stopped
+reporting, it was deleted from the point's config) holds the code MISSING until the period ends: the
+requirement was not seen met through it. Before its first result a target that is not expected is simply
+not there yet (a device added mid-period). Silent slots fail every item whatever the targets say. The
+rules (rules.py) are evaluated on what was seen, three-valued: each condition surely holds, surely fails,
+or is unknown in a slot, and an item is met only where its rule surely holds.
+- ``<check> == ok`` (any status condition): holds where at least one target reported and every target it
+  reads has a current result in the allowed statuses, so a MISSING target means not met ("all targets ok");
+  it surely fails only where a target reported and none it reads is MISSING; else unknown (it never
+  reported, or one of its targets is MISSING).
+- ``all`` holds where every child surely holds; ``any`` where some child surely holds (the other children
+  can still meet it, a MISSING target cannot); ``none`` only where every child surely fails, so neither a
+  MISSING target nor a check that never reported passes "none fail" (not seen is not fine).
+- counts count only what was seen: ``>=``/``>`` hold on the seen devices alone (a device not seen can only
+  add); ``<``/``<=`` surely fail once the seen ones are too many; otherwise, with a device of the kind
+  MISSING in the slot, the count is unknown.
+
 Observations (5-field :class:`Observation` records) stream through once, in time order (a store query
 ordered by receive time; reordering inside a slot does not matter), and only one
 byte per slot per (check, target) is kept — never the result objects. Rules are then evaluated over those
@@ -22,7 +41,7 @@ from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 from collector.scoring.profiles import Profile
-from collector.scoring.rules import CODE, Slots
+from collector.scoring.rules import CODE, Combo, CountCond, Slots, StatusCond
 
 # How long a result stays current, by check family: three of the family's default run intervals
 # (DESIGN.md: network 60s, devices and compliance 5m, identity and host 1h).
@@ -30,6 +49,12 @@ DEFAULT_MAX_AGE: dict[str, float] = {
     "net.": 180.0, "device.": 900.0, "isolation.": 900.0, "usage.": 900.0,
     "identity.": 3 * 3600.0, "host.": 3 * 3600.0,
 }
+# The slot code of a (check, target) that is known to exist but has no current result: no status table of
+# rules.py holds it, so it is no pass, is not "reported" and is not counted.
+MISSING = 255
+_TO_MISSING = bytes([MISSING, *range(1, 256)])  # translate: 0 -> MISSING, everything else unchanged
+_IS_MISSING = bytes(1 if c == MISSING else 0 for c in range(256))
+_IS_REPORTED = bytes(1 if c in CODE.values() else 0 for c in range(256))
 
 
 class Observation(NamedTuple):
@@ -119,9 +144,11 @@ def max_age_for(check: str, interval: float, overrides: Mapping[str, float] | No
 class _Collector:
     """Streams observations into per-(check, target) slot bitmaps."""
 
-    def __init__(self, start: float, interval: float, n: int, max_age: Mapping[str, float] | None):
+    def __init__(self, start: float, interval: float, n: int, max_age: Mapping[str, float] | None,
+                 expected: Mapping[str, Iterable[str]] | None = None):
         self.start, self.interval, self.n = start, interval, n
         self.max_age = max_age
+        self.expected = {(check, t) for check, targets in (expected or {}).items() for t in targets}
         self.reported = bytearray(n)
         self.before: dict[tuple[str, str], tuple[float, str]] = {}
         self.series: dict[tuple[str, str], list] = {}  # key -> [codes, last_slot, last_code, carry]
@@ -179,13 +206,79 @@ class _Collector:
                 if codes[i]:
                     break
                 codes[i] = c
+        for key in self.expected:
+            if key not in self.series:
+                self.series[key] = [bytearray(self.n), -1, 0, 0]
         by_check: dict[str, list[tuple[str, bytearray]]] = {}
-        for (check, target), (codes, last, last_c, carry) in self.series.items():
+        for key, (codes, last, last_c, carry) in self.series.items():
             k = min(self.n - last - 1, carry)
             if k > 0 and last >= 0:  # the latest result stays current for max_age, up to the period's end
                 codes[last + 1:last + 1 + k] = bytes((last_c,)) * k
-            by_check.setdefault(check, []).append((target, codes))
+            # Known from its first current result (from the start if expected): no result after that is
+            # "not seen", never "not there".
+            first = 0 if key in self.expected else self.n - len(codes.lstrip(b"\x00"))
+            if first < self.n:
+                codes[first:] = codes[first:].translate(_TO_MISSING)
+            by_check.setdefault(key[0], []).append((key[1], codes))
         return Slots(self.n, by_check)
+
+
+def _leaf_mask(node, slots: Slots, table: bytes) -> int:
+    """Slots in which any series the condition reads maps to 1 under ``table``."""
+    target = getattr(node, "target", None)
+    m = 0
+    for tgt, codes in slots.by_check.get(node.check, ()):
+        if target is None or tgt == target:
+            m |= int.from_bytes(codes.translate(table), "big")
+    return m
+
+
+def _eval(node, slots: Slots, missing: frozenset[str], want_false: bool) -> tuple[int, int]:
+    """(slots where ``node`` surely holds, slots where it surely does not); the second is 0 unless wanted."""
+    if isinstance(node, Combo):
+        if node.kind == "none":  # holds where every child surely fails; fails where any child surely holds
+            t, f = slots.ones, 0
+            for c in node.children:
+                ct, cf = _eval(c, slots, missing, True)
+                t &= cf
+                f |= ct
+            return t, f
+        if node.kind == "all":
+            t, f = slots.ones, 0
+            for c in node.children:
+                ct, cf = _eval(c, slots, missing, want_false)
+                t &= ct
+                f |= cf
+            return t, f
+        t, f = 0, slots.ones if want_false else 0  # any
+        for c in node.children:
+            ct, cf = _eval(c, slots, missing, want_false)
+            t |= ct
+            f &= cf
+        return t, f
+    held = node.mask(slots)  # a MISSING byte is no pass and is not counted (see MISSING)
+    if not isinstance(node, (StatusCond, CountCond)):
+        return held, 0  # a condition this evaluator does not know is never surely false
+    op = getattr(node, "op", "")
+    rising, falling = op in (">=", ">"), op in ("<", "<=")
+    if isinstance(node, StatusCond) or rising:
+        if not want_false:  # the common case: no extra pass
+            return held, 0
+    miss = _leaf_mask(node, slots, _IS_MISSING) if node.check in missing else 0
+    if isinstance(node, StatusCond):
+        return held, _leaf_mask(node, slots, _IS_REPORTED) & ~miss & ~held
+    t = held if rising else held & ~miss  # a device not seen might still be counted
+    return t, slots.ones & ~held & (slots.ones if falling else ~miss) if want_false else 0
+
+
+def _holds(node, slots: Slots, missing: frozenset[str]) -> int:
+    """The slots in which a rule (its root) holds on what was seen; ``missing`` names the checks that have
+    a MISSING byte anywhere (the others skip the extra passes)."""
+    return _eval(node, slots, missing, False)[0]
+
+
+def _missing_checks(slots: Slots) -> frozenset[str]:
+    return frozenset(check for check, series in slots.by_check.items() if any(MISSING in c for _, c in series))
 
 
 def _sheet(profile: Profile, **kw) -> ScoreSheet:
@@ -201,8 +294,13 @@ def _manual(item) -> ItemScore:
 
 def score_period(profile: Profile, observations: Iterable, start: datetime, end: datetime,
                  interval: float | timedelta, max_age: Mapping[str, float] | None = None,
-                 silent_after: float | timedelta | None = None) -> ScoreSheet:
-    """Score one point over [start, end); ``interval`` is its expected report interval."""
+                 silent_after: float | timedelta | None = None,
+                 expected: Mapping[str, Iterable[str]] | None = None) -> ScoreSheet:
+    """Score one point over [start, end); ``interval`` is its expected report interval.
+
+    ``expected`` maps a check id (``device.<kind>`` for devices) to the targets the point must report for
+    it (the central policy); an expected target is known from the period's start.
+    """
     iv = _seconds(interval)
     grace = max(0, math.ceil(_seconds(silent_after if silent_after is not None else 2 * iv) / iv - 1e-9) - 1)
     if iv <= 0:
@@ -211,9 +309,10 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
     if t1 <= t0:
         raise ValueError("the period is empty: end must be after start")
     n = math.ceil((t1 - t0) / iv)
-    col = _Collector(t0, iv, n, max_age)
+    col = _Collector(t0, iv, n, max_age, expected)
     col.feed(observations)
     slots = col.finish()
+    missing = _missing_checks(slots)
     covered_bytes = bytearray(col.reported)
     if col.before:  # a report shortly before the start covers the opening slots too
         k = min(n, int((max(t for t, _ in col.before.values()) - t0) // iv) + grace + 1)
@@ -229,7 +328,7 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
         if item.manual:
             sheet.items.append(_manual(item))
             continue
-        met = item.rule.mask(slots) & covered
+        met = _holds(item.rule.root, slots, missing) & covered
         good = met.bit_count()
         availability = good / n
         score = ItemScore(item.id, item.title, item.category, item.points, "not_met", 0.0, hold=item.rule.hold,
@@ -251,12 +350,16 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
 
 def score_now(profile: Profile, observations: Iterable, now: datetime | None = None,
               max_age: Mapping[str, float] | None = None, interval: float | timedelta = 60.0,
-              silent_after: float | timedelta | None = None) -> ScoreSheet:
+              silent_after: float | timedelta | None = None,
+              expected: Mapping[str, Iterable[str]] | None = None) -> ScoreSheet:
     """The latest state: each (check, target)'s most recent result, evaluated against the rules.
 
     With ``now`` given, a result older than its max_age (see ``max_age_for``) no longer counts, and once
     the newest result is older than ``silent_after`` the point is silent and nothing counts: silence
-    never earns points.
+    never earns points. A target in ``expected`` (as for ``score_period``) without a current result is
+    not seen. (A lapsed result of a target that is not expected is dropped: ``observations`` is the
+    latest result per key, of any age, so "seen once" would hold a removed target against the point
+    forever; the period sheet holds it until the period ends.)
     """
     iv = _seconds(interval)
     latest: dict[tuple[str, str], tuple[float, int]] = {}
@@ -271,18 +374,23 @@ def score_now(profile: Profile, observations: Iterable, now: datetime | None = N
     if t_now is not None and silent_after is not None and latest and \
             t_now - max(t for t, _ in latest.values()) > _seconds(silent_after):
         latest = {}
+    want = {(check, t) for check, targets in (expected or {}).items() for t in targets}
     by_check: dict[str, list[tuple[str, bytearray]]] = {}
     for (check, target), (t, c) in latest.items():
         if t_now is not None and t_now - t > max_age_for(check, iv, max_age):
             continue
+        want.discard((check, target))
         by_check.setdefault(check, []).append((target, bytearray((c,))))
+    for check, target in want:
+        by_check.setdefault(check, []).append((target, bytearray((MISSING,))))
     slots = Slots(1, by_check)
+    missing = _missing_checks(slots)
     sheet = _sheet(profile, at=_dt(t_now) if t_now is not None else None, slots=1, interval=iv)
     for item in profile.items:
         if item.manual:
             sheet.items.append(_manual(item))
             continue
-        ok = bool(item.rule.mask(slots))
+        ok = bool(_holds(item.rule.root, slots, missing))
         sheet.items.append(ItemScore(item.id, item.title, item.category, item.points,
                                      "met" if ok else "not_met", item.points if ok else 0.0,
                                      hold=item.rule.hold, rule=item.rule.text,
