@@ -141,3 +141,101 @@ def test_three_valued_evaluation_agrees_with_the_rules_when_everything_is_seen()
             return {rng.choice(["all", "any", "none"]): [node(depth + 1) for _ in range(rng.randint(1, 3))]}
         rule = parse_rule({"all": [node()], "hold": "50%"})
         assert _holds(rule.root, slots, frozenset()) == rule.mask(slots), rule.text
+
+
+# -- 2. a point registered mid-period ------------------------------------------------------------------------
+
+def test_a_point_registered_mid_period_is_scored_from_its_registration():
+    # Registered on day 10 and reporting well from then on. Today's engine failed every automatic item for
+    # the ten days before it existed (availability 2/3).
+    obs = list(stream(silent=[(0, 10 * DAY)]))
+    registered = START + timedelta(days=10)
+    whole = items(score_period(LANZHOU, obs, START, END, IV))["network.core"]
+    assert whole.state == "not_met" and whole.availability == pytest.approx(2 / 3)  # unchanged without it
+    sheet = score_period(LANZHOU, obs, START, END, IV, known_from=registered)
+    assert sheet.earned == 24 and sheet.reported_share == 1
+    assert (sheet.knowable_slots, sheet.slots) == (20 * DAY // IV, 30 * DAY // IV)
+    assert (sheet.scored_from, sheet.scored_until) == (registered, END)
+    core = items(sheet)["network.core"]
+    assert (core.availability, core.first_failure, core.last_failure, core.incidents) == (1, None, None, 0)
+
+
+def test_registration_inside_a_slot_scores_from_the_next_whole_slot():
+    # Registered at 10 d + 2 min: the slot [10 d, 10 d + 5 min) was partly before the point existed.
+    obs = list(stream(silent=[(0, 10 * DAY + IV)]))
+    sheet = score_period(LANZHOU, obs, START, END, IV, known_from=START + timedelta(days=10, minutes=2))
+    assert sheet.scored_from == START + timedelta(days=10, seconds=IV)
+    assert sheet.knowable_slots == 20 * DAY // IV - 1 and sheet.earned == 24
+
+
+def test_failures_before_registration_are_not_held_against_the_point():
+    # Results from an installation test on day 5, before the point was registered on day 10.
+    obs = [o for o in stream(faults=[down("net.core.tcp", 5 * DAY, 6 * DAY)])
+           if not (6 * DAY <= o.at - T0 < 10 * DAY)]
+    core = items(score_period(LANZHOU, obs, START, END, IV, known_from=START + timedelta(days=10)))[
+        "network.core"]
+    assert (core.state, core.availability, core.incidents, core.first_failure) == ("met", 1, 0, None)
+
+
+# -- 3. a period that has not ended --------------------------------------------------------------------------
+
+TODAY_END = START + timedelta(days=1)
+AT_0159 = START + timedelta(hours=1, minutes=59)
+
+
+def test_an_export_of_today_counts_only_the_slots_that_have_ended():
+    # Today's engine: 达标 0.09 %-like availability (23 of 288 slots) and a last failure at midnight, in the
+    # future.
+    obs = [o for o in stream(days=1) if o.at < AT_0159.timestamp()]
+    sheet = score_period(LANZHOU, obs, START, TODAY_END, IV, now=AT_0159)
+    assert sheet.knowable_slots == 23 and sheet.slots == 288  # 00:00-01:55; 01:55-02:00 is still going on
+    assert sheet.scored_until == START + timedelta(hours=1, minutes=55)
+    assert sheet.earned == 24 and sheet.reported_share == 1
+    core = items(sheet)["network.core"]
+    assert (core.availability, core.last_failure, core.incidents) == (1, None, 0)
+
+
+def test_failure_times_never_lie_in_the_future():
+    obs = [o for o in stream(days=1, faults=[down("net.core.tcp", HOUR, DAY)]) if o.at < AT_0159.timestamp()]
+    sheet = score_period(LANZHOU, obs, START, TODAY_END, IV, now=AT_0159)
+    core = items(sheet)["network.core"]
+    assert core.first_failure == START + timedelta(hours=1)
+    assert core.last_failure == START + timedelta(hours=1, minutes=55) <= AT_0159
+    assert core.availability == pytest.approx(12 / 23) and core.incidents == 1
+    # A now after the period's end changes nothing.
+    later = score_period(LANZHOU, stream(days=1), START, TODAY_END, IV, now=TODAY_END + timedelta(days=3))
+    assert later.knowable_slots == 288 and later.earned == 24
+
+
+# -- 4. one denominator; a period with nothing knowable ------------------------------------------------------
+
+def test_availability_incidents_and_report_share_share_one_denominator():
+    registered, now = START + timedelta(days=10), START + timedelta(days=20)
+    obs = [o for o in stream(silent=[(0, 10 * DAY), (15 * DAY, 16 * DAY)]) if o.at < now.timestamp()]
+    sheet = score_period(LANZHOU, obs, START, END, IV, known_from=registered, now=now)
+    k = sheet.knowable_slots
+    assert k == 10 * DAY // IV
+    assert sheet.reported_share == pytest.approx((k - DAY // IV) / k)
+    core = items(sheet)["network.core"]
+    assert core.availability == pytest.approx((k - (DAY // IV - 1)) / k)  # silent once two intervals old
+    assert core.first_failure == START + timedelta(days=15, seconds=IV)
+    assert core.last_failure == START + timedelta(days=16) and core.incidents == 1
+    assert core.state == "not_met"  # 90 % of the knowable ten days, against 95 %
+
+
+@pytest.mark.parametrize("known_from, now", [
+    (None, START + timedelta(minutes=3)),  # the first slot has not ended
+    (END, None),  # registered when the period ended
+    (START + timedelta(days=3), START + timedelta(days=2)),  # asked before the registration
+])
+def test_a_period_with_no_knowable_slot_is_not_evaluable_never_met(known_from, now):
+    sheet = score_period(LANZHOU, stream(days=3), START, END, IV, known_from=known_from, now=now)
+    assert sheet.knowable_slots == 0 and not sheet.evaluable
+    assert sheet.earned == 0 and sheet.reported_share is None
+    auto = [i for i in sheet.items if i.state != "manual"]
+    assert len(auto) == 8 and {i.state for i in auto} == {"no_data"}
+    assert all((i.earned, i.availability, i.first_failure, i.last_failure, i.incidents) == (0.0, None, None, None, 0)
+               for i in auto)
+    assert sheet.as_dict()["evaluable"] is False
+    # A period with knowable slots says so too.
+    assert score_period(LANZHOU, stream(days=1), START, TODAY_END, IV).as_dict()["evaluable"] is True

@@ -77,12 +77,14 @@ class ItemScore:
     title: str
     category: str
     points: float
-    state: str  # met | not_met | manual
+    # met | not_met | manual | no_data: not evaluable, the period has no knowable slot (not yet begun, or
+    # wholly before the point's registration); never met, earns 0, availability and failures None.
+    state: str
     earned: float | None  # None for manual items: a reviewer scores them
     hold: float | None = None
-    availability: float | None = None  # share of the period's slots in which the rule held
-    first_failure: datetime | None = None  # start of the first failing slot
-    last_failure: datetime | None = None  # end of the last failing slot (clipped to the period)
+    availability: float | None = None  # share of the knowable slots in which the rule held
+    first_failure: datetime | None = None  # start of the first failing knowable slot
+    last_failure: datetime | None = None  # end of the last failing knowable slot (never after now)
     incidents: int = 0  # runs of consecutive failing slots
     rule: str | None = None
     source: str = ""
@@ -100,9 +102,19 @@ class ScoreSheet:
     start: datetime | None = None
     end: datetime | None = None
     interval: float | None = None
-    slots: int = 0
-    reported_share: float | None = None  # share of slots with any report at all
+    slots: int = 0  # the period's slots
+    reported_share: float | None = None  # share of the knowable slots with any report at all
     at: datetime | None = None  # for "now" sheets
+    # The denominator of every share and the window of every failure time: the slots that were knowable,
+    # [scored_from, scored_until) (see score_period); 0 means nothing in the sheet could be evaluated.
+    knowable_slots: int = 0
+    scored_from: datetime | None = None
+    scored_until: datetime | None = None
+
+    @property
+    def evaluable(self) -> bool:
+        """False when no slot was knowable: every automatic item is then ``no_data``."""
+        return self.knowable_slots > 0
 
     @property
     def share(self) -> float:
@@ -115,6 +127,7 @@ class ScoreSheet:
             return v.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
         out = {k: plain(v) for k, v in asdict(self).items() if k != "items"}
         out["share"] = self.share
+        out["evaluable"] = self.evaluable
         out["items"] = [{k: plain(v) for k, v in asdict(i).items()} for i in self.items]
         return out
 
@@ -295,11 +308,21 @@ def _manual(item) -> ItemScore:
 def score_period(profile: Profile, observations: Iterable, start: datetime, end: datetime,
                  interval: float | timedelta, max_age: Mapping[str, float] | None = None,
                  silent_after: float | timedelta | None = None,
-                 expected: Mapping[str, Iterable[str]] | None = None) -> ScoreSheet:
+                 expected: Mapping[str, Iterable[str]] | None = None, known_from: datetime | None = None,
+                 now: datetime | None = None) -> ScoreSheet:
     """Score one point over [start, end); ``interval`` is its expected report interval.
 
     ``expected`` maps a check id (``device.<kind>`` for devices) to the targets the point must report for
     it (the central policy); an expected target is known from the period's start.
+
+    Only knowable slots are scored: a slot is knowable when it starts at or after ``known_from`` (the
+    point's registration; a slot it falls inside was partly before the point existed) and has ended by
+    ``now`` (the slot still going on, and every later one, is not knowable yet). Every share
+    (availability, ``reported_share``, the hold) is over the knowable slots, and failure times and
+    incidents are taken inside them, so no failure time lies before the registration or after now.
+    Silent knowable slots still fail: silence is knowable. With no knowable slot at all, every automatic
+    item is ``no_data`` and the sheet is not ``evaluable``. Results from outside the knowable slots still
+    carry over into them as usual.
     """
     iv = _seconds(interval)
     grace = max(0, math.ceil(_seconds(silent_after if silent_after is not None else 2 * iv) / iv - 1e-9) - 1)
@@ -322,29 +345,38 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
     covered = int.from_bytes(covered_bytes, "big")
     for j in range(1, grace + 1):  # slot i is big-endian byte i: >> 8 moves a report on by one slot
         covered |= reported >> (8 * j)
-    sheet = _sheet(profile, start=_dt(t0), end=_dt(t1), interval=iv, slots=n,
-                   reported_share=reported.bit_count() / n)
+    # The knowable slots [lo, hi): one window for every share, failure time and incident count.
+    lo = 0 if known_from is None else min(n, max(0, math.ceil((_ts(known_from) - t0) / iv - 1e-9)))
+    hi = n if now is None or _ts(now) >= t1 else min(n, max(0, math.floor((_ts(now) - t0) / iv + 1e-9)))
+    hi = max(lo, hi)
+    k = hi - lo
+    window = int.from_bytes(bytes(lo) + b"\x01" * k + bytes(n - hi), "big")
+    sheet = _sheet(profile, start=_dt(t0), end=_dt(t1), interval=iv, slots=n, knowable_slots=k,
+                   scored_from=_dt(t0 + lo * iv), scored_until=_dt(min(t1, t0 + hi * iv)),
+                   reported_share=(reported & window).bit_count() / k if k else None)
     for item in profile.items:
         if item.manual:
             sheet.items.append(_manual(item))
             continue
-        met = _holds(item.rule.root, slots, missing) & covered
-        good = met.bit_count()
-        availability = good / n
         score = ItemScore(item.id, item.title, item.category, item.points, "not_met", 0.0, hold=item.rule.hold,
-                          availability=availability, rule=item.rule.text,
-                          source=f"{item.source.file} {item.source.item}".strip())
-        if good < n:
-            bits = met.to_bytes(n, "big")
+                          rule=item.rule.text, source=f"{item.source.file} {item.source.item}".strip())
+        sheet.items.append(score)
+        if not k:
+            score.state = "no_data"
+            continue
+        met = _holds(item.rule.root, slots, missing) & covered & window
+        good = met.bit_count()
+        score.availability = good / k
+        if good < k:
+            bits = met.to_bytes(n, "big")[lo:hi]
             first, last = bits.find(b"\x00"), bits.rfind(b"\x00")
-            score.first_failure = _dt(t0 + first * iv)
-            score.last_failure = _dt(min(t1, t0 + (last + 1) * iv))
+            score.first_failure = _dt(t0 + (lo + first) * iv)
+            score.last_failure = _dt(min(t1, t0 + (lo + last + 1) * iv))
             score.incidents = bits.count(b"\x01\x00") + (1 if bits[0] == 0 else 0)
         # A share computed from whole slots; compare in slots so 95% of 8640 is exact.
-        if good >= math.ceil(item.rule.hold * n - 1e-9):
+        if good >= math.ceil(item.rule.hold * k - 1e-9):
             score.state, score.earned = "met", item.points
             sheet.earned += item.points
-        sheet.items.append(score)
     return sheet
 
 
@@ -385,7 +417,7 @@ def score_now(profile: Profile, observations: Iterable, now: datetime | None = N
         by_check.setdefault(check, []).append((target, bytearray((MISSING,))))
     slots = Slots(1, by_check)
     missing = _missing_checks(slots)
-    sheet = _sheet(profile, at=_dt(t_now) if t_now is not None else None, slots=1, interval=iv)
+    sheet = _sheet(profile, at=_dt(t_now) if t_now is not None else None, slots=1, interval=iv, knowable_slots=1)
     for item in profile.items:
         if item.manual:
             sheet.items.append(_manual(item))
