@@ -5,7 +5,8 @@ report is older than ``silent_after`` (default two intervals, so send jitter and
 count), every slot fails every automatic item: silence never earns points. In a slot that has reports,
 each (check, target) takes the worst status it reported in that slot; a check that runs less often than
 the report interval (devices every 5 min, identity hourly) keeps its latest status for ``max_age`` after
-the result, and is treated as absent after that.
+the result, and is not seen after that (see below). Only the knowable slots are scored: from the point's
+registration (``known_from``) until ``now`` (see ``score_period``).
 
 A verdict only from what was seen. A (check, target) is known once it has a current result in the period
 (a result from before the start that is still current counts) or, from the start, when ``expected`` lists
