@@ -48,3 +48,24 @@ def test_every_view_calls_a_point_silent_by_the_rule(tmp_path, intervals, silent
     sheet = point_sheet(store, POINT, silence_intervals=app.state.silence_intervals)
     assert (sheet.earned == 0) is silent
     store.close()
+
+
+def test_a_period_not_yet_over_scores_only_what_was_knowable(tmp_path):
+    """A point registered today, scored for today: the hours before it existed and the hours still to come
+    are out of the denominator, so nothing is 'not met' for want of time that was not knowable."""
+    app = create_app(Settings(data_dir=tmp_path / "data"))
+    store = app.state.store
+    points.upsert_point(store, POINT, "某村医保服务点", REGION, profile="national-basic", report_interval_s=60)
+    now = datetime.now(timezone.utc)
+    app.state.reports.receive([make_report(POINT, statuses=HEALTHY, collected_at=now)], received_at=now)
+    admin = {"Authorization": "Bearer " + users.create_token(store, "admin")}
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with TestClient(app) as client:
+        sheet = client.get(f"/api/v1/scores/{POINT}", headers=admin,
+                           params={"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()}).json()
+    asked = datetime.now(timezone.utc)
+    assert sheet["slots"] == 1440 and sheet["knowable_slots"] <= 2  # registration .. now, at 60 s slots
+    for item in sheet["items"]:
+        assert item["last_failure"] is None or datetime.fromisoformat(item["last_failure"]) <= asked, item
+        assert item["availability"] is None or item["state"] != "not_met" or sheet["knowable_slots"] > 0
+    store.close()

@@ -170,7 +170,8 @@ async def point_bundle(code: str, request: Request, since: str = Query(..., alia
     _preflight()
     key = await run_in_threadpool(_key, request)
     source = request.client.host if request.client else None
-    resp = _stream(lambda out: export(store, key, out, period, codes=[code], actor=actor_name(auth), source=source))
+    resp = _stream(lambda out: export(store, key, out, period, codes=[code], actor=actor_name(auth), source=source,
+                                        silence_intervals=request.app.state.silence_intervals))
     return _attachment(resp, f"evidence-{code}-{period.given_from}-{period.given_to}.zip")
 
 
@@ -188,5 +189,6 @@ async def region_bundle(request: Request, region: str = Query(...), since: str =
     _preflight()
     key = await run_in_threadpool(_key, request)
     source = request.client.host if request.client else None
-    resp = _stream(lambda out: export(store, key, out, period, region=scope, actor=actor_name(auth), source=source))
+    resp = _stream(lambda out: export(store, key, out, period, region=scope, actor=actor_name(auth), source=source,
+                                        silence_intervals=request.app.state.silence_intervals))
     return _attachment(resp, f"evidence-{scope.replace('/', '-')}-{period.given_from}-{period.given_to}.zip")

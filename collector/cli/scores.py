@@ -8,9 +8,7 @@ import sys
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.scoring import scores
 from collector.timeutil import CHINA, parse_moment
-from collector.web.labels import PROFILE_LABEL
-
-STATE_MARK = {"met": "达标", "not_met": "未达标", "manual": "人工评审"}
+from collector.web.labels import ITEM_STATE_LABEL, PROFILE_LABEL
 
 
 def run_scores(store, args, silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> int:
@@ -46,7 +44,7 @@ def _sheet_text(sheet) -> str:
     for item in sheet.items:
         avail = f" 可用率 {item.availability:.1%}" if item.availability is not None else ""
         earned = "-" if item.earned is None else f"{item.earned:g}"
-        lines.append(f"  [{STATE_MARK[item.state]}] {item.category} · {item.title}  {earned}/{item.points:g}{avail}")
+        lines.append(f"  [{ITEM_STATE_LABEL.get(item.state, item.state)}] {item.category} · {item.title}  {earned}/{item.points:g}{avail}")
     return "\n".join(lines)
 
 

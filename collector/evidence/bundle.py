@@ -26,6 +26,7 @@ import zipfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
+from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector import __version__
 from collector.evidence import adapters, pdf, xlsx
 from collector.evidence.chain import EDITED_CN, LINK_CN, ChainWalk
@@ -147,7 +148,9 @@ def export_point_files(store, bw: BundleWriter, code: str, period: Period, commo
     chain, changes = write_reports(store, bw, base + "reports.jsonl", code, period)
     interval = reg["report_interval_s"] or 60
     sheet = build_sheet(reg["profile"], q.stream_observations(store, code, period.start - lookback(interval),
-                                                              period.end), period, interval)
+                                                              period.end), period, interval,
+                        silent_after=common["silence_intervals"] * interval, known_from=reg["created_at"],
+                        now=common["generated_at"])
     for s in sheet.dedicated() + sheet.devices():
         if s.counts["fail"] or s.counts["error"] or s.counts["warn"]:
             s.messages = q.last_messages(store, code, period.start, period.end, s.check, s.target)
@@ -184,7 +187,8 @@ reports.jsonl: one stored report per line; digest = sha256(prev_digest + "\\n" +
 
 
 def export(store, key, out, period: Period, codes: list[str] | None = None, region: str | None = None,
-           actor: str = "cli", source: str | None = None) -> dict:
+           actor: str = "cli", source: str | None = None,
+           silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> dict:
     """Write a bundle for the given points (or every point beneath ``region``) to the binary stream ``out``."""
     if region is not None:
         codes = [p.code for p in q.list_points(store, region)]
@@ -194,7 +198,7 @@ def export(store, key, out, period: Period, codes: list[str] | None = None, regi
         raise ExportError("name a point (--point CODE) or a region (--region PATH)")
     generated_at = datetime.now(timezone.utc)
     common = {"period": period, "generated_at": generated_at, "key_id": key_id(key.public_key()),
-              "generator": f"pointwatch-collector {__version__}"}
+              "generator": f"pointwatch-collector {__version__}", "silence_intervals": silence_intervals}
     for code in codes:
         if q.point_registration(store, code) is None:
             raise ExportError(f"no point with code '{code}'")

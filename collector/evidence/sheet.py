@@ -73,7 +73,7 @@ class PointSheet:
 def lookback(interval_s: float) -> timedelta:
     """How far before the period to read, so the engine sees the state the period opens with."""
     try:
-        from collector.scoring.engine import DEFAULT_MAX_AGE
+        from collector.scoring.slots import DEFAULT_MAX_AGE
     except ImportError:
         DEFAULT_MAX_AGE = {"": 3 * 3600.0}
     return timedelta(seconds=max(max(DEFAULT_MAX_AGE.values()), 3 * interval_s) + 2 * interval_s)
@@ -125,24 +125,23 @@ def _finish(series: dict) -> None:
         st.first_problem, st.last_problem, st.last_at = _dt(st.first_problem), _dt(st.last_problem), _dt(st.last_at)
 
 
-def build_sheet(profile_name: str, observations, period: Period, interval_s: float) -> PointSheet:
+def build_sheet(profile_name: str, observations, period: Period, interval_s: float,
+                silent_after: float | None = None, known_from=None, now=None) -> PointSheet:
     """Score one point; ``observations`` streams (POSIX seconds, check, target, status) rows from
     ``period.start - lookback(interval_s)`` on, each (check, target) in time order."""
     series: dict[tuple[str, str], Series] = {}
     stream = _tee(observations, series, period.start.timestamp())
-    try:
-        from collector.scoring import load_profiles, score_period
-    except ImportError:  # the scoring engine has not landed in this checkout
-        profiles, note = {}, "评分引擎不可用：本表仅列出监测记录，评分项由评审组人工填写。"
-    else:
-        profiles, note = load_profiles(), f"未找到评价标准“{profile_name}”（configs/standards/{profile_name}.yaml）。"
+    from collector.scoring import load_profiles, score_period
+
+    profiles, note = load_profiles(), f"未找到评价标准“{profile_name}”（configs/standards/{profile_name}.yaml）。"
     profile = profiles.get(profile_name)
     if profile is None:
         for _ in stream:
             pass
         _finish(series)
         return PointSheet(profile_name, profile_name, 0, 0, 0, 0, [], None, series, notes=[note])
-    scored = score_period(profile, stream, period.start, period.end, interval=interval_s)
+    scored = score_period(profile, stream, period.start, period.end, interval=interval_s, silent_after=silent_after,
+                          known_from=known_from, now=now)
     _finish(series)
     by_id = {i.id: i for i in profile.items}
     rows = []

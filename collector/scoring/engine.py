@@ -5,7 +5,27 @@ report is older than ``silent_after`` (default two intervals, so send jitter and
 count), every slot fails every automatic item: silence never earns points. In a slot that has reports,
 each (check, target) takes the highest-coded status it reported in that slot (rules.CODE); a check that runs less often than
 the report interval (devices every 5 min, identity hourly) keeps its latest status for ``max_age`` after
-the result, and is treated as absent after that.
+the result, and is not seen after that (see below). Only the knowable slots are scored: from the point's
+registration (``known_from``) until ``now`` (see ``score_period``).
+
+A verdict only from what was seen. A (check, target) is known once it has a current result in the period
+(a result from before the start that is still current counts) or, from the start, when ``expected`` lists
+it. From then on, every slot without a current result for it (its carry-over ran out, it stopped
+reporting, it was deleted from the point's config) holds the code MISSING until the period ends: the
+requirement was not seen met through it. Before its first result a target that is not expected is simply
+not there yet (a device added mid-period). Silent slots fail every item whatever the targets say. The
+rules (rules.py) are evaluated on what was seen, three-valued: each condition surely holds, surely fails,
+or is unknown in a slot, and an item is met only where its rule surely holds.
+- ``<check> == ok`` (any status condition): holds where at least one target reported and every target it
+  reads has a current result in the allowed statuses, so a MISSING target means not met ("all targets ok");
+  it surely fails only where a target reported and none it reads is MISSING; else unknown (it never
+  reported, or one of its targets is MISSING).
+- ``all`` holds where every child surely holds; ``any`` where some child surely holds (the other children
+  can still meet it, a MISSING target cannot); ``none`` only where every child surely fails, so neither a
+  MISSING target nor a check that never reported passes "none fail" (not seen is not fine).
+- counts count only what was seen: ``>=``/``>`` hold on the seen devices alone (a device not seen can only
+  add); ``<``/``<=`` surely fail once the seen ones are too many; otherwise, with a device of the kind
+  MISSING in the slot, the count is unknown.
 
 Observations (5-field :class:`Observation` records) stream through once, in time order (a store query
 ordered by receive time; reordering inside a slot does not matter), and only one
@@ -23,13 +43,16 @@ from typing import NamedTuple
 
 from collector.scoring.profiles import Profile
 from collector.scoring.rules import CODE, UNKNOWN_CODE, Slots
-
-# How long a result stays current, by check family: three of the family's default run intervals
-# (DESIGN.md: network 60s, devices and compliance 5m, identity and host 1h).
-DEFAULT_MAX_AGE: dict[str, float] = {
-    "net.": 180.0, "device.": 900.0, "isolation.": 900.0, "usage.": 900.0,
-    "identity.": 3 * 3600.0, "host.": 3 * 3600.0,
-}
+from collector.scoring.slots import (
+    MISSING,
+    SlotCollector,
+    holds,
+    max_age_for,
+    missing_checks,
+    seconds_of,
+    timestamp_of,
+    utc_datetime,
+)
 
 
 class Observation(NamedTuple):
@@ -52,12 +75,14 @@ class ItemScore:
     title: str
     category: str
     points: float
-    state: str  # met | not_met | manual
+    # met | not_met | manual | no_data: not evaluable, the period has no knowable slot (not yet begun, or
+    # wholly before the point's registration); never met, earns 0, availability and failures None.
+    state: str
     earned: float | None  # None for manual items: a reviewer scores them
     hold: float | None = None
-    availability: float | None = None  # share of the period's slots in which the rule held
-    first_failure: datetime | None = None  # start of the first failing slot
-    last_failure: datetime | None = None  # end of the last failing slot (clipped to the period)
+    availability: float | None = None  # share of the knowable slots in which the rule held
+    first_failure: datetime | None = None  # start of the first failing knowable slot
+    last_failure: datetime | None = None  # end of the last failing knowable slot (never after now)
     incidents: int = 0  # runs of consecutive failing slots
     rule: str | None = None
     source: str = ""
@@ -75,9 +100,19 @@ class ScoreSheet:
     start: datetime | None = None
     end: datetime | None = None
     interval: float | None = None
-    slots: int = 0
-    reported_share: float | None = None  # share of slots with any report at all
+    slots: int = 0  # the period's slots
+    reported_share: float | None = None  # share of the knowable slots with any report at all
     at: datetime | None = None  # for "now" sheets
+    # The denominator of every share and the window of every failure time: the slots that were knowable,
+    # [scored_from, scored_until) (see score_period); 0 means nothing in the sheet could be evaluated.
+    knowable_slots: int = 0
+    scored_from: datetime | None = None
+    scored_until: datetime | None = None
+
+    @property
+    def evaluable(self) -> bool:
+        """False when no slot was knowable: every automatic item is then ``no_data``."""
+        return self.knowable_slots > 0
 
     @property
     def share(self) -> float:
@@ -90,102 +125,9 @@ class ScoreSheet:
             return v.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
         out = {k: plain(v) for k, v in asdict(self).items() if k != "items"}
         out["share"] = self.share
+        out["evaluable"] = self.evaluable
         out["items"] = [{k: plain(v) for k, v in asdict(i).items()} for i in self.items]
         return out
-
-
-def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _ts(at: datetime | float) -> float:
-    if isinstance(at, datetime):
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=timezone.utc)
-        return at.timestamp()
-    return float(at)
-
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
-
-
-def max_age_for(check: str, interval: float, overrides: Mapping[str, float] | None = None) -> float:
-    ages = {**DEFAULT_MAX_AGE, **(overrides or {})}
-    best = max((p for p in ages if check.startswith(p)), key=len, default=None)
-    return max(ages[best] if best else 0.0, 3 * interval)
-
-
-class _Collector:
-    """Streams observations into per-(check, target) slot bitmaps."""
-
-    def __init__(self, start: float, interval: float, n: int, max_age: Mapping[str, float] | None):
-        self.start, self.interval, self.n = start, interval, n
-        self.max_age = max_age
-        self.reported = bytearray(n)
-        self.before: dict[tuple[str, str], tuple[float, str]] = {}
-        self.series: dict[tuple[str, str], list] = {}  # key -> [codes, last_slot, last_code, carry]
-
-    def feed(self, observations: Iterable) -> None:
-        # The hot loop: one pass, local names only, no object per row kept.
-        start, interval, n = self.start, self.interval, self.n
-        reported, series, code_of, unknown = self.reported, self.series, CODE, UNKNOWN_CODE
-        for at, check, target, status, kind in observations:
-            if kind and check == "device":
-                check = f"device.{kind}"
-            s = int(((at if type(at) is float else _ts(at)) - start) // interval)
-            if s < 0 or s >= n:
-                if s < 0:  # before the period: only the latest counts, as the state the period opens with
-                    self.before[(check, target)] = (at if type(at) is float else _ts(at), status)
-                continue
-            c = code_of.get(status, unknown)  # an unknown status is no pass
-            reported[s] = 1
-            st = series.get((check, target))
-            if st is None:
-                carry = int(max_age_for(check, interval, self.max_age) // interval)
-                codes = bytearray(n)
-                codes[s] = c
-                series[(check, target)] = [codes, s, c, carry]
-                continue
-            codes, last = st[0], st[1]
-            if s > last:
-                if s > last + 1 and st[3]:
-                    k = min(s - last - 1, st[3])
-                    codes[last + 1:last + 1 + k] = bytes((st[2],)) * k
-                codes[s] = c
-                st[1] = s
-                st[2] = c
-            else:
-                # Same slot (or a late arrival): the highest code stands; the latest is what carries on.
-                if c > codes[s]:
-                    codes[s] = c
-                if s == last:
-                    st[2] = c
-
-    def finish(self) -> Slots:
-        for key, (t, status) in self.before.items():
-            # A result from before the start stays current into the period for its max_age, until the
-            # key's own first result in the period.
-            k = min(self.n, int((t + max_age_for(key[0], self.interval, self.max_age) - self.start)
-                                // self.interval) + 1)
-            st = self.series.get(key)
-            if st is None:
-                if k <= 0:
-                    continue
-                st = self.series[key] = [bytearray(self.n), -1, 0,
-                                         int(max_age_for(key[0], self.interval, self.max_age) // self.interval)]
-            codes, c = st[0], CODE.get(status, UNKNOWN_CODE)
-            for i in range(max(0, k)):
-                if codes[i]:
-                    break
-                codes[i] = c
-        by_check: dict[str, list[tuple[str, bytearray]]] = {}
-        for (check, target), (codes, last, last_c, carry) in self.series.items():
-            k = min(self.n - last - 1, carry)
-            if k > 0 and last >= 0:  # the latest result stays current for max_age, up to the period's end
-                codes[last + 1:last + 1 + k] = bytes((last_c,)) * k
-            by_check.setdefault(check, []).append((target, codes))
-        return Slots(self.n, by_check)
 
 
 def _sheet(profile: Profile, **kw) -> ScoreSheet:
@@ -201,19 +143,35 @@ def _manual(item) -> ItemScore:
 
 def score_period(profile: Profile, observations: Iterable, start: datetime, end: datetime,
                  interval: float | timedelta, max_age: Mapping[str, float] | None = None,
-                 silent_after: float | timedelta | None = None) -> ScoreSheet:
-    """Score one point over [start, end); ``interval`` is its expected report interval."""
-    iv = _seconds(interval)
-    grace = max(0, math.ceil(_seconds(silent_after if silent_after is not None else 2 * iv) / iv - 1e-9) - 1)
+                 silent_after: float | timedelta | None = None,
+                 expected: Mapping[str, Iterable[str]] | None = None, known_from: datetime | None = None,
+                 now: datetime | None = None) -> ScoreSheet:
+    """Score one point over [start, end); ``interval`` is its expected report interval.
+
+    ``expected`` maps a check id (``device.<kind>`` for devices) to the targets the point must report for
+    it (the central policy); an expected target is known from the period's start.
+
+    Only knowable slots are scored: a slot is knowable when it starts at or after ``known_from`` (the
+    point's registration; a slot it falls inside was partly before the point existed) and has ended by
+    ``now`` (the slot still going on, and every later one, is not knowable yet). Every share
+    (availability, ``reported_share``, the hold) is over the knowable slots, and failure times and
+    incidents are taken inside them, so no failure time lies before the registration or after now.
+    Silent knowable slots still fail: silence is knowable. With no knowable slot at all, every automatic
+    item is ``no_data`` and the sheet is not ``evaluable``. Results from outside the knowable slots still
+    carry over into them as usual.
+    """
+    iv = seconds_of(interval)
+    grace = max(0, math.ceil(seconds_of(silent_after if silent_after is not None else 2 * iv) / iv - 1e-9) - 1)
     if iv <= 0:
         raise ValueError("interval must be positive")
-    t0, t1 = _ts(start), _ts(end)
+    t0, t1 = timestamp_of(start), timestamp_of(end)
     if t1 <= t0:
         raise ValueError("the period is empty: end must be after start")
     n = math.ceil((t1 - t0) / iv)
-    col = _Collector(t0, iv, n, max_age)
+    col = SlotCollector(t0, iv, n, max_age, expected)
     col.feed(observations)
     slots = col.finish()
+    missing = missing_checks(slots)
     covered_bytes = bytearray(col.reported)
     if col.before:  # a report shortly before the start covers the opening slots too
         k = min(n, int((max(t for t, _ in col.before.values()) - t0) // iv) + grace + 1)
@@ -223,66 +181,84 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
     covered = int.from_bytes(covered_bytes, "big")
     for j in range(1, grace + 1):  # slot i is big-endian byte i: >> 8 moves a report on by one slot
         covered |= reported >> (8 * j)
-    sheet = _sheet(profile, start=_dt(t0), end=_dt(t1), interval=iv, slots=n,
-                   reported_share=reported.bit_count() / n)
+    # The knowable slots [lo, hi): one window for every share, failure time and incident count.
+    lo = 0 if known_from is None else min(n, max(0, math.ceil((timestamp_of(known_from) - t0) / iv - 1e-9)))
+    hi = n if now is None or timestamp_of(now) >= t1 else min(n, max(0, math.floor((timestamp_of(now) - t0) / iv + 1e-9)))
+    hi = max(lo, hi)
+    k = hi - lo
+    window = int.from_bytes(bytes(lo) + b"\x01" * k + bytes(n - hi), "big")
+    sheet = _sheet(profile, start=utc_datetime(t0), end=utc_datetime(t1), interval=iv, slots=n, knowable_slots=k,
+                   scored_from=utc_datetime(t0 + lo * iv), scored_until=utc_datetime(min(t1, t0 + hi * iv)),
+                   reported_share=(reported & window).bit_count() / k if k else None)
     for item in profile.items:
         if item.manual:
             sheet.items.append(_manual(item))
             continue
-        met = item.rule.mask(slots) & covered
-        good = met.bit_count()
-        availability = good / n
         score = ItemScore(item.id, item.title, item.category, item.points, "not_met", 0.0, hold=item.rule.hold,
-                          availability=availability, rule=item.rule.text,
-                          source=f"{item.source.file} {item.source.item}".strip())
-        if good < n:
-            bits = met.to_bytes(n, "big")
+                          rule=item.rule.text, source=f"{item.source.file} {item.source.item}".strip())
+        sheet.items.append(score)
+        if not k:
+            score.state = "no_data"
+            continue
+        met = holds(item.rule.root, slots, missing) & covered & window
+        good = met.bit_count()
+        score.availability = good / k
+        if good < k:
+            bits = met.to_bytes(n, "big")[lo:hi]
             first, last = bits.find(b"\x00"), bits.rfind(b"\x00")
-            score.first_failure = _dt(t0 + first * iv)
-            score.last_failure = _dt(min(t1, t0 + (last + 1) * iv))
+            score.first_failure = utc_datetime(t0 + (lo + first) * iv)
+            score.last_failure = utc_datetime(min(t1, t0 + (lo + last + 1) * iv))
             score.incidents = bits.count(b"\x01\x00") + (1 if bits[0] == 0 else 0)
         # A share computed from whole slots; compare in slots so 95% of 8640 is exact.
-        if good >= math.ceil(item.rule.hold * n - 1e-9):
+        if good >= math.ceil(item.rule.hold * k - 1e-9):
             score.state, score.earned = "met", item.points
             sheet.earned += item.points
-        sheet.items.append(score)
     return sheet
 
 
 def score_now(profile: Profile, observations: Iterable, now: datetime | None = None,
               max_age: Mapping[str, float] | None = None, interval: float | timedelta = 60.0,
-              silent_after: float | timedelta | None = None) -> ScoreSheet:
+              silent_after: float | timedelta | None = None,
+              expected: Mapping[str, Iterable[str]] | None = None) -> ScoreSheet:
     """The latest state: each (check, target)'s most recent result, evaluated against the rules.
 
     With ``now`` given, a result older than its max_age (see ``max_age_for``) no longer counts, and once
     the newest result is older than ``silent_after`` the point is silent and nothing counts: silence
-    never earns points.
+    never earns points. A target in ``expected`` (as for ``score_period``) without a current result is
+    not seen. (A lapsed result of a target that is not expected is dropped: ``observations`` is the
+    latest result per key, of any age, so "seen once" would hold a removed target against the point
+    forever; the period sheet holds it until the period ends.)
     """
-    iv = _seconds(interval)
+    iv = seconds_of(interval)
     latest: dict[tuple[str, str], tuple[float, int]] = {}
     for at, check, target, status, kind in observations:
         if kind and check == "device":
             check = f"device.{kind}"
-        t = _ts(at)
+        t = timestamp_of(at)
         prev = latest.get((check, target))
         if prev is None or t >= prev[0]:
             latest[(check, target)] = (t, CODE.get(status, UNKNOWN_CODE))
-    t_now = _ts(now) if now is not None else None
+    t_now = timestamp_of(now) if now is not None else None
     if t_now is not None and silent_after is not None and latest and \
-            t_now - max(t for t, _ in latest.values()) > _seconds(silent_after):
+            t_now - max(t for t, _ in latest.values()) > seconds_of(silent_after):
         latest = {}
+    want = {(check, t) for check, targets in (expected or {}).items() for t in targets}
     by_check: dict[str, list[tuple[str, bytearray]]] = {}
     for (check, target), (t, c) in latest.items():
         if t_now is not None and t_now - t > max_age_for(check, iv, max_age):
             continue
+        want.discard((check, target))
         by_check.setdefault(check, []).append((target, bytearray((c,))))
+    for check, target in want:
+        by_check.setdefault(check, []).append((target, bytearray((MISSING,))))
     slots = Slots(1, by_check)
-    sheet = _sheet(profile, at=_dt(t_now) if t_now is not None else None, slots=1, interval=iv)
+    missing = missing_checks(slots)
+    sheet = _sheet(profile, at=utc_datetime(t_now) if t_now is not None else None, slots=1, interval=iv, knowable_slots=1)
     for item in profile.items:
         if item.manual:
             sheet.items.append(_manual(item))
             continue
-        ok = bool(item.rule.mask(slots))
+        ok = bool(holds(item.rule.root, slots, missing))
         sheet.items.append(ItemScore(item.id, item.title, item.category, item.points,
                                      "met" if ok else "not_met", item.points if ok else 0.0,
                                      hold=item.rule.hold, rule=item.rule.text,

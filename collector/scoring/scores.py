@@ -53,7 +53,8 @@ def point_sheet(store, code: str, start: datetime | None = None, end: datetime |
                          silent_after=silence_intervals * point.report_interval_s)
     start, end = _period(start, end)
     return score_period(profile, _history(store, code, start, end), start, end,
-                        interval=point.report_interval_s, silent_after=silence_intervals * point.report_interval_s)
+                        interval=point.report_interval_s, silent_after=silence_intervals * point.report_interval_s,
+                        known_from=point.created_at, now=datetime.now(timezone.utc))
 
 
 def _history(store, code: str, start: datetime, end: datetime):
@@ -93,12 +94,13 @@ def region_scores(store, scope: str, start: datetime | None = None, end: datetim
         for code, p in points.items():
             sheets.append((code, score_period(profile_for(p.profile), _history(store, code, start, end),
                                               start, end, interval=p.report_interval_s,
-                                              silent_after=silence_intervals * p.report_interval_s)))
+                                              silent_after=silence_intervals * p.report_interval_s,
+                                              known_from=p.created_at, now=now)))
     rates: dict[str, dict[str, list]] = defaultdict(dict)
     for code, sheet in sheets:
         per_item = rates[points[code].profile]
         for item in sheet.items:
-            if item.state == "manual":
+            if item.state in ("manual", "no_data"):  # nothing the monitor could score
                 continue
             entry = per_item.setdefault(item.id, [item.title, 0, 0])
             entry[1] += item.state == "met"

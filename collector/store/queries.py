@@ -29,6 +29,7 @@ class PointSummary:
     fingerprint_mismatch: bool
     counts: dict[str, int] = field(default_factory=zero_counts)
     up: bool = False
+    created_at: datetime | None = None  # when the point was registered: nothing before it is scored
 
     @property
     def worst(store) -> str:
@@ -71,6 +72,7 @@ def list_points(store, scope: str = "/", now: datetime | None = None,
                 clock_skew_s=state.clock_skew_s if state else None,
                 fingerprint_mismatch=bool(state and state.fingerprint_mismatch),
                 up=last is not None and (now - last).total_seconds() <= silence_intervals * point.report_interval_s,
+                created_at=_aware(point.created_at),
             )
         if summaries:
             rows = s.execute(_scope_filter(
