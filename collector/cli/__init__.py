@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scores", help="score points against their standards profiles")
     p.add_argument("--region", default="/", help="region path to rank (default: everything)")
     p.add_argument("--point", help="one point's sheet, item by item")
-    p.add_argument("--from", dest="since", help="period start: 2026-01-01 (China time) or an RFC 3339 time")
-    p.add_argument("--to", dest="until", help="period end, inclusive day: 2026-01-31")
+    p.add_argument("--from", dest="since", help="period start: a date (2026-01-01, Beijing time) or an RFC 3339 time")
+    p.add_argument("--to", dest="until", help="period end: a date, included (2026-01-31), or an RFC 3339 time, excluded")
     p.add_argument("--json", action="store_true")
 
     from collector.cli.evidence import add_parser as add_evidence
