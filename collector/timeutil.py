@@ -1,4 +1,17 @@
-"""Dates as county staff and reviewers type them: a bare date is a whole day in China time (UTC+8)."""
+"""Dates and times as every API and CLI takes them — one rule, one parser (:func:`parse_moment`).
+
+- A plain date (``2026-01-31``) is a whole day in Beijing time (UTC+08:00, no daylight saving): as the
+  start of a period (``from``, ``--from``, ``starts_at``) it is 00:00 of that day, as the end (``to``,
+  ``--to``, ``ends_at``) the day is included, i.e. the period ends at 24:00 of it.
+- An RFC 3339 time (``2026-01-31T08:00:00+08:00``, ``2026-01-31T00:00:00Z``) is taken as given; as an
+  end it is excluded.
+- A time without its offset (``2026-01-31T08:00``) is refused: say ``+08:00`` or ``Z``.
+
+So ``from=2026-01-01&to=2026-01-31`` is January in Beijing, and ``from=2026-01-01T00:00:00Z`` starts at
+08:00 Beijing time. The API's ``from``/``to`` (points' results and reports, scores, evidence), the
+silences' ``starts_at``/``ends_at``, the web pages' date fields and the CLI's ``--from``/``--to`` all
+read their values through :func:`parse_moment`.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +31,10 @@ def china_time(ts: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str
 
 
 def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
-    """``2026-01-31`` -> that day's start (or, with end_of_day, the next day's start) in China time;
-    an RFC 3339 time with or without zone (none = China time) as given."""
-    text = text.strip()
+    """An aware datetime by the module's rule: ``2026-01-31`` -> that day's start in Beijing time (with
+    end_of_day, the next day's start: the end of a period that includes the day); an RFC 3339 time as
+    given. ValueError, with a message for people, for anything else."""
+    text = (text or "").strip()
     try:
         day = date.fromisoformat(text)
     except ValueError:
@@ -31,5 +45,9 @@ def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"'{text}' is not a date (2026-01-31) or time (2026-01-31T08:00:00+08:00)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=CHINA)
+        raise ValueError(f"'{text}' is not a date (2026-01-31, a Beijing day) or an RFC 3339 time "
+                         "(2026-01-31T08:00:00+08:00)") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"'{text}' has no time zone: write a date (2026-01-31, a Beijing day) or a time "
+                         "with its offset (2026-01-31T08:00:00+08:00 or …Z)")
+    return moment

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import pytest
@@ -18,7 +19,7 @@ from collector.settings import Settings
 from collector.store import models as m
 from collector.store import points
 from tests.helpers import POINT
-from tests.test_evidence_bundle import FROM, TO, seed
+from tests.test_evidence_bundle import FROM, TO, no_cjk_font, seed  # noqa: F401 (no_cjk_font: a fixture)
 
 
 @pytest.fixture
@@ -54,6 +55,18 @@ def test_reviewer_downloads_a_bundle_that_verifies_with_the_published_key(api, t
     with store.session() as s:
         entry = s.scalars(select(m.AuditEntry).where(m.AuditEntry.action == "evidence.export")).one()
     assert entry.target == f"point:{POINT}" and entry.details["reports"] == 20 and entry.actor.startswith("token:")
+
+
+def test_no_cjk_font_is_no_500(no_cjk_font, api, tmp_path):  # noqa: F811 (the imported fixture)
+    client, tokens, _, _ = api
+    r = client.get(f"/api/v1/evidence/points/{POINT}.zip", params={"from": FROM, "to": TO},
+                   headers=auth(tokens["reviewer"]))
+    assert r.status_code == 200, r.text
+    (tmp_path / "dl.zip").write_bytes(r.content)
+    with zipfile.ZipFile(tmp_path / "dl.zip") as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        assert zf.read(f"points/{POINT}/sheet.pdf").startswith(b"%PDF-")
+    assert manifest["pdf_font"] == {"name": "STSong-Light", "file": None, "embedded": False}
 
 
 def test_region_bundle_over_http(api):

@@ -8,6 +8,7 @@ import json
 import subprocess
 import zipfile
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from collector.evidence.keys import key_id, load_or_create, public_pem
 from collector.evidence.period import parse_period
 from collector.evidence.verify import verify_bundle
 from collector.store import enrolment, points
-from tests.conftest import require_tool
+from tests.conftest import require, require_tool
 from tests.helpers import POINT, REGION, ingest, make_report
 
 START = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)  # 08:00 Beijing time
@@ -30,7 +31,7 @@ STATUSES = {"net.core.tcp": "ok", "net.core.icmp": "ok", "isolation.internet": "
 
 def seed(store, minutes: int = 120, code: str = POINT, region: str = REGION) -> None:
     """One enrolled point with a report a minute; the printer fails for ten minutes, a USB stick once."""
-    points.upsert_point(store, code, "某村医保服务点", region, profile="lanzhou-basic-2023")
+    points.upsert_point(store, code, "某村医保服务点", region, profile="lanzhou-basic-2023", created_at=START)
     enrolment.enroll(store, enrolment.create_enroll_code(store, code), code, "cun-pc", {"machine_id": "m-1", "serial": "SN1",
                                                                  "macs": ["00:11:22:33:44:55"]})
     for i in range(minutes):
@@ -247,10 +248,15 @@ def test_a_row_edited_in_the_database_is_flagged_by_the_export(store, key, tmp_p
 
 # -- looking at it ---------------------------------------------------------------------------------------------
 def test_pdf_is_chinese_with_embedded_fonts_and_renders(store, key, tmp_path, artifacts_dir):
+    from collector.evidence import pdf as pdf_module
+
     pdftoppm = require_tool("pdftoppm", "poppler-utils")
     require_tool("pdftotext", "poppler-utils")
+    require(pdf_module.font_file() is not None,
+            f"no Chinese TrueType font to embed (install the Debian package '{pdf_module.FONT_PACKAGE}')")
     seed(store)
-    path, _ = build(store, key, tmp_path)
+    path, manifest = build(store, key, tmp_path)
+    assert manifest["pdf_font"]["embedded"] is True and manifest["pdf_font"]["name"].startswith("WenQuanYi")
     pdf = tmp_path / "sheet.pdf"
     with zipfile.ZipFile(path) as zf:
         pdf.write_bytes(zf.read(f"points/{POINT}/sheet.pdf"))
@@ -303,13 +309,42 @@ def test_signing_key_is_private_and_stable(tmp_path):
     assert public_pem(k1.public_key()) == public_pem(k2.public_key())
 
 
-def test_missing_cjk_font_names_the_debian_package(monkeypatch):
+@pytest.fixture
+def no_cjk_font(monkeypatch):
+    """The evidence PDF on a machine without any Chinese TrueType font (the font search finds nothing)."""
     from collector.evidence import pdf
 
-    monkeypatch.delenv("POINTWATCH_CJK_FONT", raising=False)
-    monkeypatch.setattr(pdf, "FONT_CANDIDATES", ("/nonexistent/wqy-microhei.ttc",))
-    with pytest.raises(pdf.FontMissing, match="fonts-wqy-microhei"):
-        pdf.font_path()
+    monkeypatch.setattr(pdf, "font_file", lambda: None)
+    pdf.pdf_font.cache_clear()
+    yield
+    pdf.pdf_font.cache_clear()  # the next export registers the installed font again
+
+
+def test_without_a_cjk_font_the_pdf_uses_stsong_light(no_cjk_font, store, key, tmp_path, caplog):
+    seed(store, minutes=20)
+    with caplog.at_level("WARNING", logger="collector.evidence.pdf"):
+        path, manifest = build(store, key, tmp_path)
+        build(store, key, tmp_path, name="again.zip")
+    warnings = [r for r in caplog.records if r.name == "collector.evidence.pdf"]
+    assert len(warnings) == 1 and "STSong-Light" in warnings[0].getMessage()
+    assert "fonts-wqy-microhei" in warnings[0].getMessage()
+    assert manifest["pdf_font"] == {"name": "STSong-Light", "file": None, "embedded": False}
+    assert verify_bundle(path, key.public_key()).ok
+    pdffonts = require_tool("pdffonts", "poppler-utils")
+    pdftotext = require_tool("pdftotext", "poppler-utils")
+    sheet = tmp_path / "sheet.pdf"
+    with zipfile.ZipFile(path) as zf:
+        sheet.write_bytes(zf.read(f"points/{POINT}/sheet.pdf"))
+    fonts = subprocess.run([pdffonts, str(sheet)], capture_output=True, text=True, check=True).stdout
+    rows = fonts.splitlines()[2:]
+    assert len(rows) == 1 and rows[0].split()[:2] == ["STSong-Light", "CID"] and " no " in rows[0], fonts
+    # A reader without that font substitutes its own; poppler needs its Adobe-GB1 language pack for it.
+    require(Path("/usr/share/poppler/cMap/Adobe-GB1").is_dir(),
+            "poppler's Adobe-GB1 language pack not found (install the Debian package 'poppler-data')")
+    text = subprocess.run([pdftotext, "-layout", str(sheet), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    for expected in ("自评表", "某村医保服务点", POINT, "专网专机专用记录", "设备清单", "终端登记与指纹", "北京时间"):
+        assert expected in text, expected
 
 
 def test_sheet_scores_agree_with_the_scores_page(store, key, tmp_path):
@@ -326,7 +361,8 @@ def test_sheet_scores_agree_with_the_scores_page(store, key, tmp_path):
     from collector.store import queries as q
 
     ours = build_sheet("lanzhou-basic-2023", q.stream_observations(store, POINT, period.start - lookback(60),
-                                                                     period.end), period, 60)
+                                                                     period.end), period, 60, silent_after=3 * 60,
+                       known_from=START, now=datetime.now(timezone.utc))
     theirs = {i.id: i for i in page.items}
     for row in ours.rows:
         assert row.state == theirs[row.item_id].state and row.earned == theirs[row.item_id].earned, row.item_id

@@ -1,7 +1,8 @@
 """Every standards profile loads, adds up to its document's totals, and quotes its document.
 
 The totals below were counted by hand from the documents in ../shared/seeds (see each profile's notes for
-the three places where 002's converted table leaves a point to be read from its 分值 column).
+the three places where 002's converted table leaves a point to be read from its 分值 column). Only the
+quoting test reads those documents, so it is a conformance test (tests/conformance.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import defaultdict
 import pytest
 
 from collector.scoring import CHECK_IDS, PROFILE_NAMES, ProfileError, load_profile, load_profiles
-from tests.conftest import SHARED
+from tests.conformance import shared_path
 
 PROFILES = load_profiles()
 
@@ -69,17 +70,19 @@ def _norm(text: str) -> str:
     return re.sub(r"[\s，。、；：“”\"（）()《》,.;:!！?？<>/]", "", text)
 
 
-SEED_TEXTS = {p.name: _norm(p.read_text(encoding="utf-8")) for p in (SHARED / "seeds").glob("*.txt")}
+@pytest.fixture(scope="module")
+def seed_texts() -> dict[str, str]:
+    return {p.name: _norm(p.read_text(encoding="utf-8")) for p in shared_path("seeds").glob("*.txt")}
 
 
 @pytest.mark.parametrize("name", PROFILE_NAMES)
-def test_titles_quote_the_documents(name):
+def test_titles_quote_the_documents(name, seed_texts):
     # Titles are the documents' own words (punctuation and spacing aside), so a reviewer recognises them.
     profile = PROFILES[name]
-    assert profile.source.file in SEED_TEXTS
+    assert profile.source.file in seed_texts
     for item in profile.items:
-        assert item.source.file in SEED_TEXTS, item.id
-        assert any(_norm(item.title) in t for t in SEED_TEXTS.values()), f"{item.id}: {item.title}"
+        assert item.source.file in seed_texts, item.id
+        assert any(_norm(item.title) in t for t in seed_texts.values()), f"{item.id}: {item.title}"
 
 
 def test_lanzhou_automatic_items_are_the_ones_the_seeds_readme_names():

@@ -3,7 +3,7 @@ and written to the audit log. The alert engine they read is ``app.state.alerts``
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
@@ -12,7 +12,16 @@ from starlette.concurrency import run_in_threadpool
 from collector.alerts.config import DEFAULT_RULES, AlertConfigError, duration
 from collector.alerts.messages import SEVERITY_CN
 from collector.alerts.rules import TITLES
-from collector.api.deps import MAX_ID, actor_name, get_store, requested_scope, require_admin, require_reader
+from collector.api.deps import (
+    MAX_ID,
+    MOMENT_DOC,
+    actor_name,
+    get_store,
+    moment,
+    requested_scope,
+    require_admin,
+    require_reader,
+)
 from collector.registry.regions import RegionError, is_within, normalize_path
 from collector.store import TokenInfo, queries
 from collector.store.alerts import (
@@ -80,8 +89,8 @@ class SilenceIn(BaseModel):
     region: str | None = Field(None, max_length=400, description="a region path; default: the caller's region")
     rule: str | None = Field(None, description="one rule id; default: every rule")
     target: str | None = Field(None, max_length=200)
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: str | None = Field(None, max_length=40, description=MOMENT_DOC + "; default: now")
+    ends_at: str | None = Field(None, max_length=40, description=MOMENT_DOC)
     duration: str | None = Field(None, description="instead of ends_at: 30m, 2h, 3d")
 
 
@@ -98,17 +107,14 @@ async def post_silence(body: SilenceIn, request: Request, auth: TokenInfo = Depe
     now = engine.clock()
     if body.rule and body.rule not in DEFAULT_RULES:
         raise HTTPException(422, detail=f"rule: one of {', '.join(DEFAULT_RULES)}")
-    starts = body.starts_at or now
+    starts = moment(body.starts_at, "starts_at") or now
     try:
-        ends = body.ends_at or (starts + timedelta(seconds=duration(body.duration, "duration"))
-                                if body.duration else None)
+        ends = moment(body.ends_at, "ends_at", end=True) or (
+            starts + timedelta(seconds=duration(body.duration, "duration")) if body.duration else None)
     except AlertConfigError as exc:
         raise HTTPException(422, detail=str(exc)) from None
     if ends is None:
         raise HTTPException(422, detail="a silence needs ends_at or duration: it must expire")
-    for name, ts in (("starts_at", starts), ("ends_at", ends)):
-        if ts.tzinfo is None:
-            raise HTTPException(422, detail=f"{name} needs a time zone (RFC 3339)")
     if ends <= max(starts, now) or ends - starts > timedelta(days=90):
         raise HTTPException(422, detail="ends_at must be in the future and at most 90 days after starts_at")
     region = body.region or auth.region_path

@@ -137,3 +137,19 @@ async def require_page_reader(request: Request) -> TokenInfo:
             raise
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise HTTPException(303, headers={"Location": f"/login?next={quote(target)}"}) from None
+
+
+# The period parameters of every route (from/to, starts_at/ends_at): collector.timeutil's one rule.
+MOMENT_DOC = "a date (2026-01-31: that Beijing day, the `to` day included) or an RFC 3339 time with its offset"
+
+
+def moment(value: str | None, name: str, *, end: bool = False):
+    """A query or body value as an aware datetime (collector.timeutil.parse_moment); 422 naming it if bad."""
+    from collector.timeutil import parse_moment
+
+    if value is None:
+        return None
+    try:
+        return parse_moment(value, end_of_day=end)
+    except ValueError as exc:
+        raise HTTPException(422, detail=f"'{name}': {exc}") from None

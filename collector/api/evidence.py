@@ -142,15 +142,6 @@ def _period(since: str, until: str):
         raise HTTPException(422, detail=str(exc)) from None
 
 
-def _preflight() -> None:
-    from collector.evidence.pdf import FontMissing, font_path
-
-    try:
-        font_path()
-    except FontMissing as exc:
-        raise HTTPException(500, detail=str(exc)) from None
-
-
 def _attachment(resp: StreamingResponse, name: str) -> StreamingResponse:
     resp.headers["Content-Disposition"] = f"attachment; filename=\"evidence.zip\"; filename*=UTF-8''{quote(name)}"
     return resp
@@ -167,7 +158,6 @@ async def point_bundle(code: str, request: Request, since: str = Query(..., alia
         raise HTTPException(404, detail="no such point")
     check_region(auth, summary.region_path)
     period = _period(since, until)
-    _preflight()
     key = await run_in_threadpool(_key, request)
     source = request.client.host if request.client else None
     resp = _stream(lambda out: export(store, key, out, period, codes=[code], actor=actor_name(auth), source=source,
@@ -186,7 +176,6 @@ async def region_bundle(request: Request, region: str = Query(...), since: str =
     if not await run_in_threadpool(queries.list_points, store, scope, None, request.app.state.silence_intervals):
         raise HTTPException(404, detail="no points beneath this region")
     period = _period(since, until)
-    _preflight()
     key = await run_in_threadpool(_key, request)
     source = request.client.host if request.client else None
     resp = _stream(lambda out: export(store, key, out, period, region=scope, actor=actor_name(auth), source=source,

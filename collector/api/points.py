@@ -7,19 +7,16 @@ from datetime import datetime, timedelta, timezone
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import check_region, get_store, requested_scope, require_reader
+from collector.api.deps import MOMENT_DOC, check_region, get_store, moment, requested_scope, require_reader
 from collector.api.views import point_json, result_json
 from collector.store import TokenInfo, queries
 
 router = APIRouter(prefix="/api/v1/points", tags=["points"])
 
 
-def _period(since: datetime | None, until: datetime | None, default: timedelta) -> tuple[datetime, datetime]:
-    until = until or datetime.now(timezone.utc)
-    since = since or until - default
-    for name, ts in (("from", since), ("to", until)):
-        if ts.tzinfo is None:
-            raise HTTPException(422, detail=f"'{name}' needs a time zone (RFC 3339, e.g. 2026-01-01T00:00:00Z)")
+def _period(given_from: str | None, given_to: str | None, default: timedelta) -> tuple[datetime, datetime]:
+    until = moment(given_to, "to", end=True) or datetime.now(timezone.utc)
+    since = moment(given_from, "from") or until - default
     if since >= until:
         raise HTTPException(422, detail="'from' must be before 'to'")
     return since, until
@@ -49,7 +46,8 @@ async def get_point(code: str, request: Request, auth: TokenInfo = Depends(requi
 
 @router.get("/{code}/results")
 async def get_results(code: str, request: Request, check: str | None = None,
-                      since: datetime | None = Query(None, alias="from"), until: datetime | None = Query(None, alias="to"),
+                      since: str | None = Query(None, alias="from", description=MOMENT_DOC),
+                      until: str | None = Query(None, alias="to", description=MOMENT_DOC),
                       limit: int = Query(5000, ge=1, le=50000), auth: TokenInfo = Depends(require_reader)):
     await _visible_point(request, code, auth)
     start, end = _period(since, until, timedelta(hours=24))
@@ -58,8 +56,8 @@ async def get_results(code: str, request: Request, check: str | None = None,
 
 
 @router.get("/{code}/reports")
-async def get_reports(code: str, request: Request, since: datetime | None = Query(None, alias="from"),
-                      until: datetime | None = Query(None, alias="to"), limit: int = Query(10000, ge=1, le=100000),
+async def get_reports(code: str, request: Request, since: str | None = Query(None, alias="from", description=MOMENT_DOC),
+                      until: str | None = Query(None, alias="to", description=MOMENT_DOC), limit: int = Query(10000, ge=1, le=100000),
                       auth: TokenInfo = Depends(require_reader)):
     await _visible_point(request, code, auth)
     start, end = _period(since, until, timedelta(hours=24))

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import check_region, get_store, requested_scope, require_reader
+from collector.api.deps import MOMENT_DOC, check_region, get_store, moment, requested_scope, require_reader
 from collector.scoring import scores
 from collector.store import TokenInfo, queries
 
@@ -33,14 +31,16 @@ def ranking_json(result: scores.RegionScores) -> dict:
 
 
 @router.get("")
-async def region_scores(request: Request, region: str = "/", since: datetime | None = Query(None, alias="from"),
-                        until: datetime | None = Query(None, alias="to"), by: str = Query("share", pattern="^(points|share)$"),
+async def region_scores(request: Request, region: str = "/",
+                        since: str | None = Query(None, alias="from", description=MOMENT_DOC),
+                        until: str | None = Query(None, alias="to", description=MOMENT_DOC), by: str = Query("share", pattern="^(points|share)$"),
                         auth: TokenInfo = Depends(require_reader)):
     scope = requested_scope(region, auth)
     if scope is None:
         raise HTTPException(404, detail="no such region")
     try:
-        result = await run_in_threadpool(scores.region_scores, get_store(request), scope, since, until, by,
+        result = await run_in_threadpool(scores.region_scores, get_store(request), scope, moment(since, "from"),
+                                         moment(until, "to", end=True), by,
                                          request.app.state.silence_intervals)
     except scores.ScoreError as exc:
         raise HTTPException(422, detail=str(exc)) from None
@@ -48,15 +48,17 @@ async def region_scores(request: Request, region: str = "/", since: datetime | N
 
 
 @router.get("/{code}")
-async def point_scores(code: str, request: Request, since: datetime | None = Query(None, alias="from"),
-                       until: datetime | None = Query(None, alias="to"), auth: TokenInfo = Depends(require_reader)):
+async def point_scores(code: str, request: Request,
+                       since: str | None = Query(None, alias="from", description=MOMENT_DOC),
+                       until: str | None = Query(None, alias="to", description=MOMENT_DOC), auth: TokenInfo = Depends(require_reader)):
     store = get_store(request)
     point = await run_in_threadpool(queries.point_summary, store, code, None, request.app.state.silence_intervals)
     if point is None:
         raise HTTPException(404, detail="no such point")
     check_region(auth, point.region_path)
+    start, end = moment(since, "from"), moment(until, "to", end=True)
     try:
-        sheet = await run_in_threadpool(scores.point_sheet, store, code, since, until,
+        sheet = await run_in_threadpool(scores.point_sheet, store, code, start, end,
                                         request.app.state.silence_intervals)
     except scores.ScoreError as exc:
         raise HTTPException(422, detail=str(exc)) from None

@@ -11,11 +11,26 @@ from collector import __version__
 from collector.settings import Settings, SettingsError
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A parser that takes the global options (--config, --data-dir) itself, as does every subcommand's.
+
+    ``add_subparsers`` builds subcommand parsers of its parser's class, so every command at every depth
+    (``serve``, ``points add``, ``evidence export`` …) accepts them before or after its name and lists them
+    in its --help. Their default is "not given" (SUPPRESS), so a subcommand's parser never overwrites a
+    value given before it; :func:`main` reads them with getattr(..., None).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        group = self.add_argument_group("global options (before or after the command)")
+        group.add_argument("--config", default=argparse.SUPPRESS, help="collector config file (YAML)")
+        group.add_argument("--data-dir", default=argparse.SUPPRESS,
+                           help="where the SQLite store and the signing key live (default ./pointwatch-data)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pointwatch-collector", description="pointwatch collector")
+    parser = CommandParser(prog="pointwatch-collector", description="pointwatch collector")
     parser.add_argument("--version", action="version", version=f"pointwatch-collector {__version__}")
-    parser.add_argument("--config", help="collector config file (YAML)")
-    parser.add_argument("--data-dir", help="where the SQLite store and the signing key live (default ./pointwatch-data)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the collector")
@@ -39,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scores", help="score points against their standards profiles")
     p.add_argument("--region", default="/", help="region path to rank (default: everything)")
     p.add_argument("--point", help="one point's sheet, item by item")
-    p.add_argument("--from", dest="since", help="period start: 2026-01-01 (China time) or an RFC 3339 time")
-    p.add_argument("--to", dest="until", help="period end, inclusive day: 2026-01-31")
+    p.add_argument("--from", dest="since", help="period start: a date (2026-01-01, Beijing time) or an RFC 3339 time")
+    p.add_argument("--to", dest="until", help="period end: a date, included (2026-01-31), or an RFC 3339 time, excluded")
     p.add_argument("--json", action="store_true")
 
     from collector.cli.evidence import add_parser as add_evidence
@@ -54,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations log each step at INFO on every start
     try:
-        settings = Settings.load(args.config, args.data_dir)
+        settings = Settings.load(getattr(args, "config", None), getattr(args, "data_dir", None))
     except SettingsError as exc:
         print(f"配置错误 (config error): {exc}", file=sys.stderr)
         return 2

@@ -43,7 +43,6 @@ def run(args, settings) -> int:
 def _export(args, settings, key) -> int:
     from collector import alerts
     from collector.evidence.bundle import ExportError, export
-    from collector.evidence.pdf import FontMissing
     from collector.evidence.period import PeriodError, parse_period
     from collector.registry.regions import RegionError, normalize_path
 
@@ -61,7 +60,7 @@ def _export(args, settings, key) -> int:
             manifest = export(store, key, fh, period, codes=[args.point] if args.point else None, region=region,
                               actor=f"cli:{_user()}", source="cli", silence_intervals=alerts.silence_intervals(settings))
         os.replace(tmp, out)
-    except (ExportError, FontMissing) as exc:
+    except ExportError as exc:
         print(f"错误：{exc}", file=sys.stderr)
         return 1
     finally:

@@ -223,6 +223,7 @@ def export(store, key, out, period: Period, codes: list[str] | None = None, regi
         "profile": entries[0]["profile"] if len(entries) == 1 else None,
         "points": entries,
         "chain_intact": all(e["chain"]["intact"] for e in entries),
+        "pdf_font": pdf.pdf_font().as_json(),  # embedded, or the reader's own Chinese font (see pdf.py)
         "signing_key": {"algorithm": "Ed25519", "key_id": key_id(key.public_key()),
                         "public_key": public_b64(key.public_key())},
     }

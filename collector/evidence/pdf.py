@@ -4,20 +4,30 @@ The font is WenQuanYi Micro Hei from the Debian package ``fonts-wqy-microhei`` (
 outlines; reportlab embeds a subset). ``POINTWATCH_CJK_FONT`` may name another TrueType file. Every piece
 of text — and the canvas's initial font — uses that one font, so no base-14 font (which a viewer would
 substitute) is referenced.
+
+Without any such font the sheet is still produced, in ReportLab's built-in CID font STSong-Light: it is
+not embedded, so the reader draws it with its own Chinese font (Acrobat's Asian font pack, poppler's
+``poppler-data``). A warning says so once per process, and the manifest's ``pdf_font`` records which font
+the sheets use, so a reviewer knows whether the PDF is self-contained.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from collector.evidence.period import local
 from collector.evidence.sheet import series_cells
 from collector.web.labels import ITEM_STATE_LABEL
 
+log = logging.getLogger(__name__)
+
 FONT = "PWCJK"
+CID_FONT = "STSong-Light"  # ReportLab's built-in Adobe-GB1 font: metrics only, never embedded
 FONT_PACKAGE = "fonts-wqy-microhei"
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
@@ -26,34 +36,54 @@ FONT_CANDIDATES = (
 )
 
 
-class FontMissing(RuntimeError):
-    pass
+@dataclass(frozen=True)
+class PdfFont:
+    name: str  # the name reportlab draws with
+    face: str  # the font's own name: WenQuanYiMicroHei, STSong-Light
+    file: str | None  # the embedded TrueType file's name
+    embedded: bool
+
+    def as_json(self) -> dict:
+        """The manifest's ``pdf_font``."""
+        return {"name": self.face, "file": self.file, "embedded": self.embedded}
 
 
-def font_path() -> Path:
+def font_file() -> Path | None:
+    """The Chinese TrueType font to embed: $POINTWATCH_CJK_FONT, else the first installed candidate."""
     env = os.environ.get("POINTWATCH_CJK_FONT")
     for candidate in ([env] if env else []) + list(FONT_CANDIDATES):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
-    raise FontMissing(f"no Chinese TrueType font for the evidence PDF: install the Debian package "
-                      f"'{FONT_PACKAGE}' (apt-get install {FONT_PACKAGE}) or set POINTWATCH_CJK_FONT to a .ttf/.ttc")
+    return None
 
 
 @functools.lru_cache(maxsize=1)
-def _register() -> str:
+def pdf_font() -> PdfFont:
+    """Register the sheet's font once per process: the TrueType file if there is one, else STSong-Light."""
     from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
 
-    path = font_path()
-    pdfmetrics.registerFont(TTFont(FONT, str(path), subfontIndex=0))
-    return FONT
+    path = font_file()
+    if path is not None:
+        from reportlab.pdfbase.ttfonts import TTFont
+
+        ttf = TTFont(FONT, str(path), subfontIndex=0)
+        pdfmetrics.registerFont(ttf)
+        face = ttf.face.name
+        return PdfFont(FONT, face.decode("latin-1") if isinstance(face, bytes) else str(face), path.name, True)
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+
+    log.warning("no Chinese TrueType font for the evidence PDF: using ReportLab's built-in %s, which is not "
+                "embedded (readers draw it with their own Chinese font). To embed one, install the Debian "
+                "package '%s' or set POINTWATCH_CJK_FONT to a .ttf/.ttc", CID_FONT, FONT_PACKAGE)
+    pdfmetrics.registerFont(UnicodeCIDFont(CID_FONT))
+    return PdfFont(CID_FONT, CID_FONT, None, False)
 
 
-def _styles():
+def _styles(font: str):
     from reportlab.lib import colors
     from reportlab.lib.styles import ParagraphStyle
 
-    base = ParagraphStyle("base", fontName=FONT, bulletFontName=FONT, fontSize=8.5, leading=11, wordWrap="CJK")
+    base = ParagraphStyle("base", fontName=font, bulletFontName=font, fontSize=8.5, leading=11, wordWrap="CJK")
     return {
         "base": base,
         "title": ParagraphStyle("title", parent=base, fontSize=15, leading=20, alignment=1, spaceAfter=4),
@@ -78,7 +108,8 @@ def _table(rows, widths, st, header_rows=1, span=None):
 
     data = [[c if not isinstance(c, str) else Paragraph(_esc(c), st["cell"]) for c in r] for r in rows]
     t = Table(data, colWidths=widths, repeatRows=header_rows)
-    style = [("FONT", (0, 0), (-1, -1), FONT), ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#888888")),
+    style = [("FONT", (0, 0), (-1, -1), st["base"].fontName),
+             ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#888888")),
              ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
              ("BACKGROUND", (0, 0), (-1, header_rows - 1), colors.HexColor("#e8edf3"))]
     t.setStyle(TableStyle(style + (span or [])))
@@ -183,12 +214,12 @@ def render(flow_builder, ctx) -> bytes:
     from reportlab.lib.units import mm
     from reportlab.platypus import SimpleDocTemplate
 
-    _register()
-    st = _styles()
+    font = pdf_font().name
+    st = _styles(font)
     buf = io.BytesIO()
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=12 * mm, rightMargin=12 * mm, topMargin=12 * mm,
                             bottomMargin=14 * mm, title="pointwatch evidence", author="pointwatch",
-                            invariant=1, initialFontName=FONT)
+                            invariant=1, initialFontName=font)
     parts = flow_builder if isinstance(flow_builder, list) else [(flow_builder, ctx)]
     story = []
     for builder, c in parts:
@@ -197,7 +228,7 @@ def render(flow_builder, ctx) -> bytes:
         story.pop()  # the trailing page break
 
     def footer(canvas, _doc):
-        canvas.setFont(FONT, 7.5)
+        canvas.setFont(font, 7.5)
         canvas.drawRightString(A4[0] - 12 * mm, 7 * mm, f"第 {canvas.getPageNumber()} 页 · pointwatch 证据数据包")
 
     doc.build(story, onFirstPage=footer, onLaterPages=footer)

@@ -1,4 +1,5 @@
-"""Evidence periods: reviewers name whole days in China time; machines may give RFC 3339 instants.
+"""Evidence periods: reviewers name whole days in China time; machines may give RFC 3339 instants
+(the one rule of collector.timeutil).
 
 ``--from 2026-01-01 --to 2026-03-31`` is every report received from 2026-01-01 00:00 to 2026-03-31 24:00
 Beijing time (UTC+08:00, no daylight saving) — the ``to`` day is included, as on a paper sheet. An RFC 3339
@@ -37,9 +38,8 @@ class Period:
 def _one(text: str, name: str, is_end: bool) -> datetime:
     try:
         return parse_moment(text or "", end_of_day=is_end)
-    except ValueError:
-        raise PeriodError(f"--{name} '{(text or '').strip()}': give a date (2026-01-31) or an RFC 3339 time "
-                          "(2026-01-31T08:00:00+08:00)") from None
+    except ValueError as exc:
+        raise PeriodError(f"--{name}: {exc}") from None
 
 
 def parse_period(given_from: str, given_to: str) -> Period:

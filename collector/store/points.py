@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,7 +24,9 @@ def ensure_region(session: Session, path: str) -> None:
 
 def upsert_point(store, code: str, name: str, region_path: str, profile: str = "national-basic",
                  simulated: bool = False, report_interval_s: int = 60, address: str | None = None,
-                 actor: Actor | None = None) -> None:
+                 actor: Actor | None = None, created_at: datetime | None = None) -> None:
+    """Register a point or change its registration; ``created_at`` (default now) is when it was registered,
+    kept from its first registration on: scoring counts nothing before it."""
     region_path = normalize_path(region_path)
     with store.write_session() as s:
         append(s, actor or SYSTEM, "point.upsert", f"point:{code}", {"name": name, "profile": profile},
@@ -31,7 +35,8 @@ def upsert_point(store, code: str, name: str, region_path: str, profile: str = "
         point = s.scalar(select(m.Point).where(m.Point.code == code))
         if point is None:
             s.add(m.Point(code=code, name=name, region_path=region_path, profile=profile, simulated=simulated,
-                          report_interval_s=report_interval_s, address=address, created_at=utcnow()))
+                          report_interval_s=report_interval_s, address=address,
+                          created_at=created_at or utcnow()))
             s.add(m.PointState(point_code=code, last_digest="", seq_gaps=0, reports_total=0,
                                fingerprint_mismatch=False))
         else:
