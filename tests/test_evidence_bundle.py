@@ -255,9 +255,12 @@ def test_pdf_is_chinese_with_embedded_fonts_and_renders(store, key, tmp_path, ar
         pdf.write_bytes(zf.read(f"points/{POINT}/sheet.pdf"))
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
                           check=True).stdout
-    for expected in ("自评表", "某村医保服务点", POINT, "项目", "评价指标", "具体内容", "分值", "得分", "依据",
+    for expected in ("自评表", "某村医保服务点", POINT, "项目", "评价指标", "具体内容", "得分", "依据",
                      "专网专机专用记录", "设备清单", "终端登记与指纹", "SN1", "哈希链完整", "人工评审"):
         assert expected in text, expected
+    # The 分值 header wraps in its 10 mm column (分 / 值 on two lines): look for it in reading order.
+    plain = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "分值" in plain.replace("\n", ""), "分值"
     fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
     font_rows = fonts.splitlines()[2:]
     assert font_rows and all(" yes " in row for row in font_rows), fonts  # every font embedded

@@ -19,6 +19,7 @@ from collector.scoring.profiles import (
     Profile,
     ProfileError,
     default_dir,
+    level_of,
     load_profile,
     load_profiles,
     parse_profile,
@@ -28,6 +29,6 @@ from collector.scoring.rules import CHECK_IDS, RuleError, parse_rule
 
 __all__ = [
     "CHECK_IDS", "PROFILE_NAMES", "Item", "ItemScore", "Observation", "Profile", "ProfileError", "Ranked",
-    "RuleError", "ScoreSheet", "default_dir", "load_profile", "load_profiles", "max_age_for", "parse_profile",
+    "RuleError", "ScoreSheet", "default_dir", "level_of", "load_profile", "load_profiles", "max_age_for", "parse_profile",
     "parse_rule", "rank_points", "score_now", "score_period",
 ]

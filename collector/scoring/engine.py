@@ -52,8 +52,10 @@ class ItemScore:
     title: str
     category: str
     points: float
-    state: str  # met | not_met | manual
-    earned: float | None  # None for manual items: a reviewer scores them
+    # met | not_met (auto items); manual (the reviewer's points: manual and assisted items);
+    # not_applicable (the point's region level is not held to the item: out of the total)
+    state: str
+    earned: float | None  # None unless the monitor scores it: a reviewer scores manual and assisted items
     hold: float | None = None
     availability: float | None = None  # share of the period's slots in which the rule held
     first_failure: datetime | None = None  # start of the first failing slot
@@ -61,16 +63,24 @@ class ItemScore:
     incidents: int = 0  # runs of consecutive failing slots
     rule: str | None = None
     source: str = ""
+    mode: str = "auto"  # auto | manual | assisted (profiles.py)
+    evidence: str | None = None  # assisted items: what the monitor saw, met | not_met — not points
+    review: str | None = None  # what the reviewer confirms
+    hold_source: str | None = None  # who set the hold: "pointwatch 策略", not the standard
+    inferred: bool = False  # the points are not printed in the document (推定)
+    inferred_reason: str | None = None
+    veto: bool = False  # a 一票否决 item
+    vetoed: bool = False  # this item's veto was applied: the point's total is 0
 
 
 @dataclass
 class ScoreSheet:
     profile: str
     title: str
-    total: float  # the table's full marks, manual items included
+    total: float  # the table's full marks for this point (manual items included, not-applicable ones out)
     automatic_points: float  # what the monitor can award
-    manual_points: float
-    earned: float  # automatic points earned
+    manual_points: float  # the reviewer's: manual and assisted items
+    earned: float  # automatic points earned; 0 when vetoed
     items: list[ItemScore] = field(default_factory=list)
     start: datetime | None = None
     end: datetime | None = None
@@ -78,6 +88,12 @@ class ScoreSheet:
     slots: int = 0
     reported_share: float | None = None  # share of slots with any report at all
     at: datetime | None = None  # for "now" sheets
+    assisted_points: float = 0.0  # part of manual_points: the monitor shows evidence, the reviewer scores
+    inferred_points: float = 0.0  # points not printed in the document (推定), applicable items only
+    not_applicable_points: float = 0.0  # items the point's region level is not held to
+    level: str | None = None  # the point's region level, when known
+    vetoed: bool = False  # a 一票否决 applies: the point's total is 0 whatever else it earned
+    vetoed_by: list[str] = field(default_factory=list)  # the veto items applied
 
     @property
     def share(self) -> float:
@@ -188,21 +204,56 @@ class _Collector:
         return Slots(self.n, by_check)
 
 
-def _sheet(profile: Profile, **kw) -> ScoreSheet:
-    return ScoreSheet(profile=profile.name, title=profile.title, total=profile.total,
-                      automatic_points=profile.automatic_points, manual_points=profile.manual_points,
-                      earned=0.0, **kw)
+def _check_vetoes(profile: Profile, vetoed: Iterable[str] | None) -> frozenset[str]:
+    chosen = frozenset(vetoed or ())
+    veto_ids = {i.id for i in profile.items if i.veto}
+    unknown = sorted(chosen - veto_ids)
+    if unknown:
+        raise ValueError(f"'{unknown[0]}' is not a veto (一票否决) item of {profile.name}"
+                         f" (veto items: {', '.join(sorted(veto_ids)) or 'none'})")
+    return chosen
 
 
-def _manual(item) -> ItemScore:
-    return ItemScore(item.id, item.title, item.category, item.points, "manual", None,
-                     source=f"{item.source.file} {item.source.item}".strip())
+def _sheet(profile: Profile, level: str | None, **kw) -> ScoreSheet:
+    applicable = [i for i in profile.items if i.applies(level)]
+    return ScoreSheet(profile=profile.name, title=profile.title, total=sum(i.points for i in applicable),
+                      automatic_points=sum(i.points for i in applicable if i.mode == "auto"),
+                      manual_points=sum(i.points for i in applicable if i.mode != "auto"),
+                      assisted_points=sum(i.points for i in applicable if i.mode == "assisted"),
+                      inferred_points=sum(i.points for i in applicable if i.inferred),
+                      not_applicable_points=sum(i.points for i in profile.items if not i.applies(level)),
+                      level=level, earned=0.0, **kw)
+
+
+def _base(item, state: str, earned: float | None) -> ItemScore:
+    return ItemScore(item.id, item.title, item.category, item.points, state, earned,
+                     source=f"{item.source.file} {item.source.item}".strip(), mode=item.mode,
+                     review=item.review, inferred=item.inferred, inferred_reason=item.reason, veto=item.veto,
+                     rule=item.rule.text if item.rule else None, hold=item.rule.hold if item.rule else None,
+                     hold_source=item.rule.hold_source if item.rule else None)
+
+
+def _finish_sheet(sheet: ScoreSheet, vetoes: frozenset[str]) -> ScoreSheet:
+    """Apply the vetoes: a vetoed point's total is 0 whatever else it earned."""
+    for it in sheet.items:
+        if it.id in vetoes and it.state != "not_applicable":
+            it.vetoed = True
+            sheet.vetoed_by.append(it.id)
+    if sheet.vetoed_by:
+        sheet.vetoed, sheet.earned = True, 0.0
+    return sheet
 
 
 def score_period(profile: Profile, observations: Iterable, start: datetime, end: datetime,
                  interval: float | timedelta, max_age: Mapping[str, float] | None = None,
-                 silent_after: float | timedelta | None = None) -> ScoreSheet:
-    """Score one point over [start, end); ``interval`` is its expected report interval."""
+                 silent_after: float | timedelta | None = None, level: str | None = None,
+                 vetoed: Iterable[str] | None = None) -> ScoreSheet:
+    """Score one point over [start, end); ``interval`` is its expected report interval.
+
+    ``level`` is the point's region level (profiles.level_of): items whose ``applies_to`` leaves it out are
+    not applicable. ``vetoed`` names the veto items a reviewer found: the sheet's earned is then 0.
+    """
+    vetoes = _check_vetoes(profile, vetoed)
     iv = _seconds(interval)
     grace = max(0, math.ceil(_seconds(silent_after if silent_after is not None else 2 * iv) / iv - 1e-9) - 1)
     if iv <= 0:
@@ -223,18 +274,19 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
     covered = int.from_bytes(covered_bytes, "big")
     for j in range(1, grace + 1):  # slot i is big-endian byte i: >> 8 moves a report on by one slot
         covered |= reported >> (8 * j)
-    sheet = _sheet(profile, start=_dt(t0), end=_dt(t1), interval=iv, slots=n,
+    sheet = _sheet(profile, level, start=_dt(t0), end=_dt(t1), interval=iv, slots=n,
                    reported_share=reported.bit_count() / n)
     for item in profile.items:
-        if item.manual:
-            sheet.items.append(_manual(item))
+        if not item.applies(level):
+            sheet.items.append(_base(item, "not_applicable", None))
+            continue
+        if item.mode == "manual":
+            sheet.items.append(_base(item, "manual", None))
             continue
         met = item.rule.mask(slots) & covered
         good = met.bit_count()
-        availability = good / n
-        score = ItemScore(item.id, item.title, item.category, item.points, "not_met", 0.0, hold=item.rule.hold,
-                          availability=availability, rule=item.rule.text,
-                          source=f"{item.source.file} {item.source.item}".strip())
+        score = _base(item, "not_met", 0.0)
+        score.availability = good / n
         if good < n:
             bits = met.to_bytes(n, "big")
             first, last = bits.find(b"\x00"), bits.rfind(b"\x00")
@@ -242,22 +294,27 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
             score.last_failure = _dt(min(t1, t0 + (last + 1) * iv))
             score.incidents = bits.count(b"\x01\x00") + (1 if bits[0] == 0 else 0)
         # A share computed from whole slots; compare in slots so 95% of 8640 is exact.
-        if good >= math.ceil(item.rule.hold * n - 1e-9):
+        held = good >= math.ceil(item.rule.hold * n - 1e-9)
+        if item.mode == "assisted":  # the rule is evidence for the reviewer, never points
+            score.state, score.earned, score.evidence = "manual", None, "met" if held else "not_met"
+        elif held:
             score.state, score.earned = "met", item.points
             sheet.earned += item.points
         sheet.items.append(score)
-    return sheet
+    return _finish_sheet(sheet, vetoes)
 
 
 def score_now(profile: Profile, observations: Iterable, now: datetime | None = None,
               max_age: Mapping[str, float] | None = None, interval: float | timedelta = 60.0,
-              silent_after: float | timedelta | None = None) -> ScoreSheet:
+              silent_after: float | timedelta | None = None, level: str | None = None,
+              vetoed: Iterable[str] | None = None) -> ScoreSheet:
     """The latest state: each (check, target)'s most recent result, evaluated against the rules.
 
     With ``now`` given, a result older than its max_age (see ``max_age_for``) no longer counts, and once
     the newest result is older than ``silent_after`` the point is silent and nothing counts: silence
-    never earns points.
+    never earns points. ``level`` and ``vetoed`` as for :func:`score_period`.
     """
+    vetoes = _check_vetoes(profile, vetoed)
     iv = _seconds(interval)
     latest: dict[tuple[str, str], tuple[float, int]] = {}
     for at, check, target, status, kind in observations:
@@ -277,16 +334,21 @@ def score_now(profile: Profile, observations: Iterable, now: datetime | None = N
             continue
         by_check.setdefault(check, []).append((target, bytearray((c,))))
     slots = Slots(1, by_check)
-    sheet = _sheet(profile, at=_dt(t_now) if t_now is not None else None, slots=1, interval=iv)
+    sheet = _sheet(profile, level, at=_dt(t_now) if t_now is not None else None, slots=1, interval=iv)
     for item in profile.items:
-        if item.manual:
-            sheet.items.append(_manual(item))
+        if not item.applies(level):
+            sheet.items.append(_base(item, "not_applicable", None))
+            continue
+        if item.mode == "manual":
+            sheet.items.append(_base(item, "manual", None))
             continue
         ok = bool(item.rule.mask(slots))
-        sheet.items.append(ItemScore(item.id, item.title, item.category, item.points,
-                                     "met" if ok else "not_met", item.points if ok else 0.0,
-                                     hold=item.rule.hold, rule=item.rule.text,
-                                     source=f"{item.source.file} {item.source.item}".strip()))
-        if ok:
-            sheet.earned += item.points
-    return sheet
+        if item.mode == "assisted":
+            score = _base(item, "manual", None)
+            score.evidence = "met" if ok else "not_met"
+        else:
+            score = _base(item, "met" if ok else "not_met", item.points if ok else 0.0)
+            if ok:
+                sheet.earned += item.points
+        sheet.items.append(score)
+    return _finish_sheet(sheet, vetoes)

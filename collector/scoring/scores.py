@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.scoring import Profile, Ranked, ScoreSheet, load_profiles, rank_points, score_now, score_period
+from collector.scoring.profiles import level_of
 
 
 class ScoreError(ValueError):
@@ -37,10 +38,11 @@ def point_sheet(store, code: str, start: datetime | None = None, end: datetime |
     if start is None and end is None:
         obs = store.latest_observations(point.region_path, codes=[code]).get(code, [])
         return score_now(profile, obs, now=datetime.now(timezone.utc), interval=point.report_interval_s,
-                         silent_after=silence_intervals * point.report_interval_s)
+                         silent_after=silence_intervals * point.report_interval_s, level=level_of(point.region_path))
     start, end = _period(start, end)
     return score_period(profile, store.observations(code, start, end), start, end,
-                        interval=point.report_interval_s, silent_after=silence_intervals * point.report_interval_s)
+                        interval=point.report_interval_s, silent_after=silence_intervals * point.report_interval_s,
+                        level=level_of(point.region_path))
 
 
 @dataclass
@@ -65,18 +67,20 @@ def region_scores(store, scope: str, start: datetime | None = None, end: datetim
         for code, p in points.items():
             sheets.append((code, score_now(profile_for(p.profile), latest.get(code, []), now=now,
                                            interval=p.report_interval_s,
-                                           silent_after=silence_intervals * p.report_interval_s)))
+                                           silent_after=silence_intervals * p.report_interval_s,
+                                           level=level_of(p.region_path))))
     else:
         start, end = _period(start, end)
         for code, p in points.items():
             sheets.append((code, score_period(profile_for(p.profile), store.observations(code, start, end),
                                               start, end, interval=p.report_interval_s,
-                                              silent_after=silence_intervals * p.report_interval_s)))
+                                              silent_after=silence_intervals * p.report_interval_s,
+                                              level=level_of(p.region_path))))
     rates: dict[str, dict[str, list]] = defaultdict(dict)
     for code, sheet in sheets:
         per_item = rates[points[code].profile]
         for item in sheet.items:
-            if item.state == "manual":
+            if item.state not in ("met", "not_met"):  # the reviewer's, or not applicable to this point
                 continue
             entry = per_item.setdefault(item.id, [item.title, 0, 0])
             entry[1] += item.state == "met"
