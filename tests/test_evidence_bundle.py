@@ -17,6 +17,7 @@ from collector.evidence.bundle import export
 from collector.evidence.keys import key_id, load_or_create, public_pem
 from collector.evidence.period import parse_period
 from collector.evidence.verify import verify_bundle
+from collector.scoring.profiles import level_of
 from collector.store import enrolment, points
 from tests.conftest import require, require_tool
 from tests.helpers import POINT, REGION, ingest, make_report
@@ -262,9 +263,12 @@ def test_pdf_is_chinese_with_embedded_fonts_and_renders(store, key, tmp_path, ar
         pdf.write_bytes(zf.read(f"points/{POINT}/sheet.pdf"))
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
                           check=True).stdout
-    for expected in ("自评表", "某村医保服务点", POINT, "项目", "评价指标", "具体内容", "分值", "得分", "依据",
+    for expected in ("自评表", "某村医保服务点", POINT, "项目", "评价指标", "具体内容", "得分", "依据",
                      "专网专机专用记录", "设备清单", "终端登记与指纹", "SN1", "哈希链完整", "人工评审"):
         assert expected in text, expected
+    # The 分值 header wraps in its 10 mm column (分 / 值 on two lines): look for it in reading order.
+    plain = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "分值" in plain.replace("\n", ""), "分值"
     fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
     font_rows = fonts.splitlines()[2:]
     assert font_rows and all(" yes " in row for row in font_rows), fonts  # every font embedded
@@ -362,7 +366,8 @@ def test_sheet_scores_agree_with_the_scores_page(store, key, tmp_path):
 
     ours = build_sheet("lanzhou-basic-2023", q.stream_observations(store, POINT, period.start - lookback(60),
                                                                      period.end), period, 60, silent_after=3 * 60,
-                       known_from=START, now=datetime.now(timezone.utc))
+                       known_from=START, now=datetime.now(timezone.utc),
+                       level=level_of(REGION))
     theirs = {i.id: i for i in page.items}
     for row in ours.rows:
         assert row.state == theirs[row.item_id].state and row.earned == theirs[row.item_id].earned, row.item_id

@@ -1,9 +1,10 @@
 """Scores of synthetic report streams, computed by hand from the documents' points.
 
 The stream: a point reporting every 5 minutes over 30 days (8640 slots), each report carrying the core
-network, 专网/专用 and device results; identity hourly. Lanzhou's city table gives the monitor 24 of its
-110 points: 人机信息相符 5 (hold 95%), 多媒体显示屏 2 (90%), 核心网络 4 (95%), 群众查询 3 (90%),
-网上办理 3 (95%), 自助终端 3 (90%), 专网专用 3 (99%), 账号与数据安全 1 (99%).
+network, 专网/专用 and device results; identity hourly. Lanzhou's city table gives the monitor 10 of its
+110 points: 核心网络 4 (hold 95%), 自助终端 3 (90%), 专网专用 3 (99%). Its assisted items (自动+人工) —
+人机信息相符 5 (95%), 多媒体显示屏 2 (90%), 群众查询 3 (90%), 网上办理 3 (95%), 账号与数据安全 1 (99%) —
+are evaluated the same way, but the result is evidence for the reviewer (``evidence``), never points.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def stream(days=30, faults=(), silent=(), extra=(), hourly=HOURLY, until=None):
             yield Observation(T0 + s, check, target, status)
 
 
-def score(profile=LANZHOU, **kw):
-    return score_period(profile, stream(**kw), START, END, IV)
+def score(profile=LANZHOU, level=None, vetoed=None, **kw):
+    return score_period(profile, stream(**kw), START, END, IV, level=level, vetoed=vetoed)
 
 
 def items(sheet):
@@ -64,10 +65,15 @@ def items(sheet):
 
 def test_all_well_earns_every_automatic_point_and_lists_manual_items():
     sheet = score()
-    assert (sheet.total, sheet.automatic_points, sheet.manual_points, sheet.earned) == (110, 24, 86, 24)
+    assert (sheet.total, sheet.automatic_points, sheet.manual_points, sheet.earned) == (110, 10, 100, 10)
+    assert (sheet.assisted_points, sheet.inferred_points, sheet.vetoed) == (14, 4, False)
     assert sheet.slots == N and sheet.reported_share == 1
     by_id = items(sheet)
-    assert len(by_id) == len(LANZHOU.items) == 43  # the whole table
+    assert len(by_id) == len(LANZHOU.items) == 45  # the whole table
+    # An assisted item: the monitor's part is shown as evidence; the points are the reviewer's.
+    computer = by_id["site.computer"]
+    assert (computer.state, computer.earned, computer.evidence, computer.availability) == ("manual", None, "met", 1)
+    assert computer.mode == "assisted" and computer.review and computer.hold_source == "pointwatch 策略"
     manual = by_id["site.location"]
     assert (manual.state, manual.earned, manual.availability) == ("manual", None, None)
     core = by_id["network.core"]
@@ -87,25 +93,29 @@ def test_core_network_down_ten_percent_loses_exactly_its_four_points():
     as_json = sheet.as_dict()
     row = next(i for i in as_json["items"] if i["id"] == "network.core")
     assert row["first_failure"] == "2024-03-11T00:00:00Z" and as_json["start"] == "2024-03-01T00:00:00Z"
-    assert as_json["earned"] == 20 and as_json["share"] == pytest.approx(20 / 24)
-    # 群众查询 (tcp in [ok, warn], hold 90%) holds for exactly 90%: met, at the boundary.
-    assert items(sheet)["network.query"].state == "met"
-    assert sheet.earned == 24 - 4
+    assert as_json["earned"] == 6 and as_json["share"] == pytest.approx(6 / 10)
+    assert row["hold_source"] == "pointwatch 策略" and row["mode"] == "auto" and row["inferred"] is False
+    # 群众查询 (assisted: tcp == ok, hold 90%) holds for exactly 90%: its evidence is met, at the boundary,
+    # and it earns nothing by itself.
+    query = items(sheet)["network.query"]
+    assert (query.state, query.evidence, query.earned) == ("manual", "met", None)
+    assert sheet.earned == 10 - 4
 
 
-@pytest.mark.parametrize("silent_days, earned, lost", [
+@pytest.mark.parametrize("silent_days, earned, lost, unseen", [
     # The point is silent once its last report is two intervals old: a silent day fails 288 - 1 slots.
-    # ~29/30 = 96.7%: only the 99% items fail: 专网专用 3 + 账号与数据安全 1.
-    (1, 20, {"security.dedicated_network", "security.accounts_data"}),
-    # 28/30 = 93.3%: the 95% items fail too: 人机信息相符 5, 核心网络 4, 网上办理 3.
-    (2, 8, {"security.dedicated_network", "security.accounts_data", "site.computer", "network.core",
-            "network.online"}),
+    # ~29/30 = 96.7%: only the 99% items fail: 专网专用 3 (and the evidence of 账号与数据安全).
+    (1, 7, {"security.dedicated_network"}, {"security.accounts_data"}),
+    # 28/30 = 93.3%: the 95% items fail too: 核心网络 4 (and the evidence of 人机信息相符, 网上办理).
+    (2, 3, {"security.dedicated_network", "network.core"},
+     {"security.accounts_data", "site.computer", "network.online"}),
 ])
-def test_silence_never_earns_points(silent_days, earned, lost):
+def test_silence_never_earns_points(silent_days, earned, lost, unseen):
     sheet = score(silent=[(5 * DAY, (5 + silent_days) * DAY)])
     assert sheet.reported_share == pytest.approx((30 - silent_days) / 30)
     assert sheet.earned == earned
     assert {i.id for i in sheet.items if i.state == "not_met"} == lost
+    assert {i.id for i in sheet.items if i.evidence == "not_met"} == unseen
     core = items(sheet)["network.core"]
     failing = silent_days * DAY // IV - 1
     assert core.availability == pytest.approx((N - failing) / N)
@@ -121,7 +131,7 @@ def test_jitter_and_one_lost_report_are_not_silence():
     obs.sort(key=lambda o: o.at)
     sheet = score_period(LANZHOU, obs, START, START + timedelta(days=1), IV)
     assert sheet.reported_share < 1
-    assert sheet.earned == 24
+    assert sheet.earned == 10
     assert items(sheet)["security.dedicated_network"].availability == 1
     # The same holds at the period's first slot when the report before it came late.
     late = [Observation(T0 - 3, check, target, "ok") for check, target in EVERY_REPORT + HOURLY]
@@ -152,26 +162,27 @@ def test_warn_counts_where_the_rule_allows_it():
     sheet = score(faults=[down("net.core.icmp", 0, 30 * DAY, status="warn"),
                           down("net.core.https", 0, 30 * DAY, status="error")])
     assert items(sheet)["network.core"].state == "met"  # icmp in [ok, warn]
-    assert items(sheet)["network.online"].availability == 0  # error is never a pass
-    assert sheet.earned == 24 - 3
+    online = items(sheet)["network.online"]
+    assert online.availability == 0 and online.evidence == "not_met"  # error is never a pass
+    assert sheet.earned == 10  # 网上办理 is assisted: its evidence fails, no automatic points were at stake
 
 
 def test_one_failing_target_fails_a_multi_target_check():
     second = [("net.core.tcp", "10.10.1.21:8443")]
     sheet = score(extra=second, faults=[down("net.core.tcp", 0, 3 * DAY, target="10.10.1.21:8443")])
     assert items(sheet)["network.core"].availability == pytest.approx(0.9)
-    assert sheet.earned == 20
+    assert sheet.earned == 6
 
 
 def test_hourly_results_stay_current_for_max_age_then_lapse():
     # Identity results are hourly; they hold between runs. When they stop after day 1 they lapse 3 h later.
-    assert items(score())["site.computer"].state == "met"
+    assert items(score())["site.computer"].evidence == "met"
     computer = items(score(until=DAY))["site.computer"]
     last_run = 23 * (HOUR // IV)  # the slot of the last hourly result
     first_gap = last_run + 3 * HOUR // IV + 1
     assert computer.first_failure == START + timedelta(seconds=first_gap * IV)
     assert computer.availability == pytest.approx(first_gap / N)
-    assert computer.state == "not_met"
+    assert computer.evidence == "not_met"
 
 
 def test_results_from_before_the_period_open_it():
@@ -189,8 +200,9 @@ def test_results_from_before_the_period_open_it():
 
 def test_identity_change_fails_the_item():
     sheet = score(faults=[down("identity.matches_enrolment", 2 * DAY, 30 * DAY)])
-    assert items(sheet)["site.computer"].state == "not_met"
-    assert sheet.earned == 24 - 5
+    computer = items(sheet)["site.computer"]
+    assert (computer.state, computer.evidence) == ("manual", "not_met")  # the reviewer sees it failed
+    assert sheet.earned == 10  # 1.② is assisted: the machine half of 人机信息相符 earns no points alone
 
 
 def test_worst_status_in_a_slot_counts():
@@ -235,18 +247,20 @@ def test_checklist_profile_counts_items():
     extra = [("device.printer", "打印机"), ("device.queue", "取号机")]
     sheet = score(jiangsu, extra=extra)
     met = {i.id for i in sheet.items if i.state == "met"}
-    # present: computer (the terminal), printer, display, kiosk, queue, network, 专网专机专用; missing: copier,
-    # scanner and phone were never reported.
-    assert met == {"office.computer", "office.printer", "publicity.display", "area.kiosk", "area.queue",
+    # present: computer (the terminal), printer, kiosk, queue, network, 专网专机专用; the scanner was never
+    # reported. The display answered too, but 电子显示屏 is assisted (a screen on HDMI is invisible): evidence.
+    assert met == {"office.computer", "office.printer", "area.kiosk", "area.queue",
                    "network.provincial", "security.dedicated"}
-    assert (sheet.earned, sheet.automatic_points, sheet.total) == (7, 10, 14)
+    assert items(sheet)["publicity.display"].evidence == "met"
+    assert items(sheet)["office.copier"].evidence == "not_met"  # never reported: the reviewer confirms on site
+    assert (sheet.earned, sheet.automatic_points, sheet.total) == (6, 7, 19)
 
 
 def test_observations_outside_the_period_are_ignored_and_datetimes_work():
     obs = [o._replace(at=datetime.fromtimestamp(o.at, tz=timezone.utc)) for o in stream(days=1)]
     before = [Observation(START - timedelta(hours=1), "net.core.tcp", "10.10.1.20:443", "ok")]
     sheet = score_period(LANZHOU, before + obs, START, START + timedelta(days=1), IV)
-    assert sheet.earned == 24
+    assert sheet.earned == 10
     with pytest.raises(ValueError):
         score_period(LANZHOU, [], START, START, IV)
 
@@ -255,10 +269,11 @@ def test_now_is_the_latest_state():
     obs = list(stream(days=1))
     last = max(o.at for o in obs)
     now = datetime.fromtimestamp(last + 60, tz=timezone.utc)
-    assert score_now(LANZHOU, obs, now=now).earned == 24
+    assert score_now(LANZHOU, obs, now=now).earned == 10
     obs.append(Observation(last + 30, "device.kiosk", "自助服务一体机", "fail"))
     sheet = score_now(LANZHOU, obs, now=now)
-    assert items(sheet)["service.self"].state == "not_met" and sheet.earned == 21
+    assert items(sheet)["service.self"].state == "not_met" and sheet.earned == 7
+    assert items(sheet)["site.computer"].evidence == "met"
     assert items(sheet)["site.location"].state == "manual"
     # A point silent for a day: every result has lapsed.
     assert score_now(LANZHOU, obs, now=now + timedelta(days=1)).earned == 0
@@ -270,6 +285,54 @@ def test_county_ranking_by_score_then_code():
     mid = score(faults=[down("device.kiosk", 0, 30 * DAY)])
     ranked = rank_points([("620102003", mid), ("620102002", good), ("620102001", good), ("620102000", bad)])
     assert [(r.rank, r.code, r.score) for r in ranked] == [
-        (1, "620102001", 24), (1, "620102002", 24), (3, "620102003", 21), (4, "620102000", 0)]
+        (1, "620102001", 10), (1, "620102002", 10), (3, "620102003", 7), (4, "620102000", 0)]
     by_share = rank_points([("a", mid), ("b", good)], by="share")
-    assert [r.code for r in by_share] == ["b", "a"] and by_share[1].score == pytest.approx(21 / 24)
+    assert [r.code for r in by_share] == ["b", "a"] and by_share[1].score == pytest.approx(7 / 10)
+
+
+# ---- 一票否决 and region levels ----
+
+def test_a_veto_zeroes_the_point_whatever_else_it_earned():
+    national = PROFILES["national-basic"]
+    good = score(national)
+    assert good.earned == national.automatic_points == 7 and not good.vetoed
+    vetoed = score_period(national, stream(), START, END, IV, vetoed={"finance.discipline"})
+    assert (vetoed.vetoed, vetoed.vetoed_by, vetoed.earned, vetoed.share) == (True, ["finance.discipline"], 0, 0)
+    item = items(vetoed)["finance.discipline"]
+    assert (item.veto, item.vetoed, item.state, item.earned) == (True, True, "manual", None)
+    # The automatic items keep their own verdicts (the evidence stays true); only the total is vetoed.
+    assert items(vetoed)["network.core"].state == "met"
+    assert vetoed.as_dict()["vetoed"] is True
+    now = score_now(LANZHOU, list(stream(days=1)), vetoed=["finance.veto"])
+    assert now.vetoed and now.earned == 0
+    with pytest.raises(ValueError, match="not a veto"):
+        score_period(national, [], START, END, IV, vetoed={"network.core"})
+
+
+def test_a_village_point_is_not_held_to_town_requirements():
+    xiangyuan = PROFILES["xiangyuan-county"]
+    extra = [("device.printer", "打印机")]
+    town = score(xiangyuan, extra=extra, level="town")
+    assert {i.id: i.state for i in town.items if i.mode == "auto"} == {
+        "equipment.computer": "met", "equipment.printer": "met", "network.line": "met", "network.system": "met"}
+    assert (town.total, town.automatic_points, town.earned, town.not_applicable_points) == (7, 4, 4, 0)
+    village = score(xiangyuan, extra=extra, level="village")
+    assert {i.state for i in village.items} == {"not_applicable"}
+    assert all(i.earned is None and i.evidence is None for i in village.items)
+    assert (village.total, village.automatic_points, village.manual_points, village.earned,
+            village.not_applicable_points, village.level) == (0, 0, 0, 0, 7, "village")
+    # Unknown level: every item applies (the point is held to the whole list).
+    assert score(xiangyuan, extra=extra).total == 7
+    assert {i.state for i in score_now(xiangyuan, list(stream(days=1)), level="village").items} == {
+        "not_applicable"}
+
+
+def test_inferred_points_are_marked_on_the_sheet():
+    national = PROFILES["national-basic"]
+    sheet = score(national)
+    inferred = {i.id: i.points for i in sheet.items if i.inferred}
+    assert inferred == {"matters.consistent": 3, "rules.quality_evaluation": 5, "security.dedicated": 3,
+                        "security.accounts_data": 1, "security.secrecy": 1}
+    assert sheet.inferred_points == 13
+    row = next(r for r in sheet.as_dict()["items"] if r["id"] == "security.dedicated")
+    assert row["inferred"] is True and row["inferred_reason"] and row["state"] == "met"

@@ -15,6 +15,8 @@ from collector.scoring import parse_profile, score_now, score_period
 from collector.scoring.rules import CODE, Slots, parse_rule
 from tests.test_scoring_engine import DAY, END, HOUR, IV, LANZHOU, START, T0, down, items, stream
 
+FULL = LANZHOU.automatic_points  # every automatic item of the Lanzhou table met
+
 SECOND = "10.10.1.21:8443"
 KIOSK2 = "二号一体机"
 
@@ -69,9 +71,10 @@ def test_an_expected_target_that_never_reports_is_not_seen():
     core = items(sheet)["network.core"]
     assert core.state == "not_met" and core.availability == 0
     # 核心网络 4 and 群众查询 3 read net.core.tcp.
-    assert items(sheet)["network.query"].state == "not_met" and sheet.earned == 24 - 4 - 3
+    assert items(sheet)["network.query"].evidence == "not_met"  # assisted: evidence, not points
+    assert items(sheet)["network.core"].state == "not_met" and sheet.earned == FULL - 4
     # Expecting what reports changes nothing.
-    assert score_period(LANZHOU, stream(), START, END, IV, expected={"net.core.tcp": {"10.10.1.20:443"}}).earned == 24
+    assert score_period(LANZHOU, stream(), START, END, IV, expected={"net.core.tcp": {"10.10.1.20:443"}}).earned == FULL
 
 
 DEVICES = parse_profile({
@@ -114,9 +117,9 @@ def test_none_over_a_check_that_never_reported_is_not_a_pass():
 def test_score_now_reads_an_expected_target_without_a_current_result_as_not_seen():
     obs = list(stream(days=1))
     now = START + timedelta(days=1)
-    assert score_now(LANZHOU, obs, now=now, interval=IV).earned == 24
+    assert score_now(LANZHOU, obs, now=now, interval=IV).earned == FULL
     sheet = score_now(LANZHOU, obs, now=now, interval=IV, expected={"net.core.tcp": {SECOND}})
-    assert items(sheet)["network.core"].state == "not_met" and sheet.earned == 24 - 4 - 3
+    assert items(sheet)["network.core"].state == "not_met" and sheet.earned == FULL - 4
 
 
 def test_three_valued_evaluation_agrees_with_the_rules_when_everything_is_seen():
@@ -153,7 +156,7 @@ def test_a_point_registered_mid_period_is_scored_from_its_registration():
     whole = items(score_period(LANZHOU, obs, START, END, IV))["network.core"]
     assert whole.state == "not_met" and whole.availability == pytest.approx(2 / 3)  # unchanged without it
     sheet = score_period(LANZHOU, obs, START, END, IV, known_from=registered)
-    assert sheet.earned == 24 and sheet.reported_share == 1
+    assert sheet.earned == FULL and sheet.reported_share == 1
     assert (sheet.knowable_slots, sheet.slots) == (20 * DAY // IV, 30 * DAY // IV)
     assert (sheet.scored_from, sheet.scored_until) == (registered, END)
     core = items(sheet)["network.core"]
@@ -165,7 +168,7 @@ def test_registration_inside_a_slot_scores_from_the_next_whole_slot():
     obs = list(stream(silent=[(0, 10 * DAY + IV)]))
     sheet = score_period(LANZHOU, obs, START, END, IV, known_from=START + timedelta(days=10, minutes=2))
     assert sheet.scored_from == START + timedelta(days=10, seconds=IV)
-    assert sheet.knowable_slots == 20 * DAY // IV - 1 and sheet.earned == 24
+    assert sheet.knowable_slots == 20 * DAY // IV - 1 and sheet.earned == FULL
 
 
 def test_failures_before_registration_are_not_held_against_the_point():
@@ -190,7 +193,7 @@ def test_an_export_of_today_counts_only_the_slots_that_have_ended():
     sheet = score_period(LANZHOU, obs, START, TODAY_END, IV, now=AT_0159)
     assert sheet.knowable_slots == 23 and sheet.slots == 288  # 00:00-01:55; 01:55-02:00 is still going on
     assert sheet.scored_until == START + timedelta(hours=1, minutes=55)
-    assert sheet.earned == 24 and sheet.reported_share == 1
+    assert sheet.earned == FULL and sheet.reported_share == 1
     core = items(sheet)["network.core"]
     assert (core.availability, core.last_failure, core.incidents) == (1, None, 0)
 
@@ -204,7 +207,7 @@ def test_failure_times_never_lie_in_the_future():
     assert core.availability == pytest.approx(12 / 23) and core.incidents == 1
     # A now after the period's end changes nothing.
     later = score_period(LANZHOU, stream(days=1), START, TODAY_END, IV, now=TODAY_END + timedelta(days=3))
-    assert later.knowable_slots == 288 and later.earned == 24
+    assert later.knowable_slots == 288 and later.earned == FULL
 
 
 # -- 4. one denominator; a period with nothing knowable ------------------------------------------------------

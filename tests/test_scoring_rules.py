@@ -40,8 +40,9 @@ KIOSKS = {"device.kiosk": {"k1": [OK, W, F, _, E], "k2": [OK, OK, OK, F, _]}}
 
 
 @pytest.mark.parametrize("cond, expected", [
+    # present counts devices that answered ok: a warn (absent optional device, could not verify) is not seen.
     ("device.kiosk.present >= 1", [1, 1, 1, 0, 0]),
-    ("device.kiosk.present >= 2", [1, 1, 0, 0, 0]),
+    ("device.kiosk.present >= 2", [1, 0, 0, 0, 0]),
     ("device.kiosk.ok >= 2", [1, 0, 0, 0, 0]),
     ("device.kiosk.reported == 2", [1, 1, 1, 0, 0]),
     ("device.kiosk.present < 1", [0, 0, 0, 1, 1]),
@@ -50,6 +51,20 @@ KIOSKS = {"device.kiosk": {"k1": [OK, W, F, _, E], "k2": [OK, OK, OK, F, _]}}
 ])
 def test_device_counts(cond, expected):
     assert bits(parse_condition(cond).mask(slots(KIOSKS)), 5) == expected
+
+
+def test_warn_is_never_present():
+    # The agent reports an absent optional device, and one it could not verify, as warn: never "present".
+    only_warn = {"device.display": {"d": [W, W, OK]}}
+    assert bits(parse_condition("device.display.present >= 1").mask(slots(only_warn)), 3) == [0, 0, 1]
+    assert bits(parse_condition("device.display.reported >= 1").mask(slots(only_warn)), 3) == [1, 1, 1]
+
+
+def test_holds_are_policy_not_the_standards():
+    assert parse_rule({"all": ["net.core.tcp == ok"], "hold": "95%"}).hold_source == "pointwatch 策略"
+    assert parse_rule({"all": ["net.core.tcp == ok"], "hold": "95%", "hold_source": "某文件"}).hold_source == "某文件"
+    with pytest.raises(RuleError):
+        parse_rule({"all": ["net.core.tcp == ok"], "hold": "95%", "hold_source": ""})
 
 
 def test_combinators_nest():

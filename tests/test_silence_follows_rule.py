@@ -25,7 +25,7 @@ def quiet_point(tmp_path, intervals: int | None):
     alerts = {"rules": {"point_silent": {"intervals": intervals}}} if intervals else {}
     app = create_app(Settings(data_dir=tmp_path / "data", extra={"alerts": alerts}))
     store = app.state.store
-    points.upsert_point(store, POINT, "某村医保服务点", REGION, profile="national-basic", report_interval_s=60)
+    points.upsert_point(store, POINT, "某村医保服务点", REGION, profile="lanzhou-basic-2023", report_interval_s=60)
     four_minutes_ago = datetime.now(timezone.utc) - timedelta(minutes=4)
     app.state.reports.receive([make_report(POINT, statuses=HEALTHY, collected_at=four_minutes_ago)],
                               received_at=four_minutes_ago)

@@ -10,6 +10,8 @@ from collector.scoring import scores
 from collector.timeutil import CHINA, parse_moment
 from collector.web.labels import ITEM_STATE_LABEL, PROFILE_LABEL
 
+EVIDENCE_MARK = {"met": "监测可见部分达标", "not_met": "监测可见部分未达标"}
+
 
 def run_scores(store, args, silence_intervals: int = SILENCE_INTERVALS_DEFAULT) -> int:
     try:
@@ -44,7 +46,16 @@ def _sheet_text(sheet) -> str:
     for item in sheet.items:
         avail = f" 可用率 {item.availability:.1%}" if item.availability is not None else ""
         earned = "-" if item.earned is None else f"{item.earned:g}"
-        lines.append(f"  [{ITEM_STATE_LABEL.get(item.state, item.state)}] {item.category} · {item.title}  {earned}/{item.points:g}{avail}")
+        marks = [f"[{ITEM_STATE_LABEL.get(item.state, item.state)}]"]
+        if item.evidence:
+            marks.append(f"[{EVIDENCE_MARK[item.evidence]}]")
+        if item.inferred:
+            marks.append("[推定分值]")
+        if item.vetoed:
+            marks.append("[一票否决]")
+        lines.append(f"  {''.join(marks)} {item.category} · {item.title}  {earned}/{item.points:g}{avail}")
+    if sheet.vetoed:
+        lines.append("一票否决：总分为 0")
     return "\n".join(lines)
 
 

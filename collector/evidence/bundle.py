@@ -33,6 +33,7 @@ from collector.evidence.chain import EDITED_CN, LINK_CN, ChainWalk
 from collector.evidence.keys import key_id, public_b64
 from collector.evidence.period import Period, iso
 from collector.evidence.sheet import build_sheet, lookback
+from collector.scoring.profiles import level_of
 from collector.store import queries as q
 
 FORMAT = "pointwatch-evidence/1"
@@ -150,7 +151,7 @@ def export_point_files(store, bw: BundleWriter, code: str, period: Period, commo
     sheet = build_sheet(reg["profile"], q.stream_observations(store, code, period.start - lookback(interval),
                                                               period.end), period, interval,
                         silent_after=common["silence_intervals"] * interval, known_from=reg["created_at"],
-                        now=common["generated_at"])
+                        now=common["generated_at"], level=level_of(reg["region"]))
     for s in sheet.dedicated() + sheet.devices():
         if s.counts["fail"] or s.counts["error"] or s.counts["warn"]:
             s.messages = q.last_messages(store, code, period.start, period.end, s.check, s.target)

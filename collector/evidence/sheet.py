@@ -126,7 +126,7 @@ def _finish(series: dict) -> None:
 
 
 def build_sheet(profile_name: str, observations, period: Period, interval_s: float,
-                silent_after: float | None = None, known_from=None, now=None) -> PointSheet:
+                silent_after: float | None = None, known_from=None, now=None, level: str | None = None) -> PointSheet:
     """Score one point; ``observations`` streams (POSIX seconds, check, target, status) rows from
     ``period.start - lookback(interval_s)`` on, each (check, target) in time order."""
     series: dict[tuple[str, str], Series] = {}
@@ -141,7 +141,7 @@ def build_sheet(profile_name: str, observations, period: Period, interval_s: flo
         _finish(series)
         return PointSheet(profile_name, profile_name, 0, 0, 0, 0, [], None, series, notes=[note])
     scored = score_period(profile, stream, period.start, period.end, interval=interval_s, silent_after=silent_after,
-                          known_from=known_from, now=now)
+                          known_from=known_from, now=now, level=level)
     _finish(series)
     by_id = {i.id: i for i in profile.items}
     rows = []

@@ -13,21 +13,23 @@ once per report.
 """
 
 from agent.vocabulary import PROFILE_NAMES
-from collector.scoring.engine import ItemScore, Observation, ScoreSheet, max_age_for, score_now, score_period
+from collector.scoring.engine import Observation, max_age_for, score_now, score_period
 from collector.scoring.profiles import (
     Item,
     Profile,
     ProfileError,
     default_dir,
+    level_of,
     load_profile,
     load_profiles,
     parse_profile,
 )
 from collector.scoring.ranking import Ranked, rank_points
 from collector.scoring.rules import CHECK_IDS, RuleError, parse_rule
+from collector.scoring.sheets import ItemScore, ScoreSheet
 
 __all__ = [
     "CHECK_IDS", "PROFILE_NAMES", "Item", "ItemScore", "Observation", "Profile", "ProfileError", "Ranked",
-    "RuleError", "ScoreSheet", "default_dir", "load_profile", "load_profiles", "max_age_for", "parse_profile",
+    "RuleError", "ScoreSheet", "default_dir", "level_of", "load_profile", "load_profiles", "max_age_for", "parse_profile",
     "parse_rule", "rank_points", "score_now", "score_period",
 ]

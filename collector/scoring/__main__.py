@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         cats = " / ".join(f"{k} {v:g}" for k, v in profile.categories.items())
         print(f"{profile.name}: {profile.title} — {profile.scoring}, total {profile.total:g}"
-              f" ({cats}); automatic {profile.automatic_points:g}, manual {profile.manual_points:g},"
+              f" ({cats}); automatic {profile.automatic_points:g}, manual {profile.manual_points:g}"
+              f" (assisted {profile.assisted_points:g}), inferred {profile.inferred_points:g},"
               f" {len(profile.items)} items")
     return 1 if failed else 0
 

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from collector.scoring.profiles import Profile
 from collector.scoring.rules import CODE, UNKNOWN_CODE, Slots
+from collector.scoring.sheets import ItemScore, ScoreSheet
 from collector.scoring.slots import (
     MISSING,
     SlotCollector,
@@ -69,84 +69,65 @@ class Observation(NamedTuple):
     kind: str | None = None
 
 
-@dataclass
-class ItemScore:
-    id: str
-    title: str
-    category: str
-    points: float
-    # met | not_met | manual | no_data: not evaluable, the period has no knowable slot (not yet begun, or
-    # wholly before the point's registration); never met, earns 0, availability and failures None.
-    state: str
-    earned: float | None  # None for manual items: a reviewer scores them
-    hold: float | None = None
-    availability: float | None = None  # share of the knowable slots in which the rule held
-    first_failure: datetime | None = None  # start of the first failing knowable slot
-    last_failure: datetime | None = None  # end of the last failing knowable slot (never after now)
-    incidents: int = 0  # runs of consecutive failing slots
-    rule: str | None = None
-    source: str = ""
+def _check_vetoes(profile: Profile, vetoed: Iterable[str] | None) -> frozenset[str]:
+    chosen = frozenset(vetoed or ())
+    veto_ids = {i.id for i in profile.items if i.veto}
+    unknown = sorted(chosen - veto_ids)
+    if unknown:
+        raise ValueError(f"'{unknown[0]}' is not a veto (一票否决) item of {profile.name}"
+                         f" (veto items: {', '.join(sorted(veto_ids)) or 'none'})")
+    return chosen
 
 
-@dataclass
-class ScoreSheet:
-    profile: str
-    title: str
-    total: float  # the table's full marks, manual items included
-    automatic_points: float  # what the monitor can award
-    manual_points: float
-    earned: float  # automatic points earned
-    items: list[ItemScore] = field(default_factory=list)
-    start: datetime | None = None
-    end: datetime | None = None
-    interval: float | None = None
-    slots: int = 0  # the period's slots
-    reported_share: float | None = None  # share of the knowable slots with any report at all
-    at: datetime | None = None  # for "now" sheets
-    # The denominator of every share and the window of every failure time: the slots that were knowable,
-    # [scored_from, scored_until) (see score_period); 0 means nothing in the sheet could be evaluated.
-    knowable_slots: int = 0
-    scored_from: datetime | None = None
-    scored_until: datetime | None = None
-
-    @property
-    def evaluable(self) -> bool:
-        """False when no slot was knowable: every automatic item is then ``no_data``."""
-        return self.knowable_slots > 0
-
-    @property
-    def share(self) -> float:
-        """Earned over what the monitor can award (0..1)."""
-        return self.earned / self.automatic_points if self.automatic_points else 0.0
-
-    def as_dict(self) -> dict:
-        """JSON-ready: datetimes as RFC 3339 UTC strings."""
-        def plain(v):
-            return v.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
-        out = {k: plain(v) for k, v in asdict(self).items() if k != "items"}
-        out["share"] = self.share
-        out["evaluable"] = self.evaluable
-        out["items"] = [{k: plain(v) for k, v in asdict(i).items()} for i in self.items]
-        return out
+def _sheet(profile: Profile, level: str | None, **kw) -> ScoreSheet:
+    applicable = [i for i in profile.items if i.applies(level)]
+    return ScoreSheet(profile=profile.name, title=profile.title, total=sum(i.points for i in applicable),
+                      automatic_points=sum(i.points for i in applicable if i.mode == "auto"),
+                      manual_points=sum(i.points for i in applicable if i.mode != "auto"),
+                      assisted_points=sum(i.points for i in applicable if i.mode == "assisted"),
+                      inferred_points=sum(i.points for i in applicable if i.inferred),
+                      not_applicable_points=sum(i.points for i in profile.items if not i.applies(level)),
+                      level=level, earned=0.0, **kw)
 
 
-def _sheet(profile: Profile, **kw) -> ScoreSheet:
-    return ScoreSheet(profile=profile.name, title=profile.title, total=profile.total,
-                      automatic_points=profile.automatic_points, manual_points=profile.manual_points,
-                      earned=0.0, **kw)
+def _base(item, state: str, earned: float | None) -> ItemScore:
+    return ItemScore(item.id, item.title, item.category, item.points, state, earned,
+                     source=f"{item.source.file} {item.source.item}".strip(), mode=item.mode,
+                     review=item.review, inferred=item.inferred, inferred_reason=item.reason, veto=item.veto,
+                     rule=item.rule.text if item.rule else None, hold=item.rule.hold if item.rule else None,
+                     hold_source=item.rule.hold_source if item.rule else None)
 
 
-def _manual(item) -> ItemScore:
-    return ItemScore(item.id, item.title, item.category, item.points, "manual", None,
-                     source=f"{item.source.file} {item.source.item}".strip())
+def _unscored(item, level: str | None) -> ItemScore | None:
+    """The sheet's line for an item the monitor does not score here, or None when it does."""
+    if not item.applies(level):
+        return _base(item, "not_applicable", None)
+    if item.mode == "manual":
+        return _base(item, "manual", None)
+    return None
+
+
+def _finish_sheet(sheet: ScoreSheet, vetoes: frozenset[str]) -> ScoreSheet:
+    """Apply the vetoes: a vetoed point's total is 0 whatever else it earned."""
+    for it in sheet.items:
+        if it.id in vetoes and it.state != "not_applicable":
+            it.vetoed = True
+            sheet.vetoed_by.append(it.id)
+    if sheet.vetoed_by:
+        sheet.vetoed, sheet.earned = True, 0.0
+    return sheet
 
 
 def score_period(profile: Profile, observations: Iterable, start: datetime, end: datetime,
                  interval: float | timedelta, max_age: Mapping[str, float] | None = None,
                  silent_after: float | timedelta | None = None,
                  expected: Mapping[str, Iterable[str]] | None = None, known_from: datetime | None = None,
-                 now: datetime | None = None) -> ScoreSheet:
+                 now: datetime | None = None, level: str | None = None,
+                 vetoed: Iterable[str] | None = None) -> ScoreSheet:
     """Score one point over [start, end); ``interval`` is its expected report interval.
+
+    ``level`` is the point's region level (profiles.level_of): items whose ``applies_to`` leaves it out are
+    not applicable. ``vetoed`` names the veto items a reviewer found: the sheet's earned is then 0.
 
     ``expected`` maps a check id (``device.<kind>`` for devices) to the targets the point must report for
     it (the central policy); an expected target is known from the period's start.
@@ -160,6 +141,7 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
     item is ``no_data`` and the sheet is not ``evaluable``. Results from outside the knowable slots still
     carry over into them as usual.
     """
+    vetoes = _check_vetoes(profile, vetoed)
     iv = seconds_of(interval)
     grace = max(0, math.ceil(seconds_of(silent_after if silent_after is not None else 2 * iv) / iv - 1e-9) - 1)
     if iv <= 0:
@@ -187,15 +169,14 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
     hi = max(lo, hi)
     k = hi - lo
     window = int.from_bytes(bytes(lo) + b"\x01" * k + bytes(n - hi), "big")
-    sheet = _sheet(profile, start=utc_datetime(t0), end=utc_datetime(t1), interval=iv, slots=n, knowable_slots=k,
+    sheet = _sheet(profile, level, start=utc_datetime(t0), end=utc_datetime(t1), interval=iv, slots=n, knowable_slots=k,
                    scored_from=utc_datetime(t0 + lo * iv), scored_until=utc_datetime(min(t1, t0 + hi * iv)),
                    reported_share=(reported & window).bit_count() / k if k else None)
     for item in profile.items:
-        if item.manual:
-            sheet.items.append(_manual(item))
+        if (line := _unscored(item, level)) is not None:
+            sheet.items.append(line)
             continue
-        score = ItemScore(item.id, item.title, item.category, item.points, "not_met", 0.0, hold=item.rule.hold,
-                          rule=item.rule.text, source=f"{item.source.file} {item.source.item}".strip())
+        score = _base(item, "not_met", 0.0)
         sheet.items.append(score)
         if not k:
             score.state = "no_data"
@@ -210,16 +191,20 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
             score.last_failure = utc_datetime(min(t1, t0 + (lo + last + 1) * iv))
             score.incidents = bits.count(b"\x01\x00") + (1 if bits[0] == 0 else 0)
         # A share computed from whole slots; compare in slots so 95% of 8640 is exact.
-        if good >= math.ceil(item.rule.hold * k - 1e-9):
+        held = good >= math.ceil(item.rule.hold * k - 1e-9)
+        if item.mode == "assisted":  # the rule is evidence for the reviewer, never points
+            score.state, score.earned, score.evidence = "manual", None, "met" if held else "not_met"
+        elif held:
             score.state, score.earned = "met", item.points
             sheet.earned += item.points
-    return sheet
+    return _finish_sheet(sheet, vetoes)
 
 
 def score_now(profile: Profile, observations: Iterable, now: datetime | None = None,
               max_age: Mapping[str, float] | None = None, interval: float | timedelta = 60.0,
               silent_after: float | timedelta | None = None,
-              expected: Mapping[str, Iterable[str]] | None = None) -> ScoreSheet:
+              expected: Mapping[str, Iterable[str]] | None = None, level: str | None = None,
+              vetoed: Iterable[str] | None = None) -> ScoreSheet:
     """The latest state: each (check, target)'s most recent result, evaluated against the rules.
 
     With ``now`` given, a result older than its max_age (see ``max_age_for``) no longer counts, and once
@@ -227,8 +212,10 @@ def score_now(profile: Profile, observations: Iterable, now: datetime | None = N
     never earns points. A target in ``expected`` (as for ``score_period``) without a current result is
     not seen. (A lapsed result of a target that is not expected is dropped: ``observations`` is the
     latest result per key, of any age, so "seen once" would hold a removed target against the point
-    forever; the period sheet holds it until the period ends.)
+    forever; the period sheet holds it until the period ends.) ``level`` and ``vetoed`` as for
+    :func:`score_period`.
     """
+    vetoes = _check_vetoes(profile, vetoed)
     iv = seconds_of(interval)
     latest: dict[tuple[str, str], tuple[float, int]] = {}
     for at, check, target, status, kind in observations:
@@ -253,16 +240,18 @@ def score_now(profile: Profile, observations: Iterable, now: datetime | None = N
         by_check.setdefault(check, []).append((target, bytearray((MISSING,))))
     slots = Slots(1, by_check)
     missing = missing_checks(slots)
-    sheet = _sheet(profile, at=utc_datetime(t_now) if t_now is not None else None, slots=1, interval=iv, knowable_slots=1)
+    sheet = _sheet(profile, level, at=utc_datetime(t_now) if t_now is not None else None, slots=1, interval=iv, knowable_slots=1)
     for item in profile.items:
-        if item.manual:
-            sheet.items.append(_manual(item))
+        if (line := _unscored(item, level)) is not None:
+            sheet.items.append(line)
             continue
         ok = bool(holds(item.rule.root, slots, missing))
-        sheet.items.append(ItemScore(item.id, item.title, item.category, item.points,
-                                     "met" if ok else "not_met", item.points if ok else 0.0,
-                                     hold=item.rule.hold, rule=item.rule.text,
-                                     source=f"{item.source.file} {item.source.item}".strip()))
-        if ok:
-            sheet.earned += item.points
-    return sheet
+        if item.mode == "assisted":
+            score = _base(item, "manual", None)
+            score.evidence = "met" if ok else "not_met"
+        else:
+            score = _base(item, "met" if ok else "not_met", item.points if ok else 0.0)
+            if ok:
+                sheet.earned += item.points
+        sheet.items.append(score)
+    return _finish_sheet(sheet, vetoes)

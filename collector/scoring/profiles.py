@@ -1,9 +1,22 @@
-"""Standards profiles: configs/standards/<name>.yaml, each the 自评表 of one source document.
+"""Standards profiles: configs/standards/<name>.yaml, each the 自评表 (or the part of it named in
+``covers``) of one source document.
 
-A profile lists every item of its table — automatic items carry a rule over the agent's checks, the rest
-are ``manual: true`` (signage, staffing, paperwork) so that a point's sheet shows the whole table. Loading
-validates everything and names the file and item in each error: unknown check ids, bad rule syntax,
-points that do not add up to the profile's (and each category's) total.
+An item is scored one of three ways (``mode``):
+
+- ``auto`` (an item with a ``rule``): the monitor earns it, but only when its rule held — when the
+  monitor has seen the requirement met;
+- ``manual`` (``manual: true``): a reviewer scores it (signage, staffing, paperwork);
+- ``assisted`` (``mode: assisted`` with a ``rule`` and a ``review``): 自动+人工 — the rule's result is shown
+  as evidence, the points are the reviewer's (counted as manual), and ``review`` says what the reviewer
+  confirms on site. For items whose rule sees only part of the requirement, and for devices the monitor
+  may not see (an analog phone, a screen on HDMI, a copier with no network).
+
+Points the document does not print are ``inferred: true`` with a ``reason``; ``veto: true`` marks a
+一票否决 item (manual); ``applies_to`` limits an item to points at some region levels (``town``,
+``village``…): elsewhere it is not applicable, neither met nor failed and out of the total.
+
+Loading validates everything and names the file and item in each error: unknown check ids, bad rule
+syntax, points that do not add up to the profile's (and each category's) total.
 """
 
 from __future__ import annotations
@@ -20,8 +33,20 @@ from collector.scoring.rules import Rule, RuleError, parse_rule
 
 SCORING_KINDS = ("points", "checklist")  # checklist: each item met or not, one point each
 
-_PROFILE_KEYS = {"name", "title", "source", "scoring", "total", "categories", "notes", "items"}
-_ITEM_KEYS = {"id", "title", "category", "indicator", "points", "source", "manual", "rule", "note"}
+_PROFILE_KEYS = {"name", "title", "source", "covers", "scoring", "total", "categories", "notes", "items"}
+_ITEM_KEYS = {"id", "title", "category", "indicator", "points", "source", "manual", "mode", "rule", "note",
+              "review", "inferred", "reason", "veto", "applies_to"}
+MODES = ("auto", "manual", "assisted")
+# Region levels by depth of a point's region path (省/市/县/镇/村, collector/registry/regions.py).
+REGION_LEVELS = ("province", "city", "county", "town", "village")
+
+
+def level_of(region_path: str | None) -> str | None:
+    """The level of a point from its region path: 'a/b/c/d' is a town, five names a village."""
+    if not region_path:
+        return None
+    depth = len([p for p in region_path.strip().strip("/").split("/") if p.strip()])
+    return REGION_LEVELS[depth - 1] if 1 <= depth <= len(REGION_LEVELS) else None
 
 
 class ProfileError(ValueError):
@@ -41,10 +66,24 @@ class Item:
     category: str
     points: float
     source: Source
-    manual: bool
-    rule: Rule | None
+    mode: str  # auto | manual | assisted (see the module docstring)
+    rule: Rule | None  # auto and assisted items; for assisted ones it is evidence, not points
     indicator: str | None = None
     note: str | None = None
+    review: str | None = None  # what the reviewer confirms (assisted items; optional on manual ones)
+    inferred: bool = False  # the points are not printed in the document (推定)
+    reason: str | None = None  # why the inferred points are what they are
+    veto: bool = False  # 一票否决: a vetoed point's total is 0
+    applies_to: tuple[str, ...] | None = None  # region levels; None = every point
+
+    @property
+    def manual(self) -> bool:
+        """The points are the reviewer's (manual and assisted items)."""
+        return self.mode != "auto"
+
+    def applies(self, level: str | None) -> bool:
+        """Whether a point at ``level`` is held to this item; an unknown level is held to every item."""
+        return self.applies_to is None or level is None or level in self.applies_to
 
 
 @dataclass(frozen=True)
@@ -57,14 +96,25 @@ class Profile:
     items: tuple[Item, ...]
     categories: dict[str, float] = field(default_factory=dict)
     path: str = ""
+    covers: str = ""  # what part of the document the profile lists
 
     @property
     def automatic_points(self) -> float:
-        return sum(i.points for i in self.items if not i.manual)
+        """What the monitor can award by itself (auto items)."""
+        return sum(i.points for i in self.items if i.mode == "auto")
 
     @property
     def manual_points(self) -> float:
-        return sum(i.points for i in self.items if i.manual)
+        """The reviewer's points: manual and assisted items."""
+        return sum(i.points for i in self.items if i.mode != "auto")
+
+    @property
+    def assisted_points(self) -> float:
+        return sum(i.points for i in self.items if i.mode == "assisted")
+
+    @property
+    def inferred_points(self) -> float:
+        return sum(i.points for i in self.items if i.inferred)
 
     def item(self, item_id: str) -> Item:
         for i in self.items:
@@ -120,17 +170,51 @@ def _item(node, scoring: str, where: str) -> Item:
     manual = node.get("manual", False)
     if not isinstance(manual, bool):
         raise ProfileError(f"{where}: 'manual' must be true or false")
-    if manual == ("rule" in node):
+    mode = node.get("mode", "manual" if manual else "auto")
+    if mode not in MODES:
+        raise ProfileError(f"{where}: mode must be one of {', '.join(MODES)}")
+    if manual and mode != "manual":
+        raise ProfileError(f"{where}: 'manual: true' and 'mode: {mode}' contradict each other")
+    if (mode == "manual") == ("rule" in node):
         raise ProfileError(f"{where}: give either 'manual: true' or a 'rule', exactly one")
     rule = None
-    if not manual:
+    if mode != "manual":
         try:
             rule = parse_rule(node["rule"])
         except RuleError as e:
             raise ProfileError(f"{where}: {e}") from None
+    review = node.get("review")
+    if review is not None and (not isinstance(review, str) or not review.strip()):
+        raise ProfileError(f"{where}: 'review' must be a non-empty string")
+    if mode == "assisted" and review is None:
+        raise ProfileError(f"{where}: an assisted item says what the reviewer confirms ('review')")
+    if mode == "auto" and review is not None:
+        raise ProfileError(f"{where}: 'review' is for manual and assisted items; an auto item's points are "
+                           "the monitor's")
+    inferred = node.get("inferred", False)
+    if not isinstance(inferred, bool):
+        raise ProfileError(f"{where}: 'inferred' must be true or false")
+    reason = node.get("reason")
+    if inferred != (reason is not None):
+        raise ProfileError(f"{where}: inferred points need a 'reason', and a 'reason' needs 'inferred: true'")
+    if inferred and (not isinstance(reason, str) or not reason.strip()):
+        raise ProfileError(f"{where}: 'reason' must be a non-empty string")
+    veto = node.get("veto", False)
+    if not isinstance(veto, bool):
+        raise ProfileError(f"{where}: 'veto' must be true or false")
+    if veto and mode != "manual":
+        raise ProfileError(f"{where}: a veto (一票否决) is a reviewer's finding: give it 'manual: true'")
+    applies_to = node.get("applies_to")
+    if applies_to is not None:
+        if (not isinstance(applies_to, list) or not applies_to
+                or any(level not in REGION_LEVELS for level in applies_to)):
+            raise ProfileError(f"{where}: 'applies_to' lists region levels ({', '.join(REGION_LEVELS)})")
+        applies_to = tuple(applies_to)
     return Item(id=item_id, title=_text(node, "title", where), category=_text(node, "category", where),
-                points=points, source=_source(node.get("source"), where), manual=manual, rule=rule,
-                indicator=node.get("indicator"), note=node.get("note"))
+                points=points, source=_source(node.get("source"), where), mode=mode, rule=rule,
+                indicator=node.get("indicator"), note=node.get("note"),
+                review=review.strip() if review else None, inferred=inferred,
+                reason=reason.strip() if reason else None, veto=veto, applies_to=applies_to)
 
 
 def parse_profile(data, path: str | Path) -> Profile:
@@ -173,7 +257,8 @@ def parse_profile(data, path: str | Path) -> Profile:
                 raise ProfileError(f"{where}: category '{cat}': items add up to {got:g}, expected {pts:g}")
     return Profile(name=name, title=_text(data, "title", where), source=_source(data.get("source"), where),
                    scoring=scoring, total=total, items=items,
-                   categories={k: float(v) for k, v in categories.items()}, path=where)
+                   categories={k: float(v) for k, v in categories.items()}, path=where,
+                   covers=_text(data, "covers", where) if "covers" in data else "")
 
 
 def load_profile(path: str | Path) -> Profile:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collector.scoring.engine import ScoreSheet
+from collector.scoring.sheets import ScoreSheet
 
 
 @dataclass(frozen=True)

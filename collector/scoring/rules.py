@@ -10,10 +10,13 @@ Conditions:
 - ``<check> == ok`` / ``!= fail`` / ``in [ok, warn]`` / ``not in [fail, error]`` — the status of a check.
   A check with several targets holds when at least one target reported and every reported target satisfies
   it; ``<check>[<target>] …`` narrows to one target. ``device.<kind>`` is a check like any other.
-- ``device.<kind>.present >= 1`` — how many devices of a kind answer (ok or warn); ``.ok`` counts only ok,
-  ``.reported`` any result at all. Comparisons: == != >= > <= <.
+- ``device.<kind>.present >= 1`` — how many devices of a kind answered: status ok. A ``warn`` is not
+  counted — the agent reports an absent optional device, and one it could not verify, as non-ok, and the
+  engine sees statuses only, not details. ``.ok`` is the same count, ``.reported`` any result at all.
+  Comparisons: == != >= > <= <.
 Combinators ``all``/``any``/``none`` nest; the top level carries ``hold``, the share of the period's slots
-in which the rule must hold for the item to be met.
+in which the rule must hold for the item to be met. No standard prints such a share: every hold is this
+project's policy, and a rule says so (``hold_source``, default :data:`HOLD_POLICY`).
 
 Evaluation works on one bytearray per (check, target): one byte per slot, 0 = no result, else
 ``CODE[status]`` (the highest seen in the slot). Each condition turns those into a mask — a big int
@@ -35,7 +38,6 @@ from agent.vocabulary import (
     SCORABLE_CHECK_IDS,
     STATUS_CODE,
     STATUSES,
-    WARN,
     family_of,
 )
 
@@ -48,7 +50,7 @@ UNKNOWN_CODE = CODE[ERROR]
 # What a rule may name: the agent's checks plus 人机信息相符 (tests/test_profiles.py keeps this in step with
 # agent/checks).
 CHECK_IDS = SCORABLE_CHECK_IDS
-COUNT_ATTRS = {"present": (OK, WARN), "ok": (OK,), "reported": STATUSES}
+COUNT_ATTRS = {"present": (OK,), "ok": (OK,), "reported": STATUSES}  # present = answered (ok)
 COMBINATORS = ("all", "any", "none")
 
 _COMPARE: dict[str, Callable[[int, int], bool]] = {
@@ -160,10 +162,14 @@ class Combo:
         return f"{self.kind}(" + ", ".join(c.text for c in self.children) + ")"
 
 
+HOLD_POLICY = "pointwatch 策略"  # the hold shares are the project's, not the standards'
+
+
 @dataclass(frozen=True)
 class Rule:
     root: Combo
     hold: float  # 0 < hold <= 1
+    hold_source: str = HOLD_POLICY  # who sets the hold: no standard prints one
 
     def mask(self, slots: Slots) -> int:
         return self.root.mask(slots)
@@ -226,7 +232,7 @@ def _parse_node(node, where: str) -> Combo:
     if not isinstance(node, Mapping):
         raise RuleError(f"{where}: expected a mapping with one of {', '.join(COMBINATORS)}")
     keys = [k for k in node if k in COMBINATORS]
-    extra = [k for k in node if k not in COMBINATORS and k != "hold"]
+    extra = [k for k in node if k not in COMBINATORS and k not in ("hold", "hold_source")]
     if len(keys) != 1 or extra:
         raise RuleError(f"{where}: expected exactly one of {', '.join(COMBINATORS)}"
                         + (f" (unexpected key '{extra[0]}')" if extra else ""))
@@ -262,4 +268,7 @@ def parse_rule(node) -> Rule:
         raise RuleError("rule: expected a mapping such as {all: [...], hold: 95%}")
     if "hold" not in node:
         raise RuleError("rule: 'hold' (the share of the period the rule must hold) is missing")
-    return Rule(_parse_node(node, "rule"), parse_hold(node["hold"]))
+    source = node.get("hold_source", HOLD_POLICY)
+    if not isinstance(source, str) or not source.strip():
+        raise RuleError("rule: 'hold_source' names who sets the hold (default: pointwatch 策略)")
+    return Rule(_parse_node(node, "rule"), parse_hold(node["hold"]), source.strip())

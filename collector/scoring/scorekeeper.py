@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.scoring import Observation, score_now
+from collector.scoring.profiles import level_of
 from collector.scoring.scores import ScoreError, profile_for
 from collector.store import metriclines, pointscores
 
@@ -52,8 +53,9 @@ def rescore(store, codes: list[str], now: datetime | None = None,
                 log.warning("score_skipped point=%s reason=%s", code, exc)
                 continue
             sheet = score_now(profile, observations.get(code, []), now=now, interval=interval,
-                              silent_after=silence_intervals * interval)
-            items = {it.id: it.state == "met" for it in sheet.items if it.state != "manual"}
+                              silent_after=silence_intervals * interval, level=level_of(inputs[code][2]))
+            # Only what the monitor scores: the reviewer's items and those not applicable have no verdict here.
+            items = {it.id: it.state == "met" for it in sheet.items if it.state in ("met", "not_met")}
             rows.append({"point_code": code, "profile": profile_name, "earned": sheet.earned,
                          "automatic_points": sheet.automatic_points, "scored_at": now, "items": items})
             region = inputs[code][2]

@@ -18,6 +18,7 @@ from collector.scoring import (
     score_now,
     score_period,
 )
+from collector.scoring.profiles import level_of
 from collector.store import observations, queries
 
 # Hourly checks need a state at the period's opening: results are read this far back before the start.
@@ -50,11 +51,11 @@ def point_sheet(store, code: str, start: datetime | None = None, end: datetime |
     if start is None and end is None:
         obs = _latest(store, point.region_path, codes=[code]).get(code, [])
         return score_now(profile, obs, now=datetime.now(timezone.utc), interval=point.report_interval_s,
-                         silent_after=silence_intervals * point.report_interval_s)
+                         silent_after=silence_intervals * point.report_interval_s, level=level_of(point.region_path))
     start, end = _period(start, end)
     return score_period(profile, _history(store, code, start, end), start, end,
                         interval=point.report_interval_s, silent_after=silence_intervals * point.report_interval_s,
-                        known_from=point.created_at, now=datetime.now(timezone.utc))
+                        known_from=point.created_at, now=datetime.now(timezone.utc), level=level_of(point.region_path))
 
 
 def _history(store, code: str, start: datetime, end: datetime):
@@ -88,19 +89,20 @@ def region_scores(store, scope: str, start: datetime | None = None, end: datetim
         for code, p in points.items():
             sheets.append((code, score_now(profile_for(p.profile), latest.get(code, []), now=now,
                                            interval=p.report_interval_s,
-                                           silent_after=silence_intervals * p.report_interval_s)))
+                                           silent_after=silence_intervals * p.report_interval_s,
+                                           level=level_of(p.region_path))))
     else:
         start, end = _period(start, end)
         for code, p in points.items():
             sheets.append((code, score_period(profile_for(p.profile), _history(store, code, start, end),
                                               start, end, interval=p.report_interval_s,
                                               silent_after=silence_intervals * p.report_interval_s,
-                                              known_from=p.created_at, now=now)))
+                                              known_from=p.created_at, now=now, level=level_of(p.region_path))))
     rates: dict[str, dict[str, list]] = defaultdict(dict)
     for code, sheet in sheets:
         per_item = rates[points[code].profile]
         for item in sheet.items:
-            if item.state in ("manual", "no_data"):  # nothing the monitor could score
+            if item.state not in ("met", "not_met"):  # the reviewer's, or not applicable to this point
                 continue
             entry = per_item.setdefault(item.id, [item.title, 0, 0])
             entry[1] += item.state == "met"
