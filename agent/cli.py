@@ -10,8 +10,9 @@ import unicodedata
 
 from agent import __version__
 from agent.confignode import ConfigError
+from agent.vocabulary import STATUS_CN
 
-STATUS_LABEL = {"ok": "正常", "warn": "警告", "fail": "不合格", "error": "错误"}
+STATUS_LABEL = STATUS_CN
 EXIT_OK, EXIT_PROBLEM, EXIT_BAD_CONFIG = 0, 1, 2
 
 
