@@ -92,3 +92,24 @@ def test_the_sheet_basis_quotes_the_sentence_not_the_expression():
     item = ItemScore("x", "人机信息相符", "专机", 5, "met", 5.0, availability=0.97, hold=0.95, rule=rule.text)
     basis = _basis(item, rule_sentence(rule))
     assert "规则：终端人机信息相符，且 95% 以上时间满足" in basis and "==" not in basis
+    nothing = ItemScore("x", "人机信息相符", "专机", 5, "no_data", 0.0, hold=0.95, rule=rule.text)
+    assert _basis(nothing, rule_sentence(rule)) == "规则：终端人机信息相符，且 95% 以上时间满足"
+
+
+def test_the_evidence_sheet_rows_carry_the_sentences():
+    from datetime import datetime, timezone
+
+    from collector.evidence.period import parse_period
+    from collector.evidence.sheet import build_sheet
+
+    period = parse_period("2026-01-01", "2026-01-01")
+    t0 = period.start.timestamp()
+    observations = [(t0 + 60 * i, "identity.matches_enrolment", "", "ok") for i in range(0, 1440)]
+    sheet = build_sheet("national-basic", observations, period, 60.0,
+                        known_from=datetime(2025, 12, 1, tzinfo=timezone.utc), now=period.end)
+    profile = load_profiles()["national-basic"]
+    automatic = [r for r in sheet.rows if r.state != "manual"]
+    assert automatic
+    for row in automatic:
+        assert f"规则：{item_sentence(profile, row.item_id)}" in row.basis, row.basis
+        assert "==" not in row.basis and " hold " not in row.basis

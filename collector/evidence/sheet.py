@@ -107,8 +107,8 @@ def _dt(ts: float | None):
 
 def _basis(item, sentence: str = "") -> str:
     """依据 of an automatic item; ``sentence`` is its rule as staff read it (collector/web/rule_text.py)."""
-    if item.availability is None:
-        return ""
+    if item.availability is None:  # no knowable slot: nothing measured, but the requirement still reads
+        return f"规则：{sentence or item.rule}" if sentence or item.rule else ""
     parts = [f"达标时段占比 {item.availability * 100:.2f}%"]
     if item.hold is not None:
         parts[0] += f"（要求 ≥{item.hold * 100:g}%）"
