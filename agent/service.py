@@ -3,7 +3,7 @@
 Used by `pointwatch-agent run` (systemd, a terminal) and by the Windows service (agent/winservice.py),
 which share :class:`Agent`: start, wait for a stop request, finish the running checks, flush, exit.
 
-Test-only knob (documented in the README): ``POINTWATCH_AGENT_TEST_SPEEDUP=N`` divides every interval,
+Test-only knob (documented in docs/en/operations.md): ``POINTWATCH_AGENT_TEST_SPEEDUP=N`` divides every interval,
 backoff and drain pause by N, so tests see many cycles in seconds. ``POINTWATCH_AGENT_OUTBOX_MAX`` sets
 the outbox bound (default: about 7 days of reports at the configured intervals).
 """

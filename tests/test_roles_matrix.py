@@ -30,7 +30,7 @@ NAME_B = "七里河区秘密服务点"
 PUBLIC = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/login"), ("POST", "/login"),
     ("POST", "/logout"), ("POST", "/api/v1/enroll"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"),
-    ("GET", "/openapi.json"), ("GET", "/redoc"),
+    ("GET", "/openapi.json"), ("GET", "/redoc"), ("GET", "/favicon.ico"),
     ("GET", "/api/v1/evidence/public-key"),  # a public key is public: reviewers verify bundles offline with it
 }
 # Routes whose role check is inside the handler (with its own rejection counters) rather than a dependency.

@@ -201,6 +201,7 @@ def test_scores_page_ranks_points_and_shows_item_rates(page, site, artifacts_dir
     text = page.locator("table.points").inner_text()
     assert text.index(sims[0].code) < text.index(sims[5].code)
     assert page.locator("section.panel h2", has_text="各项达标率").count() >= 1
+    assert "以上时间满足" in page.locator("section.panel small.rule").first.inner_text()
     shot(page, artifacts_dir, "scores")
     page.fill("input[name=from]", "2026-01-01")
     page.fill("input[name=to]", "2026-01-02")
@@ -215,6 +216,8 @@ def test_point_page_has_the_score_sheet(page, site):
     sheet = page.locator("section.sheet")
     assert "评分表" in sheet.inner_text() and "人工评审" in sheet.inner_text()
     assert sheet.locator("tbody tr").count() >= 20
+    # Rules read as sentences; the expression stays in the profile and the API.
+    assert "以上时间满足" in sheet.inner_text() and " hold " not in sheet.inner_text()
 
 
 def test_alerts_page_lists_firing_alerts_and_an_admin_silences_one(page, site, artifacts_dir):

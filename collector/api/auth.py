@@ -50,6 +50,10 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
 async def login_page(request: Request, next: str = "/"):
+    from collector.api import firstrun
+
+    if await run_in_threadpool(firstrun.needs_first_admin, get_store(request)):
+        return firstrun.page(request, _templates())  # no admin yet: how to create one, not a useless form
     return _templates().TemplateResponse(request, "login.html", {"next": _safe_next(next), "refresh": None})
 
 

@@ -24,6 +24,7 @@ from collector.store import overview as overview_repo
 from collector.store.overview import FAMILIES, OverviewQuery
 from collector.timeutil import china_time
 from collector.web import labels
+from collector.web.rule_text import item_sentence
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 templates = Jinja2Templates(directory=str(WEB / "templates"))
@@ -63,8 +64,15 @@ def cst(ts) -> str:
 templates.env.filters["ago"] = ago
 templates.env.filters["cst"] = cst
 templates.env.filters["fmtvalue"] = fmtvalue
+
+
+def rule_cn(profile_name: str, item_id: str) -> str:
+    """A profile item's rule as a Chinese sentence, for the templates ("" for manual or unknown items)."""
+    return item_sentence(scores.profiles().get(profile_name), item_id)
+
+
 templates.env.globals.update(
-    version=__version__, state_label=labels.STATE_LABEL, status_label=labels.STATUS_LABEL,
+    rule_cn=rule_cn, version=__version__, state_label=labels.STATE_LABEL, status_label=labels.STATUS_LABEL,
     check_label=labels.CHECK_LABEL, device_label=labels.DEVICE_LABEL, profile_label=labels.PROFILE_LABEL,
     role_label=labels.ROLE_LABEL, supply_state=labels.SUPPLY_STATE)
 

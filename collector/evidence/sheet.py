@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from agent.vocabulary import OK, PILLAR_CN, WARN, family_of, zero_counts
 from collector.evidence.period import Period, local
 from collector.web.labels import DEVICE_LABEL, SHEET_CHECK_LABEL, STATUS_LABEL
+from collector.web.rule_text import rule_sentence
 
 
 @dataclass
@@ -104,9 +105,10 @@ def _dt(ts: float | None):
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-def _basis(item) -> str:
-    if item.availability is None:
-        return ""
+def _basis(item, sentence: str = "") -> str:
+    """依据 of an automatic item; ``sentence`` is its rule as staff read it (collector/web/rule_text.py)."""
+    if item.availability is None:  # no knowable slot: nothing measured, but the requirement still reads
+        return f"规则：{sentence or item.rule}" if sentence or item.rule else ""
     parts = [f"达标时段占比 {item.availability * 100:.2f}%"]
     if item.hold is not None:
         parts[0] += f"（要求 ≥{item.hold * 100:g}%）"
@@ -115,8 +117,8 @@ def _basis(item) -> str:
         parts.append(f"首次 {local(item.first_failure)}，末次 {local(item.last_failure)}")
     else:
         parts.append("期间无中断")
-    if item.rule:
-        parts.append(f"规则：{item.rule}")
+    if sentence or item.rule:
+        parts.append(f"规则：{sentence or item.rule}")
     return "；".join(parts)
 
 
@@ -152,7 +154,7 @@ def build_sheet(profile_name: str, observations, period: Period, interval_s: flo
             note = spec.note if spec and spec.note else ""
             basis = "人工评审" + (f"：{note}" if note else "")
         else:
-            basis = _basis(it)
+            basis = _basis(it, rule_sentence(spec.rule) if spec and spec.rule else "")
             if spec and spec.note:
                 basis += f"；说明：{spec.note}"
         rows.append(Row(it.category, indicator, it.title, it.points, it.earned, basis, it.state, it.id))

@@ -12,6 +12,12 @@
     return longRange ? pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + hm : hm;
   }
 
+  function fullTime(ts) {
+    var d = new Date(ts * 1000);
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + pad(d.getHours()) + ":" +
+      pad(d.getMinutes());
+  }
+
   function draw(box, range) {
     longRange = range !== "24h";
     var url = box.getAttribute("data-series") + "?range=" + encodeURIComponent(range);
@@ -23,7 +29,8 @@
         if (!targets.length) return;
         var metric = el.getAttribute("data-metric");
         var scale = metric === "rtt" ? 1000 : 100;
-        var series = [{}];
+        // The x series' legend: uPlot says "Time" and "8:05pm" by default; staff read 时间 and 24-hour times.
+        var series = [{ label: "时间", value: function (u, ts) { return ts == null ? "—" : fullTime(ts); } }];
         var columns = [data.t];
         targets.forEach(function (name, i) {
           var values = data.targets[name][metric === "rtt" ? "value" : "loss"];
