@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
-from collector.evidence.sheet import _basis
 from collector.scoring import load_profiles
 from collector.scoring.engine import ItemScore
 from collector.scoring.rules import parse_condition, parse_rule
+from collector.web.item_text import item_basis
 from collector.web.rule_text import check_name, item_sentence, rule_sentence
 
 
@@ -90,10 +92,11 @@ def test_unknown_items_and_names():
 def test_the_sheet_basis_quotes_the_sentence_not_the_expression():
     rule = parse_rule({"all": ["identity.matches_enrolment == ok"], "hold": "95%"})
     item = ItemScore("x", "人机信息相符", "专机", 5, "met", 5.0, availability=0.97, hold=0.95, rule=rule.text)
-    basis = _basis(item, rule_sentence(rule))
+    spec = SimpleNamespace(rule=rule, note=None, review=None)
+    basis = item_basis(item, spec)
     assert "规则：终端人机信息相符，且 95% 以上时间满足" in basis and "==" not in basis
     nothing = ItemScore("x", "人机信息相符", "专机", 5, "no_data", 0.0, hold=0.95, rule=rule.text)
-    assert _basis(nothing, rule_sentence(rule)) == "规则：终端人机信息相符，且 95% 以上时间满足"
+    assert item_basis(nothing, spec) == "本期无可评价时段（无数据）；规则：终端人机信息相符，且 95% 以上时间满足"
 
 
 def test_the_evidence_sheet_rows_carry_the_sentences():

@@ -19,11 +19,13 @@ from collector import __version__
 from collector.api.deps import MAX_BIGINT, MAX_ID, actor_name, get_store, require_page_reader
 from collector.registry.regions import RegionError, ancestors, confine, is_within, split_path
 from collector.scoring import scores
+from collector.scoring.profiles import level_of
 from collector.store import audit, queries, series
 from collector.store import overview as overview_repo
 from collector.store.overview import FAMILIES, OverviewQuery
 from collector.timeutil import china_time
 from collector.web import labels
+from collector.web.item_text import item_basis
 from collector.web.rule_text import item_sentence
 
 WEB = Path(__file__).resolve().parents[1] / "web"
@@ -71,8 +73,18 @@ def rule_cn(profile_name: str, item_id: str) -> str:
     return item_sentence(scores.profiles().get(profile_name), item_id)
 
 
+def basis_cn(profile_name: str, item, region_path: str) -> str:
+    """The 依据 of a sheet item, worded as the signed evidence sheet words it (collector/web/item_text.py)."""
+    profile = scores.profiles().get(profile_name)
+    try:
+        spec = profile.item(item.id) if profile is not None else None
+    except KeyError:
+        spec = None
+    return item_basis(item, spec, level_of(region_path))
+
+
 templates.env.globals.update(
-    rule_cn=rule_cn, version=__version__, state_label=labels.STATE_LABEL, status_label=labels.STATUS_LABEL,
+    rule_cn=rule_cn, basis_cn=basis_cn, version=__version__, state_label=labels.STATE_LABEL, status_label=labels.STATUS_LABEL,
     check_label=labels.CHECK_LABEL, device_label=labels.DEVICE_LABEL, profile_label=labels.PROFILE_LABEL,
     role_label=labels.ROLE_LABEL, supply_state=labels.SUPPLY_STATE)
 

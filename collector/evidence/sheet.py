@@ -13,8 +13,9 @@ from datetime import datetime, timedelta, timezone
 
 from agent.vocabulary import OK, PILLAR_CN, WARN, family_of, zero_counts
 from collector.evidence.period import Period, local
+from collector.scoring.rules import HOLD_POLICY
+from collector.web.item_text import item_basis
 from collector.web.labels import DEVICE_LABEL, SHEET_CHECK_LABEL, STATUS_LABEL
-from collector.web.rule_text import rule_sentence
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Row:
     points: float  # 分值
     earned: float | None  # 得分; None = the reviewer scores it
     basis: str  # 依据
-    state: str  # met | not_met | manual
+    state: str  # an ItemScore state: met | not_met | manual | not_applicable | no_data
     item_id: str = ""
 
 
@@ -105,23 +106,6 @@ def _dt(ts: float | None):
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-def _basis(item, sentence: str = "") -> str:
-    """依据 of an automatic item; ``sentence`` is its rule as staff read it (collector/web/rule_text.py)."""
-    if item.availability is None:  # no knowable slot: nothing measured, but the requirement still reads
-        return f"规则：{sentence or item.rule}" if sentence or item.rule else ""
-    parts = [f"达标时段占比 {item.availability * 100:.2f}%"]
-    if item.hold is not None:
-        parts[0] += f"（要求 ≥{item.hold * 100:g}%）"
-    if item.incidents:
-        parts.append(f"中断 {item.incidents} 次")
-        parts.append(f"首次 {local(item.first_failure)}，末次 {local(item.last_failure)}")
-    else:
-        parts.append("期间无中断")
-    if sentence or item.rule:
-        parts.append(f"规则：{sentence or item.rule}")
-    return "；".join(parts)
-
-
 def _finish(series: dict) -> None:
     for st in series.values():
         st.first_problem, st.last_problem, st.last_at = _dt(st.first_problem), _dt(st.last_problem), _dt(st.last_at)
@@ -150,16 +134,20 @@ def build_sheet(profile_name: str, observations, period: Period, interval_s: flo
     for it in scored.items:
         spec = by_id.get(it.id)
         indicator = (spec.indicator if spec and spec.indicator else "") or ""
-        if it.state == "manual":
-            note = spec.note if spec and spec.note else ""
-            basis = "人工评审" + (f"：{note}" if note else "")
-        else:
-            basis = _basis(it, rule_sentence(spec.rule) if spec and spec.rule else "")
-            if spec and spec.note:
-                basis += f"；说明：{spec.note}"
+        basis = item_basis(it, spec, level)
         rows.append(Row(it.category, indicator, it.title, it.points, it.earned, basis, it.state, it.id))
-    return PointSheet(profile.name, profile.title, profile.total, profile.automatic_points,
-                      profile.manual_points, scored.earned, rows, scored.reported_share, series)
+    notes = []
+    if scored.inferred_points:
+        notes.append(f"其中 {scored.inferred_points:g} 分为推定分值：文件未印出该项分值，依据见各项说明。")
+    if scored.not_applicable_points:
+        notes.append(f"{scored.not_applicable_points:g} 分的评价项不适用于本级服务点，不计入满分。")
+    if scored.vetoed:
+        notes.append("一票否决：本期总分计 0。")
+    if any(i.hold_source == HOLD_POLICY for i in scored.items):
+        notes.append("达标时段占比的要求（如 ≥95%）为 pointwatch 的评分策略，标准原文未规定。")
+    # The sheet's own totals: items not applicable to this point's level are out of them.
+    return PointSheet(profile.name, profile.title, scored.total, scored.automatic_points,
+                      scored.manual_points, scored.earned, rows, scored.reported_share, series, notes=notes)
 
 
 def check_label(check: str, target: str) -> str:

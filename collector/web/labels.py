@@ -27,7 +27,7 @@ _PILLAR_TEXT = {
 PILLARS = tuple((family, v.PILLAR_CN[family], text) for family, text in _PILLAR_TEXT.items())
 
 # The evidence sheet: an item's state, and a check under its pillar ("专网：互联网隔离") where it has one.
-ITEM_STATE_LABEL = {"met": "达标", "not_met": "未达标", "manual": "待评审", "no_data": "无数据"}
+ITEM_STATE_LABEL = {"met": "达标", "not_met": "未达标", "manual": "待评审", "no_data": "无数据", "not_applicable": "不适用"}
 SHEET_CHECK_LABEL = {check: f"{v.PILLAR_CN[family_of(check)]}：{name}" if family_of(check) in v.PILLAR_CN else name
                      for check, name in CHECK_LABEL.items()}
 
