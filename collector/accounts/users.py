@@ -7,10 +7,9 @@ carry the store's stable codes and a message for the admin who asked, in Chinese
 
 from __future__ import annotations
 
-import re
-
 from agent.vocabulary import READ_ROLES, ROLES
 from collector.accounts import duties
+from collector.cleantext import CONTROL
 from collector.registry.regions import RegionError, normalize_path
 from collector.store import StoreError, people
 from collector.store.audit import SYSTEM, Actor
@@ -20,8 +19,8 @@ MIN_PASSWORD = 8
 
 _hasher = None
 # Text no database column should receive from a person: control characters (NUL is refused by PostgreSQL)
-# and lone surrogates (not encodable as UTF-8).
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# and lone surrogates (not encodable as UTF-8): collector/cleantext.py's CONTROL.
+_UNPRINTABLE = CONTROL
 
 
 def has_unprintable(text: str | None) -> bool:

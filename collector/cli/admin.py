@@ -12,6 +12,7 @@ import sys
 
 from agent.vocabulary import DEFAULT_PROFILE, READ_ROLES, ROLES
 from collector.accounts import users
+from collector.cli.output import row, say
 from collector.registry import importing
 from collector.store import audit, enrolment, people
 from collector.store import points as points_repo
@@ -101,7 +102,7 @@ def run(args, settings) -> int:
     try:
         return _run(args, store, actor)
     except StoreError as exc:
-        print(f"错误：{exc}", file=sys.stderr)
+        say("错误：{}", exc, err=True)
         return 1
     finally:
         store.close()
@@ -121,6 +122,11 @@ def _run(args, store, actor) -> int:
     from collector.registry import spreadsheet as registry
 
     if args.command == "points" and args.action == "add":
+        from collector.cleantext import needs_cleaning
+        from collector.store import StoreError
+
+        if any(needs_cleaning(v) for v in (args.code, args.name, args.address)):
+            raise StoreError("bad_text", "服务点编码、名称和地址不能" + registry.HIDDEN_CN.replace("，请删除后重新导入", ""))
         points_repo.upsert_point(store, args.code, args.name, args.region, args.profile, address=args.address, actor=actor)
         print(f"服务点 {args.code} 已登记")
     elif args.command == "points" and args.action == "import":
@@ -133,7 +139,7 @@ def _run(args, store, actor) -> int:
         except registry.ImportError_ as exc:
             print(f"导入失败，未写入任何数据（{len(exc.problems)} 处问题）：", file=sys.stderr)
             for problem in exc.problems:
-                print(f"  {problem}", file=sys.stderr)
+                say("  {}", problem, err=True)
             return 1
         except OSError as exc:
             print(f"错误：无法读取 {args.file}：{exc}", file=sys.stderr)
@@ -149,7 +155,7 @@ def _run(args, store, actor) -> int:
         print(f"用户 {args.username}（{args.role}，{args.region}）已创建")
     elif args.command == "users" and args.action == "list":
         for u in people.list_users(store):
-            print(f"{u['username']}\t{u['role']}\t{u['region']}\t{u['person']}{'  (停用)' if u['disabled'] else ''}")
+            row(u["username"], u["role"], u["region"], u["person"], "停用" if u["disabled"] else "启用")
     elif args.command == "tokens" and args.action == "create":
         print(users.create_token(store, args.role, args.region, args.point, description=args.description,
                                  person=args.person, actor=actor))
@@ -157,8 +163,8 @@ def _run(args, store, actor) -> int:
         from collector.timeutil import china_time
 
         for t in people.list_tokens(store):
-            print(f"{t['id']}\t{t['role']}\t{t['region']}\t{t['point'] or '-'}\t{t['person'] or '-'}\t"
-                  f"{china_time(t['created_at'], '%Y-%m-%d')}\t{'已吊销' if t['revoked'] else '有效'}\t{t['description'] or ''}")
+            row(t["id"], t["role"], t["region"], t["point"] or "-", t["person"] or "-",
+                china_time(t["created_at"], "%Y-%m-%d"), "已吊销" if t["revoked"] else "有效", t["description"] or "")
     elif args.command == "tokens" and args.action == "revoke":
         t = users.revoke_token(store, args.id, actor=actor)
         print(f"令牌 {t['id']}（{t['role']}，{t['point'] or t['region']}）已吊销；运行中的采集端在 60 秒内生效")
