@@ -84,7 +84,7 @@ def _safe_status(url):
 
 def test_agent_report_reaches_collector_and_reads_back(collector, tmp_path):
     base, cli = collector
-    admin = cli("tokens", "create", "--role", "admin")
+    admin = cli("tokens", "create", "--role", "admin", "--person", "信息科")
     code = cli("enroll-code", "create", "--point", POINT)
     port = base.rsplit(":", 1)[1]
     cfg = tmp_path / "agent.yaml"
@@ -131,7 +131,7 @@ core_network:
     assert f'pointwatch_point_up{{point="{POINT}"' in metrics
     assert 'pointwatch_check_status{check="net.core.tcp"' in metrics
     cli("users", "create", "--username", "xxk", "--role", "viewer", "--region", "甘肃省/兰州市/城关区",
-        "--password-stdin", stdin="county-it-2026\n")
+        "--person", "县信息科", "--password-stdin", stdin="county-it-2026\n")
     page = _logged_in_page(base, "xxk", "county-it-2026", "/")
     assert "某村医保服务点" in page and "不合格" in page
 

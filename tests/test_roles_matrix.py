@@ -38,10 +38,10 @@ HANDLER_CHECKED = {("POST", "/api/v1/reports"): ("agent",)}
 # Bodies for writes whose effect depends on a region or a point, so inside/outside can be told apart.
 BODIES = {
     ("POST", "/api/v1/enroll-codes"): lambda point, region: {"point": point},
-    ("POST", "/api/v1/tokens"): lambda point, region: {"role": "viewer", "region": region},
+    ("POST", "/api/v1/tokens"): lambda point, region: {"role": "viewer", "region": region, "person": "大屏"},
     ("POST", "/api/v1/users"): lambda point, region: {"username": f"u{abs(hash(region)) % 10**8}",
                                                       "password": "long-enough-pw", "role": "viewer",
-                                                      "region": region},
+                                                      "region": region, "person": "查看员"},
 }
 UI_MODULE = "collector.api.ui"
 ADMIN_PAGES = {"/audit"}  # pages only an admin may open

@@ -95,10 +95,10 @@ def test_no_secret_in_logs_answers_metrics_audit_or_exports(tmp_path, robot):
     run = lambda *a, stdin=None: cli(data, "--config", str(config), *a, stdin=stdin)  # noqa: E731
     hay.add("cli points add", run("points", "add", "--code", POINT, "--name", "某村医保服务点", "--region", REGION))
     hay.add("cli users create", run("users", "create", "--username", "admin1", "--role", "admin", "--region",
-                                    REGION, "--password-stdin", stdin=ADMIN_PW + "\n"))
+                                    REGION, "--person", "管理员", "--password-stdin", stdin=ADMIN_PW + "\n"))
     hay.add("cli users create", run("users", "create", "--username", "rev1", "--role", "reviewer", "--region",
                                     "/", "--person", "审查员", "--password-stdin", stdin=REVIEWER_PW + "\n"))
-    cli_token = run("tokens", "create", "--role", "admin", "--region", REGION)  # handed out: not searched
+    cli_token = run("tokens", "create", "--role", "admin", "--region", REGION, "--person", "管理员")  # handed out: not searched
     enroll_code = run("enroll-code", "create", "--point", POINT)
     c = Collector(tmp_path, data, https=False, config=config)
     try:
@@ -141,7 +141,7 @@ def test_no_secret_in_logs_answers_metrics_audit_or_exports(tmp_path, robot):
         session_value = session.split("=", 1)[1]
         as_admin = {"Cookie": session}
         status, _, answer = c.request("POST", "/api/v1/tokens", json.dumps(
-            {"role": "viewer", "region": REGION, "description": "给市局看板"}).encode(),
+            {"role": "viewer", "region": REGION, "description": "给市局看板", "person": "市局看板"}).encode(),
             {**as_admin, "Content-Type": "application/json"})  # handed out: not searched
         assert status == 201
         api_token = json.loads(answer)["token"]

@@ -111,7 +111,7 @@ def tls_site(tmp_path_factory):
     ca, cert, key = make_ca_and_cert(work / "pki", "127.0.0.1", name="collector")
     cli(data, "points", "add", "--code", POINT, "--name", "某村医保服务点", "--region", REGION)
     cli(data, "users", "create", "--username", "xxk", "--role", "viewer", "--region", REGION,
-        "--password-stdin", stdin=PASSWORD + "\n")
+        "--person", "县信息科", "--password-stdin", stdin=PASSWORD + "\n")
     c = Collector(work, data, "--tls-cert", str(cert), "--tls-key", str(key), https=True, ca=ca)
     try:
         yield work, data, c
@@ -138,7 +138,7 @@ def test_plain_http_client_gets_no_answer_on_the_tls_port(tls_site):
 
 def test_agent_with_the_ca_reports_over_https_and_without_it_sends_nothing(tls_site):
     work, data, c = tls_site
-    admin = cli(data, "tokens", "create", "--role", "admin")
+    admin = cli(data, "tokens", "create", "--role", "admin", "--person", "信息科")
     # Without the CA: enrolment refuses the certificate and the one-time code stays unused.
     code = cli(data, "enroll-code", "create", "--point", POINT)
     cfg = agent_config(work / "no-ca.yaml", c.base, work / "state-no-ca", None)
@@ -200,7 +200,7 @@ def test_behind_a_proxy_secure_only_when_the_proxy_is_trusted(tls_site):
         proxied = {f.strip().lower() for f in login_cookie(trusting, forwarded).split(";")}
         assert {"httponly", "secure", "samesite=lax"} <= proxied
         # the trusted proxy's client is the one audited; the untrusted header was ignored
-        admin = cli(data, "tokens", "create", "--role", "admin")
+        admin = cli(data, "tokens", "create", "--role", "admin", "--person", "信息科")
         _, _, body = trusting.request("GET", "/api/v1/audit?action=login", headers={
             "Authorization": f"Bearer {admin}"})
         sources = [e["source"] for e in json.loads(body)["entries"]]

@@ -11,7 +11,7 @@ from agent.vocabulary import READ_ROLES, ROLES
 from collector.accounts import duties
 from collector.cleantext import CONTROL
 from collector.registry.regions import RegionError, normalize_path
-from collector.store import StoreError, people
+from collector.store import StoreError, TokenInfo, people
 from collector.store.audit import SYSTEM, Actor
 
 USER_ROLES = READ_ROLES  # a person signs in to read; agents have tokens, never users
@@ -48,7 +48,9 @@ def _region(path: str) -> str:
 
 
 def create_user(store, username: str, password: str, role: str, region_path: str = "/",
-                person: str | None = None, actor: Actor = SYSTEM) -> int:
+                person: str | None = None, actor: Actor = SYSTEM, creator: TokenInfo | None = None) -> int:
+    """A new user (audited). ``person`` is required unless the collector itself creates it (then it
+    defaults to the username); ``creator`` is the admin principal asking, for the duty split."""
     username = (username or "").strip()
     if not username or len(username) > 60 or any(c.isspace() or not c.isprintable() for c in username):
         raise StoreError("bad_username", "用户名须为 1–60 个可见字符，且不含空白")
@@ -59,8 +61,9 @@ def create_user(store, username: str, password: str, role: str, region_path: str
     if len(password or "") < MIN_PASSWORD:
         raise StoreError("weak_password", f"密码至少 {MIN_PASSWORD} 个字符")
     region = _region(region_path)
-    person = (person or username).strip()
-    duties.check(store, person, role, region)
+    person = (person or "").strip() or None
+    duties.check_new(store, person, role, region, actor, creator)
+    person = person or username
     try:
         return people.add_user(store, username, person, hasher().hash(password), role, region, actor)
     except StoreError as exc:
@@ -83,7 +86,7 @@ def set_password(store, username: str, password: str, actor: Actor = SYSTEM) -> 
 
 def create_token(store, role: str, region_path: str = "/", point_code: str | None = None,
                  agent_id: str | None = None, description: str | None = None, person: str | None = None,
-                 actor: Actor = SYSTEM) -> str:
+                 actor: Actor = SYSTEM, creator: TokenInfo | None = None) -> str:
     if role not in ROLES:
         raise StoreError("bad_role", f"unknown role '{role}' (one of {', '.join(ROLES)})")
     if has_unprintable(description) or has_unprintable(person) or has_unprintable(point_code):
@@ -92,7 +95,7 @@ def create_token(store, role: str, region_path: str = "/", point_code: str | Non
         raise StoreError("agent_needs_point", "an agent token must be bound to a point (--point CODE)")
     region = _region(region_path)
     person = (person or "").strip() or None
-    duties.check(store, person, role, region)
+    duties.check_new(store, person, role, region, actor, creator)
     return people.add_token(store, role, region, point_code, agent_id, description, person, actor)
 
 

@@ -109,7 +109,7 @@ def _within_caller(info: TokenInfo, region: str) -> str:
 
 
 def _store_error(exc: StoreError) -> HTTPException:
-    status = {"unknown_point": 404, "user_exists": 409, "duty_conflict": 409}.get(exc.code, 422)
+    status = {"unknown_point": 404, "user_exists": 409, "duty_conflict": 409, "duty_self": 403}.get(exc.code, 422)
     return HTTPException(status, detail={"code": exc.code, "message": str(exc)})
 
 
@@ -137,7 +137,7 @@ async def create_user(body: UserIn, request: Request, info: TokenInfo = Depends(
     region = _within_caller(info, body.region)
     try:
         await run_in_threadpool(users.create_user, get_store(request), body.username, body.password, body.role, region,
-                                body.person, request_actor(request, info))
+                                body.person, request_actor(request, info), info)
     except StoreError as exc:
         raise _store_error(exc) from None
     return {"username": body.username, "role": body.role, "region": region}
@@ -162,7 +162,7 @@ async def create_token(body: TokenIn, request: Request, info: TokenInfo = Depend
     try:
         token = await run_in_threadpool(lambda: users.create_token(store,
             body.role, region, body.point, None, body.description, person=body.person,
-            actor=request_actor(request, info)))
+            actor=request_actor(request, info), creator=info))
     except StoreError as exc:
         raise _store_error(exc) from None
     return {"token": token, "role": body.role, "region": region}

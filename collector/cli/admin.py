@@ -47,8 +47,8 @@ def add_parsers(sub) -> None:
     a.add_argument("--username", required=True)
     a.add_argument("--role", required=True, choices=READ_ROLES)  # people; agents get tokens, not accounts
     a.add_argument("--region", default="/", help="region path the user is confined to ('/' = all)")
-    a.add_argument("--person", help="the person behind the account (default: the username); one person "
-                                    "cannot be admin and reviewer of the same region")
+    a.add_argument("--person", required=True, help="the person behind the account (a real name); one person "
+                                                   "cannot be admin and reviewer of overlapping regions")
     a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     usub.add_parser("list")
 
@@ -59,7 +59,8 @@ def add_parsers(sub) -> None:
     a.add_argument("--region", default="/", help="region path the token is confined to ('/' = all)")
     a.add_argument("--point", help="for --role agent: the point it reports for")
     a.add_argument("--description")
-    a.add_argument("--person", help="the person the token acts for (checked against the duty split)")
+    a.add_argument("--person", help="the person the token acts for (required but for --role agent; "
+                                    "checked against the duty split)")
     tsub.add_parser("list", help="every token's id, role, region, point and state (never the token itself)")
     a = tsub.add_parser("revoke", help="revoke a token: at once here, within 60 s on running collectors")
     a.add_argument("id", type=int, help="the token's id, from `tokens list`")
