@@ -65,12 +65,17 @@ def collector(tmp_path):
 def _logged_in_page(base: str, username: str, password: str, path: str) -> str:
     """Log in through the form, as a browser would, and fetch a page with the session cookie."""
     import http.cookiejar
+    import re
     import urllib.parse
 
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    form = urllib.parse.urlencode({"username": username, "password": password, "next": path}).encode()
-    with opener.open(base + "/login", data=form, timeout=10) as resp:
+    with opener.open(base + "/login", timeout=10) as resp:  # the form's CSRF token and its cookie
+        token = re.search(r'name="csrf_token" value="([^"]+)"', resp.read().decode()).group(1)
+    form = urllib.parse.urlencode({"username": username, "password": password, "next": path,
+                                   "csrf_token": token}).encode()
+    request = urllib.request.Request(base + "/login", data=form, headers={"Origin": base})
+    with opener.open(request, timeout=10) as resp:
         assert resp.url == base + path, f"login did not land on {path}: {resp.url}"
         return resp.read().decode()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from agent.vocabulary import READ_ROLES, ROLES
 from collector.accounts import duties
+from collector.accounts.throttle import LoginLocked, login_throttle
 from collector.cleantext import CONTROL
 from collector.registry.regions import RegionError, normalize_path
 from collector.store import StoreError, TokenInfo, people
@@ -72,16 +73,83 @@ def create_user(store, username: str, password: str, role: str, region_path: str
         raise
 
 
-def set_password(store, username: str, password: str, actor: Actor = SYSTEM) -> None:
-    """Replace a user's password (audited); their open sessions stay until they expire or log out."""
+_WORDS = {"unknown_user": "没有用户“{}”", "user_disabled": "用户“{}”已停用", "user_enabled": "用户“{}”已是启用状态"}
+
+
+def _in_chinese(exc: StoreError, username: str) -> StoreError:
+    words = _WORDS.get(exc.code)
+    return StoreError(exc.code, words.format(printable(username or "")[:60])) if words else exc
+
+
+def _checked_password(password: str) -> str:
     if len(password or "") < MIN_PASSWORD:
         raise StoreError("weak_password", f"密码至少 {MIN_PASSWORD} 个字符")
+    if has_unprintable(password):
+        raise StoreError("bad_text", "密码不能含控制字符")
+    return hasher().hash(password)
+
+
+def set_password(store, username: str, password: str, actor: Actor = SYSTEM, creator: TokenInfo | None = None) -> int:
+    """Reset a user's password (an admin of the user's region, or the command line): audited, and every
+    session of the user ends. An admin may not reset a reviewer's password where its own admin region
+    overlaps (it could then sign in as the reviewer: the duty split); that is the command line's to do.
+    Returns how many sessions ended."""
+    scope = creator.region_path if creator is not None else "/"
     try:
-        people.set_password_hash(store, username, hasher().hash(password), actor)
+        if creator is not None:
+            target = people.user_record(store, username, scope)
+            if target["role"] == duties.CONFLICTING.get(creator.role) and duties.overlap(target["region"], scope):
+                raise StoreError("duty_conflict", "管理员不能重置本区域评审员的密码（否则可冒用其身份；"
+                                                  "请在采集端主机上用命令行 users reset-password）")
+        return people.set_password_hash(store, username, _checked_password(password), actor, scope)
     except StoreError as exc:
-        if exc.code == "unknown_user":
-            raise StoreError(exc.code, f"没有用户“{username}”") from None
-        raise
+        raise _in_chinese(exc, username) from None
+
+
+def change_own_password(store, info: TokenInfo, old: str, new: str, cookie: str | None,
+                        actor: Actor = SYSTEM) -> int:
+    """A signed-in user changes their own password: the old one is checked first (a stolen session alone
+    cannot lock the owner out); their other sessions end, this one stays."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    username = info.actor.split(":", 1)[1] if info.via == "session" else ""
+    user = people.find_user(store, username) if username else None
+    if user is None or user.disabled:
+        raise StoreError("not_a_user", "只有以用户身份登录时才能修改自己的密码")
+    throttle = login_throttle(store)  # guessing the old password counts like guessing at the login form
+    wait = throttle.retry_after(username, actor.source)
+    if wait > 0:
+        raise LoginLocked(wait)
+    try:
+        ok = not has_unprintable(old) and hasher().verify(user.password_hash, old or "")
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        _, lock = throttle.failed(username, actor.source)
+        if lock:
+            raise LoginLocked(lock)
+        raise StoreError("wrong_password", "原密码不正确")
+    return people.set_password_hash(store, username, _checked_password(new), actor, keep_session=cookie, how="self")
+
+
+def end_sessions(store, username: str, actor: Actor = SYSTEM, scope: str = "/") -> int:
+    try:
+        return people.end_sessions(store, username, actor, scope)
+    except StoreError as exc:
+        raise _in_chinese(exc, username) from None
+
+
+def set_disabled(store, username: str, disabled: bool, actor: Actor = SYSTEM, scope: str = "/") -> dict:
+    """Disable a user (sessions end, its tokens are revoked; collector/store/people.py says which) or
+    enable it again, when the duty split still allows the role: disabled users hold no role meanwhile."""
+    try:
+        if not disabled:
+            target = people.user_record(store, username, scope)
+            if target["disabled"]:
+                duties.check(store, target["person"], target["role"], target["region"])
+        return people.set_disabled(store, username, disabled, actor, scope)
+    except StoreError as exc:
+        raise _in_chinese(exc, username) from None
 
 
 def create_token(store, role: str, region_path: str = "/", point_code: str | None = None,

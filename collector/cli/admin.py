@@ -51,6 +51,14 @@ def add_parsers(sub) -> None:
                                                    "cannot be admin and reviewer of overlapping regions")
     a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     usub.add_parser("list")
+    for action, words in (("disable", "disable a user: its sessions end and its tokens are revoked at once"),
+                          ("enable", "enable a disabled user again (it logs in anew)"),
+                          ("reset-password", "set a new password (prompt or --password-stdin); sessions end"),
+                          ("end-sessions", "log a user out everywhere")):
+        a = usub.add_parser(action, help=words)
+        a.add_argument("username")
+        if action == "reset-password":
+            a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
 
     p = sub.add_parser("tokens", help="API tokens")
     tsub = p.add_subparsers(dest="action", required=True)
@@ -157,6 +165,8 @@ def _run(args, store, actor) -> int:
     elif args.command == "users" and args.action == "list":
         for u in people.list_users(store):
             row(u["username"], u["role"], u["region"], u["person"], "停用" if u["disabled"] else "启用")
+    elif args.command == "users":
+        return _user_action(args, store, actor)
     elif args.command == "tokens" and args.action == "create":
         print(users.create_token(store, args.role, args.region, args.point, description=args.description,
                                  person=args.person, actor=actor))
@@ -179,6 +189,23 @@ def _run(args, store, actor) -> int:
         print(f"审计日志已被篡改：第 {check.first_bad_id} 条（前 {check.entries} 条完好）：{check.problem}",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _user_action(args, store, actor) -> int:
+    name = args.username
+    if args.action == "disable":
+        done = users.set_disabled(store, name, True, actor)
+        say("用户 {} 已停用：结束 {} 个会话，吊销 {} 个令牌（运行中的采集端在 60 秒内拒绝这些令牌）", name,
+            done["sessions_ended"], len(done["tokens_revoked"]))
+    elif args.action == "enable":
+        users.set_disabled(store, name, False, actor)
+        say("用户 {} 已启用（原会话和令牌不会恢复）", name)
+    elif args.action == "reset-password":
+        ended = users.set_password(store, name, _read_password(args.password_stdin), actor)
+        say("用户 {} 的密码已重置，结束 {} 个会话", name, ended)
+    elif args.action == "end-sessions":
+        say("用户 {} 的 {} 个会话已全部结束", name, users.end_sessions(store, name, actor))
     return 0
 
 
