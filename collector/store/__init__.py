@@ -72,11 +72,18 @@ def private_database_files(path: Path) -> None:
     """The SQLite database (users' password hashes, every report) is readable by its owner only, like the
     signing key: created 0600 before SQLite opens it (SQLite gives its -wal and -shm files the database's
     own mode), and an older store's files made 0600 too."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:  # a read-only directory: opening the store reports it, not this
+        return
     for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if name.exists() and name.stat().st_mode & 0o077:
-            name.chmod(0o600)
+        try:
+            if name.stat().st_mode & 0o077 and name.stat().st_uid == getattr(os, "getuid", lambda: -1)():
+                name.chmod(0o600)
+        except OSError:  # absent, another owner's, or a read-only file system
+            pass
 
 
 def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:
