@@ -106,7 +106,8 @@ def enroll(cfg, collector_url: str | None, code: str, platform=None) -> int:
         answer = transport.post_json(f"{collector_url.rstrip('/')}/api/v1/enroll", payload, None,
                                      cfg.collector.timeout, ctx)
     except transport.SendError as exc:
-        hint = "注册码无效、已使用或已过期" if exc.status in (401, 403, 404, 409, 410) else "请检查网络和采集端地址"
+        hint = ("注册码无效、已使用、已过期或不属于该服务点" if exc.status in (401, 403, 404, 409, 410)
+                else "失败次数过多，请稍后再试" if exc.status == 429 else "请检查网络和采集端地址")
         print(f"注册失败（{hint}）：{exc}")
         return 1
     except (OSError, ValueError) as exc:  # e.g. an unreadable CA bundle

@@ -47,3 +47,51 @@ def ingest(store, reports, received_at=None) -> tuple[int, int]:
         if pipeline is None:
             pipeline = _PIPELINES[store] = ReportPipeline(store)
     return pipeline.receive(reports, received_at)
+
+
+ORIGIN = "http://testserver"  # a TestClient's own origin, as a browser on the collector's pages sends it
+
+
+def login_form_token(client) -> str:
+    """GET /login as a browser would: the pre-session CSRF cookie lands in the client, the token is returned."""
+    import re
+
+    page = client.get("/login")
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
+def web_login(client, username: str, password: str, next: str = "/"):
+    """Sign in through the login form as a browser on the collector's own page does (collector/api/csrf.py)."""
+    token = login_form_token(client)
+    return client.post("/login", data={"username": username, "password": password, "next": next,
+                                       "csrf_token": token},
+                       headers={"Origin": ORIGIN}, follow_redirects=False)
+
+
+def session_headers(client) -> dict:
+    """What the pages' own scripts send with a cookie-authenticated write: the origin and X-CSRF-Token."""
+    from collector.api.csrf import session_token
+
+    return {"Origin": ORIGIN, "X-CSRF-Token": session_token(client.cookies.get("pw_session"))}
+
+
+def raw_form_login(request, origin: str, username: str, password: str, extra: dict | None = None,
+                   target: str = "/"):
+    """The login form over a raw HTTP ``request(method, path, body, headers) -> (status, headers, body)``:
+    GET /login for the pre-session token and its cookie, then POST it from ``origin``. Returns the POST's
+    (status, headers, body); ``session_cookie(headers)`` picks the session out of it."""
+    import re
+    import urllib.parse
+
+    _, headers, body = request("GET", "/login", None, dict(extra or {}))
+    token = re.search(r'name="csrf_token" value="([^"]+)"', body.decode()).group(1)
+    cookie = next(v for k, v in headers if k.lower() == "set-cookie" and v.startswith("pw_login_csrf="))
+    form = urllib.parse.urlencode({"username": username, "password": password, "next": target,
+                                   "csrf_token": token}).encode()
+    return request("POST", "/login", form, {"Content-Type": "application/x-www-form-urlencoded",
+                                            "Cookie": cookie.split(";")[0], "Origin": origin, **(extra or {})})
+
+
+def session_cookie(headers) -> str:
+    """The pw_session Set-Cookie header (with its flags) of a login answer."""
+    return next(v for k, v in headers if k.lower() == "set-cookie" and v.startswith("pw_session="))

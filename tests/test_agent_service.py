@@ -296,7 +296,7 @@ def test_real_collector_restarted_many_times_stores_every_report_once_in_order(t
 
     point = "620102001001"
     cli("points", "add", "--code", point, "--name", "某村医保服务点", "--region", "甘肃省/兰州市/城关区/某镇/某村")
-    admin = cli("tokens", "create", "--role", "admin")
+    admin = cli("tokens", "create", "--role", "admin", "--person", "信息科")
     code = cli("enroll-code", "create", "--point", point)
     server = serve()
     fake = RecordingCollector(port)  # only for write_config's url/port

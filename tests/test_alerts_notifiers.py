@@ -192,3 +192,59 @@ def test_smtp_starttls_with_a_private_ca(tmp_path):
         assert sink.wait_for(1)[0].rcpt_tos == ["xinxike@ybj.example"]
     finally:
         sink.close()
+
+
+class _EchoRelay:
+    """A relay that answers with everything it was sent: its URL, query string and headers."""
+
+    def __init__(self, status: int, as_robot: bool = False):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                echo = f"POST {self.path} " + " ".join(f"{k}: {v}" for k, v in self.headers.items())
+                data = (json.dumps({"errcode": 40035, "errmsg": echo}) if as_robot else echo).encode()
+                self.send_response(status, f"Bad {self.path}")  # the reason phrase echoes too
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_notifier_errors_keep_the_status_never_the_url_query_or_headers():
+    """Issue 18 item 11: a receiver's error body was stored (300 characters) and shown to every viewer; a
+    relay echoing its request put the robot key and a header secret on the page."""
+    key, secret = "ROBOTKEY0123456789abcdef", "Bearer hdr-secret-42"
+    cases = []
+    for status, as_robot, node in ((502, False, {"type": "webhook"}), (200, True, {"type": "wecom"}),
+                                   (200, False, {"type": "dingtalk"}), (403, False, {"type": "feishu"})):
+        relay = _EchoRelay(status, as_robot)
+        try:
+            n = notifier({**node, "url": f"{relay.url}/send?key={key}", "headers": {"Authorization": secret}})
+            with pytest.raises(NotifyError) as exc:
+                n.send(payload())
+            cases.append(str(exc.value))
+        finally:
+            relay.close()
+    down = notifier({"type": "webhook", "url": f"http://127.0.0.1:{free_port()}/send?key={key}"})
+    with pytest.raises(NotifyError) as exc:
+        down.send(payload())
+    cases.append(str(exc.value))
+    for text in cases:
+        assert key not in text and "hdr-secret" not in text and "/send" not in text and "127.0.0.1" not in text, text
+    assert cases[0] == "HTTP 502 Bad Gateway"
+    assert cases[1] == "errcode=40035"  # the robot's code, without its echoed errmsg
+    assert cases[2] == "HTTP 200 OK: answer is not JSON" and cases[3] == "HTTP 403 Forbidden"
+    assert cases[4] == "connection failed (ConnectionRefusedError)"

@@ -8,6 +8,7 @@ from collector.accounts import login as accounts_login
 from collector.accounts import users
 from collector.store import audit, enrolment, people, points
 from collector.store.audit import Actor
+from tests.helpers import ORIGIN, session_headers, web_login
 
 REGION = "甘肃省/兰州市/城关区"
 
@@ -15,8 +16,8 @@ REGION = "甘肃省/兰州市/城关区"
 def test_writes_are_audited_with_actor_and_source(store):
     admin = Actor("user:admin1", "10.1.2.3")
     points.upsert_point(store, "620102001001", "某村", REGION + "/某镇/某村", actor=admin)
-    users.create_user(store, "viewer1", "correct horse", "viewer", REGION, actor=admin)
-    users.create_token(store, "viewer", REGION, description="grafana", actor=admin)
+    users.create_user(store, "viewer1", "correct horse", "viewer", REGION, person="查看员", actor=admin)
+    users.create_token(store, "viewer", REGION, description="grafana", person="看板", actor=admin)
     enrolment.create_enroll_code(store, "620102001001", actor=admin)
     assert accounts_login.login(store, "viewer1", "wrong password", "10.9.9.9") is None
     cookie, _ = accounts_login.login(store, "viewer1", "correct horse", "10.9.9.9")
@@ -87,11 +88,12 @@ def test_one_person_is_one_actor_whatever_the_door(store, tmp_path):
     users.create_user(store, "alice", "correct horse", "admin", REGION)
     token = users.create_token(store, "admin", region_path=REGION)
     with TestClient(create_app(Settings(data_dir=tmp_path / "data"), store=store)) as client:
-        assert client.post("/login", data={"username": "alice", "password": "correct horse"},
-                           follow_redirects=False).status_code == 303
-        assert client.post("/api/v1/silences", json={"reason": "更换硒鼓", "point": point, "duration": "2h"}).status_code == 201
-        assert client.post("/alerts/silence", data={"point": point, "reason": "现场核查", "duration": "2h"},
-                           follow_redirects=False).status_code == 303
+        assert web_login(client, "alice", "correct horse").status_code == 303
+        assert client.post("/api/v1/silences", json={"reason": "更换硒鼓", "point": point, "duration": "2h"},
+                           headers=session_headers(client)).status_code == 201
+        assert client.post("/alerts/silence", data={"point": point, "reason": "现场核查", "duration": "2h",
+                                                    "csrf_token": session_headers(client)["X-CSRF-Token"]},
+                           headers={"Origin": ORIGIN}, follow_redirects=False).status_code == 303
         client.cookies.clear()
         assert client.post("/api/v1/silences", json={"reason": "脚本屏蔽", "point": point, "duration": "2h"},
                            headers={"Authorization": f"Bearer {token}"}).status_code == 201

@@ -65,12 +65,17 @@ def collector(tmp_path):
 def _logged_in_page(base: str, username: str, password: str, path: str) -> str:
     """Log in through the form, as a browser would, and fetch a page with the session cookie."""
     import http.cookiejar
+    import re
     import urllib.parse
 
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    form = urllib.parse.urlencode({"username": username, "password": password, "next": path}).encode()
-    with opener.open(base + "/login", data=form, timeout=10) as resp:
+    with opener.open(base + "/login", timeout=10) as resp:  # the form's CSRF token and its cookie
+        token = re.search(r'name="csrf_token" value="([^"]+)"', resp.read().decode()).group(1)
+    form = urllib.parse.urlencode({"username": username, "password": password, "next": path,
+                                   "csrf_token": token}).encode()
+    request = urllib.request.Request(base + "/login", data=form, headers={"Origin": base})
+    with opener.open(request, timeout=10) as resp:
         assert resp.url == base + path, f"login did not land on {path}: {resp.url}"
         return resp.read().decode()
 
@@ -84,7 +89,7 @@ def _safe_status(url):
 
 def test_agent_report_reaches_collector_and_reads_back(collector, tmp_path):
     base, cli = collector
-    admin = cli("tokens", "create", "--role", "admin")
+    admin = cli("tokens", "create", "--role", "admin", "--person", "信息科")
     code = cli("enroll-code", "create", "--point", POINT)
     port = base.rsplit(":", 1)[1]
     cfg = tmp_path / "agent.yaml"
@@ -131,7 +136,7 @@ core_network:
     assert f'pointwatch_point_up{{point="{POINT}"' in metrics
     assert 'pointwatch_check_status{check="net.core.tcp"' in metrics
     cli("users", "create", "--username", "xxk", "--role", "viewer", "--region", "甘肃省/兰州市/城关区",
-        "--password-stdin", stdin="county-it-2026\n")
+        "--person", "县信息科", "--password-stdin", stdin="county-it-2026\n")
     page = _logged_in_page(base, "xxk", "county-it-2026", "/")
     assert "某村医保服务点" in page and "不合格" in page
 

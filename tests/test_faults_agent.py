@@ -117,7 +117,7 @@ def test_agent_sigkill_while_the_real_collector_holds_its_request(tmp_path):
     live = Collector(tmp_path)
     point = "620102001001"
     live.cli("points", "add", "--code", point, "--name", "某村医保服务点", "--region", "甘肃省/兰州市/城关区/某镇/某村")
-    admin = live.cli("tokens", "create", "--role", "admin")
+    admin = live.cli("tokens", "create", "--role", "admin", "--person", "信息科")
     code = live.cli("enroll-code", "create", "--point", point)
     live.start()
     state = tmp_path / "state"

@@ -76,7 +76,7 @@ def test_partition_outbox_holds_backlog_drains_in_order_paced_and_chart_gap_fill
     agent_ns, collector_ns = namespaces
     collector = Collector(tmp_path, host=COLLECTOR_IP, netns=collector_ns)
     collector.cli("points", "add", "--code", POINT, "--name", "分区测试点", "--region", "甘肃省/兰州市/城关区/某镇/某村")
-    admin = collector.cli("tokens", "create", "--role", "admin")
+    admin = collector.cli("tokens", "create", "--role", "admin", "--person", "信息科")
     enrol_code = collector.cli("enroll-code", "create", "--point", POINT)
     collector.start()
     base = collector.base

@@ -17,7 +17,7 @@ def test_fresh_collector_shows_the_command_then_the_form(store, tmp_path):
     client = TestClient(create_app(Settings(data_dir=data), store=store))
     page = client.get("/login")
     assert page.status_code == 200 and "首次使用：创建第一个管理员" in page.text
-    assert ("pointwatch-collector users create --username admin --role admin --region / "
+    assert ("pointwatch-collector users create --username admin --role admin --region / --person admin "
             f"--data-dir &#39;{data.resolve()}&#39;") in page.text  # shell-quoted: the path has a space
     assert 'name="password"' not in page.text
     assert client.get("/", follow_redirects=True).url.path == "/login"

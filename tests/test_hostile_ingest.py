@@ -16,7 +16,7 @@ from collector.accounts import users
 from collector.app import create_app
 from collector.settings import Settings
 from collector.store import points
-from tests.helpers import POINT, REGION, report_json
+from tests.helpers import ORIGIN, POINT, REGION, login_form_token, report_json
 
 TABLES = ("reports", "results", "latest_results", "point_state", "agents", "audit_log")
 
@@ -230,6 +230,7 @@ def test_admin_writes_with_odd_text_never_fail(api, tmp_path):
     client = TestClient(create_app(Settings(data_dir=tmp_path / "d2"), store=store), raise_server_exceptions=False)
     admin = {"Authorization": "Bearer " + users.create_token(store, "admin", "/")}
     failures = []
+    login_token = login_form_token(client)  # the login form's own CSRF token, as a browser has it
     for odd in ODD:
         raw_odd = json.dumps(odd)  # lone surrogates only travel as escapes
         bodies = {
@@ -252,8 +253,9 @@ def test_admin_writes_with_odd_text_never_fail(api, tmp_path):
                 if r.status_code >= 500:
                     failures.append(f"{url} {raw[:80]!r}: {r.status_code}")
         form = quote(odd.encode("utf-8", "surrogatepass"))  # a lone surrogate as its (invalid) UTF-8 bytes
-        r = client.post("/login", content=f"username={form}&password={form}", follow_redirects=False,
-                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+        r = client.post("/login", content=f"username={form}&password={form}&csrf_token={login_token}",
+                        follow_redirects=False, headers={"Content-Type": "application/x-www-form-urlencoded",
+                                                         "Origin": ORIGIN})
         if r.status_code != 401:
             failures.append(f"POST /login {odd[:20]!r}: {r.status_code}")
         q = quote(odd[:50].replace("\ud800", "\ufffd"))

@@ -19,6 +19,7 @@ from collector.accounts import users
 from collector.app import create_app
 from collector.settings import Settings
 from collector.store import points
+from tests.helpers import session_headers, web_login
 
 COUNTY_A = "甘肃省/兰州市/城关区"
 COUNTY_B = "甘肃省/兰州市/七里河区"
@@ -38,10 +39,10 @@ HANDLER_CHECKED = {("POST", "/api/v1/reports"): ("agent",)}
 # Bodies for writes whose effect depends on a region or a point, so inside/outside can be told apart.
 BODIES = {
     ("POST", "/api/v1/enroll-codes"): lambda point, region: {"point": point},
-    ("POST", "/api/v1/tokens"): lambda point, region: {"role": "viewer", "region": region},
+    ("POST", "/api/v1/tokens"): lambda point, region: {"role": "viewer", "region": region, "person": "大屏"},
     ("POST", "/api/v1/users"): lambda point, region: {"username": f"u{abs(hash(region)) % 10**8}",
                                                       "password": "long-enough-pw", "role": "viewer",
-                                                      "region": region},
+                                                      "region": region, "person": "查看员"},
 }
 UI_MODULE = "collector.api.ui"
 ADMIN_PAGES = {"/audit"}  # pages only an admin may open
@@ -59,10 +60,14 @@ def world(store, tmp_path):
     client = TestClient(app, follow_redirects=False)
     for role in ("viewer", "admin"):  # the same roles through a web session instead of a token
         users.create_user(store, f"web-{role}", "long-enough-pw", role, COUNTY_A, person=f"p-{role}")
-        r = client.post("/login", data={"username": f"web-{role}", "password": "long-enough-pw"})
+        r = web_login(client, f"web-{role}", "long-enough-pw")
         assert r.status_code == 303, r.text
-        principals[f"{role}(session)"] = {"Cookie": f"pw_session={r.cookies['pw_session']}"}
+        # as the pages' own scripts send it: the cookie, our origin and the session's CSRF token
+        principals[f"{role}(session)"] = {"Cookie": f"pw_session={r.cookies['pw_session']}",
+                                          **session_headers(client)}
         client.cookies.clear()
+    # the user the /users/{username}/… routes act on ("x", as fill() names every non-code parameter)
+    users.create_user(store, "x", "long-enough-pw", "viewer", COUNTY_A + "/某镇", person="小x")
     return app, client, principals
 
 

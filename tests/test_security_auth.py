@@ -17,7 +17,7 @@ from collector.accounts.throttle import login_throttle
 from collector.app import CSP, create_app
 from collector.settings import Settings
 from collector.store import audit, points, queries
-from tests.helpers import make_report
+from tests.helpers import make_report, web_login
 from tests.test_roles_matrix import COUNTY_A, COUNTY_B, POINT_A, POINT_B, endpoints, fill
 from tests.test_roles_matrix import world as _matrix_world
 
@@ -38,7 +38,7 @@ def site(store, tmp_path):
 
 
 def login(client, username: str, password: str):
-    return client.post("/login", data={"username": username, "password": password}, follow_redirects=False)
+    return web_login(client, username, password)
 
 
 def failed_logins(store, username: str) -> list[dict]:

@@ -53,3 +53,43 @@ def test_no_page_breaks_the_policy(browser, site):
         assert "script-src" in _violations(pg)[0]
     finally:
         _close(pg)
+
+
+def test_a_page_on_another_port_cannot_post_the_admins_forms(browser, site):
+    """Issue 18 item 9, as reproduced: a page served from another port of the collector's host is "same
+    site", so Chromium sends the admin's SameSite=Lax cookie with its auto-submitting form. The collector
+    refuses it (not its origin, no token) and no silence is made; the admin's own form still works."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    live, sims = site
+    target = sims[7].code
+    evil_page = (f'<form method="post" action="{live.base}/alerts/silence">'
+                 f'<input name="point" value="{target}"><input name="reason" value="攻击者的屏蔽">'
+                 '<input name="duration" value="90d"></form><script>document.forms[0].submit()</script>').encode()
+
+    class Evil(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(evil_page)))
+            self.end_headers()
+            self.wfile.write(evil_page)
+
+    evil = ThreadingHTTPServer(("127.0.0.1", 0), Evil)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    pg = _new_page(browser, site)
+    try:
+        login(pg, "county-admin")
+        with pg.expect_response(lambda r: r.url.endswith("/alerts/silence")) as answer:
+            pg.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+        assert answer.value.status == 403
+        pg.goto(pg.base + "/alerts?state=all")
+        assert "攻击者的屏蔽" not in pg.content()
+    finally:
+        _close(pg)
+        evil.shutdown()
+        evil.server_close()

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from collector.api.csrf import session_token
 from tests.alerts_receivers import RobotServer
-from tests.helpers import POINT, REGION
+from tests.helpers import POINT, REGION, raw_form_login, session_cookie
 from tests.test_security_tls import Collector, cli
 
 AGENT = [sys.executable, "-m", "agent.cli"]
@@ -95,10 +96,10 @@ def test_no_secret_in_logs_answers_metrics_audit_or_exports(tmp_path, robot):
     run = lambda *a, stdin=None: cli(data, "--config", str(config), *a, stdin=stdin)  # noqa: E731
     hay.add("cli points add", run("points", "add", "--code", POINT, "--name", "某村医保服务点", "--region", REGION))
     hay.add("cli users create", run("users", "create", "--username", "admin1", "--role", "admin", "--region",
-                                    REGION, "--password-stdin", stdin=ADMIN_PW + "\n"))
+                                    REGION, "--person", "管理员", "--password-stdin", stdin=ADMIN_PW + "\n"))
     hay.add("cli users create", run("users", "create", "--username", "rev1", "--role", "reviewer", "--region",
                                     "/", "--person", "审查员", "--password-stdin", stdin=REVIEWER_PW + "\n"))
-    cli_token = run("tokens", "create", "--role", "admin", "--region", REGION)  # handed out: not searched
+    cli_token = run("tokens", "create", "--role", "admin", "--region", REGION, "--person", "管理员")  # handed out: not searched
     enroll_code = run("enroll-code", "create", "--point", POINT)
     c = Collector(tmp_path, data, https=False, config=config)
     try:
@@ -129,19 +130,16 @@ def test_no_secret_in_logs_answers_metrics_audit_or_exports(tmp_path, robot):
                                                             if k.lower() != "set-cookie"]))
             return status, hdrs, answer
 
-        form = "application/x-www-form-urlencoded"
         for pw in (WRONG_PW, WRONG_PW + "2"):
-            status, _, _ = http("POST", "/login", urllib.parse.urlencode(
-                {"username": "admin1", "password": pw}).encode(), {"Content-Type": form})
+            status, _, _ = raw_form_login(http, c.base, "admin1", pw)
             assert status == 401
-        status, hdrs, _ = http("POST", "/login", urllib.parse.urlencode(
-            {"username": "admin1", "password": ADMIN_PW}).encode(), {"Content-Type": form})
+        status, hdrs, _ = raw_form_login(http, c.base, "admin1", ADMIN_PW)
         assert status == 303
-        session = next(v for k, v in hdrs if k.lower() == "set-cookie").split(";")[0]
+        session = session_cookie(hdrs).split(";")[0]
         session_value = session.split("=", 1)[1]
-        as_admin = {"Cookie": session}
+        as_admin = {"Cookie": session, "Origin": c.base, "X-CSRF-Token": session_token(session_value)}
         status, _, answer = c.request("POST", "/api/v1/tokens", json.dumps(
-            {"role": "viewer", "region": REGION, "description": "给市局看板"}).encode(),
+            {"role": "viewer", "region": REGION, "description": "给市局看板", "person": "市局看板"}).encode(),
             {**as_admin, "Content-Type": "application/json"})  # handed out: not searched
         assert status == 201
         api_token = json.loads(answer)["token"]
@@ -161,8 +159,7 @@ def test_no_secret_in_logs_answers_metrics_audit_or_exports(tmp_path, robot):
         http("GET", "/api/v1/points", headers={"Authorization": f"Bearer {api_token}"})
         http("GET", "/metrics")
         http("GET", "/api/v1/evidence/public-key")
-        status, _, _ = http("POST", "/login", urllib.parse.urlencode(
-            {"username": "rev1", "password": REVIEWER_PW}).encode(), {"Content-Type": form})
+        status, _, _ = raw_form_login(http, c.base, "rev1", REVIEWER_PW)
         assert status == 303
         rev_token = run("tokens", "create", "--role", "reviewer", "--region", "/", "--person", "审查员")
         today = time.strftime("%Y-%m-%d")

@@ -10,14 +10,13 @@ import ssl
 import subprocess
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from tests.certs import make_ca_and_cert
 from tests.conftest import free_port
-from tests.helpers import POINT, REGION
+from tests.helpers import POINT, REGION, raw_form_login, session_cookie
 
 COLLECTOR = [sys.executable, "-m", "collector.cli"]
 AGENT = [sys.executable, "-m", "agent.cli"]
@@ -81,12 +80,10 @@ def cli(data: Path, *args: str, stdin: str | None = None) -> str:
                           text=True, timeout=60, env=env, input=stdin).stdout.strip()
 
 
-def login_cookie(c: Collector, extra_headers: dict | None = None) -> str:
-    form = urllib.parse.urlencode({"username": "xxk", "password": PASSWORD}).encode()
-    status, headers, _ = c.request("POST", "/login", form, {"Content-Type": "application/x-www-form-urlencoded",
-                                                             **(extra_headers or {})})
+def login_cookie(c: Collector, extra_headers: dict | None = None, origin: str | None = None) -> str:
+    status, headers, _ = raw_form_login(c.request, origin or c.base, "xxk", PASSWORD, extra_headers)
     assert status == 303, status
-    return next(v for k, v in headers if k.lower() == "set-cookie")
+    return session_cookie(headers)
 
 
 def agent_config(path: Path, base: str, state: Path, ca: Path | None) -> Path:
@@ -111,7 +108,7 @@ def tls_site(tmp_path_factory):
     ca, cert, key = make_ca_and_cert(work / "pki", "127.0.0.1", name="collector")
     cli(data, "points", "add", "--code", POINT, "--name", "某村医保服务点", "--region", REGION)
     cli(data, "users", "create", "--username", "xxk", "--role", "viewer", "--region", REGION,
-        "--password-stdin", stdin=PASSWORD + "\n")
+        "--person", "县信息科", "--password-stdin", stdin=PASSWORD + "\n")
     c = Collector(work, data, "--tls-cert", str(cert), "--tls-key", str(key), https=True, ca=ca)
     try:
         yield work, data, c
@@ -138,7 +135,7 @@ def test_plain_http_client_gets_no_answer_on_the_tls_port(tls_site):
 
 def test_agent_with_the_ca_reports_over_https_and_without_it_sends_nothing(tls_site):
     work, data, c = tls_site
-    admin = cli(data, "tokens", "create", "--role", "admin")
+    admin = cli(data, "tokens", "create", "--role", "admin", "--person", "信息科")
     # Without the CA: enrolment refuses the certificate and the one-time code stays unused.
     code = cli(data, "enroll-code", "create", "--point", POINT)
     cfg = agent_config(work / "no-ca.yaml", c.base, work / "state-no-ca", None)
@@ -197,10 +194,13 @@ def test_behind_a_proxy_secure_only_when_the_proxy_is_trusted(tls_site):
     try:
         plain = {f.strip().lower() for f in login_cookie(untrusting, forwarded).split(";")}
         assert "httponly" in plain and "secure" not in plain  # anyone can send the header
-        proxied = {f.strip().lower() for f in login_cookie(trusting, forwarded).split(";")}
+        # behind the proxy the browser's page is https: its Origin says so, and the collector (trusting
+        # the proxy's X-Forwarded-Proto) agrees that is its own origin
+        proxied = {f.strip().lower() for f in login_cookie(trusting, forwarded,
+                                                           trusting.base.replace("http:", "https:")).split(";")}
         assert {"httponly", "secure", "samesite=lax"} <= proxied
         # the trusted proxy's client is the one audited; the untrusted header was ignored
-        admin = cli(data, "tokens", "create", "--role", "admin")
+        admin = cli(data, "tokens", "create", "--role", "admin", "--person", "信息科")
         _, _, body = trusting.request("GET", "/api/v1/audit?action=login", headers={
             "Authorization": f"Bearer {admin}"})
         sources = [e["source"] for e in json.loads(body)["entries"]]

@@ -121,7 +121,8 @@ def test_tokens_list_and_revoke_commands(db_url, monkeypatch, capsys):
         return code, out.out, out.err
 
     assert run("db", "upgrade")[0] == 0
-    code, token, _ = run("tokens", "create", "--role", "viewer", "--region", COUNTY, "--description", "大屏")
+    code, token, _ = run("tokens", "create", "--role", "viewer", "--region", COUNTY, "--description", "大屏",
+                         "--person", "大屏值班")
     assert code == 0 and token.strip().startswith("pw_")
     code, listing, _ = run("tokens", "list")
     (line,) = [row for row in listing.splitlines() if "大屏" in row]

@@ -74,7 +74,7 @@ def test_first_run_page_shows_how_to_create_the_first_admin(browser, tmp_path):
         assert "创建第一个管理员" in pg.locator("h1").inner_text()
         assert pg.locator("input[name=password]").count() == 0  # no form nobody could use
         command = pg.locator("pre.command").inner_text().strip()
-        assert command == ("pointwatch-collector users create --username admin --role admin --region / "
+        assert command == ("pointwatch-collector users create --username admin --role admin --region / --person admin "
                            f"--data-dir {shlex.quote(str(live.data_dir.resolve()))}")
         assert pg.evaluate("document.documentElement.scrollWidth") <= 390  # readable on a phone
         # The command as shown creates an admin (the password from stdin here instead of the prompt).

@@ -13,6 +13,7 @@ import random
 from datetime import datetime, timedelta
 
 from collector.alerts.notifiers import NotifyError
+from collector.alerts.notifybase import error_class
 from collector.metrics import selfmetrics
 from collector.store import alerts as alert_rows
 
@@ -39,7 +40,7 @@ def deliver(engine, job: tuple) -> str:
             error, retryable, reason = str(exc), exc.retryable, exc.reason
         except Exception as exc:  # a bug in one notifier must not stop the others
             log.exception("notifier_crashed notifier=%s", name)
-            error, retryable, reason = f"{type(exc).__name__}: {exc}", True, "connection"
+            error, retryable, reason = f"notifier crashed ({error_class(exc)})", True, "connection"
     now = engine.clock()
     if error is None:
         outcome = "sent"

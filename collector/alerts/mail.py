@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from collector.alerts.configbase import AlertConfigError
-from collector.alerts.notifybase import Notifier, NotifyError
+from collector.alerts.notifybase import Notifier, NotifyError, error_class
 
 
 class Smtp(Notifier):
@@ -51,10 +51,10 @@ class Smtp(Notifier):
                 refused = smtp.send_message(self.message(payload))
         except smtplib.SMTPResponseException as exc:
             # 5xx is a permanent refusal (bad address, relay denied); 4xx is "try later".
-            raise NotifyError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", retryable=exc.smtp_code < 500,
+            raise NotifyError(f"SMTP {exc.smtp_code}", retryable=exc.smtp_code < 500,
                               reason="rejected") from None
         except (smtplib.SMTPException, OSError) as exc:
             reason = "timeout" if isinstance(exc, TimeoutError) else "connection"
-            raise NotifyError(f"{type(exc).__name__}: {exc}", reason=reason) from None
+            raise NotifyError(f"SMTP failed ({error_class(exc)})", reason=reason) from None
         if refused:
-            raise NotifyError(f"recipients refused: {', '.join(refused)}", retryable=False, reason="rejected")
+            raise NotifyError(f"SMTP: {len(refused)} recipient(s) refused", retryable=False, reason="rejected")

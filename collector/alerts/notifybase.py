@@ -9,8 +9,10 @@ an environment proxy variable must not silently redirect (or break) alert delive
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from collector.alerts.configbase import AlertConfigError, NotifierConfig
@@ -19,7 +21,13 @@ from collector.registry.regions import is_within
 
 class NotifyError(Exception):
     """``reason`` is the metrics label: timeout, connection, http_status, or rejected (the receiver
-    answered and said no: a robot's errcode != 0, an SMTP refusal)."""
+    answered and said no: a robot's errcode != 0, an SMTP refusal).
+
+    The message is stored with the notification and shown to every viewer of the alert, so it is only ever
+    a status and a redacted reason (an HTTP status and its standard phrase, an error class, a robot's
+    errcode): never a URL, a query string, a header value or the receiver's own words, since a relay that
+    echoes its request back would otherwise put the robot's key on the page (issue 18, item 11).
+    """
 
     def __init__(self, message: str, retryable: bool = True, reason: str = "connection"):
         super().__init__(message)
@@ -72,14 +80,14 @@ class Notifier:
             with opener.open(req, timeout=self.cfg.timeout_s) as resp:
                 return resp.status, resp.read(1024 * 1024)
         except urllib.error.HTTPError as exc:
-            text = exc.read(2000).decode("utf-8", "replace")
-            # 4xx other than throttling will not get better by retrying the same request.
-            raise NotifyError(f"HTTP {exc.code}: {text[:300]}", retryable=exc.code >= 500 or exc.code in (408, 429),
+            # 4xx other than throttling will not get better by retrying the same request. The body and the
+            # receiver's reason phrase are not kept: either may echo the URL or the headers.
+            raise NotifyError(http_status(exc.code), retryable=exc.code >= 500 or exc.code in (408, 429),
                               reason="http_status") from None
         except (urllib.error.URLError, OSError) as exc:
             inner = getattr(exc, "reason", exc)
             timed_out = isinstance(inner, TimeoutError) or "timed out" in str(inner)
-            raise NotifyError(f"{type(exc).__name__}: {inner}",
+            raise NotifyError("timeout" if timed_out else f"connection failed ({error_class(inner)})",
                               reason="timeout" if timed_out else "connection") from None
 
     @staticmethod
@@ -88,12 +96,38 @@ class Notifier:
         try:
             answer = json.loads(raw or b"{}")
         except ValueError:
-            raise NotifyError(f"HTTP {status}: not JSON: {raw[:200]!r}", reason="rejected") from None
+            raise NotifyError(f"{http_status(status)}: answer is not JSON", reason="rejected") from None
+        if not isinstance(answer, dict):
+            answer = {}
         for key in code_keys:
             if key in answer:
                 code = answer[key]
                 if code in (0, "0"):
                     return
                 msg = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or ""
-                raise NotifyError(f"{key}={code}: {msg}", retryable=code in rate_limited, reason="rejected")
-        raise NotifyError(f"HTTP {status}: no {'/'.join(code_keys)} in answer {raw[:200]!r}", reason="rejected")
+                shown = _code(code) + (f": {msg}" if isinstance(msg, str) and _PLAIN_PHRASE.match(msg) else "")
+                raise NotifyError(f"{key}={shown}", retryable=code in rate_limited, reason="rejected")
+        raise NotifyError(f"{http_status(status)}: no {'/'.join(code_keys)} in answer", reason="rejected")
+
+
+# A robot's own errmsg is kept only when it is a short phrase of plain words ("token is not exist",
+# "send too fast"): no digits, slashes, '=', '?', '&' or '%', so neither a key nor a URL can ride in it.
+_PLAIN_PHRASE = re.compile(r"^[A-Za-z][A-Za-z ,.'_-]{0,59}$")
+
+
+def _code(code) -> str:
+    return str(code) if isinstance(code, int) or (isinstance(code, str) and code.lstrip("-").isdigit()
+                                                  and len(code) <= 12) else "(not a number)"
+
+
+def http_status(code: int) -> str:
+    """"HTTP 503 Service Unavailable": the status and its standard phrase, never the receiver's."""
+    try:
+        return f"HTTP {code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"HTTP {code}"
+
+
+def error_class(exc: BaseException | object) -> str:
+    """An exception by its class alone ("ConnectionRefusedError"): its text may name the host or the URL."""
+    return type(exc).__name__ if isinstance(exc, BaseException) else "error"

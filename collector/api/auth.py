@@ -20,6 +20,7 @@ from collector.accounts import login as accounts_login
 from collector.accounts import users
 from collector.accounts.login import SESSION_TTL
 from collector.accounts.throttle import LoginLocked
+from collector.api import csrf
 from collector.api.deps import (
     SESSION_COOKIE,
     client_source,
@@ -48,34 +49,49 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def _login_form(request: Request, next: str, status_code: int = 200, headers: dict | None = None, **context):
+    """The login page with its pre-session CSRF token (collector/api/csrf.py), kept in an HttpOnly cookie."""
+    token = request.cookies.get(csrf.LOGIN_COOKIE) or ""
+    if not (20 <= len(token) <= 64 and token.isascii()):
+        token = csrf.new_login_token()
+    response = _templates().TemplateResponse(
+        request, "login.html", {"next": _safe_next(next), "refresh": None, "login_csrf": token, **context},
+        status_code=status_code, headers=headers)
+    response.set_cookie(csrf.LOGIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/login")
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
 async def login_page(request: Request, next: str = "/"):
     from collector.api import firstrun
 
     if await run_in_threadpool(firstrun.needs_first_admin, get_store(request)):
         return firstrun.page(request, _templates())  # no admin yet: how to create one, not a useless form
-    return _templates().TemplateResponse(request, "login.html", {"next": _safe_next(next), "refresh": None})
+    return _login_form(request, next)
 
 
 @router.post("/login", include_in_schema=False)
-async def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/")):
+async def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/"),
+                csrf_token: str = Form("")):
     store = get_store(request)
+    try:
+        await csrf.require(request, request.cookies.get(csrf.LOGIN_COOKIE, ""))
+    except HTTPException as exc:
+        return _login_form(request, next, status_code=403, username=_shown(username), error=exc.detail)
     try:
         outcome = await run_in_threadpool(accounts_login.login, store, username, password, client_source(request))
     except LoginLocked as exc:
         wait = max(1, math.ceil(exc.retry_after_s))
-        return _templates().TemplateResponse(
-            request, "login.html", {"next": _safe_next(next), "username": _shown(username), "refresh": None,
-                                    "error": f"登录失败次数过多，已暂时锁定，请 {_wait_cn(wait)}后再试"},
-            status_code=429, headers={"Retry-After": str(wait)})
+        return _login_form(request, next, status_code=429, headers={"Retry-After": str(wait)},
+                           username=_shown(username), error=f"登录失败次数过多，已暂时锁定，请 {_wait_cn(wait)}后再试")
     if outcome is None:
-        return _templates().TemplateResponse(
-            request, "login.html", {"next": _safe_next(next), "username": _shown(username), "refresh": None,
-                                    "error": "用户名或密码不正确"}, status_code=401)
+        return _login_form(request, next, status_code=401, username=_shown(username), error="用户名或密码不正确")
     cookie, _info = outcome
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(SESSION_COOKIE, cookie, max_age=int(SESSION_TTL.total_seconds()), httponly=True,
                         samesite="lax", secure=request.url.scheme == "https", path="/")
+    response.delete_cookie(csrf.LOGIN_COOKIE, path="/login")
     return response
 
 
@@ -92,6 +108,7 @@ def _wait_cn(seconds: int) -> str:
 async def logout(request: Request):
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
+        await csrf.require(request, csrf.session_token(cookie))  # else any page could sign the user out
         await run_in_threadpool(people.logout, get_store(request), cookie, client_source(request))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
@@ -113,7 +130,8 @@ def _within_caller(info: TokenInfo, region: str) -> str:
 
 
 def _store_error(exc: StoreError) -> HTTPException:
-    status = {"unknown_point": 404, "user_exists": 409, "duty_conflict": 409}.get(exc.code, 422)
+    status = {"unknown_point": 404, "unknown_user": 404, "user_exists": 409, "duty_conflict": 409, "duty_self": 403,
+              "user_disabled": 409, "user_enabled": 409, "wrong_password": 403, "not_a_user": 422}.get(exc.code, 422)
     return HTTPException(status, detail={"code": exc.code, "message": str(exc)})
 
 
@@ -141,10 +159,75 @@ async def create_user(body: UserIn, request: Request, info: TokenInfo = Depends(
     region = _within_caller(info, body.region)
     try:
         await run_in_threadpool(users.create_user, get_store(request), body.username, body.password, body.role, region,
-                                body.person, request_actor(request, info))
+                                body.person, request_actor(request, info), info)
     except StoreError as exc:
         raise _store_error(exc) from None
     return {"username": body.username, "role": body.role, "region": region}
+
+
+class PasswordIn(BaseModel):
+    password: str = Field(min_length=1, max_length=200)
+
+
+class OwnPasswordIn(BaseModel):
+    old_password: str = Field(min_length=1, max_length=200)
+    new_password: str = Field(min_length=1, max_length=200)
+
+
+# Stopping a compromised account (admins, users of their own region; elsewhere a user does not exist, 404).
+# Each is audited; disabling ends the user's sessions and revokes its tokens at once (people.set_disabled).
+async def _user_action(request: Request, info: TokenInfo, run):
+    try:
+        return await run_in_threadpool(run, get_store(request), request_actor(request, info), info.region_path)
+    except StoreError as exc:
+        raise _store_error(exc) from None
+
+
+@api.post("/users/{username}/disable")
+async def disable_user(username: str, request: Request, info: TokenInfo = Depends(require_admin)):
+    """Disable a user: its sessions end and its tokens are revoked (here at once, elsewhere within 60 s)."""
+    return await _user_action(request, info, lambda store, actor, scope: users.set_disabled(
+        store, username, True, actor, scope))
+
+
+@api.post("/users/{username}/enable")
+async def enable_user(username: str, request: Request, info: TokenInfo = Depends(require_admin)):
+    """Enable a disabled user again (the duty split is checked anew); it logs in afresh."""
+    return await _user_action(request, info, lambda store, actor, scope: users.set_disabled(
+        store, username, False, actor, scope))
+
+
+@api.post("/users/{username}/end-sessions")
+async def end_user_sessions(username: str, request: Request, info: TokenInfo = Depends(require_admin)):
+    """Sign a user out everywhere."""
+    return await _user_action(request, info, lambda store, actor, scope: {
+        "username": username, "sessions_ended": users.end_sessions(store, username, actor, scope)})
+
+
+@api.put("/users/{username}/password")
+async def reset_password(username: str, body: PasswordIn, request: Request, info: TokenInfo = Depends(require_admin)):
+    """An admin sets a new password for a user of its region; every session of that user ends."""
+    try:
+        ended = await run_in_threadpool(lambda: users.set_password(
+            get_store(request), username, body.password, request_actor(request, info), creator=info))
+    except StoreError as exc:
+        raise _store_error(exc) from None
+    return {"username": username, "sessions_ended": ended}
+
+
+@api.put("/me/password")
+async def change_own_password(body: OwnPasswordIn, request: Request, info: TokenInfo = Depends(require_reader)):
+    """A signed-in user changes their own password with the old one; their other sessions end."""
+    try:
+        ended = await run_in_threadpool(lambda: users.change_own_password(
+            get_store(request), info, body.old_password, body.new_password, request.cookies.get(SESSION_COOKIE),
+            request_actor(request, info)))
+    except LoginLocked as exc:
+        wait = max(1, math.ceil(exc.retry_after_s))
+        raise HTTPException(429, detail="失败次数过多，请稍后再试", headers={"Retry-After": str(wait)}) from None
+    except StoreError as exc:
+        raise _store_error(exc) from None
+    return {"sessions_ended": ended}
 
 
 class TokenIn(BaseModel):
@@ -166,7 +249,7 @@ async def create_token(body: TokenIn, request: Request, info: TokenInfo = Depend
     try:
         token = await run_in_threadpool(lambda: users.create_token(store,
             body.role, region, body.point, None, body.description, person=body.person,
-            actor=request_actor(request, info)))
+            actor=request_actor(request, info), creator=info))
     except StoreError as exc:
         raise _store_error(exc) from None
     return {"token": token, "role": body.role, "region": region}

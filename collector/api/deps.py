@@ -14,6 +14,7 @@ from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from agent.vocabulary import READ_ROLES
+from collector.api import csrf
 from collector.registry.regions import RegionError, confine, is_within
 from collector.store import Store, TokenInfo, people, points
 from collector.store.audit import Actor
@@ -69,6 +70,8 @@ async def current_principal(request: Request) -> TokenInfo | None:
             raise _unauthorized("invalid or revoked token")
     elif request.cookies.get(SESSION_COOKIE):
         info = await run_in_threadpool(people.session_info, store, request.cookies[SESSION_COOKIE])
+        if info is not None:  # a browser sends the cookie by itself: writes must prove they are ours
+            await csrf.require(request, csrf.session_token(request.cookies[SESSION_COOKIE]))
     if info is not None:
         request.state.auth = info
     return info

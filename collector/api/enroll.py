@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import get_store
+from collector.accounts import enrolling
+from collector.api.deps import client_source, get_store
 from collector.ingest.accept import IngestError, read_payload
-from collector.store import StoreError, enrolment
+from collector.store import StoreError
 
 router = APIRouter(prefix="/api/v1", tags=["enrolment"])
 # What the person at the point's PC reads when the agent's enrolment is refused.
-REFUSED_CN = {"bad_enroll_code": "注册码无效、已使用或已过期", "enroll_code_other_point": "注册码不属于该服务点"}
+# One answer for every bad code (unknown, used, expired or another point's): collector/accounts/enrolling.py.
+REFUSED_CN = "注册码无效、已使用、已过期或不属于该服务点"
 
 
 class FingerprintIn(BaseModel):
@@ -50,8 +54,12 @@ async def enroll(request: Request):
                                         for e in exc.errors()[:20]]}, status_code=422)
     try:
         agent_id, token = await run_in_threadpool(
-            enrolment.enroll, get_store(request), body.code, body.point_code, body.hostname,
-            body.fingerprint.model_dump())
-    except StoreError as exc:
-        raise HTTPException(403, detail={"code": exc.code, "message": REFUSED_CN.get(exc.code, str(exc))}) from None
+            enrolling.enrol, get_store(request), body.code, body.point_code, body.hostname,
+            body.fingerprint.model_dump(), client_source(request))
+    except enrolling.EnrolLocked as exc:
+        wait = max(1, math.ceil(exc.retry_after_s))
+        return JSONResponse({"detail": {"code": "enroll_locked", "message": f"注册失败次数过多，请 {wait} 秒后再试"}},
+                            status_code=429, headers={"Retry-After": str(wait)})
+    except StoreError:
+        raise HTTPException(403, detail={"code": "bad_enroll_code", "message": REFUSED_CN}) from None
     return EnrollOut(agent_id=agent_id, token=token, point_code=body.point_code)

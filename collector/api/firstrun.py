@@ -27,7 +27,7 @@ def needs_first_admin(store) -> bool:
 def create_admin_command(settings) -> str:
     """The exact command for this collector's store (a PostgreSQL URL is never shown: it may hold a password)."""
     data_dir = shlex.quote(str(settings.data_dir.resolve()))
-    return f"pointwatch-collector users create --username admin --role admin --region / --data-dir {data_dir}"
+    return f"pointwatch-collector users create --username admin --role admin --region / --person admin --data-dir {data_dir}"
 
 
 def page(request: Request, templates):

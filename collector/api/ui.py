@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from agent.vocabulary import NET_CORE_ICMP, POINT_STATES, worst
 from collector import __version__
-from collector.api.deps import MAX_BIGINT, MAX_ID, actor_name, get_store, require_page_reader
+from collector.api import csrf
+from collector.api.deps import MAX_BIGINT, MAX_ID, SESSION_COOKIE, actor_name, get_store, require_page_reader
 from collector.registry.regions import RegionError, ancestors, confine, is_within, split_path
 from collector.scoring import scores
 from collector.scoring.profiles import level_of
@@ -87,6 +88,8 @@ templates.env.globals.update(
     rule_cn=rule_cn, basis_cn=basis_cn, version=__version__, state_label=labels.STATE_LABEL, status_label=labels.STATUS_LABEL,
     check_label=labels.CHECK_LABEL, device_label=labels.DEVICE_LABEL, profile_label=labels.PROFILE_LABEL,
     role_label=labels.ROLE_LABEL, supply_state=labels.SUPPLY_STATE)
+# Every state-changing form renders {{ csrf_token(request) }} as its hidden csrf_token field (collector/api/csrf.py).
+templates.env.globals["csrf_token"] = lambda request: csrf.session_token(request.cookies.get(SESSION_COOKIE))
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,9 @@ AUDIT_ACTIONS = {
     "login": "登录", "login.failed": "登录失败", "logout": "退出", "user.create": "创建用户", "user.password": "重设密码",
     "token.create": "创建令牌", "enroll_code.create": "创建注册码", "point.upsert": "登记服务点",
     "points.import": "导入服务点", "points.export": "导出服务点", "silence.create": "设置屏蔽", "silence.expire": "解除屏蔽",
-    "evidence.export": "导出证据",
+    "evidence.export": "导出证据", "user.disable": "停用用户", "user.enable": "启用用户",
+    "user.end_sessions": "结束会话", "token.revoke": "吊销令牌", "agent.enroll": "终端注册",
+    "agent.enroll_failed": "终端注册失败",
 }
 AUDIT_PAGE = 200
 

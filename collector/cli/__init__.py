@@ -68,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations log each step at INFO on every start
+    if args.command in ("serve", "demo"):  # a server's log lines, which its logging formats itself
+        return _run(args)
+    from collector.cli.output import terminal_guard
+
+    with terminal_guard():
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         settings = Settings.load(getattr(args, "config", None), getattr(args, "data_dir", None))
     except SettingsError as exc:

@@ -12,6 +12,7 @@ import sys
 
 from agent.vocabulary import DEFAULT_PROFILE, READ_ROLES, ROLES
 from collector.accounts import users
+from collector.cli.output import row, say
 from collector.registry import importing
 from collector.store import audit, enrolment, people
 from collector.store import points as points_repo
@@ -46,10 +47,18 @@ def add_parsers(sub) -> None:
     a.add_argument("--username", required=True)
     a.add_argument("--role", required=True, choices=READ_ROLES)  # people; agents get tokens, not accounts
     a.add_argument("--region", default="/", help="region path the user is confined to ('/' = all)")
-    a.add_argument("--person", help="the person behind the account (default: the username); one person "
-                                    "cannot be admin and reviewer of the same region")
+    a.add_argument("--person", required=True, help="the person behind the account (a real name); one person "
+                                                   "cannot be admin and reviewer of overlapping regions")
     a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     usub.add_parser("list")
+    for action, words in (("disable", "disable a user: its sessions end and its tokens are revoked at once"),
+                          ("enable", "enable a disabled user again (it logs in anew)"),
+                          ("reset-password", "set a new password (prompt or --password-stdin); sessions end"),
+                          ("end-sessions", "log a user out everywhere")):
+        a = usub.add_parser(action, help=words)
+        a.add_argument("username")
+        if action == "reset-password":
+            a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
 
     p = sub.add_parser("tokens", help="API tokens")
     tsub = p.add_subparsers(dest="action", required=True)
@@ -58,7 +67,8 @@ def add_parsers(sub) -> None:
     a.add_argument("--region", default="/", help="region path the token is confined to ('/' = all)")
     a.add_argument("--point", help="for --role agent: the point it reports for")
     a.add_argument("--description")
-    a.add_argument("--person", help="the person the token acts for (checked against the duty split)")
+    a.add_argument("--person", help="the person the token acts for (required but for --role agent; "
+                                    "checked against the duty split)")
     tsub.add_parser("list", help="every token's id, role, region, point and state (never the token itself)")
     a = tsub.add_parser("revoke", help="revoke a token: at once here, within 60 s on running collectors")
     a.add_argument("id", type=int, help="the token's id, from `tokens list`")
@@ -101,7 +111,7 @@ def run(args, settings) -> int:
     try:
         return _run(args, store, actor)
     except StoreError as exc:
-        print(f"错误：{exc}", file=sys.stderr)
+        say("错误：{}", exc, err=True)
         return 1
     finally:
         store.close()
@@ -121,6 +131,11 @@ def _run(args, store, actor) -> int:
     from collector.registry import spreadsheet as registry
 
     if args.command == "points" and args.action == "add":
+        from collector.cleantext import needs_cleaning
+        from collector.store import StoreError
+
+        if any(needs_cleaning(v) for v in (args.code, args.name, args.address)):
+            raise StoreError("bad_text", "服务点编码、名称和地址不能" + registry.HIDDEN_CN.replace("，请删除后重新导入", ""))
         points_repo.upsert_point(store, args.code, args.name, args.region, args.profile, address=args.address, actor=actor)
         print(f"服务点 {args.code} 已登记")
     elif args.command == "points" and args.action == "import":
@@ -133,7 +148,7 @@ def _run(args, store, actor) -> int:
         except registry.ImportError_ as exc:
             print(f"导入失败，未写入任何数据（{len(exc.problems)} 处问题）：", file=sys.stderr)
             for problem in exc.problems:
-                print(f"  {problem}", file=sys.stderr)
+                say("  {}", problem, err=True)
             return 1
         except OSError as exc:
             print(f"错误：无法读取 {args.file}：{exc}", file=sys.stderr)
@@ -149,7 +164,9 @@ def _run(args, store, actor) -> int:
         print(f"用户 {args.username}（{args.role}，{args.region}）已创建")
     elif args.command == "users" and args.action == "list":
         for u in people.list_users(store):
-            print(f"{u['username']}\t{u['role']}\t{u['region']}\t{u['person']}{'  (停用)' if u['disabled'] else ''}")
+            row(u["username"], u["role"], u["region"], u["person"], "停用" if u["disabled"] else "启用")
+    elif args.command == "users":
+        return _user_action(args, store, actor)
     elif args.command == "tokens" and args.action == "create":
         print(users.create_token(store, args.role, args.region, args.point, description=args.description,
                                  person=args.person, actor=actor))
@@ -157,8 +174,8 @@ def _run(args, store, actor) -> int:
         from collector.timeutil import china_time
 
         for t in people.list_tokens(store):
-            print(f"{t['id']}\t{t['role']}\t{t['region']}\t{t['point'] or '-'}\t{t['person'] or '-'}\t"
-                  f"{china_time(t['created_at'], '%Y-%m-%d')}\t{'已吊销' if t['revoked'] else '有效'}\t{t['description'] or ''}")
+            row(t["id"], t["role"], t["region"], t["point"] or "-", t["person"] or "-",
+                china_time(t["created_at"], "%Y-%m-%d"), "已吊销" if t["revoked"] else "有效", t["description"] or "")
     elif args.command == "tokens" and args.action == "revoke":
         t = users.revoke_token(store, args.id, actor=actor)
         print(f"令牌 {t['id']}（{t['role']}，{t['point'] or t['region']}）已吊销；运行中的采集端在 60 秒内生效")
@@ -172,6 +189,23 @@ def _run(args, store, actor) -> int:
         print(f"审计日志已被篡改：第 {check.first_bad_id} 条（前 {check.entries} 条完好）：{check.problem}",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _user_action(args, store, actor) -> int:
+    name = args.username
+    if args.action == "disable":
+        done = users.set_disabled(store, name, True, actor)
+        say("用户 {} 已停用：结束 {} 个会话，吊销 {} 个令牌（运行中的采集端在 60 秒内拒绝这些令牌）", name,
+            done["sessions_ended"], len(done["tokens_revoked"]))
+    elif args.action == "enable":
+        users.set_disabled(store, name, False, actor)
+        say("用户 {} 已启用（原会话和令牌不会恢复）", name)
+    elif args.action == "reset-password":
+        ended = users.set_password(store, name, _read_password(args.password_stdin), actor)
+        say("用户 {} 的密码已重置，结束 {} 个会话", name, ended)
+    elif args.action == "end-sessions":
+        say("用户 {} 的 {} 个会话已全部结束", name, users.end_sessions(store, name, actor))
     return 0
 
 

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta, timezone
 from pydantic import TypeAdapter, ValidationError
 
 from agent import wire
+from collector.cleantext import shown as _shown  # the one definition of shown text
 
 MAX_INFLATED_BYTES = 8 * 1024 * 1024  # a gzip body may not expand past this (zip bombs)
 CHECK_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+){0,4}$")
@@ -46,11 +47,6 @@ FUTURE_SLACK = timedelta(minutes=5)
 MAX_DETAILS_DEPTH = 8
 # NUL (PostgreSQL text refuses it) and lone surrogates (not encodable as UTF-8): U+FFFD in every string.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-# Invisible formatting that makes a shown name read differently from what it is (bidi overrides, isolates,
-# zero-width characters, BOM, soft hyphen): removed from names and messages.
-_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 _report_adapter = TypeAdapter(wire.Report)
 _batch_adapter = TypeAdapter(wire.ReportBatch)
@@ -197,12 +193,6 @@ def _time_problems(report: wire.Report, now: datetime):
             yield name, problem
     if not bad:
         report.collected_at = _clamp(report.collected_at, now)
-
-
-def _shown(text: str, keep_lines: bool = False) -> str:
-    """A string people will read: invisible formatting removed, control characters made visible."""
-    text = _INVISIBLE.sub("", text)
-    return (_CONTROL_BUT_LINES if keep_lines else _CONTROL).sub("\ufffd", text)
 
 
 def _host_problems(host: wire.Host):

@@ -21,7 +21,9 @@ def normalize_path(path: str) -> str:
     for part in parts:
         # isprintable() refuses control and format characters (NUL, bidi overrides, zero-width) and lone
         # surrogates: a region name is shown to people and stored in every database.
-        if len(part) > 60 or "\\" in part or not part.isprintable():
+        # "." and ".." read as "this level" and "the one above" in a path (and in the file names of evidence
+        # bundles): never a region's name.
+        if len(part) > 60 or "\\" in part or not part.isprintable() or part in (".", ".."):
             raise RegionError(f"region name '{part}' in '{path}' is not valid")
     return "/".join(parts) or "/"
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.vocabulary import DEVICE_KIND_CN, DEVICE_KINDS, PROFILE_NAMES
+from collector.cleantext import needs_cleaning
 from collector.registry.regions import RegionError, normalize_path, split_path
 
 REQUIRED = ("code", "name", "region", "profile")
@@ -26,6 +27,9 @@ ALIASES = {"编码": "code", "服务点编码": "code", "名称": "name", "服�
 # ("扫描仪（OCR）" or "扫描仪"), since that is how staff write it in their lists.
 _CN_KIND = {name: kind for kind, cn in DEVICE_KIND_CN.items() for name in (cn, cn.split("（")[0])}
 CODE_RE = re.compile(r"^[0-9A-Za-z_-]{1,40}$")
+# Names and addresses are shown on every page and printed by the CLI: a cell with control characters (BEL,
+# ESC) or invisible formatting (RLO, zero-width) is refused, not silently changed (collector/cleantext.py).
+HIDDEN_CN = "含控制字符或不可见的格式字符（如 RLO、零宽空格、ESC），请删除后重新导入"
 
 
 class ImportError_(Exception):  # noqa: N801 - "ImportError" is a builtin
@@ -125,6 +129,9 @@ def validate(rows: list[tuple[int, dict[str, str]]]) -> list[PointRow]:
             problems.append(RowProblem(number, "code", f"编码“{code}”与第 {first_seen[code]} 行重复"))
         else:
             first_seen[code] = number
+        for column in ("name", "address"):
+            if needs_cleaning(rec.get(column)):
+                problems.append(RowProblem(number, column, HIDDEN_CN))
         if not name:
             problems.append(RowProblem(number, "name", "不能为空"))
         elif len(name) > 200:

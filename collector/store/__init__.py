@@ -63,7 +63,27 @@ def database_url(data_dir: str | os.PathLike) -> str:
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
     Path(data_dir).mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{Path(data_dir).resolve() / 'pointwatch.db'}"
+    path = Path(data_dir).resolve() / "pointwatch.db"
+    private_database_files(path)
+    return f"sqlite:///{path}"
+
+
+def private_database_files(path: Path) -> None:
+    """The SQLite database (users' password hashes, every report) is readable by its owner only, like the
+    signing key: created 0600 before SQLite opens it (SQLite gives its -wal and -shm files the database's
+    own mode), and an older store's files made 0600 too."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:  # a read-only directory: opening the store reports it, not this
+        return
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if name.stat().st_mode & 0o077 and name.stat().st_uid == getattr(os, "getuid", lambda: -1)():
+                name.chmod(0o600)
+        except OSError:  # absent, another owner's, or a read-only file system
+            pass
 
 
 def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:

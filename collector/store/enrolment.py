@@ -31,14 +31,22 @@ def create_enroll_code(store, point_code: str, valid_for: timedelta = timedelta(
 
 def enroll(store, code: str, point_code: str, hostname: str, fingerprint: dict,
            source: str | None = None) -> tuple[str, str]:
-    """Trade a one-time code for (agent_id, token); the fingerprint is pinned for 人机信息相符."""
+    """Trade a one-time code for (agent_id, token); the fingerprint is pinned for 人机信息相符. The hostname
+    and fingerprint arrive cleaned (collector/accounts/enrolling.py); ``source`` is the caller's address,
+    in the audit entry."""
     now = utcnow()
     with store.write_session() as s:
         row = s.get(m.EnrollCode, sha256_hex(code.strip().upper()), with_for_update=True)
-        if row is None or row.used_at is not None or _aware(row.expires_at) < now:
-            raise StoreError("bad_enroll_code", "the enrolment code is unknown, used or expired")
+        # One code for every refusal, so the caller never learns that a code exists (or whose it is); the
+        # message says which, for the audit entry (collector/accounts/enrolling.py) and nobody else.
+        if row is None:
+            raise StoreError("bad_enroll_code", "unknown")
+        if row.used_at is not None:
+            raise StoreError("bad_enroll_code", "used")
+        if _aware(row.expires_at) < now:
+            raise StoreError("bad_enroll_code", "expired")
         if row.point_code != point_code:
-            raise StoreError("enroll_code_other_point", "the enrolment code belongs to another point")
+            raise StoreError("bad_enroll_code", "other_point")
         agent_id = str(uuid.uuid4())
         token = "pw_" + secrets.token_urlsafe(32)
         row.used_at, row.used_by_agent = now, agent_id

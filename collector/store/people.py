@@ -13,7 +13,7 @@ import threading
 import weakref
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, delete, or_, select
 
 from collector.registry.regions import is_within
 from collector.store import StoreError, TokenInfo, sha256_hex, utcnow
@@ -38,14 +38,88 @@ def add_user(store, username: str, person: str, password_hash: str, role: str, r
         return user.id
 
 
-def set_password_hash(store, username: str, password_hash: str, actor: Actor = SYSTEM) -> None:
-    """Replace a user's password hash (audited); their open sessions stay until they expire or log out."""
+def _user(s, username: str, scope: str = "/", lock: bool = False) -> m.User:
+    """The user, for a write by someone confined to ``scope``: outside it the user does not exist."""
+    stmt = select(m.User).where(m.User.username == (username or "").strip())
+    user = s.scalar(stmt.with_for_update() if lock else stmt)
+    if user is None or not is_within(user.region_path, scope):
+        raise StoreError("unknown_user", f"no user '{username}'")
+    return user
+
+
+def user_record(store, username: str, scope: str = "/") -> dict:
+    with store.session() as s:
+        u = _user(s, username, scope)
+        return {"username": u.username, "person": u.person, "role": u.role, "region": u.region_path,
+                "disabled": u.disabled}
+
+
+def _end_sessions(s, user: m.User, keep_hash: str | None = None) -> int:
+    query = delete(m.WebSession).where(m.WebSession.user_id == user.id)
+    if keep_hash is not None:
+        query = query.where(m.WebSession.id_hash != keep_hash)
+    return s.execute(query).rowcount or 0
+
+
+def set_password_hash(store, username: str, password_hash: str, actor: Actor = SYSTEM, scope: str = "/",
+                      keep_session: str | None = None, how: str = "reset") -> int:
+    """Replace a user's password hash and end their sessions (all but the cookie ``keep_session``: the
+    user's own, when they changed it themselves); audited with ``how`` (reset | self). Returns how many
+    sessions ended."""
     with store.write_session() as s:
-        user = s.scalar(select(m.User).where(m.User.username == (username or "").strip()))
-        if user is None:
-            raise StoreError("unknown_user", f"no user '{username}'")
+        user = _user(s, username, scope, lock=True)
         user.password_hash = password_hash
-        append(s, actor, "user.password", f"user:{user.username}", {}, user.region_path)
+        ended = _end_sessions(s, user, sha256_hex(keep_session) if keep_session else None)
+        append(s, actor, "user.password", f"user:{user.username}", {"how": how, "sessions_ended": ended},
+               user.region_path)
+    return ended
+
+
+def end_sessions(store, username: str, actor: Actor = SYSTEM, scope: str = "/") -> int:
+    """Log a user out everywhere at once (audited); every collector refuses the cookies on their next use."""
+    with store.write_session() as s:
+        user = _user(s, username, scope, lock=True)
+        ended = _end_sessions(s, user)
+        append(s, actor, "user.end_sessions", f"user:{user.username}", {"sessions_ended": ended}, user.region_path)
+    return ended
+
+
+def set_disabled(store, username: str, disabled: bool, actor: Actor = SYSTEM, scope: str = "/") -> dict:
+    """Disable a user — their sessions end and their tokens are revoked, in one audited transaction — or
+    enable them again (sessions and tokens stay ended: they log in anew and are issued new tokens).
+
+    A user's tokens are those naming its person in its role, and those it created itself through the
+    API (found by the ``token.create`` entries of the hash-chained audit log): a stolen admin account
+    cannot leave a token behind that outlives it."""
+    with store.write_session() as s:
+        user = _user(s, username, scope, lock=True)
+        if user.disabled == disabled:
+            raise StoreError("user_disabled" if disabled else "user_enabled",
+                             f"user '{user.username}' is {'disabled' if disabled else 'enabled'} already")
+        user.disabled = disabled
+        details: dict = {}
+        revoked: list[int] = []
+        if disabled:
+            details["sessions_ended"] = _end_sessions(s, user)
+            created = [int(t.split(":", 1)[1]) for (t,) in s.execute(select(m.AuditEntry.target).where(
+                m.AuditEntry.actor == f"user:{user.username}", m.AuditEntry.action == "token.create"))
+                if t and t.startswith("token:") and t[6:].isdigit()]
+            rows = s.scalars(select(m.ApiToken).where(m.ApiToken.revoked.is_(False), or_(
+                m.ApiToken.id.in_(created), and_(m.ApiToken.person == user.person, m.ApiToken.role == user.role)))
+            ).all()
+            for row in rows:
+                row.revoked = True
+                revoked.append(row.id)
+                agent = s.get(m.Agent, row.agent_id) if row.agent_id else None
+                if agent is not None:
+                    agent.revoked = True
+            details["tokens_revoked"] = revoked
+        append(s, actor, "user.disable" if disabled else "user.enable", f"user:{user.username}", details,
+               user.region_path)
+        record = {"username": user.username, "role": user.role, "region": user.region_path, "disabled": disabled,
+                  **details}
+    _forget_tokens(store, set(revoked))
+    return record
 
 
 def list_users(store, scope: str = "/") -> list[dict]:
@@ -139,8 +213,10 @@ def add_token(store, role: str, region: str, point_code: str | None = None, agen
     return token
 
 
-# A token row is never edited after it is made, except to revoke it (``tokens revoke``), which takes effect
-# at once in the process that revoked it and within this long on every running collector. Longer than the
+# A token row is never edited after it is made, except to revoke it (``tokens revoke``, or disabling the
+# user it belongs to: ``set_disabled``), which takes effect at once in the process that revoked it and
+# within this long on every other running collector (sessions are looked up on every request: a disabled
+# user's cookies stop everywhere at once). Longer than the
 # agents' report interval, or nearly every report would look its token up again.
 TOKEN_CACHE_S = 60.0
 _TOKEN_COLUMNS = (m.ApiToken.id, m.ApiToken.role, m.ApiToken.region_path, m.ApiToken.point_code,
@@ -213,8 +289,15 @@ def revoke_token(store, token_id: int, actor: Actor = SYSTEM) -> dict:
         append(s, actor, "token.revoke", f"token:{token_id}",
                {"role": row.role, "point": row.point_code, "agent_id": row.agent_id}, row.region_path)
         info = {"id": row.id, "role": row.role, "point": row.point_code, "region": row.region_path}
+    _forget_tokens(store, {token_id})
+    return info
+
+
+def _forget_tokens(store, ids: set[int]) -> None:
+    """Drop revoked tokens from this process's cache: refused here at once, elsewhere within TOKEN_CACHE_S."""
+    if not ids:
+        return
     cache = _token_cache(store)
     for digest, (_, cached) in list(cache.items()):
-        if cached.id == token_id:
+        if cached.id in ids:
             cache.pop(digest, None)
-    return info
