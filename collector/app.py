@@ -20,6 +20,7 @@ from collector import __version__, alerts
 from collector.alerts.worker import AlertWorker
 from collector.api import alerts as alerts_api
 from collector.api import audit, auth, enroll, evidence, ingest, metrics, points, scores, ui
+from collector.api.bodylimit import BodyLimit
 from collector.ingest.admission import Admission
 from collector.ingest.pipeline import PointsChanged, ReportPipeline
 from collector.metrics import selfmetrics
@@ -110,6 +111,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         return JSONResponse({"detail": "a value in the request cannot be stored (control characters or a "
                                        "number out of range)"}, status_code=422)
 
+    app.add_middleware(BodyLimit)  # inside SecurityHeaders, so its 413s carry the headers too
     app.add_middleware(SecurityHeaders)
 
     app.add_exception_handler(OperationalError, _database_unavailable)
