@@ -45,11 +45,19 @@ class Settings:
             raise SettingsError(f"{config_file}: {exc}") from None
         return settings
 
-    def open_store(self):
+    def open_store(self, serving: bool = False):
+        """The store, migrated. ``serving``: also hold its SQLite directory for this process (raises
+        StoreError when another collector does)."""
         from collector.store import Store, database_url
 
         if self.database_url:
             os.environ["POINTWATCH_DATABASE_URL"] = self.database_url
         store = Store(database_url(self.data_dir))
+        if serving:
+            try:
+                store.hold_directory()
+            except Exception:
+                store.close()
+                raise
         store.create_schema()
         return store

@@ -133,8 +133,15 @@ class Store:
 
     @contextmanager
     def write_session(self):
-        """A transaction that appends to a hash chain (reports, audit log): serialised on SQLite."""
+        """A transaction that appends to a hash chain (reports, audit log): serialised on SQLite.
+
+        The lock orders this process's writers; the database orders everyone's: on SQLite the transaction
+        starts with BEGIN IMMEDIATE, so it holds the write lock before it reads a chain's head (Python's
+        sqlite3 otherwise reads outside any transaction and begins only at the first write, and two processes
+        could both append to the same head). PostgreSQL writers take row or advisory locks."""
         with self._one_writer(), self.session() as session:
+            if self.is_sqlite:
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
 
     @contextmanager
@@ -142,7 +149,40 @@ class Store:
         """A Core transaction for bulk writes, serialised with write_session() on SQLite: a writer waiting
         here waits on a lock, not in SQLite's busy handler, whose sleeps of up to 100 ms landed on ingest."""
         with self._one_writer(), self.engine.begin() as conn:
+            if self.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.url.split("///", 1)[1]) if self.is_sqlite and "///" in self.url else None
+
+    def hold_directory(self) -> None:
+        """Serving a SQLite store: take an exclusive lock on its directory for this process's lifetime, so a
+        second collector on the same --data-dir refuses to start (naming the pid holding it) instead of
+        writing beside the first. A no-op on PostgreSQL, where several collectors may share one database."""
+        path = self.sqlite_path
+        if path is None or getattr(self, "_dir_lock", None) is not None:
+            return
+        lock_path = path.parent / "pointwatch.lock"
+        fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the process serves
+        try:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # not POSIX (Windows): the collector is served from Linux
+            pass
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise StoreError("store_in_use", f"the store in {path.parent} is in use by another collector "
+                                             f"(pid {holder}); stop it, or give this one another --data-dir") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._dir_lock = fh
 
     @contextmanager
     def writers_held(self, timeout: float):
@@ -169,3 +209,6 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        lock, self._dir_lock = getattr(self, "_dir_lock", None), None
+        if lock is not None:
+            lock.close()
