@@ -26,6 +26,7 @@ from collector.ingest.pipeline import PointsChanged, ReportPipeline
 from collector.metrics import selfmetrics
 from collector.scoring.scorekeeper import ScoreKeeper
 from collector.settings import Settings
+from collector.store import read_only_error
 from collector.store.retention import RetentionPolicy
 from collector.upkeep.checkpoint import WalCheckpointer
 from collector.upkeep.maintenance import Maintenance
@@ -194,6 +195,10 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     handler each such request logged a full traceback and answered a bare 500.
     """
     first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if read_only_error(exc):  # not "temporarily": it stays so until an administrator fixes it
+        log.error("database_read_only method=%s path=%s error=%s", request.method, request.url.path, first)
+        return JSONResponse({"detail": "数据库只读，无法保存，请联系管理员"}, status_code=503,
+                            headers={"Retry-After": "60"})
     log.warning("database_unavailable method=%s path=%s error=%s", request.method, request.url.path, first)
     return JSONResponse({"detail": "数据库暂时不可用，请稍后重试"}, status_code=503, headers={"Retry-After": "5"})
 

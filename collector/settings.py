@@ -48,16 +48,24 @@ class Settings:
     def open_store(self, serving: bool = False):
         """The store, migrated. ``serving``: also hold its SQLite directory for this process (raises
         StoreError when another collector does)."""
-        from collector.store import Store, database_url
+        from collector.store import Store, StoreError, database_url, read_only_error
 
         if self.database_url:
             os.environ["POINTWATCH_DATABASE_URL"] = self.database_url
         store = Store(database_url(self.data_dir))
-        if serving:
-            try:
+        try:
+            if serving:
                 store.hold_directory()
-            except Exception:
-                store.close()
+            store.create_schema()
+            if serving:
+                store.probe_write()
+        except Exception as exc:
+            store.close()
+            if not serving or isinstance(exc, StoreError) or not read_only_error(exc):
                 raise
-        store.create_schema()
+            # A read-only store is a permanent fault to fix, not a 503 "try later" for ever.
+            raise StoreError("read_only", f"the store ({store.sqlite_path or 'PostgreSQL'}) is read-only: "
+                                          f"{str(getattr(exc, 'orig', exc)).strip()[:200]}; a collector must be "
+                                          "able to write it (permissions, mount, or the server's "
+                                          "default_transaction_read_only)") from None
         return store

@@ -11,6 +11,7 @@ from collector.api.deps import get_store
 from collector.metrics import selfmetrics
 from collector.metrics.render import FleetCollector
 from collector.registry.regions import RegionError, normalize_path
+from collector.store import StoreError, read_only_error
 
 router = APIRouter(tags=["metrics"])
 
@@ -38,8 +39,11 @@ async def healthz():
 
 @router.get("/readyz", response_class=PlainTextResponse)
 async def readyz(request: Request):
-    try:
-        await run_in_threadpool(get_store(request).ping)
+    try:  # ready means a write can be committed: with the disk full or the store read-only reads still work
+        await run_in_threadpool(get_store(request).probe_write)
+    except StoreError as exc:
+        return PlainTextResponse(f"store cannot take writes: {exc}", status_code=503)
     except Exception as exc:  # the database is what readiness is about
-        return PlainTextResponse(f"database unavailable: {type(exc).__name__}", status_code=503)
+        why = "read-only" if read_only_error(exc) else type(exc).__name__
+        return PlainTextResponse(f"database unavailable: {why}", status_code=503)
     return "ready"

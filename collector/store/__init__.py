@@ -89,6 +89,16 @@ def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+MIN_FREE_BYTES = 4 * 2**20  # free space a SQLite store wants beside it to be ready (see Store.probe_write)
+
+
+def read_only_error(exc: BaseException) -> bool:
+    """Whether a database error says the store cannot be written at all (files, mount or server read-only;
+    SQLite in WAL mode on a read-only mount cannot even open its -shm file)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(s in text for s in ("readonly", "read-only", "read only", "unable to open database file"))
+
+
 class Store:
     """The database handle: engine, sessions, the writer lock, migrations. What is stored and how it is read
     are the repository modules beside this one (points, people, audit, queries, ...), functions that take
@@ -165,7 +175,11 @@ class Store:
         if path is None or getattr(self, "_dir_lock", None) is not None:
             return
         lock_path = path.parent / "pointwatch.lock"
-        fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the process serves
+        try:
+            fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the process serves
+        except OSError as exc:
+            raise StoreError("read_only", f"the store directory {path.parent} cannot be written ({exc.strerror}); "
+                                          "a collector needs to write there: fix its permissions or mount") from None
         try:
             import fcntl
 
@@ -196,9 +210,25 @@ class Store:
                 self._write_lock.release()
 
     def ping(self) -> None:
-        """Raise unless the database answers (readiness)."""
+        """Raise unless the database answers."""
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    def probe_write(self) -> None:
+        """Raise unless a write can be committed now (readiness, and the start of ``serve``): a database that
+        answers reads with its disk full or its files read-only is not a store. Commits one row of job_state;
+        on SQLite also wants MIN_FREE_BYTES free beside the database, since a write that reuses WAL pages
+        succeeds on a full disk until the next one that needs a page more."""
+        path = self.sqlite_path
+        if path is not None:
+            st = os.statvfs(path.parent)
+            free = st.f_bavail * st.f_frsize
+            if free < MIN_FREE_BYTES:
+                raise StoreError("disk_full", f"only {free} bytes free in {path.parent} (the store needs "
+                                              f"{MIN_FREE_BYTES} to take writes)")
+        with self.write_connection() as conn:
+            conn.execute(text("INSERT INTO job_state (name, runs) VALUES ('write_probe', 1) ON CONFLICT (name) "
+                              "DO UPDATE SET runs = job_state.runs % 1000000 + 1"))
 
     def wal_checkpoint(self) -> tuple[int, int, int] | None:
         """One passive WAL checkpoint of a SQLite store (collector/upkeep/checkpoint.py decides when):
