@@ -63,6 +63,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
 
     app.state.settings, app.state.store = settings, store
     app.state.silence_intervals = silence_intervals
+    app.state.metrics_token = settings.metrics_token()  # None: /metrics open (collector/api/metrics.py)
     app.state.admission = Admission.from_config(settings.extra.get("ingest"))
     app.state.reports = reports
     app.state.alerts = alert_engine

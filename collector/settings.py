@@ -43,7 +43,27 @@ class Settings:
             Admission.from_config(settings.extra.get("ingest"))
         except AdmissionConfigError as exc:
             raise SettingsError(f"{config_file}: {exc}") from None
+        settings.metrics_token()  # a missing or empty token file stops the start, not the first scrape
         return settings
+
+    def metrics_token(self) -> str | None:
+        """The bearer token /metrics requires (config ``metrics: {bearer_token_file: FILE}``), or None: open,
+        as Prometheus inside the private network scrapes it by default."""
+        section = self.extra.get("metrics") or {}
+        if not isinstance(section, dict) or set(section) - {"bearer_token_file"}:
+            raise SettingsError("metrics: the only key is bearer_token_file (a file holding the token "
+                                "Prometheus sends with `authorization: {credentials_file: …}`)")
+        path = section.get("bearer_token_file")
+        if not path:
+            return None
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(f"metrics.bearer_token_file {path}: {exc.strerror}") from None
+        if len(token) < 16 or any(c.isspace() for c in token):
+            raise SettingsError(f"metrics.bearer_token_file {path}: the token must be one word of at least "
+                                "16 characters (e.g. `openssl rand -hex 32`)")
+        return token
 
     def open_store(self, serving: bool = False):
         """The store, migrated. ``serving``: also hold its SQLite directory for this process (raises

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,8 +18,21 @@ from collector.store import StoreError, read_only_error
 router = APIRouter(tags=["metrics"])
 
 
+def _scrape_allowed(request: Request) -> bool:
+    """/metrics is open unless the collector's config names a bearer token for it (settings.metrics_token)."""
+    expected = request.app.state.metrics_token
+    if expected is None:
+        return True
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request, region: str | None = None):
+    if not _scrape_allowed(request):
+        raise HTTPException(401, detail="this collector's /metrics needs its bearer token "
+                                        "(Prometheus: authorization: {credentials_file: …})",
+                            headers={"WWW-Authenticate": "Bearer"})
     try:
         scope = normalize_path(region or "/")
     except RegionError as exc:
