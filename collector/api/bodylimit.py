@@ -26,6 +26,9 @@ ENROLL_CAP = 16 * 1024  # an enrolment is a few hundred bytes (collector/api/enr
 # (The login form's cap leaves room for a pasted 10,000-character "password", answered 401 as any other.)
 ANONYMOUS_ROUTES = {"/api/v1/enroll": ENROLL_CAP, "/login": 32 * 1024, "/logout": 8 * 1024}
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Routes that authenticate before they read their body themselves: capped here, not authenticated twice
+# (ingest sheds load in its admission step before it looks anyone up: collector/api/ingest.py).
+AUTHENTICATE_FIRST = {"/api/v1/reports"}
 
 
 def route_cap(app, path: str) -> int:
@@ -54,7 +57,7 @@ class BodyLimit:
             size = 0  # HTTP/1.1: neither header, no body (a DELETE); still counted below
         if size is not None and size > limit:
             return await _too_large(limit)(scope, receive, send)
-        if path not in ANONYMOUS_ROUTES and (size is None or size > ANONYMOUS_CAP):
+        if path not in ANONYMOUS_ROUTES and path not in AUTHENTICATE_FIRST and (size is None or size > ANONYMOUS_CAP):
             if not await _signed_in(scope, headers):
                 return await _too_large(ANONYMOUS_CAP)(scope, receive, send)
 
