@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, and_, bindparam, literal, or_
+from sqlalchemy import and_, bindparam, literal, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -23,7 +23,7 @@ class _Beneath(ColumnElement):
     """``column`` lies strictly beneath the path ``prefix`` (which ends in '/')."""
 
     inherit_cache = True
-    type = Boolean()
+    # No Boolean type: SQLAlchemy would render "<expr> = 1" on SQLite, around an unparenthesised AND.
     _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
                            ("low", InternalTraversal.dp_clauseelement),
                            ("high", InternalTraversal.dp_clauseelement),
@@ -44,7 +44,7 @@ def _like(element, compiler, **kw):
 
 @compiles(_Beneath, "sqlite")
 def _binary_range(element, compiler, **kw):
-    return compiler.process(and_(element.column >= element.low, element.column < element.high), **kw)
+    return "(" + compiler.process(and_(element.column >= element.low, element.column < element.high), **kw) + ")"
 
 
 def within(column, scope: str):
