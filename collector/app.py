@@ -20,11 +20,13 @@ from collector import __version__, alerts
 from collector.alerts.worker import AlertWorker
 from collector.api import alerts as alerts_api
 from collector.api import audit, auth, enroll, evidence, ingest, metrics, points, scores, ui
+from collector.api.bodylimit import BodyLimit
 from collector.ingest.admission import Admission
 from collector.ingest.pipeline import PointsChanged, ReportPipeline
 from collector.metrics import selfmetrics
 from collector.scoring.scorekeeper import ScoreKeeper
 from collector.settings import Settings
+from collector.store import read_only_error
 from collector.store.retention import RetentionPolicy
 from collector.upkeep.checkpoint import WalCheckpointer
 from collector.upkeep.maintenance import Maintenance
@@ -61,6 +63,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
 
     app.state.settings, app.state.store = settings, store
     app.state.silence_intervals = silence_intervals
+    app.state.metrics_token = settings.metrics_token()  # None: /metrics open (collector/api/metrics.py)
     app.state.admission = Admission.from_config(settings.extra.get("ingest"))
     app.state.reports = reports
     app.state.alerts = alert_engine
@@ -117,6 +120,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         return JSONResponse({"detail": "a value in the request cannot be stored (control characters or a "
                                        "number out of range)"}, status_code=422)
 
+    app.add_middleware(BodyLimit)  # inside SecurityHeaders, so its 413s carry the headers too
     app.add_middleware(SecurityHeaders)
 
     app.add_exception_handler(OperationalError, _database_unavailable)
@@ -199,6 +203,10 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     handler each such request logged a full traceback and answered a bare 500.
     """
     first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if read_only_error(exc):  # not "temporarily": it stays so until an administrator fixes it
+        log.error("database_read_only method=%s path=%s error=%s", request.method, request.url.path, first)
+        return JSONResponse({"detail": "数据库只读，无法保存，请联系管理员"}, status_code=503,
+                            headers={"Retry-After": "60"})
     log.warning("database_unavailable method=%s path=%s error=%s", request.method, request.url.path, first)
     return JSONResponse({"detail": "数据库暂时不可用，请稍后重试"}, status_code=503, headers={"Retry-After": "5"})
 

@@ -43,13 +43,49 @@ class Settings:
             Admission.from_config(settings.extra.get("ingest"))
         except AdmissionConfigError as exc:
             raise SettingsError(f"{config_file}: {exc}") from None
+        settings.metrics_token()  # a missing or empty token file stops the start, not the first scrape
         return settings
 
-    def open_store(self):
-        from collector.store import Store, database_url
+    def metrics_token(self) -> str | None:
+        """The bearer token /metrics requires (config ``metrics: {bearer_token_file: FILE}``), or None: open,
+        as Prometheus inside the private network scrapes it by default."""
+        section = self.extra.get("metrics") or {}
+        if not isinstance(section, dict) or set(section) - {"bearer_token_file"}:
+            raise SettingsError("metrics: the only key is bearer_token_file (a file holding the token "
+                                "Prometheus sends with `authorization: {credentials_file: …}`)")
+        path = section.get("bearer_token_file")
+        if not path:
+            return None
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(f"metrics.bearer_token_file {path}: {exc.strerror}") from None
+        if len(token) < 16 or any(c.isspace() for c in token):
+            raise SettingsError(f"metrics.bearer_token_file {path}: the token must be one word of at least "
+                                "16 characters (e.g. `openssl rand -hex 32`)")
+        return token
+
+    def open_store(self, serving: bool = False):
+        """The store, migrated. ``serving``: also hold its SQLite directory for this process (raises
+        StoreError when another collector does)."""
+        from collector.store import Store, StoreError, database_url, read_only_error
 
         if self.database_url:
             os.environ["POINTWATCH_DATABASE_URL"] = self.database_url
         store = Store(database_url(self.data_dir))
-        store.create_schema()
+        try:
+            if serving:
+                store.hold_directory()
+            store.create_schema()
+            if serving:
+                store.probe_write()
+        except Exception as exc:
+            store.close()
+            if not serving or isinstance(exc, StoreError) or not read_only_error(exc):
+                raise
+            # A read-only store is a permanent fault to fix, not a 503 "try later" for ever.
+            raise StoreError("read_only", f"the store ({store.sqlite_path or 'PostgreSQL'}) is read-only: "
+                                          f"{str(getattr(exc, 'orig', exc)).strip()[:200]}; a collector must be "
+                                          "able to write it (permissions, mount, or the server's "
+                                          "default_transaction_read_only)") from None
         return store

@@ -187,13 +187,21 @@ def test_session_cookie_is_secure_over_https(tls_site):
 
 
 def test_behind_a_proxy_secure_only_when_the_proxy_is_trusted(tls_site):
-    work, data, _ = tls_site
+    work, _, _ = tls_site
+    # A data directory of its own (the module's TLS collector holds the shared one), and the two collectors
+    # one after the other: a second collector on one SQLite directory refuses to start.
+    data = work / "proxy-data"
+    cli(data, "users", "create", "--username", "xxk", "--role", "viewer", "--region", REGION,
+        "--person", "xxk", "--password-stdin", stdin=PASSWORD + "\n")
     forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.1.2.3"}
     untrusting = Collector(work, data, https=False)
-    trusting = Collector(work, data, "--forwarded-allow-ips", "127.0.0.1", https=False)
     try:
         plain = {f.strip().lower() for f in login_cookie(untrusting, forwarded).split(";")}
         assert "httponly" in plain and "secure" not in plain  # anyone can send the header
+    finally:
+        untrusting.stop()
+    trusting = Collector(work, data, "--forwarded-allow-ips", "127.0.0.1", https=False)
+    try:
         # behind the proxy the browser's page is https: its Origin says so, and the collector (trusting
         # the proxy's X-Forwarded-Proto) agrees that is its own origin
         proxied = {f.strip().lower() for f in login_cookie(trusting, forwarded,
@@ -206,5 +214,4 @@ def test_behind_a_proxy_secure_only_when_the_proxy_is_trusted(tls_site):
         sources = [e["source"] for e in json.loads(body)["entries"]]
         assert sources[0] == "10.1.2.3" and sources[1] == "127.0.0.1", sources
     finally:
-        untrusting.stop()
         trusting.stop()

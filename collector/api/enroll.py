@@ -10,14 +10,19 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from collector.accounts import enrolling
+from collector.api.bodylimit import ENROLL_CAP
 from collector.api.deps import client_source, get_store
-from collector.ingest.accept import IngestError, read_payload
+from collector.ingest.accept import IngestError, inflate, read_payload
 from collector.store import StoreError
 
 router = APIRouter(prefix="/api/v1", tags=["enrolment"])
 # What the person at the point's PC reads when the agent's enrolment is refused.
 # One answer for every bad code (unknown, used, expired or another point's): collector/accounts/enrolling.py.
 REFUSED_CN = "注册码无效、已使用、已过期或不属于该服务点"
+# Anyone may post here, so what one anonymous request may cost is bounded: at most ENROLL_CAP bytes on the
+# wire and again once inflated, parsed on a worker thread, and at most MAX_ENROLLING at once (the rest are
+# answered 503 at once: an agent retries its enrolment).
+MAX_ENROLLING = 4
 
 
 class FingerprintIn(BaseModel):
@@ -45,8 +50,24 @@ ENROLL_BODY_DOC = {"requestBody": {"required": True, "content": {
 
 @router.post("/enroll", response_model=EnrollOut, openapi_extra=ENROLL_BODY_DOC)
 async def enroll(request: Request):
+    state = request.app.state
+    if getattr(state, "enrolling", 0) >= MAX_ENROLLING:
+        return JSONResponse({"detail": "采集端繁忙，请稍后重试"}, status_code=503, headers={"Retry-After": "5"})
+    state.enrolling = getattr(state, "enrolling", 0) + 1  # one event loop: no lock needed
     try:
-        body = EnrollIn.model_validate_json(await read_payload(request))
+        return await _enroll(request)
+    finally:
+        state.enrolling -= 1
+
+
+def _parse(raw: bytes, encoding: str | None) -> EnrollIn:
+    return EnrollIn.model_validate_json(inflate(raw, encoding, ENROLL_CAP))
+
+
+async def _enroll(request: Request):
+    try:
+        raw = await read_payload(request, ENROLL_CAP)
+        body = await run_in_threadpool(_parse, raw, request.headers.get("content-encoding"))
     except IngestError as exc:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
     except ValidationError as exc:

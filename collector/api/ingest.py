@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from collector.api.deps import require_token
-from collector.ingest.accept import IngestError, parse_reports, read_payload
+from collector.ingest.accept import IngestError, inflate, parse_reports, read_payload
 from collector.metrics import selfmetrics
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -57,7 +57,9 @@ async def _post_reports(request: Request, admission, arrived: float):
     try:
         if auth.role != "agent":
             raise IngestError(403, "not_agent", f"role '{auth.role}' may not send reports")
-        reports = parse_reports(await read_payload(request))
+        raw, encoding = await read_payload(request), request.headers.get("content-encoding")
+        # Inflating and parsing up to 8 MiB of JSON is CPU work: on a worker thread, not the event loop.
+        reports = await run_in_threadpool(lambda: parse_reports(inflate(raw, encoding)))
         foreign = sorted({r.point_code for r in reports if r.point_code != auth.point_code})
         if foreign:
             raise IngestError(403, "wrong_point",

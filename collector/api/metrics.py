@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -11,12 +13,26 @@ from collector.api.deps import get_store
 from collector.metrics import selfmetrics
 from collector.metrics.render import FleetCollector
 from collector.registry.regions import RegionError, normalize_path
+from collector.store import StoreError, read_only_error
 
 router = APIRouter(tags=["metrics"])
 
 
+def _scrape_allowed(request: Request) -> bool:
+    """/metrics is open unless the collector's config names a bearer token for it (settings.metrics_token)."""
+    expected = request.app.state.metrics_token
+    if expected is None:
+        return True
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request, region: str | None = None):
+    if not _scrape_allowed(request):
+        raise HTTPException(401, detail="this collector's /metrics needs its bearer token "
+                                        "(Prometheus: authorization: {credentials_file: …})",
+                            headers={"WWW-Authenticate": "Bearer"})
     try:
         scope = normalize_path(region or "/")
     except RegionError as exc:
@@ -38,8 +54,11 @@ async def healthz():
 
 @router.get("/readyz", response_class=PlainTextResponse)
 async def readyz(request: Request):
-    try:
-        await run_in_threadpool(get_store(request).ping)
+    try:  # ready means a write can be committed: with the disk full or the store read-only reads still work
+        await run_in_threadpool(get_store(request).probe_write)
+    except StoreError as exc:
+        return PlainTextResponse(f"store cannot take writes: {exc}", status_code=503)
     except Exception as exc:  # the database is what readiness is about
-        return PlainTextResponse(f"database unavailable: {type(exc).__name__}", status_code=503)
+        why = "read-only" if read_only_error(exc) else type(exc).__name__
+        return PlainTextResponse(f"database unavailable: {why}", status_code=503)
     return "ready"

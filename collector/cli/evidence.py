@@ -100,10 +100,16 @@ def _verify(args) -> int:
     for note in v.notes:
         print(f"note: {note}")
     if v.ok:
-        who = f"key {key_id(public_key)}" if public_key else "the key named in the bundle"
-        print(f"OK: signature valid ({who}), {v.files} file digests match, hash chain intact over {v.reports} reports")
+        print(f"OK: signature valid (key {key_id(public_key)}), {v.files} file digests match, hash chain intact "
+              f"over {v.reports} reports")
         return 0
     for problem in v.problems:
         print(f"FAILED: {problem}")
+    if v.untrusted:
+        # Exit 3, not 0: consistent with itself is what any re-signed forgery is too.
+        print(f"NOT VERIFIED: {v.untrusted}")
+        print("未核验：未提供采集端公钥（--public-key），数据包内自带的公钥不能证明签名者")
+        if not v.problems:
+            return 3
     print(f"核验失败：{len(v.problems)} 处问题 (verification failed: {len(v.problems)} problem(s))")
     return 1

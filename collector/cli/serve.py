@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from collector.settings import Settings
 
 
@@ -13,7 +15,15 @@ def serve(settings: Settings, host: str, port: int, app=None, access_log: bool =
     from collector.cli import runtime
 
     runtime.tune()  # before the app starts its threads
-    app = app or create_app(settings)
+    if app is None:
+        from collector.store import StoreError
+
+        try:
+            store = settings.open_store(serving=True)
+        except StoreError as exc:
+            print(f"错误：{exc}", file=sys.stderr)
+            return 1
+        app = create_app(settings, store=store)
     # Proxy headers are believed only from the proxies named: anyone else could claim "https" or any address
     # (and so dodge the per-source login throttle).
     proxied = {"proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips} if forwarded_allow_ips else {

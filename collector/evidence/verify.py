@@ -1,7 +1,13 @@
 """Offline verification of an evidence bundle: signature, every file's digest, each point's hash chain.
 
-Needs nothing but the zip and (preferably) the collector's public key; it never touches a store. Every
-problem found is listed, each naming the file (and line) that broke, so a reviewer can say what is wrong.
+Needs nothing but the zip and the collector's public key; it never touches a store. Every problem found is
+listed, each naming the file (and line) that broke, so a reviewer can say what is wrong.
+
+Without a trusted key (``--public-key``) a bundle is never "verified": the key named inside it is whatever
+a forger who re-signed it put there. The checks still run against that key, to say what else is wrong.
+The zip itself is held to the shape we write: one entry per name (Python reads the last copy, ``unzip``
+extracts the first), no entry manifest.json does not list (directories included), and no bytes before,
+between or after the entries (a zip read from its end tolerates anything prepended).
 """
 
 from __future__ import annotations
@@ -9,25 +15,33 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import struct
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 
 from collector.evidence.chain import ChainWalk
 from collector.evidence.keys import SigningKeyError, key_id, parse_public
 
 SIGNED = ("manifest.json", "manifest.sig")
+NO_TRUSTED_KEY = ("no trusted key: the signature was checked only against the key named inside the bundle "
+                  "(key id {kid}), which whoever re-signs a bundle chooses; pass the collector's published key: "
+                  "evidence verify FILE --public-key collector.pem (GET /api/v1/evidence/public-key, or "
+                  "`pointwatch-collector evidence public-key` on the collector)")
 
 
 @dataclass
 class Verdict:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    untrusted: str | None = None  # why the signature proves nothing (no key given), for the reader
     reports: int = 0
     files: int = 0
+    trusted: bool = False  # checked against a key the caller gave, not the one inside the bundle
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and self.trusted
 
 
 def _signature(zf: zipfile.ZipFile, public_key, v: Verdict) -> dict | None:
@@ -52,8 +66,9 @@ def _signature(zf: zipfile.ZipFile, public_key, v: Verdict) -> dict | None:
         except SigningKeyError:
             v.problems.append("manifest.json: names no usable signing key, and no --public-key was given")
             return manifest
-        v.notes.append(f"signature checked against the key named inside the bundle (key id {key_id(public_key)}); "
-                       "pass --public-key with the collector's published key to check who signed it")
+        v.untrusted = NO_TRUSTED_KEY.format(kid=key_id(public_key))
+    else:
+        v.trusted = True
     try:
         sig = base64.b64decode(zf.read("manifest.sig").strip(), validate=True)
         public_key.verify(sig, data)
@@ -66,10 +81,11 @@ def _signature(zf: zipfile.ZipFile, public_key, v: Verdict) -> dict | None:
 
 def _digests(zf: zipfile.ZipFile, manifest: dict, v: Verdict) -> None:
     listed = manifest.get("files") or {}
-    names = [n for n in zf.namelist() if not n.endswith("/")]
-    for name in names:
+    names = zf.namelist()
+    for name in sorted(set(names)):
         if name not in listed and name not in SIGNED:
-            v.problems.append(f"{name}: in the bundle but not listed in manifest.json")
+            kind = "a directory entry" if name.endswith("/") else "in the bundle"
+            v.problems.append(f"{name}: {kind} but not listed in manifest.json")
     for name, meta in sorted(listed.items()):
         if name not in names:
             v.problems.append(f"{name}: listed in manifest.json but missing from the bundle")
@@ -120,8 +136,63 @@ def _chain(zf: zipfile.ZipFile, entry: dict, v: Verdict) -> None:
                        "stored history and recorded them in manifest.json and the sheet")
 
 
+def _structure(zf: zipfile.ZipFile, path, v: Verdict) -> None:
+    """One entry per name, and nothing in the file but the entries and their directory."""
+    for name, n in sorted(Counter(zf.namelist()).items()):
+        if n > 1:
+            v.problems.append(f"{name}: {n} entries of this name in the zip (tools disagree on which one counts)")
+    infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    # zipfile shifts every offset by the bytes found before the archive ("concat"); undo that to see them.
+    shift = zf.start_dir - _central_dir_offset(raw)
+    expected = 0
+    for info in infos:
+        start = info.header_offset - shift if shift >= 0 else info.header_offset
+        if start != expected:
+            where = "before the first entry" if expected == 0 else f"before {info.filename}"
+            v.problems.append(f"{abs(start - expected)} bytes of unlisted data {where} (junk in the zip file)")
+        expected = _entry_end(raw, start, info)
+    if infos and expected != _central_dir_offset(raw) + max(shift, 0):
+        v.problems.append(f"unlisted data after {infos[-1].filename} (junk in the zip file)")
+    if zf.comment:
+        v.problems.append(f"the zip carries a comment of {len(zf.comment)} bytes (we write none)")
+
+
+def _central_dir_offset(raw: bytes) -> int:
+    """Where the end-of-central-directory record says the central directory starts (Zip64 aware)."""
+    eocd = raw.rfind(b"PK\x05\x06")
+    offset = struct.unpack("<I", raw[eocd + 16:eocd + 20])[0] if eocd >= 0 else 0
+    if offset == 0xFFFFFFFF:
+        loc = raw.rfind(b"PK\x06\x06")
+        offset = struct.unpack("<Q", raw[loc + 48:loc + 56])[0] if loc >= 0 else offset
+    return offset
+
+
+def _entry_end(raw: bytes, start: int, info: zipfile.ZipInfo) -> int:
+    """The offset just past an entry: local header, name, extra field, data, and its data descriptor."""
+    if raw[start:start + 4] != b"PK\x03\x04":
+        return start
+    name_len, extra_len = struct.unpack("<HH", raw[start + 26:start + 30])
+    end = start + 30 + name_len + extra_len + info.compress_size
+    if info.flag_bits & 0x08:  # a streamed entry: its sizes follow the data, 8-byte ones with a Zip64 extra
+        extra = raw[start + 30 + name_len:start + 30 + name_len + extra_len]
+        zip64 = any(header == 0x0001 for header in _extra_ids(extra))
+        end += (4 if raw[end:end + 4] == b"PK\x07\x08" else 0) + (20 if zip64 else 12)
+    return end
+
+
+def _extra_ids(extra: bytes):
+    i = 0
+    while i + 4 <= len(extra):
+        header, size = struct.unpack("<HH", extra[i:i + 4])
+        yield header
+        i += 4 + size
+
+
 def verify_bundle(path, public_key=None) -> Verdict:
-    """Check a bundle; ``public_key`` is an Ed25519 public key object (None: the key the bundle names)."""
+    """Check a bundle against ``public_key``, an Ed25519 public key object. None checks it against the key the
+    bundle names, which proves nothing of who signed it: the verdict is then never ``ok``."""
     v = Verdict()
     try:
         zf = zipfile.ZipFile(path)
@@ -129,6 +200,7 @@ def verify_bundle(path, public_key=None) -> Verdict:
         v.problems.append(f"{path}: not a readable zip file ({exc})")
         return v
     with zf:
+        _structure(zf, path, v)
         manifest = _signature(zf, public_key, v)
         if manifest is None:
             return v

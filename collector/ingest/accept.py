@@ -59,9 +59,9 @@ class IngestError(Exception):
     detail: object
 
 
-async def read_payload(request) -> bytes:
-    """The request body, size-limited before and after gzip, as agents send it."""
-    limit = request.app.state.settings.max_body_bytes
+async def read_payload(request, limit: int | None = None) -> bytes:
+    """The request body as sent (still gzip), size-limited on the wire; ``inflate`` it off the event loop."""
+    limit = limit or request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise IngestError(413, "too_large", f"body is over {limit} bytes")
@@ -71,22 +71,26 @@ async def read_payload(request) -> bytes:
         if size > limit:
             raise IngestError(413, "too_large", f"body is over {limit} bytes")
         chunks.append(chunk)
-    return inflate(b"".join(chunks), request.headers.get("content-encoding"))
+    return b"".join(chunks)
 
 
-def inflate(body: bytes, encoding: str | None) -> bytes:
+def inflate(body: bytes, encoding: str | None, limit: int = MAX_INFLATED_BYTES) -> bytes:
+    """A body decoded from its Content-Encoding, at most ``limit`` bytes once inflated (zip bombs). CPU work:
+    callers run it on a worker thread, never on the event loop."""
     encoding = (encoding or "identity").lower().strip()
     if encoding in ("identity", ""):
+        if len(body) > limit:
+            raise IngestError(413, "too_large", f"body is over {limit} bytes")
         return body
     if encoding != "gzip":
         raise IngestError(415, "encoding", f"unsupported Content-Encoding '{encoding}' (use gzip or none)")
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        data = inflater.decompress(body, MAX_INFLATED_BYTES + 1)
+        data = inflater.decompress(body, limit + 1)
     except zlib.error as exc:
         raise IngestError(400, "bad_gzip", f"body is not valid gzip: {exc}") from None
-    if len(data) > MAX_INFLATED_BYTES or inflater.unconsumed_tail:
-        raise IngestError(413, "too_large", f"decompressed body is over {MAX_INFLATED_BYTES} bytes")
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise IngestError(413, "too_large", f"decompressed body is over {limit} bytes")
     return data
 
 

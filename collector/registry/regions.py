@@ -50,12 +50,3 @@ def confine(requested: str, allowed: str) -> str | None:
     if is_within(requested, allowed):
         return requested
     return allowed if is_within(allowed, requested) else None
-
-
-def sql_prefix(scope: str) -> tuple[str, str] | None:
-    """(exact, like-pattern) to select paths beneath a scope, or None for the root (no filter)."""
-    scope = normalize_path(scope)
-    if scope == "/":
-        return None
-    escaped = scope.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return scope, escaped + "/%"

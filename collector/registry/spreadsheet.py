@@ -17,6 +17,7 @@ from pathlib import Path
 from agent.vocabulary import DEVICE_KIND_CN, DEVICE_KINDS, PROFILE_NAMES
 from collector.cleantext import needs_cleaning
 from collector.registry.regions import RegionError, normalize_path, split_path
+from collector.xlsxcells import append, unneutralise
 
 REQUIRED = ("code", "name", "region", "profile")
 COLUMNS = REQUIRED + ("address", "expected_devices", "report_interval_s")
@@ -77,7 +78,7 @@ def read_table(path: str | Path) -> list[tuple[int, dict[str, str]]]:
         raise ImportError_([RowProblem(1, c, "缺少必需的列") for c in missing])
     out = []
     for number, values in enumerate(rows[1:], start=2):
-        record = {h: _text(v) for h, v in zip(header, values, strict=False) if h in COLUMNS}
+        record = {h: unneutralise(_text(v)) for h, v in zip(header, values, strict=False) if h in COLUMNS}
         if any(record.values()):
             out.append((number, record))
     return out
@@ -201,10 +202,10 @@ def write_xlsx(points: list[dict], out: str | Path) -> None:
     wb = Workbook()
     ws = wb.active
     ws.title = "服务点"
-    ws.append(EXPORT_HEADER)
+    append(ws, EXPORT_HEADER)
     for p in points:
         devices = ", ".join(f"{d['kind']}:{d['count']}" for d in p.get("expected_devices") or [])
-        ws.append([p["code"], p["name"], p["region"], p["profile"], p.get("address") or "", devices,
+        append(ws, [p["code"], p["name"], p["region"], p["profile"], p.get("address") or "", devices,
                    p.get("report_interval_s", 60)])
     for col, width in zip("ABCDEFG", (16, 28, 40, 20, 30, 30, 10), strict=False):
         ws.column_dimensions[col].width = width

@@ -109,6 +109,16 @@ def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+MIN_FREE_BYTES = 4 * 2**20  # free space a SQLite store wants beside it to be ready (see Store.probe_write)
+
+
+def read_only_error(exc: BaseException) -> bool:
+    """Whether a database error says the store cannot be written at all (files, mount or server read-only;
+    SQLite in WAL mode on a read-only mount cannot even open its -shm file)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(s in text for s in ("readonly", "read-only", "read only", "unable to open database file"))
+
+
 class Store:
     """The database handle: engine, sessions, the writer lock, migrations. What is stored and how it is read
     are the repository modules beside this one (points, people, audit, queries, ...), functions that take
@@ -153,8 +163,15 @@ class Store:
 
     @contextmanager
     def write_session(self):
-        """A transaction that appends to a hash chain (reports, audit log): serialised on SQLite."""
+        """A transaction that appends to a hash chain (reports, audit log): serialised on SQLite.
+
+        The lock orders this process's writers; the database orders everyone's: on SQLite the transaction
+        starts with BEGIN IMMEDIATE, so it holds the write lock before it reads a chain's head (Python's
+        sqlite3 otherwise reads outside any transaction and begins only at the first write, and two processes
+        could both append to the same head). PostgreSQL writers take row or advisory locks."""
         with self._one_writer(), self.session() as session:
+            if self.is_sqlite:
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
 
     @contextmanager
@@ -162,7 +179,44 @@ class Store:
         """A Core transaction for bulk writes, serialised with write_session() on SQLite: a writer waiting
         here waits on a lock, not in SQLite's busy handler, whose sleeps of up to 100 ms landed on ingest."""
         with self._one_writer(), self.engine.begin() as conn:
+            if self.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.url.split("///", 1)[1]) if self.is_sqlite and "///" in self.url else None
+
+    def hold_directory(self) -> None:
+        """Serving a SQLite store: take an exclusive lock on its directory for this process's lifetime, so a
+        second collector on the same --data-dir refuses to start (naming the pid holding it) instead of
+        writing beside the first. A no-op on PostgreSQL, where several collectors may share one database."""
+        path = self.sqlite_path
+        if path is None or getattr(self, "_dir_lock", None) is not None:
+            return
+        lock_path = path.parent / "pointwatch.lock"
+        try:
+            fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the process serves
+        except OSError as exc:
+            raise StoreError("read_only", f"the store directory {path.parent} cannot be written ({exc.strerror}); "
+                                          "a collector needs to write there: fix its permissions or mount") from None
+        try:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # not POSIX (Windows): the collector is served from Linux
+            pass
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise StoreError("store_in_use", f"the store in {path.parent} is in use by another collector "
+                                             f"(pid {holder}); stop it, or give this one another --data-dir") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._dir_lock = fh
 
     @contextmanager
     def writers_held(self, timeout: float):
@@ -176,9 +230,25 @@ class Store:
                 self._write_lock.release()
 
     def ping(self) -> None:
-        """Raise unless the database answers (readiness)."""
+        """Raise unless the database answers."""
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    def probe_write(self) -> None:
+        """Raise unless a write can be committed now (readiness, and the start of ``serve``): a database that
+        answers reads with its disk full or its files read-only is not a store. Commits one row of job_state;
+        on SQLite also wants MIN_FREE_BYTES free beside the database, since a write that reuses WAL pages
+        succeeds on a full disk until the next one that needs a page more."""
+        path = self.sqlite_path
+        if path is not None:
+            st = os.statvfs(path.parent)
+            free = st.f_bavail * st.f_frsize
+            if free < MIN_FREE_BYTES:
+                raise StoreError("disk_full", f"only {free} bytes free in {path.parent} (the store needs "
+                                              f"{MIN_FREE_BYTES} to take writes)")
+        with self.write_connection() as conn:
+            conn.execute(text("INSERT INTO job_state (name, runs) VALUES ('write_probe', 1) ON CONFLICT (name) "
+                              "DO UPDATE SET runs = job_state.runs % 1000000 + 1"))
 
     def wal_checkpoint(self) -> tuple[int, int, int] | None:
         """One passive WAL checkpoint of a SQLite store (collector/upkeep/checkpoint.py decides when):
@@ -189,3 +259,6 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        lock, self._dir_lock = getattr(self, "_dir_lock", None), None
+        if lock is not None:
+            lock.close()

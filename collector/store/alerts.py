@@ -9,21 +9,18 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from collector.registry.regions import is_within, normalize_path, sql_prefix
+from collector.registry.regions import is_within, normalize_path
 from collector.store import models as m
 from collector.store.audit import Actor, append
 from collector.store.models import Alert, Notification, Silence
 from collector.store.points import point_region
+from collector.store.regionscope import scoped
 
 OPEN_STATES = ("pending", "firing")
 
 
 def _scoped(stmt, column, scope: str):
-    prefix = sql_prefix(scope)
-    if prefix is None:
-        return stmt
-    exact, like = prefix
-    return stmt.where(or_(column == exact, column.like(like, escape="\\")))
+    return scoped(stmt, column, scope)
 
 
 def alerts_firing_counts(store, scope: str = "/") -> dict[str, dict[str, int]]:

@@ -12,11 +12,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import select, text
 
 from collector.evidence.chain import chain_digest as entry_digest
-from collector.registry.regions import normalize_path, sql_prefix
+from collector.registry.regions import normalize_path
 from collector.store import models as m
+from collector.store.regionscope import scoped
 
 AUDIT_LOCK = 0x61756469  # "audi": advisory lock key for the audit chain head
 GENESIS = ""
@@ -79,11 +80,7 @@ def audit_entries(store, scope: str = "/", limit: int = 200, before_id: int | No
                   action: str | None = None) -> list[dict]:
     with store.session() as s:
         stmt = select(m.AuditEntry)
-        prefix = sql_prefix(scope)
-        if prefix is not None:
-            exact, like = prefix
-            stmt = stmt.where(or_(m.AuditEntry.region_path == exact,
-                                  m.AuditEntry.region_path.like(like, escape="\\")))
+        stmt = scoped(stmt, m.AuditEntry.region_path, scope)
         if before_id:
             stmt = stmt.where(m.AuditEntry.id < before_id)
         if action:

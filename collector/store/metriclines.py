@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import String, case, delete, insert, or_, select, type_coerce
+from sqlalchemy import String, case, delete, insert, select, type_coerce
 
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
-from collector.registry.regions import sql_prefix
 from collector.store import models as m
+from collector.store.regionscope import scoped
 
 
 def _scoped(stmt, column, scope: str):
-    prefix = sql_prefix(scope)
-    if prefix is None:
-        return stmt
-    return stmt.where(or_(column == prefix[0], column.like(prefix[1], escape="\\")))
+    return scoped(stmt, column, scope)
 
 
 def metrics_points(store, scope: str = "/", now=None,

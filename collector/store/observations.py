@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from collector.registry.regions import sql_prefix
 from collector.store import models as m
+from collector.store.regionscope import scoped
 
 
 def _aware(ts: datetime) -> datetime:
@@ -33,11 +33,9 @@ def latest_observations(store, scope: str = "/", codes: list[str] | None = None)
     stmt = (select(m.LatestResult.point_code, m.LatestResult.received_at, m.LatestResult.check,
                    m.LatestResult.target, m.LatestResult.status)
             .join(m.Point, m.Point.code == m.LatestResult.point_code))
-    prefix = sql_prefix(scope)
     if codes is not None:
         stmt = stmt.where(m.LatestResult.point_code.in_(codes))
-    if prefix:
-        stmt = stmt.where((m.Point.region_path == prefix[0]) | m.Point.region_path.like(prefix[1], escape="\\"))
+    stmt = scoped(stmt, m.Point.region_path, scope)
     out: dict[str, list] = {}
     with store.session() as s:
         for code, at, check, target, status in s.execute(stmt):

@@ -13,8 +13,9 @@ from datetime import datetime, timezone
 from sqlalchemy import and_, case, distinct, func, literal, or_, select
 
 from agent.vocabulary import ERROR, FAIL, POINT_STATES, SILENT, WARN, zero_counts
-from collector.registry.regions import normalize_path, split_path, sql_prefix
+from collector.registry.regions import normalize_path, split_path
 from collector.store import models as m
+from collector.store.regionscope import within
 
 # Check families as the standards name them (family -> check id prefix); the overview filters and totals by
 # these. Their names for people are the web layer's (collector/api/ui.py).
@@ -79,11 +80,7 @@ def _rank(now: datetime):
 
 
 def _in_scope(column, scope: str):
-    prefix = sql_prefix(scope)
-    if prefix is None:
-        return literal(True)
-    exact, like = prefix
-    return or_(column == exact, column.like(like, escape="\\"))
+    return within(column, scope)
 
 
 def _problem_in(check_like: str, statuses=PROBLEM):

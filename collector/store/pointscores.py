@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy import delete, insert, or_, select
 
-from collector.registry.regions import sql_prefix
 from collector.store import models as m
+from collector.store.regionscope import scoped
 
 
 def save_scores(store, rows: list[dict]) -> None:
@@ -24,9 +24,7 @@ def metrics_compliance(store, scope: str = "/"):
     """(point_code, profile, earned, [(item_id, ok)]) beneath a scope, for pointwatch_compliance_*."""
     stmt = (select(m.PointScore.point_code, m.PointScore.profile, m.PointScore.earned, m.PointScore.items)
             .join(m.Point, m.Point.code == m.PointScore.point_code))
-    prefix = sql_prefix(scope)
-    if prefix:
-        stmt = stmt.where(or_(m.Point.region_path == prefix[0], m.Point.region_path.like(prefix[1], escape="\\")))
+    stmt = scoped(stmt, m.Point.region_path, scope)
     with store.session() as s:
         rows = s.execute(stmt.order_by(m.PointScore.point_code)).all()
     return [(code, profile, earned, sorted((items or {}).items())) for code, profile, earned, items in rows]

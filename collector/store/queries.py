@@ -6,12 +6,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT, SILENT, worst, zero_counts
 from agent.wire import STATUS_CODE
-from collector.registry.regions import sql_prefix
 from collector.store import models as m
+from collector.store.regionscope import scoped
 
 
 @dataclass
@@ -45,11 +45,7 @@ def _aware(ts):
 
 
 def _scope_filter(stmt, scope: str):
-    prefix = sql_prefix(scope)
-    if prefix is None:
-        return stmt
-    exact, like = prefix
-    return stmt.where(or_(m.Point.region_path == exact, m.Point.region_path.like(like, escape="\\")))
+    return scoped(stmt, m.Point.region_path, scope)
 
 
 def list_points(store, scope: str = "/", now: datetime | None = None,

@@ -23,6 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from collector.upkeep.repeats import Repeats
+
 log = logging.getLogger("pointwatch.store")
 
 EVERY_S = 1.0
@@ -35,6 +37,7 @@ class WalCheckpointer:
         self.store, self.every_s, self.restart_after_frames = store, every_s, restart_after_frames
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.failures = Repeats(log, "wal_checkpoint_failed")
 
     def start(self) -> None:
         if self._thread is None:
@@ -69,6 +72,8 @@ class WalCheckpointer:
         while not self._stop.wait(self.every_s):
             try:
                 self.round()
-            except Exception:  # the next second tries again; meanwhile the WAL only grows
-                log.exception("wal_checkpoint_failed")
+            except Exception as exc:  # the next second tries again; meanwhile the WAL only grows
+                self.failures.failed(exc)  # once in full, then counted: not a traceback a second
+            else:
+                self.failures.succeeded()
 

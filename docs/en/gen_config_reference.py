@@ -334,10 +334,13 @@ def collector_section() -> list[str]:
         lines.append(f"| `{key}` | {_fmt_default([None if value is None else str(value)], [])} | {note} |")
     sections = extra_sections()
     lines += ["", "Sections read by the collector: " + ", ".join(f"`{s}`" for s in sections) + ".", ""]
-    unknown = set(sections) - {"alerts", "ingest", "retention"}
+    unknown = set(sections) - {"alerts", "ingest", "retention", "metrics"}
     if unknown:
         raise SystemExit(f"gen_config_reference.py: describe the new collector section(s) {sorted(unknown)}")
 
+    lines += ["### `metrics` (collector/settings.py)", "", "| key | default |", "|---|---|",
+              "| `metrics.bearer_token_file` | unset: `/metrics` is open; a file holding one word of 16+ characters "
+              "makes `/metrics` require `Authorization: Bearer <token>` |", ""]
     lines += ["### `ingest` (collector/ingest/admission.py)", "", "| key | default |", "|---|---|"]
     lines += [f"| `ingest.{k}` | `{v}` |" for k, v in INGEST.items()]
 
