@@ -182,7 +182,9 @@ def write(pipeline, engine, sims: list[SimPoint], data_dir, now: datetime | None
     written = Written(reports, days, interval_s, start.isoformat(), at.isoformat(), alerts or 0,
                       round(time.monotonic() - began, 1))
     marker_path(data_dir).write_text(json.dumps(asdict(written), ensure_ascii=False, indent=1))
-    progress(f"演示历史已写入：{reports} 份报告（每 {interval_s // 60} 分钟一份，{days} 天），"
+    every = ("每小时" if interval_s == 3600 else f"每 {interval_s // 3600} 小时" if interval_s % 3600 == 0
+             else f"每 {interval_s // 60} 分钟")
+    progress(f"演示历史已写入：{reports} 份报告（{every}一份，{days} 天），"
              f"{written.alerts} 条告警记录，用时 {written.seconds:.0f} 秒", flush=True)
     return written
 
