@@ -8,6 +8,8 @@ the week's incidents, and a second start writes nothing.
 
 from __future__ import annotations
 
+import random
+import secrets
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -30,10 +32,21 @@ DAYS, INTERVAL = 7, 3600
 SCHEDULE = {1: ("kiosk_offline", 24, 6, 2), 2: ("silent", 48, 10, 20), 3: ("remote_control", 72, 4, 30)}
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def demo(request, tmp_path_factory):
     data = tmp_path_factory.mktemp("demo") / "data"
-    store = Store.open(data)
+    data.mkdir()
+    if request.param == "sqlite":
+        store = Store.open(data)
+    else:  # a schema of its own in the session's database, as conftest's db_url makes one per test
+        import psycopg
+
+        base = request.getfixturevalue("pg_database")
+        schema = f"demo_history_{secrets.token_hex(4)}"
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        store = Store("postgresql+psycopg://" + base.split("://", 1)[1] + f"?options=-csearch_path%3D{schema}")
+        store.upgrade()
     now = datetime.now(timezone.utc)
     sims = fleet.seed(store, data, INTERVAL, created_at=history.registered_from(now, DAYS, INTERVAL))[:4]
     # A notifier is configured (nothing listens there): the replay must queue nothing for it.
@@ -132,8 +145,8 @@ def test_a_second_start_writes_no_history(demo):
     assert history.marker_path(data).exists()
 
 
-def test_the_live_silent_point_keeps_to_the_histories_hours():
-    sims = [fleet.SimPoint(f"6201230010{i:02d}", "", "", __import__("random").Random(i)) for i in range(42)]
+def test_the_live_silent_point_keeps_to_the_history_hours():
+    sims = [fleet.SimPoint(f"6201230010{i:02d}", "", "", random.Random(i)) for i in range(42)]
     start = datetime.now(timezone.utc) - timedelta(days=history.HISTORY_DAYS)
     history.live_scenario(start)(sims, 0)
     assert "silent" in sims[41].faults  # the demo opens on the silent stretch that began 4 hours ago
