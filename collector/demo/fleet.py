@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from agent import transport
@@ -81,17 +81,23 @@ def fleet() -> list[tuple[str, str, str]]:
     return points
 
 
-def seed(store, data_dir: Path, interval_s: int) -> list[SimPoint]:
-    """Register the fleet and give each simulated agent a token (kept in the data dir across restarts)."""
+def seed(store, data_dir: Path, interval_s: int, created_at: datetime | None = None) -> list[SimPoint]:
+    """Register the fleet and give each simulated agent a token (kept in the data dir across restarts).
+
+    ``created_at``: when a point not yet registered counts as registered (scoring counts nothing before it);
+    the demo registers its points back where their written history starts (collector/demo/history.py).
+    """
     token_file = Path(data_dir) / "demo-fleet-tokens.json"
     tokens: dict[str, str] = json.loads(token_file.read_text()) if token_file.exists() else {}
     sims = []
     for i, (code, name, region) in enumerate(fleet()):
         points_repo.upsert_point(store, code, name, region, profile="lanzhou-basic-2023", simulated=True,
-                           report_interval_s=interval_s)
+                                 report_interval_s=interval_s, created_at=created_at)
         if code not in tokens:
             tokens[code] = users.create_token(store, "agent", point_code=code, description="demo simulated agent")
-        sim = SimPoint(code, name, region, random.Random(i), token=tokens[code])
+        # The same agent id on every start: the written history and the live reports are one machine's.
+        sim = SimPoint(code, name, region, random.Random(i), token=tokens[code],
+                       agent_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"pointwatch-demo:{code}")))
         sim.toner = 0.15 + sim.rng.random() * 0.8
         sims.append(sim)
     token_file.write_text(json.dumps(tokens))
@@ -126,7 +132,16 @@ def _result(check, target, status, message, value=None, unit=None, **details) ->
                   details=details, observed_at=utcnow(), duration_ms=round(random.uniform(1, 40), 1))
 
 
-def simulate_results(sim: SimPoint) -> list[Result]:
+def simulate_results(sim: SimPoint, at: datetime | None = None) -> list[Result]:
+    """The results of one check cycle of the point as its faults stand, observed at ``at`` (default now)."""
+    out = _simulate(sim)
+    if at is not None:
+        for r in out:
+            r.observed_at = at
+    return out
+
+
+def _simulate(sim: SimPoint) -> list[Result]:
     rng, f = sim.rng, sim.faults
     rtt = rng.uniform(0.006, 0.030)
     loss = 0.0
@@ -207,22 +222,30 @@ def _printer(toner: float) -> Result:
                    supplies=supplies)
 
 
-def _report(sim: SimPoint) -> dict:
+def _report(sim: SimPoint, at: datetime | None = None) -> dict:
+    return report_to_dict(sim_report(sim, at))
+
+
+def sim_report(sim: SimPoint, at: datetime | None = None) -> Report:
+    """The point's next report as the agent builds it, collected and sent at ``at`` (default now)."""
     sim.seq += 1
-    now = utcnow()
+    now = at or utcnow()
     host = Host(hostname=f"YB-{sim.code[-6:]}", os="Windows 10 专业版 22H2", boot_time=now - timedelta(days=3),
                 fingerprint=Fingerprint(sim.agent_id, f"SN{sim.code}", [f"00:1a:2b:{int(sim.code[-6:-3]) % 256:02x}:{int(sim.code[-3:]) % 256:02x}:01"]))
-    return report_to_dict(Report(report_id=str(uuid.uuid4()), seq=sim.seq, agent_id=sim.agent_id,
-                                 point_code=sim.code, agent_version="0.1.0-sim", collected_at=now, sent_at=now,
-                                 host=host, results=simulate_results(sim)))
+    return Report(report_id=str(uuid.uuid4()), seq=sim.seq, agent_id=sim.agent_id, point_code=sim.code,
+                  agent_version="0.1.0-sim", collected_at=now, sent_at=now, host=host,
+                  results=simulate_results(sim, at))
 
 
-def run(base_url: str, sims: list[SimPoint], interval_s: float, stop: threading.Event) -> None:
-    """Send every simulated point's report each interval through the real API, until ``stop``."""
+def run(base_url: str, sims: list[SimPoint], interval_s: float, stop: threading.Event, scenario=None) -> None:
+    """Send every simulated point's report each interval through the real API, until ``stop``.
+
+    ``scenario(sims, tick)`` sets the faults before each round (default: the 15-second schedule here)."""
+    scenario = scenario or _scenario
     tick = 0
     while not stop.is_set():
         started = time.monotonic()
-        _scenario(sims, tick)
+        scenario(sims, tick)
         for sim in sims:
             if "silent" in sim.faults or stop.is_set():
                 continue

@@ -45,7 +45,7 @@ def _login_name() -> str:
         return "root"
 
 
-FLEET_INTERVAL_S = 15
+FLEET_INTERVAL_S = 15  # how often the live fleet sends; its points are registered at history.HISTORY_INTERVAL_S
 DEMO_ADMIN = "admin"
 
 
@@ -69,8 +69,10 @@ def _demo_admin(store, data_dir: Path) -> str:
 
 
 def run_demo(settings: Settings, host: str, port: int) -> int:
+    from collector.app import create_app
     from collector.cli.serve import serve
     from collector.demo import fleet as demo_fleet
+    from collector.demo import history
 
     if _port_busy(host, port):
         print(f"端口 {port} 已被占用：请用 --port 换一个端口", file=sys.stderr)
@@ -87,14 +89,20 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
         token_path.write_text(users.create_token(store, "agent", point_code=LOCAL_POINT[0], description="demo agent"))
         os.chmod(token_path, 0o600)
 
-    sims = demo_fleet.seed(store, Path(settings.data_dir), FLEET_INTERVAL_S)
-    admin_password = _demo_admin(store, Path(settings.data_dir))
+    data_dir = Path(settings.data_dir)
+    # Registered as reporting every HISTORY_INTERVAL_S, the interval of their written history (scoring and
+    # silence read the point's interval; collector/demo/history.py says why), and from where it starts.
+    sims = demo_fleet.seed(store, data_dir, history.HISTORY_INTERVAL_S, created_at=history.registered_from())
+    admin_password = _demo_admin(store, data_dir)
+    app = create_app(settings, store)
+    history.first_start(app, sims, data_dir)  # the last 7 days, on the first start only
+    scenario = history.live_scenario(history.written_start(data_dir))
     stop = threading.Event()
 
     def start_agent():
         while not _port_busy(host, port):
             time.sleep(0.2)
-        threading.Thread(target=demo_fleet.run, args=(f"http://{host}:{port}", sims, FLEET_INTERVAL_S, stop),
+        threading.Thread(target=demo_fleet.run, args=(f"http://{host}:{port}", sims, FLEET_INTERVAL_S, stop, scenario),
                          daemon=True, name="demo-fleet").start()
         log = open(agent_dir / "agent.log", "ab")  # noqa: SIM115 - lives as long as the agent
         agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg_path)],
@@ -109,7 +117,7 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
     threading.Thread(target=start_agent, daemon=True).start()
     try:
         # Sixty-nine agents posting every 15 s would bury the URL under access-log lines.
-        return serve(settings, host, port, access_log=False)
+        return serve(settings, host, port, app=app, access_log=False)
     finally:
         stop.set()
         for agent in _AGENTS:
