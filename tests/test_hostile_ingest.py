@@ -229,6 +229,7 @@ def test_admin_writes_with_odd_text_never_fail(api, tmp_path):
     _, store = api
     client = TestClient(create_app(Settings(data_dir=tmp_path / "d2"), store=store), raise_server_exceptions=False)
     admin = {"Authorization": "Bearer " + users.create_token(store, "admin", "/")}
+    users.create_user(store, "xxk", "long-enough-pw", "viewer", "/", person="xxk")  # so /login is the form
     failures = []
     login_token = login_form_token(client)  # the login form's own CSRF token, as a browser has it
     for odd in ODD:
