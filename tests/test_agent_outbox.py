@@ -176,3 +176,42 @@ def test_full_disk_keeps_reports_in_memory_says_so_and_recovers(small_tmpfs):
         assert collector.seqs() == [1, 2, 3, 4] and collector.duplicates == 0 and box.depth() == 0
     finally:
         collector.stop()
+
+
+def _synchronous(box: Outbox) -> int:
+    return box._db.execute("PRAGMA synchronous").fetchone()[0]
+
+
+FULL = 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA (sqlite.org/pragma.html#pragma_synchronous)
+
+
+def test_every_written_report_is_committed_with_synchronous_full_also_after_an_ack(tmp_path):
+    """README: "Kill -9 or a power cut loses no written report" — the outbox is WAL with synchronous FULL.
+
+    In WAL mode only FULL syncs the log at each commit; under NORMAL the last commits before a power cut can
+    be lost. The ack lowers the connection to NORMAL for its own delete (a lost ack only re-sends), so after
+    every ack the connection must be back at FULL before the next report is written, and every add() and
+    ack() must be committed (visible to another connection) when it returns.
+
+    Guards the planted bug "the outbox's synchronous=FULL commit after an ack removed".
+    """
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path, max_reports=100)
+    other = sqlite3.connect(path)
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert _synchronous(box) == FULL
+    for round_ in range(3):
+        box.add(_build)
+        box.add(_build)
+        assert _synchronous(box) == FULL
+        assert other.execute("SELECT count(*) FROM reports").fetchone()[0] == 2, "add() returned uncommitted"
+        batch = box.batch()
+        box.ack(batch, {"accepted": 2})
+        assert other.execute("SELECT count(*) FROM reports").fetchone()[0] == 0, "ack() returned uncommitted"
+        assert _synchronous(box) == FULL, f"after ack {round_ + 1} the next report would be written without FULL"
+        box.note(last_error="x")
+        assert _synchronous(box) == FULL
+    box.add(_build)  # the report written right after the last ack: on disk, synced
+    assert other.execute("SELECT count(*) FROM reports").fetchone()[0] == 1
+    assert _synchronous(box) == FULL
+    box.close()
