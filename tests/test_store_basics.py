@@ -236,9 +236,15 @@ def test_sqlite_wal_starts_over_under_a_stream_of_ingest_commits(tmp_path):
     threads = [threading.Thread(target=stream, args=(w,)) for w in range(4)]
     for t in threads:
         t.start()
+    def restarted() -> int:
+        return sum(1 for a, b in zip(frames_seen, frames_seen[1:], strict=False) if b < a)
+
     try:
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
+        # Until the writers have written 2000 reports and the WAL has started over three times: a fixed
+        # workload, not a 4 s window a loaded machine may not fit it in. The limit only ends a test that would
+        # otherwise never finish; ingest speed is benchmarks/ingest.py's.
+        limit = time.monotonic() + 300
+        while (written[0] < 2000 or restarted() < 3) and time.monotonic() < limit:
             state = keeper.round()
             if state:
                 frames_seen.append(state[1])
@@ -249,11 +255,11 @@ def test_sqlite_wal_starts_over_under_a_stream_of_ingest_commits(tmp_path):
             t.join()
         keeper.stop()
     wal_bytes = (tmp_path / "pw.db-wal").stat().st_size
-    restarts = sum(1 for a, b in zip(frames_seen, frames_seen[1:], strict=False) if b < a)
+    restarts = restarted()
     with store.engine.connect() as conn:
         page = conn.exec_driver_sql("PRAGMA page_size").scalar()
         pages_written = conn.exec_driver_sql("PRAGMA page_count").scalar()
     store.close()
-    assert written[0] > 50, "the writers hardly ran"
+    assert written[0] >= 2000, "the writers hardly ran"
     assert restarts >= 3, f"the WAL never started over: frame counts {frames_seen}"
     assert wal_bytes < pages_written * page / 2, f"WAL {wal_bytes} bytes for a {pages_written * page} byte file"
