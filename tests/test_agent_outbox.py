@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import uuid
 
 import pytest
 
@@ -15,12 +14,15 @@ from agent.sender import Sender, backoff_delay
 from agent.wire import result_to_dict
 from tests.agent_collector import RecordingCollector
 from tests.conftest import free_port, require_root, require_tool
+from tests.helpers import report_json
 
 
 def _build(seq, note):
-    """A minimal wire report carrying the outbox result, as the scheduler builds it."""
-    return {"report_id": str(uuid.uuid4()), "seq": seq, "agent_id": "a", "point_code": "p",
-            "results": [result_to_dict(outbox_result(note))]}
+    """A whole wire report carrying the outbox result, as the scheduler builds it (valid as the collector
+    checks it: tests/agent_collector.py validates with the collector's own parser)."""
+    report = report_json(seq=seq)
+    report["results"] = [result_to_dict(outbox_result(note))]
+    return report
 
 
 def _outbox_result(report):
@@ -120,7 +122,10 @@ def test_backoff_is_exponential_jittered_and_capped():
     assert len({round(backoff_delay(5), 6) for _ in range(20)}) > 1
 
 
-def test_rejected_report_is_isolated_and_the_rest_still_arrive(tmp_path):
+def test_a_401_keeps_every_report_and_the_next_2xx_delivers_them(tmp_path):
+    """Named for what it does (it used to claim the 4xx isolation, which it never reached): a revoked token
+    keeps the batch. A report refused with 422 by the real collector, isolated while the rest of its batch
+    is delivered, is tests/test_agent_against_collector.py's."""
     collector = RecordingCollector(free_port()).start()
     try:
         box = Outbox(tmp_path / "o.sqlite3", max_reports=100)
