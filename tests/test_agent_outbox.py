@@ -220,3 +220,33 @@ def test_every_written_report_is_committed_with_synchronous_full_also_after_an_a
     assert other.execute("SELECT count(*) FROM reports").fetchone()[0] == 1
     assert _synchronous(box) == FULL
     box.close()
+
+
+def test_a_collector_dying_mid_answer_is_a_retry_not_the_end_of_the_sender(tmp_path):
+    """Seen in test_faults_collector under SIGKILL: the collector sent its status line and headers, then died
+    before the body; http.client raised IncompleteRead (not an OSError), which ended the sender thread and
+    so all sending until the agent restarted. It must be an ordinary retryable send failure."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def answer_half():
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 29\r\n\r\n{")
+        conn.close()
+
+    t = threading.Thread(target=answer_half, daemon=True)
+    t.start()
+    box = Outbox(tmp_path / "o.sqlite3", max_reports=100)
+    box.add(_build)
+    sender = Sender(box, f"http://127.0.0.1:{srv.getsockname()[1]}", lambda: "t", lambda: "a", timeout=10)
+    try:
+        delay = sender.send_once()  # must not raise
+    finally:
+        t.join(10)
+        srv.close()
+    assert delay > 0 and sender.failures == 1 and box.depth() == 1  # kept, retried after a backoff
