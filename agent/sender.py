@@ -1,7 +1,8 @@
 """The send loop: outbox → collector, in order, batched, with capped exponential backoff and jitter.
 
-A report leaves the outbox only when the collector answered 2xx for the batch that held it. A re-send
-after a crash is harmless: the collector counts a ``report_id`` once.
+A report leaves the outbox when the collector answered 2xx for the batch that held it, or refused that
+report alone with a 4xx other than 401/403 (logged with its id: it would never be taken). A re-send after a
+crash is harmless: the collector counts a ``report_id`` once.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import logging
 import ssl
@@ -47,7 +48,9 @@ def post_json(url: str, payload: dict, token: str | None, timeout: float, ctx: s
         # 4xx other than 408/429 means this batch will never be accepted as it is; 5xx may pass later.
         retry = exc.code >= 500 or exc.code in (408, 429)
         raise SendError(f"collector answered {exc.code}: {detail}", exc.code, retry) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # HTTPException: the collector died mid-answer (IncompleteRead, RemoteDisconnected is an OSError
+        # too); not an OSError, and uncaught it ended the sender thread for good.
         reason = getattr(exc, "reason", exc)
         raise SendError(f"cannot reach collector: {reason}") from None
 

@@ -1,7 +1,18 @@
-"""A small real HTTP collector for the agent's tests: records every request, dedups by report_id.
+"""A small HTTP stand-in for the collector in the agent's process tests: records every request, dedups by
+report_id.
 
-It answers like the real collector's ingest (202 {"accepted", "duplicates"}) and enrolment, and can be
-stopped and started again on the same port to play a collector that goes away for a while.
+It answers like the real collector's ingest (202 {"accepted", "duplicates"}) and enrolment, validates each
+body with the real collector's parser (collector.ingest.accept.parse_reports: a report the collector would
+refuse is refused here with its 422 too), notes whether each request came gzipped, and can be stopped and
+started again on the same port to play a collector that goes away for a while.
+
+Why a stand-in at all, where the real one (tests/livecollector.py, collector.app under uvicorn) is used
+elsewhere: the tests on it read what only a recorder can tell — each request's batch in arrival order
+(backlog order, batching, fresh reports overtaking), the report_ids seen under each seq across kills,
+and a store-then-hold-the-answer moment to kill the agent in — and bring the collector down and up a
+dozen times in seconds on one port. The same faults against the real collector (SIGKILL, SIGSTOP mid-
+request, outages, 4xx, gzip) are tests/test_faults_collector.py, test_faults_agent.py (the kill test) and
+test_agent_against_collector.py.
 """
 
 from __future__ import annotations
@@ -11,6 +22,8 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from collector.ingest.accept import IngestError, parse_reports
 
 
 class RecordingCollector:
@@ -41,7 +54,8 @@ class RecordingCollector:
 
             def do_POST(self):  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
+                gzipped = self.headers.get("Content-Encoding") == "gzip"
+                if gzipped:
                     raw = gzip.decompress(raw)
                 doc = json.loads(raw)
                 if self.path == "/api/v1/enroll":
@@ -54,11 +68,15 @@ class RecordingCollector:
                     return self._answer(401, {"detail": "bad token"})
                 if collector.status_override:
                     return self._answer(collector.status_override, {"detail": "override"})
+                try:
+                    parse_reports(raw)  # the real collector's validation
+                except IngestError as exc:
+                    return self._answer(exc.status, {"detail": exc.detail})
                 reports = doc.get("reports", [doc])
                 accepted = duplicates = 0
                 with collector.lock:
                     collector.requests.append({"seqs": [r["seq"] for r in reports],
-                                               "ids": [r["report_id"] for r in reports]})
+                                               "ids": [r["report_id"] for r in reports], "gzip": gzipped})
                     for r in reports:
                         collector.seq_ids.setdefault(r["seq"], set()).add(r["report_id"])
                         if r["report_id"] in collector.stored:

@@ -170,7 +170,7 @@ class LightAgent:
         self.outbox = AckRecordingOutbox(state / f"{code}.sqlite3", 100_000)
         self.sender = StatusRecordingSender(self.outbox, url, lambda: token, lambda: self.agent_id,
                                             timeout=10.0, speedup=speedup)
-        self.written: list[str] = []
+        self.written: list[int] = []  # seqs
 
     def produce(self) -> None:
         seq = self.outbox.add(lambda s, _note: make_report(self.code, self.agent_id, s))
@@ -315,14 +315,22 @@ def assert_delivered_once(url: str, fleet: Fleet, collector: Collector, admin: s
     try:
         with store.session() as s:
             stored_ids = set(s.scalars(select(m.Report.report_id)))
-            n_rows = s.scalar(select(func.count()).select_from(m.Report))
+            seqs_by_point: dict[str, list[int]] = {}
+            for code, seq in s.execute(select(m.Report.point_code, m.Report.seq)):
+                seqs_by_point.setdefault(code, []).append(seq)
             per_report = {pk: n for pk, n in s.execute(select(m.Result.report_pk, func.count())
                                                        .group_by(m.Result.report_pk))}
             report_pks = set(s.scalars(select(m.Report.id)))
     finally:
         store.close()
     assert must_have <= stored_ids, "a report acknowledged with 2xx is not in the store"
-    assert n_rows == len(stored_ids)
+    # Each written report stored once, read from the store itself (the API's view is checked below): every
+    # agent's seqs 1..n, none twice, nothing else. (report_id is a unique column, so counting distinct ids
+    # against rows could never fail; seq is not unique, so doubled reports show here.)
+    for agent in fleet.agents:
+        stored = sorted(seqs_by_point.pop(agent.code, []))
+        assert stored == list(range(1, len(agent.written) + 1)), f"{agent.code}: lost or doubled in the store"
+    assert not seqs_by_point, f"reports of points no agent wrote for: {sorted(seqs_by_point)}"
     # None half-stored: every report has all its results (the agent's plus the collector's agent.clock_skew).
     assert set(per_report) == report_pks and set(per_report.values()) == {N_RESULTS + 1}
     for agent in fleet.agents:

@@ -54,3 +54,36 @@ def start_collector(workdir: Path, extra_args: tuple[str, ...] = ()) -> LiveColl
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("collector did not answer /healthz within 40 s")
+
+
+class InProcessCollector:
+    """The real app (collector.app.create_app) under uvicorn on a loopback port, in a thread of this process.
+
+    For tests that need a real HTTP collector on the ``store`` fixture's backend (SQLite or PostgreSQL) and
+    want to look into the store directly; ``start_collector`` runs a separate process instead.
+    """
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = None
+
+    def __enter__(self) -> InProcessCollector:
+        import threading
+
+        self.thread = threading.Thread(target=self.server.run, name="collector", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 40
+        while not self.server.started:  # uvicorn sets it once the socket listens
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("in-process collector did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import uuid
 
 import pytest
 
@@ -15,12 +14,15 @@ from agent.sender import Sender, backoff_delay
 from agent.wire import result_to_dict
 from tests.agent_collector import RecordingCollector
 from tests.conftest import free_port, require_root, require_tool
+from tests.helpers import report_json
 
 
 def _build(seq, note):
-    """A minimal wire report carrying the outbox result, as the scheduler builds it."""
-    return {"report_id": str(uuid.uuid4()), "seq": seq, "agent_id": "a", "point_code": "p",
-            "results": [result_to_dict(outbox_result(note))]}
+    """A whole wire report carrying the outbox result, as the scheduler builds it (valid as the collector
+    checks it: tests/agent_collector.py validates with the collector's own parser)."""
+    report = report_json(seq=seq)
+    report["results"] = [result_to_dict(outbox_result(note))]
+    return report
 
 
 def _outbox_result(report):
@@ -120,7 +122,10 @@ def test_backoff_is_exponential_jittered_and_capped():
     assert len({round(backoff_delay(5), 6) for _ in range(20)}) > 1
 
 
-def test_rejected_report_is_isolated_and_the_rest_still_arrive(tmp_path):
+def test_a_401_keeps_every_report_and_the_next_2xx_delivers_them(tmp_path):
+    """Named for what it does (it used to claim the 4xx isolation, which it never reached): a revoked token
+    keeps the batch. A report refused with 422 by the real collector, isolated while the rest of its batch
+    is delivered, is tests/test_agent_against_collector.py's."""
     collector = RecordingCollector(free_port()).start()
     try:
         box = Outbox(tmp_path / "o.sqlite3", max_reports=100)
@@ -176,3 +181,72 @@ def test_full_disk_keeps_reports_in_memory_says_so_and_recovers(small_tmpfs):
         assert collector.seqs() == [1, 2, 3, 4] and collector.duplicates == 0 and box.depth() == 0
     finally:
         collector.stop()
+
+
+def _synchronous(box: Outbox) -> int:
+    return box._db.execute("PRAGMA synchronous").fetchone()[0]
+
+
+FULL = 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA (sqlite.org/pragma.html#pragma_synchronous)
+
+
+def test_every_written_report_is_committed_with_synchronous_full_also_after_an_ack(tmp_path):
+    """README: "Kill -9 or a power cut loses no written report" — the outbox is WAL with synchronous FULL.
+
+    In WAL mode only FULL syncs the log at each commit; under NORMAL the last commits before a power cut can
+    be lost. The ack lowers the connection to NORMAL for its own delete (a lost ack only re-sends), so after
+    every ack the connection must be back at FULL before the next report is written, and every add() and
+    ack() must be committed (visible to another connection) when it returns.
+
+    Guards the planted bug "the outbox's synchronous=FULL commit after an ack removed".
+    """
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path, max_reports=100)
+    other = sqlite3.connect(path)
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert _synchronous(box) == FULL
+    for round_ in range(3):
+        box.add(_build)
+        box.add(_build)
+        assert _synchronous(box) == FULL
+        assert other.execute("SELECT count(*) FROM reports").fetchone()[0] == 2, "add() returned uncommitted"
+        batch = box.batch()
+        box.ack(batch, {"accepted": 2})
+        assert other.execute("SELECT count(*) FROM reports").fetchone()[0] == 0, "ack() returned uncommitted"
+        assert _synchronous(box) == FULL, f"after ack {round_ + 1} the next report would be written without FULL"
+        box.note(last_error="x")
+        assert _synchronous(box) == FULL
+    box.add(_build)  # the report written right after the last ack: on disk, synced
+    assert other.execute("SELECT count(*) FROM reports").fetchone()[0] == 1
+    assert _synchronous(box) == FULL
+    box.close()
+
+
+def test_a_collector_dying_mid_answer_is_a_retry_not_the_end_of_the_sender(tmp_path):
+    """Seen in test_faults_collector under SIGKILL: the collector sent its status line and headers, then died
+    before the body; http.client raised IncompleteRead (not an OSError), which ended the sender thread and
+    so all sending until the agent restarted. It must be an ordinary retryable send failure."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def answer_half():
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 29\r\n\r\n{")
+        conn.close()
+
+    t = threading.Thread(target=answer_half, daemon=True)
+    t.start()
+    box = Outbox(tmp_path / "o.sqlite3", max_reports=100)
+    box.add(_build)
+    sender = Sender(box, f"http://127.0.0.1:{srv.getsockname()[1]}", lambda: "t", lambda: "a", timeout=10)
+    try:
+        delay = sender.send_once()  # must not raise
+    finally:
+        t.join(10)
+        srv.close()
+    assert delay > 0 and sender.failures == 1 and box.depth() == 1  # kept, retried after a backoff

@@ -118,6 +118,8 @@ def assert_backlog_in_order(arrival: list[int]) -> None:
 
 @pytest.fixture
 def collector():
+    # The recording stand-in, not the real collector: tests/agent_collector.py says why and where the real
+    # one takes the same faults.
     c = RecordingCollector(free_port()).start()
     yield c
     c.stop()
@@ -144,8 +146,9 @@ def test_collector_outages_every_report_arrives_in_order_once(tmp_path, collecto
     assert_backlog_in_order(collector.arrival)
     assert all(r["seqs"] == sorted(r["seqs"]) for r in collector.requests)
     assert len(outbox_seqs(state)) <= 10  # whatever was written in the last instant waits, durable
-    # Batched: outages leave several reports per request.
+    # Batched: outages leave several reports per request; and every request gzipped (README: "gzip").
     assert max(len(r["seqs"]) for r in collector.requests) > 1
+    assert all(r["gzip"] for r in collector.requests), "the agent sent a report batch without gzip"
 
     status = json.loads(subprocess.run(agent_cmd("status", "--config", str(cfg), "--json"), cwd=REPO,
                                        capture_output=True, text=True, timeout=60).stdout)

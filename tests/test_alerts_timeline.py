@@ -45,8 +45,8 @@ class Clock:
 class Rig:
     """A store, an engine on a fake clock, the report pipeline, and a real HTTP receiver as the notifier."""
 
-    def __init__(self, tmp_path, robot: RobotServer, alerts: dict | None = None, url: str | None = None):
-        self.store = Store(url or f"sqlite:///{tmp_path / 'pw.db'}")
+    def __init__(self, db_url: str, robot: RobotServer, alerts: dict | None = None):
+        self.store = Store(db_url)
         self.store.create_schema()
         points.upsert_point(self.store, POINT, "东关村医保服务点", REGION, report_interval_s=60)
         points.upsert_point(self.store, OTHER, "某村医保服务点", OTHER_REGION, report_interval_s=60)
@@ -103,8 +103,8 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path, robot):
-    r = Rig(tmp_path, robot)
+def rig(db_url, robot):  # on SQLite and PostgreSQL (conftest's db_url), like every store-touching test
+    r = Rig(db_url, robot)
     yield r
     r.store.close()
 
@@ -205,8 +205,8 @@ def test_degraded_link_waits_for_its_for_duration(rig):
     assert rig.messages() == [("firing", "core_degraded", POINT)]
 
 
-def test_inhibition_unreachable_mutes_degraded_and_silence_mutes_devices(tmp_path, robot):
-    rig = Rig(tmp_path, robot, {"rules": {"core_degraded": {"for": "0s"}, "device_missing": {"for": "5m"}}})
+def test_inhibition_unreachable_mutes_degraded_and_silence_mutes_devices(db_url, robot):
+    rig = Rig(db_url, robot, {"rules": {"core_degraded": {"for": "0s"}, "device_missing": {"for": "5m"}}})
     for _ in range(2):
         rig.report(net__core__tcp=FAIL, net__core__icmp=("warn", 0.5, {"loss_ratio": 0.67}))
         rig.clock.advance(minutes=1)
@@ -248,10 +248,10 @@ def test_silence_mutes_until_it_is_expired_and_is_audited(rig):
     assert [a for a in actions if a.startswith("silence.")] == ["silence.create", "silence.expire"]
 
 
-def test_village_clinic_closed_overnight_does_not_page(tmp_path, robot):
+def test_village_clinic_closed_overnight_does_not_page(db_url, robot):
     window = {"name": "村卫生室下班", "regions": ["甘肃省/兰州市/榆中县"], "daily": "18:00-08:00",
               "timezone": "Asia/Shanghai"}
-    rig = Rig(tmp_path, robot, {"maintenance": [window]})
+    rig = Rig(db_url, robot, {"maintenance": [window]})
     rig.clock.t = datetime(2026, 3, 2, 9, 50, tzinfo=timezone.utc)  # 17:50 Beijing
     while rig.clock().astimezone(timezone(timedelta(hours=8))).hour < 18:
         rig.report(code=POINT)
@@ -281,7 +281,7 @@ def test_village_clinic_closed_overnight_does_not_page(tmp_path, robot):
     rig.store.close()
 
 
-def test_notifier_outage_retries_and_survives_a_restart(tmp_path, robot):
+def test_notifier_outage_retries_and_survives_a_restart(db_url, robot):
     from collector.metrics import selfmetrics
 
     def count(outcome):
@@ -292,7 +292,7 @@ def test_notifier_outage_retries_and_survives_a_restart(tmp_path, robot):
                                                      {"notifier": "webhook", "reason": "http_status"}) or 0
 
     before, sent_before = count("retry"), count("sent")
-    rig = Rig(tmp_path, robot)
+    rig = Rig(db_url, robot)
     robot.fail_next["hook"] = 2
     rig.report(isolation__internet=FAIL)
     assert rig.messages() == [] and count("retry") == before + 1

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime, timezone
+
 from sqlalchemy import text
 
 from collector.accounts import login as accounts_login
 from collector.accounts import users
 from collector.store import audit, enrolment, people, points
+from collector.store import models as m
 from collector.store.audit import Actor
 from tests.helpers import ORIGIN, session_headers, web_login
 
@@ -43,6 +47,28 @@ def test_verification_finds_an_edited_a_removed_and_an_inserted_entry(store):
         users.create_user(store, f"u{i}", "password-x", "viewer", REGION)
     assert audit.verify_audit(store).ok
     ids = [e["id"] for e in reversed(audit.audit_entries(store))]
+    # Inserted: an editor makes room after the third entry (moving the later ids up, which alone changes
+    # nothing the chain covers) and slips in an entry of their own, its digest right for its content.
+    table = m.AuditEntry.__table__
+    with store.engine.begin() as conn:
+        for i in reversed(ids[3:]):
+            conn.execute(text("UPDATE audit_log SET id = :n WHERE id = :i"), {"n": i + 1000, "i": i})
+    assert audit.verify_audit(store).ok and audit.verify_audit(store).entries == 5
+    at = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+    forged_prev = hashlib.sha256(b"not the entry before it").hexdigest()
+    body = audit.entry_body(at, "user:admin1", "user.create", "user:ghost", {}, "10.1.2.3", REGION)
+    with store.engine.begin() as conn:
+        conn.execute(table.insert().values(
+            id=ids[3], at=at, actor="user:admin1", action="user.create", target="user:ghost", details={},
+            source="10.1.2.3", region_path=REGION, prev_digest=forged_prev,
+            digest=hashlib.sha256((forged_prev + "\n" + body).encode("utf-8")).hexdigest()))
+    check = audit.verify_audit(store)
+    assert not check.ok and check.first_bad_id == ids[3] and "inserted" in check.problem
+    assert check.entries == 3  # the three entries before it verified
+    with store.engine.begin() as conn:  # taken out again: the chain is whole (the moved ids are not a break)
+        conn.execute(text("DELETE FROM audit_log WHERE id = :i"), {"i": ids[3]})
+    assert audit.verify_audit(store).ok
+    ids = ids[:3] + [i + 1000 for i in ids[3:]]
     with store.engine.begin() as conn:  # an editor with database access, bypassing every API
         conn.execute(text("UPDATE audit_log SET actor = 'someone-else' WHERE id = :i"), {"i": ids[2]})
     check = audit.verify_audit(store)

@@ -84,3 +84,24 @@ def test_canary_handshake_on_loopback_is_no_proof_and_a_closed_port_is_not_reach
     finally:
         srv.close()
         closed.close()
+
+
+def test_every_canary_attempt_runs_at_once_so_the_check_waits_one_timeout_not_their_sum(monkeypatch):
+    """README/isolation: all canaries are tried at once. Each attempt here waits on one barrier that opens
+    only when every attempt is running at the same moment: tried one after another, the first would never
+    get past it (and would come back as a timeout). Event-based, where tests/test_checks_netns.py used to
+    bound the check's duration by wall clock; the speed itself is benchmarks/check_cycle.py's."""
+    import threading
+
+    from agent.checks import isolation
+
+    canaries = [Canary("192.0.2.1", "tcp", 443), Canary("192.0.2.2", "dns_server", 53), Canary("192.0.2.3", "icmp")]
+    barrier = threading.Barrier(len(canaries))
+
+    def meet(c, deadline, state):
+        barrier.wait(timeout=60)  # raises BrokenBarrierError -> an error, not "refused", if run one by one
+        raise ConnectionRefusedError
+
+    monkeypatch.setattr(isolation, "attempts", lambda c: [("only", meet)])
+    rows = isolation.internet_rows(canaries, timeout=120)
+    assert [r["result"] for r in rows] == ["refused"] * 3

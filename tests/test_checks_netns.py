@@ -137,7 +137,7 @@ def test_internet_cut_off_passes_within_its_timeout(net):
     assert results[f"{INTERNET_IP}:53"] == "timeout"
     assert results[INTERNET_IP] in ("no_reply", "timeout")
     assert results["www.internet.test"] in ("timeout", "resolve_failed")
-    # The canary check waits for the slowest canary at most once: not the sum of three timeouts.
-    assert internet["duration_ms"] < 1000 + 1500
+    # That the canaries are tried at once (one timeout, not the sum of three) is held without a wall clock
+    # by test_checks_isolation.py::test_every_canary_attempt_runs_at_once_…; the speed is a benchmark's.
     # The core network is unaffected by the cut.
     assert by_target(doc, "net.core.tcp")["省医保信息平台"]["status"] == "ok"

@@ -23,10 +23,9 @@ from tests.test_evidence_bundle import FROM, TO, no_cjk_font, seed  # noqa: F401
 
 
 @pytest.fixture
-def api(tmp_path):
+def api(tmp_path, store):  # the store fixture: on SQLite and on PostgreSQL
     settings = Settings(data_dir=tmp_path / "data")
-    app = create_app(settings)
-    store = app.state.store
+    app = create_app(settings, store=store)
     seed(store, minutes=20)
     points.upsert_point(store, "330100001001", "别处的服务点", "浙江省/杭州市/某区")
     tokens = {"reviewer": users.create_token(store, "reviewer", "甘肃省/兰州市"),
@@ -34,7 +33,6 @@ def api(tmp_path):
               "far_reviewer": users.create_token(store, "reviewer", "浙江省")}
     with TestClient(app) as client:
         yield client, tokens, store, settings
-    store.close()
 
 
 def auth(token):
@@ -90,8 +88,9 @@ def test_only_reviewers_within_their_region(api):
     assert bad.status_code == 422 and "empty" in bad.text
 
 
-def test_cli_export_public_key_and_verify(api, tmp_path, capsys):
+def test_cli_export_public_key_and_verify(api, tmp_path, capsys, db_url, monkeypatch):
     _, _, store, settings = api
+    monkeypatch.setenv("POINTWATCH_DATABASE_URL", db_url)  # the command line on the same store as the API
     data = ["--data-dir", str(settings.data_dir)]
     out = tmp_path / "cli.zip"
     assert main(data + ["evidence", "export", "--point", POINT, "--from", FROM, "--to", TO, "--out", str(out)]) == 0

@@ -29,6 +29,8 @@ from tests.test_agent_service import (
 
 @pytest.fixture
 def collector():
+    # The recording stand-in, not the real collector: tests/agent_collector.py says why and where the real
+    # one takes the same faults.
     c = RecordingCollector(free_port()).start()
     yield c
     c.stop()

@@ -68,7 +68,10 @@ def test_collector_sigkill_while_agents_send_loses_and_doubles_nothing(tmp_path,
 
 def test_overloaded_collector_sheds_with_503_and_agents_deliver_everything(tmp_path):
     """With room for one ingest request at a time, concurrent agents get 503 "busy" (before authentication,
-    cheap), back off and deliver everything later, once each."""
+    cheap), back off and deliver everything later, once each.
+
+    SQLite only, on purpose: admission (max_in_flight, the 503 before authentication) is decided before the
+    store is touched, and storing each report once under SIGKILL is held on both stores above."""
     (tmp_path / "data").mkdir()
     url = f"sqlite:///{tmp_path / 'data' / 'pointwatch.db'}"
     tokens = register_points(url, N_AGENTS)
@@ -95,7 +98,8 @@ def test_overloaded_collector_sheds_with_503_and_agents_deliver_everything(tmp_p
 
 def test_a_request_that_waited_too_long_is_refused_before_it_is_stored(tmp_path):
     """A request still waiting for a thread after ``max_wait_s`` gets 503 + Retry-After and stores nothing
-    (here every request is "too late": the wait allowed is a microsecond)."""
+    (here every request is "too late": the wait allowed is a microsecond). SQLite only, on purpose: the
+    refusal happens before anything reaches the store, which this test checks stays empty."""
     (tmp_path / "data").mkdir()
     url = f"sqlite:///{tmp_path / 'data' / 'pointwatch.db'}"
     (code, token), = register_points(url, 1).items()

@@ -16,10 +16,9 @@ from tests.helpers import POINT, REGION, report_json
 
 
 @pytest.fixture
-def api(tmp_path):
+def api(tmp_path, store):  # the store fixture: on SQLite and on PostgreSQL
     settings = Settings(data_dir=tmp_path / "data")
-    app = create_app(settings)
-    store = app.state.store
+    app = create_app(settings, store=store)
     points.upsert_point(store, POINT, "某村医保服务点", REGION)
     points.upsert_point(store, "620102001002", "另一个服务点", REGION)
     tokens = {
@@ -29,7 +28,6 @@ def api(tmp_path):
     }
     with TestClient(app) as client:
         yield client, tokens, store
-    store.close()
 
 
 def auth(token):

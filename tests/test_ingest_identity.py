@@ -20,15 +20,13 @@ OTHER_PC = Fingerprint("m-2", "SN2", ["66:77:88:99:aa:bb"])
 
 
 @pytest.fixture
-def enrolled(tmp_path):
-    app = create_app(Settings(data_dir=tmp_path / "data"))
-    store = app.state.store
+def enrolled(tmp_path, store):  # on SQLite and on PostgreSQL
+    app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
     points.upsert_point(store, POINT, "某村医保服务点", REGION)
     code = enrolment.create_enroll_code(store, POINT)
     agent_id, token = enrolment.enroll(store, code, POINT, "cun-pc", PINNED)
     with TestClient(app) as client:
         yield client, store, agent_id, {"Authorization": f"Bearer {token}"}
-    store.close()
 
 
 def identity_of(store):

@@ -33,8 +33,10 @@ def _report(code: str, results: list[Result]) -> Report:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path)
+def store(db_url):
+    """The rendering inputs, on SQLite and on PostgreSQL (conftest's db_url)."""
+    s = Store(db_url)
+    s.upgrade()
     points.upsert_point(s, "P1", "一号点", "甘肃省/兰州市/城关区/甲镇/甲村")
     points.upsert_point(s, "P2", "二号点", "甘肃省/天水市/秦州区/乙镇/乙村", profile="lanzhou-basic-2023")
     ingest(s, [_report("P1", [

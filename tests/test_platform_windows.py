@@ -4,6 +4,7 @@ fed through the same parsers and the same WindowsPlatform methods that run on a 
 from __future__ import annotations
 
 import base64
+import subprocess
 
 import pytest
 
@@ -157,6 +158,29 @@ def test_powershell_script_is_encoded_and_selects_properties():
     assert script == ("Out-Data (Get-WmiObject -Class Win32_PnPEntity -Filter \"PNPDeviceID LIKE 'USB\\\\%'\" | "
                       "Select-Object PNPDeviceID,Name,Manufacturer,Service,ConfigManagerErrorCode)")
     assert "root/StandardCimv2" in wmi.MSFT_ADAPTER_QUERY
-    # What run_powershell hands to -EncodedCommand: UTF-16LE base64 of the prelude plus the script.
-    encoded = base64.b64encode((wmi._PRELUDE + script).encode("utf-16-le")).decode()
-    assert base64.b64decode(encoded).decode("utf-16-le").endswith(script)
+
+
+def test_run_powershell_passes_the_script_as_utf16le_base64_encoded_command(monkeypatch):
+    """What run_powershell really hands to powershell.exe: -EncodedCommand takes base64 of UTF-16LE text
+    (PowerShell's documented encoding), so the argument is decoded here the documented way, with no help
+    from the code under test; a script with Chinese and quotes must survive unchanged."""
+    seen = {}
+
+    def fake_run(argv, **kwargs):
+        seen["argv"] = argv
+        return subprocess.CompletedProcess(argv, 0, stdout='[{"NetConnectionID":"以太网"}]'.encode(), stderr=b"")
+
+    monkeypatch.setattr(wmi.subprocess, "run", fake_run)
+    script = "Out-Data (Get-WmiObject -Class Win32_NetworkAdapter -Filter \"NetConnectionID = '以太网'\")"
+    out = wmi.run_powershell(script)
+    assert out == '[{"NetConnectionID":"以太网"}]'
+    argv = seen["argv"]
+    assert argv[0] == "powershell.exe" and "-NonInteractive" in argv
+    encoded = argv[argv.index("-EncodedCommand") + 1]
+    assert argv.index("-EncodedCommand") == len(argv) - 2
+    assert encoded.isascii()
+    text = base64.b64decode(encoded, validate=True).decode("utf-16-le")
+    assert text.endswith(script) and text.startswith(wmi._PRELUDE)
+    assert "Out-Data" in wmi._PRELUDE  # the prelude defines the function every script ends in
+    # Not UTF-8: UTF-16LE puts a NUL after every ASCII character.
+    assert base64.b64decode(encoded)[:2] == wmi._PRELUDE[0].encode("ascii") + b"\x00"

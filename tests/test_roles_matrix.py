@@ -1,8 +1,13 @@
 """Every endpoint × role × inside/outside the caller's region, generated from the app's own routes.
 
-A route added later is covered without touching this file: it must either be listed as public below or
-carry a ``require_roles(...)`` dependency (collector.api.deps), whose roles this test reads; a protected
-route without one fails here. Principals are bound to one county (A); the other county's point (B) must be
+Who may call what is stated here, in ``WHO_MAY``, from the README (Security, People, Audit, Evidence,
+Alerts), and never read from the code under test: a route's ``require_roles(...)`` could be widened (say
+``POST /api/v1/tokens`` opened to viewers) and a test reading the roles back from it would widen with it.
+A route added later fails here until it is listed as public or in ``WHO_MAY``; a protected route must also
+carry a ``require_roles(...)`` dependency (collector.api.deps).
+
+Guards the planted bug "``POST /api/v1/tokens`` opened to viewers and reviewers" (and any other role
+widened or narrowed on an API route). Principals are bound to one county (A); the other county's point (B) must be
 invisible to them: 404 for its code, absent from every listing.
 """
 
@@ -34,8 +39,44 @@ PUBLIC = {
     ("GET", "/openapi.json"), ("GET", "/redoc"), ("GET", "/favicon.ico"),
     ("GET", "/api/v1/evidence/public-key"),  # a public key is public: reviewers verify bundles offline with it
 }
+READERS = ("viewer", "reviewer", "admin")  # "a viewer, reviewer or admin sees nothing outside their region"
+# Every protected API route and the roles that may call it, from the README:
+WHO_MAY = {
+    # agent tokens can only POST /api/v1/reports for their own point (Security)
+    ("POST", "/api/v1/reports"): ("agent",),
+    ("GET", "/api/v1/points"): READERS,
+    ("GET", "/api/v1/points/{code}"): READERS,
+    ("GET", "/api/v1/points/{code}/results"): READERS,
+    ("GET", "/api/v1/points/{code}/reports"): READERS,
+    ("GET", "/api/v1/scores"): READERS,
+    ("GET", "/api/v1/scores/{code}"): READERS,
+    ("GET", "/api/v1/alerts"): READERS,
+    ("GET", "/api/v1/silences"): READERS,
+    ("GET", "/api/v1/me"): READERS,
+    # Evidence for reviewers: "reviewer token or session"; duty split keeps admins out of 监督
+    ("GET", "/api/v1/evidence/points/{code}.zip"): ("reviewer",),
+    ("GET", "/api/v1/evidence/region.zip"): ("reviewer",),
+    # Audit: "GET /api/v1/audit (admins, their region), GET /api/v1/audit/verify"
+    ("GET", "/api/v1/audit"): ("admin",),
+    ("GET", "/api/v1/audit/verify"): ("admin",),
+    # Silences: "POST /api/v1/silences, admin"; deleting one is the same power
+    ("POST", "/api/v1/silences"): ("admin",),
+    ("DELETE", "/api/v1/silences/{silence_id}"): ("admin",),
+    # People: users, tokens and enrolment codes are made by admins (管理), never by viewers or reviewers
+    ("GET", "/api/v1/users"): ("admin",),
+    ("POST", "/api/v1/users"): ("admin",),
+    ("POST", "/api/v1/tokens"): ("admin",),
+    ("POST", "/api/v1/enroll-codes"): ("admin",),
+    # Stopping an account: "the same for an admin of the user's region" (Security, Stopping an account)
+    ("POST", "/api/v1/users/{username}/disable"): ("admin",),
+    ("POST", "/api/v1/users/{username}/enable"): ("admin",),
+    ("POST", "/api/v1/users/{username}/end-sessions"): ("admin",),
+    ("PUT", "/api/v1/users/{username}/password"): ("admin",),
+    # "PUT /api/v1/me/password for a signed-in user": any reader's own password
+    ("PUT", "/api/v1/me/password"): READERS,
+}
 # Routes whose role check is inside the handler (with its own rejection counters) rather than a dependency.
-HANDLER_CHECKED = {("POST", "/api/v1/reports"): ("agent",)}
+HANDLER_CHECKED = {("POST", "/api/v1/reports")}
 # Bodies for writes whose effect depends on a region or a point, so inside/outside can be told apart.
 BODIES = {
     ("POST", "/api/v1/enroll-codes"): lambda point, region: {"point": point},
@@ -75,14 +116,11 @@ def role_of(principal: str) -> str | None:
     return None if principal == "anonymous" else principal.split("(")[0]
 
 
-def allowed_roles(route: Endpoint, method: str):
+def has_role_dependency(route: Endpoint, method: str) -> bool:
+    """Whether the route is guarded by a require_roles() dependency at all (which roles it names is not read)."""
     if (method, route.path) in HANDLER_CHECKED:
-        return HANDLER_CHECKED[(method, route.path)]
-    for dep in route.dependant.dependencies:
-        roles = getattr(dep.call, "roles", None)
-        if roles:
-            return roles
-    return None
+        return True
+    return any(getattr(dep.call, "roles", None) for dep in route.dependant.dependencies)
 
 
 @dataclass
@@ -130,10 +168,12 @@ def check_route(client, principals, route, method, failures: list[str]) -> None:
     key = (method, route.path)
     if key in PUBLIC:
         return
-    roles = allowed_roles(route, method)
+    roles = WHO_MAY.get(key)
     if roles is None:
-        failures.append(f"{method} {route.path}: not public and has no require_roles() dependency")
+        failures.append(f"{method} {route.path}: neither public nor in WHO_MAY; state who may call it")
         return
+    if not has_role_dependency(route, method):
+        failures.append(f"{method} {route.path}: not public and has no require_roles() dependency")
     for who, headers in principals.items():
         role = role_of(who)
         for side, code, region in (("inside", POINT_A, COUNTY_A + "/某镇"), ("outside", POINT_B, COUNTY_B)):
@@ -163,11 +203,11 @@ def check_route(client, principals, route, method, failures: list[str]) -> None:
 def test_every_api_route_by_role_and_region(world):
     app, client, principals = world
     failures: list[str] = []
-    covered = 0
+    seen = set()
     for route, method in endpoints(app, ui=False):
         check_route(client, principals, route, method, failures)
-        covered += 1
-    assert covered >= 14
+        seen.add((method, route.path))
+    assert set(WHO_MAY) <= seen, f"routes in WHO_MAY the app no longer has: {sorted(set(WHO_MAY) - seen)}"
     assert not failures, "\n".join(failures)
 
 

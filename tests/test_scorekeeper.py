@@ -39,14 +39,13 @@ def test_scores_follow_ingest_and_silence(store):
     assert pointscores.points_needing_scores(store, now=later + timedelta(seconds=1)) == []
 
 
-def test_metrics_export_the_kept_scores(tmp_path):
+def test_metrics_export_the_kept_scores(tmp_path, store):
     from fastapi.testclient import TestClient
 
     from collector.app import create_app
     from collector.settings import Settings
 
-    app = create_app(Settings(data_dir=tmp_path / "data"))
-    store = app.state.store
+    app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
     points.upsert_point(store, POINT, "东关村医保服务点", REGION, profile="lanzhou-basic-2023")
     token = users.create_token(store, "agent", point_code=POINT)
     from agent.wire import report_to_dict

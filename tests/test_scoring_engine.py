@@ -102,6 +102,27 @@ def test_core_network_down_ten_percent_loses_exactly_its_four_points():
     assert sheet.earned == 10 - 4
 
 
+@pytest.mark.parametrize("item, hold, check", [
+    ("network.core", 0.95, "net.core.tcp"),   # 核心网络: net.core.tcp == ok, hold 95%
+    ("security.dedicated_network", 0.99, "isolation.internet"),  # 专网专机专用: isolation.internet == ok, hold 99%
+])
+@pytest.mark.parametrize("short", [0, 1])
+def test_a_hold_is_met_at_its_share_of_slots_and_not_one_slot_below(item, hold, check, short):
+    """The hold is a share of the period's slots: 95% of 8640 five-minute slots is 8208 good slots, 99% is
+    8554 (8553.6 rounded up: a share of whole slots). At exactly that many the item is met; one slot fewer and it is not.
+
+    Guards the planted bug "scoring hold one slot short still scores" (the boundary was only ever tested
+    exactly at the hold, never just below it).
+    """
+    needed = -(-hold * N // 1)  # 8208 or 8554: the hold's share of the slots, rounded up to a whole slot
+    bad = N - needed + short
+    sheet = score(faults=[down(check, 10 * DAY, 10 * DAY + bad * IV)])
+    scored = items(sheet)[item]
+    assert scored.availability == pytest.approx((N - bad) / N)
+    assert scored.state == ("met" if short == 0 else "not_met"), (item, N - bad, needed)
+    assert scored.earned == (scored.points if short == 0 else 0)
+
+
 @pytest.mark.parametrize("silent_days, earned, lost, unseen", [
     # The point is silent once its last report is two intervals old: a silent day fails 288 - 1 slots.
     # ~29/30 = 96.7%: only the 99% items fail: 专网专用 3 (and the evidence of 账号与数据安全).

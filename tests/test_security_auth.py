@@ -6,15 +6,13 @@ route walk rather than repeating them."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fastapi.testclient import TestClient
 
 from agent.wire import report_to_dict
 from collector.accounts import users
 from collector.accounts.throttle import login_throttle
-from collector.app import CSP, create_app
+from collector.app import create_app
 from collector.settings import Settings
 from collector.store import audit, points, queries
 from tests.helpers import make_report, web_login
@@ -26,15 +24,28 @@ world = _matrix_world  # the matrix's fixture (principals bound to county A, a p
 PASSWORD = "village-clinic-2026"
 
 
+class FakeClock:
+    """The throttle's clock, moved by the test: the documented limits (minutes, an hour) without sleeping."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
 def site(store, tmp_path):
     points.upsert_point(store, POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
     points.upsert_point(store, POINT_B, "七里河区秘密服务点", COUNTY_B + "/某镇/某村")
     users.create_user(store, "xxk", PASSWORD, "viewer", COUNTY_A)
     app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
-    throttle = login_throttle(store)
-    throttle.base_s = 1.0  # the first lock lasts 1 s here (30 s in service), doubling as in service
-    return app, store, throttle
+    clock = FakeClock()
+    login_throttle(store).clock = clock  # the service's throttle with its own limits; only time is ours
+    return app, store, clock
 
 
 def login(client, username: str, password: str):
@@ -45,46 +56,89 @@ def failed_logins(store, username: str) -> list[dict]:
     return [e for e in audit.audit_entries(store, "/", 1000, None, "login.failed") if e["target"] == f"user:{username}"]
 
 
+# README, Security, Login brute force: 5 failures per username within an hour, or 20 from one address within
+# 15 minutes, lock for 30 s, doubling with each further failure up to 15 minutes.
+USER_FREE, USER_WINDOW_S = 5, 3600
+SOURCE_FREE, SOURCE_WINDOW_S = 20, 15 * 60
+LOCKS_S = [30, 60, 120, 240, 480, 900, 900]  # the 5th failure, then each further one after its lock expired
+
+
 def test_brute_force_on_one_username_is_locked_audited_and_expires(site):
-    app, store, throttle = site
+    """Guards the planted bug "login throttle limits changed" (per username: count, doubling, 15 min cap)."""
+    app, store, clock = site
     client = TestClient(app)
-    for i in range(4):
+    for i in range(USER_FREE - 1):  # just below the limit: still only "wrong password"
+        clock.advance(USER_WINDOW_S / USER_FREE)  # spread over (less than) the hour
         r = login(client, "xxk", f"guess-{i}")
         assert r.status_code == 401 and "用户名或密码不正确" in r.text
-    r = login(client, "xxk", "guess-4")  # the 5th failure locks
-    assert r.status_code == 429 and "登录失败次数过多" in r.text and r.headers["retry-after"] == "1"
+    r = login(client, "xxk", "guess-4")  # the 5th failure within the hour locks for 30 s
+    assert r.status_code == 429 and "登录失败次数过多" in r.text and r.headers["retry-after"] == "30"
+    assert "请 30 秒后再试" in r.text
     r = login(client, "xxk", PASSWORD)  # the right password during the lock: refused all the same
     assert r.status_code == 429 and "pw_session" not in r.headers.get("set-cookie", "")
     entries = failed_logins(store, "xxk")
     assert len(entries) == 6
     assert entries[0]["details"]["reason"] == "locked"  # newest first
-    assert entries[1]["details"] == {"reason": "password", "failures": 5, "locked_s": 1}
+    assert entries[1]["details"] == {"reason": "password", "failures": 5, "locked_s": 30}
     assert all("guess" not in str(e) and PASSWORD not in str(e) for e in entries)
-    time.sleep(1.1)
-    r = login(client, "xxk", "guess-5")  # after the lock a further failure locks twice as long
-    assert r.status_code == 429 and r.headers["retry-after"] == "2"
-    time.sleep(2.1)
+    clock.advance(29)
+    assert login(client, "xxk", PASSWORD).status_code == 429  # one second before the lock ends
+    for n, lock in enumerate(LOCKS_S[1:], start=5):  # each further failure after the lock doubles it
+        clock.advance(LOCKS_S[n - 5] if n > 5 else 1)
+        r = login(client, "xxk", f"guess-{n}")
+        assert r.status_code == 429 and r.headers["retry-after"] == str(lock), (n, r.headers["retry-after"])
+    assert "请 15 分钟后再试" in r.text  # capped at 15 minutes
+    clock.advance(899)
+    assert login(client, "xxk", PASSWORD).status_code == 429
+    clock.advance(1)
     r = login(client, "xxk", PASSWORD)
     assert r.status_code == 303 and "pw_session" in r.headers["set-cookie"]
-    r = login(client, "xxk", "guess-6")  # a success starts the count again
+    r = login(client, "xxk", "guess-x")  # a success starts the count again
     assert r.status_code == 401
 
 
-def test_unknown_usernames_lock_the_same_and_one_source_is_limited_across_names(site):
-    app, store, throttle = site
+def test_a_username_count_is_forgotten_after_a_quiet_hour(site):
+    app, store, clock = site
     client = TestClient(app)
-    for i in range(4):
+    for i in range(USER_FREE - 1):
+        assert login(client, "xxk", f"guess-{i}").status_code == 401
+    clock.advance(USER_WINDOW_S + 1)
+    assert login(client, "xxk", "guess-late").status_code == 401  # a new count, not the 5th failure
+    for i in range(USER_FREE - 2):
+        assert login(client, "xxk", f"again-{i}").status_code == 401
+    assert login(client, "xxk", "again-last").status_code == 429
+
+
+def test_unknown_usernames_lock_the_same_and_one_source_is_limited_across_names(site):
+    """Guards the planted bug "login throttle limits changed" (per address: 20 within 15 minutes)."""
+    app, store, clock = site
+    client = TestClient(app)
+    for i in range(USER_FREE - 1):
         assert login(client, "nobody", f"g{i}").status_code == 401
-    assert login(client, "nobody", "g4").status_code == 429  # no hint that "nobody" does not exist
-    time.sleep(1.1)
-    throttle.source_free = 8  # one address (the test client) trying name after name: 8 failures lock it
-    for name in ("a1", "a2"):
-        assert login(client, name, "x").status_code == 401
-    assert login(client, "a3", "x").status_code == 429
+    r = login(client, "nobody", "g4")  # no hint that "nobody" does not exist
+    assert r.status_code == 429 and r.headers["retry-after"] == "30"
+    clock.advance(SOURCE_WINDOW_S + 1)  # the address's 5 failures are forgotten; "nobody" stays counted
+    # One address (the test client) trying name after name, once each, within 15 minutes:
+    for i in range(SOURCE_FREE - 1):
+        clock.advance(SOURCE_WINDOW_S / SOURCE_FREE / 2)
+        assert login(client, f"name-{i}", "x").status_code == 401, f"failure {i + 1} from one address"
+    r = login(client, "name-last", "x")  # the 20th
+    assert r.status_code == 429 and r.headers["retry-after"] == "30"
     r = login(client, "xxk", PASSWORD)  # the real user from that address waits too
     assert r.status_code == 429
     assert failed_logins(store, "xxk")[0]["details"]["reason"] == "locked"
     assert failed_logins(store, "xxk")[0]["source"] == "testclient"
+    clock.advance(30)
+    assert login(client, "xxk", PASSWORD).status_code == 303
+
+
+def test_an_address_count_is_forgotten_after_a_quiet_quarter_hour(site):
+    app, store, clock = site
+    client = TestClient(app)
+    for i in range(SOURCE_FREE - 1):
+        assert login(client, f"name-{i}", "x").status_code == 401
+    clock.advance(SOURCE_WINDOW_S + 1)
+    assert login(client, "name-late", "x").status_code == 401
 
 
 def test_viewer_of_one_county_cannot_guess_into_another(world):
@@ -141,11 +195,15 @@ def test_one_points_token_cannot_write_anothers_reports(world):
         assert r.status_code in (401, 403), role
 
 
+# README, Security, Headers — stated here as the README states them, not read from collector.app.CSP.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+       "base-uri 'self'; form-action 'self'")
 EXPECTED_HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "referrer-policy": "same-origin",
+    "cross-origin-opener-policy": "same-origin",
 }
 
 

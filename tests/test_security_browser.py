@@ -3,7 +3,7 @@ pages need is blocked, and an injected inline script is."""
 
 from __future__ import annotations
 
-from collector.app import CSP
+from tests.test_security_auth import CSP  # the README's policy, written out
 from tests.test_web_browser import _close, _new_page, login
 from tests.test_web_browser import browser as _browser
 from tests.test_web_browser import site as _site

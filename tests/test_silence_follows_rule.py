@@ -21,10 +21,9 @@ HEALTHY = {"isolation.internet": "ok", "isolation.interfaces": "ok", "identity.f
            "usage.listening_ports": "ok", "net.core.tcp": "ok"}
 
 
-def quiet_point(tmp_path, intervals: int | None):
+def quiet_point(tmp_path, store, intervals: int | None):
     alerts = {"rules": {"point_silent": {"intervals": intervals}}} if intervals else {}
-    app = create_app(Settings(data_dir=tmp_path / "data", extra={"alerts": alerts}))
-    store = app.state.store
+    app = create_app(Settings(data_dir=tmp_path / "data", extra={"alerts": alerts}), store=store)
     points.upsert_point(store, POINT, "某村医保服务点", REGION, profile="lanzhou-basic-2023", report_interval_s=60)
     four_minutes_ago = datetime.now(timezone.utc) - timedelta(minutes=4)
     app.state.reports.receive([make_report(POINT, statuses=HEALTHY, collected_at=four_minutes_ago)],
@@ -33,8 +32,8 @@ def quiet_point(tmp_path, intervals: int | None):
 
 
 @pytest.mark.parametrize("intervals, silent", [(None, True), (5, False)])
-def test_every_view_calls_a_point_silent_by_the_rule(tmp_path, intervals, silent):
-    app, store = quiet_point(tmp_path, intervals)
+def test_every_view_calls_a_point_silent_by_the_rule(tmp_path, store, intervals, silent):
+    app, store = quiet_point(tmp_path, store, intervals)
     assert app.state.silence_intervals == (intervals or 3)
     admin = {"Authorization": "Bearer " + users.create_token(store, "admin")}
     with TestClient(app) as client:
@@ -47,14 +46,12 @@ def test_every_view_calls_a_point_silent_by_the_rule(tmp_path, intervals, silent
     assert float(up.rsplit(" ", 1)[1]) == (0 if silent else 1)
     sheet = point_sheet(store, POINT, silence_intervals=app.state.silence_intervals)
     assert (sheet.earned == 0) is silent
-    store.close()
 
 
-def test_a_period_not_yet_over_scores_only_what_was_knowable(tmp_path):
+def test_a_period_not_yet_over_scores_only_what_was_knowable(tmp_path, store):
     """A point registered today, scored for today: the hours before it existed and the hours still to come
     are out of the denominator, so nothing is 'not met' for want of time that was not knowable."""
-    app = create_app(Settings(data_dir=tmp_path / "data"))
-    store = app.state.store
+    app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
     points.upsert_point(store, POINT, "某村医保服务点", REGION, profile="national-basic", report_interval_s=60)
     now = datetime.now(timezone.utc)
     app.state.reports.receive([make_report(POINT, statuses=HEALTHY, collected_at=now)], received_at=now)
@@ -68,4 +65,3 @@ def test_a_period_not_yet_over_scores_only_what_was_knowable(tmp_path):
     for item in sheet["items"]:
         assert item["last_failure"] is None or datetime.fromisoformat(item["last_failure"]) <= asked, item
         assert item["availability"] is None or item["state"] != "not_met" or sheet["knowable_slots"] > 0
-    store.close()

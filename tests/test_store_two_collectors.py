@@ -6,6 +6,7 @@ and the background maintenance job runs once between them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -17,7 +18,6 @@ import psycopg
 import pytest
 
 from collector.accounts import users
-from collector.evidence.chain import chain_digest
 from collector.store import Store, points
 from collector.store import models as m
 from tests.conftest import REPO, free_port
@@ -90,12 +90,17 @@ def test_two_collectors_store_each_report_once(pg_store_url, tmp_path):
                 t.join()
         assert totals == {"accepted": 40, "duplicates": 40}
         with setup.session() as s:
-            rows = s.query(m.Report.report_id, m.Report.body, m.Report.prev_digest, m.Report.digest) \
-                .order_by(m.Report.id).all()
-        assert len({r.report_id for r in rows}) == len(rows) == 40
+            rows = s.query(m.Report.report_id, m.Report.seq, m.Report.body, m.Report.prev_digest,
+                           m.Report.digest).order_by(m.Report.id).all()
+        # Each report sent stored exactly once: report_id is a unique column, so compare with what was sent
+        # (a count of distinct ids would equal the row count whatever happened).
+        assert len(rows) == 40
+        assert {r.report_id for r in rows} == {rep["report_id"] for batch in batches for rep in batch}
+        assert sorted(r.seq for r in rows) == list(range(1, 41))
         prev = ""
-        for r in rows:  # one linear chain, whichever collector stored each report
-            assert r.prev_digest == prev and r.digest == chain_digest(prev, r.body)
+        for r in rows:  # one linear chain, whichever collector stored each report (the documented formula)
+            digest = hashlib.sha256((prev + "\n" + r.body).encode("utf-8")).hexdigest()
+            assert r.prev_digest == prev and r.digest == digest
             prev = r.digest
 
         # Both collectors' maintenance loops wake ~5 s after start; exactly one of them does the round.

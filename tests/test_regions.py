@@ -1,0 +1,82 @@
+"""Region paths: a principal of 城关区 sees 城关区 and what lies beneath it, and nothing of a county whose name
+merely starts the same way (城关区二). Region paths are names joined by ``/`` (README "People": every principal
+is bound to a region node and sees only beneath it).
+
+Guards the planted bug "regions.is_within drops the ``/`` boundary" (``城关区二/…`` counted as inside
+``城关区``): every fixture here pairs names that share a prefix, which the rest of the suite never did.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from collector.accounts import users
+from collector.app import create_app
+from collector.registry.regions import confine, is_within, sql_prefix
+from collector.settings import Settings
+from collector.store import points
+
+CITY = "甘肃省/兰州市"
+COUNTY = "甘肃省/兰州市/城关区"
+TWIN = "甘肃省/兰州市/城关区二"  # shares COUNTY's name as a prefix; a different county
+POINT, TWIN_POINT = "620102001001", "620199001001"
+TWIN_NAME = "城关区二的服务点"
+
+
+@pytest.mark.parametrize("path, scope, inside", [
+    (COUNTY, COUNTY, True),
+    (COUNTY + "/某镇/某村", COUNTY, True),
+    (TWIN, COUNTY, False),
+    (TWIN + "/某镇", COUNTY, False),
+    (COUNTY, TWIN, False),
+    (CITY, COUNTY, False),
+    (COUNTY, CITY, True),
+    (TWIN + "/某镇", CITY, True),
+    ("甘肃省/兰州", CITY, False),  # "兰州" is a prefix of "兰州市", not the same node
+    (COUNTY, "/", True),
+])
+def test_is_within_respects_the_slash_boundary(path, scope, inside):
+    """Guards: is_within without the ``/`` boundary."""
+    assert is_within(path, scope) is inside
+
+
+def test_confine_never_widens_to_a_prefix_sibling():
+    """Guards: is_within without the ``/`` boundary (confine is built on it)."""
+    assert confine(TWIN, COUNTY) is None
+    assert confine(TWIN + "/某镇", COUNTY) is None
+    assert confine(CITY, COUNTY) == COUNTY
+    assert confine(COUNTY + "/某镇", COUNTY) == COUNTY + "/某镇"
+
+
+def test_sql_prefix_selects_children_only():
+    assert sql_prefix(COUNTY) == (COUNTY, COUNTY + "/%")
+    assert sql_prefix("/") is None
+
+
+def test_a_county_principal_sees_nothing_of_a_county_sharing_its_name_prefix(store, tmp_path):
+    """Guards: is_within without the ``/`` boundary, end to end through the API and the pages."""
+    points.upsert_point(store, POINT, "城关区某村服务点", COUNTY + "/某镇/某村")
+    points.upsert_point(store, TWIN_POINT, TWIN_NAME, TWIN + "/某镇/某村")
+    client = TestClient(create_app(Settings(data_dir=tmp_path / "data"), store=store), follow_redirects=False)
+    for role in ("viewer", "reviewer", "admin"):
+        headers = {"Authorization": "Bearer " + users.create_token(store, role, COUNTY)}
+        listed = client.get("/api/v1/points", headers=headers)
+        assert listed.status_code == 200
+        assert {p["code"] for p in listed.json()["points"]} == {POINT}, role
+        for path in (f"/api/v1/points/{TWIN_POINT}", f"/api/v1/points/{TWIN_POINT}/results",
+                     f"/api/v1/scores/{TWIN_POINT}"):
+            assert client.get(path, headers=headers).status_code == 404, (role, path)
+        assert client.get(f"/api/v1/points/{POINT}", headers=headers).status_code == 200
+        region = client.get("/api/v1/points", params={"region": TWIN}, headers=headers)
+        assert TWIN_POINT not in region.text and TWIN_NAME not in region.text, role
+        alerts = client.get("/api/v1/alerts", params={"region": TWIN, "state": "all"}, headers=headers)
+        assert alerts.status_code in (200, 403, 404) and TWIN_POINT not in alerts.text
+    reviewer = {"Authorization": "Bearer " + users.create_token(store, "reviewer", COUNTY, person="r2")}
+    r = client.get(f"/api/v1/evidence/points/{TWIN_POINT}.zip", params={"from": "2026-01-01", "to": "2026-01-02"},
+                   headers=reviewer)
+    assert r.status_code == 404
+    admin = {"Authorization": "Bearer " + users.create_token(store, "admin", COUNTY, person="a2")}
+    assert client.post("/api/v1/enroll-codes", json={"point": TWIN_POINT}, headers=admin).status_code in (403, 404)
+    assert client.post("/api/v1/tokens", json={"role": "viewer", "region": TWIN},
+                       headers=admin).status_code in (403, 404)
