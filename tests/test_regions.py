@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from collector.accounts import users
 from collector.app import create_app
-from collector.registry.regions import confine, is_within, sql_prefix
+from collector.registry.regions import confine, is_within
 from collector.settings import Settings
 from collector.store import points
 
@@ -49,9 +49,22 @@ def test_confine_never_widens_to_a_prefix_sibling():
     assert confine(COUNTY + "/某镇", COUNTY) == COUNTY + "/某镇"
 
 
-def test_sql_prefix_selects_children_only():
-    assert sql_prefix(COUNTY) == (COUNTY, COUNTY + "/%")
-    assert sql_prefix("/") is None
+def test_the_store_scope_selects_the_region_and_its_children_only(store):
+    """The SQL side of is_within (collector/store/regionscope.py) keeps the same ``/`` boundary."""
+    from sqlalchemy import select
+
+    from collector.store import models as m
+    from collector.store.regionscope import scoped
+
+    for code, region in ((POINT, COUNTY + "/某镇/某村"), ("620102001000", COUNTY), (TWIN_POINT, TWIN + "/某镇/某村")):
+        points.upsert_point(store, code, "服务点", region)
+    with store.session() as s:
+        def codes(scope):
+            return set(s.scalars(scoped(select(m.Point.code), m.Point.region_path, scope)))
+
+        assert codes(COUNTY) == {POINT, "620102001000"}
+        assert codes(TWIN) == {TWIN_POINT}
+        assert codes("/") == {POINT, "620102001000", TWIN_POINT}
 
 
 def test_a_county_principal_sees_nothing_of_a_county_sharing_its_name_prefix(store, tmp_path):
