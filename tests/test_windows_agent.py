@@ -413,3 +413,44 @@ def test_enroll_run_kill_restart_nothing_lost(windows, loopback, tmp_path):
     assert posts and set(posts) == {"gzip"}, tap.seen
     log = (state_linux / "logs" / "agent.log").read_bytes().decode("utf-8")
     assert "agent_started" in log
+
+
+# -- the self-contained exe ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def exe(windows):
+    """dist/pointwatch-agent.exe from the spec, built by PyInstaller under Wine (cached by its inputs)."""
+    from tests.windows.exe import build
+
+    return build()
+
+
+def run_exe(windows, exe: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.monotonic()
+    proc = subprocess.run([windows["3.11"].command()[0], str(exe), *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=180, env=windows["3.11"].env())
+    return proc, time.monotonic() - t0
+
+
+def test_self_contained_exe_runs_version_check_and_status(windows, exe, loopback, tmp_path):
+    version, took = run_exe(windows, exe, "--version")
+    assert version.returncode == 0 and out(version).strip() == "pointwatch-agent 0.1.0"
+    print(f"pointwatch-agent.exe: {exe.stat().st_size / 1e6:.1f} MB, --version in {took:.1f} s under Wine")
+
+    state, state_linux = win_dir("exe")
+    cfg = zpath(check_config(tmp_path, state, loopback))
+    check, _ = run_exe(windows, exe, "check", "--json", "--config", cfg)
+    assert check.returncode in (0, 1), check.stderr.decode("utf-8")
+    doc = json.loads(out(check))
+    by = {(r["check"], r["target"]): r for r in doc["results"]}
+    assert set(doc["summary"]) == {"ok", "warn", "fail", "error"}
+    assert by[("net.core.tcp", "省医保信息平台")]["status"] == "ok"
+    assert by[("net.core.https", "网上办理渠道")]["status"] == "ok"
+    # The bundled catalogue is found inside the exe, and the frozen psutil/ctypes path reads processes.
+    assert by[("usage.processes", "本机进程")]["status"] == "ok"
+    assert by[("isolation.interfaces", "本机网卡")]["status"] == "error"
+
+    status, _ = run_exe(windows, exe, "status", "--json", "--config", cfg)
+    info = json.loads(out(status))
+    assert info["outbox"] == "missing" and info["enrolled"] is False and status.returncode == 1
+    assert info["state_dir"].lower() == state.lower()
