@@ -454,3 +454,60 @@ def test_self_contained_exe_runs_version_check_and_status(windows, exe, loopback
     info = json.loads(out(status))
     assert info["outbox"] == "missing" and info["enrolled"] is False and status.returncode == 1
     assert info["state_dir"].lower() == state.lower()
+
+
+# -- the Windows service, as far as Wine's service manager goes ----------------------------------------------
+
+def _service_state(embed) -> str:
+    code = ("import win32serviceutil as u\ntry: print(u.QueryServiceStatus('pointwatch-agent')[1])\n"
+            "except Exception as e: print('gone')")
+    proc = subprocess.run(embed.command("-c", code), stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                          env=embed.env())
+    return proc.stdout.decode().strip()
+
+
+def test_service_install_runs_the_agent_through_the_service_manager(windows, loopback, tmp_path):
+    """`service install` through pywin32 into Wine's SCM, which starts `python.exe -m agent.cli service-host`
+    (auto start): the dispatcher calls SvcDoRun, which reads the config path from the service's registry
+    key and runs the agent, whose log and outbox appear on C:. What Wine does not do like Windows: it has no
+    SERVICE_CONFIG_FAILURE_ACTIONS_FLAG (install warns and goes on), it starts an auto-start service at once,
+    and its stop does not reach SERVICE_STOPPED in a bounded time; SvcStop's clean stop is the same
+    Agent.stop() that `run` uses (test_agent_service.py), and removal is checked here."""
+    embed = windows["3.10"]
+    state, state_linux = win_dir("service")
+    cfg = zpath(check_config(tmp_path, state, loopback))
+    try:
+        installed = run_agent(embed, "service", "install", "--config", cfg)
+        text = out(installed)
+        assert installed.returncode == 0 and "Service installed" in text, text + installed.stderr.decode()
+        if _service_state(embed) != "4":  # Windows proper: installed stopped; start it
+            assert run_agent(embed, "service", "start").returncode == 0
+        log = state_linux / "logs" / "agent.log"
+        wait_for(lambda: log.exists() and "agent_started" in log.read_bytes().decode("utf-8"), 60,
+                 "the service's agent to start")
+        assert (state_linux / "outbox.sqlite3").exists()
+        assert _service_state(embed) == "4"  # SERVICE_RUNNING
+    finally:
+        run_agent(embed, "service", "stop")
+        removed = run_agent(embed, "service", "remove")
+        # Wine leaves the service STOP_PENDING: end its host process (ours, found by our prefix), and the
+        # service manager then deletes the service it had marked for deletion.
+        _end_service_hosts()
+    assert removed.returncode == 0 and "Service removed" in out(removed)
+    wait_for(lambda: _service_state(embed) == "gone", 60, "the removed service to disappear")
+
+
+def _end_service_hosts() -> None:
+    import psutil
+
+    from tests.windows.prepare import PREFIX
+
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if "service-host" not in " ".join(proc.info["cmdline"] or []):
+                continue
+            if proc.environ().get("WINEPREFIX") == str(PREFIX):
+                proc.kill()
+                proc.wait(20)
+        except (psutil.Error, OSError):
+            pass
