@@ -396,13 +396,15 @@ def test_enroll_run_kill_restart_nothing_lost(windows, loopback, tmp_path):
         collector.start()
         agents.append(Running(embed, cfg))
         wait_for(lambda: max(collector.seqs(admin), default=0) >= last_seq, 120, f"seq {last_seq} delivered")
-        wait_for(lambda: json.loads(out(run_agent(embed, "status", "--json", "--config", cfg)))["depth"] == 0,
-                 60, "an empty outbox")
         agents[-1].kill()
         seqs = collector.seqs(admin)
-        assert seqs == list(range(1, seqs[-1] + 1)), seqs
-        text = run_agent(embed, "status", "--config", cfg)
-        assert "报告缓存：待发送 0 份" in out(text)
+        assert seqs == list(range(1, seqs[-1] + 1)), seqs  # each once, no gap
+        # Every report ever written is at the collector or still waiting (the agent writes one a second,
+        # so a few may have been written after the last acknowledgement): none lost.
+        final = json.loads(out(run_agent(embed, "status", "--json", "--config", cfg)))
+        assert final["last_seq"] - final["depth"] <= seqs[-1] <= final["last_seq"], (final, seqs[-1])
+        text = out(run_agent(embed, "status", "--config", cfg))
+        assert "已注册" in text and f"最新序号 {final['last_seq']}" in text, text
     finally:
         for a in agents:
             if a.proc.poll() is None:
