@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean windows exe
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "pointwatch needs Python >= 3.10")'
@@ -24,6 +24,15 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The Windows tier's interpreters (embeddable CPython 3.10 and 3.11 + the agent's Windows wheels) and its
+# Wine prefix, under build/windows/; the tests prepare it themselves, this is for a look by hand.
+windows: $(STAMP)
+	$(BIN)/python tests/windows/prepare.py
+
+# dist/pointwatch-agent.exe, built by PyInstaller's Windows wheel under Wine (cached; see tests/windows/exe.py).
+exe: $(STAMP)
+	$(BIN)/python tests/windows/exe.py
 
 clean:
 	rm -rf $(VENV) pointwatch-data .pytest_cache

@@ -17,6 +17,7 @@ EXIT_OK, EXIT_PROBLEM, EXIT_BAD_CONFIG = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup_console()
     parser = argparse.ArgumentParser(prog="pointwatch-agent", description="pointwatch service-point agent")
     parser.add_argument("--version", action="version", version=f"pointwatch-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +72,62 @@ def main(argv: list[str] | None = None) -> int:
 
         return status(cfg, args.json)
     return EXIT_BAD_CONFIG
+
+
+# Code pages that can show Chinese: a console set to one of them reads redirected output in it (`| more`).
+CJK_CODE_PAGES = {936: "gbk", 54936: "gb18030", 950: "cp950"}
+
+
+def console_encoding() -> str:
+    """The encoding for output that is not written to a console window directly (a pipe or a file).
+
+    UTF-8 unless the process's console uses a Chinese code page, whose programs (more, findstr) read it; a
+    console in 437/1252/… cannot show Chinese in its own code page, so UTF-8 there too. Asked of the
+    console through the API (GetConsoleOutputCP), never guessed from the locale; 0 means no console.
+    """
+    if sys.platform != "win32":
+        return "utf-8"
+    try:
+        import ctypes
+
+        cp = ctypes.WinDLL("kernel32").GetConsoleOutputCP()
+    except (OSError, AttributeError):
+        return "utf-8"
+    return CJK_CODE_PAGES.get(cp, "utf-8")
+
+
+def setup_console() -> None:
+    """Make stdout and stderr print Chinese whatever the console's code page, and never crash on it.
+
+    A console window is written through WriteConsoleW by Python itself (PEP 528), whatever its code page;
+    redirected output got the ANSI code page (cp1252 on an English Windows) with strict errors — a crash —
+    on stdout and ``\\u914d`` escapes on stderr. PYTHONIOENCODING, when set, is the user's choice.
+    """
+    import os
+
+    if os.environ.get("PYTHONIOENCODING"):
+        return
+    encoding = console_encoding()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None or not hasattr(stream, "reconfigure"):
+            continue
+        try:
+            if sys.platform == "win32" and stream.isatty():
+                stream.reconfigure(errors="replace")  # the console path: already Unicode
+            elif sys.platform != "win32" and _can_encode(stream.encoding):
+                continue  # a Linux terminal's own locale (UTF-8, or GB18030 on some Kylin setups)
+            else:
+                stream.reconfigure(encoding=encoding, errors="replace")
+        except (OSError, ValueError):
+            pass
+
+
+def _can_encode(encoding: str | None) -> bool:
+    try:
+        "配置服务点".encode(encoding or "ascii")
+        return True
+    except (UnicodeError, LookupError):
+        return False
 
 
 def default_config_path() -> str:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import sys
 
-import servicemanager  # pywin32
+import pywintypes  # pywin32
+import servicemanager
 import win32event
 import win32service
 import win32serviceutil
@@ -83,7 +84,13 @@ def _set_failure_actions() -> None:
             restart = (win32service.SC_ACTION_RESTART, 10000)
             win32service.ChangeServiceConfig2(svc, win32service.SERVICE_CONFIG_FAILURE_ACTIONS, {
                 "ResetPeriod": 86400, "RebootMsg": None, "Command": None, "Actions": [restart] * 3})
-            win32service.ChangeServiceConfig2(svc, win32service.SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, True)
+            try:
+                # Also after a non-zero exit (a config error), not only a crash. Vista and later have it;
+                # Wine's service manager answers ERROR_INVALID_LEVEL, which made the whole install report
+                # failure although the service and its crash restarts were in place.
+                win32service.ChangeServiceConfig2(svc, win32service.SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, True)
+            except pywintypes.error as exc:
+                print(f"警告：未能设置“非零退出也重启”（SERVICE_CONFIG_FAILURE_ACTIONS_FLAG）：{exc.strerror}")
         finally:
             win32service.CloseServiceHandle(svc)
     finally:

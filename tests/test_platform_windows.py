@@ -184,3 +184,94 @@ def test_run_powershell_passes_the_script_as_utf16le_base64_encoded_command(monk
     assert "Out-Data" in wmi._PRELUDE  # the prelude defines the function every script ends in
     # Not UTF-8: UTF-16LE puts a NUL after every ASCII character.
     assert base64.b64decode(encoded)[:2] == wmi._PRELUDE[0].encode("ascii") + b"\x00"
+
+
+# -- fail closed: what Wine showed (tests/test_windows_agent.py runs the same paths for real) ----------------
+
+def test_powershell_that_prints_nothing_is_an_error_naming_the_query(monkeypatch):
+    """Wine's powershell.exe (and a PC whose WMI repository is broken) exits 0 and prints nothing."""
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, b"", b""))
+    with pytest.raises(wmi.WmiError, match=r"Win32_PnPEntity: powershell printed nothing"):
+        wmi.run_records(wmi.USB_QUERY)
+    # An honest empty answer is "[]": Out-Data always prints something.
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, b"[]\r\n", b""))
+    assert wmi.run_records(wmi.USB_QUERY) == []
+
+
+def test_local_printer_without_an_answer_is_an_error_not_absent(monkeypatch):
+    import sys
+
+    from agent.checks.devices import localprinter
+    from agent.checks.devices.common import ProbeContext
+
+    def broken(script, timeout=20.0):
+        raise wmi.WmiError(f"{wmi.query_name(script)}: powershell printed nothing (exit 0)")
+
+    monkeypatch.setattr(wmi, "run_records", broken)
+    monkeypatch.setattr(sys, "platform", "win32")
+    device = type("D", (), {"timeout": 2.0})()
+    res = localprinter.probe(device, localprinter.LocalPrinterConfig("HP LaserJet Pro M404"), ProbeContext(lambda: []))
+    assert res.status == "error" and not res.answered and "Win32_Printer" in res.message
+    # No printer at all ("[]") is an answer: the named one is not installed.
+    monkeypatch.setattr(wmi, "run_records", lambda script, timeout=20.0: [])
+    res = localprinter.probe(device, localprinter.LocalPrinterConfig("HP LaserJet Pro M404"), ProbeContext(lambda: []))
+    assert res.status == "fail" and "未安装" in res.message
+
+
+def test_printer_rows_from_the_csv_route_read_their_flags():
+    """PowerShell 2.0 gives CSV text: "False" must not read as offline."""
+    from agent.checks.devices import localprinter
+
+    row = {"Name": "HP", "PrinterStatus": "3", "WorkOffline": "False", "DetectedErrorState": "2", "PortName": "IP_10"}
+    assert localprinter.evaluate_windows(row, "HP", []).status == "ok"
+    assert localprinter.evaluate_windows({**row, "WorkOffline": "True"}, "HP", []).status == "fail"
+
+
+def test_processes_read_field_by_field_with_a_fallback_for_names(monkeypatch):
+    """psutil under Wine raises WinError 87 for every exe and name: the OS snapshot gives the names."""
+    import psutil
+
+    from agent.checks.usage import process_usage
+
+    class Proc:
+        def __init__(self, pid):
+            self.pid = pid
+
+        def name(self):
+            raise OSError(22, "Invalid parameter")
+
+        exe = name
+
+        def username(self):
+            raise psutil.AccessDenied(self.pid)
+
+    monkeypatch.setattr(psutil, "pids", lambda: [4, 120, 999])
+    monkeypatch.setattr(psutil, "Process", Proc)
+    plat = WindowsPlatform(run=lambda script: [])
+    monkeypatch.setattr(plat, "process_names", lambda: {4: "System", 120: "ToDesk.exe"})
+    procs = plat.processes()
+    assert [(p.pid, p.name) for p in procs] == [(4, "System"), (120, "ToDesk.exe")]  # 999: nothing readable
+    # Nothing readable at all is an error, never "no forbidden software".
+    monkeypatch.setattr(plat, "process_names", lambda: {})
+    assert plat.processes() == []
+    assert process_usage([], [], [], []).status == "error"
+
+
+def test_console_output_never_escapes_chinese(monkeypatch):
+    import io
+    import sys
+
+    from agent import cli
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    monkeypatch.delenv("PYTHONIOENCODING", raising=False)
+    cli.setup_console()
+    print("配置错误", file=sys.stdout)
+    sys.stdout.flush()
+    assert raw.getvalue().decode("utf-8").strip() == "配置错误"
+    assert cli.console_encoding() == "utf-8"  # off Windows; on Windows: the console's CJK page or UTF-8

@@ -113,6 +113,13 @@ class Session:
     started: float | None = None
 
 
+def _read(getter) -> str:
+    try:
+        return getter() or ""
+    except (psutil.Error, OSError):
+        return ""
+
+
 def is_placeholder(value: str | None) -> bool:
     return value is None or value.strip().lower() in PLACEHOLDER_SERIALS
 
@@ -155,12 +162,34 @@ class Platform:
 
     # -- processes, sockets, sessions: psutil gives these on every OS --------------------------------
     def processes(self) -> list[ProcessInfo]:
+        """Every process whose name could be read; one that cannot be read is left out, not fatal.
+
+        psutil raises per process (a process that ended, AccessDenied, and under Wine ``WinError 87`` for
+        every exe path, which psutil also uses for the name), so each field is read on its own and a name
+        psutil cannot give comes from :meth:`process_names` (the OS's own process snapshot). An empty list
+        means nothing could be read, which usage.processes reports as ``error``.
+        """
+        fallback: dict[int, str] | None = None
         out = []
-        for p in psutil.process_iter(["pid", "name", "exe", "username"]):
-            info = p.info
-            out.append(ProcessInfo(pid=info["pid"], name=info.get("name") or "", exe=info.get("exe") or "",
-                                   username=info.get("username") or ""))
+        for pid in psutil.pids():
+            try:
+                proc = psutil.Process(pid)
+            except (psutil.Error, OSError):
+                continue
+            name, exe, user = (_read(proc.name), _read(proc.exe), _read(proc.username))
+            if not name and exe:
+                name = exe.replace("\\", "/").rsplit("/", 1)[-1]
+            if not name:
+                if fallback is None:
+                    fallback = self.process_names()
+                name = fallback.get(pid, "")
+            if name:
+                out.append(ProcessInfo(pid=pid, name=name, exe=exe, username=user))
         return out
+
+    def process_names(self) -> dict[int, str]:
+        """pid -> executable name from a source other than psutil's per-process calls ({} when none)."""
+        return {}
 
     def listeners(self) -> list[Listener]:
         """TCP sockets in LISTEN and bound UDP sockets with no peer (services waiting for clients)."""
@@ -177,8 +206,8 @@ class Platform:
             if c.pid and c.pid not in names:
                 try:
                     names[c.pid] = psutil.Process(c.pid).name()
-                except psutil.Error:
-                    names[c.pid] = ""
+                except (psutil.Error, OSError):  # OSError: WinError 87 under Wine
+                    names[c.pid] = self.process_names().get(c.pid, "")
             out.add(Listener("tcp" if tcp else "udp", c.laddr.ip, c.laddr.port, c.pid,
                              names.get(c.pid or -1, "")))
         return sorted(out, key=lambda x: (x.proto, x.port, x.address))

@@ -28,6 +28,14 @@ class WindowsPlatform(Platform):
         except wmi.WmiError:
             return []
 
+    def process_names(self) -> dict[int, str]:
+        """The Toolhelp32 snapshot (kernel32, what Task Manager's list rests on): names without opening
+        any process, where psutil's per-process query fails (WinError 87 under Wine, protected processes)."""
+        try:
+            return _toolhelp_process_names()
+        except OSError:
+            return {}
+
     def system_disk(self) -> str:
         return os.environ.get("SystemDrive", "C:") + "\\"
 
@@ -93,3 +101,36 @@ def _psutil_addresses() -> dict[str, list[str]]:
                 else:
                     out.setdefault(name, []).append(ip)
     return out
+
+
+def _toolhelp_process_names() -> dict[int, str]:
+    import ctypes
+    from ctypes import wintypes
+
+    class PROCESSENTRY32W(ctypes.Structure):  # noqa: N801 - the Windows SDK's name
+        _fields_ = [("dwSize", wintypes.DWORD), ("cntUsage", wintypes.DWORD),
+                    ("th32ProcessID", wintypes.DWORD), ("th32DefaultHeapID", ctypes.c_size_t),
+                    ("th32ModuleID", wintypes.DWORD), ("cntThreads", wintypes.DWORD),
+                    ("th32ParentProcessID", wintypes.DWORD), ("pcPriClassBase", ctypes.c_long),
+                    ("dwFlags", wintypes.DWORD), ("szExeFile", wintypes.WCHAR * 260)]
+
+    k32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    k32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
+    k32.CreateToolhelp32Snapshot.argtypes = [wintypes.DWORD, wintypes.DWORD]
+    k32.Process32FirstW.argtypes = k32.Process32NextW.argtypes = [wintypes.HANDLE,
+                                                                  ctypes.POINTER(PROCESSENTRY32W)]
+    k32.CloseHandle.argtypes = [wintypes.HANDLE]
+    snap = k32.CreateToolhelp32Snapshot(0x2, 0)  # TH32CS_SNAPPROCESS
+    if snap in (None, wintypes.HANDLE(-1).value):
+        raise ctypes.WinError(ctypes.get_last_error())
+    names: dict[int, str] = {}
+    try:
+        entry = PROCESSENTRY32W()
+        entry.dwSize = ctypes.sizeof(PROCESSENTRY32W)
+        ok = k32.Process32FirstW(snap, ctypes.byref(entry))
+        while ok:
+            names[int(entry.th32ProcessID)] = entry.szExeFile
+            ok = k32.Process32NextW(snap, ctypes.byref(entry))
+    finally:
+        k32.CloseHandle(snap)
+    return names

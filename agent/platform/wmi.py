@@ -54,12 +54,30 @@ def run_powershell(script: str, timeout: float = 20.0) -> str:
     if proc.returncode != 0:
         raise WmiError(f"powershell exit {proc.returncode}: "
                        f"{proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
-    return proc.stdout.decode("utf-8", "replace")
+    out = proc.stdout.decode("utf-8", "replace")
+    if not out.strip():
+        # Out-Data always prints something ("[]" for no rows), so silence is a PowerShell that did not run
+        # the script: Wine's stub powershell.exe, a broken WMI repository, a policy that blocks it.
+        raise WmiError(f"powershell printed nothing (exit 0){_stderr_hint(proc.stderr)}")
+    return out
+
+
+def _stderr_hint(stderr: bytes) -> str:
+    text = stderr.decode("utf-8", "replace").strip()[:200]
+    return f": {text}" if text else ""
 
 
 def run_records(script: str, timeout: float = 20.0) -> list[dict]:
     """Run a script that ends in Out-Data and return its rows: what WindowsPlatform calls for every fact."""
-    return parse_records(run_powershell(script, timeout))
+    try:
+        return parse_records(run_powershell(script, timeout))
+    except WmiError as exc:
+        raise WmiError(f"{query_name(script)}: {exc}") from exc
+
+
+def query_name(script: str) -> str:
+    """The WMI classes a script queries ("Win32_PnPEntity"), so an error names what could not be read."""
+    return "+".join(dict.fromkeys(re.findall(r"-Class (\w+)", script))) or "PowerShell"
 
 
 def parse_records(text: str) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """The terminal's own print queue: Win32_Printer on Windows, the local cupsd on Linux.
 
-Windows facts come from ``Get-CimInstance Win32_Printer | ConvertTo-Json`` (never from localised command
+Windows facts come from ``Win32_Printer`` through :mod:`agent.platform.wmi` (never from localised command
 text); :func:`evaluate_windows` is pure and its tests feed recorded JSON. A USB printer that is unplugged
 or switched off still reads "idle" in the spooler (pywin32#662), so a queue on a ``USB…`` port is
 cross-checked against the attached USB printers.
@@ -8,8 +8,6 @@ cross-checked against the attached USB printers.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -26,8 +24,8 @@ ERROR_ZH = {"lowPaper": "纸张不足", "noPaper": "缺纸", "lowToner": "墨粉
             "doorOpen": "机盖打开", "jammed": "卡纸", "offline": "脱机", "serviceRequested": "需要维修",
             "outputBinFull": "出纸盒已满"}
 FAILING = {"noToner", "jammed", "offline"}
-WINDOWS_QUERY = ("Get-CimInstance Win32_Printer | Select-Object Name,PrinterStatus,WorkOffline,"
-                 "DetectedErrorState,ExtendedPrinterStatus,PortName,DriverName | ConvertTo-Json -Compress")
+PRINTER_PROPERTIES = ["Name", "PrinterStatus", "WorkOffline", "DetectedErrorState", "ExtendedPrinterStatus",
+                      "PortName", "DriverName"]
 USB_PRINTER_CLASS = 0x07
 
 
@@ -49,15 +47,28 @@ def find_printer(rows, name: str) -> dict | None:
     return None
 
 
+def _int(value, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _flag(value) -> bool:
+    """WorkOffline: true/false from JSON, "True"/"False" from the CSV route (PowerShell 2.0)."""
+    return value.strip().lower() == "true" if isinstance(value, str) else bool(value)
+
+
 def evaluate_windows(row: dict | None, name: str, usb_devices) -> MethodResult:
     """Judge one Win32_Printer row (``None``: no such printer installed)."""
     if row is None:
         return MethodResult("local_printer", False, "fail", f"本机未安装打印机“{name}”", {"name": name})
-    status = PRINTER_STATUS.get(int(row.get("PrinterStatus") or 2), "unknown")
-    error = ERROR_STATE.get(int(row.get("DetectedErrorState") or 0), "unknown")
+    status = PRINTER_STATUS.get(_int(row.get("PrinterStatus"), 2), "unknown")
+    error = ERROR_STATE.get(_int(row.get("DetectedErrorState"), 0), "unknown")
+    offline = _flag(row.get("WorkOffline"))
     port = str(row.get("PortName") or "")
     details = {"name": row.get("Name"), "printer_status": status, "detected_error": error, "port": port,
-               "work_offline": bool(row.get("WorkOffline")), "driver": row.get("DriverName")}
+               "work_offline": offline, "driver": row.get("DriverName")}
     if port.upper().startswith("USB"):
         if isinstance(usb_devices, Exception):
             details["usb_check"] = f"unavailable: {usb_devices}"
@@ -67,7 +78,7 @@ def evaluate_windows(row: dict | None, name: str, usb_devices) -> MethodResult:
                                 f"打印机“{name}”的 USB 连接未检测到（未连接或未通电）", details)
         else:
             details["usb_check"] = "present"
-    if row.get("WorkOffline") or status == "offline" or error == "offline":
+    if offline or status == "offline" or error == "offline":
         return broken("local_printer", f"打印机“{name}”脱机", **details)
     if error in FAILING or status == "stopped":
         return broken("local_printer", f"打印机“{name}”故障：{ERROR_ZH.get(error, '已停止打印')}", **details)
@@ -79,12 +90,15 @@ def evaluate_windows(row: dict | None, name: str, usb_devices) -> MethodResult:
 
 def probe(device: DeviceConfig, cfg: LocalPrinterConfig, ctx: ProbeContext) -> MethodResult:
     if sys.platform == "win32":
+        from agent.platform import wmi
+
+        script = wmi.wmi_query_script("Win32_Printer", PRINTER_PROPERTIES)
         try:
-            out = subprocess.run(["powershell", "-NoProfile", "-NonInteractive", "-Command", WINDOWS_QUERY],
-                                 capture_output=True, timeout=max(device.timeout, 15), check=True)
-            rows = json.loads(out.stdout.decode("utf-8", errors="replace") or "[]")
-        except (OSError, subprocess.SubprocessError, ValueError) as exc:
-            return cannot("local_printer", f"无法读取本机打印机列表：{exc}", error=str(exc))
+            # run_records fails on no output at all (a PowerShell that did not run); "[]" is no printer.
+            rows = wmi.run_records(script, timeout=max(device.timeout, 15))
+        except (wmi.WmiError, ValueError) as exc:
+            return cannot("local_printer", f"无法读取本机打印机列表：{exc}", error=str(exc),
+                          source="Win32_Printer via PowerShell")
         return evaluate_windows(find_printer(rows, cfg.name), cfg.name, ctx.usb_devices())
     result = cups.probe(device, cups.CupsConfig(f"ipp://localhost:631/printers/{cfg.name}"), ctx)
     result.method = "local_printer"
