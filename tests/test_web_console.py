@@ -20,7 +20,10 @@ def _watched(pg) -> list[str]:
     pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     pg.on("response", lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
-    pg.on("requestfailed", lambda r: problems.append(f"failed {r.url}: {r.failure}"))
+    # A request the browser itself cancels because the page navigated on (the favicon of /login while the form
+    # submits) fails with net::ERR_ABORTED; that is not the server's fault, and a real 4xx/5xx is caught above.
+    pg.on("requestfailed", lambda r: None if r.failure == "net::ERR_ABORTED" else
+          problems.append(f"failed {r.url}: {r.failure}"))
     return problems
 
 
