@@ -29,6 +29,11 @@ RTF_UP, RTF_REJECT, RTF_LOCAL = 0x0001, 0x0200, 0x80000000
 
 class LinuxPlatform(Platform):
     name = "linux"
+    FACT_QUERIES = {**Platform.FACT_QUERIES, "machine_id": "/etc/machine-id", "hardware_ids": "/sys/class/dmi/id",
+                    "physical_macs": "/sys/class/net", "usb_devices": "/sys/bus/usb/devices",
+                    "routes": "/proc/net/route", "adapters": "psutil.net_if_stats+/sys/class/net",
+                    "removable_volumes": "/proc/self/mounts", "listeners": "/proc/net/tcp",
+                    "os_description": "/etc/os-release", "printers": "CUPS (localhost:631)"}
 
     def __init__(self, root: str = "/"):
         # `root` lets tests point the platform at a recorded copy of /etc, /proc and /sys.
