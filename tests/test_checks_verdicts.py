@@ -104,3 +104,6 @@ def test_linux_unreadable_proc_is_an_error_not_an_empty_table(tmp_path):
         p.listeners()
     with pytest.raises(OSError, match="mounts"):
         p.removable_volumes()
+    # psutil still lists the adapters, but without /sys/class/net a Wi-Fi card would read as virtual.
+    with pytest.raises(OSError, match="/sys/class/net/.* is missing"):
+        p.adapters()

@@ -94,6 +94,10 @@ class LinuxPlatform(Platform):
         out = []
         for name in sorted(set(stats) | set(addrs)):
             st = stats.get(name)
+            if not self._path(f"/sys/class/net/{name}").exists():
+                # Without its sysfs directory an adapter's kind cannot be told (a Wi-Fi card would read as
+                # virtual): a source that is missing, never a guess.
+                raise OSError(f"/sys/class/net/{name} is missing: the kind of adapter {name!r} cannot be told")
             operstate = self._read(f"/sys/class/net/{name}/operstate")
             # Administratively up and not reported down: "unknown" is what tun, lo and many drivers say.
             up = bool(st and st.isup) and operstate not in ("down", "lowerlayerdown", "notpresent")
