@@ -111,6 +111,11 @@ def test_printer_queues_from_the_registry_never_pass_on_the_queue_alone(monkeypa
 def test_removable_volumes_from_mounted_devices():
     (vol,) = platform().removable_volumes()
     assert vol.mountpoint == "E:\\" and vol.bus == "usb" and vol.serial == "575833314142434445464748"
+    # A fixed D: known only by its disk signature may be a USB hard disk: not readable, not "none".
+    p = platform()
+    p._partitions = [("C:\\", "rw,fixed"), ("D:\\", "rw,fixed")]
+    with pytest.raises(wmi.WmiError, match="drive D: is not placed by MountedDevices"):
+        p.removable_volumes()
 
 
 def test_identity_without_wmi_has_the_machine_guid_but_no_smbios_identifier():

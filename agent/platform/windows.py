@@ -186,7 +186,8 @@ class WindowsPlatform(Platform):
 
     def _registry_volumes(self) -> list[StorageVolume]:
         """Mounted drives (psutil) whose letter MountedDevices gives to a USBSTOR device, or that Windows
-        calls removable; a fixed USB disk whose entry is a disk signature is not seen this way."""
+        calls removable. A fixed drive other than the system drive whose entry is a disk signature could be
+        a USB hard disk: that is an error, never "no USB storage"."""
         parts = self._partitions if self._partitions is not None else \
             [(p.mountpoint, p.opts) for p in psutil.disk_partitions(all=False)]
         if not parts:  # the system drive is always mounted
@@ -200,8 +201,11 @@ class WindowsPlatform(Platform):
                 bus, serial = "usb", wmi.usb_serial_from_pnp(pnp)
             elif "removable" in opts:
                 bus, serial = "removable", ""
-            else:
+            elif letter.upper() == self.system_disk().rstrip("\\").upper() or pnp.upper().startswith(("SCSI\\", "IDE\\", "STORAGE\\")):
                 continue
+            else:
+                # A disk signature (or no entry) says nothing of the bus: a USB hard disk would pass unseen.
+                raise OSError(f"drive {letter} is not placed by MountedDevices: it may be a USB hard disk")
             out.append(StorageVolume(mountpoint=letter + "\\", device=pnp or letter, bus=bus, serial=serial,
                                      details={"pnp_device_id": pnp, "source": "MountedDevices", "opts": opts}))
         return out
