@@ -139,3 +139,14 @@ def test_no_wmi_and_no_registry_is_an_error_naming_both(fact):
         assert "Cryptography" in text
     else:
         assert "powershell printed nothing" in text and "fallback" in text
+
+
+def test_enrolment_fingerprint_carries_what_could_be_read():
+    """enroll and every report send the fingerprint: a failed source leaves its field empty (the collector
+    compares), identity.fingerprint is where the failure is an error."""
+    p = WindowsPlatform(run=silent_wmi, addresses={}, registry=RecordedRegistry({}), links={}, partitions=[])
+    fp = p.fingerprint()
+    assert (fp.machine_id, fp.serial, fp.macs) == ("", "", [])
+    fp = platform().fingerprint()
+    assert fp.machine_id == "5b1c7e0e-2f1a-4c1e-9d55-0a1b2c3d4e5f" and fp.macs == ["30:5a:3a:11:22:33",
+                                                                                 "d0:c6:37:44:55:66"]

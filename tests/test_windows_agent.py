@@ -7,8 +7,10 @@ state (token, SQLite outbox, logs) lives on the prefix's C: drive, their config 
 
 What Wine is not: it has no WMI behind PowerShell (its powershell.exe is a stub that prints nothing and
 exits 0), no WMI scripting properties over COM, no USB devices, no spooler queues, no real adapters in
-WMI. So every fact that comes from WMI must come back here as an honest ``error`` naming its query — the
-same thing a real PC with a broken WMI repository shows. Parsing real WMI output is tested with recorded
+WMI. So every fact falls back to Wine's real registry (through winreg) and psutil, as on a real PC with a
+broken WMI repository: where those tell something (MachineGuid, an empty Print\\Printers key) the result
+says so and names the source; where they do not (no Enum\\USB, no network class keys), the fact comes back
+as an honest ``error`` naming its query. Parsing real WMI output is tested with recorded
 output in test_platform_windows.py and test_devices_usb.py. psutil's process list raises WinError 87 for
 every process under Wine; the agent must still read the names (Toolhelp32) and report them.
 """

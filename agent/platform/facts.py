@@ -267,7 +267,16 @@ class Platform:
         raise NotImplementedError
 
     def fingerprint(self) -> Fingerprint:
-        ids = self.hardware_ids()
+        """What enrolment and every report carry: each fact that cannot be read is left empty here (the
+        collector compares what it gets), and identity.fingerprint reports the failure as an error."""
+        ids = _quiet(self.hardware_ids, {})
         serial = next((ids[k] for k in ("system_serial", "board_serial", "bios_serial")
                        if not is_placeholder(ids.get(k))), "")
-        return Fingerprint(machine_id=self.machine_id(), serial=serial, macs=self.physical_macs())
+        return Fingerprint(machine_id=_quiet(self.machine_id, ""), serial=serial, macs=_quiet(self.physical_macs, []))
+
+
+def _quiet(fact, default):
+    try:
+        return fact()
+    except Exception:  # a failed source is identity.fingerprint's error to report, not enrolment's crash
+        return default
