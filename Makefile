@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean windows exe
+.PHONY: demo test install lint clean windows exe linux-agent
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "pointwatch needs Python >= 3.10")'
@@ -33,6 +33,11 @@ windows: $(STAMP)
 # dist/pointwatch-agent.exe, built by PyInstaller's Windows wheel under Wine (cached; see tests/windows/exe.py).
 exe: $(STAMP)
 	$(BIN)/python tests/windows/exe.py
+
+# dist/linux-<arch>/pointwatch-agent: one self-contained binary for Kylin/UOS PCs whose Python is older than
+# 3.10, built by PyInstaller in build/linux/venv (cached; see tests/linux/build.py and docs/en/operations.md).
+linux-agent: $(STAMP)
+	$(BIN)/python tests/linux/build.py
 
 clean:
 	rm -rf $(VENV) pointwatch-data .pytest_cache

@@ -9,6 +9,7 @@ import sys
 
 from agent.checks import devices, network, registry
 from agent.checks.devices import METHODS, PROBE_METHODS, DeviceConfig, run_device
+from agent.platform import Platform
 from agent.vocabulary import AGENT_CHECK_IDS, CHECKS_BY_FAMILY
 from tests.conftest import REPO
 
@@ -34,7 +35,7 @@ def test_device_runner_goes_through_the_table(monkeypatch):
     assert out.status == "ok" and seen == [("扫描仪", "cfg", [])]
 
 
-class FakePlatform:
+class FakePlatform(Platform):
     name = "fake"
 
     def usb_devices(self):

@@ -19,8 +19,8 @@ from agent.checks.usage import accounts, listening_ports, process_usage
 from agent.platform import Adapter, Platform, Route, Session
 from agent.platform.linux import LinuxPlatform
 from agent.platform.windows import WindowsPlatform
+from agent.platform.winregistry import RecordedRegistry
 from agent.vocabulary import ERROR, ISOLATION_INTERFACES
-from agent.wire import Fingerprint
 
 ETH = Adapter("eth0", "ethernet", True, ("10.10.5.8/24",), physical=True)
 LO = Adapter("lo", "loopback", True, ("127.0.0.1/8",))
@@ -35,13 +35,16 @@ def test_accounts_without_staff_list_cannot_verify():
 
 
 class OneFactor(Platform):
-    """A white-box PC: placeholder serials, no MachineGuid readable, one MAC."""
+    """A white-box PC from a cloned image: placeholder serials, a MachineGuid, no on-board NIC."""
+
+    def machine_id(self):
+        return "5b1c7e0e-2f1a-4c1e-9d55-0a1b2c3d4e5f"
 
     def hardware_ids(self):
         return {"system_uuid": "03000200-0400-0500-0006-000700080009", "system_serial": "To be filled by O.E.M."}
 
-    def fingerprint(self):
-        return Fingerprint(machine_id="", serial="", macs=["00:11:22:33:44:55"])
+    def physical_macs(self):
+        return []
 
     def hostname(self):
         return "ybfw-01"
@@ -49,7 +52,7 @@ class OneFactor(Platform):
 
 def test_fingerprint_with_too_few_identifiers_cannot_verify():
     out = fingerprint(OneFactor())
-    assert out.status == ERROR and "无法可靠核对" in out.message and out.details["factors"] == ["macs"]
+    assert out.status == ERROR and "无法可靠核对" in out.message and out.details["factors"] == ["machine_id"]
 
 
 # -- empty fact lists are errors -------------------------------------------------------------------------
@@ -72,7 +75,8 @@ def test_up_adapter_with_an_address_and_no_route_is_an_unread_table():
 
 def test_windows_wmi_answering_nothing_is_an_error_through_the_probe():
     """PowerShell exiting 0 with empty output (seen on Windows CPython) used to read as "（无）" and pass."""
-    silent = WindowsPlatform(run=lambda script: [], addresses={})
+    silent = WindowsPlatform(run=lambda script: [], addresses={}, registry=RecordedRegistry({}), links={},
+                             partitions=[])
     for fact in (silent.adapters, silent.routes, silent.usb_devices, silent.removable_volumes):
         with pytest.raises(Exception, match="no rows"):
             fact()
@@ -100,3 +104,6 @@ def test_linux_unreadable_proc_is_an_error_not_an_empty_table(tmp_path):
         p.listeners()
     with pytest.raises(OSError, match="mounts"):
         p.removable_volumes()
+    # psutil still lists the adapters, but without /sys/class/net a Wi-Fi card would read as virtual.
+    with pytest.raises(OSError, match="/sys/class/net/.* is missing"):
+        p.adapters()

@@ -205,19 +205,21 @@ def test_local_printer_without_an_answer_is_an_error_not_absent(monkeypatch):
 
     from agent.checks.devices import localprinter
     from agent.checks.devices.common import ProbeContext
+    from agent.platform.winregistry import RecordedRegistry
 
-    def broken(script, timeout=20.0):
+    def broken(script):
         raise wmi.WmiError(f"{wmi.query_name(script)}: powershell printed nothing (exit 0)")
 
-    monkeypatch.setattr(wmi, "run_records", broken)
     monkeypatch.setattr(sys, "platform", "win32")
     device = type("D", (), {"timeout": 2.0})()
-    res = localprinter.probe(device, localprinter.LocalPrinterConfig("HP LaserJet Pro M404"), ProbeContext(lambda: []))
+    want = localprinter.LocalPrinterConfig("HP LaserJet Pro M404")
+    nothing = WindowsPlatform(run=broken, registry=RecordedRegistry({}))
+    res = localprinter.probe(device, want, ProbeContext(lambda: [], nothing))
     assert res.status == "error" and not res.answered and "Win32_Printer" in res.message
     # No printer at all ("[]") is an answer: the named one is not installed.
-    monkeypatch.setattr(wmi, "run_records", lambda script, timeout=20.0: [])
-    res = localprinter.probe(device, localprinter.LocalPrinterConfig("HP LaserJet Pro M404"), ProbeContext(lambda: []))
+    res = localprinter.probe(device, want, ProbeContext(lambda: [], WindowsPlatform(run=lambda script: [])))
     assert res.status == "fail" and "未安装" in res.message
+    assert res.details["source"] == "WMI Win32_Printer"
 
 
 def test_printer_rows_from_the_csv_route_read_their_flags():

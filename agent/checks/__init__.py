@@ -4,6 +4,10 @@ Every family module exposes ``probes(config, platform) -> list[Probe]``. A :clas
 against one target; its ``run`` is a plain function returning an :class:`Outcome`. The runner here owns
 what every probe needs alike (as blackbox_exporter's handler does): concurrency, timing, a hard deadline,
 and turning a crash into an ``error`` result, which is never counted as a pass.
+
+Platform facts are read through :func:`read_fact`: a fact source that is missing, fails, or hangs past the
+probe's deadline becomes an ``error`` naming the query (``details.fact``/``details.query``), and the source
+the platform used for every fact a probe read is in ``details.fact_sources``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,43 @@ from typing import Any
 from agent.wire import Result, Status, utcnow
 
 log = logging.getLogger(__name__)
+
+
+class FactUnavailable(Exception):
+    """A platform fact could not be read: ``query`` names what was asked (a WMI class, a /proc file)."""
+
+    def __init__(self, fact: str, query: str, reason: str):
+        super().__init__(f"{query}: {reason}")
+        self.fact, self.query, self.reason = fact, query, reason
+
+
+# What the probe running on this thread is reading now, so a deadline names the query it hung in.
+_reading = threading.local()
+
+
+def read_fact(platform, fact: str, *args):
+    """``platform.<fact>(*args)``, any failure raised as :class:`FactUnavailable` naming the query."""
+    query = platform.fact_query(fact)
+    state = getattr(_reading, "state", None)
+    if state is not None:
+        state["reading"] = (fact, query)
+    try:
+        value = getattr(platform, fact)(*args)
+    except FactUnavailable:
+        raise
+    except NotImplementedError:
+        raise FactUnavailable(fact, query, f"no source for this fact on {platform.name}") from None
+    except Exception as exc:  # every failure of a fact source is the same verdict: error
+        raise FactUnavailable(fact, query, f"{type(exc).__name__}: {exc}") from exc
+    if state is not None:
+        state.pop("reading", None)
+        state.setdefault("sources", {})[fact] = platform.fact_source(fact)
+    return value
+
+
+def unavailable(fact: str, query: str, reason: str) -> FactUnavailable:
+    """What a check raises for a fact that answered empty where a machine always has something."""
+    return FactUnavailable(fact, query, reason)
 
 
 @dataclass
@@ -75,7 +116,8 @@ def run_probes(probes: list[Probe], max_workers: int = 16) -> list[Result]:
     started = time.monotonic()
     # The pool is sized for the largest cycle seen, capped: a probe never waits behind another job's.
     pool = _pools.get(max(_pools.size, min(max_workers, len(probes))))
-    futures = {pool.submit(_run_one, p): i for i, p in enumerate(probes)}
+    states: list[dict] = [{} for _ in probes]
+    futures = {pool.submit(_run_one, p, states[i]): i for i, p in enumerate(probes)}
     deadline = max(p.deadline for p in probes)
     wait(futures, timeout=deadline + 0.5)
     for fut, i in futures.items():
@@ -86,24 +128,40 @@ def run_probes(probes: list[Probe], max_workers: int = 16) -> list[Result]:
             if not fut.cancel():
                 _pools.stuck.append(fut)
             p = probes[i]
+            details = {"reason": "deadline_exceeded", "deadline_s": p.deadline}
+            message = f"检查超时：{p.deadline:g} 秒内未完成"
+            reading = states[i].get("reading")
+            if reading:  # the fact source it hung in
+                details.update(fact=reading[0], query=reading[1])
+                message = f"检查超时：{p.deadline:g} 秒内未读到系统信息（{reading[1]}）"
             results[i] = Result(
-                check=p.check, target=p.target, status="error",
-                message=f"检查超时：{p.deadline:g} 秒内未完成",
-                details={"reason": "deadline_exceeded", "deadline_s": p.deadline},
+                check=p.check, target=p.target, status="error", message=message, details=details,
                 observed_at=utcnow(), duration_ms=round((time.monotonic() - started) * 1000, 1),
             )
     return [r for r in results if r is not None]
 
 
-def _run_one(probe: Probe) -> Result:
+def _run_one(probe: Probe, state: dict | None = None) -> Result:
     observed = utcnow()
     t0 = time.perf_counter()
+    _reading.state = state if state is not None else {}
     try:
         outcome = probe.run()
+        sources = _reading.state.get("sources")
+        if sources:
+            outcome.details = {**outcome.details, "fact_sources": sources}
+    except FactUnavailable as exc:  # a fact source missing, failing or empty: error naming the query
+        log.warning("fact_unavailable check=%s fact=%s query=%s reason=%s", probe.check, exc.fact, exc.query,
+                    exc.reason)
+        outcome = Outcome("error", f"无法读取系统信息（{exc.query}）：{exc.reason}",
+                          details={"reason": "fact_unavailable", "fact": exc.fact, "query": exc.query,
+                                   "error": exc.reason, "fact_sources": _reading.state.get("sources", {})})
     except Exception as exc:  # a broken probe is an "error" result, never a crash of the cycle
         log.warning("probe_crashed check=%s target=%s error=%r", probe.check, probe.target, exc)
         outcome = Outcome("error", f"检查无法运行：{type(exc).__name__}: {exc}",
                           details={"reason": "exception", "exception": type(exc).__name__})
+    finally:
+        _reading.state = None
     return Result(
         check=probe.check, target=probe.target, status=outcome.status, message=outcome.message,
         value=outcome.value, unit=outcome.unit, details=outcome.details, observed_at=observed,

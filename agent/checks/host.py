@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 
-import psutil
-
-from agent.checks import Outcome, Probe
+from agent.checks import Outcome, Probe, read_fact, unavailable
 from agent.vocabulary import CHECKS_BY_FAMILY, HOST_RESOURCES
 
 CHECK_IDS = CHECKS_BY_FAMILY["host"]
@@ -20,18 +18,23 @@ DISK_FAIL = 0.98
 def probes(config, platform) -> list[Probe]:
     if not config.enabled(HOST_RESOURCES):
         return []
-    return [Probe(HOST_RESOURCES, "本机", lambda: resources(platform.system_disk()), deadline=5)]
+    return [Probe(HOST_RESOURCES, "本机", lambda: resources(platform), deadline=5)]
 
 
-def resources(disk_path: str) -> Outcome:
-    cpu = psutil.cpu_percent(interval=0.2) / 100
-    mem = psutil.virtual_memory()
-    disk = psutil.disk_usage(disk_path)
-    uptime = max(0.0, time.time() - psutil.boot_time())
+def resources(platform) -> Outcome:
+    disk_path = platform.system_disk()
+    cpu = read_fact(platform, "cpu_ratio")
+    mem = read_fact(platform, "memory")
+    disk = read_fact(platform, "disk_usage", disk_path)
+    # A PC has memory and a system disk: a zero total is a read that failed, never "0% used".
+    if not getattr(mem, "total", 0):
+        raise unavailable("memory", platform.fact_query("memory"), "reported no memory")
+    if not getattr(disk, "total", 0):
+        raise unavailable("disk_usage", platform.fact_query("disk_usage"), f"reported no disk at {disk_path}")
+    uptime = max(0.0, time.time() - read_fact(platform, "boot_time"))
     mem_ratio, disk_ratio = mem.percent / 100, disk.percent / 100
     details = {
         "cpu_ratio": round(cpu, 3),
-        "cpu_count": psutil.cpu_count(),
         "memory_total_bytes": mem.total,
         "memory_used_ratio": round(mem_ratio, 3),
         "disk_path": disk_path,

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from agent.checks import Outcome, Probe
+from agent.checks import Outcome, Probe, read_fact, unavailable
 from agent.checks.canaries import MIDDLEBOX, RESULT_LABEL, Canary, attempts, parse_canary, run_attempt
 from agent.checks.canaries import label as canary_label
 from agent.confignode import Node, optional
@@ -57,11 +57,20 @@ def probes(config, platform) -> list[Probe]:
         out.append(Probe(ISOLATION_INTERNET, "互联网", lambda: internet_isolation(iso.internet_canaries, iso.timeout),
                          deadline=iso.timeout + 1))
     if config.enabled(ISOLATION_INTERFACES):
-        out.append(Probe(ISOLATION_INTERFACES, "本机网卡",
-                         lambda: interface_isolation(platform.adapters(), platform.routes(),
-                                                     iso.allowed_interfaces, iso.allowed_subnets),
-                         deadline=30))
+        out.append(Probe(ISOLATION_INTERFACES, "本机网卡", lambda: read_interfaces(platform, iso), deadline=30))
     return out
+
+
+def read_interfaces(platform, iso: IsolationConfig) -> Outcome:
+    """The platform's adapters and routes, judged; an empty answer where a PC always has one is an error."""
+    adapters = read_fact(platform, "adapters")
+    if not any(a.kind != "loopback" for a in adapters):
+        # The agent reaches its collector through some adapter: none is a read that failed.
+        raise unavailable("adapters", platform.fact_query("adapters"), "returned no network adapter")
+    routes = read_fact(platform, "routes")
+    if not routes and any(_routable(addr) for a in adapters if a.up and a.kind != "loopback" for addr in a.addresses):
+        raise unavailable("routes", platform.fact_query("routes"), "returned no route for an adapter with an address")
+    return interface_isolation(adapters, routes, iso.allowed_interfaces, iso.allowed_subnets)
 
 
 # -- isolation.internet ----------------------------------------------------------------------------

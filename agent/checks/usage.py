@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from agent.checks import Outcome, Probe
+from agent.checks import Outcome, Probe, read_fact, unavailable
 from agent.checks.software import (
     CATEGORY_LABEL,
     Software,
@@ -83,19 +83,36 @@ def probes(config, platform) -> list[Probe]:
     if config.enabled(USAGE_PROCESSES):
         catalogue = [s for s in u.catalogue if s.id not in set(u.allowed_software)]
         out.append(Probe(USAGE_PROCESSES, "本机进程",
-                         lambda: process_usage(platform.processes(), catalogue, u.required_processes,
+                         lambda: process_usage(_processes(platform), catalogue, u.required_processes,
                                                u.exempt_software), deadline=30))
     if config.enabled(USAGE_REMOVABLE_MEDIA):
         out.append(Probe(USAGE_REMOVABLE_MEDIA, "移动存储",
-                         lambda: removable_media(platform.removable_volumes(), u.allowed_usb_serials), deadline=30))
+                         lambda: removable_media(read_fact(platform, "removable_volumes"), u.allowed_usb_serials),
+                         deadline=30))
     if config.enabled(USAGE_LISTENING_PORTS):
         out.append(Probe(USAGE_LISTENING_PORTS, "监听端口",
-                         lambda: listening_ports(platform.listeners(), u.allowed_ports, platform.name == "windows"),
+                         lambda: listening_ports(_listeners(platform), u.allowed_ports, platform.name == "windows"),
                          deadline=30))
     if config.enabled(USAGE_ACCOUNTS):
-        out.append(Probe(USAGE_ACCOUNTS, "登录账号", lambda: accounts(platform.sessions(), u.staff_accounts),
+        # No session at all is a fact (a PC at the login screen), not a failed read.
+        out.append(Probe(USAGE_ACCOUNTS, "登录账号", lambda: accounts(read_fact(platform, "sessions"), u.staff_accounts),
                          deadline=10))
     return out
+
+
+def _processes(platform) -> list[ProcessInfo]:
+    procs = read_fact(platform, "processes")
+    if not procs:  # the agent itself is running: an empty list is a listing that failed
+        raise unavailable("processes", platform.fact_query("processes"), "returned no process")
+    return procs
+
+
+def _listeners(platform) -> list[Listener]:
+    found = read_fact(platform, "listeners")
+    if not found and platform.name == "windows":
+        # Windows always listens on 135 (RPC endpoint mapper): nothing at all is a listing that failed.
+        raise unavailable("listeners", platform.fact_query("listeners"), "returned no listening socket")
+    return found
 
 
 # -- usage.processes -------------------------------------------------------------------------------

@@ -125,9 +125,33 @@ def is_placeholder(value: str | None) -> bool:
 
 
 class Platform:
-    """Facts common to every OS (through psutil); subclasses add what needs OS APIs."""
+    """Facts common to every OS (through psutil); subclasses add what needs OS APIs.
+
+    Every fact a check reads is a method here, and :attr:`FACT_QUERIES` names the query behind it (a WMI
+    class, a /proc file), which is what an ``error`` result names when the fact cannot be read. A fact whose
+    platform has more than one source (WMI, else the registry) records the one it used for
+    :meth:`fact_source`.
+    """
 
     name = "generic"
+    FACT_QUERIES: dict[str, str] = {
+        "hostname": "gethostname", "os_description": "platform.release", "machine_id": "machine id",
+        "hardware_ids": "SMBIOS", "physical_macs": "psutil.net_if_addrs", "processes": "psutil.pids",
+        "listeners": "psutil.net_connections", "sessions": "psutil.users", "usb_devices": "USB devices",
+        "routes": "routing table", "adapters": "network adapters", "removable_volumes": "mounted volumes",
+        "printers": "printers", "cpu_ratio": "psutil.cpu_percent", "memory": "psutil.virtual_memory",
+        "disk_usage": "psutil.disk_usage", "boot_time": "psutil.boot_time",
+    }
+
+    def fact_query(self, fact: str) -> str:
+        return self.FACT_QUERIES.get(fact, fact)
+
+    def fact_source(self, fact: str) -> str:
+        """The source the last read of ``fact`` used (its query unless a fallback answered)."""
+        return getattr(self, "_sources", {}).get(fact) or self.fact_query(fact)
+
+    def _used(self, fact: str, source: str) -> None:
+        self.__dict__.setdefault("_sources", {})[fact] = source
 
     def hostname(self) -> str:
         return socket.gethostname()
@@ -137,6 +161,16 @@ class Platform:
 
     def boot_time(self) -> float:
         return psutil.boot_time()
+
+    def cpu_ratio(self) -> float:
+        return psutil.cpu_percent(interval=0.2) / 100
+
+    def memory(self):
+        """psutil.virtual_memory(): .total and .percent are what host.resources reads."""
+        return psutil.virtual_memory()
+
+    def disk_usage(self, path: str):
+        return psutil.disk_usage(path)
 
     def system_disk(self) -> str:
         return "/"
@@ -228,8 +262,21 @@ class Platform:
     def removable_volumes(self) -> list[StorageVolume]:
         raise NotImplementedError
 
+    def printers(self) -> list[dict]:
+        """The local print queues as Win32_Printer rows (Windows only; Linux asks the local cupsd)."""
+        raise NotImplementedError
+
     def fingerprint(self) -> Fingerprint:
-        ids = self.hardware_ids()
+        """What enrolment and every report carry: each fact that cannot be read is left empty here (the
+        collector compares what it gets), and identity.fingerprint reports the failure as an error."""
+        ids = _quiet(self.hardware_ids, {})
         serial = next((ids[k] for k in ("system_serial", "board_serial", "bios_serial")
                        if not is_placeholder(ids.get(k))), "")
-        return Fingerprint(machine_id=self.machine_id(), serial=serial, macs=self.physical_macs())
+        return Fingerprint(machine_id=_quiet(self.machine_id, ""), serial=serial, macs=_quiet(self.physical_macs, []))
+
+
+def _quiet(fact, default):
+    try:
+        return fact()
+    except Exception:  # a failed source is identity.fingerprint's error to report, not enrolment's crash
+        return default

@@ -29,6 +29,11 @@ RTF_UP, RTF_REJECT, RTF_LOCAL = 0x0001, 0x0200, 0x80000000
 
 class LinuxPlatform(Platform):
     name = "linux"
+    FACT_QUERIES = {**Platform.FACT_QUERIES, "machine_id": "/etc/machine-id", "hardware_ids": "/sys/class/dmi/id",
+                    "physical_macs": "/sys/class/net", "usb_devices": "/sys/bus/usb/devices",
+                    "routes": "/proc/net/route", "adapters": "psutil.net_if_stats+/sys/class/net",
+                    "removable_volumes": "/proc/self/mounts", "listeners": "/proc/net/tcp",
+                    "os_description": "/etc/os-release", "printers": "CUPS (localhost:631)"}
 
     def __init__(self, root: str = "/"):
         # `root` lets tests point the platform at a recorded copy of /etc, /proc and /sys.
@@ -89,6 +94,10 @@ class LinuxPlatform(Platform):
         out = []
         for name in sorted(set(stats) | set(addrs)):
             st = stats.get(name)
+            if not self._path(f"/sys/class/net/{name}").exists():
+                # Without its sysfs directory an adapter's kind cannot be told (a Wi-Fi card would read as
+                # virtual): a source that is missing, never a guess.
+                raise OSError(f"/sys/class/net/{name} is missing: the kind of adapter {name!r} cannot be told")
             operstate = self._read(f"/sys/class/net/{name}/operstate")
             # Administratively up and not reported down: "unknown" is what tun, lo and many drivers say.
             up = bool(st and st.isup) and operstate not in ("down", "lowerlayerdown", "notpresent")

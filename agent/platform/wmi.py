@@ -175,6 +175,13 @@ def parse_usb_entities(rows: list[dict]) -> list[UsbDevice]:
     return devices
 
 
+# -- printers --------------------------------------------------------------------------------------------
+
+PRINTER_PROPERTIES = ["Name", "PrinterStatus", "WorkOffline", "DetectedErrorState", "ExtendedPrinterStatus",
+                      "PortName", "DriverName"]
+PRINTER_QUERY = wmi_query_script("Win32_Printer", PRINTER_PROPERTIES)
+
+
 # -- identity --------------------------------------------------------------------------------------
 
 PRODUCT_QUERY = wmi_query_script("Win32_ComputerSystemProduct", ["UUID", "IdentifyingNumber", "Name", "Vendor"])

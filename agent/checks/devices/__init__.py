@@ -20,7 +20,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agent.checks import Outcome, Probe
+from agent.checks import FactUnavailable, Outcome, Probe, _reading
 from agent.checks.devices import cups, escl, localprinter, netprobe, snmp, usb
 from agent.checks.devices.common import (
     DEFAULT_SUPPLY_WARN,
@@ -125,22 +125,28 @@ def probes(config, platform) -> list[Probe]:
 
 
 def run_device(dev: DeviceConfig, platform=None) -> Outcome:
-    ctx = ProbeContext(usb_devices=_usb_lister(platform))
+    ctx = ProbeContext(usb_devices=_usb_lister(platform), platform=platform)
     tasks = []
     for method, cfg in dev.methods.items():
         items = cfg if isinstance(cfg, list) else [cfg]
         for c in items:
             tasks.append((method, c))
+    # The methods' threads share the probe's record of what it reads (a deadline names the query it hung in).
+    state = getattr(_reading, "state", None)
     with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="devprobe") as pool:
-        futures = [pool.submit(_run_method, method, c, dev, ctx) for method, c in tasks]
+        futures = [pool.submit(_run_method, method, c, dev, ctx, state) for method, c in tasks]
         results = [f.result() for f in futures]
     return combine(dev, results)
 
 
-def _run_method(method: str, cfg, dev: DeviceConfig, ctx: ProbeContext) -> MethodResult:
+def _run_method(method: str, cfg, dev: DeviceConfig, ctx: ProbeContext, state: dict | None = None) -> MethodResult:
     probe = METHODS[method].probe
+    _reading.state = state
     try:
         return probe(dev, cfg, ctx)
+    except FactUnavailable as exc:
+        return MethodResult(method, False, "error", f"{method} 无法读取系统信息（{exc.query}）：{exc.reason}",
+                            {"reason": "fact_unavailable", "fact": exc.fact, "query": exc.query, "error": exc.reason})
     except Exception as exc:  # one broken method must not hide what the others found
         return MethodResult(method, False, "error", f"{method} 检查无法运行：{type(exc).__name__}: {exc}",
                             {"exception": type(exc).__name__})
@@ -158,19 +164,26 @@ def _usb_lister(platform):
         ref = None
 
     def listing():
+        state = getattr(_reading, "state", None)
+        if state is not None and platform is not None:
+            # Waiting for another device's listing is waiting on the same query.
+            state["reading"] = ("usb_devices", platform.fact_query("usb_devices"))
         with _usb_lock:
             hit = _usb_cache.get(id(platform))
             # The weak reference makes sure a new platform that reuses a dead one's id() is not served
             # the old listing.
             if hit and ref is not None and hit[2] is ref() and time.monotonic() - hit[0] < USB_CACHE_S:
-                return hit[1]
-            try:
-                value: object = usb.list_devices(platform)
-            except (usb.UsbUnavailable, OSError) as exc:
-                value = exc
-            if ref is not None:
-                _usb_cache[id(platform)] = (time.monotonic(), value, platform)
-            return value
+                value: object = hit[1]
+            else:
+                try:
+                    value = usb.list_devices(platform)
+                except FactUnavailable as exc:
+                    value = exc
+                if ref is not None:
+                    _usb_cache[id(platform)] = (time.monotonic(), value, platform)
+        if state is not None:
+            state.pop("reading", None)
+        return value
 
     return listing
 

@@ -37,6 +37,8 @@ class ProbeContext:
     asks (the call returns the exception instead when there is no listing)."""
 
     usb_devices: Callable[[], list[UsbDevice] | Exception]
+    # The platform whose facts the methods read (the local printer queue); None: the running OS's.
+    platform: object = None
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from agent.checks import FactUnavailable, read_fact
 from agent.checks.devices import cups
 from agent.checks.devices.common import DeviceConfig, MethodResult, ProbeContext, broken, cannot, ok, warn
 from agent.confignode import Node
@@ -24,8 +25,6 @@ ERROR_ZH = {"lowPaper": "纸张不足", "noPaper": "缺纸", "lowToner": "墨粉
             "doorOpen": "机盖打开", "jammed": "卡纸", "offline": "脱机", "serviceRequested": "需要维修",
             "outputBinFull": "出纸盒已满"}
 FAILING = {"noToner", "jammed", "offline"}
-PRINTER_PROPERTIES = ["Name", "PrinterStatus", "WorkOffline", "DetectedErrorState", "ExtendedPrinterStatus",
-                      "PortName", "DriverName"]
 USB_PRINTER_CLASS = 0x07
 
 
@@ -78,6 +77,12 @@ def evaluate_windows(row: dict | None, name: str, usb_devices) -> MethodResult:
                                 f"打印机“{name}”的 USB 连接未检测到（未连接或未通电）", details)
         else:
             details["usb_check"] = "present"
+    if row.get("PrinterStatus") is None and row.get("DetectedErrorState") is None:
+        # A queue from the registry (WMI did not answer): it holds no live state. Only a USB printer seen
+        # attached is a printer seen; a queue alone says nothing about the device.
+        if details.get("usb_check") == "present":
+            return warn("local_printer", f"打印机“{name}”已连接（USB），WMI 未应答，未能读取其工作状态", **details)
+        return cannot("local_printer", f"打印机“{name}”的状态无法读取：WMI 未应答，注册表只记录打印队列", **details)
     if offline or status == "offline" or error == "offline":
         return broken("local_printer", f"打印机“{name}”脱机", **details)
     if error in FAILING or status == "stopped":
@@ -90,16 +95,20 @@ def evaluate_windows(row: dict | None, name: str, usb_devices) -> MethodResult:
 
 def probe(device: DeviceConfig, cfg: LocalPrinterConfig, ctx: ProbeContext) -> MethodResult:
     if sys.platform == "win32":
-        from agent.platform import wmi
+        platform = ctx.platform
+        if platform is None:
+            from agent.platform import current
 
-        script = wmi.wmi_query_script("Win32_Printer", PRINTER_PROPERTIES)
+            platform = current()
         try:
-            # run_records fails on no output at all (a PowerShell that did not run); "[]" is no printer.
-            rows = wmi.run_records(script, timeout=max(device.timeout, 15))
-        except (wmi.WmiError, ValueError) as exc:
-            return cannot("local_printer", f"无法读取本机打印机列表：{exc}", error=str(exc),
-                          source="Win32_Printer via PowerShell")
-        return evaluate_windows(find_printer(rows, cfg.name), cfg.name, ctx.usb_devices())
+            # Win32_Printer (the registry's print queues when WMI does not answer); "[]" is no printer.
+            rows = read_fact(platform, "printers")
+        except FactUnavailable as exc:
+            return cannot("local_printer", f"无法读取本机打印机列表（{exc.query}）：{exc.reason}", error=exc.reason,
+                          query=exc.query)
+        result = evaluate_windows(find_printer(rows, cfg.name), cfg.name, ctx.usb_devices())
+        result.details["source"] = platform.fact_source("printers")
+        return result
     result = cups.probe(device, cups.CupsConfig(f"ipp://localhost:631/printers/{cfg.name}"), ctx)
     result.method = "local_printer"
     return result

@@ -8,10 +8,10 @@ against what the config asks for.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.checks import read_fact
 from agent.checks.devices.common import DeviceConfig, MethodResult, ProbeContext, broken, cannot, ok
 from agent.confignode import Node, optional
 from agent.datafiles import config_path
@@ -78,15 +78,13 @@ def load_catalogue(name: str, configs_dir: Path | None = None) -> tuple[str, ...
 
 
 def list_devices(platform=None) -> list[UsbDevice]:
-    """The attached USB devices as the platform layer lists them (the running OS's when none is given)."""
+    """The attached USB devices as the platform layer lists them (the running OS's when none is given);
+    raises FactUnavailable naming the query when they cannot be listed."""
     if platform is None:
         from agent.platform import current
 
         platform = current()
-    try:
-        return platform.usb_devices()
-    except NotImplementedError:
-        raise UsbUnavailable(f"no USB listing on {sys.platform}") from None
+    return read_fact(platform, "usb_devices")
 
 
 # -- matching -------------------------------------------------------------------------------------------
@@ -109,7 +107,8 @@ def describe(cfg: UsbConfig) -> str:
 def probe(device: DeviceConfig, cfg: UsbConfig, ctx: ProbeContext) -> MethodResult:
     devices = ctx.usb_devices()
     if isinstance(devices, Exception):
-        return cannot("usb", f"无法读取 USB 设备列表：{devices}", error=str(devices))
+        return cannot("usb", f"无法读取 USB 设备列表：{devices}", error=str(devices),
+                      query=getattr(devices, "query", ""))
     found = [d for d in devices if matches(cfg, d)]
     wanted = describe(cfg)
     if not found:
