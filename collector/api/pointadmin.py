@@ -43,9 +43,17 @@ def _invalid(exc: editing.PointInvalid) -> HTTPException:
     return HTTPException(422, detail={"code": "invalid_point", "problems": exc.problems})
 
 
+def _within_caller(region: str, info: TokenInfo) -> None:
+    # As for users and tokens (collector/api/auth.py): a region beyond the caller's own is refused 403.
+    problem = editing.outside_scope(region, info.region_path)
+    if problem:
+        raise HTTPException(403, detail={"code": "region_outside_scope", "message": problem})
+
+
 @router.post("", status_code=201)
 async def register_point(body: PointIn, request: Request, info: TokenInfo = Depends(require_admin)):
     """Register a new point in the caller's region (an existing code is refused: change it with PUT)."""
+    _within_caller(body.region, info)
     try:
         return await run_in_threadpool(editing.register, get_store(request), body.model_dump(),
                                        request_actor(request, info), info.region_path)
@@ -56,6 +64,7 @@ async def register_point(body: PointIn, request: Request, info: TokenInfo = Depe
 @router.put("/{code}")
 async def change_point(code: str, body: PointChange, request: Request, info: TokenInfo = Depends(require_admin)):
     """Change a point's name, region, standard, address, devices or report interval (not its code)."""
+    _within_caller(body.region, info)
     try:
         return await run_in_threadpool(editing.edit, get_store(request), code, body.model_dump(),
                                        request_actor(request, info), info.region_path)

@@ -48,7 +48,7 @@ def check_point(fields: dict) -> PointRow:
     return point
 
 
-def _outside(region: str, scope: str) -> str | None:
+def outside_scope(region: str, scope: str) -> str | None:
     """What is wrong with a row's region for an importer confined to ``scope`` (None: nothing, or the
     region is malformed, which validate reports)."""
     try:
@@ -59,7 +59,7 @@ def _outside(region: str, scope: str) -> str | None:
 
 
 def _checked(fields: dict, scope: str) -> PointRow:
-    outside = _outside(_text(fields.get("region")), scope)
+    outside = outside_scope(_text(fields.get("region")), scope)
     try:
         point = check_point(fields)
     except PointInvalid as exc:
@@ -101,7 +101,7 @@ def import_upload(store, filename: str, data: bytes, actor: Actor, scope: str, d
     if not rows:
         raise ImportError_([RowProblem(2, "-", "文件只有表头，没有服务点")])
     outside = [RowProblem(number, "region", problem) for number, rec in rows
-               if (problem := _outside(rec.get("region", ""), scope))]
+               if (problem := outside_scope(rec.get("region", ""), scope))]
     try:
         points = validate(rows)
     except ImportError_ as exc:  # every problem of the file at once, in row order
