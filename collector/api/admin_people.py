@@ -41,13 +41,12 @@ def _region_within(region: str, info: TokenInfo) -> str:
 
 
 def _users_page(request: Request, info: TokenInfo, notice: str = "", error: str = "", values: dict | None = None,
-                status: int = 200):
+                ):
     rows = people.list_users(get_store(request), info.region_path)
     response = render(request, "admin_users.html", {
         "users_list": rows, "roles": READ_ROLES, "notice": notice[:300], "error": error[:300],
         "values": values or {"region": info.region_path}, "min_password": users.MIN_PASSWORD,
         "me": info.actor.split(":", 1)[-1]}, nav="admin")
-    response.status_code = status
     return response
 
 
@@ -73,7 +72,7 @@ async def create_user(request: Request, username: str = Form(""), person: str = 
     try:
         where = await run_in_threadpool(run)
     except StoreError as exc:
-        return await run_in_threadpool(_users_page, request, info, "", str(exc), values, 422)
+        return await run_in_threadpool(_users_page, request, info, "", str(exc), values)
     return _back("/admin/users", notice=f"用户 {username.strip()}（{role}，{where}）已创建")
 
 
@@ -105,12 +104,11 @@ async def reset_password(username: str, request: Request, password: str = Form("
 
 
 def _tokens_page(request: Request, info: TokenInfo, notice: str = "", error: str = "", created: dict | None = None,
-                 values: dict | None = None, status: int = 200):
+                 values: dict | None = None):
     rows = people.list_tokens(get_store(request), info.region_path)
     response = render(request, "admin_tokens.html", {
         "tokens": rows, "roles": READ_ROLES, "notice": notice[:300], "error": error[:300], "created": created,
         "values": values or {"region": info.region_path}}, nav="admin")
-    response.status_code = status
     if created:
         response.headers.update(SECRET_HEADERS)
     return response
@@ -137,7 +135,7 @@ async def create_token(request: Request, role: str = Form(""), region: str = For
     try:
         created = await run_in_threadpool(run)
     except StoreError as exc:
-        return await run_in_threadpool(_tokens_page, request, info, "", str(exc), None, values, 422)
+        return await run_in_threadpool(_tokens_page, request, info, "", str(exc), None, values)
     return await run_in_threadpool(_tokens_page, request, info, "", "", created)
 
 

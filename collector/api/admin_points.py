@@ -46,15 +46,12 @@ async def points_page(request: Request, q: str = "", notice: str = "", info: Tok
         "max_rows": editing.MAX_UPLOAD_ROWS}, nav="admin")
 
 
-def _form_page(request: Request, values: dict, problems: dict, editing_code: str | None, status: int = 200):
-    return _with_status(render(request, "admin_point_form.html", {
+# A form answered with its problems is a page like any other (200): a 4xx document is a console error in
+# every browser, and the page says plainly what was refused.
+def _form_page(request: Request, values: dict, problems: dict, editing_code: str | None):
+    return render(request, "admin_point_form.html", {
         "values": values, "problems": problems, "editing": editing_code, "labels": editing.FIELD_CN,
-        "profiles": PROFILE_NAMES}, nav="admin"), status)
-
-
-def _with_status(response, status: int):
-    response.status_code = status
-    return response
+        "profiles": PROFILE_NAMES}, nav="admin")
 
 
 @router.get("/admin/points/new", response_class=HTMLResponse)
@@ -79,7 +76,7 @@ async def register_point(request: Request, code: str = Form(""), name: str = For
         saved = await run_in_threadpool(editing.register, get_store(request), fields, request_actor(request, info),
                                         info.region_path)
     except editing.PointInvalid as exc:
-        return _form_page(request, fields, exc.problems, None, status=422)
+        return _form_page(request, fields, exc.problems, None)
     return _back("/admin/points", q=saved["code"], notice=f"服务点 {saved['code']}（{saved['name']}）已登记")
 
 
@@ -102,7 +99,7 @@ async def change_point(code: str, request: Request, name: str = Form(""), region
         await run_in_threadpool(editing.edit, get_store(request), code, fields, request_actor(request, info),
                                 info.region_path)
     except editing.PointInvalid as exc:
-        return _form_page(request, fields, exc.problems, code, status=422)
+        return _form_page(request, fields, exc.problems, code)
     except StoreError:
         raise HTTPException(404, detail="没有这个服务点") from None
     return _back("/admin/points", q=code, notice=f"服务点 {code} 的登记信息已修改")
@@ -119,9 +116,8 @@ async def import_points(request: Request, file: UploadFile = File(...), dry_run:
                                          request_actor(request, info), info.region_path, bool(dry_run))
     except ImportError_ as exc:
         problems = [str(p) for p in exc.problems]
-    response = render(request, "admin_import.html", {"filename": name, "problems": problems, "counts": counts},
-                      nav="admin")
-    return _with_status(response, 422) if problems else response
+    return render(request, "admin_import.html", {"filename": name, "problems": problems, "counts": counts},
+                  nav="admin")
 
 
 @router.post("/admin/points/{code}/enroll-code", response_class=HTMLResponse)
