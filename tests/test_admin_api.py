@@ -199,3 +199,14 @@ def test_users_created_disabled_and_reset_through_the_page(world, store):
     assert client.post("/admin/users/town-viewer/disable", data=post, headers={"Origin": ORIGIN}).status_code == 303
     names = {e["action"] for e in audit.audit_entries(store, "/", 50, None, None) if e["target"] == "user:town-viewer"}
     assert {"user.create", "user.password", "user.disable"} <= names
+
+
+def test_upload_caps_hold_before_the_body_is_read(world):
+    client, store, headers = world
+    big = b"code,name,region,profile\n" + b"x" * (5 * 1024 * 1024)
+    anonymous = TestClient(client.app)
+    for path in ("/api/v1/points/import", "/admin/points/import"):
+        assert anonymous.post(path, files={"file": ("a.csv", big)}).status_code == 413  # nobody: 4 KiB at most
+    huge = b"code,name,region,profile\n" + b"x" * (9 * 1024 * 1024)
+    assert client.post("/api/v1/points/import", files={"file": ("a.csv", huge)}, headers=headers).status_code == 413
+    assert client.post("/api/v1/points/import", files={"file": ("a.csv", big)}, headers=headers).status_code == 422
