@@ -130,6 +130,11 @@ def _can_encode(encoding: str | None) -> bool:
         return False
 
 
+# Where the installation guide (docs/zh/部署手册.md) puts the config; the collector's enrolment page names them.
+LINUX_CONFIG = "/etc/pointwatch/agent.yaml"
+WINDOWS_CONFIG = r"C:\ProgramData\pointwatch-agent\agent.yaml"
+
+
 def default_config_path() -> str:
     import os
 
@@ -137,7 +142,7 @@ def default_config_path() -> str:
         return os.environ["POINTWATCH_AGENT_CONFIG"]
     if sys.platform == "win32":
         return os.path.join(os.environ.get("ProgramData", r"C:\ProgramData"), "pointwatch-agent", "agent.yaml")
-    return "/etc/pointwatch/agent.yaml"
+    return LINUX_CONFIG
 
 
 def cmd_service(args) -> int:

@@ -86,9 +86,9 @@ def test_bad_rows_are_reported_and_nothing_is_written(run_cli, db_url, tmp_path)
     path = write_csv(tmp_path / "bad.csv", rows)
     code, out, err = run_cli("points", "import", str(path))
     assert code == 1 and "未写入" in err
-    for expected in ("第 4 行，code 列：不能为空", "第 5 行，code 列：编码“620102001001”与第 2 行重复",
-                     "第 6 行，name 列", "第 6 行，profile 列", "第 6 行，expected_devices 列：未知设备类型",
-                     "第 7 行，region 列", "第 7 行，expected_devices 列"):
+    for expected in ("第 4 行，列 code：不能为空", "第 5 行，列 code：编码“620102001001”与第 2 行重复",
+                     "第 6 行，列 name", "第 6 行，列 profile", "第 6 行，列 expected_devices：未知设备类型",
+                     "第 7 行，列 region", "第 7 行，列 expected_devices"):
         assert expected in err, err
     store = _store(db_url)
     assert queries.list_points(store) == []  # the good rows were not imported either
@@ -99,7 +99,7 @@ def test_bad_rows_are_reported_and_nothing_is_written(run_cli, db_url, tmp_path)
 def test_missing_columns_are_named(run_cli, tmp_path):
     path = write_csv(tmp_path / "cols.csv", [("code", "name"), ("1", "x")])
     code, _, err = run_cli("points", "import", str(path))
-    assert code == 1 and "第 1 行，region 列：缺少必需的列" in err and "profile 列" in err
+    assert code == 1 and "第 1 行，列 region：缺少必需的列" in err and "列 profile" in err
 
 
 def test_export_round_trips_through_import(run_cli, db_url, tmp_path):

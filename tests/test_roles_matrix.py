@@ -74,6 +74,30 @@ WHO_MAY = {
     ("PUT", "/api/v1/users/{username}/password"): ("admin",),
     # "PUT /api/v1/me/password for a signed-in user": any reader's own password
     ("PUT", "/api/v1/me/password"): READERS,
+    # Tokens are listed and revoked by admins of their region (People); points are registered, changed
+    # and imported by admins (管理) over HTTP as with the CLI
+    ("GET", "/api/v1/tokens"): ("admin",),
+    ("POST", "/api/v1/tokens/{token_id}/revoke"): ("admin",),
+    ("POST", "/api/v1/points"): ("admin",),
+    ("PUT", "/api/v1/points/{code}"): ("admin",),
+    ("POST", "/api/v1/points/import"): ("admin",),
+    # Pages (docs/zh/日常运维.md): the audit log and every administration page and form are an admin's
+    ("GET", "/audit"): ("admin",),
+    ("GET", "/admin/points"): ("admin",),
+    ("GET", "/admin/points/new"): ("admin",),
+    ("POST", "/admin/points"): ("admin",),
+    ("GET", "/admin/points/{code}/edit"): ("admin",),
+    ("POST", "/admin/points/{code}/edit"): ("admin",),
+    ("POST", "/admin/points/import"): ("admin",),
+    ("POST", "/admin/points/{code}/enroll-code"): ("admin",),
+    ("GET", "/admin/users"): ("admin",),
+    ("POST", "/admin/users"): ("admin",),
+    ("POST", "/admin/users/{username}/disable"): ("admin",),
+    ("POST", "/admin/users/{username}/enable"): ("admin",),
+    ("POST", "/admin/users/{username}/password"): ("admin",),
+    ("GET", "/admin/tokens"): ("admin",),
+    ("POST", "/admin/tokens"): ("admin",),
+    ("POST", "/admin/tokens/{token_id}/revoke"): ("admin",),
 }
 # Routes whose role check is inside the handler (with its own rejection counters) rather than a dependency.
 HANDLER_CHECKED = {("POST", "/api/v1/reports")}
@@ -84,9 +108,11 @@ BODIES = {
     ("POST", "/api/v1/users"): lambda point, region: {"username": f"u{abs(hash(region)) % 10**8}",
                                                       "password": "long-enough-pw", "role": "viewer",
                                                       "region": region, "person": "查看员"},
+    ("POST", "/api/v1/points"): lambda point, region: {"code": f"m{abs(hash(region)) % 10**8}", "name": "新点",
+                                                       "region": region},
+    ("PUT", "/api/v1/points/{code}"): lambda point, region: {"name": "改名", "region": region},
 }
-UI_MODULE = "collector.api.ui"
-ADMIN_PAGES = {"/audit"}  # pages only an admin may open
+UI_MODULES = {"collector.api.ui", "collector.api.admin_points", "collector.api.admin_people"}  # the HTML pages
 
 
 @pytest.fixture
@@ -154,7 +180,7 @@ def flat_routes(app):
 
 def endpoints(app, ui: bool):
     for route in flat_routes(app):
-        if (route.endpoint.__module__ == UI_MODULE) != ui:
+        if (route.endpoint.__module__ in UI_MODULES) != ui:
             continue
         for method in sorted(route.methods - {"HEAD"}):
             yield route, method
@@ -207,6 +233,7 @@ def test_every_api_route_by_role_and_region(world):
     for route, method in endpoints(app, ui=False):
         check_route(client, principals, route, method, failures)
         seen.add((method, route.path))
+    seen |= {(method, route.path) for route, method in endpoints(app, ui=True)}
     assert set(WHO_MAY) <= seen, f"routes in WHO_MAY the app no longer has: {sorted(set(WHO_MAY) - seen)}"
     assert not failures, "\n".join(failures)
 
@@ -233,6 +260,9 @@ def test_pages_by_role_and_region(world):
     app, client, principals = world
     failures: list[str] = []
     for route, method in endpoints(app, ui=True):
+        allowed = WHO_MAY.get((method, route.path))
+        if allowed is not None and not has_role_dependency(route, method):
+            failures.append(f"{method} {route.path}: in WHO_MAY but has no require_roles() dependency")
         for who, headers in principals.items():
             role = role_of(who)
             for side, code in (("inside", POINT_A), ("outside", POINT_B)):
@@ -246,9 +276,13 @@ def test_pages_by_role_and_region(world):
                 elif role == "agent":
                     if r.status_code != 403:
                         failures.append(f"{where}: {r.status_code}, expected 403")
-                elif route.path in ADMIN_PAGES:
-                    if r.status_code != (200 if role == "admin" else 403):
-                        failures.append(f"{where}: {r.status_code} on an admin-only page")
+                elif allowed is not None and role not in allowed:
+                    if r.status_code != 403:
+                        failures.append(f"{where}: {r.status_code}, expected 403 for a {role}")
+                elif allowed is not None and method == "GET":
+                    expected = 404 if side == "outside" and "{code}" in route.path else 200
+                    if r.status_code != expected or (r.status_code == 200 and POINT_B in r.text):
+                        failures.append(f"{where}: {r.status_code}, expected {expected} (or shows the other county)")
                 elif method == "POST":  # the admin forms (silences): sent here without their fields
                     if role != "admin" and r.status_code != 403:
                         failures.append(f"{where}: {r.status_code}, expected 403 for a non-admin")

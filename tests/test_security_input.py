@@ -120,8 +120,8 @@ def test_point_import_refuses_control_and_invisible_characters_in_names(run_cli,
     code, out, err = run_cli("points", "import", str(path))
     text = err.decode()
     assert code == 1, out
-    assert "第 2 行，name 列：含控制字符" in text and "第 3 行，address 列：含控制字符" in text
-    assert "第 4 行，name 列" in text and "\x1b" not in text
+    assert "第 2 行，列 name：含控制字符" in text and "第 3 行，列 address：含控制字符" in text
+    assert "第 4 行，列 name" in text and "\x1b" not in text
 
 
 def test_dot_and_dotdot_are_not_region_names():

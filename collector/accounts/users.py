@@ -167,11 +167,11 @@ def create_token(store, role: str, region_path: str = "/", point_code: str | Non
     return people.add_token(store, role, region, point_code, agent_id, description, person, actor)
 
 
-def revoke_token(store, token_id: int, actor: Actor = SYSTEM) -> dict:
+def revoke_token(store, token_id: int, actor: Actor = SYSTEM, scope: str = "/") -> dict:
     """Revoke a token (an agent's when its PC is replaced or stolen, a script's when it leaks); audited.
-    Revoking twice is refused, so the log has one entry per revocation."""
+    Revoking twice is refused, so the log has one entry per revocation. An admin revokes within its region."""
     try:
-        return people.revoke_token(store, token_id, actor)
+        return people.revoke_token(store, token_id, actor, scope)
     except StoreError as exc:
         words = {"unknown_token": f"没有编号为 {token_id} 的令牌", "token_revoked": f"令牌 {token_id} 已经吊销"}
         if exc.code in words:

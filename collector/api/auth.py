@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +23,7 @@ from collector.accounts.login import SESSION_TTL
 from collector.accounts.throttle import LoginLocked
 from collector.api import csrf
 from collector.api.deps import (
+    MAX_ID,
     SESSION_COOKIE,
     client_source,
     current_principal,
@@ -31,7 +33,7 @@ from collector.api.deps import (
     require_reader,
 )
 from collector.registry.regions import RegionError, is_within, normalize_path
-from collector.store import StoreError, TokenInfo, enrolment, people, points
+from collector.store import StoreError, TokenInfo, people, points
 
 router = APIRouter(tags=["auth"])
 
@@ -130,7 +132,7 @@ def _within_caller(info: TokenInfo, region: str) -> str:
 
 
 def _store_error(exc: StoreError) -> HTTPException:
-    status = {"unknown_point": 404, "unknown_user": 404, "user_exists": 409, "duty_conflict": 409, "duty_self": 403,
+    status = {"unknown_point": 404, "unknown_user": 404, "unknown_token": 404, "token_revoked": 409, "user_exists": 409, "duty_conflict": 409, "duty_self": 403,
               "user_disabled": 409, "user_enabled": 409, "wrong_password": 403, "not_a_user": 422}.get(exc.code, 422)
     return HTTPException(status, detail={"code": exc.code, "message": str(exc)})
 
@@ -255,18 +257,38 @@ async def create_token(body: TokenIn, request: Request, info: TokenInfo = Depend
     return {"token": token, "role": body.role, "region": region}
 
 
+@api.get("/tokens")
+async def list_tokens(request: Request, info: TokenInfo = Depends(require_admin)):
+    """The tokens of the caller's region: id, role, region, point, person, state (never the token itself)."""
+    return {"tokens": await run_in_threadpool(people.list_tokens, get_store(request), info.region_path)}
+
+
+@api.post("/tokens/{token_id}/revoke")
+async def revoke_token(request: Request, token_id: int = PathParam(ge=1, le=MAX_ID),
+                       info: TokenInfo = Depends(require_admin)):
+    """Revoke a token of the caller's region: refused here at once, on other collectors within 60 s."""
+    try:
+        return await run_in_threadpool(lambda: users.revoke_token(
+            get_store(request), token_id, request_actor(request, info), info.region_path))
+    except StoreError as exc:
+        raise _store_error(exc) from None
+
+
 class EnrollCodeIn(BaseModel):
     point: str = Field(min_length=1, max_length=40)
 
 
 @api.post("/enroll-codes", status_code=201)
 async def create_enroll_code(body: EnrollCodeIn, request: Request, info: TokenInfo = Depends(require_admin)):
-    store = get_store(request)
-    region = await run_in_threadpool(points.point_region, store, body.point)
-    if region is None or not is_within(region, info.region_path):
-        raise HTTPException(404, detail="no such point")
-    code = await run_in_threadpool(lambda: enrolment.create_enroll_code(store, body.point, actor=request_actor(request, info)))
-    return {"code": code, "point": body.point}
+    """A one-time code for a point of the caller's region, with the agent's enrol command (shown once)."""
+    from collector.accounts import codes
+
+    url = codes.collector_url(request.app.state.settings, str(request.base_url))
+    try:
+        return await run_in_threadpool(lambda: codes.issue(get_store(request), body.point, url,
+                                                           request_actor(request, info), info.region_path))
+    except StoreError:
+        raise HTTPException(404, detail="no such point") from None
 
 
 __all__ = ["router", "api", "current_principal"]

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
-from collector.api.deps import SESSION_COOKIE, current_principal
+from collector.api import csrf
+from collector.api.deps import SESSION_COOKIE, current_principal, get_store
+from collector.store import people
 
 DEFAULT_CAP = 64 * 1024  # the JSON and form bodies of the API and the pages: users, tokens, silences, codes
 ANONYMOUS_CAP = 4 * 1024  # what a caller who is not signed in may send to a route that needs a principal
@@ -25,6 +28,9 @@ ENROLL_CAP = 16 * 1024  # an enrolment is a few hundred bytes (collector/api/enr
 # Routes that anyone may post to, with their caps (the rest need a principal).
 # (The login form's cap leaves room for a pasted 10,000-character "password", answered 401 as any other.)
 ANONYMOUS_ROUTES = {"/api/v1/enroll": ENROLL_CAP, "/login": 32 * 1024, "/logout": 8 * 1024}
+# The points spreadsheet an admin uploads (the API and the page): authenticated before a byte is read.
+UPLOAD_CAP = 8 * 1024 * 1024
+UPLOAD_ROUTES = {"/api/v1/points/import", "/admin/points/import"}
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Routes that authenticate before they read their body themselves: capped here, not authenticated twice
 # (ingest sheds load in its admission step before it looks anyone up: collector/api/ingest.py).
@@ -34,6 +40,8 @@ AUTHENTICATE_FIRST = {"/api/v1/reports"}
 def route_cap(app, path: str) -> int:
     if path == "/api/v1/reports":
         return app.state.settings.max_body_bytes  # what agents send: reports and batches (1 MiB)
+    if path in UPLOAD_ROUTES:
+        return UPLOAD_CAP
     return ANONYMOUS_ROUTES.get(path, DEFAULT_CAP)
 
 
@@ -80,7 +88,14 @@ async def _signed_in(scope, headers: dict) -> bool:
     its body; the answer is cached for the route."""
     if not headers.get(b"authorization") and SESSION_COOKIE.encode() not in headers.get(b"cookie", b""):
         return False
+    request = Request(scope)
     try:
-        return await current_principal(Request(scope)) is not None
-    except HTTPException:  # malformed header, revoked token: nobody
+        if headers.get(b"authorization") or request.headers.get(csrf.HEADER):
+            return await current_principal(request) is not None
+        # A form with the session cookie (an upload) carries its CSRF token inside the body, not read yet:
+        # here only the session and the origin are checked; the route's own dependency checks the token.
+        csrf.check_origin(request)
+        return await run_in_threadpool(people.session_info, get_store(request),
+                                       request.cookies.get(SESSION_COOKIE, "")) is not None
+    except HTTPException:  # malformed header, revoked token, another origin: nobody
         return False

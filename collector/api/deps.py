@@ -142,6 +142,27 @@ async def require_page_reader(request: Request) -> TokenInfo:
         raise HTTPException(303, headers={"Location": f"/login?next={quote(target)}"}) from None
 
 
+def require_page_roles(*roles: str):
+    """For HTML pages and their forms: require_roles (the role first, then a ``{code}`` in the region), but
+    an anonymous visitor is sent to the login page."""
+    inner = require_roles(*roles)
+
+    async def dependency(request: Request) -> TokenInfo:
+        try:
+            return await inner(request)
+        except HTTPException as exc:
+            if exc.status_code != 401:
+                raise
+            target = request.url.path if request.method == "GET" else "/"
+            raise HTTPException(303, headers={"Location": f"/login?next={quote(target)}"}) from None
+
+    dependency.roles = roles  # read by the role-matrix test
+    return dependency
+
+
+require_page_admin = require_page_roles("admin")
+
+
 # The period parameters of every route (from/to, starts_at/ends_at): collector.timeutil's one rule.
 MOMENT_DOC = "a date (2026-01-31: that Beijing day, the `to` day included) or an RFC 3339 time with its offset"
 

@@ -46,7 +46,11 @@ class RowProblem:
     problem: str
 
     def __str__(self) -> str:
-        return f"第 {self.row} 行，{self.column} 列：{self.problem}"
+        if self.row < 1:  # the file as a whole (its type, its encoding), not one of its cells
+            return self.problem
+        if self.column == "-":
+            return f"第 {self.row} 行：{self.problem}"
+        return f"第 {self.row} 行，列 {self.column}：{self.problem}"
 
 
 @dataclass
@@ -64,14 +68,25 @@ class PointRow:
 def read_table(path: str | Path) -> list[tuple[int, dict[str, str]]]:
     """(row number, {column: text}) for each non-empty data row; columns already mapped to English names."""
     path = Path(path)
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        rows = _read_xlsx(path)
-    elif path.suffix.lower() in (".csv", ".txt"):
-        rows = _read_csv(path)
-    else:
+    if path.suffix.lower() not in (".xlsx", ".xlsm", ".csv", ".txt"):
         raise ImportError_([RowProblem(0, "-", f"不支持的文件类型“{path.suffix}”（请用 .csv 或 .xlsx）")])
+    return read_upload(path.name, path.read_bytes())
+
+
+def read_upload(filename: str, data: bytes, max_rows: int | None = None) -> list[tuple[int, dict[str, str]]]:
+    """read_table for a file's name and bytes (an upload through the web page or the API); at most
+    ``max_rows`` data rows."""
+    suffix = Path(filename or "").suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        rows = _read_xlsx(data)
+    elif suffix in (".csv", ".txt"):
+        rows = _read_csv(data)
+    else:
+        raise ImportError_([RowProblem(0, "-", f"不支持的文件类型“{suffix or filename}”（请用 .csv 或 .xlsx）")])
     if not rows:
         raise ImportError_([RowProblem(1, "-", "文件是空的")])
+    if max_rows is not None and len(rows) - 1 > max_rows:
+        raise ImportError_([RowProblem(0, "-", f"文件超过 {max_rows} 行，请分成几个文件导入")])
     header = [ALIASES.get(_text(h), _text(h).lower()) for h in rows[0]]
     missing = [c for c in REQUIRED if c not in header]
     if missing:
@@ -84,18 +99,22 @@ def read_table(path: str | Path) -> list[tuple[int, dict[str, str]]]:
     return out
 
 
-def _read_xlsx(path: Path) -> list[list]:
+def _read_xlsx(data: bytes) -> list[list]:
+    from zipfile import BadZipFile
+
     from openpyxl import load_workbook
 
-    wb = load_workbook(path, read_only=True, data_only=True)
+    try:
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (BadZipFile, KeyError, ValueError, OSError):
+        raise ImportError_([RowProblem(0, "-", "不是有效的 XLSX 文件（请用 Excel 另存为 .xlsx 或 .csv）")]) from None
     try:
         return [list(r) for r in wb.worksheets[0].iter_rows(values_only=True)]
     finally:
         wb.close()
 
 
-def _read_csv(path: Path) -> list[list]:
-    raw = path.read_bytes()
+def _read_csv(raw: bytes) -> list[list]:
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             text = raw.decode(encoding)
@@ -104,7 +123,10 @@ def _read_csv(path: Path) -> list[list]:
             continue
     else:
         raise ImportError_([RowProblem(0, "-", "无法识别文件编码（请存为 UTF-8 或 GBK）")])
-    return [r for r in csv.reader(io.StringIO(text))]
+    try:
+        return [r for r in csv.reader(io.StringIO(text))]
+    except csv.Error as exc:
+        raise ImportError_([RowProblem(0, "-", f"CSV 格式错误：{exc}")]) from None
 
 
 def _text(value) -> str:

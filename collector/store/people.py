@@ -262,22 +262,24 @@ def authenticate(store, token: str) -> TokenInfo | None:
     return info
 
 
-def list_tokens(store) -> list[dict]:
-    """Every API token's record (never the token: only its hash is stored), oldest first."""
+def list_tokens(store, scope: str = "/") -> list[dict]:
+    """Every API token's record within ``scope`` (never the token: only its hash is stored), oldest first."""
     t = m.ApiToken
     with store.engine.connect() as conn:
         rows = conn.execute(select(t.id, t.role, t.region_path, t.point_code, t.agent_id, t.person, t.description,
                                    t.created_at, t.revoked).order_by(t.id)).all()
     return [{"id": r[0], "role": r[1], "region": r[2], "point": r[3], "agent_id": r[4], "person": r[5],
-             "description": r[6], "created_at": r[7], "revoked": bool(r[8])} for r in rows]
+             "description": r[6], "created_at": r[7], "revoked": bool(r[8])} for r in rows
+            if is_within(r[2], scope)]
 
 
-def revoke_token(store, token_id: int, actor: Actor = SYSTEM) -> dict:
+def revoke_token(store, token_id: int, actor: Actor = SYSTEM, scope: str = "/") -> dict:
     """Revoke a token (an agent's when its PC is replaced or stolen, a script's when it leaks); audited.
-    Revoking twice is refused, so the log has one entry per revocation."""
+    Revoking twice is refused, so the log has one entry per revocation. Outside ``scope`` (the region of
+    the admin asking) a token does not exist."""
     with store.write_session() as s:
         row = s.get(m.ApiToken, token_id, with_for_update=True)
-        if row is None:
+        if row is None or not is_within(row.region_path, scope):
             raise StoreError("unknown_token", f"no token {token_id}")
         if row.revoked:
             raise StoreError("token_revoked", f"token {token_id} is revoked already")
