@@ -74,6 +74,20 @@ WHO_MAY = {
     ("PUT", "/api/v1/users/{username}/password"): ("admin",),
     # "PUT /api/v1/me/password for a signed-in user": any reader's own password
     ("PUT", "/api/v1/me/password"): READERS,
+    # Reviews (issue 22): the reviewer (监督) writes them; an admin (管理) sees reviews, never edits them; the
+    # signed bundle is the reviewer's, as evidence exports are
+    ("POST", "/api/v1/reviews"): ("reviewer",),
+    ("GET", "/api/v1/reviews"): ("reviewer", "admin"),
+    ("GET", "/api/v1/reviews/summary"): ("reviewer", "admin"),
+    ("GET", "/api/v1/reviews/summary.xlsx"): ("reviewer", "admin"),
+    ("GET", "/api/v1/reviews/{review_id}"): ("reviewer", "admin"),
+    ("PUT", "/api/v1/reviews/{review_id}/items/{item}"): ("reviewer",),
+    ("POST", "/api/v1/reviews/{review_id}/attachments"): ("reviewer",),
+    ("GET", "/api/v1/reviews/{review_id}/attachments/{sha256}"): ("reviewer", "admin"),
+    ("POST", "/api/v1/reviews/{review_id}/submit"): ("reviewer",),
+    ("GET", "/api/v1/reviews/{review_id}/bundle.zip"): ("reviewer",),
+    ("GET", "/api/v1/reviews/{review_id}/sheet.pdf"): ("reviewer", "admin"),
+    ("GET", "/api/v1/reviews/{review_id}/sheet.xlsx"): ("reviewer", "admin"),
 }
 # Routes whose role check is inside the handler (with its own rejection counters) rather than a dependency.
 HANDLER_CHECKED = {("POST", "/api/v1/reports")}
@@ -85,8 +99,9 @@ BODIES = {
                                                       "password": "long-enough-pw", "role": "viewer",
                                                       "region": region, "person": "查看员"},
 }
-UI_MODULE = "collector.api.ui"
+UI_MODULES = ("collector.api.ui", "collector.api.reviewpages")
 ADMIN_PAGES = {"/audit"}  # pages only an admin may open
+REVIEW_PAGES = {"/reviews"}  # pages for reviewers and the admins who read reviews, not for viewers
 
 
 @pytest.fixture
@@ -154,7 +169,7 @@ def flat_routes(app):
 
 def endpoints(app, ui: bool):
     for route in flat_routes(app):
-        if (route.endpoint.__module__ == UI_MODULE) != ui:
+        if (route.endpoint.__module__ in UI_MODULES) != ui:
             continue
         for method in sorted(route.methods - {"HEAD"}):
             yield route, method
@@ -249,6 +264,9 @@ def test_pages_by_role_and_region(world):
                 elif route.path in ADMIN_PAGES:
                     if r.status_code != (200 if role == "admin" else 403):
                         failures.append(f"{where}: {r.status_code} on an admin-only page")
+                elif route.path in REVIEW_PAGES:
+                    if r.status_code != (200 if role in ("reviewer", "admin") else 403) or POINT_B in r.text:
+                        failures.append(f"{where}: {r.status_code} on a review page (or shows the other county)")
                 elif method == "POST":  # the admin forms (silences): sent here without their fields
                     if role != "admin" and r.status_code != 403:
                         failures.append(f"{where}: {r.status_code}, expected 403 for a non-admin")

@@ -34,6 +34,10 @@ AUTHENTICATE_FIRST = {"/api/v1/reports"}
 def route_cap(app, path: str) -> int:
     if path == "/api/v1/reports":
         return app.state.settings.max_body_bytes  # what agents send: reports and batches (1 MiB)
+    if path.startswith("/api/v1/reviews/") and path.endswith("/attachments"):
+        from collector.review.files import MAX_BYTES
+
+        return MAX_BYTES  # a review's photo or scanned page (collector/review/files.py)
     return ANONYMOUS_ROUTES.get(path, DEFAULT_CAP)
 
 

@@ -17,11 +17,14 @@ import hashlib
 import json
 import struct
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
 from collector.evidence.chain import ChainWalk
 from collector.evidence.keys import SigningKeyError, key_id, parse_public
+from collector.review.check import FORMAT as REVIEW_FORMAT
+from collector.review.check import check_review
 
 SIGNED = ("manifest.json", "manifest.sig")
 NO_TRUSTED_KEY = ("no trusted key: the signature was checked only against the key named inside the bundle "
@@ -38,6 +41,7 @@ class Verdict:
     reports: int = 0
     files: int = 0
     trusted: bool = False  # checked against a key the caller gave, not the one inside the bundle
+    kind: str = "evidence"  # evidence | review (a submitted review's bundle, collector/review/signed.py)
 
     @property
     def ok(self) -> bool:
@@ -95,7 +99,7 @@ def _digests(zf: zipfile.ZipFile, manifest: dict, v: Verdict) -> None:
             with zf.open(name) as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     sha.update(chunk)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # a corrupted member fails its CRC check
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:  # a corrupted member fails its CRC check
             v.problems.append(f"{name}: cannot be read from the zip ({exc})")
             continue
         v.files += 1
@@ -119,7 +123,7 @@ def _chain(zf: zipfile.ZipFile, entry: dict, v: Verdict) -> None:
                     walk.feed(n, row.get("report_id"), row["prev_digest"], row["digest"], row["body"])
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     v.problems.append(f"{name} line {n}: not a report line ({type(exc).__name__}: {exc})")
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         v.problems.append(f"{name}: cannot be read from the zip ({exc})")
         return
     v.reports += walk.reports
@@ -200,14 +204,25 @@ def verify_bundle(path, public_key=None) -> Verdict:
         v.problems.append(f"{path}: not a readable zip file ({exc})")
         return v
     with zf:
-        _structure(zf, path, v)
-        manifest = _signature(zf, public_key, v)
-        if manifest is None:
-            return v
-        _digests(zf, manifest, v)
-        points = manifest.get("points") or []
-        if not points:
-            v.problems.append("manifest.json: lists no points")
-        for entry in points:
-            _chain(zf, entry, v)
+        try:
+            _check(zf, path, public_key, v)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:  # manifest.json or .sig itself
+            v.problems.append(f"manifest.sig: the signed files cannot be read from the zip ({exc})")
     return v
+
+
+def _check(zf: zipfile.ZipFile, path, public_key, v: Verdict) -> None:
+    _structure(zf, path, v)
+    manifest = _signature(zf, public_key, v)
+    if manifest is None:
+        return
+    _digests(zf, manifest, v)
+    if manifest.get("format") == REVIEW_FORMAT:  # a submitted review (collector/review/signed.py)
+        v.kind = "review"
+        check_review(zf, manifest, v.problems)
+        return
+    points = manifest.get("points") or []
+    if not points:
+        v.problems.append("manifest.json: lists no points")
+    for entry in points:
+        _chain(zf, entry, v)
