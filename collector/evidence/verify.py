@@ -27,6 +27,9 @@ from collector.review.check import FORMAT as REVIEW_FORMAT
 from collector.review.check import check_review
 
 SIGNED = ("manifest.json", "manifest.sig")
+# What reading a member of an edited zip raises: a bad CRC, a broken deflate stream, a header flag that now
+# says "encrypted" (RuntimeError) or a compression method that does not exist (NotImplementedError).
+UNREADABLE = (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, NotImplementedError)
 NO_TRUSTED_KEY = ("no trusted key: the signature was checked only against the key named inside the bundle "
                   "(key id {kid}), which whoever re-signs a bundle chooses; pass the collector's published key: "
                   "evidence verify FILE --public-key collector.pem (GET /api/v1/evidence/public-key, or "
@@ -99,7 +102,7 @@ def _digests(zf: zipfile.ZipFile, manifest: dict, v: Verdict) -> None:
             with zf.open(name) as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     sha.update(chunk)
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:  # a corrupted member fails its CRC check
+        except UNREADABLE as exc:  # a corrupted member fails its CRC check
             v.problems.append(f"{name}: cannot be read from the zip ({exc})")
             continue
         v.files += 1
@@ -123,7 +126,7 @@ def _chain(zf: zipfile.ZipFile, entry: dict, v: Verdict) -> None:
                     walk.feed(n, row.get("report_id"), row["prev_digest"], row["digest"], row["body"])
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     v.problems.append(f"{name} line {n}: not a report line ({type(exc).__name__}: {exc})")
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+    except UNREADABLE as exc:
         v.problems.append(f"{name}: cannot be read from the zip ({exc})")
         return
     v.reports += walk.reports
@@ -206,7 +209,7 @@ def verify_bundle(path, public_key=None) -> Verdict:
     with zf:
         try:
             _check(zf, path, public_key, v)
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:  # manifest.json or .sig itself
+        except UNREADABLE as exc:  # manifest.json or .sig itself
             v.problems.append(f"manifest.sig: the signed files cannot be read from the zip ({exc})")
     return v
 

@@ -15,7 +15,7 @@ import zipfile
 import zlib
 
 FORMAT = "pointwatch-review/1"
-UNREADABLE = (zipfile.BadZipFile, OSError, EOFError, zlib.error)  # a changed byte inside compressed data
+UNREADABLE = (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, NotImplementedError)  # edited zip bytes
 
 
 def _close(a, b) -> bool:

@@ -50,6 +50,7 @@
   var pending = {};
   try { pending = JSON.parse(localStorage.getItem(storeKey) || "{}") || {}; } catch (e) { pending = {}; }
   var sending = false;
+  var submitAfterFlush = false;
   var syncText = document.getElementById("sync-text");
 
   function card(item) { return root.querySelector('article.item[data-item="' + CSS.escape(item) + '"]'); }
@@ -109,7 +110,11 @@
   function flush() {
     if (sending) return;
     var items = Object.keys(pending);
-    if (!items.length) { status(); refreshTotals(); return; }
+    if (!items.length) {
+      status();
+      if (submitAfterFlush) submitNow(); else refreshTotals();
+      return;
+    }
     if (!navigator.onLine) { items.forEach(function (i) { mark(i, "离线暂存", "waiting"); }); status(); return; }
     var item = items[0];
     var body = pending[item];
@@ -152,10 +157,10 @@
     c.addEventListener("input", function (ev) {
       if (ev.target.name === "file") return;
       clearTimeout(timers[item]);
-      timers[item] = setTimeout(function () { changed(c); }, 400);
+      timers[item] = setTimeout(function () { delete timers[item]; changed(c); }, 400);
     });
     c.addEventListener("change", function (ev) {
-      if (ev.target.name !== "file") { clearTimeout(timers[item]); changed(c); return; }
+      if (ev.target.name !== "file") { clearTimeout(timers[item]); delete timers[item]; changed(c); return; }
       var file = ev.target.files[0];
       if (!file) return;
       mark(item, "上传中…", "waiting");
@@ -175,12 +180,23 @@
   status();
   flush();
 
-  document.getElementById("submit-review").addEventListener("click", function () {
+  function submitNow() {
     var box = document.getElementById("submit-error");
-    if (Object.keys(pending).length) { box.textContent = "仍有评分未保存（网络恢复后会自动补传），请稍后再提交"; flush(); return; }
+    submitAfterFlush = false;
     api("POST", "/api/v1/reviews/" + id + "/submit").then(function (resp) {
       if (resp.ok) { localStorage.removeItem(storeKey); location.reload(); return; }
       return detail(resp).then(function (d) { box.textContent = "未能提交：" + d; });
     }, function () { box.textContent = "网络不可用，请恢复后再提交"; });
+  }
+  document.getElementById("submit-review").addEventListener("click", function () {
+    var box = document.getElementById("submit-error");
+    Object.keys(timers).forEach(function (item) {  // a value typed a moment ago: queue it now
+      clearTimeout(timers[item]); delete timers[item]; changed(card(item));
+    });
+    if (!Object.keys(pending).length && !sending) { submitNow(); return; }
+    if (!navigator.onLine) { box.textContent = "网络中断：评分暂存在本机，恢复后自动补传，届时再提交"; return; }
+    box.textContent = "正在保存最后的评分，保存后自动提交…";
+    submitAfterFlush = true;
+    flush();
   });
 })();
