@@ -144,8 +144,14 @@ def test_a_review_is_scored_submitted_signed_and_verified_offline(world, tmp_pat
         expected = "manifest.sig" if name in ("manifest.json", "manifest.sig") else name
         assert any(p.startswith(expected) for p in problems), (name, problems)
     raw = path.read_bytes()
-    for at in range(0, len(raw), max(1, len(raw) // 40)):
-        bad = tmp_path / "raw.zip"
+    # every byte of the zip's bookkeeping (local headers, the central directory, the end record), and a
+    # sample of the compressed data between
+    with zipfile.ZipFile(path) as zf:
+        headers = [range(i.header_offset, i.header_offset + 30 + len(i.filename) + 20) for i in zf.infolist()]
+        headers.append(range(zf.start_dir, len(raw)))
+    positions = sorted({p for r in headers for p in r if p < len(raw)} | set(range(0, len(raw), len(raw) // 40)))
+    bad = tmp_path / "raw.zip"
+    for at in positions:
         bad.write_bytes(raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1:])
         assert not verify_bundle(bad, key.public_key()).ok, at
     assert main(["evidence", "verify", str(bad), "--public-key", str(key_file)]) == 1

@@ -21,6 +21,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+from collector.evidence import zipshape
 from collector.evidence.chain import ChainWalk
 from collector.evidence.keys import SigningKeyError, key_id, parse_public
 from collector.review.check import FORMAT as REVIEW_FORMAT
@@ -102,6 +103,9 @@ def _digests(zf: zipfile.ZipFile, manifest: dict, v: Verdict) -> None:
             with zf.open(name) as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     sha.update(chunk)
+                if not zipshape.stream_complete(fh):
+                    v.problems.append(f"{name}: its compressed data was edited (the deflate stream does not end "
+                                      "where the entry does)")
         except UNREADABLE as exc:  # a corrupted member fails its CRC check
             v.problems.append(f"{name}: cannot be read from the zip ({exc})")
             continue
@@ -164,6 +168,7 @@ def _structure(zf: zipfile.ZipFile, path, v: Verdict) -> None:
         v.problems.append(f"unlisted data after {infos[-1].filename} (junk in the zip file)")
     if zf.comment:
         v.problems.append(f"the zip carries a comment of {len(zf.comment)} bytes (we write none)")
+    zipshape.check(raw, zf, shift, v.problems)
 
 
 def _central_dir_offset(raw: bytes) -> int:
@@ -216,6 +221,13 @@ def verify_bundle(path, public_key=None) -> Verdict:
 
 def _check(zf: zipfile.ZipFile, path, public_key, v: Verdict) -> None:
     _structure(zf, path, v)
+    for name in SIGNED:  # read for the signature below, which an edit that leaves the output alone passes
+        if name in zf.namelist():
+            with zf.open(name) as fh:
+                fh.read()
+                if not zipshape.stream_complete(fh):
+                    v.problems.append(f"{name}: its compressed data was edited (the deflate stream does not end "
+                                      "where the entry does)")
     manifest = _signature(zf, public_key, v)
     if manifest is None:
         return
