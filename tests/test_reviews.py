@@ -280,3 +280,16 @@ def test_a_veto_makes_the_total_zero_and_the_summary_ranks_the_round(world, tmp_
     wb = load_workbook(io.BytesIO(x.content))
     assert wb.sheetnames == ["排名", "失分项", "未评审"]
     assert [row[1] for row in wb["排名"].iter_rows(min_row=3, values_only=True)] == [POINT2, POINT]
+
+
+def test_two_drafts_of_one_period_the_later_submission_corrects_the_earlier(world):
+    client, who, _ = world
+    a, b = opened(client, who["rev-a"]), opened(client, who["rev-b"])  # neither saw the other's
+    assert a != b
+    for rid, w in ((a, who["rev-a"]), (b, who["rev-b"])):
+        score_all(client, w, rid)
+    assert client.post(f"/api/v1/reviews/{a}/submit", headers=who["rev-a"]).status_code == 200
+    assert client.post(f"/api/v1/reviews/{b}/submit", headers=who["rev-b"]).status_code == 200
+    later = client.get(f"/api/v1/reviews/{b}", headers=who["admin"]).json()
+    assert later["replaces"] == a and later["current"]
+    assert client.get(f"/api/v1/reviews/{a}", headers=who["admin"]).json()["replaced_by"] == [b]

@@ -42,6 +42,14 @@ ReviewId = PathParam(ge=1, le=MAX_BIGINT)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+def _file_doc(*media: str) -> dict:
+    return {200: {"description": "the file", "content": {m: {"schema": {"type": "string", "format": "binary"}}
+                                                          for m in media}}}
+
+
+OPENED_DOC = {200: {"description": "the caller's own draft for this point and period, resumed"}}
+
+
 class OpenBody(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     point: str = Field(min_length=1, max_length=40)
@@ -95,7 +103,7 @@ def _round(request: Request, auth: TokenInfo, region: str, since: str, until: st
     return scope, _period(since, until)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=OPENED_DOC)
 async def open_review(body: OpenBody, request: Request, auth: TokenInfo = Depends(require_reviewer)):
     from collector.store import points
 
@@ -146,7 +154,7 @@ async def round_summary(request: Request, region: str = "/", since: str = Query(
                                    request.app.state.silence_intervals)
 
 
-@router.get("/summary.xlsx")
+@router.get("/summary.xlsx", response_class=Response, responses=_file_doc(XLSX))
 async def round_summary_xlsx(request: Request, region: str = "/", since: str = Query(..., alias="from"),
                              until: str = Query(..., alias="to"), auth: TokenInfo = Depends(require_review_reader)):
     from collector.review import summary
@@ -179,7 +187,8 @@ async def add_attachment(request: Request, review_id: int = ReviewId, item: str 
     return await _call(service.attach, get_store(request), request_actor(request, auth), review_id, item, data, name)
 
 
-@router.get("/{review_id}/attachments/{sha256}")
+@router.get("/{review_id}/attachments/{sha256}", response_class=Response,
+            responses=_file_doc("image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "application/pdf"))
 async def get_attachment(request: Request, review_id: int = ReviewId,
                          sha256: str = PathParam(pattern="^[0-9a-f]{64}$"),
                          auth: TokenInfo = Depends(require_review_reader)):
@@ -188,7 +197,9 @@ async def get_attachment(request: Request, review_id: int = ReviewId,
     if meta is None:
         raise HTTPException(404, detail="no such attachment on this review")
     data = await _call(service.blob, get_store(request), sha256)
-    return Response(data, media_type=meta["media_type"], headers={"Cache-Control": "private, max-age=86400"})
+    disposition = "inline" if meta["media_type"].startswith("image/") else "attachment"
+    return Response(data, media_type=meta["media_type"],
+                    headers={"Cache-Control": "private, max-age=86400", "Content-Disposition": disposition})
 
 
 @router.post("/{review_id}/submit")
@@ -198,7 +209,7 @@ async def submit(request: Request, review_id: int = ReviewId, auth: TokenInfo = 
     return await _call(service.submit, get_store(request), key, request_actor(request, auth), review_id)
 
 
-@router.get("/{review_id}/bundle.zip")
+@router.get("/{review_id}/bundle.zip", response_class=Response, responses=_file_doc("application/zip"))
 async def bundle(request: Request, review_id: int = ReviewId, auth: TokenInfo = Depends(require_reviewer)):
     rec = await _record(request, auth, review_id)
     if rec.state != repo.SUBMITTED:
@@ -207,14 +218,14 @@ async def bundle(request: Request, review_id: int = ReviewId, auth: TokenInfo = 
     return _download(data, "application/zip", f"review-{rec.point_code}-{rec.id}.zip")
 
 
-@router.get("/{review_id}/sheet.pdf")
+@router.get("/{review_id}/sheet.pdf", response_class=Response, responses=_file_doc("application/pdf"))
 async def sheet_pdf(request: Request, review_id: int = ReviewId, auth: TokenInfo = Depends(require_review_reader)):
     rec = await _record(request, auth, review_id)
     data = await _call(service.sheet_file, get_store(request), rec, "sheet.pdf")
     return _download(data, "application/pdf", f"review-{rec.point_code}-{rec.id}.pdf")
 
 
-@router.get("/{review_id}/sheet.xlsx")
+@router.get("/{review_id}/sheet.xlsx", response_class=Response, responses=_file_doc(XLSX))
 async def sheet_xlsx(request: Request, review_id: int = ReviewId, auth: TokenInfo = Depends(require_review_reader)):
     rec = await _record(request, auth, review_id)
     data = await _call(service.sheet_file, get_store(request), rec, "sheet.xlsx")

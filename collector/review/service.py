@@ -116,8 +116,9 @@ def attach(store, actor: Actor, review_id: int, item_id: str | None, data: bytes
         media_type = files.accept(data)
     except files.AttachmentError as exc:
         raise ReviewError(413 if len(data) > files.MAX_BYTES else 415, str(exc)) from None
-    sha = _store_call(repo.add_attachment, store, actor, review_id, item_id or None, data, media_type,
-                      name or "附件", files.MAX_FILES)
+    name = "".join(c for c in (name or "") if c.isprintable()).strip()[:200] or "附件"  # shown on the sheet
+    sha = _store_call(repo.add_attachment, store, actor, review_id, item_id or None, data, media_type, name,
+                      files.MAX_FILES)
     return {"id": review_id, "sha256": sha, "media_type": media_type, "bytes": len(data), "item": item_id or None}
 
 
@@ -133,7 +134,11 @@ def submit(store, key, actor: Actor, review_id: int) -> dict:
             raise ReviewError(422, f"{len(sums['missing'])} manual item(s) not scored yet: "
                                    + ", ".join(sums["missing"]))
         blobs = {a["sha256"]: _store_call(repo.blob, store, a["sha256"]) for a in rec.attachments}
-        replaced = repo.get(store, rec.replaces_id) if rec.replaces_id else None
+        # What this review replaces is the current one when it is signed: a review submitted by someone else
+        # while this one was a draft is corrected by it too, and named so (both kept, the newer current).
+        current = repo.current_id(store, rec.point_code, rec.period_start, rec.period_end)
+        replaced = repo.get(store, current) if current else None
+        rec.replaces_id = current
         at = datetime.now(timezone.utc)
         bundle, manifest_sha = signed.build(rec, ls, sums, blobs, key, at, replaced)
         details = {"submitted_at": at, "point": rec.point_code, "from": rec.given_from, "to": rec.given_to,

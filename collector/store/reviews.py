@@ -170,15 +170,22 @@ def blob(store, sha: str) -> bytes | None:
 
 def submit(store, actor: Actor, review_id: int, built_version: int, bundle: bytes, manifest_sha256: str,
            details: dict) -> bool:
-    """Store the signed bundle and close the review; False when an entry arrived after ``built_version``."""
+    """Store the signed bundle and close the review; False when an entry arrived after ``built_version`` or
+    another review of the point and period was submitted after the bundle named the one it replaces."""
     sha = hashlib.sha256(bundle).hexdigest()
     with store.write_session() as s:
         r = _locked_draft(s, review_id)
         if r.version != built_version:
             return False
+        current = s.scalar(same_period(select(Review.id), r.point_code, r.period_start, r.period_end)
+                           .where(Review.state == SUBMITTED)
+                           .order_by(Review.submitted_at.desc(), Review.id.desc()).limit(1).with_for_update())
+        if current != details["replaces"]:
+            return False
         _put_blob(s, sha, "application/zip", bundle)
         r.state, r.submitted_at, r.bundle_sha256, r.manifest_sha256 = SUBMITTED, details["submitted_at"], sha, \
             manifest_sha256
+        r.replaces_id = current
         append(s, actor, "review.submit", f"review:{review_id}",
                {**{k: v for k, v in details.items() if k != "submitted_at"}, "bundle_sha256": sha,
                 "manifest_sha256": manifest_sha256}, r.region_path)
