@@ -213,6 +213,11 @@ def test_bad_entries_are_refused_naming_what_was_wrong(world):
     assert next(i for i in kept["items"] if i["id"] == manual["id"])["score"] == 2.5
     # clearing an entry
     assert put(manual["id"], {"score": None}).json()["saved"] is False
+    # a draft's sheet can be read (marked 草稿); it has no signed bundle yet, and admins never get one
+    sheet = client.get(f"/api/v1/reviews/{rid}/sheet.pdf", headers=who["admin"])
+    assert sheet.status_code == 200 and sheet.content.startswith(b"%PDF")
+    assert client.get(f"/api/v1/reviews/{rid}/bundle.zip", headers=who["rev-a"]).status_code == 409
+    assert client.get(f"/api/v1/reviews/{rid}/bundle.zip", headers=who["admin"]).status_code == 403
 
 
 def test_a_correction_keeps_both_the_newer_is_current_and_the_audit_names_both(world, store, tmp_path):

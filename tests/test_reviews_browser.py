@@ -73,7 +73,8 @@ def score_item(pg, card, points: float) -> None:
     note.fill("现场查看，符合要求")
 
 
-def test_a_reviewer_scores_a_point_on_a_phone_through_a_dropped_connection(browser, site, tmp_path):  # noqa: F811
+def test_a_reviewer_scores_a_point_on_a_phone_through_a_dropped_connection(browser, site, tmp_path,  # noqa: F811
+                                                                          artifacts_dir):
     live = site
     pg = phone_login(browser, live)
     try:
@@ -104,6 +105,7 @@ def test_a_reviewer_scores_a_point_on_a_phone_through_a_dropped_connection(brows
             score_item(pg, card, float(card.get_attribute("data-points")))
         expect(pg.locator("#sync-text")).to_have_text(re.compile("^网络中断"))
         assert "离线暂存" in offline[-1].locator(".sync").inner_text()
+        pg.screenshot(path=str(artifacts_dir / "review-phone-offline.png"))
         pg.context.set_offline(False)
         # nothing typed offline reached the store until now; the queue sends it as the line is back
         expect(pg.locator("#sync-text")).to_have_text("全部已保存", timeout=20000)
@@ -136,6 +138,7 @@ def test_a_reviewer_scores_a_point_on_a_phone_through_a_dropped_connection(brows
         assert pg.locator("table.final tr.overridden").count() == 1
         assert pg.evaluate("document.documentElement.scrollWidth") <= 390
 
+        pg.screenshot(path=str(artifacts_dir / "review-phone-final.png"), full_page=True)
         bundle = api(f"/api/v1/reviews/{rid}/bundle.zip")
         assert bundle.status == 200
         path = tmp_path / "review.zip"
