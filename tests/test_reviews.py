@@ -298,3 +298,16 @@ def test_two_drafts_of_one_period_the_later_submission_corrects_the_earlier(worl
     later = client.get(f"/api/v1/reviews/{b}", headers=who["admin"]).json()
     assert later["replaces"] == a and later["current"]
     assert client.get(f"/api/v1/reviews/{a}", headers=who["admin"]).json()["replaced_by"] == [b]
+
+
+def test_attachments_are_judged_by_their_bytes():
+    from collector.review.files import AttachmentError, accept, sniff
+
+    assert sniff(b"\xff\xd8\xff\xe0rest") == "image/jpeg"
+    assert sniff(PNG) == "image/png" and sniff(PDF) == "application/pdf"
+    assert sniff(b"\x00\x00\x00\x18ftypheic\x00\x00") == "image/heic"
+    assert sniff(b"RIFF\x10\x00\x00\x00WEBPVP8 ") == "image/webp"
+    for hostile in (b"<svg onload=alert(1)>", b"<html><script>", b"MZ\x90\x00", b"PK\x03\x04zip", b"#!/bin/sh"):
+        assert sniff(hostile) is None
+        with pytest.raises(AttachmentError):
+            accept(hostile)

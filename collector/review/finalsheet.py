@@ -75,11 +75,11 @@ def flowables(ctx, st) -> list:
     out.append(Spacer(1, 3 * mm))
     out.append(Paragraph(pdf._esc(sum_sentence(t)), st["warn" if t["vetoed"] else "h2"]))
     if t["overridden"]:
-        out.append(Paragraph(pdf._esc(f"评审组现场改判了 {len(t['overridden'])} 个自动评分项（见“说明”栏，监测判定与评审判定并列）。"),
+        out.append(Paragraph(pdf._esc(f"评审组现场改判了 {len(t['overridden'])} 个自动评分项（得分前标“※”，“说明”栏并列监测判定与评审判定）。"),
                              st["warn"]))
     rows = [["项目", "具体内容", "分值", "方式", "监测判定", "得分", "说明"]]
     for x in ctx["lines"]:
-        mark = "⚠ " if x.overridden else ""
+        mark = "※" if x.overridden else ""  # in GB2312, so every Chinese font has it
         rows.append([x.category, x.title, _pts(x.points), MODE_CN.get(x.mode, x.mode), monitor_cell(x),
                      mark + ("—" if not x.applicable else _pts(x.counted)), remark(x)])
     rows.append(["合计", sum_sentence(t), _pts(t["full_marks"]), "", f"{t['automatic_monitor']:g}（监测）",
