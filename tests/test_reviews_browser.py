@@ -77,6 +77,8 @@ def test_a_reviewer_scores_a_point_on_a_phone_through_a_dropped_connection(brows
                                                                           artifacts_dir):
     live = site
     pg = phone_login(browser, live)
+    script_errors: list[str] = []  # the page's own script must not throw, offline or not
+    pg.on("pageerror", lambda e: script_errors.append(str(e)))
     try:
         pg.select_option("#open-review select[name=point]", POINT)
         pg.fill("#open-review input[name=from]", "2026-01-01")
@@ -154,6 +156,7 @@ def test_a_reviewer_scores_a_point_on_a_phone_through_a_dropped_connection(brows
             doc = json.loads(zf.read("review.json"))
         assert manifest["review"]["total"] == review["total"] == doc["totals"]["total"]
         assert manifest["reviewer"]["actor"] == "user:village-reviewer" and manifest["reviewer"]["via"] == "session"
+        assert script_errors == []
         raw = path.read_bytes()
         for at in range(0, len(raw), max(1, len(raw) // 60)):
             bad = tmp_path / "edited.zip"

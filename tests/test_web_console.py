@@ -46,7 +46,7 @@ def test_no_page_logs_a_console_error(browser, site):
         pages = {"/": "table.points", f"/points/{sims[3].code}": ".chart canvas", f"/points/{sims[5].code}":
                  "section.sheet", "/scores": "table.points", "/scores?from=2026-01-01&to=2026-01-02": "table.points",
                  "/alerts": "table.alerts", "/alerts?state=resolved": "table.alerts", "/audit": "table.points",
-                 "/docs": ".swagger-ui .info"}
+                 "/docs": ".swagger-ui .info", "/reviews": "table.reviews"}
         for path, ready in pages.items():
             _visit(pg, path, ready, problems)
         icon = pg.request.get(pg.base + "/favicon.ico")
