@@ -33,6 +33,8 @@ from collector.api import (
     ui,
 )
 from collector.api import alerts as alerts_api
+from collector.api import reviewpages as review_pages
+from collector.api import reviews as reviews_api
 from collector.api.bodylimit import BodyLimit
 from collector.ingest.admission import Admission
 from collector.ingest.pipeline import PointsChanged, ReportPipeline
@@ -89,8 +91,8 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         score_keeper,
     ]
 
-    for module in (ingest, enroll, points, pointadmin, scores, metrics, evidence, ui, admin_points, admin_people, auth,
-                   audit, alerts_api):
+    for module in (ingest, enroll, points, pointadmin, scores, metrics, evidence, reviews_api, ui, review_pages,
+                   admin_points, admin_people, auth, audit, alerts_api):
         app.include_router(module.router)
     app.include_router(auth.api)
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")

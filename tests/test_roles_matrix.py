@@ -98,6 +98,21 @@ WHO_MAY = {
     ("GET", "/admin/tokens"): ("admin",),
     ("POST", "/admin/tokens"): ("admin",),
     ("POST", "/admin/tokens/{token_id}/revoke"): ("admin",),
+    # Reviews (issue 22): the reviewer (监督) writes them; an admin (管理) sees reviews, never edits them; the
+    # signed bundle is the reviewer's, as evidence exports are
+    ("POST", "/api/v1/reviews"): ("reviewer",),
+    ("GET", "/api/v1/reviews"): ("reviewer", "admin"),
+    ("GET", "/api/v1/reviews/summary"): ("reviewer", "admin"),
+    ("GET", "/api/v1/reviews/summary.xlsx"): ("reviewer", "admin"),
+    ("GET", "/api/v1/reviews/{review_id}"): ("reviewer", "admin"),
+    ("PUT", "/api/v1/reviews/{review_id}/items/{item}"): ("reviewer",),
+    ("POST", "/api/v1/reviews/{review_id}/attachments"): ("reviewer",),
+    ("GET", "/api/v1/reviews/{review_id}/attachments/{sha256}"): ("reviewer", "admin"),
+    ("POST", "/api/v1/reviews/{review_id}/submit"): ("reviewer",),
+    ("GET", "/api/v1/reviews/{review_id}/bundle.zip"): ("reviewer",),
+    ("GET", "/api/v1/reviews/{review_id}/sheet.pdf"): ("reviewer", "admin"),
+    ("GET", "/api/v1/reviews/{review_id}/sheet.xlsx"): ("reviewer", "admin"),
+    ("GET", "/reviews"): ("reviewer", "admin"),
 }
 # Routes whose role check is inside the handler (with its own rejection counters) rather than a dependency.
 HANDLER_CHECKED = {("POST", "/api/v1/reports")}
@@ -112,7 +127,8 @@ BODIES = {
                                                        "region": region},
     ("PUT", "/api/v1/points/{code}"): lambda point, region: {"name": "改名", "region": region},
 }
-UI_MODULES = {"collector.api.ui", "collector.api.admin_points", "collector.api.admin_people"}  # the HTML pages
+UI_MODULES = {"collector.api.ui", "collector.api.admin_points", "collector.api.admin_people",
+              "collector.api.reviewpages"}  # the HTML pages
 
 
 @pytest.fixture

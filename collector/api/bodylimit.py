@@ -42,6 +42,10 @@ def route_cap(app, path: str) -> int:
         return app.state.settings.max_body_bytes  # what agents send: reports and batches (1 MiB)
     if path in UPLOAD_ROUTES:
         return UPLOAD_CAP
+    if path.startswith("/api/v1/reviews/") and path.endswith("/attachments"):
+        from collector.review.files import MAX_BYTES
+
+        return MAX_BYTES  # a review's photo or scanned page (collector/review/files.py)
     return ANONYMOUS_ROUTES.get(path, DEFAULT_CAP)
 
 

@@ -17,13 +17,20 @@ import hashlib
 import json
 import struct
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+from collector.evidence import zipshape
 from collector.evidence.chain import ChainWalk
 from collector.evidence.keys import SigningKeyError, key_id, parse_public
+from collector.review.check import FORMAT as REVIEW_FORMAT
+from collector.review.check import check_review
 
 SIGNED = ("manifest.json", "manifest.sig")
+# What reading a member of an edited zip raises: a bad CRC, a broken deflate stream, a header flag that now
+# says "encrypted" (RuntimeError) or a compression method that does not exist (NotImplementedError).
+UNREADABLE = (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, NotImplementedError)
 NO_TRUSTED_KEY = ("no trusted key: the signature was checked only against the key named inside the bundle "
                   "(key id {kid}), which whoever re-signs a bundle chooses; pass the collector's published key: "
                   "evidence verify FILE --public-key collector.pem (GET /api/v1/evidence/public-key, or "
@@ -38,6 +45,7 @@ class Verdict:
     reports: int = 0
     files: int = 0
     trusted: bool = False  # checked against a key the caller gave, not the one inside the bundle
+    kind: str = "evidence"  # evidence | review (a submitted review's bundle, collector/review/signed.py)
 
     @property
     def ok(self) -> bool:
@@ -95,7 +103,10 @@ def _digests(zf: zipfile.ZipFile, manifest: dict, v: Verdict) -> None:
             with zf.open(name) as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     sha.update(chunk)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # a corrupted member fails its CRC check
+                if not zipshape.stream_complete(fh):
+                    v.problems.append(f"{name}: its compressed data was edited (the deflate stream does not end "
+                                      "where the entry does)")
+        except UNREADABLE as exc:  # a corrupted member fails its CRC check
             v.problems.append(f"{name}: cannot be read from the zip ({exc})")
             continue
         v.files += 1
@@ -119,7 +130,7 @@ def _chain(zf: zipfile.ZipFile, entry: dict, v: Verdict) -> None:
                     walk.feed(n, row.get("report_id"), row["prev_digest"], row["digest"], row["body"])
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     v.problems.append(f"{name} line {n}: not a report line ({type(exc).__name__}: {exc})")
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except UNREADABLE as exc:
         v.problems.append(f"{name}: cannot be read from the zip ({exc})")
         return
     v.reports += walk.reports
@@ -157,6 +168,7 @@ def _structure(zf: zipfile.ZipFile, path, v: Verdict) -> None:
         v.problems.append(f"unlisted data after {infos[-1].filename} (junk in the zip file)")
     if zf.comment:
         v.problems.append(f"the zip carries a comment of {len(zf.comment)} bytes (we write none)")
+    zipshape.check(raw, zf, shift, v.problems)
 
 
 def _central_dir_offset(raw: bytes) -> int:
@@ -200,14 +212,32 @@ def verify_bundle(path, public_key=None) -> Verdict:
         v.problems.append(f"{path}: not a readable zip file ({exc})")
         return v
     with zf:
-        _structure(zf, path, v)
-        manifest = _signature(zf, public_key, v)
-        if manifest is None:
-            return v
-        _digests(zf, manifest, v)
-        points = manifest.get("points") or []
-        if not points:
-            v.problems.append("manifest.json: lists no points")
-        for entry in points:
-            _chain(zf, entry, v)
+        try:
+            _check(zf, path, public_key, v)
+        except UNREADABLE as exc:  # manifest.json or .sig itself
+            v.problems.append(f"manifest.sig: the signed files cannot be read from the zip ({exc})")
     return v
+
+
+def _check(zf: zipfile.ZipFile, path, public_key, v: Verdict) -> None:
+    _structure(zf, path, v)
+    for name in SIGNED:  # read for the signature below, which an edit that leaves the output alone passes
+        if name in zf.namelist():
+            with zf.open(name) as fh:
+                fh.read()
+                if not zipshape.stream_complete(fh):
+                    v.problems.append(f"{name}: its compressed data was edited (the deflate stream does not end "
+                                      "where the entry does)")
+    manifest = _signature(zf, public_key, v)
+    if manifest is None:
+        return
+    _digests(zf, manifest, v)
+    if manifest.get("format") == REVIEW_FORMAT:  # a submitted review (collector/review/signed.py)
+        v.kind = "review"
+        check_review(zf, manifest, v.problems)
+        return
+    points = manifest.get("points") or []
+    if not points:
+        v.problems.append("manifest.json: lists no points")
+    for entry in points:
+        _chain(zf, entry, v)
