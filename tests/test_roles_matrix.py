@@ -74,6 +74,11 @@ WHO_MAY = {
     ("PUT", "/api/v1/users/{username}/password"): ("admin",),
     # "PUT /api/v1/me/password for a signed-in user": any reader's own password
     ("PUT", "/api/v1/me/password"): READERS,
+    # Central policy (issue 17): "Admins only, within their region (viewers and reviewers may read)"
+    ("GET", "/api/v1/policies/regions/{path:path}"): READERS,
+    ("PUT", "/api/v1/policies/regions/{path:path}"): ("admin",),
+    ("GET", "/api/v1/policies/points/{code}"): READERS,
+    ("GET", "/api/v1/policies/history"): READERS,
 }
 # Routes whose role check is inside the handler (with its own rejection counters) rather than a dependency.
 HANDLER_CHECKED = {("POST", "/api/v1/reports")}
@@ -81,6 +86,7 @@ HANDLER_CHECKED = {("POST", "/api/v1/reports")}
 BODIES = {
     ("POST", "/api/v1/enroll-codes"): lambda point, region: {"point": point},
     ("POST", "/api/v1/tokens"): lambda point, region: {"role": "viewer", "region": region, "person": "大屏"},
+    ("PUT", "/api/v1/policies/regions/{path:path}"): lambda point, region: {"intervals": {"network": "60s"}},
     ("POST", "/api/v1/users"): lambda point, region: {"username": f"u{abs(hash(region)) % 10**8}",
                                                       "password": "long-enough-pw", "role": "viewer",
                                                       "region": region, "person": "查看员"},
@@ -160,7 +166,9 @@ def endpoints(app, ui: bool):
             yield route, method
 
 
-def fill(path: str, code: str) -> str:
+def fill(path: str, code: str, region: str = "x") -> str:
+    """A route's path with a point code for ``{code}``, a region path for ``{path}`` and "x" for the rest."""
+    path = path.replace("{path:path}", region)
     return re.sub(r"\{code\}", code, re.sub(r"\{(?!code)[^}]+\}", "x", path))
 
 
@@ -177,11 +185,11 @@ def check_route(client, principals, route, method, failures: list[str]) -> None:
     for who, headers in principals.items():
         role = role_of(who)
         for side, code, region in (("inside", POINT_A, COUNTY_A + "/某镇"), ("outside", POINT_B, COUNTY_B)):
-            has_code = "{code}" in route.path
+            has_code = "{code}" in route.path or "{path:path}" in route.path  # a point's or a region's own route
             body_for = BODIES.get(key)
             if side == "outside" and not has_code and body_for is None and method != "GET":
                 continue
-            url = fill(route.path, code)
+            url = fill(route.path, code, region)
             kwargs = {"json": body_for(code, region)} if body_for else {}
             r = client.request(method, url, headers=headers, **kwargs)
             where = f"{method} {url} as {who} ({side})"

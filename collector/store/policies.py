@@ -202,3 +202,14 @@ def set_devices(store, code: str, devices: list[dict]) -> None:
         point = s.scalar(select(m.Point).where(m.Point.code == code))
         if point is not None:
             point.devices = devices
+
+
+def document(store, scope: str, key: str) -> dict | None:
+    """The version in force of one document."""
+    from agent.wire import rfc3339
+
+    with store.session() as s:
+        r = latest_document(s, scope, key)
+        return None if r is None else {"scope": r.scope, "key": r.key, "version": r.version, "region": r.region_path,
+                                       "at": rfc3339(r.created_at), "by": r.created_by, "source": r.source,
+                                       "body": r.body}
