@@ -18,8 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agent import wire
 from collector import __version__, alerts
 from collector.alerts.worker import AlertWorker
+from collector.api import agentpolicy, audit, auth, enroll, evidence, ingest, metrics, points, scores, ui
 from collector.api import alerts as alerts_api
-from collector.api import audit, auth, enroll, evidence, ingest, metrics, points, policies, scores, ui
+from collector.api import policies as policies_api
 from collector.api.bodylimit import BodyLimit
 from collector.ingest.admission import Admission
 from collector.ingest.pipeline import PointsChanged, ReportPipeline
@@ -76,7 +77,8 @@ def create_app(settings: Settings, store=None) -> FastAPI:
         score_keeper,
     ]
 
-    for module in (ingest, enroll, points, scores, metrics, evidence, ui, auth, audit, alerts_api, policies):
+    for module in (ingest, enroll, points, scores, metrics, evidence, ui, auth, audit, alerts_api,
+                   policies_api, agentpolicy):
         app.include_router(module.router)
     app.include_router(auth.api)
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")

@@ -22,8 +22,10 @@ from fastapi.testclient import TestClient
 
 from collector.accounts import users
 from collector.app import create_app
+from collector.policy import service as policy_service
 from collector.settings import Settings
 from collector.store import points
+from collector.store.audit import Actor
 from tests.helpers import session_headers, web_login
 
 COUNTY_A = "甘肃省/兰州市/城关区"
@@ -79,6 +81,8 @@ WHO_MAY = {
     ("PUT", "/api/v1/policies/regions/{path:path}"): ("admin",),
     ("GET", "/api/v1/policies/points/{code}"): READERS,
     ("GET", "/api/v1/policies/history"): READERS,
+    # The policy contract: "GET /api/v1/agent/policy with the agent's token (the point is the token's point)"
+    ("GET", "/api/v1/agent/policy"): ("agent",),
 }
 # Routes whose role check is inside the handler (with its own rejection counters) rather than a dependency.
 HANDLER_CHECKED = {("POST", "/api/v1/reports")}
@@ -99,6 +103,8 @@ ADMIN_PAGES = {"/audit"}  # pages only an admin may open
 def world(store, tmp_path):
     points.upsert_point(store, POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
     points.upsert_point(store, POINT_B, NAME_B, COUNTY_B + "/某镇/某村")
+    # County A runs on a policy, so its agent's GET /api/v1/agent/policy has one to answer with.
+    policy_service.set_region(store, COUNTY_A, "intervals: {network: 60s}\n", "a.yaml", Actor("test"))
     principals = {"anonymous": {}}
     for role in ("viewer", "reviewer", "admin"):
         principals[role] = {"Authorization": "Bearer " + users.create_token(store, role, COUNTY_A)}
@@ -220,9 +226,10 @@ def test_every_api_route_by_role_and_region(world):
 
 
 def test_agent_tokens_read_nothing(world):
+    """...but their own point's policy, the one GET stated for agents above."""
     app, client, principals = world
     for route, method in endpoints(app, ui=False):
-        if method == "GET" and (method, route.path) not in PUBLIC:
+        if method == "GET" and (method, route.path) not in PUBLIC and "agent" not in WHO_MAY[(method, route.path)]:
             r = client.get(fill(route.path, POINT_A), headers=principals["agent"])
             assert r.status_code == 403, f"GET {route.path} as agent: {r.status_code}"
 
