@@ -60,7 +60,8 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     score_keeper = ScoreKeeper(store, silence_intervals=silence_intervals)
     alert_worker = AlertWorker(alert_engine)
     reports = ReportPipeline(store, PointsChanged(score_keeper, alert_worker), silence_intervals=silence_intervals,
-                             skew_warn_s=alert_engine.config.rules["clock_skew"].params["seconds"])
+                             skew_warn_s=alert_engine.config.rules["clock_skew"].params["seconds"],
+                             policy_grace_s=alert_engine.config.rules["policy_mismatch"].params["grace"])
 
     app.state.settings, app.state.store = settings, store
     app.state.silence_intervals = silence_intervals

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 
 import httpx
 import pytest
 
+from agent.wire import Fingerprint
+from tests.helpers import report_json
 from tests.livecollector import start_collector
 from tests.policyenvelope import Refused, accept, policy_digest
 
@@ -41,6 +44,7 @@ def live(tmp_path_factory):
             assert r.status_code == 200, r.text
             tokens[name] = r.json()["token"]
             tokens[name + "_keys"] = r.json()["policy_keys"]
+            tokens[name + "_id"] = r.json()["agent_id"]
         yield c, tokens
     finally:
         c.stop()
@@ -131,6 +135,47 @@ def test_the_agent_gets_its_own_points_policy_signed_and_a_change_in_the_next_fe
     assert new["policy"]["core_network"]["tcp"] == payload["policy"]["core_network"]["tcp"]
     view = httpx.get(f"{c.base}/api/v1/policies/points/{POINT_A}", headers=h(t["viewer_a"])).json()
     assert view["digest"] == new["digest"] and view["last_fetched_at"] is not None
+
+
+def _report(t, seq: int, digest: str | None) -> dict:
+    body = report_json(point_code=POINT_A, seq=seq, agent_id=t["agent_a_id"],
+                       fingerprint=Fingerprint("m-" + POINT_A, "", []))
+    if digest is not None:
+        body["policy_digest"] = digest
+    return body
+
+
+def _latest_policy_result(c, t) -> dict:
+    results = httpx.get(f"{c.base}/api/v1/points/{POINT_A}", headers=h(t["viewer_a"])).json()["results"]
+    return next(r for r in results if r["check"] == "agent.policy")
+
+
+def test_reports_are_judged_by_the_policy_they_name_and_a_forged_digest_alerts(live):
+    c, t = live
+    digest = accept(fetch(c, t["agent_a"]).json(), t["agent_a_keys"], POINT_A)["digest"]
+    post = lambda body: httpx.post(c.base + "/api/v1/reports", json=body, headers=h(t["agent_a"]))  # noqa: E731
+    assert post(_report(t, 1, digest)).status_code == 202
+    ok = _latest_policy_result(c, t)
+    assert ok["status"] == "ok" and ok["details"]["reported"] == digest
+    assert post(_report(t, 2, None)).status_code == 202
+    assert _latest_policy_result(c, t)["status"] == "error"
+    bad = post({**_report(t, 3, None), "policy_digest": "sha256:XYZ"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "policy_digest"
+    forged = "sha256:" + "0" * 64
+    assert post(_report(t, 4, forged)).status_code == 202
+    failed = _latest_policy_result(c, t)
+    assert failed["status"] == "fail" and failed["details"]["reported"] == forged
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        alerts = httpx.get(f"{c.base}/api/v1/alerts", headers=h(t["viewer_a"])).json()["alerts"]
+        firing = [a for a in alerts if a["rule"] == "policy_mismatch" and a["point"] == POINT_A]
+        if firing:
+            break
+        time.sleep(0.2)
+    assert firing and firing[0]["state"] == "firing" and firing[0]["check"] == "agent.policy"
+    # the stored report keeps the digest it was checked against, inside the hash-chained body
+    reports = httpx.get(f"{c.base}/api/v1/points/{POINT_A}/reports", headers=h(t["viewer_a"])).json()["reports"]
+    assert len(reports) == 3
 
 
 def test_a_tampered_or_foreign_envelope_is_what_an_agent_refuses(live):
