@@ -23,7 +23,7 @@ ACTOR = Actor("test")
 def _verdict(store, digest, seq, at=None):
     report = make_report(seq=seq, collected_at=at)
     report.policy_digest = digest
-    ingest(store, [report], received_at=at)
+    ingest(store, [report], received_at=at, policy=False)
     with store.session() as s:
         row = s.scalar(select(m.Result).where(m.Result.check == AGENT_POLICY).order_by(m.Result.id.desc()).limit(1))
         body = s.scalar(select(m.Report.body).where(m.Report.report_id == report.report_id))

@@ -213,3 +213,31 @@ def document(store, scope: str, key: str) -> dict | None:
         return None if r is None else {"scope": r.scope, "key": r.key, "version": r.version, "region": r.region_path,
                                        "at": rfc3339(r.created_at), "by": r.created_by, "source": r.source,
                                        "body": r.body}
+
+
+def issued_in(store, code: str, start: datetime, end: datetime) -> list[dict]:
+    """The digests issued to a point that were in force at some moment of [start, end), oldest first."""
+    with store.session() as s:
+        rows = s.scalars(select(m.PolicyIssue).where(
+            m.PolicyIssue.point_code == code, m.PolicyIssue.issued_at < end,
+            (m.PolicyIssue.superseded_at.is_(None)) | (m.PolicyIssue.superseded_at > start))
+            .order_by(m.PolicyIssue.issued_at)).all()
+        return [{"digest": r.digest, "policy": r.policy, "issued_at": r.issued_at, "superseded_at": r.superseded_at}
+                for r in rows]
+
+
+def versions_applying(store, code: str, region_path: str, until: datetime) -> list[dict]:
+    """Every version, made before ``until``, of the documents that apply to a point: its region's nodes from
+    the root down, then its own."""
+    from agent.wire import rfc3339
+
+    keys = [(REGION, p) for p in ["/", *ancestors(region_path)]] + [(POINT, code)]
+    out = []
+    with store.session() as s:
+        for scope, key in keys:
+            rows = s.scalars(select(m.PolicyDocument).where(
+                m.PolicyDocument.scope == scope, m.PolicyDocument.key == key, m.PolicyDocument.created_at < until)
+                .order_by(m.PolicyDocument.version)).all()
+            out += [{"scope": r.scope, "key": r.key, "version": r.version, "at": rfc3339(r.created_at),
+                     "by": r.created_by, "source": r.source, "diff": r.diff} for r in rows]
+    return out
