@@ -34,7 +34,8 @@ def add_parsers(sub) -> None:
     a.add_argument("--profile", default=DEFAULT_PROFILE)
     a.add_argument("--address")
     a = psub.add_parser("import", help="import points from CSV or XLSX (code,name,region,profile[,address,"
-                                       "expected_devices,report_interval_s]); all rows or none")
+                                       "expected_devices,report_interval_s,device_kind,device_name,device_address,"
+                                       "device_method]); all rows or none")
     a.add_argument("file")
     a.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
     a = psub.add_parser("export", help="export the registry to XLSX (the columns import reads)")
