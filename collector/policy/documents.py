@@ -178,6 +178,18 @@ def _flatten(value, prefix: str = "", out: dict | None = None) -> dict:
 
 
 # -- showing ------------------------------------------------------------------------------------------------
+def settings_of(policy: dict, origin: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(setting, value as YAML, the level that set it) of every leaf of a policy, in the policy's order."""
+    import yaml
+
+    rows = []
+    for path, value in _flatten(policy).items():
+        text = yaml.safe_dump(value, allow_unicode=True, default_flow_style=True, width=10**6).strip()
+        rows.append((path, text.removesuffix("...").strip(), origin.get(path, "?")))
+    return rows
+
+
+
 def annotated_yaml(effective: Effective, header: str = "") -> str:
     """The effective policy as YAML, each setting followed by ``# <level that set it>``."""
     import yaml
