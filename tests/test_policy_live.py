@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import time
 import uuid
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from agent.wire import Fingerprint
+from collector.demo import fleet
 from tests.helpers import report_json
 from tests.livecollector import start_collector
 from tests.policyenvelope import Refused, accept, policy_digest
@@ -176,6 +178,17 @@ def test_reports_are_judged_by_the_policy_they_name_and_a_forged_digest_alerts(l
     # the stored report keeps the digest it was checked against, inside the hash-chained body
     reports = httpx.get(f"{c.base}/api/v1/points/{POINT_A}/reports", headers=h(t["viewer_a"])).json()["reports"]
     assert len(reports) == 3
+
+
+def test_the_demo_fleets_simulated_agents_fetch_their_digest(live):
+    c, t = live
+    sim = fleet.SimPoint(POINT_A, "甲村", COUNTY_A, random.Random(0), token=t["agent_a"])
+    fleet.fetch_policy(c.base, sim)
+    current = httpx.get(f"{c.base}/api/v1/policies/points/{POINT_A}", headers=h(t["viewer_a"])).json()["digest"]
+    assert sim.policy_digest == current and sim.policy_etag == f'"{current}"'
+    fleet.fetch_policy(c.base, sim)  # 304: kept
+    assert sim.policy_digest == current
+    assert fleet._report(sim)["policy_digest"] == current
 
 
 def test_a_tampered_or_foreign_envelope_is_what_an_agent_refuses(live):
