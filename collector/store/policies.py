@@ -33,12 +33,30 @@ class View:
 
     def __init__(self, session, replace: tuple[str, str, dict] | None = None):
         self.session, self.replace = session, replace
+        self._docs: dict[tuple[str, str], dict] | None = None
+        self._one: dict[tuple[str, str], dict | None] = {}
 
     def _body(self, scope: str, key: str) -> dict | None:
         if self.replace and self.replace[:2] == (scope, key):
             return self.replace[2]
-        row = latest_document(self.session, scope, key)
-        return row.body if row is not None else None
+        if self._docs is None:
+            if (scope, key) not in self._one:
+                row = latest_document(self.session, scope, key)
+                self._one[(scope, key)] = row.body if row is not None else None
+            return self._one[(scope, key)]
+        return self._docs.get((scope, key))
+
+    def read_all(self) -> None:
+        """Read every document in force at once (a change may touch a province's points): one query."""
+        if self._docs is None:
+            newest = (select(m.PolicyDocument.scope, m.PolicyDocument.key,
+                             func.max(m.PolicyDocument.version).label("v"))
+                      .group_by(m.PolicyDocument.scope, m.PolicyDocument.key).subquery())
+            rows = self.session.execute(select(m.PolicyDocument.scope, m.PolicyDocument.key, m.PolicyDocument.body)
+                                        .join(newest, (newest.c.scope == m.PolicyDocument.scope)
+                                              & (newest.c.key == m.PolicyDocument.key)
+                                              & (newest.c.v == m.PolicyDocument.version)))
+            self._docs = {(sc, k): b for sc, k, b in rows}
 
     def layers(self, region_path: str, point_code: str | None) -> list[tuple[str, dict]]:
         """(level, body) of every document that applies, root first: '/', then each ancestor, then the point."""
@@ -54,6 +72,8 @@ class View:
         return out
 
     def points(self, region_path: str, codes: list[str] | None = None) -> list[PointPolicyInputs]:
+        if codes is None or len(codes) > 20:
+            self.read_all()
         stmt = scoped(select(m.Point.code, m.Point.region_path, m.Point.devices), m.Point.region_path, region_path)
         if codes is not None:
             stmt = select(m.Point.code, m.Point.region_path, m.Point.devices).where(m.Point.code.in_(codes))
@@ -81,14 +101,25 @@ def put_document(store, scope: str, key: str, region_path: str, source: str, bod
         s.add(m.PolicyDocument(scope=scope, key=key, version=version, region_path=region_path, source=source,
                                body=body, diff=change, created_at=now, created_by=actor.name[:120]))
         append(s, actor, "policy.set", f"{scope}:{key}", {"version": version, "diff": change}, region_path)
-        for code, (digest, policy) in issues.items():
-            record_issue(s, code, digest, policy, now)
+        record_issues(s, issues, now)
     return {"scope": scope, "key": key, "version": version, "diff": change, "points": len(issues)}
 
 
-def record_issue(session, code: str, digest: str, policy: dict, now: datetime) -> bool:
-    """Make ``digest`` the point's current issued digest (from ``now``); False when it already is."""
-    rows = {r.digest: r for r in session.scalars(select(m.PolicyIssue).where(m.PolicyIssue.point_code == code))}
+def record_issues(session, issues: dict, now: datetime) -> int:
+    """Make each {code: (digest, policy)} the point's current issued digest from ``now``; how many changed."""
+    codes, changed = sorted(issues), 0
+    for i in range(0, len(codes), 500):
+        chunk = codes[i:i + 500]
+        by_code: dict[str, dict] = {c: {} for c in chunk}
+        for r in session.scalars(select(m.PolicyIssue).where(m.PolicyIssue.point_code.in_(chunk))):
+            by_code[r.point_code][r.digest] = r
+        for code in chunk:
+            changed += _record(session, code, *issues[code], now, by_code[code])
+    session.flush()
+    return changed
+
+
+def _record(session, code: str, digest: str, policy: dict, now: datetime, rows: dict) -> bool:
     current = next((r for r in rows.values() if r.superseded_at is None), None)
     if current is not None and current.digest == digest:
         return False
@@ -99,16 +130,13 @@ def record_issue(session, code: str, digest: str, policy: dict, now: datetime) -
         again.issued_at, again.superseded_at, again.policy = now, None, policy
     else:
         session.add(m.PolicyIssue(point_code=code, digest=digest, policy=policy, issued_at=now))
-    session.flush()
     return True
 
 
 def issue(store, plan) -> int:
     """Record the digests ``plan(view)`` returns ({code: (digest, policy)}) where they changed; how many did."""
     with store.write_session() as s:
-        issues = plan(View(s))
-        now = utcnow()
-        return sum(record_issue(s, code, d, p, now) for code, (d, p) in issues.items())
+        return record_issues(s, plan(View(s)), utcnow())
 
 
 def read(store, fn):
