@@ -123,3 +123,14 @@ def test_a_point_document_needs_a_registered_point(county):
     with pytest.raises(PolicyError) as caught:
         service.set_point(county, "NOPE", "intervals: {network: 60s}\n", "x.yaml", ADMIN)
     assert caught.value.code == "no_such_point"
+
+
+def test_a_point_moved_to_another_village_is_issued_that_villages_policy(county):
+    service.set_region(county, VILLAGE_B, "core_network:\n  timeout: 3s\n", "village.yaml", ADMIN)
+    before = policies.current_issue(county, "P-A").digest
+    points_repo.upsert_point(county, "P-A", "甲村服务点", VILLAGE_B)
+    assert service.reissue(county, ["P-A"]) == 1
+    after = policies.current_issue(county, "P-A").digest
+    assert after != before and after == service.show_point(county, "P-A").digest == policies.current_issue(
+        county, "P-B").digest
+    assert service.reissue(county, ["P-A"]) == 0  # nothing changed since

@@ -105,14 +105,17 @@ def reissue(store, codes: list[str] | None = None, scope: str = "/") -> int:
 
 def current(store, code: str) -> tuple[policies.Issued | None, Effective | None]:
     """What to serve the point's agent now: its current issue, re-issued first if the documents or the
-    registry changed since (a safety net; changes issue their digests themselves)."""
-    point = policies.point_inputs(store, code)
-    if point is None:
-        return None, None
-    eff = policies.read(store, lambda view: effective(view, point))
+    registry changed since (a safety net; changes issue their digests themselves). One read transaction in
+    the common case."""
+
+    def look(view: policies.View):
+        found = view.points("/", [code])
+        eff = effective(view, found[0]) if found else None
+        return eff, (view.current_issue(code) if eff is not None else None)
+
+    eff, issued = policies.read(store, look)
     if eff is None:
         return None, None
-    issued = policies.current_issue(store, code)
     if issued is None or issued.digest != eff.digest:
         policies.issue(store, plan_for("/", [code], None))
         issued = policies.current_issue(store, code)

@@ -71,6 +71,11 @@ class View:
                 out.append((f"point:{point_code}", body))
         return out
 
+    def current_issue(self, code: str) -> Issued | None:
+        r = self.session.scalar(select(m.PolicyIssue).where(m.PolicyIssue.point_code == code,
+                                                            m.PolicyIssue.superseded_at.is_(None)))
+        return None if r is None else Issued(r.digest, r.policy, r.issued_at, r.superseded_at, r.fetched_at)
+
     def points(self, region_path: str, codes: list[str] | None = None) -> list[PointPolicyInputs]:
         if codes is None or len(codes) > 20:
             self.read_all()
@@ -170,9 +175,7 @@ def issued(store, codes: list[str]) -> dict[str, list[Issued]]:
 
 def current_issue(store, code: str) -> Issued | None:
     with store.session() as s:
-        r = s.scalar(select(m.PolicyIssue).where(m.PolicyIssue.point_code == code,
-                                                 m.PolicyIssue.superseded_at.is_(None)))
-        return None if r is None else Issued(r.digest, r.policy, r.issued_at, r.superseded_at, r.fetched_at)
+        return View(s).current_issue(code)
 
 
 def mark_fetched(store, code: str, digest: str, at: datetime) -> None:
