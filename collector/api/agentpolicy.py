@@ -38,7 +38,20 @@ def _answer(store, data_dir, code: str, if_none_match: str | None) -> tuple[int,
     return (200 if body is not None else 304), body, etag
 
 
-@router.get("/policy")
+ENVELOPE_SCHEMA = {
+    "type": "object", "required": ["payload", "signatures"],
+    "properties": {"payload": {"type": "string", "description": "base64 of the payload JSON (UTF-8)"},
+                   "signatures": {"type": "array", "items": {
+                       "type": "object", "required": ["key_id", "signature"],
+                       "properties": {"key_id": {"type": "string"}, "signature": {"type": "string"}}}}}}
+RESPONSES = {
+    200: {"description": "the signed policy envelope; `ETag: \"<digest>\"`",
+          "content": {"application/json": {"schema": ENVELOPE_SCHEMA}}},
+    304: {"description": "unchanged: If-None-Match is the current digest (no body)"},
+}
+
+
+@router.get("/policy", responses=RESPONSES)
 async def agent_policy(request: Request, auth: TokenInfo = Depends(require_agent)):
     if not auth.point_code:
         raise HTTPException(403, detail="this token reports for no point")
