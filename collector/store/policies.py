@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from collector.registry.regions import ancestors, normalize_path
 from collector.store import models as m
@@ -18,6 +18,15 @@ from collector.store.audit import Actor, append
 from collector.store.regionscope import scoped, within
 
 REGION, POINT = "region", "point"
+POLICY_LOCK = 0x706F6C69  # "poli": advisory lock serialising policy changes and issues across collectors
+
+
+def _serialise(session) -> None:
+    """On PostgreSQL, one policy writer at a time across collectors (SQLite's write_session already is): two
+    changes of one document would otherwise both read the same version, two issues the same current digest.
+    Taken before the audit chain's own lock, always in that order."""
+    if session.bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": POLICY_LOCK})
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,7 @@ def put_document(store, scope: str, key: str, region_path: str, source: str, bod
     ``diff_of(before, after)`` gives the change's diff for the row and the audit entry."""
     region_path = normalize_path(region_path)
     with store.write_session() as s:
+        _serialise(s)
         prev = latest_document(s, scope, key)
         before = prev.body if prev is not None else {}
         issues = plan(View(s, (scope, key, body)))
@@ -141,6 +151,7 @@ def _record(session, code: str, digest: str, policy: dict, now: datetime, rows: 
 def issue(store, plan) -> int:
     """Record the digests ``plan(view)`` returns ({code: (digest, policy)}) where they changed; how many did."""
     with store.write_session() as s:
+        _serialise(s)
         return record_issues(s, plan(View(s)), utcnow())
 
 
