@@ -58,6 +58,9 @@ AGENT_OUTBOX = "agent.outbox"  # the agent's own state: reports dropped from a f
 # Results the collector derives from each report (never sent by an agent).
 IDENTITY_MATCHES_ENROLMENT = "identity.matches_enrolment"
 AGENT_CLOCK_SKEW = "agent.clock_skew"
+# 代理策略: whether the report was checked against the policy the collector issued to its point (the
+# report's ``policy_digest`` against the digests issued; collector/ingest/derive.py).
+AGENT_POLICY = "agent.policy"
 # What the alert about a silent point names as its check: the reports themselves, which stopped coming.
 AGENT_REPORT = "agent.report"
 
@@ -75,7 +78,7 @@ CHECKS_BY_FAMILY: dict[str, tuple[str, ...]] = {
     "devices": tuple(device_check(k) for k in DEVICE_KINDS),
 }
 AGENT_CHECK_IDS = frozenset(c for ids in CHECKS_BY_FAMILY.values() for c in ids)
-COLLECTOR_CHECK_IDS = frozenset({IDENTITY_MATCHES_ENROLMENT, AGENT_CLOCK_SKEW})  # AGENT_REPORT is no result
+COLLECTOR_CHECK_IDS = frozenset({IDENTITY_MATCHES_ENROLMENT, AGENT_CLOCK_SKEW, AGENT_POLICY})  # AGENT_REPORT is no result
 # What a standards profile may name in a rule: every agent check plus the collector's 人机信息相符.
 SCORABLE_CHECK_IDS = AGENT_CHECK_IDS | {IDENTITY_MATCHES_ENROLMENT}
 
@@ -85,7 +88,7 @@ CHECK_CN = {
     IDENTITY_FINGERPRINT: "终端硬件标识", IDENTITY_MATCHES_ENROLMENT: "人机信息相符",
     USAGE_PROCESSES: "禁用软件与必需进程", USAGE_REMOVABLE_MEDIA: "移动存储", USAGE_LISTENING_PORTS: "监听端口",
     USAGE_ACCOUNTS: "登录账号", HOST_RESOURCES: "终端资源", AGENT_CLOCK_SKEW: "终端时钟",
-    AGENT_OUTBOX: "代理缓存",
+    AGENT_OUTBOX: "代理缓存", AGENT_POLICY: "代理策略",
 }
 
 # The dashboard's families of checks (prefix -> family), and the three pillars of 专网专机专用.

@@ -21,6 +21,7 @@ from collector.alerts.worker import AlertWorker
 from collector.api import (
     admin_people,
     admin_points,
+    agentpolicy,
     audit,
     auth,
     enroll,
@@ -33,6 +34,7 @@ from collector.api import (
     ui,
 )
 from collector.api import alerts as alerts_api
+from collector.api import policies as policies_api
 from collector.api import reviewpages as review_pages
 from collector.api import reviews as reviews_api
 from collector.api.bodylimit import BodyLimit
@@ -74,7 +76,8 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     score_keeper = ScoreKeeper(store, silence_intervals=silence_intervals)
     alert_worker = AlertWorker(alert_engine)
     reports = ReportPipeline(store, PointsChanged(score_keeper, alert_worker), silence_intervals=silence_intervals,
-                             skew_warn_s=alert_engine.config.rules["clock_skew"].params["seconds"])
+                             skew_warn_s=alert_engine.config.rules["clock_skew"].params["seconds"],
+                             policy_grace_s=alert_engine.config.rules["policy_mismatch"].params["grace"])
 
     app.state.settings, app.state.store = settings, store
     app.state.silence_intervals = silence_intervals
@@ -92,7 +95,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     ]
 
     for module in (ingest, enroll, points, pointadmin, scores, metrics, evidence, reviews_api, ui, review_pages,
-                   admin_points, admin_people, auth, audit, alerts_api):
+                   admin_points, admin_people, auth, audit, alerts_api, policies_api, agentpolicy):
         app.include_router(module.router)
     app.include_router(auth.api)
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")

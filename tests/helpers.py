@@ -29,19 +29,64 @@ def make_report(point_code: str = POINT, seq: int = 1, statuses: dict | None = N
                   agent_version="0.1.0", collected_at=at, sent_at=at, host=host, results=results)
 
 
-def report_json(**kw) -> dict:
-    return report_to_dict(make_report(**kw))
+def report_json(policy_digest: str | None = None, **kw) -> dict:
+    """A report as JSON; with ``policy_digest`` (an issued digest, see ``issue_policy``) as an agent running a
+    fetched policy sends it."""
+    body = report_to_dict(make_report(**kw))
+    if policy_digest is not None:
+        body["policy_digest"] = policy_digest
+    return body
 
 
 _PIPELINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _PIPELINES_LOCK = threading.Lock()
 
 
-def ingest(store, reports, received_at=None) -> tuple[int, int]:
+def issue_policy(store, code: str, text: str = "intervals: {network: 60s}\n") -> str:
+    """Give a registered point a policy the way an administrator does (a point document, through the
+    collector's policy service) and return the digest the collector issued for it."""
+    from collector.policy import service
+    from collector.store.audit import Actor
+
+    service.set_point(store, code, text, "test-policy.yaml", Actor("test:helpers"))
+    return current_digest(store, code)
+
+
+def current_digest(store, code: str) -> str | None:
+    from collector.store import policies
+
+    issued = policies.current_issue(store, code)
+    return issued.digest if issued is not None else None
+
+
+def stamp_policy(store, reports) -> None:
+    """Stamp each report with its point's issued policy digest, as an agent that fetched its policy does,
+    issuing a point policy first where a registered point has none. Reports already stamped keep theirs."""
+    from collector.store import points
+
+    digests: dict[str, str | None] = {}
+    for report in reports:
+        if getattr(report, "policy_digest", None) is not None:
+            continue
+        code = report.point_code
+        if code not in digests:
+            digests[code] = current_digest(store, code)
+            if digests[code] is None and points.point_region(store, code) is not None:
+                digests[code] = issue_policy(store, code)
+        report.policy_digest = digests[code]
+
+
+def ingest(store, reports, received_at=None, policy: bool = True) -> tuple[int, int]:
     """Reports down the collector's path after acceptance (derive, store), as POST /api/v1/reports sends them;
-    one pipeline per store, so concurrent callers share its group commit as they do in the collector."""
+    one pipeline per store, so concurrent callers share its group commit as they do in the collector.
+
+    ``policy``: the reports are stamped with their point's issued policy digest first (``stamp_policy``), as
+    reports of agents running a fetched policy are; only those count as evidence for scoring. False: sent
+    as given (an agent that never fetched a policy, or a test of agent.policy itself)."""
     from collector.ingest.pipeline import ReportPipeline
 
+    if policy:
+        stamp_policy(store, reports)
     with _PIPELINES_LOCK:
         pipeline = _PIPELINES.get(store)
         if pipeline is None:

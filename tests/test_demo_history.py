@@ -153,3 +153,21 @@ def test_the_live_silent_point_keeps_to_the_history_hours():
     assert "silent" in sims[41].faults  # the demo opens on the silent stretch that began 4 hours ago
     history.live_scenario(start - timedelta(hours=10))(sims, 0)
     assert "silent" not in sims[41].faults
+
+
+def test_the_demo_county_runs_on_a_county_policy_with_village_overrides(demo):
+    from collector.policy import service
+
+    store, _data, _app, sims, _now, _written, _lines = demo
+    station, dongguan = (service.show_point(store, sims[i].code) for i in (0, 1))
+    assert station.origin["core_network.timeout"] == fleet.COUNTY
+    assert station.policy["usage"]["allowed_usb_serials"] == []
+    assert dongguan.origin["usage.allowed_usb_serials"] == f"{fleet.COUNTY}/城关镇/东关村"
+    assert dongguan.origin["core_network.tcp"] == fleet.COUNTY
+    # the history's reports were checked against it: agent.policy ok, the digest each point was issued
+    with store.session() as s:
+        rows = s.execute(select(m.LatestResult.point_code, m.LatestResult.status, m.LatestResult.details)
+                         .where(m.LatestResult.check == "agent.policy")).all()
+    by_point = {code: (status, details["reported"]) for code, status, details in rows}
+    assert by_point[sims[1].code] == ("ok", dongguan.digest)
+    assert by_point[sims[0].code] == ("ok", station.digest) and station.digest != dongguan.digest

@@ -22,8 +22,10 @@ from fastapi.testclient import TestClient
 
 from collector.accounts import users
 from collector.app import create_app
+from collector.policy import service as policy_service
 from collector.settings import Settings
 from collector.store import points
+from collector.store.audit import Actor
 from tests.helpers import session_headers, web_login
 
 COUNTY_A = "甘肃省/兰州市/城关区"
@@ -113,6 +115,13 @@ WHO_MAY = {
     ("GET", "/api/v1/reviews/{review_id}/sheet.pdf"): ("reviewer", "admin"),
     ("GET", "/api/v1/reviews/{review_id}/sheet.xlsx"): ("reviewer", "admin"),
     ("GET", "/reviews"): ("reviewer", "admin"),
+    # Central policy (issue 17): "Admins only, within their region (viewers and reviewers may read)"
+    ("GET", "/api/v1/policies/regions/{path:path}"): READERS,
+    ("PUT", "/api/v1/policies/regions/{path:path}"): ("admin",),
+    ("GET", "/api/v1/policies/points/{code}"): READERS,
+    ("GET", "/api/v1/policies/history"): READERS,
+    # The policy contract: "GET /api/v1/agent/policy with the agent's token (the point is the token's point)"
+    ("GET", "/api/v1/agent/policy"): ("agent",),
 }
 # Routes whose role check is inside the handler (with its own rejection counters) rather than a dependency.
 HANDLER_CHECKED = {("POST", "/api/v1/reports")}
@@ -120,6 +129,7 @@ HANDLER_CHECKED = {("POST", "/api/v1/reports")}
 BODIES = {
     ("POST", "/api/v1/enroll-codes"): lambda point, region: {"point": point},
     ("POST", "/api/v1/tokens"): lambda point, region: {"role": "viewer", "region": region, "person": "大屏"},
+    ("PUT", "/api/v1/policies/regions/{path:path}"): lambda point, region: {"intervals": {"network": "60s"}},
     ("POST", "/api/v1/users"): lambda point, region: {"username": f"u{abs(hash(region)) % 10**8}",
                                                       "password": "long-enough-pw", "role": "viewer",
                                                       "region": region, "person": "查看员"},
@@ -135,6 +145,8 @@ UI_MODULES = {"collector.api.ui", "collector.api.admin_points", "collector.api.a
 def world(store, tmp_path):
     points.upsert_point(store, POINT_A, "城关区某村服务点", COUNTY_A + "/某镇/某村")
     points.upsert_point(store, POINT_B, NAME_B, COUNTY_B + "/某镇/某村")
+    # County A runs on a policy, so its agent's GET /api/v1/agent/policy has one to answer with.
+    policy_service.set_region(store, COUNTY_A, "intervals: {network: 60s}\n", "a.yaml", Actor("test"))
     principals = {"anonymous": {}}
     for role in ("viewer", "reviewer", "admin"):
         principals[role] = {"Authorization": "Bearer " + users.create_token(store, role, COUNTY_A)}
@@ -202,7 +214,9 @@ def endpoints(app, ui: bool):
             yield route, method
 
 
-def fill(path: str, code: str) -> str:
+def fill(path: str, code: str, region: str = "x") -> str:
+    """A route's path with a point code for ``{code}``, a region path for ``{path}`` and "x" for the rest."""
+    path = path.replace("{path:path}", region)
     return re.sub(r"\{code\}", code, re.sub(r"\{(?!code)[^}]+\}", "x", path))
 
 
@@ -219,11 +233,11 @@ def check_route(client, principals, route, method, failures: list[str]) -> None:
     for who, headers in principals.items():
         role = role_of(who)
         for side, code, region in (("inside", POINT_A, COUNTY_A + "/某镇"), ("outside", POINT_B, COUNTY_B)):
-            has_code = "{code}" in route.path
+            has_code = "{code}" in route.path or "{path:path}" in route.path  # a point's or a region's own route
             body_for = BODIES.get(key)
             if side == "outside" and not has_code and body_for is None and method != "GET":
                 continue
-            url = fill(route.path, code)
+            url = fill(route.path, code, region)
             kwargs = {"json": body_for(code, region)} if body_for else {}
             r = client.request(method, url, headers=headers, **kwargs)
             where = f"{method} {url} as {who} ({side})"
@@ -255,9 +269,10 @@ def test_every_api_route_by_role_and_region(world):
 
 
 def test_agent_tokens_read_nothing(world):
+    """...but their own point's policy, the one GET stated for agents above."""
     app, client, principals = world
     for route, method in endpoints(app, ui=False):
-        if method == "GET" and (method, route.path) not in PUBLIC:
+        if method == "GET" and (method, route.path) not in PUBLIC and "agent" not in WHO_MAY[(method, route.path)]:
             r = client.get(fill(route.path, POINT_A), headers=principals["agent"])
             assert r.status_code == 403, f"GET {route.path} as agent: {r.status_code}"
 

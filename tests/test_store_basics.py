@@ -80,9 +80,11 @@ def test_ingest_is_idempotent_and_hash_chained(store):
     for body, prev_digest, digest in rows:
         assert prev_digest == prev and digest == documented_digest(prev, body)
         prev = digest
-    assert json.loads(rows[0][0]) == wire.report_to_dict(first)
+    # The body is the wire report with the policy digest it was checked against (tests.helpers stamps it).
+    assert first.policy_digest and json.loads(rows[0][0]) == {**wire.report_to_dict(first),
+                                                              "policy_digest": first.policy_digest}
     assert canonical_json(first) == rows[0][0]
-    assert n_results == 3 * 41  # 40 of the agent's + the collector's clock result (no enrolment pinned)
+    assert n_results == 3 * 42  # 40 of the agent's + the collector's clock and policy results (no enrolment pinned)
 
 
 def test_latest_state_never_rolls_back_to_a_backlog_report(store):

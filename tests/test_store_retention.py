@@ -18,7 +18,7 @@ HOUR = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 
 def _ingest_at(store, when, seq, status="ok", n=2):
     rep = make_report(seq=seq, n=n, status=status, when=when)
-    ingest(store, [rep], received_at=when)
+    ingest(store, [rep], received_at=when, policy=False)  # history rows, not scoring: the agent's and the clock's
 
 
 def test_rollup_counts_statuses_and_values_per_hour(store):

@@ -45,6 +45,9 @@ DEFAULT_RULES: dict[str, RuleConfig] = {
     "device_missing": RuleConfig(severity="warning", failure_threshold=2, success_threshold=2),
     "printer_supply_low": RuleConfig(severity="info", params={"ratio": 0.1}),
     "clock_skew": RuleConfig(severity="warning", params={"seconds": 300}),
+    # agent.policy fail: the report names a policy never issued to its point. ``grace``: how long after a
+    # change the previous policy still counts as current (agent.policy ok), before it is an old one (warn).
+    "policy_mismatch": RuleConfig(severity="critical", params={"grace": 900}),
 }
 
 # (source rule, rules it mutes on the same point); "*" = every other rule.

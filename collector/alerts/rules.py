@@ -13,6 +13,7 @@ from datetime import datetime
 
 from agent.vocabulary import (
     AGENT_CLOCK_SKEW,
+    AGENT_POLICY,
     AGENT_REPORT,
     IDENTITY_FINGERPRINT,
     IDENTITY_MATCHES_ENROLMENT,
@@ -38,6 +39,7 @@ TITLES = {
     "device_missing": "设备离线或故障",
     "printer_supply_low": "打印机耗材不足",
     "clock_skew": "终端时钟偏差过大",
+    "policy_mismatch": "检查策略不符：上报所用策略非采集端下发",
 }
 PRINTER_CHECK = device_check("printer")
 CORE_CHECKS = (NET_CORE_ICMP, NET_CORE_TCP)
@@ -47,6 +49,7 @@ FAIL_RULES = {
     "forbidden_software": USAGE_PROCESSES,
     "removable_media": USAGE_REMOVABLE_MEDIA,
     "unexpected_port": USAGE_LISTENING_PORTS,
+    "policy_mismatch": AGENT_POLICY,
 }
 IDENTITY_CHECKS = (IDENTITY_MATCHES_ENROLMENT, IDENTITY_FINGERPRINT)
 

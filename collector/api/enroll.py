@@ -13,6 +13,7 @@ from collector.accounts import enrolling
 from collector.api.bodylimit import ENROLL_CAP
 from collector.api.deps import client_source, get_store
 from collector.ingest.accept import IngestError, inflate, read_payload
+from collector.policy.keyring import policy_keys
 from collector.store import StoreError
 
 router = APIRouter(prefix="/api/v1", tags=["enrolment"])
@@ -38,10 +39,18 @@ class EnrollIn(BaseModel):
     fingerprint: FingerprintIn = Field(default_factory=FingerprintIn)
 
 
+class PolicyKey(BaseModel):
+    algorithm: str
+    key_id: str
+    public_key: str  # base64 of the raw 32-byte Ed25519 public key
+
+
 class EnrollOut(BaseModel):
     agent_id: str
     token: str
     point_code: str
+    # The keys that sign the point's policy (GET /api/v1/agent/policy); the agent pins them.
+    policy_keys: list[PolicyKey] = Field(default_factory=list)
 
 
 ENROLL_BODY_DOC = {"requestBody": {"required": True, "content": {
@@ -83,4 +92,6 @@ async def _enroll(request: Request):
                             status_code=429, headers={"Retry-After": str(wait)})
     except StoreError:
         raise HTTPException(403, detail={"code": "bad_enroll_code", "message": REFUSED_CN}) from None
-    return EnrollOut(agent_id=agent_id, token=token, point_code=body.point_code)
+    pinned = await run_in_threadpool(policy_keys, request.app.state.settings.data_dir)
+    return EnrollOut(agent_id=agent_id, token=token, point_code=body.point_code,
+                     policy_keys=[PolicyKey(**k) for k in pinned])

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from agent.vocabulary import NET_CORE_ICMP, POINT_STATES, worst
+from agent.vocabulary import AGENT_POLICY, NET_CORE_ICMP, POINT_STATES, worst
 from collector import __version__
 from collector.api import csrf
 from collector.api.deps import MAX_BIGINT, MAX_ID, SESSION_COOKIE, actor_name, get_store, require_page_reader
@@ -167,6 +167,23 @@ async def point_page(code: str, request: Request):
         "sheet": sheet,
         "crumbs": crumbs(point.region_path), "ranges": [(k, label) for k, label, _ in RANGES]},
         live=LIVE_SECONDS)
+
+
+@router.get("/points/{code}/policy", response_class=HTMLResponse)
+async def point_policy_page(code: str, request: Request):
+    """The point's effective policy, where each setting comes from, and what its agent last ran and fetched."""
+    from collector.api.policies import point_view
+    from collector.policy.documents import settings_of
+
+    store = get_store(request)
+    point = await run_in_threadpool(queries.point_summary, store, code, None, request.app.state.silence_intervals)
+    view = await run_in_threadpool(point_view, store, code)
+    if point is None or view is None:
+        raise HTTPException(404, detail="没有这个服务点")
+    latest = [r for r in await run_in_threadpool(queries.latest_for_point, store, code) if r.check == AGENT_POLICY]
+    return render(request, "policy.html", {
+        "point": point, "view": view, "settings": settings_of(view["policy"] or {}, view["origin"]),
+        "verdict": latest[0] if latest else None, "crumbs": crumbs(point.region_path)})
 
 
 @router.get("/scores", response_class=HTMLResponse)

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     from collector.cli.evidence import add_parser as add_evidence
 
     add_evidence(sub)
+    from collector.cli.policy import add_parser as add_policy
+
+    add_policy(sub)
     return parser
 
 
@@ -98,6 +101,10 @@ def _run(args) -> int:
         from collector.cli.evidence import run as run_evidence
 
         return run_evidence(args, settings)
+    if args.command == "policy":
+        from collector.cli.policy import run as run_policy
+
+        return run_policy(args, settings)
     if args.command == "demo":
         from collector.demo.run import run_demo
 

@@ -34,7 +34,8 @@ def add_parsers(sub) -> None:
     a.add_argument("--profile", default=DEFAULT_PROFILE)
     a.add_argument("--address")
     a = psub.add_parser("import", help="import points from CSV or XLSX (code,name,region,profile[,address,"
-                                       "expected_devices,report_interval_s]); all rows or none")
+                                       "expected_devices,report_interval_s,device_kind,device_name,device_address,"
+                                       "device_method]); all rows or none")
     a.add_argument("file")
     a.add_argument("--dry-run", action="store_true", help="check the file, write nothing")
     a = psub.add_parser("export", help="export the registry to XLSX (the columns import reads)")
@@ -137,6 +138,9 @@ def _run(args, store, actor) -> int:
         if any(needs_cleaning(v) for v in (args.code, args.name, args.address)):
             raise StoreError("bad_text", "服务点编码、名称和地址不能" + registry.HIDDEN_CN.replace("，请删除后重新导入", ""))
         points_repo.upsert_point(store, args.code, args.name, args.region, args.profile, address=args.address, actor=actor)
+        from collector.policy import service as policy_service
+
+        policy_service.reissue(store, [args.code])  # its region's policy applies from now (a moved point's too)
         print(f"服务点 {args.code} 已登记")
     elif args.command == "points" and args.action == "import":
         try:

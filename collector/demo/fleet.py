@@ -36,6 +36,7 @@ from agent.vocabulary import (
 )
 from agent.wire import Fingerprint, Host, Report, Result, report_to_dict, utcnow
 from collector.accounts import users
+from collector.demo import policy as demo_policy
 from collector.store import points as points_repo
 
 log = logging.getLogger("pointwatch.demo")
@@ -69,6 +70,8 @@ class SimPoint:
     toner: float = 0.8
     agent_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     token: str = ""
+    policy_digest: str | None = None  # of the policy the simulated agent runs (fetched, as an agent does)
+    policy_etag: str | None = None
 
 
 def fleet() -> list[tuple[str, str, str]]:
@@ -102,6 +105,9 @@ def seed(store, data_dir: Path, interval_s: int, created_at: datetime | None = N
         sims.append(sim)
     token_file.write_text(json.dumps(tokens))
     token_file.chmod(0o600)
+    demo_policy.apply(store, COUNTY)  # the county's exam, with a few village overrides
+    for sim in sims:
+        sim.policy_digest = demo_policy.current_digest(store, sim.code)
     return sims
 
 
@@ -222,19 +228,52 @@ def _printer(toner: float) -> Result:
                    supplies=supplies)
 
 
-def _report(sim: SimPoint, at: datetime | None = None) -> dict:
-    return report_to_dict(sim_report(sim, at))
-
-
 def sim_report(sim: SimPoint, at: datetime | None = None) -> Report:
     """The point's next report as the agent builds it, collected and sent at ``at`` (default now)."""
     sim.seq += 1
     now = at or utcnow()
     host = Host(hostname=f"YB-{sim.code[-6:]}", os="Windows 10 专业版 22H2", boot_time=now - timedelta(days=3),
                 fingerprint=Fingerprint(sim.agent_id, f"SN{sim.code}", [f"00:1a:2b:{int(sim.code[-6:-3]) % 256:02x}:{int(sim.code[-3:]) % 256:02x}:01"]))
-    return Report(report_id=str(uuid.uuid4()), seq=sim.seq, agent_id=sim.agent_id, point_code=sim.code,
-                  agent_version="0.1.0-sim", collected_at=now, sent_at=now, host=host,
-                  results=simulate_results(sim, at))
+    report = Report(report_id=str(uuid.uuid4()), seq=sim.seq, agent_id=sim.agent_id, point_code=sim.code,
+                    agent_version="0.1.0-sim", collected_at=now, sent_at=now, host=host,
+                    results=simulate_results(sim, at))
+    report.policy_digest = sim.policy_digest  # the wire's policy_digest (collector/ingest/accept.py)
+    return report
+
+
+def _report(sim: SimPoint, at: datetime | None = None) -> dict:
+    body = report_to_dict(sim_report(sim, at))
+    if sim.policy_digest:
+        body["policy_digest"] = sim.policy_digest
+    return body
+
+
+POLICY_REFRESH_TICKS = 20  # the simulated agents fetch their policy every 20 rounds (5 min at 15 s)
+
+
+def fetch_policy(base_url: str, sim: SimPoint) -> None:
+    """GET /api/v1/agent/policy as the point's agent: keep the digest of the payload (ETag / 304 when
+    unchanged). The simulated agent runs no checks, so it keeps the digest only; the real agent verifies the
+    signature against the keys it pinned at enrolment."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    headers = {"Authorization": f"Bearer {sim.token}"}
+    if sim.policy_etag:
+        headers["If-None-Match"] = sim.policy_etag
+    request = urllib.request.Request(base_url + "/api/v1/agent/policy", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            payload = json.loads(base64.b64decode(json.loads(resp.read())["payload"]))
+            sim.policy_digest, sim.policy_etag = payload["digest"], resp.headers.get("ETag")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            sim.policy_digest = sim.policy_etag = None
+        elif exc.code != 304:
+            log.warning("demo_policy_fetch_failed point=%s status=%s", sim.code, exc.code)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("demo_policy_fetch_failed point=%s error=%s", sim.code, exc)
 
 
 def run(base_url: str, sims: list[SimPoint], interval_s: float, stop: threading.Event, scenario=None) -> None:
@@ -249,6 +288,8 @@ def run(base_url: str, sims: list[SimPoint], interval_s: float, stop: threading.
         for sim in sims:
             if "silent" in sim.faults or stop.is_set():
                 continue
+            if tick % POLICY_REFRESH_TICKS == 0:
+                fetch_policy(base_url, sim)
             try:
                 transport.send_reports(base_url, sim.token, [_report(sim)], timeout=10)
             except transport.SendError as exc:

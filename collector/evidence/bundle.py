@@ -12,6 +12,11 @@ Layout (one folder per point, so a region bundle and a point bundle read alike):
                              with report_id, received_at, prev_digest, digest and body (the canonical JSON
                              string the digest covers, byte for byte)
     points/<code>/alerts.jsonl, silences.jsonl, point.json (registration, pinned and reported fingerprints)
+    points/<code>/policy.json     the policy digests issued to the point that were in force in the period
+                             (each with its policy and issue/supersede times) and every version of the
+                             policy documents that apply to it (region nodes root first, then the point)
+                             up to the period's end; the sheet counts only results checked against an
+                             issued policy (collector/scoring/scores.py ``counted``)
 
 Reports and results are read through streaming queries and written as they come, so memory stays flat
 however long the period is.
@@ -34,6 +39,8 @@ from collector.evidence.keys import key_id, public_b64
 from collector.evidence.period import Period, iso
 from collector.evidence.sheet import build_sheet, lookback
 from collector.scoring.profiles import level_of
+from collector.scoring.scores import counted
+from collector.store import policies
 from collector.store import queries as q
 
 FORMAT = "pointwatch-evidence/1"
@@ -141,6 +148,15 @@ def _registration_json(reg: dict, changes: list[dict]) -> bytes:
     return (json.dumps(out, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
 
 
+def policy_record(store, code: str, region: str, period: Period) -> dict:
+    """What the point was checked against in the period: digests in force then, and the documents' versions."""
+    issued = [i for i in policies.issued_in(store, code, period.start, period.end)]
+    return {"point": code, "issued": [{**i, "issued_at": iso(i["issued_at"]),
+                                       "superseded_at": iso(i["superseded_at"]) if i["superseded_at"] else None}
+                                      for i in issued],
+            "documents": policies.versions_applying(store, code, region, period.end)}
+
+
 def export_point_files(store, bw: BundleWriter, code: str, period: Period, common: dict) -> dict:
     reg = q.point_registration(store, code)
     if reg is None:
@@ -148,8 +164,9 @@ def export_point_files(store, bw: BundleWriter, code: str, period: Period, commo
     base = f"points/{code}/"
     chain, changes = write_reports(store, bw, base + "reports.jsonl", code, period)
     interval = reg["report_interval_s"] or 60
-    sheet = build_sheet(reg["profile"], q.stream_observations(store, code, period.start - lookback(interval),
-                                                              period.end), period, interval,
+    evidence = (row[:4] for row in q.stream_observations(store, code, period.start - lookback(interval), period.end)
+                if counted(row[1], row[4]))
+    sheet = build_sheet(reg["profile"], evidence, period, interval,
                         silent_after=common["silence_intervals"] * interval, known_from=reg["created_at"],
                         now=common["generated_at"], level=level_of(reg["region"]))
     for s in sheet.dedicated() + sheet.devices():
@@ -159,6 +176,9 @@ def export_point_files(store, bw: BundleWriter, code: str, period: Period, commo
     n_silences = bw.add_jsonl(base + "silences.jsonl",
                               adapters.silences_in_period(store, code, period.start, period.end))
     bw.add(base + "point.json", _registration_json(reg, changes))
+    policy = policy_record(store, code, reg["region"], period)
+    bw.add(base + "policy.json", (json.dumps(policy, ensure_ascii=False, sort_keys=True, indent=2) + "\n")
+           .encode("utf-8"))
     notes: list[str] = []
     ctx = {**common, "registration": reg, "sheet": sheet, "chain": chain, "host_changes": changes,
            "notes": notes}
@@ -169,6 +189,7 @@ def export_point_files(store, bw: BundleWriter, code: str, period: Period, commo
              "score": {"earned": sheet.earned, "automatic_points": sheet.automatic_points,
                        "manual_points": sheet.manual_points, "total": sheet.total},
              "alerts": {"alerts": n_alerts, "silences": n_silences},
+             "policy_digests": [i["digest"] for i in policy["issued"]],
              "files": sorted(f for f in bw.files if f.startswith(base))}
     ctx["manifest_entry"] = entry
     return ctx

@@ -21,6 +21,7 @@ the others one by one.
 - Clamped: ``collected_at`` and ``observed_at`` more than 5 minutes ahead of the collector's clock are
   stored as the receive time, so a PC whose clock runs years ahead cannot hold a point's latest state; its
   ``sent_at`` is kept as sent, and the skew shows in the collector's ``agent.clock_skew`` result.
+- ``policy_digest``: optional; when present ``sha256:`` and 64 lowercase hex digits, else refused.
 - Body limits: 1 MiB on the wire (``max_body_bytes``), 8 MiB after gzip, at most 500 reports a request.
 """
 
@@ -125,6 +126,7 @@ def parse_reports(data: bytes) -> list[wire.Report]:
             {"field": prefix + _loc(e["loc"]), "problem": e["msg"]} for e in exc.errors()[:20]
         ]) from None
     reports = parsed.reports if isinstance(parsed, wire.ReportBatch) else [parsed]
+    _take_policy_digests(reports, payload["reports"] if isinstance(parsed, wire.ReportBatch) else [payload])
     if not reports:
         raise IngestError(422, "invalid", [{"field": "reports", "problem": "empty list"}])
     if len(reports) > 500:
@@ -137,6 +139,18 @@ def parse_reports(data: bytes) -> list[wire.Report]:
     if problems:
         raise IngestError(422, "invalid", problems[:20])
     return reports
+
+
+POLICY_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _take_policy_digests(reports: list[wire.Report], raw: list) -> None:
+    """Each report's optional ``policy_digest`` (the contract: the digest of the policy its results were checked
+    against; absent from agents that predate it or run only their local file), from the body as sent whether
+    or not this build's wire.Report declares the field. Checked in _semantic_problems."""
+    for report, body in zip(reports, raw, strict=True):
+        value = body.get("policy_digest") if isinstance(body, dict) else None
+        report.policy_digest = value if value is not None else getattr(report, "policy_digest", None)
 
 
 def _loc(loc) -> str:
@@ -164,6 +178,9 @@ def _semantic_problems(report: wire.Report, now: datetime):
     for name in ("point_code", "agent_id", "agent_version"):
         if not IDENT.match(getattr(report, name)):
             yield name, "must be 1-40 printable ASCII characters"
+    digest = getattr(report, "policy_digest", None)
+    if digest is not None and not (isinstance(digest, str) and POLICY_DIGEST.match(digest)):
+        yield "policy_digest", "must be sha256: and 64 lowercase hex digits"
     yield from _time_problems(report, now)
     yield from _host_problems(report.host)
     if len(report.results) > wire.MAX_RESULTS_PER_REPORT:

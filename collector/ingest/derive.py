@@ -5,6 +5,10 @@ Scoring and alerts read them like any other check:
   A wrong clock is flagged, never a reason to refuse a report.
 - ``identity.matches_enrolment`` (人机信息相符): the reported host fingerprint against the one pinned when
   the agent enrolled. Only where a fingerprint is pinned; an agent without one has nothing to match.
+- ``agent.policy`` (代理策略): the report's ``policy_digest`` against the digests issued to its point
+  (collector/store/policies.py): ok for the one in force when the results were collected (or the one it
+  replaced, within ``grace_s`` of the change), warn for an older one, fail for a digest never issued to this
+  point, error for none while the point has a policy. Only where the point has, or had, a policy.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.vocabulary import AGENT_CLOCK_SKEW, FAIL, IDENTITY_MATCHES_ENROLMENT, OK, WARN
-from agent.wire import Fingerprint, Report
+from agent.vocabulary import AGENT_CLOCK_SKEW, AGENT_POLICY, ERROR, FAIL, IDENTITY_MATCHES_ENROLMENT, OK, WARN
+from agent.wire import Fingerprint, Report, rfc3339
 
 SKEW_WARN_S = 300.0  # |agent clock - collector clock| beyond this is flagged
+POLICY_GRACE_S = 900.0  # the alert rule policy_mismatch's ``grace`` (collector/alerts/config.py)
 
 _PART_CN = {"machine_id": "机器标识", "serial": "主板/BIOS 序列号", "macs": "网卡 MAC 地址"}
 
@@ -49,8 +54,37 @@ def fingerprint_matches(pinned: dict | None, seen: Fingerprint) -> tuple[bool, l
     return not diffs, diffs
 
 
+def policy_row(reported: str | None, issued: list, at: datetime, grace_s: float = POLICY_GRACE_S) -> dict | None:
+    """The ``agent.policy`` result of a report collected at ``at``; ``issued``: the point's issued digests
+    (objects with digest, issued_at, superseded_at), any order. None when the point never had a policy."""
+    if not issued:
+        if reported is None:
+            return None
+        status, message = FAIL, "上报的策略摘要从未由采集端下发给该服务点（该点尚无策略），检查结果不能作为依据"
+    else:
+        current = next((i for i in issued if i.superseded_at is None), None)
+        match = next((i for i in issued if i.digest == reported), None)
+        if reported is None:
+            status, message = ERROR, "该服务点有采集端下发的检查策略，但上报未注明所用策略（代理未取到策略或版本过旧）"
+        elif match is None:
+            status, message = FAIL, "上报的策略摘要从未由采集端下发给该服务点，检查所依据的策略不可信"
+        elif match is current or match.superseded_at is None:
+            status, message = OK, f"按采集端当前下发的策略检查（{reported[:19]}…）"
+        elif (at - match.superseded_at).total_seconds() <= grace_s:
+            status, message = OK, (f"按上一版策略检查，新策略下发于 {rfc3339(match.superseded_at)}，"
+                                   f"仍在 {grace_s / 60:.0f} 分钟宽限期内")
+        else:
+            status, message = WARN, (f"仍按旧策略检查：该策略已于 {rfc3339(match.superseded_at)} 被替换，超过 "
+                                     f"{grace_s / 60:.0f} 分钟宽限期，代理未取到新策略")
+    current_digest = next((i.digest for i in issued if i.superseded_at is None), None)
+    return {"check": AGENT_POLICY, "target": "policy", "status": status, "value": None, "unit": None,
+            "message": message, "details": {"source": "collector", "reported": reported, "current": current_digest,
+                                            "grace_s": grace_s}}
+
+
 def derive(report: Report, received_at: datetime, pinned: dict | None, has_pin: bool,
-           skew_warn_s: float = SKEW_WARN_S) -> Derived:
+           skew_warn_s: float = SKEW_WARN_S, issued: list | None = None,
+           grace_s: float = POLICY_GRACE_S) -> Derived:
     skew = round((report.sent_at - received_at).total_seconds(), 3)
     bad = abs(skew) > skew_warn_s
     rows = [{"check": AGENT_CLOCK_SKEW, "target": "clock", "status": WARN if bad else OK, "value": skew,
@@ -65,4 +99,8 @@ def derive(report: Report, received_at: datetime, pinned: dict | None, has_pin: 
                      "value": None, "unit": None, "details": {"source": "collector", "differs": diffs},
                      "message": "终端标识与注册时一致（人机信息相符）" if ok else
                      f"终端标识与注册时不一致（{'、'.join(_PART_CN[d] for d in diffs)}已变化），疑似更换终端"})
+    policy = policy_row(getattr(report, "policy_digest", None), issued or [], min(report.collected_at, received_at),
+                        grace_s)
+    if policy is not None:
+        rows.append(policy)
     return Derived(rows, skew, mismatch)

@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from agent.wire import Report
-from collector.ingest.derive import SKEW_WARN_S, derive
+from collector.ingest.derive import POLICY_GRACE_S, SKEW_WARN_S, derive
 from collector.store.ingest import ReportWriter, enrolment_pins
+from collector.store.policies import issued as issued_policies
 
 log = logging.getLogger("pointwatch.ingest")
 
@@ -44,10 +45,12 @@ class _Claimed:
 
 class ReportPipeline:
     def __init__(self, store, points_changed: PointsChanged | None = None,
-                 silence_intervals: int = SILENCE_INTERVALS_DEFAULT, skew_warn_s: float = SKEW_WARN_S):
+                 silence_intervals: int = SILENCE_INTERVALS_DEFAULT, skew_warn_s: float = SKEW_WARN_S,
+                 policy_grace_s: float = POLICY_GRACE_S):
         self.store = store
         self.points_changed = points_changed or PointsChanged()
         self.skew_warn_s = skew_warn_s
+        self.policy_grace_s = policy_grace_s
         self.writer = ReportWriter(store, silence_intervals)
 
     def receive(self, reports: list[Report], received_at: datetime | None = None,
@@ -66,7 +69,9 @@ class ReportPipeline:
             agent = report.agent_id if sender is _Claimed else sender
             return pins.get(agent), agent in pins
 
-        derived = {r.report_id: derive(r, received_at, *pinned(r), self.skew_warn_s) for r in reports}
+        issued = issued_policies(self.store, sorted({r.point_code for r in reports}))
+        derived = {r.report_id: derive(r, received_at, *pinned(r), self.skew_warn_s, issued[r.point_code],
+                                       self.policy_grace_s) for r in reports}
         accepted, duplicates = self.writer.write(reports, derived, received_at)
         if accepted:
             self.points_changed.announce(sorted({r.point_code for r in reports}))

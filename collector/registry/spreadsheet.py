@@ -3,6 +3,11 @@
 Import is all or nothing: every row is checked first, and any problem is reported by spreadsheet row number
 (the header is row 1), column and what is wrong; only a clean file is written, in one transaction.
 Headers may be the English column names or their Chinese labels (编码, 名称, 区域, 标准, 地址, 设备, 上报间隔).
+
+A point's registered devices (what its agent checks, added to its effective policy) are the columns
+device_kind, device_name, device_address, device_method (设备类型, 设备名称, 设备地址, 检测方式), one device
+a row: a point's first row may hold one, and each further device is a row that repeats the point's code and
+leaves name, region and profile empty. Each device is checked with the agent's own validator.
 CSV is read as UTF-8 (with or without BOM) or, failing that, GB18030 — what Excel in China saves.
 """
 
@@ -16,14 +21,16 @@ from pathlib import Path
 
 from agent.vocabulary import DEVICE_KIND_CN, DEVICE_KINDS, PROFILE_NAMES
 from collector.cleantext import needs_cleaning
+from collector.registry.devices import DEVICE_ALIASES, DEVICE_COLUMNS, cells_of, check_device
 from collector.registry.regions import RegionError, normalize_path, split_path
 from collector.xlsxcells import append, unneutralise
 
 REQUIRED = ("code", "name", "region", "profile")
-COLUMNS = REQUIRED + ("address", "expected_devices", "report_interval_s")
+COLUMNS = REQUIRED + ("address", "expected_devices", "report_interval_s") + DEVICE_COLUMNS
 ALIASES = {"编码": "code", "服务点编码": "code", "名称": "name", "服务点名称": "name", "区域": "region",
            "所属区域": "region", "标准": "profile", "评分标准": "profile", "地址": "address",
-           "设备": "expected_devices", "应配设备": "expected_devices", "上报间隔": "report_interval_s"}
+           "设备": "expected_devices", "应配设备": "expected_devices", "上报间隔": "report_interval_s",
+           **DEVICE_ALIASES}
 # A device kind may be written as its id or its Chinese name, with or without the note in brackets
 # ("扫描仪（OCR）" or "扫描仪"), since that is how staff write it in their lists.
 _CN_KIND = {name: kind for kind, cn in DEVICE_KIND_CN.items() for name in (cn, cn.split("（")[0])}
@@ -63,6 +70,7 @@ class PointRow:
     address: str | None = None
     expected_devices: list[dict] = field(default_factory=list)
     report_interval_s: int = 60
+    devices: list[dict] = field(default_factory=list)  # agent-config device entries (collector/registry/devices.py)
 
 
 def read_table(path: str | Path) -> list[tuple[int, dict[str, str]]]:
@@ -141,9 +149,13 @@ def validate(rows: list[tuple[int, dict[str, str]]]) -> list[PointRow]:
     problems: list[RowProblem] = []
     points: list[PointRow] = []
     first_seen: dict[str, int] = {}
+    by_code: dict[str, PointRow] = {}
     for number, rec in rows:
         bad = len(problems)
         code, name = rec.get("code", ""), rec.get("name", "")
+        if code in first_seen and not any(rec.get(c) for c in COLUMNS if c != "code" and c not in DEVICE_COLUMNS):
+            _device_row(number, rec, by_code.get(code), problems)  # one more device of a point above
+            continue
         if not code:
             problems.append(RowProblem(number, "code", "不能为空"))
         elif not CODE_RE.match(code):
@@ -183,11 +195,28 @@ def validate(rows: list[tuple[int, dict[str, str]]]) -> list[PointRow]:
                     raise ValueError
             except ValueError:
                 problems.append(RowProblem(number, "report_interval_s", "须为 10–86400 之间的整数（秒）"))
+        row = PointRow(number, code, name, region, profile, address, devices, interval)
+        if any(rec.get(c) for c in DEVICE_COLUMNS):
+            _device_row(number, rec, row, problems)
         if len(problems) == bad:
-            points.append(PointRow(number, code, name, region, profile, address, devices, interval))
+            points.append(row)
+            by_code[code] = row
     if problems:
         raise ImportError_(problems)
     return points
+
+
+def _device_row(number: int, rec: dict, point: PointRow | None, problems: list[RowProblem]) -> None:
+    entry, column, problem = check_device(rec)
+    if problem:
+        problems.append(RowProblem(number, column, problem))
+    elif point is not None:
+        taken = {d.get("name") or d["kind"] for d in point.devices}
+        if (entry.get("name") or entry["kind"]) in taken:
+            problems.append(RowProblem(number, "device_name", f"设备名称“{entry.get('name') or entry['kind']}”"
+                                                               "在该服务点重复（名称是检查结果的对象）"))
+        else:
+            point.devices.append(entry)
 
 
 def parse_devices(text: str) -> tuple[list[dict], str | None]:
@@ -214,7 +243,8 @@ def load_points(path: str | Path) -> list[PointRow]:
     return validate(read_table(path))
 
 
-EXPORT_HEADER = ("code", "name", "region", "profile", "address", "expected_devices", "report_interval_s")
+EXPORT_HEADER = ("code", "name", "region", "profile", "address", "expected_devices", "report_interval_s",
+                 *DEVICE_COLUMNS)
 
 
 def write_xlsx(points: list[dict], out: str | Path) -> None:
@@ -227,8 +257,11 @@ def write_xlsx(points: list[dict], out: str | Path) -> None:
     append(ws, EXPORT_HEADER)
     for p in points:
         devices = ", ".join(f"{d['kind']}:{d['count']}" for d in p.get("expected_devices") or [])
+        registered = [cells_of(d) for d in p.get("devices") or []]
         append(ws, [p["code"], p["name"], p["region"], p["profile"], p.get("address") or "", devices,
-                   p.get("report_interval_s", 60)])
-    for col, width in zip("ABCDEFG", (16, 28, 40, 20, 30, 30, 10), strict=False):
+                   p.get("report_interval_s", 60), *(registered[0] if registered else ("", "", "", ""))])
+        for more in registered[1:]:  # each further device on a row of its own, under the same code
+            append(ws, [p["code"], "", "", "", "", "", "", *more])
+    for col, width in zip("ABCDEFGHIJK", (16, 28, 40, 20, 30, 30, 10, 14, 20, 24, 10), strict=False):
         ws.column_dimensions[col].width = width
     wb.save(out)

@@ -13,9 +13,9 @@ import threading
 from datetime import datetime, timezone
 
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
-from collector.scoring import Observation, score_now
+from collector.scoring import score_now
 from collector.scoring.profiles import level_of
-from collector.scoring.scores import ScoreError, profile_for
+from collector.scoring.scores import ScoreError, latest_evidence, profile_for
 from collector.store import metriclines, pointscores
 
 log = logging.getLogger("pointwatch.scores")
@@ -37,11 +37,10 @@ def rescore(store, codes: list[str], now: datetime | None = None,
         chunk = codes[i:i + BATCH]
         inputs = pointscores.score_inputs(store, chunk)
         latest_rows: dict[str, list] = {}
-        observations: dict[str, list] = {}  # the same rows, as the scoring engine reads them
         for row in metriclines.metric_rows(store, codes=chunk):
-            code, check, target, status, received_at = row[0], row[1], row[2], row[3], row[7]
-            latest_rows.setdefault(code, []).append(row[1:7])
-            observations.setdefault(code, []).append(Observation(received_at, check, target, status))
+            latest_rows.setdefault(row[0], []).append(row[1:7])
+        # What scores: only results checked against an issued policy (scores.counted), unlike the metrics.
+        observations = latest_evidence(store, chunk)
         rows, lines = [], {}
         for code in chunk:
             if code not in inputs:

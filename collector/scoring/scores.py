@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
-from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
+from agent.vocabulary import COLLECTOR_CHECK_IDS, OK, SILENCE_INTERVALS_DEFAULT, WARN
 from collector.scoring import (
     Observation,
     Profile,
@@ -23,6 +23,14 @@ from collector.store import observations, queries
 
 # Hourly checks need a state at the period's opening: results are read this far back before the start.
 LEAD_IN = timedelta(hours=3)
+# A verdict only from what was seen against the exam the county set: an agent's result is evidence only when
+# its report was checked against a policy the collector issued to the point (agent.policy ok, or warn: an
+# older issued one). The collector's own results (人机信息相符, clock) are its own observations.
+ISSUED_VERDICTS = (OK, WARN)
+
+
+def counted(check: str, policy_verdict: str | None) -> bool:
+    return check in COLLECTOR_CHECK_IDS or policy_verdict in ISSUED_VERDICTS
 
 
 class ScoreError(ValueError):
@@ -59,12 +67,18 @@ def point_sheet(store, code: str, start: datetime | None = None, end: datetime |
 
 
 def _history(store, code: str, start: datetime, end: datetime):
-    return (Observation(*row) for row in observations.observations(store, code, start - LEAD_IN, end))
+    return (Observation(*row[:4]) for row in observations.observations(store, code, start - LEAD_IN, end)
+            if counted(row[1], row[4]))
 
 
 def _latest(store, scope: str, codes: list[str] | None = None) -> dict[str, list[Observation]]:
-    return {code: [Observation(*row) for row in rows]
+    return {code: [Observation(*row[:4]) for row in rows if counted(row[1], row[4])]
             for code, rows in observations.latest_observations(store, scope, codes).items()}
+
+
+def latest_evidence(store, codes: list[str]) -> dict[str, list[Observation]]:
+    """These points' latest results that count as evidence (see ``counted``), for "now" scores."""
+    return _latest(store, "/", codes)
 
 
 @dataclass

@@ -76,7 +76,7 @@ def report_dict(report: Report) -> dict:
             stamps[t] = text = rfc3339(t)
             return text
 
-    return {
+    out = {
         "report_id": report.report_id, "seq": report.seq, "agent_id": report.agent_id,
         "point_code": report.point_code, "agent_version": report.agent_version,
         "collected_at": ts(report.collected_at), "sent_at": ts(report.sent_at),
@@ -87,6 +87,11 @@ def report_dict(report: Report) -> dict:
                      "observed_at": ts(r.observed_at), "duration_ms": _finite(r.duration_ms)}
                     for r in report.results],
     }
+    # Only when sent, so the bodies (and digests) of reports from agents without central policy are unchanged.
+    digest = getattr(report, "policy_digest", None)
+    if digest is not None:
+        out["policy_digest"] = digest
+    return out
 
 
 def canonical_json(report: Report, as_dict: dict | None = None) -> str:

@@ -76,6 +76,9 @@ class Point(Base):
     profile: Mapped[str] = mapped_column(String(60), default="national-basic")
     address: Mapped[str | None] = mapped_column(String(400))
     expected_devices: Mapped[list | None] = mapped_column(JSON)
+    # The point's registered devices as the agent config lists them ({kind, name, icmp|snmp|usb|…}); the
+    # effective policy adds them after the region and point documents (collector/policy/).
+    devices: Mapped[list | None] = mapped_column(JSON)
     report_interval_s: Mapped[int] = mapped_column(Integer, default=60)
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -355,3 +358,39 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     __table_args__ = (Index("ix_alert_notifications_due", "status", "next_attempt_at"),)
+
+
+# -- central policy (collector/policy/) ------------------------------------------------------------------------
+class PolicyDocument(Base):
+    """One version of the policy document of a region node (``scope`` "region", ``key`` its path) or of a point
+    (``scope`` "point", ``key`` its code). Rows are only added: the newest version is the one in force."""
+
+    __tablename__ = "policy_documents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(10))  # region | point
+    key: Mapped[str] = mapped_column(String(400))
+    version: Mapped[int] = mapped_column(Integer)
+    region_path: Mapped[str] = mapped_column(String(400), index=True)  # the node, or the point's region
+    source: Mapped[str] = mapped_column(Text)  # the document as given (YAML), what `policy show` quotes
+    body: Mapped[dict] = mapped_column(JSON)  # the parsed mapping
+    diff: Mapped[list] = mapped_column(JSON)  # [{path, before, after}] against the previous version
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(120))
+    __table_args__ = (UniqueConstraint("scope", "key", "version", name="uq_policy_documents_version"),
+                      Index("ix_policy_documents_key", "scope", "key"))
+
+
+class PolicyIssue(Base):
+    """A digest of a point's effective policy, from the moment the collector issued it; ``superseded_at`` is
+    set when another digest replaced it (the grace period of ``agent.policy`` counts from then)."""
+
+    __tablename__ = "policy_issues"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    point_code: Mapped[str] = mapped_column(String(40))
+    digest: Mapped[str] = mapped_column(String(80))  # "sha256:<hex>"
+    policy: Mapped[dict] = mapped_column(JSON)  # the effective policy of that digest, as signed
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    superseded_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    fetched_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the agent's last fetch of it
+    __table_args__ = (UniqueConstraint("point_code", "digest", name="uq_policy_issues_point_digest"),
+                      Index("ix_policy_issues_point", "point_code", "superseded_at"))

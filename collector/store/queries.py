@@ -145,15 +145,21 @@ def stream_report_rows(store, code: str, since: datetime, until: datetime, batch
 
 
 def stream_observations(store, code: str, since: datetime, until: datetime, batch: int = 20000):
-    """(received_at as POSIX seconds, check, target, status) of a point's results in a period, ordered by
-    check and time: the (point, check, received_at) index order, so no sort, and each (check, target)
-    series in time order. Seconds are computed by the database: no datetime object per row."""
-    from sqlalchemy import Float, cast, extract, func
+    """(received_at as POSIX seconds, check, target, status, policy verdict) of a point's results in a period,
+    ordered by check and time: the (point, check, received_at) index order, so no sort, and each (check,
+    target) series in time order. Seconds are computed by the database: no datetime object per row. The
+    policy verdict is the status of the agent.policy result of the result's report (None: none)."""
+    from sqlalchemy import Float, and_, cast, extract, func
+    from sqlalchemy.orm import aliased
+
+    from agent.vocabulary import AGENT_POLICY
 
     col = m.Result.received_at
     epoch = ((func.julianday(col) - 2440587.5) * 86400.0 if store.is_sqlite
              else cast(extract("epoch", col), Float))
-    stmt = (select(epoch, m.Result.check, m.Result.target, m.Result.status)
+    verdict = aliased(m.Result)
+    stmt = (select(epoch, m.Result.check, m.Result.target, m.Result.status, verdict.status)
+            .outerjoin(verdict, and_(verdict.report_pk == m.Result.report_pk, verdict.check == AGENT_POLICY))
             .where(m.Result.point_code == code, col >= since, col < until)
             .order_by(m.Result.check, col, m.Result.id))
     with store.engine.connect() as conn:

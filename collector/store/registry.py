@@ -26,7 +26,7 @@ def import_points(store, points, actor: Actor, source_name: str = "", scope: str
             if row is None:
                 s.add(m.Point(code=p.code, name=p.name, region_path=p.region, profile=p.profile, address=p.address,
                               expected_devices=p.expected_devices, report_interval_s=p.report_interval_s,
-                              simulated=False, created_at=now))
+                              devices=p.devices, simulated=False, created_at=now))
                 s.add(m.PointState(point_code=p.code, last_digest="", seq_gaps=0, reports_total=0,
                                    fingerprint_mismatch=False))
                 created += 1
@@ -35,6 +35,7 @@ def import_points(store, points, actor: Actor, source_name: str = "", scope: str
                     raise StoreError("code_outside_scope", p.code)
                 row.name, row.region_path, row.profile, row.address = p.name, p.region, p.profile, p.address
                 row.expected_devices, row.report_interval_s = p.expected_devices, p.report_interval_s
+                row.devices = p.devices
                 updated += 1
         append(s, actor, "points.import", source_name or None,
                {"rows": len(points), "created": created, "updated": updated}, scope)
@@ -47,7 +48,8 @@ def export_points(store, scope: str = "/", actor: Actor | None = None, target: s
     with store.write_session() as s:
         rows = s.scalars(_scope_filter(select(m.Point), scope).order_by(m.Point.code)).all()
         out = [{"code": p.code, "name": p.name, "region": p.region_path, "profile": p.profile, "address": p.address,
-                "expected_devices": p.expected_devices or [], "report_interval_s": p.report_interval_s}
+                "expected_devices": p.expected_devices or [], "report_interval_s": p.report_interval_s,
+                "devices": p.devices or []}
                for p in rows]
         if actor is not None:
             append(s, actor, "points.export", target, {"points": len(out)}, scope)

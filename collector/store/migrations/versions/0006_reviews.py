@@ -1,7 +1,7 @@
 """reviews: a reviewer's scoring of a point for a period, its entries, attachments and content-addressed blobs
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
