@@ -189,7 +189,12 @@ def enroll(cfg, collector_url: str | None, code: str) -> int:
 def collect_status(cfg) -> dict:
     state = State(cfg)
     info: dict = {"point": cfg.point.code, "state_dir": str(state.dir), "collector": cfg.collector.url,
-                  "enrolled": state.token() is not None}
+                  "enrolled": state.token() is not None, "policy_keys": len(state.policy_keys())}
+    from agent.policyfetch import PolicyKeeper
+
+    keeper = PolicyKeeper(cfg, state)
+    keeper.load_cache()  # verified again, as at every start
+    info["policy"] = keeper.current().policy_digest or ("refused" if keeper.refused else "local")
     try:
         info.update(read_status(state.dir / OUTBOX_FILE))
     except Exception as exc:  # status is read by a person at the PC: show the problem, don't crash
@@ -213,7 +218,10 @@ def _ts(value) -> str:
 def format_status(info: dict) -> str:
     lines = [f"服务点 {info['point']}  采集端 {info.get('collector') or '未配置'}  "
              f"{'已注册' if info['enrolled'] else '未注册'}",
-             f"状态目录 {info['state_dir']}"]
+             f"状态目录 {info['state_dir']}",
+             "检查策略：" + {"local": "尚无采集端下发的策略，按本机配置文件检查",
+                            "refused": "本地缓存的策略校验失败，已拒绝（代理会重新获取）"}.get(
+                 info["policy"], f"采集端下发的已校验策略 {info['policy']}")]
     if info.get("outbox") != "ok":
         lines.append(f"报告缓存：{'尚未创建（代理还未运行过）' if info.get('outbox') == 'missing' else info.get('outbox_error')}")
         return "\n".join(lines)

@@ -188,6 +188,16 @@ def test_the_agent_runs_its_fetched_policy_follows_a_change_and_refuses_one_edit
         assert "policy_cache_refused" in log.read_text(encoding="utf-8")
         stop_agent(proc)
         proc = None
+
+        # 4. By hand at the PC, `check` and `status` say the same: the cached policy, verified, not the file.
+        done = subprocess.run(agent_cmd("check", "--config", str(cfg), "--json"), cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+        targets = {(r["check"], r["target"]) for r in json.loads(done.stdout)["results"]}
+        assert (NET_CORE_TCP, "策略目标二") in targets and (NET_CORE_TCP, "本地目标") not in targets, done.stderr
+        assert canonical_digest(second) in done.stderr
+        status = subprocess.run(agent_cmd("status", "--config", str(cfg), "--json"), cwd=REPO, capture_output=True,
+                                text=True, timeout=60)
+        assert json.loads(status.stdout)["policy"] == canonical_digest(second)
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
