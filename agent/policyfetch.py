@@ -120,8 +120,11 @@ class PolicyKeeper:
             keys = self.state.policy_keys()
             merged = merge_keys(keys, accepted.announce)
             if merged != keys:  # pinned before the payload is cached: the cache always verifies
-                self.state.save_policy_keys(merged)
-                log.info("policy_keys_pinned announced=%s", ",".join(k.key_id for k in accepted.announce))
+                try:
+                    self.state.save_policy_keys(merged)
+                    log.info("policy_keys_pinned announced=%s", ",".join(k.key_id for k in accepted.announce))
+                except OSError as exc:  # the policy is signed by a pinned key all the same: it runs
+                    log.warning("policy_keys_not_saved error=%s", exc)
         if not cached:
             try:
                 self.state.save_policy_cache(accepted.raw)

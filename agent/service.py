@@ -137,6 +137,7 @@ class Agent:
             log.warning("no_collector_url reports_stay_in_outbox=true")
         if self.state.token() is None:
             log.warning("not_enrolled hint=run 'pointwatch-agent enroll' reports_stay_in_outbox=true")
+        self.sender.start()  # what waits in the outbox goes out meanwhile
         try:
             self.fetcher.fetch_once()  # before the first checks: a new policy applies from the first run
         except Exception:  # the policy in force (cached or local) runs; the fetcher thread tries again
@@ -146,7 +147,6 @@ class Agent:
         log.info("agent_started collector=%s intervals=%s outbox_depth=%d speedup=%s policy=%s",
                  self.cfg.collector.url, {j: current.intervals[j] for j in self.jobs}, self.outbox.depth(),
                  self.speedup, current.policy_digest or "local")
-        self.sender.start()
         sched.start()
         self.sched = sched
         self.fetcher.start()

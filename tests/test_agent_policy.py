@@ -277,3 +277,23 @@ def test_a_report_carries_the_policy_digest_only_when_checked_against_a_policy(t
     assert checked["policy_digest"] == pol.canonical_digest(POLICY)
     stored = parse_reports(json.dumps({"reports": [local, checked]}).encode())  # the collector's parser
     assert [r.policy_digest for r in stored] == [None, pol.canonical_digest(POLICY)]
+
+
+def test_a_policy_with_other_intervals_reschedules_the_jobs_in_place():
+    from datetime import timedelta
+
+    from agent.scheduler import make_scheduler, reschedule
+
+    class Runner:
+        def run(self, job):
+            return 0
+
+    jobs = tuple(config_mod.DEFAULT_INTERVALS)
+    sched = make_scheduler(Runner(), dict(config_mod.DEFAULT_INTERVALS), jobs)
+    try:
+        sched.start(paused=True)
+        new = {**config_mod.DEFAULT_INTERVALS, "network": 30.0, "identity": 600.0}
+        reschedule(sched, dict(config_mod.DEFAULT_INTERVALS), new, jobs)
+        assert {j: sched.get_job(j).trigger.interval for j in jobs} == {j: timedelta(seconds=new[j]) for j in jobs}
+    finally:
+        sched.shutdown(wait=False)
