@@ -54,6 +54,7 @@ class PolicyCollector:
         self.key = ed25519.Ed25519PrivateKey.generate()
         self.policy: dict | None = None  # None: 404 no_policy
         self.policy_down = False         # the policy endpoint answers 503
+        self.enrol_keys: list | None = None  # what the enrolment answer's policy_keys holds (default: our key)
         self.reports: list[dict] = []    # every stored report, in arrival order
         self.fetches: list[dict] = []    # every policy request: if_none_match, status, digest served
         self.lock = threading.Lock()
@@ -106,7 +107,8 @@ class PolicyCollector:
                 doc = json.loads(raw)
                 if self.path == "/api/v1/enroll":
                     return self._answer(200, {"agent_id": "agent-1", "token": TOKEN, "point_code": doc["point_code"],
-                                              "policy_keys": [key_object(server.key)]})
+                                              "policy_keys": server.enrol_keys if server.enrol_keys is not None
+                                              else [key_object(server.key)]})
                 if self.path != "/api/v1/reports":
                     return self._answer(404, {"detail": "not found"})
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":

@@ -297,3 +297,28 @@ def test_a_policy_with_other_intervals_reschedules_the_jobs_in_place():
         assert {j: sched.get_job(j).trigger.interval for j in jobs} == {j: timedelta(seconds=new[j]) for j in jobs}
     finally:
         sched.shutdown(wait=False)
+
+
+def test_enrolment_pins_the_answers_keys_and_drops_a_cache_they_do_not_sign(tmp_path, key, capsys):
+    from agent.enrol import enroll
+    from agent.platform import current
+
+    collector = PolicyCollector(free_port(), POINT).start()
+    try:
+        cfg = local_config(tmp_path, collector.url)
+        state = State(cfg)
+        state.ensure_dir()
+        state.save_policy_cache(envelope(POLICY, POINT, [key]))  # from before, under another collector key
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
+        assert [k.key_id for k in state.policy_keys()] == [key_object(collector.key)["key_id"]]
+        assert state.policy_cache() is None, "a cache the pinned keys do not verify is dropped"
+        state.save_policy_cache(envelope(POLICY, POINT, [collector.key]))
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
+        assert state.policy_cache() is not None, "a cache the pinned keys verify is kept"
+        collector.enrol_keys = [{**key_object(collector.key), "key_id": "0123456789abcdef"}]
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 1
+        out = capsys.readouterr().out
+        assert "策略签名公钥无效" in out and "policy_keys[0].key_id" in out
+        assert [k.key_id for k in state.policy_keys()] == [key_object(collector.key)["key_id"]]
+    finally:
+        collector.stop()
