@@ -67,7 +67,7 @@ class PolicyKeeper:
         else:
             running = "按本机配置文件检查"
         if refused:
-            details.update(reason=refused.reason, refused=self.refused_what)
+            details.update(reason=refused.reason, refused=self.refused_what, **({"problem": problem} if problem else {}))
             return FAIL, f"已拒绝{self.refused_what}：{refused.message_cn}；{running}", details
         if problem:
             details["problem"] = problem
@@ -104,8 +104,9 @@ class PolicyKeeper:
         return True
 
     def unchanged(self) -> None:
+        """304: the collector's policy is the one running (a refusal of another one is over)."""
         with self._lock:
-            self.problem = None
+            self.problem, self.refused = None, None
 
     def failed(self, problem: str) -> None:
         with self._lock:

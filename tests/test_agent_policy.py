@@ -322,3 +322,20 @@ def test_enrolment_pins_the_answers_keys_and_drops_a_cache_they_do_not_sign(tmp_
         assert [k.key_id for k in state.policy_keys()] == [key_object(collector.key)["key_id"]]
     finally:
         collector.stop()
+
+
+def test_a_refusal_ends_when_the_collector_says_the_running_policy_is_current(tmp_path):
+    collector = PolicyCollector(free_port(), POINT).start()
+    try:
+        cfg = local_config(tmp_path, collector.url)
+        keeper = PolicyKeeper(cfg, pinned_state(cfg, collector.key))
+        collector.policy = POLICY
+        fetcher = PolicyFetcher(keeper, State(cfg).token)
+        fetcher.fetch_once()
+        assert keeper.describe()[0] == "ok"
+        assert not keeper.offer(envelope(POLICY, POINT, [collector.key], payload_edit=_edit_target))
+        assert keeper.describe()[0] == "fail"
+        fetcher.fetch_once()
+        assert collector.fetches[-1]["status"] == 304 and keeper.describe()[0] == "ok"
+    finally:
+        collector.stop()
