@@ -162,6 +162,7 @@ def cmd_check(cfg, as_json: bool) -> int:
     from agent.wire import result_to_dict, summarize
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    cfg = checked_against(cfg)
     results = run_checks(cfg, current())
     summary = summarize(results)
     if as_json:
@@ -171,6 +172,22 @@ def cmd_check(cfg, as_json: bool) -> int:
     else:
         print(format_table(cfg, results, summary))
     return EXIT_PROBLEM if summary["fail"] or summary["error"] else EXIT_OK
+
+
+def checked_against(cfg):
+    """What `check` runs: the verified cached policy when the state directory holds one (as `run` would), else
+    the local file; said on stderr so that `--json` stays the contract's document."""
+    from agent.enrol import State
+    from agent.policyfetch import PolicyKeeper
+
+    keeper = PolicyKeeper(cfg, State(cfg))
+    keeper.load_cache()
+    used = keeper.current()
+    if used.policy_digest:
+        print(f"按采集端下发的已校验策略检查：{used.policy_digest}（本机配置中的检查设置不生效）", file=sys.stderr)
+    elif keeper.refused:
+        print(f"已拒绝本地缓存的策略：{keeper.refused.message_cn}；按本机配置文件检查", file=sys.stderr)
+    return used
 
 
 def _contract_result(r: dict) -> dict:

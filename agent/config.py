@@ -3,19 +3,28 @@
 The top level is read here; each check family reads its own section (``parse_config`` in its module), so
 a family's options live beside the code that uses them. Any problem raises :class:`ConfigError` naming the
 file, the line and the field; the CLI turns that into exit code 2.
+
+The local file is the *bootstrap* (point, collector, CA bundle, state directory, log, metrics) plus, under
+``fallback:``, the check settings for a first start before any policy was fetched (older files that give
+them at the top level mean the same). Once a verified policy from the collector exists
+(agent/policy.py), :func:`with_policy` builds the config the checks run with from the bootstrap and the
+policy alone: no local check setting survives, so nothing on the PC can loosen the exam.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agent.confignode import ConfigError, Node, optional, parse_yaml
+from agent.confignode import ConfigError, Node, from_data, optional, parse_yaml
 
 JOB_NAMES = ("network", "devices", "compliance", "identity")
 DEFAULT_INTERVALS = {"network": 60.0, "devices": 300.0, "compliance": 300.0, "identity": 3600.0}
+# What decides the exam: the keys a fetched policy may hold, and (with `checks`) what a local fallback may.
+POLICY_KEYS = ("intervals", "core_network", "isolation", "usage", "devices")
+CHECK_KEYS = (*POLICY_KEYS, "checks")
 
 
 @dataclass
@@ -32,6 +41,7 @@ class CollectorConfig:
     # Turning TLS verification off is an explicit choice that the agent logs at every start.
     insecure_skip_verify: bool = False
     timeout: float = 10.0
+    policy_refresh: float = 300.0  # how often the agent asks for its policy (ETag: mostly a 304)
 
 
 @dataclass
@@ -55,13 +65,16 @@ class AgentConfig:
     disabled_checks: set[str] = field(default_factory=set)
     log_level: str = "INFO"
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # The local check settings the file gives (as written: "fallback.usage" or "usage"), and the digest of
+    # the fetched policy these check settings come from (None: they are the local file's).
+    local_check_keys: tuple[str, ...] = ()
+    policy_digest: str | None = None
 
     def enabled(self, check_id: str) -> bool:
         return check_id not in self.disabled_checks
 
 
-TOP_KEYS = ("point", "collector", "state_dir", "intervals", "core_network", "isolation", "usage", "devices",
-            "checks", "log", "metrics")
+TOP_KEYS = ("point", "collector", "state_dir", *CHECK_KEYS, "fallback", "log", "metrics")
 
 
 def load(path: str | Path) -> AgentConfig:
@@ -76,9 +89,6 @@ def load(path: str | Path) -> AgentConfig:
 
 
 def parse(text: str, file: str = "<config>") -> AgentConfig:
-    # Imported here so that `agent.config` stays importable on its own; families import lazily what is heavy.
-    from agent.checks import registry
-
     root = parse_yaml(text, file)
     top = root.mapping(TOP_KEYS, required=("point",))
     cfg = AgentConfig(
@@ -86,14 +96,11 @@ def parse(text: str, file: str = "<config>") -> AgentConfig:
         point=_point(top["point"]),
         collector=optional(top, "collector", CollectorConfig(), _collector),
         state_dir=optional(top, "state_dir", _default_state_dir(), lambda n: n.str()),
-        intervals=optional(top, "intervals", dict(DEFAULT_INTERVALS), _intervals),
-        core_network=None, isolation=None, usage=None, devices=None,
+        intervals=dict(DEFAULT_INTERVALS), core_network=None, isolation=None, usage=None, devices=None,
     )
-    for section, parser in registry.SECTION_PARSERS.items():
-        node = top.get(section)
-        setattr(cfg, section, parser(node if node is not None and node.value is not None else None))
-    if "checks" in top:
-        cfg.disabled_checks = _checks(top["checks"], registry.known_check_ids(cfg))
+    local, prefix = _local_checks(top)
+    _apply_checks(cfg, local)
+    cfg.local_check_keys = tuple(prefix + k for k in CHECK_KEYS if k in local)
     if "log" in top:
         log = top["log"].mapping(("level",))
         cfg.log_level = optional(log, "level", "INFO", lambda n: n.choice(("DEBUG", "INFO", "WARNING", "ERROR")))
@@ -101,6 +108,38 @@ def parse(text: str, file: str = "<config>") -> AgentConfig:
         metrics = top["metrics"].mapping(("listen",))
         cfg.metrics = MetricsConfig(listen=optional(metrics, "listen", None, Node.host_port))
     return cfg
+
+
+def with_policy(cfg: AgentConfig, policy: dict, digest: str) -> AgentConfig:
+    """The config to check with under a verified policy: ``cfg``'s bootstrap, every check setting from ``policy``
+    (a section it leaves out is as if absent from a file, never the local one). Raises ConfigError naming
+    the policy's digest and the field when this agent cannot run the policy."""
+    node = from_data(policy, f"policy {digest}")
+    out = replace(cfg, intervals=dict(DEFAULT_INTERVALS), disabled_checks=set(), policy_digest=digest)
+    _apply_checks(out, node.mapping(POLICY_KEYS))
+    return out
+
+
+def _local_checks(top: dict[str, Node]) -> tuple[dict[str, Node], str]:
+    """The local check settings: the ``fallback`` section, or (older files) the same keys at the top level."""
+    if "fallback" not in top or top["fallback"].value is None:
+        return {k: top[k] for k in CHECK_KEYS if k in top}, ""
+    for key in CHECK_KEYS:
+        if key in top:
+            top[key].fail(f"'{key}' is a check setting and the file has a 'fallback' section: move it there")
+    return top["fallback"].mapping(CHECK_KEYS), "fallback."
+
+
+def _apply_checks(cfg: AgentConfig, section: dict[str, Node]) -> None:
+    # Imported here so that `agent.config` stays importable on its own; families import lazily what is heavy.
+    from agent.checks import registry
+
+    cfg.intervals = optional(section, "intervals", dict(DEFAULT_INTERVALS), _intervals)
+    for name, parser in registry.SECTION_PARSERS.items():
+        node = section.get(name)
+        setattr(cfg, name, parser(node if node is not None and node.value is not None else None))
+    if "checks" in section:
+        cfg.disabled_checks = _checks(section["checks"], registry.known_check_ids(cfg))
 
 
 def _point(node: Node) -> PointConfig:
@@ -112,7 +151,7 @@ def _point(node: Node) -> PointConfig:
 
 
 def _collector(node: Node) -> CollectorConfig:
-    m = node.mapping(("url", "ca_bundle", "token_file", "insecure_skip_verify", "timeout"))
+    m = node.mapping(("url", "ca_bundle", "token_file", "insecure_skip_verify", "timeout", "policy_refresh"))
     url = optional(m, "url", None, lambda n: n.str())
     if url is not None and not re.match(r"^https?://[^/\s]+", url):
         m["url"].fail(f"'{url}' is not an http:// or https:// URL")
@@ -122,6 +161,7 @@ def _collector(node: Node) -> CollectorConfig:
         token_file=optional(m, "token_file", None, lambda n: n.str()),
         insecure_skip_verify=optional(m, "insecure_skip_verify", False, Node.bool),
         timeout=optional(m, "timeout", 10.0, lambda n: n.duration(0.1, 300)),
+        policy_refresh=optional(m, "policy_refresh", 300.0, lambda n: n.duration(30, 86400)),
     )
 
 

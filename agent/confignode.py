@@ -215,3 +215,15 @@ def optional(section: dict[str, Node], key: str, default: Any, read) -> Any:
     if node is None or node.value is None:
         return default
     return read(node)
+
+
+def from_data(value: Any, file: str, path: str = "") -> Node:
+    """A :class:`Node` tree for plain data that came as JSON (the fetched policy): the same accessors and the
+    same errors as for YAML, naming ``file`` (the policy's digest) and the field, without a line."""
+    if isinstance(value, dict):
+        children = {str(k): from_data(v, file, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return Node({k: c.value for k, c in children.items()}, path, None, file, children)
+    if isinstance(value, list):
+        items = [from_data(v, file, f"{path}[{i}]") for i, v in enumerate(value)]
+        return Node([c.value for c in items], path, None, file, items)
+    return Node(value, path, None, file)

@@ -2,10 +2,13 @@
 
 The token is a secret: it is written with 0600 permissions (created so, never widened), through a
 temporary file and a rename so a crash leaves the old token or the new one, and it is never logged.
+The enrolment answer's ``policy_keys`` (the collector's Ed25519 signing keys) are pinned the same way in
+``policy_keys.json``: the agent accepts a policy only under a key pinned there (agent/policy.py).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
@@ -23,6 +26,8 @@ class State:
         self.dir = Path(cfg.state_dir)
         self.token_path = Path(cfg.collector.token_file) if cfg.collector.token_file else self.dir / "token"
         self.agent_id_path = self.dir / "agent_id"
+        self.policy_keys_path = self.dir / "policy_keys.json"
+        self.policy_path = self.dir / "policy.json"  # the last accepted envelope, byte for byte
         self._agent_id: str | None = None
 
     def ensure_dir(self) -> None:
@@ -52,6 +57,36 @@ class State:
         except OSError:
             return None
 
+    def policy_keys(self) -> list:
+        """The pinned keys; none when the file is missing or unreadable (then no policy can be accepted)."""
+        from agent.policy import parse_keys
+
+        try:
+            return parse_keys(json.loads(self.policy_keys_path.read_text(encoding="utf-8")), str(self.policy_keys_path))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            log.error("policy_keys_unreadable file=%s error=%s", self.policy_keys_path, exc)
+            return []
+
+    def save_policy_keys(self, keys) -> None:
+        self.ensure_dir()
+        _write_private(self.policy_keys_path, json.dumps([k.to_json() for k in keys], indent=1), 0o600)
+        _give_to_dir_owner(self.dir, (self.policy_keys_path,))
+
+    def policy_cache(self) -> bytes | None:
+        try:
+            return self.policy_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.error("policy_cache_unreadable file=%s error=%s", self.policy_path, exc)
+            return b""  # there, but unreadable: refused like a tampered one, never taken for "none yet"
+
+    def save_policy_cache(self, raw: bytes) -> None:
+        self.ensure_dir()
+        _write_private(self.policy_path, raw, 0o600)
+
     def save(self, token: str, agent_id: str) -> None:
         self.ensure_dir()
         _write_private(self.token_path, token, 0o600)
@@ -60,19 +95,33 @@ class State:
         _give_to_dir_owner(self.dir, (self.token_path, self.agent_id_path))
 
 
-def _write_private(path: Path, text: str, mode: int) -> None:
+def _write_private(path: Path, text: str | bytes, mode: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.unlink()
     except FileNotFoundError:
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode("utf-8") if isinstance(text, str) else text)
         f.flush()
         os.fsync(f.fileno())
     os.chmod(tmp, mode)  # the umask may have narrowed it; never wider than asked
     os.replace(tmp, path)
+
+
+def _drop_cache_not_signed_by(state: State, keys, point_code: str) -> None:
+    """A re-enrolment pins the collector's keys afresh; a cached policy they do not verify is from before."""
+    from agent.policy import PolicyRefused, verify_envelope
+
+    raw = state.policy_cache()
+    if raw is None:
+        return
+    try:
+        verify_envelope(raw, keys, point_code)
+    except PolicyRefused:
+        state.policy_path.unlink(missing_ok=True)
+        log.info("policy_cache_dropped reason=not_signed_by_the_enrolment_keys")
 
 
 def _give_to_dir_owner(directory: Path, paths) -> None:
@@ -120,11 +169,25 @@ def enroll(cfg, collector_url: str | None, code: str, platform=None) -> int:
     if answer.get("point_code") and answer["point_code"] != cfg.point.code:
         print(f"注册失败：注册码属于服务点 {answer['point_code']}，而本机配置为 {cfg.point.code}")
         return 1
+    from agent.policy import parse_keys
+
     try:
-        State(cfg).save(token, str(agent_id))
-    except OSError as exc:
-        print(f"注册成功但无法保存令牌：{exc}")
+        keys = parse_keys(answer.get("policy_keys") or [])
+    except ValueError as exc:
+        print(f"注册失败：采集端应答中的策略签名公钥无效（{exc}）")
         return 1
+    state = State(cfg)
+    try:
+        state.save(token, str(agent_id))
+        if keys:
+            state.save_policy_keys(keys)
+            _drop_cache_not_signed_by(state, keys, cfg.point.code)
+    except OSError as exc:
+        print(f"注册成功但无法保存令牌或策略公钥：{exc}")
+        return 1
+    if not keys:
+        log.warning("no_policy_keys_in_enrolment collector=%s", collector_url)
+        print("注意：采集端未提供策略签名公钥，本机将只按本地配置检查")
     log.info("enrolled point=%s agent_id=%s", cfg.point.code, agent_id)  # the token itself is never logged
     print(f"注册成功：服务点 {cfg.point.code}，终端编号 {agent_id}")
     return 0

@@ -37,4 +37,5 @@ def build_report(config, host: Host, results: list[Result], seq: int, agent_id: 
     return Report(
         report_id=str(uuid.uuid4()), seq=seq, agent_id=agent_id, point_code=config.point.code,
         agent_version=__version__, collected_at=now, sent_at=now, host=host, results=results,
+        policy_digest=getattr(config, "policy_digest", None),
     )

@@ -41,10 +41,14 @@ def outbox_result(note: Note) -> Result:
 
 
 class JobRunner:
-    def __init__(self, cfg, platform, outbox: Outbox, agent_id_reader, on_report=None, on_results=None):
+    def __init__(self, cfg, platform, outbox: Outbox, agent_id_reader, on_report=None, on_results=None,
+                 policy=None):
         self.cfg, self.platform, self.outbox = cfg, platform, outbox
         self.agent_id_reader, self.on_report = agent_id_reader, on_report
         self.on_results = on_results  # (job, results): the optional local /metrics endpoint
+        # agent.policyfetch.PolicyKeeper: the config of the moment (a new policy applies at the next run, its
+        # probes built afresh) and its agent.policy_fetch result in every report.
+        self.policy = policy
         self._host = None
         self._host_at = 0.0
         self._lock = threading.Lock()
@@ -62,8 +66,9 @@ class JobRunner:
 
     def run(self, job: str) -> int:
         started, t0 = time.time(), time.monotonic()
+        cfg = self.policy.current() if self.policy else self.cfg  # one config for the whole run and its report
         try:
-            probes = probes_for(self.cfg, self.platform, jobs=[job])
+            probes = probes_for(cfg, self.platform, jobs=[job])
             if not probes:  # nothing configured for this family: no empty report on the wire
                 self.outbox.note(**{f"job.{job}": json.dumps({"last_start": started, "results": 0})})
                 return 0
@@ -78,7 +83,8 @@ class JobRunner:
         agent_id = self.agent_id_reader()
 
         def build(seq: int, note: Note) -> dict:
-            report = build_report(self.cfg, host, [*results, outbox_result(note)], seq, agent_id)
+            own = [outbox_result(note), *([self.policy.result()] if self.policy else [])]
+            report = build_report(cfg, host, [*results, *own], seq, agent_id)
             return report_to_dict(report)
 
         seq = self.outbox.add(build, job, info)
@@ -116,17 +122,35 @@ def make_scheduler(runner: JobRunner, intervals: dict[str, float], jobs, speedup
     limit_malloc_arenas()
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.triggers.interval import IntervalTrigger
 
     sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(max_workers=len(jobs))},
                                 timezone=timezone.utc)
     now = datetime.now(timezone.utc)
     for job in jobs:
         interval = intervals[job] / speedup
-        # Jitter spreads 500 points' reports over the interval instead of a thundering herd on the minute.
-        jitter = min(interval * 0.1, 30.0)
-        first = now + timedelta(seconds=random.uniform(0, min(jitter, 5.0)))
-        sched.add_job(runner.run, IntervalTrigger(seconds=interval, jitter=jitter), args=[job], id=job,
+        first = now + timedelta(seconds=random.uniform(0, min(_jitter(interval), 5.0)))
+        sched.add_job(runner.run, _trigger(interval), args=[job], id=job,
                       name=job, max_instances=1, coalesce=True, misfire_grace_time=max(1, int(interval)),
                       next_run_time=first)
     return sched
+
+
+def _jitter(interval: float) -> float:
+    # Jitter spreads 500 points' reports over the interval instead of a thundering herd on the minute.
+    return min(interval * 0.1, 30.0)
+
+
+def _trigger(interval: float):
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    return IntervalTrigger(seconds=interval, jitter=_jitter(interval))
+
+
+def reschedule(sched, old: dict[str, float], new: dict[str, float], jobs, speedup: float = 1.0) -> None:
+    """A new policy's intervals, from the next run on (the checks themselves are rebuilt by every run)."""
+    for job in jobs:
+        if old.get(job) != new[job]:
+            interval = new[job] / speedup
+            sched.reschedule_job(job, trigger=_trigger(interval))
+            sched.modify_job(job, misfire_grace_time=max(1, int(interval)))
+            log.info("job_rescheduled job=%s interval_s=%s", job, new[job])

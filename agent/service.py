@@ -86,6 +86,7 @@ def setup_logging(cfg, to_stderr: bool = True) -> None:
 class Agent:
     def __init__(self, cfg, platform=None):
         from agent.checks import registry
+        from agent.policyfetch import PolicyFetcher, PolicyKeeper
         from agent.scheduler import JobRunner
         from agent.sender import Sender
 
@@ -113,9 +114,21 @@ class Agent:
 
         # Off unless `metrics: {listen: host:port}` is configured, for sites that pull from the agent too.
         self.metrics = metrics_endpoint.start(cfg)
+        # The signed policy: the cached one (verified again) now, a fetch at the start of run(), then every
+        # collector.policy_refresh; the jobs take the config of the moment at each run.
+        self.sched = None
+        self.policy = PolicyKeeper(cfg, self.state, on_change=self._policy_changed)
+        self.policy.load_cache()
+        self.fetcher = PolicyFetcher(self.policy, self.state.token, ctx, self.speedup)
         self.runner = JobRunner(cfg, platform, self.outbox, self.state.agent_id, on_report=self.sender.poke,
-                                on_results=self.metrics.update if self.metrics else None)
+                                on_results=self.metrics.update if self.metrics else None, policy=self.policy)
         self.jobs = tuple(registry.JOBS)
+
+    def _policy_changed(self, old, new) -> None:
+        from agent.scheduler import reschedule
+
+        if self.sched is not None:
+            reschedule(self.sched, old.intervals, new.intervals, self.jobs, self.speedup)
 
     def run(self) -> int:
         from agent.scheduler import make_scheduler
@@ -124,17 +137,26 @@ class Agent:
             log.warning("no_collector_url reports_stay_in_outbox=true")
         if self.state.token() is None:
             log.warning("not_enrolled hint=run 'pointwatch-agent enroll' reports_stay_in_outbox=true")
-        sched = make_scheduler(self.runner, self.cfg.intervals, self.jobs, self.speedup)
-        log.info("agent_started collector=%s intervals=%s outbox_depth=%d speedup=%s", self.cfg.collector.url,
-                 {j: self.cfg.intervals[j] for j in self.jobs}, self.outbox.depth(), self.speedup)
-        self.sender.start()
+        self.sender.start()  # what waits in the outbox goes out meanwhile
+        try:
+            self.fetcher.fetch_once()  # before the first checks: a new policy applies from the first run
+        except Exception:  # the policy in force (cached or local) runs; the fetcher thread tries again
+            log.exception("policy_fetch_crashed")
+        current = self.policy.current()
+        sched = make_scheduler(self.runner, current.intervals, self.jobs, self.speedup)
+        log.info("agent_started collector=%s intervals=%s outbox_depth=%d speedup=%s policy=%s",
+                 self.cfg.collector.url, {j: current.intervals[j] for j in self.jobs}, self.outbox.depth(),
+                 self.speedup, current.policy_digest or "local")
         sched.start()
+        self.sched = sched
+        self.fetcher.start()
         try:
             while not self.stop_event.wait(1.0):
                 pass
         finally:
             t0 = time.monotonic()
             # Running checks finish and land in the outbox (wait=True); nothing new starts.
+            self.fetcher.stop()
             sched.shutdown(wait=True)
             self.sender.stop()
             self.outbox.close()
@@ -167,7 +189,12 @@ def enroll(cfg, collector_url: str | None, code: str) -> int:
 def collect_status(cfg) -> dict:
     state = State(cfg)
     info: dict = {"point": cfg.point.code, "state_dir": str(state.dir), "collector": cfg.collector.url,
-                  "enrolled": state.token() is not None}
+                  "enrolled": state.token() is not None, "policy_keys": len(state.policy_keys())}
+    from agent.policyfetch import PolicyKeeper
+
+    keeper = PolicyKeeper(cfg, state)
+    keeper.load_cache()  # verified again, as at every start
+    info["policy"] = keeper.current().policy_digest or ("refused" if keeper.refused else "local")
     try:
         info.update(read_status(state.dir / OUTBOX_FILE))
     except Exception as exc:  # status is read by a person at the PC: show the problem, don't crash
@@ -191,7 +218,10 @@ def _ts(value) -> str:
 def format_status(info: dict) -> str:
     lines = [f"服务点 {info['point']}  采集端 {info.get('collector') or '未配置'}  "
              f"{'已注册' if info['enrolled'] else '未注册'}",
-             f"状态目录 {info['state_dir']}"]
+             f"状态目录 {info['state_dir']}",
+             "检查策略：" + {"local": "尚无采集端下发的策略，按本机配置文件检查",
+                            "refused": "本地缓存的策略校验失败，已拒绝（代理会重新获取）"}.get(
+                 info["policy"], f"采集端下发的已校验策略 {info['policy']}")]
     if info.get("outbox") != "ok":
         lines.append(f"报告缓存：{'尚未创建（代理还未运行过）' if info.get('outbox') == 'missing' else info.get('outbox_error')}")
         return "\n".join(lines)

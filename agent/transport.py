@@ -18,9 +18,9 @@ log = logging.getLogger(__name__)
 class SendError(Exception):
     """The collector did not acknowledge; ``retry`` says whether sending the same batch again can help."""
 
-    def __init__(self, message: str, status: int | None = None, retry: bool = True):
+    def __init__(self, message: str, status: int | None = None, retry: bool = True, body: str = ""):
         super().__init__(message)
-        self.status, self.retry = status, retry
+        self.status, self.retry, self.body = status, retry, body
 
 
 def ssl_context(ca_bundle: str | None, insecure: bool) -> ssl.SSLContext:
@@ -57,3 +57,29 @@ def post_json(url: str, payload: dict, token: str | None, timeout: float, ctx: s
 
 def send_reports(base_url: str, token: str, reports: list[dict], timeout: float, ctx=None) -> dict:
     return post_json(f"{base_url}/api/v1/reports", {"reports": reports}, token, timeout, ctx)
+
+
+def get(url: str, token: str | None, timeout: float, ctx: ssl.SSLContext | None = None, etag: str | None = None,
+        limit: int = 1024 * 1024) -> tuple[int, str | None, bytes]:
+    """``(status, ETag, body)`` of a GET; 304 (``If-None-Match: "etag"`` matched) comes back with no body.
+    Any other answer but 2xx, a body over ``limit`` bytes, or no answer raises :class:`SendError`."""
+    headers = {"Accept": "application/json", "User-Agent": f"pointwatch-agent/{__version__}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if etag:
+        headers["If-None-Match"] = f'"{etag}"'
+    req = urllib.request.Request(url, headers=headers, method="GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx if url.startswith("https") else None) as resp:
+            body = resp.read(limit + 1)
+            if len(body) > limit:
+                raise SendError(f"collector answered more than {limit} bytes", resp.status, retry=False)
+            return resp.status, resp.headers.get("ETag"), body
+    except urllib.error.HTTPError as exc:
+        if exc.code == 304:
+            return 304, exc.headers.get("ETag"), b""
+        detail = exc.read(2000).decode("utf-8", errors="replace")
+        raise SendError(f"collector answered {exc.code}: {detail}", exc.code, exc.code >= 500, detail) from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SendError(f"cannot reach collector: {reason}") from None

@@ -55,6 +55,9 @@ USAGE_PROCESSES, USAGE_REMOVABLE_MEDIA, USAGE_LISTENING_PORTS, USAGE_ACCOUNTS = 
     "usage.processes", "usage.removable_media", "usage.listening_ports", "usage.accounts")
 HOST_RESOURCES = "host.resources"
 AGENT_OUTBOX = "agent.outbox"  # the agent's own state: reports dropped from a full outbox
+# The agent's own word on the signed policy it runs (fetched, cached, refused); the collector derives
+# AGENT_POLICY from each report's policy_digest (the policy issue's wire contract).
+AGENT_POLICY_FETCH = "agent.policy_fetch"
 # Results the collector derives from each report (never sent by an agent).
 IDENTITY_MATCHES_ENROLMENT = "identity.matches_enrolment"
 AGENT_CLOCK_SKEW = "agent.clock_skew"
@@ -88,7 +91,7 @@ CHECK_CN = {
     IDENTITY_FINGERPRINT: "终端硬件标识", IDENTITY_MATCHES_ENROLMENT: "人机信息相符",
     USAGE_PROCESSES: "禁用软件与必需进程", USAGE_REMOVABLE_MEDIA: "移动存储", USAGE_LISTENING_PORTS: "监听端口",
     USAGE_ACCOUNTS: "登录账号", HOST_RESOURCES: "终端资源", AGENT_CLOCK_SKEW: "终端时钟",
-    AGENT_OUTBOX: "代理缓存", AGENT_POLICY: "代理策略",
+    AGENT_OUTBOX: "代理缓存", AGENT_POLICY_FETCH: "策略获取", AGENT_POLICY: "代理策略",
 }
 
 # The dashboard's families of checks (prefix -> family), and the three pillars of 专网专机专用.

@@ -67,6 +67,9 @@ class Report:
     sent_at: datetime
     host: Host
     results: list[Result]
+    # "sha256:<64 hex>" of the signed policy the results were checked against; absent (None, and left out
+    # of the JSON) when the agent ran its local file only, and from agents that predate central policy.
+    policy_digest: str | None = None
 
 
 @dataclass
@@ -98,7 +101,10 @@ def _jsonable(obj: Any) -> Any:
 
 
 def report_to_dict(report: Report) -> dict[str, Any]:
-    return _jsonable(asdict(report))
+    out = _jsonable(asdict(report))
+    if out.get("policy_digest") is None:
+        out.pop("policy_digest", None)
+    return out
 
 
 def result_to_dict(result: Result) -> dict[str, Any]:

@@ -25,7 +25,8 @@ def test_the_reference_names_what_the_code_defines():
 
     text = (DOCS / "en" / "configuration.md").read_text(encoding="utf-8")
     assert all(f"`{rule}`" in text for rule in DEFAULT_RULES)
-    for key in ("`collector.ca_bundle`", "`collector.insecure_skip_verify`", "`devices[].snmp.priv_protocol`",
+    for key in ("`collector.ca_bundle`", "`collector.insecure_skip_verify`", "`fallback.devices[].snmp.priv_protocol`",
+                "`collector.policy_refresh`",
                 "`ingest.max_in_flight`", "`retention.raw_days`", "`pointwatch-collector users create`"):
         assert key in text, key
 

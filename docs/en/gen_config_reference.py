@@ -36,27 +36,28 @@ sys.path.insert(0, str(ROOT))
 COVERAGE = """
 point: {code: "620102001001"}
 collector: {url: "https://10.10.1.5:8443", ca_bundle: /etc/pointwatch/ca.pem, token_file: /x/token,
-            insecure_skip_verify: false}
-isolation: {timeout: 1s, internet_canaries: [{url: "http://example.com/", expect_status: 200, contains: x,
-            header: "Server: x"}]}
-usage: {allowed_software: [todesk], exempt_software: ["*DingTalkGov*"]}
+            insecure_skip_verify: false, policy_refresh: 5m}
 log: {level: INFO}
 metrics: {listen: "127.0.0.1:9464"}
-checks: {disabled: [host.resources]}
-core_network:
-  loss_warn: 0.2
-  rtt_warn: 200ms
-  icmp: [{target: 10.0.0.1, fallback_port: 443}]
-  dns: [{name: ybj.example.gov.cn, expect: [10.10.1.20]}]
-  https: [{url: "https://10.10.1.20/health", name: 网上办理渠道, expect_status: 200}]
-devices:
-  - {kind: queue, icmp: {host: 10.0.0.1, count: 2}, tcp: ["10.0.0.1:80", 8080], http: {url: "http://10.0.0.1/",
-     expect_status: 200, contains: ok, verify_tls: true}}
-  - {kind: printer, cups: {queue: q, server: "localhost:631"}, escl: {url: "http://10.0.0.2", root: eSCL}}
-  - {kind: printer, name: p2, host: 10.0.0.3, cups: {uri: "ipp://10.0.0.3/ipp/print"}, escl: true}
-  - {kind: scanner, usb: {vid: "04c5", pid: "1234", serial: S1}}
-  - {kind: copier, timeout: 2s, snmp: {host: 10.0.0.4, version: 2c, community: public, context: c, printer_mib: true,
-     timeout: 2s}}
+fallback:
+  isolation: {timeout: 1s, internet_canaries: [{url: "http://example.com/", expect_status: 200, contains: x,
+              header: "Server: x"}]}
+  usage: {allowed_software: [todesk], exempt_software: ["*DingTalkGov*"]}
+  checks: {disabled: [host.resources]}
+  core_network:
+    loss_warn: 0.2
+    rtt_warn: 200ms
+    icmp: [{target: 10.0.0.1, fallback_port: 443}]
+    dns: [{name: ybj.example.gov.cn, expect: [10.10.1.20]}]
+    https: [{url: "https://10.10.1.20/health", name: 网上办理渠道, expect_status: 200}]
+  devices:
+    - {kind: queue, icmp: {host: 10.0.0.1, count: 2}, tcp: ["10.0.0.1:80", 8080], http: {url: "http://10.0.0.1/",
+       expect_status: 200, contains: ok, verify_tls: true}}
+    - {kind: printer, cups: {queue: q, server: "localhost:631"}, escl: {url: "http://10.0.0.2", root: eSCL}}
+    - {kind: printer, name: p2, host: 10.0.0.3, cups: {uri: "ipp://10.0.0.3/ipp/print"}, escl: true}
+    - {kind: scanner, usb: {vid: "04c5", pid: "1234", serial: S1}}
+    - {kind: copier, timeout: 2s, snmp: {host: 10.0.0.4, version: 2c, community: public, context: c,
+       printer_mib: true, timeout: 2s}}
 """
 
 
@@ -209,8 +210,8 @@ def agent_trace() -> _Trace:
     from agent import config
 
     example = yaml.safe_load((ROOT / "configs" / "agent.example.yaml").read_text(encoding="utf-8"))
-    example["devices"] = yaml.safe_load((ROOT / "configs" / "devices.example.yaml").read_text(encoding="utf-8"))[
-        "devices"]
+    example.setdefault("fallback", {})["devices"] = yaml.safe_load(
+        (ROOT / "configs" / "devices.example.yaml").read_text(encoding="utf-8"))["devices"]
     with _traced() as trace:
         trace.files = ("agent.example.yaml", "coverage")
         config.parse(yaml.safe_dump(example, allow_unicode=True), "agent.example.yaml")
@@ -270,12 +271,33 @@ def agent_section(trace: _Trace) -> list[str]:
              "values out of range and a missing required key are refused with the file, line and field "
              "(`pointwatch-agent check` exits 2). Durations are written `500ms`, `60s`, `5m`, `1h`, `1d` or as plain "
              "seconds. `[]` in a key marks an item of a list. `configs/agent.example.yaml` and "
-             "`configs/devices.example.yaml` show the keys in use.", ""]
+             "`configs/devices.example.yaml` show the keys in use.", "",
+             "The file is the agent's *bootstrap* (`point`, `collector`, `state_dir`, `log`, `metrics`); the check "
+             "settings under `fallback` run only until the agent holds a verified policy from the collector. "
+             "That policy has the same schema as `fallback` at its root, without `checks` (keys "
+             f"{', '.join(f'`{k}`' for k in _policy_keys())}); once it exists, every local check setting is "
+             "ignored (one warning names them). Older files that give the check settings at the top level "
+             f"({', '.join(f'`{k}`' for k in _check_keys())}) mean the same as under `fallback`; a file may not "
+             "do both.", ""]
     for top in trace.keys.get("", []):
+        if top in _check_keys():
+            continue  # documented once, under `fallback`
         out: list[str] = []
         _rows(trace, "", out, {k for k in trace.keys.get("", []) if k != top})
         lines += [f"### `{top}`", "", "| key | value | default | required |", "|---|---|---|---|", *out, ""]
     return lines
+
+
+def _check_keys() -> tuple[str, ...]:
+    from agent.config import CHECK_KEYS
+
+    return CHECK_KEYS
+
+
+def _policy_keys() -> tuple[str, ...]:
+    from agent.config import POLICY_KEYS
+
+    return POLICY_KEYS
 
 
 # -- the collector ---------------------------------------------------------------------------------------
