@@ -13,7 +13,10 @@ modules whose fingerprint differs from the recorded one, which in a clean clone 
 were recorded is none; a module scoring below 90 % (or below its recorded score where that was lower)
 fails the run. ``--record`` writes what was measured back to the file.
 
-Usage: python -m tests.mutation [--changed] [--record] [--budget-s N] [--max-children N] [MODULE ...]
+``--collect`` mutates nothing and takes the results earlier runs left under ``mutants/`` instead, where they
+measured the files as they are now (so modules can be measured one at a time and recorded together).
+
+Usage: python -m tests.mutation [--changed] [--collect] [--record] [--budget-s N] [--max-children N] [MODULE ...]
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ def prepare(module: str) -> Path:
     if (REPO.parent / "shared").exists():
         (work / "shared").symlink_to(REPO.parent / "shared")
     (work / "pyproject.toml").write_text(module_config(module), "utf-8")
+    (work / "fingerprint").write_text(fingerprint(module), "utf-8")  # what this run measures
     return work
 
 
@@ -137,10 +141,22 @@ def run_module(module: str, max_children: int, timeout: float) -> dict:
     total = stats["total"]
     # A mutant that makes its tests hang until mutmut's timeout is caught as surely as one that fails them.
     killed = stats["killed"] + stats["timeout"]
-    return {"killed": killed, "total": total, "score": round(100.0 * killed / total, 1) if total else 100.0,
-            "survived": stats["survived"], "no_tests": stats["no_tests"], "timeout": stats["timeout"],
-            "suspicious": stats["suspicious"], "seconds": seconds,
-            "survivors": [name for name, status in survivors], "fingerprint": fingerprint(module)}
+    result = {"killed": killed, "total": total, "score": round(100.0 * killed / total, 1) if total else 100.0,
+              "survived": stats["survived"], "no_tests": stats["no_tests"], "timeout": stats["timeout"],
+              "suspicious": stats["suspicious"], "seconds": seconds,
+              "survivors": [name for name, status in survivors],
+              "fingerprint": (work / "fingerprint").read_text("utf-8")}
+    (work / "result.json").write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+    return result
+
+
+def collected(module: str) -> dict | None:
+    """The result a finished run left in the module's work directory, if it measured the files as they are."""
+    path = WORK / slug(module) / "result.json"
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text("utf-8"))
+    return result if result["fingerprint"] == fingerprint(module) else None
 
 
 def head_commit() -> str | None:
@@ -163,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help=f"write the scores to {SCORES.relative_to(REPO)}")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="stop (and fail) when the modules to mutate have not finished in this many seconds")
+    parser.add_argument("--collect", action="store_true",
+                        help="mutate nothing: take the results earlier runs left under mutants/ (only those that "
+                             "measured the module and its tests as they are now)")
     parser.add_argument("--max-children", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -184,9 +203,15 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{module}: not mutated, the {args.budget_s:.0f} s budget is spent "
                             "(run `make mutation` and record the scores)")
             continue
-        print(f"mutation: {module} against {' '.join(MODULES[module])}", flush=True)
+        if args.collect:
+            result = collected(module)
+            if result is None:
+                failures.append(f"{module}: no finished run under mutants/ measured it as it is now")
+                continue
+        else:
+            print(f"mutation: {module} against {' '.join(MODULES[module])}", flush=True)
         try:
-            result = run_module(module, args.max_children, timeout)
+            result = result if args.collect else run_module(module, args.max_children, timeout)
         except subprocess.TimeoutExpired:
             failures.append(f"{module}: not finished within the {args.budget_s:.0f} s budget "
                             "(run `make mutation` and record the scores)")

@@ -129,3 +129,13 @@ def test_an_admin_of_unknown_person_is_told_why_it_cannot_create_a_reviewer(site
     detail = r.json()["detail"]
     assert r.status_code == 403 and detail["code"] == "duty_self"
     assert "管理员" in detail["message"] and "评审员" in detail["message"] and "人员" in detail["message"]
+
+
+def test_principals_that_name_no_person_are_not_one_person(site):
+    """Rule 2 is about one named person: two principals made without a person (the collector's own set-up
+    may leave it out) are nobody in particular, so neither blocks the other."""
+    _, store, _ = site
+    users.create_token(store, "reviewer", COUNTY)
+    users.create_token(store, "admin", COUNTY + "/某镇")  # no duty_conflict between two nameless tokens
+    users.create_token(store, "viewer", COUNTY, person="王五")
+    users.create_token(store, "viewer", COUNTY, person="王五")  # viewers conflict with nobody
