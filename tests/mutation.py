@@ -38,23 +38,33 @@ WORK = REPO / "mutants"
 SCORES = REPO / "tests" / "mutation-scores.json"
 THRESHOLD = 90.0
 
-# The critical modules and the fast tests that cover each (pytest arguments: files or node ids).
-# The one place a module is added: policy verification (agent/ed25519.py and the agent's policy
+# The critical modules and the fast tests that cover each (pytest arguments: test files or node ids, and
+# options). The one place a module is added: policy verification (agent/ed25519.py and the agent's policy
 # acceptance) goes here once it exists, with its tests.
+# SQLITE: a module with no SQL of its own is mutated against its store tests on SQLite only (the same
+# Python runs on both stores; the suite runs them on both): it halves the time a mutant takes.
+SQLITE = ("-k", "not postgresql")
 MODULES: dict[str, tuple[str, ...]] = {
-    "collector/registry/regions.py": ("tests/test_regions.py",),
+    "collector/registry/regions.py": ("tests/test_regions.py", *SQLITE),
     "collector/accounts/duties.py": ("tests/test_security_duties.py",),
     "collector/store/regionscope.py": ("tests/test_regions.py", "tests/test_security_region_case.py"),
-    "collector/accounts/login.py": ("tests/test_security_auth.py",),
+    "collector/accounts/login.py": ("tests/test_security_auth.py", *SQLITE),
     "collector/accounts/throttle.py": ("tests/test_login_throttle.py",),
-    "agent/outbox.py": ("tests/test_agent_outbox.py", "tests/test_agent_against_collector.py"),
-    "agent/sender.py": ("tests/test_agent_outbox.py", "tests/test_agent_against_collector.py"),
+    "agent/outbox.py": ("tests/test_agent_outbox.py", "tests/test_agent_against_collector.py", *SQLITE),
+    "agent/sender.py": ("tests/test_agent_outbox.py", "tests/test_agent_against_collector.py", *SQLITE),
     "collector/evidence/chain.py": ("tests/test_evidence_chain.py", "tests/test_store_basics.py"),
-    "collector/evidence/verify.py": ("tests/test_security_verify.py", "tests/test_evidence_bundle.py"),
+    "collector/evidence/verify.py": ("tests/test_security_verify.py", "tests/test_evidence_bundle.py", *SQLITE),
     "collector/scoring/rules.py": ("tests/test_scoring_rules.py",),
     "collector/scoring/engine.py": ("tests/test_scoring_engine.py", "tests/test_scoring_period.py"),
     "collector/ingest/admission.py": ("tests/test_admission.py",),
 }
+
+
+def test_files(module: str) -> list[str]:
+    """The test files among a module's pytest arguments."""
+    args = MODULES[module]
+    return sorted({a.split("::", 1)[0] for i, a in enumerate(args)
+                   if a.startswith("tests/") and not (i and args[i - 1] == "-k")})
 
 # Linked into each work directory: what mutmut copies (source_paths, also_copy in pyproject.toml) and the
 # tests read. pyproject.toml itself is written there with the module's settings added.
@@ -68,7 +78,7 @@ def slug(module: str) -> str:
 def fingerprint(module: str) -> str:
     """sha256 over the module's file and the files of its tests: what a recorded score was measured on."""
     digest = hashlib.sha256()
-    for rel in (module, *sorted({t.split("::", 1)[0] for t in MODULES[module]})):
+    for rel in (module, *test_files(module)):
         digest.update(rel.encode() + b"\0" + (REPO / rel).read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -166,7 +176,7 @@ def head_commit() -> str | None:
 
 def uncommitted(modules) -> list[str]:
     """Files of the given modules (and their tests) that differ from HEAD: a score is recorded for a commit."""
-    files = sorted({f for m in modules for f in (m, *(t.split("::", 1)[0] for t in MODULES[m]))})
+    files = sorted({f for m in modules for f in (m, *test_files(m))})
     out = subprocess.run(["git", "status", "--porcelain", "--", *files], cwd=REPO, capture_output=True, text=True)
     return [line[3:] for line in out.stdout.splitlines()] if out.returncode == 0 else files
 

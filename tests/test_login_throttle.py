@@ -136,3 +136,20 @@ def test_one_throttle_per_store():
     store = Store()
     assert login_throttle(store) is login_throttle(store)
     assert login_throttle(Store()) is not login_throttle(store)
+
+
+def test_a_success_without_earlier_failures_is_nothing_to_clear(clocked):
+    throttle, _ = clocked
+    throttle.succeeded("never-failed")  # the usual login: no count to clear, no error
+    assert throttle.retry_after("never-failed", ADDRESS) == 0.0
+
+
+def test_an_entry_exactly_its_window_old_is_not_yet_quiet_when_the_counters_are_full(clocked):
+    throttle, clock = clocked
+    throttle.failed("a", None)
+    throttle.failed("b", None)
+    clock.now += HOUR  # "a" and "b" are exactly an hour old: still within the hour
+    for n in range(99_998):
+        throttle.failed(f"u{n}", None)
+    throttle.failed("newcomer", None)  # full of live entries: only the oldest one goes
+    assert len({"a", "b"} & set(throttle._users)) == 1 and len(throttle._users) == 100_000

@@ -16,9 +16,10 @@ from tests.conftest import REPO
 def test_every_critical_module_and_each_of_its_tests_exists():
     for module, tests in mutation.MODULES.items():
         assert (REPO / module).is_file(), module
-        assert tests, module
-        for test in tests:
-            assert (REPO / test.split("::", 1)[0]).is_file(), (module, test)
+        assert mutation.test_files(module), module
+        for test in mutation.test_files(module):
+            assert (REPO / test).is_file(), (module, test)
+        assert "tests/mutation.py" not in tests
 
 
 def test_the_work_directory_config_mutates_one_module_against_its_tests():
