@@ -10,8 +10,8 @@ process), so MODULES lists in-process tests.
 The scores measured last are kept in ``tests/mutation-scores.json`` with the commit they were measured at
 and a fingerprint of each module (the module's file and its tests' files). ``--changed`` mutates only the
 modules whose fingerprint differs from the recorded one, which in a clean clone of a commit whose scores
-were recorded is none; a module scoring below 90 % (or below its recorded score where that was lower)
-fails the run. ``--record`` writes what was measured back to the file.
+were recorded is none (a module with no recorded score yet is named and left to ``make mutation``); a
+module scoring below 90 % (or below its recorded score where that was lower) fails the run. ``--record`` writes what was measured back to the file.
 
 ``--collect`` mutates nothing and takes the results earlier runs left under ``mutants/`` instead, where they
 measured the files as they are now (so modules can be measured one at a time and recorded together).
@@ -201,7 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     recorded = load_scores()
     modules = args.modules or list(MODULES)
     if args.changed:
-        modules = [m for m in modules if recorded["modules"].get(m, {}).get("fingerprint") != fingerprint(m)]
+        # A module with no recorded score yet is not mutated here: a first measurement of a large module takes
+        # longer than CI's budget. It is named, so the gap is seen; `make mutation` and --record close it.
+        unrecorded = [m for m in modules if m not in recorded["modules"]]
+        if unrecorded:
+            print(f"mutation: no recorded score yet (not mutated here; run `make mutation` and record): "
+                  f"{', '.join(unrecorded)}", flush=True)
+        modules = [m for m in modules if m not in unrecorded
+                   and recorded["modules"][m].get("fingerprint") != fingerprint(m)]
         print(f"mutation: {len(modules)} critical module(s) differ from the scores recorded at "
               f"{recorded.get('commit')}: {', '.join(modules) or 'none'}", flush=True)
 
