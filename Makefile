@@ -26,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Mutation testing (mutmut) of the critical modules, one after the other, each against its own fast tests
-# (MODULES in tests/mutation.py); the scores and the equivalent survivors are in tests/README.md. About
-# 40 minutes on two cores. MUTATION_ARGS: module paths, --record (write tests/mutation-scores.json), --changed.
+# (MODULES in tests/mutation.py); the scores and the equivalent survivors are in tests/README.md. Hours
+# for all of them on two shared cores: one module at a time is the usual use. MUTATION_ARGS: module paths, --record (write tests/mutation-scores.json), --changed.
 mutation: $(STAMP)
 	nice -n 10 $(BIN)/python -m tests.mutation $(MUTATION_ARGS)
 
