@@ -54,6 +54,16 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
+def pytest_configure(config):
+    # Under mutmut (tests/mutation.py) every mutant is tried by a pytest session of its own in a forked worker,
+    # two at a time: each takes a directory of its own below the given --basetemp, which pytest would
+    # otherwise wipe under the other's feet.
+    if os.environ.get("MUTANT_UNDER_TEST") and config.option.basetemp:
+        base = Path(config.option.basetemp)
+        base.mkdir(parents=True, exist_ok=True)
+        config.option.basetemp = str(base / f"w{os.getpid()}")
+
+
 def pytest_runtest_setup(item):
     # A conformance test whose ../shared data is missing skips here, or fails in CI (tests/conformance.py).
     from tests.conformance import skip_missing_cases

@@ -64,3 +64,45 @@ def test_bad_ingest_config_stops_the_collector_at_start(tmp_path):
     config.write_text("ingest:\n  max_wait_s: 0.5\n  max_in_flight: 100\n", encoding="utf-8")
     settings = Settings.load(str(config), str(tmp_path / "data"))
     assert Admission.from_config(settings.extra["ingest"]) == Admission(max_in_flight=100, max_wait_s=0.5)
+
+
+def test_the_defaults_are_the_documented_ones_and_a_section_may_give_either_key():
+    """docs/en/configuration.md and operations.md: ``ingest: {max_in_flight: 512, max_wait_s: 5.0}``."""
+    assert Admission.from_config(None) == Admission(max_in_flight=512, max_wait_s=5.0)
+    assert Admission.from_config({}) == Admission(max_in_flight=512, max_wait_s=5.0)
+    assert Admission() == Admission(max_in_flight=512, max_wait_s=5.0)
+    assert Admission.from_config({"max_wait_s": 2}) == Admission(max_in_flight=512, max_wait_s=2)  # whole seconds too
+    assert Admission.from_config({"max_in_flight": 8}) == Admission(max_in_flight=8, max_wait_s=5.0)
+
+
+def test_a_request_is_too_late_only_once_it_waited_longer_than_max_wait():
+    clock = Clock()
+    adm = Admission(max_wait_s=5.0, clock=clock)
+    arrived = adm.arrive()
+    assert arrived == clock.t  # its arrival time, on the admission's clock
+    clock.t += 5.0
+    assert not adm.too_late(arrived)  # "waited longer than max_wait_s"
+    clock.t += 0.01
+    assert adm.too_late(arrived)
+
+
+def test_the_cap_takes_exactly_max_in_flight():
+    adm = Admission(max_in_flight=1, clock=Clock())
+    assert adm.arrive() is not None and adm.in_flight == 1
+    assert adm.arrive() is None and adm.in_flight == 1  # a refusal holds no slot
+    adm.leave()
+    assert adm.in_flight == 0
+
+
+def test_a_bad_value_is_named_with_where_it_was_and_what_is_known():
+    with pytest.raises(AdmissionConfigError) as bad:
+        Admission.from_config({"max_in_flight": -3}, where="collector.yaml: ingest")
+    assert str(bad.value) == "collector.yaml: ingest.max_in_flight: expected a positive number, got -3"
+    with pytest.raises(AdmissionConfigError) as unknown:
+        Admission.from_config({"max_delay_s": 1, "zzz": 2})
+    assert str(unknown.value) == "ingest.max_delay_s: unknown key (known: max_in_flight, max_wait_s)"
+    with pytest.raises(AdmissionConfigError) as shape:
+        Admission.from_config("fast")
+    assert str(shape.value) == "ingest: expected a mapping, got str"
+    with pytest.raises(AdmissionConfigError, match="got 0.0"):
+        Admission.from_config({"max_wait_s": 0.0})

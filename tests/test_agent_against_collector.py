@@ -123,3 +123,61 @@ def test_the_agent_sends_its_batches_gzipped(live, store, tmp_path):
     payload = json.loads(gzip.decompress(raw))
     assert [r["seq"] for r in payload["reports"]] == [1, 2, 3]
     assert _stored_seqs(store) == [1, 2, 3]
+
+
+def _posted_seqs(app) -> list[list[int]]:
+    return [[r["seq"] for r in json.loads(gzip.decompress(raw))["reports"]]
+            for method, path, _h, raw in app.requests if (method, path) == ("POST", "/api/v1/reports")]
+
+
+def test_a_backlog_goes_out_newest_five_plus_oldest_one_request_every_5_seconds(live, store, tmp_path):
+    """docs/en/operations.md (the agent): ≤ 50 reports per request; after a long outage each request carries
+    the 5 newest reports plus the oldest of the backlog, one request every 5 s, so the dashboard is current
+    at once and the past follows."""
+    server, token, app = live
+    box = Outbox(tmp_path / "o.sqlite3", max_reports=1000)
+    for _ in range(100):
+        box.add(_good)
+    sender = Sender(box, server.url, lambda: token, lambda: AGENT_ID, timeout=10)
+    assert sender.send_once() == 5.0 and sender.pacing  # more waits: the next batch in 5 s, not sooner
+    assert sorted(_posted_seqs(app)[0]) == [*range(1, 46), *range(96, 101)]
+    assert sender.send_once() == 0.0 and not sender.pacing  # the last 50 fill one batch: no pause after it
+    assert box.depth() == 0 and _stored_seqs(store) == list(range(1, 101))
+    assert [len(batch) for batch in _posted_seqs(app)] == [50, 50]
+    fast = Sender(box, server.url, lambda: token, lambda: AGENT_ID, timeout=10, speedup=10)
+    for _ in range(60):
+        box.add(_good)
+    assert fast.send_once() == 0.5  # the demo's and the tests' speed-up shortens the pause alike
+
+
+def test_the_sender_says_why_it_waits_and_retries_slowly_without_a_token(live, store, tmp_path, caplog):
+    """Not enrolled or a refused token: retried every 5 minutes (the IT person must enrol again), the
+    reason shown as the outbox's last error; a collector that cannot be reached: backoff from 2 s doubling
+    (docs/en/operations.md); a report refused alone is logged as ``report_rejected`` with its id."""
+    server, token, _ = live
+    box = Outbox(tmp_path / "o.sqlite3", max_reports=100)
+    box.add(_good)
+    unenrolled = Sender(box, None, lambda: None, lambda: None, timeout=10)
+    assert unenrolled.send_once() == 300.0 and "尚未注册" in unenrolled.last_error
+    assert "尚未注册" in read_status(tmp_path / "o.sqlite3")["last_error"]
+    refused = Sender(box, server.url, lambda: "not-a-token", lambda: AGENT_ID, timeout=10, speedup=2)
+    assert refused.send_once() == 150.0 and "HTTP 401" in refused.last_error
+    from tests.conftest import free_port
+
+    away = Sender(box, f"http://127.0.0.1:{free_port()}", lambda: token, lambda: AGENT_ID, timeout=2)
+    first, second = away.send_once(), away.send_once()
+    assert 1.0 <= first <= 2.0 and 2.0 <= second <= 4.0 and away.failures == 2
+    away.poke()
+    assert not away.wake.is_set()  # backing off: a new report does not cut the wait short
+    sender = Sender(box, server.url, lambda: token, lambda: AGENT_ID, timeout=10)
+    assert sender.send_once() == 0.0 and sender.last_error is None and sender.failures == 0
+    assert read_status(tmp_path / "o.sqlite3")["last_error"] in ("", None)  # cleared once it sends again
+    sender.poke()
+    assert sender.wake.is_set()
+    report = _from_1999(0, None)
+    box.add(lambda seq, note: {**report, "seq": seq})
+    with caplog.at_level("ERROR", logger="pointwatch.sender"):
+        sender.send_once()
+    rejected = [r.getMessage() for r in caplog.records if "report_rejected" in r.getMessage()]
+    assert len(rejected) == 1 and rejected[0].startswith(f"report_rejected report_id={report['report_id']} status=422 ")
+    assert report["report_id"] in sender.last_error and "HTTP 422" in sender.last_error

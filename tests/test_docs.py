@@ -47,7 +47,7 @@ def test_readme_is_short_and_keeps_the_two_set_up_commands():
 
 
 def test_every_relative_link_resolves():
-    pages = [REPO / "README.md", REPO / "benchmarks" / "README.md", *DOCS.rglob("*.md")]
+    pages = [REPO / "README.md", REPO / "benchmarks" / "README.md", REPO / "tests" / "README.md", *DOCS.rglob("*.md")]
     broken = []
     for page in pages:
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from collector.accounts import users
 from collector.app import create_app
-from collector.registry.regions import confine, is_within
+from collector.registry.regions import RegionError, ancestors, confine, is_within, normalize_path, split_path
 from collector.settings import Settings
 from collector.store import points
 
@@ -49,6 +49,46 @@ def test_confine_never_widens_to_a_prefix_sibling():
     assert confine(COUNTY + "/某镇", COUNTY) == COUNTY + "/某镇"
 
 
+# The path rules as docs/en/operations.md states them ("Region paths"): at most five names (省/市/县/镇/村),
+# each at most 60 characters, no backslash, no control or invisible character, never "." or "..".
+FIVE = "甘肃省/兰州市/城关区/某镇/某村"
+
+
+def test_a_path_is_its_names_joined_by_slashes():
+    assert split_path(COUNTY) == ["甘肃省", "兰州市", "城关区"]
+    assert split_path(" /甘肃省 / 兰州市/ ") == ["甘肃省", "兰州市"]
+    assert split_path("Xian Shi/Xigu Qu") == ["Xian Shi", "Xigu Qu"]  # kept as written, inner spaces too
+    assert normalize_path("/Xian/Xigu/") == "Xian/Xigu"
+    assert normalize_path(" 甘肃省/兰州市 ") == CITY
+    assert normalize_path("") == "/" and normalize_path("/") == "/"
+    assert ancestors(COUNTY) == ["甘肃省", CITY, COUNTY]
+    assert ancestors("/") == []
+
+
+def test_a_path_has_at_most_five_names_of_at_most_sixty_characters():
+    assert normalize_path(FIVE) == FIVE
+    with pytest.raises(RegionError) as deep:
+        normalize_path(FIVE + "/某组")
+    assert FIVE + "/某组" in str(deep.value)  # the error names the path it refused
+    longest = "村" * 60
+    assert normalize_path(f"{CITY}/{longest}") == f"{CITY}/{longest}"
+    with pytest.raises(RegionError) as long:
+        normalize_path(f"{CITY}/{longest}村")
+    assert longest + "村" in str(long.value)
+
+
+@pytest.mark.parametrize("name", ["城关\\区", "城关\x00区", "城关\u202e区", "城\u200b关区", ".", ".."])
+def test_a_name_with_a_backslash_an_invisible_character_or_a_dot_path_is_refused(name):
+    with pytest.raises(RegionError) as refused:
+        normalize_path(f"{CITY}/{name}/某镇")
+    assert name in str(refused.value) and CITY in str(refused.value)
+
+
+def test_names_that_merely_contain_dots_or_sit_beside_a_refused_one_are_fine():
+    assert normalize_path(f"{CITY}/城关区.老城") == f"{CITY}/城关区.老城"
+    assert normalize_path(f"{CITY}/...") == f"{CITY}/..."
+
+
 def test_the_store_scope_selects_the_region_and_its_children_only(store):
     """The SQL side of is_within (collector/store/regionscope.py) keeps the same ``/`` boundary."""
     from sqlalchemy import select
@@ -65,6 +105,30 @@ def test_the_store_scope_selects_the_region_and_its_children_only(store):
         assert codes(COUNTY) == {POINT, "620102001000"}
         assert codes(TWIN) == {TWIN_POINT}
         assert codes("/") == {POINT, "620102001000", TWIN_POINT}
+
+
+def test_the_store_scope_takes_names_literally_whatever_characters_follow_or_they_hold(store):
+    """Beneath 城关区 means beneath that name exactly: not 城关区0, 城关区1 or 城关区A (characters that sort
+    right after '/' and before letters), and a name holding ``_`` or ``%`` is no wildcard (on PostgreSQL the
+    scope is a LIKE, on SQLite a range: docs/en/operations.md "Region paths")."""
+    from sqlalchemy import select
+
+    from collector.store import models as m
+    from collector.store.regionscope import scoped
+
+    inside = {"620102001001": COUNTY + "/某镇/某村"}
+    beside = {"620102001002": COUNTY + "0/某镇", "620102001003": COUNTY + "1/某镇", "620102001004": COUNTY + "A/某镇",
+              "620102001005": COUNTY + "XX0/某镇"}
+    for code, region in {**inside, **beside}.items():
+        points.upsert_point(store, code, "服务点", region)
+    with store.session() as s:
+        def codes(scope):
+            return set(s.scalars(scoped(select(m.Point.code), m.Point.region_path, scope)))
+
+        assert codes(COUNTY) == set(inside)
+        assert codes(COUNTY + "1") == {"620102001003"}
+        assert codes(CITY + "/城_区") == set() and codes(CITY + "/城%") == set() and codes(CITY + "/%") == set()
+        assert codes(CITY) == set(inside) | set(beside)
 
 
 def test_a_county_principal_sees_nothing_of_a_county_sharing_its_name_prefix(store, tmp_path):

@@ -236,3 +236,36 @@ def test_docs_page_has_no_inline_script(world):
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
     assert scripts and all('src="/static/' in attrs and not body.strip() for attrs, body in scripts), scripts
     assert client.get("/static/docs-init.js").status_code == 200
+
+
+def test_the_login_step_audits_who_from_where_and_why_and_refuses_what_no_one_is(site):
+    """The login step itself (collector/accounts/login.py) as docs/en/operations.md ("Login brute force")
+    states it: every refused attempt is a ``login.failed`` entry naming the username and the address, with
+    reason ``password`` (failures so far, lock length) or ``locked``; an unknown user is refused like a
+    wrong password; the right password during a lock is refused too."""
+    from collector.accounts.login import login as check_login
+    from collector.accounts.throttle import LoginLocked
+
+    _, store, _ = site
+    assert check_login(store, "xxk", "wrong-1", "192.0.2.9") is None
+    entry = failed_logins(store, "xxk")[0]
+    assert entry["details"] == {"reason": "password", "failures": 1}
+    assert (entry["actor"], entry["source"], entry["region"]) == ("user:xxk", "192.0.2.9", COUNTY_A)
+    cookie, who = check_login(store, " xxk ", PASSWORD, "192.0.2.9")  # the spaces around are no part of a name
+    assert cookie and (who.role, who.region_path) == ("viewer", COUNTY_A)
+    assert check_login(store, "nobody", PASSWORD, "192.0.2.9") is None
+    assert failed_logins(store, "nobody")[0]["region"] == "/"
+    assert check_login(store, "xx\x00k", PASSWORD) is None and check_login(store, "xxk", "pass\ud800") is None
+    assert check_login(store, "xxk", "") is None
+    users.set_disabled(store, "xxk", True)
+    assert check_login(store, "xxk", PASSWORD) is None  # a stopped account: the right password opens nothing
+    users.set_disabled(store, "xxk", False)
+    assert check_login(store, "xxk", "wrong-4") is None  # the 4th since the success
+    with pytest.raises(LoginLocked) as locked:
+        check_login(store, "xxk", "wrong-5")  # the 5th failure since the success
+    assert locked.value.retry_after_s == 30
+    with pytest.raises(LoginLocked):
+        check_login(store, "xxk", PASSWORD)
+    newest, before = failed_logins(store, "xxk")[:2]
+    assert newest["details"] == {"reason": "locked", "retry_after_s": 30} and newest["actor"] == "user:xxk"
+    assert before["details"] == {"reason": "password", "failures": 5, "locked_s": 30}

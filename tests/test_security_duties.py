@@ -92,3 +92,50 @@ def test_the_command_line_requires_a_person(db_url, monkeypatch, capsys):
     with pytest.raises(SystemExit):  # argparse: --person is required for a user
         cli.main(["users", "create", "--username", "x", "--role", "viewer", "--password-stdin"])
     assert cli.main(["tokens", "create", "--role", "reviewer", "--region", COUNTY, "--person", "李四"]) == 0
+
+
+def test_an_agent_token_names_no_person_and_every_refusal_says_who_where_and_why(site):
+    """docs/en/operations.md ("People"): ``--person`` is not needed for an agent's token (a machine's), every
+    other principal names its person; a refusal is a clear error naming what was wrong (the house rule) —
+    the person and the regions in conflict, and the duty split (操作、管理、监督) it enforces."""
+    client, store, admin = site
+    r = client.post("/api/v1/tokens", json={"role": "agent", "region": COUNTY + "/某镇/某村", "point": POINT},
+                    headers=admin)
+    assert r.status_code == 201, r.text
+    r = client.post("/api/v1/tokens", json={"role": "viewer", "region": COUNTY}, headers=admin)
+    assert r.status_code == 422 and "person" in r.json()["detail"]["message"]
+    assert "操作、管理、监督" in r.json()["detail"]["message"]
+    # An existing reviewer 王五 of a town beneath the county cannot become admin of the county as well.
+    assert client.post("/api/v1/tokens", json={"role": "reviewer", "region": COUNTY + "/某镇", "person": "王五"},
+                       headers=admin).status_code == 201
+    with pytest.raises(StoreError) as refused:
+        users.create_token(store, "admin", COUNTY, person="王五")
+    message = str(refused.value)
+    assert refused.value.code == "duty_conflict"
+    assert "王五" in message and COUNTY + "/某镇" in message and COUNTY in message and "评审员" in message
+    assert "管理员" in message and "操作、管理、监督" in message
+    # For oneself, through the API: the message names the person and both roles.
+    r = client.post("/api/v1/tokens", json={"role": "reviewer", "region": COUNTY, "person": "张三"}, headers=admin)
+    detail = r.json()["detail"]
+    assert r.status_code == 409 and detail["code"] == "duty_conflict"
+    assert "张三" in detail["message"] and "管理员" in detail["message"] and "评审员" in detail["message"]
+
+
+def test_an_admin_of_unknown_person_is_told_why_it_cannot_create_a_reviewer(site):
+    client, store, _ = site
+    nameless = {"Authorization": "Bearer " + users.create_token(store, "admin", COUNTY + "/某镇")}
+    r = client.post("/api/v1/tokens", json={"role": "reviewer", "region": COUNTY + "/某镇/某村", "person": "李四"},
+                    headers=nameless)
+    detail = r.json()["detail"]
+    assert r.status_code == 403 and detail["code"] == "duty_self"
+    assert "管理员" in detail["message"] and "评审员" in detail["message"] and "人员" in detail["message"]
+
+
+def test_principals_that_name_no_person_are_not_one_person(site):
+    """Rule 2 is about one named person: two principals made without a person (the collector's own set-up
+    may leave it out) are nobody in particular, so neither blocks the other."""
+    _, store, _ = site
+    users.create_token(store, "reviewer", COUNTY)
+    users.create_token(store, "admin", COUNTY + "/某镇")  # no duty_conflict between two nameless tokens
+    users.create_token(store, "viewer", COUNTY, person="王五")
+    users.create_token(store, "viewer", COUNTY, person="王五")  # viewers conflict with nobody

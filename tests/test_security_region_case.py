@@ -98,3 +98,24 @@ def test_http_confined_by_case(twins):
             if r.status_code != 404:
                 failures.append(f"region.zip?region={LOWER}: {r.status_code}, expected 404")
     assert not failures, "\n".join(failures)
+
+
+def test_names_holding_like_wildcards_are_matched_literally_and_the_root_holds_everything(store):
+    """A region may be named with ``_`` or ``%`` (docs/en/operations.md, "Region paths"): beneath it means
+    beneath that very name on both stores, and ``within`` the root ``/`` is every point."""
+    from sqlalchemy import select
+
+    from collector.store import models as m
+    from collector.store.regionscope import within
+
+    regions = {"620102001001": "Gansu/Lan_zhou/Z1/V1", "620102001002": "Gansu/Lanxzhou/Z1/V1",
+               "620102001003": "Gansu/100%/Z1/V1", "620102001004": "Gansu/1000/Z1/V1"}
+    for code, region in regions.items():
+        points.upsert_point(store, code, "Point", region)
+    with store.session() as s:
+        def codes(scope):
+            return set(s.scalars(select(m.Point.code).where(within(m.Point.region_path, scope))))
+
+        assert codes("Gansu/Lan_zhou") == {"620102001001"}
+        assert codes("Gansu/100%") == {"620102001003"}
+        assert codes("/") == set(regions) and codes("Gansu") == set(regions)
