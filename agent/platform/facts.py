@@ -176,7 +176,8 @@ class Platform:
                 proc = psutil.Process(pid)
             except (psutil.Error, OSError):
                 continue
-            name, exe, user = (_read(proc.name), _read(proc.exe), _read(proc.username))
+            with proc.oneshot():  # one read of /proc/PID/stat and status serves all three fields
+                name, exe, user = (_read(proc.name), _read(proc.exe), _read(proc.username))
             if not name and exe:
                 name = exe.replace("\\", "/").rsplit("/", 1)[-1]
             if not name:
