@@ -131,6 +131,8 @@ def run_device(dev: DeviceConfig, platform=None) -> Outcome:
         items = cfg if isinstance(cfg, list) else [cfg]
         for c in items:
             tasks.append((method, c))
+    if len(tasks) == 1:  # a printer with only SNMP, say: nothing to overlap, no thread to start
+        return combine(dev, [_run_method(*tasks[0], dev, ctx)])
     with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="devprobe") as pool:
         futures = [pool.submit(_run_method, method, c, dev, ctx) for method, c in tasks]
         results = [f.result() for f in futures]
