@@ -119,7 +119,12 @@ def main() -> int:
                 cfg.write_text("\n".join(line for line in cfg.read_text(encoding="utf-8").splitlines()
                                          if "snmp:" not in line) + "\n", encoding="utf-8")
             (work / "state" / "token").write_text(token)
-            return soak(args, cfg, use_snmp)
+            code = soak(args, cfg, use_snmp)
+            if collector.poll() is not None:
+                print(f"the collector exited during the soak ({collector.returncode}): "
+                      + (work / "collector.log").read_text(errors="replace")[-1500:])
+                code = 1
+            return code
         finally:
             for s in listeners:
                 s.close()
