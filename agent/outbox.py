@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 MEMORY_MAX = 500
 
 
+CACHE_KIB = 256
+
+
 @dataclass
 class Note:
     """What the next report must say about the outbox itself (the ``agent.outbox`` result)."""
@@ -90,6 +93,9 @@ class Outbox:
             db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            # A bounded page cache: in steady state the outbox holds a few reports, and a backlog is read
+            # once, in seq order; SQLite's default (2 MB per connection) only ever held RSS.
+            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             db.executescript(SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
         except (sqlite3.Error, OSError) as exc:

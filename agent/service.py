@@ -30,6 +30,7 @@ OUTBOX_FILE = "outbox.sqlite3"
 OUTBOX_DAYS = 7
 LOG_MAX_BYTES = 2 * 1024 * 1024
 LOG_BACKUPS = 5
+TRIM_INTERVAL = 60.0  # seconds between malloc trims: once per network cycle at the standard interval
 
 
 def speedup() -> float:
@@ -137,6 +138,9 @@ class Agent:
             log.warning("no_collector_url reports_stay_in_outbox=true")
         if self.state.token() is None:
             log.warning("not_enrolled hint=run 'pointwatch-agent enroll' reports_stay_in_outbox=true")
+        from agent import malloc
+
+        malloc.pin_thresholds()  # before the threads start allocating (agent/malloc.py says why)
         self.sender.start()  # what waits in the outbox goes out meanwhile
         try:
             self.fetcher.fetch_once()  # before the first checks: a new policy applies from the first run
@@ -150,9 +154,13 @@ class Agent:
         sched.start()
         self.sched = sched
         self.fetcher.start()
+        trim_every = max(1.0, TRIM_INTERVAL / self.speedup)
+        next_trim = time.monotonic() + trim_every
         try:
             while not self.stop_event.wait(1.0):
-                pass
+                if time.monotonic() >= next_trim:
+                    malloc.trim()  # what the cycles since the last trim freed goes back to the OS
+                    next_trim = time.monotonic() + trim_every
         finally:
             t0 = time.monotonic()
             # Running checks finish and land in the outbox (wait=True); nothing new starts.

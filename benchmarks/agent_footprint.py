@@ -174,12 +174,48 @@ def measure(procs: list[psutil.Process], warmup: float, span: float) -> dict:
     return {"rss_mb": statistics.median(rss) / 2**20, "cpu_s_per_h": (cpu1 - cpu0) / elapsed * 3600}
 
 
-def run_agent(cfg: Path, warmup: float, span: float) -> dict:
+def breakdown(pid: int) -> dict[str, float]:
+    """Resident MiB of a process by mapping, from /proc/PID/smaps: the anonymous memory (Python's heap:
+    pymalloc arenas, malloc arenas, thread stacks), and each mapped file grouped by library."""
+    groups: dict[str, float] = {}
+    name = ""
+    with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            head = line.split(None, 5)
+            if "-" in head[0] and not head[0].endswith(":"):
+                path = head[5].strip() if len(head) > 5 else ""
+                name = ("anonymous (Python and C heaps, thread stacks)" if not path or path == "[heap]"
+                        else path if path.startswith("[") else _library(path))
+            elif head[0] == "Rss:":
+                groups[name] = groups.get(name, 0.0) + int(head[1]) / 1024
+    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+        threads = next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    groups[f"threads: {threads}"] = 0.0
+    return groups
+
+
+def _library(path: str) -> str:
+    """site-packages/<package>/… -> the package; lib-dynload and libpython -> the interpreter; else the file."""
+    parts = Path(path).parts
+    if "site-packages" in parts:
+        return "package " + parts[parts.index("site-packages") + 1].split(".")[0]
+    if "lib-dynload" in parts or Path(path).name.startswith("libpython"):
+        return "CPython (libpython, stdlib extension modules)"
+    return Path(path).name.split(".so")[0] if ".so" in Path(path).name else "other files (locale, …)"
+
+
+def run_agent(cfg: Path, warmup: float, span: float, show_breakdown: bool = False) -> dict:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        return measure([psutil.Process(proc.pid)], warmup, span)
+        out = measure([psutil.Process(proc.pid)], warmup, span)
+        if show_breakdown:
+            print("agent RSS by mapping at the end of the span (MiB):")
+            for name, mib in sorted(breakdown(proc.pid).items(), key=lambda kv: -kv[1]):
+                if mib >= 0.2 or name.startswith("threads"):
+                    print(f"  {mib:6.1f}  {name}")
+        return out
     finally:
         proc.terminate()
         proc.wait(30)
@@ -251,6 +287,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure the agent this many times (median printed); the stack once")
     ap.add_argument("--agent-only", action="store_true", help="skip the exporter stack (no ratios)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="print the agent's RSS by mapping (/proc/PID/smaps) at the end of each run")
     args = ap.parse_args()
     for tool in ("prometheus-node-exporter", "prometheus-blackbox-exporter", "prometheus-snmp-exporter"):
         if not shutil.which(tool):
@@ -277,7 +315,7 @@ def main() -> int:
                 if i:  # a fresh state directory each time: every run starts like the first
                     shutil.rmtree(work / "state")
                     cfg = agent_config(work, sink.server_address[1], snmp_port, dev_ports, rates(args))
-                runs.append(run_agent(cfg, args.warmup, args.span))
+                runs.append(run_agent(cfg, args.warmup, args.span, args.breakdown))
                 print(f"agent run {i + 1}: RSS {runs[-1]['rss_mb']:.1f} MB, CPU {runs[-1]['cpu_s_per_h']:.1f} s/h, "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
             agent = {k: statistics.median(r[k] for r in runs) for k in ("rss_mb", "cpu_s_per_h")}

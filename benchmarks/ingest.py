@@ -11,7 +11,8 @@ figure to watch; absolute numbers depend on the machine.
 
 --batch N sends N reports per request ({"reports": [...]}, as agents do after an outage); 1 (the default)
 is the worst case. "server CPU ms/report" is the collector processes' user+system CPU time over the timed
-run divided by the reports: unlike reports/s it barely moves when other work shares the machine.
+run divided by the reports: unlike reports/s it barely moves when other work shares the machine. "KiB/rep"
+is how much the store grew on disk over the timed run, per report (what docs/en/scale.md sizes disks with).
 
 PostgreSQL: a throw-away database pw_bench_<pid> is created through --pg-url's server and dropped after.
 Never part of the test run.
@@ -200,6 +201,18 @@ def baseline(url: str, reports: list[dict], chunk: int = 50) -> float:
 
 
 # -- one store -----------------------------------------------------------------------------------------
+def store_bytes(url: str) -> int:
+    """The store's size on disk: the SQLite file with its WAL, or the PostgreSQL database."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as db:
+        db.execute("CHECKPOINT")
+        return db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+
 def run_store(kind: str, args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="pw-bench-"))
     dbname = None
@@ -232,6 +245,7 @@ def run_store(kind: str, args) -> dict:
         procs, ports = start_servers(url, tmp, processes, args.no_hooks)
         warm = [(code, [json.dumps(make_report(code, "warm", 0, args.results)).encode()]) for code in tokens]
         asyncio.run(drive(ports, warm, tokens))
+        disk0 = store_bytes(url)
         load_before = os.getloadavg()[0]
         cpu0 = server_cpu_s(procs)
         elapsed, lat, errors = asyncio.run(drive(ports, plan, tokens))
@@ -243,6 +257,7 @@ def run_store(kind: str, args) -> dict:
             p.terminate()
             p.wait(10)
         procs = []
+        disk = store_bytes(url) - disk0
         base = baseline(url, all_reports)
         lat.sort()
         n = len(lat)
@@ -250,7 +265,7 @@ def run_store(kind: str, args) -> dict:
                 "rate": len(all_reports) / elapsed, "cpu_ms": 1000 * cpu / len(all_reports),
                 "load": (load_before, load_after),
                 "p50_ms": 1000 * statistics.median(lat), "p99_ms": 1000 * lat[min(n - 1, int(n * 0.99))],
-                "baseline": base, "errors": len(errors)}
+                "baseline": base, "errors": len(errors), "disk_kb": disk / 1024 / len(all_reports)}
     finally:
         for p in procs:
             p.kill()
@@ -285,12 +300,14 @@ def main() -> int:
     print(f"\ningest benchmark: {args.agents} concurrent agents, {args.results} results per report, "
           f"{args.batch} report(s) per request, loopback, {os.cpu_count()} CPUs")
     print(f"{'store':<11}{'procs':>6}{'reports':>9}{'reports/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'cpu ms/rep':>11}{'baseline/s':>12}{'ratio':>8}{'load 1m':>12}")
+          f"{'cpu ms/rep':>11}{'KiB/rep':>9}{'baseline/s':>12}{'ratio':>8}{'load 1m':>12}")
     for r in rows:
         print(f"{r['store']:<11}{r['processes']:>6}{r['reports']:>9}{r['rate']:>11.0f}{r['p50_ms']:>9.1f}"
-              f"{r['p99_ms']:>9.1f}{r['cpu_ms']:>11.2f}{r['baseline']:>12.0f}{r['rate'] / r['baseline']:>8.2f}"
+              f"{r['p99_ms']:>9.1f}{r['cpu_ms']:>11.2f}{r['disk_kb']:>9.1f}{r['baseline']:>12.0f}{r['rate'] / r['baseline']:>8.2f}"
               f"{r['load'][0]:>6.1f}→{r['load'][1]:<4.1f}")
     print("baseline: the same reports + results rows through the driver's executemany, no HTTP, no checks")
+    print("KiB/rep: growth of the store on disk over the timed run (SQLite file + WAL; PostgreSQL database "
+          "after a CHECKPOINT, tables and indexes), per report")
     return 1 if any(r["errors"] for r in rows) else 0
 
 

@@ -45,9 +45,53 @@ def test_stuck_probes_are_errors_and_a_fresh_pool_takes_over():
         assert [r.status for r in results] == ["error"] * 4 + ["ok"]
         assert results[0].details["reason"] == "deadline_exceeded"
         old = _pools.pool
-        # Four of five threads are held by stuck probes: the next cycle must not queue behind them.
+        # Four threads are held by stuck probes: the next cycle must not queue behind them.
         again = run_probes([quick] * 5)
         assert [r.status for r in again] == ["ok"] * 5
-        assert _pools.pool is not old
+        # Enough stuck probes and the pool is left to them: the next cycle gets a fresh one.
+        more = [Probe("host.resources", f"stuck{i}", hold, deadline=0.2) for i in range(_pools.STUCK_LIMIT)]
+        assert {r.status for r in run_probes(more)} == {"error"}
+        assert _pools.get() is not old
+        assert [r.status for r in run_probes([quick] * 3)] == ["ok"] * 3
     finally:
         release.set()
+
+
+def test_job_threads_share_one_pool_as_big_as_the_widest_cycle():
+    """The scheduler runs each job on any of its threads; the probe threads must not multiply with them
+    (they did: a pool per scheduler thread, 4 × 10 threads where 10 do, and the agent's RSS crept up)."""
+    gate = threading.Barrier(6)  # six probes of a cycle in flight together: the widest cycle here is 6
+
+    def together():
+        gate.wait(5)
+        return Outcome("ok", "正常")
+
+    names: set[str] = set()
+
+    def probe():
+        names.add(threading.current_thread().name)
+        return Outcome("ok", "正常")
+
+    ran, end = threading.Event(), threading.Event()
+
+    def job():
+        run_probes([Probe("host.resources", f"w{i}", together, deadline=5) for i in range(6)])
+        gate.reset()
+        run_probes([Probe("host.resources", f"t{i}", probe, deadline=2) for i in range(3)])
+        ran.set()
+        end.wait(30)  # job threads live on, as the scheduler's do
+
+    threads = []
+    try:
+        for _ in range(4):  # four job threads, one after another
+            ran.clear()
+            threads.append(threading.Thread(target=job))
+            threads[-1].start()
+            assert ran.wait(10)
+        probe_threads = {t.name for t in threading.enumerate() if t.name.startswith("probe")}
+        assert names <= probe_threads
+        assert len(probe_threads) <= 6 + _pools.STUCK_LIMIT  # the widest cycle (plus stuck ones of other tests)
+    finally:
+        end.set()
+        for t in threads:
+            t.join(10)

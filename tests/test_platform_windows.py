@@ -249,6 +249,11 @@ def test_processes_read_field_by_field_with_a_fallback_for_names(monkeypatch):
         def username(self):
             raise psutil.AccessDenied(self.pid)
 
+        def oneshot(self):  # as psutil.Process's: a context manager that caches reads (none to cache here)
+            import contextlib
+
+            return contextlib.nullcontext()
+
     monkeypatch.setattr(psutil, "pids", lambda: [4, 120, 999])
     monkeypatch.setattr(psutil, "Process", Proc)
     plat = WindowsPlatform(run=lambda script: [])

@@ -80,42 +80,55 @@ class Probe:
     deadline: float = 10.0
 
 
-class _Pools(threading.local):
-    """One probe pool per calling thread (the scheduler's job threads live as long as the agent), reused
-    from cycle to cycle so a job run does not pay for starting its threads again.
+class _Pool:
+    """One probe pool for the whole agent, reused from cycle to cycle so a job run does not pay for
+    starting its threads again.
 
-    A probe past its deadline keeps its thread busy until it returns. Once a pool holds that many stuck
-    probes it could slow later cycles, so it is left to them and the next cycle starts a fresh pool, which
-    is what creating a pool per cycle gave for free.
+    A ThreadPoolExecutor starts a thread only when no idle one is there, so the pool holds as many threads
+    as probes ever ran at once (a network cycle's targets, plus a job that overlaps it), never more. It
+    used to be one pool per calling thread: the scheduler runs each job on whichever of its threads is
+    free, so over hours every scheduler thread grew a pool the size of the largest job, 4 × 10 threads
+    for the standard config where 10 do, and the agent's RSS crept up with them.
+
+    A probe past its deadline keeps its thread busy until it returns. Once :data:`STUCK_LIMIT` are stuck
+    the pool is left to them and the next cycle starts a fresh one; until then a new probe gets a free
+    thread, never a place in a queue behind them (the pool has room for that many more).
     """
 
-    pool: ThreadPoolExecutor | None = None
-    size: int = 0
-    stuck: list | None = None
+    SIZE = 32
+    STUCK_LIMIT = 8
 
-    def get(self, size: int) -> ThreadPoolExecutor:
-        if self.stuck:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pool: ThreadPoolExecutor | None = None
+        self.stuck: list = []
+
+    def get(self) -> ThreadPoolExecutor:
+        with self.lock:
             self.stuck = [f for f in self.stuck if not f.done()]
-        if self.pool is not None and (size > self.size or len(self.stuck or ()) >= max(1, self.size // 4)):
-            self.pool.shutdown(wait=False, cancel_futures=True)  # its stuck threads end when they can
-            self.pool = None
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="probe")
-            self.size, self.stuck = size, []
-        return self.pool
+            if self.pool is not None and len(self.stuck) >= self.STUCK_LIMIT:
+                self.pool.shutdown(wait=False, cancel_futures=True)  # its stuck threads end when they can
+                self.pool = None
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(max_workers=self.SIZE, thread_name_prefix="probe")
+                self.stuck = []
+            return self.pool
+
+    def left_stuck(self, future) -> None:
+        with self.lock:
+            self.stuck.append(future)
 
 
-_pools = _Pools()
+_pools = _Pool()
 
 
-def run_probes(probes: list[Probe], max_workers: int = 16) -> list[Result]:
+def run_probes(probes: list[Probe]) -> list[Result]:
     """Run probes concurrently; a cycle of N unreachable targets costs about one timeout, not N."""
     if not probes:
         return []
     results: list[Result | None] = [None] * len(probes)
     started = time.monotonic()
-    # The pool is sized for the largest cycle seen, capped: a probe never waits behind another job's.
-    pool = _pools.get(max(_pools.size, min(max_workers, len(probes))))
+    pool = _pools.get()
     states: list[dict] = [{} for _ in probes]
     futures = {pool.submit(_run_one, p, states[i]): i for i, p in enumerate(probes)}
     deadline = max(p.deadline for p in probes)
@@ -126,7 +139,7 @@ def run_probes(probes: list[Probe], max_workers: int = 16) -> list[Result]:
         else:
             # Never block the cycle on a stuck probe; it finishes (or not) in the background.
             if not fut.cancel():
-                _pools.stuck.append(fut)
+                _pools.left_stuck(fut)
             p = probes[i]
             details = {"reason": "deadline_exceeded", "deadline_s": p.deadline}
             message = f"检查超时：{p.deadline:g} 秒内未完成"

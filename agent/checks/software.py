@@ -118,18 +118,28 @@ def match_processes(processes: list[ProcessInfo], catalogue: list[Software]) -> 
     executable path (``exe`` is ""), so every entry carries the names its processes run under.
     """
     hits = []
+    seen: dict[tuple[str, str], tuple[Software, str] | None] = {}  # this call's processes only
     for p in processes:
-        name = normalise_name(p.name)
-        exe = normalise_path(p.exe)
-        exe_name = normalise_name(exe.rsplit("/", 1)[-1]) if exe else ""
-        for sw in catalogue:
-            if sw.matches_name(name) or sw.matches_name(exe_name):
-                hits.append((sw, p, "name"))
-                break
-            if sw.matches_path(exe):
-                hits.append((sw, p, "path"))
-                break
+        # Many processes share a name and path (svchost.exe, chrome.exe): each pair is matched once.
+        key = (p.name, p.exe)
+        if key not in seen:
+            seen[key] = _match_one(p, catalogue)
+        if seen[key] is not None:
+            sw, how = seen[key]
+            hits.append((sw, p, how))
     return hits
+
+
+def _match_one(p: ProcessInfo, catalogue: list[Software]) -> tuple[Software, str] | None:
+    name = normalise_name(p.name)
+    exe = normalise_path(p.exe)
+    exe_name = normalise_name(exe.rsplit("/", 1)[-1]) if exe else ""
+    for sw in catalogue:
+        if sw.matches_name(name) or sw.matches_name(exe_name):
+            return sw, "name"
+        if sw.matches_path(exe):
+            return sw, "path"
+    return None
 
 
 def exempted(process: ProcessInfo, patterns: list[str]) -> str | None:

@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 
 import psutil
 
+try:
+    import pwd
+except ImportError:  # Windows: psutil's username() asks the OS for the account name
+    pwd = None
+
 from agent.wire import Fingerprint
 
 # Values white-box boards and VMs put where a serial should be: reported, but never trusted as identity.
@@ -120,6 +125,23 @@ def _read(getter) -> str:
         return ""
 
 
+def _user_of(proc, names: dict[int, str]) -> str:
+    """What psutil's ``username()`` gives, with each uid looked up once per process listing: on POSIX
+    psutil asks the user database (NSS, /etc/passwd) again for every process, most of a listing's cost."""
+    if pwd is None or not hasattr(proc, "uids"):
+        return _read(proc.username)
+    try:
+        uid = proc.uids().real
+    except (psutil.Error, OSError):
+        return ""
+    if uid not in names:
+        try:
+            names[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:  # as psutil: a uid with no entry is shown as the number
+            names[uid] = str(uid)
+    return names[uid]
+
+
 def is_placeholder(value: str | None) -> bool:
     return value is None or value.strip().lower() in PLACEHOLDER_SERIALS
 
@@ -204,13 +226,15 @@ class Platform:
         means nothing could be read, which usage.processes reports as ``error``.
         """
         fallback: dict[int, str] | None = None
+        users: dict[int, str] = {}
         out = []
         for pid in psutil.pids():
             try:
                 proc = psutil.Process(pid)
             except (psutil.Error, OSError):
                 continue
-            name, exe, user = (_read(proc.name), _read(proc.exe), _read(proc.username))
+            with proc.oneshot():  # one read of /proc/PID/stat and status serves all three fields
+                name, exe, user = (_read(proc.name), _read(proc.exe), _user_of(proc, users))
             if not name and exe:
                 name = exe.replace("\\", "/").rsplit("/", 1)[-1]
             if not name:

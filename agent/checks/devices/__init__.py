@@ -133,6 +133,8 @@ def run_device(dev: DeviceConfig, platform=None) -> Outcome:
             tasks.append((method, c))
     # The methods' threads share the probe's record of what it reads (a deadline names the query it hung in).
     state = getattr(_reading, "state", None)
+    if len(tasks) == 1:  # a printer with only SNMP, say: nothing to overlap, no thread to start
+        return combine(dev, [_run_method(*tasks[0], dev, ctx, state)])
     with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="devprobe") as pool:
         futures = [pool.submit(_run_method, method, c, dev, ctx, state) for method, c in tasks]
         results = [f.result() for f in futures]

@@ -1,20 +1,20 @@
 """SNMP probe: the system group of any device, and for printers/MFDs HOST-RESOURCES + Printer-MIB.
 
-pysnmp (7.x asyncio API) is imported inside :func:`poll` only, so an agent without SNMP devices never
-loads it. Costs are bounded the way a village line needs: the first request (the system group) is sent
-once, without retries, so a device that is switched off costs exactly one timeout; only a device that has
-answered gets its tables walked, with multi-column GETBULKs run concurrently under one overall deadline.
+SNMP v1/v2c goes over the agent's own BER (:mod:`snmpwire`, standard library only); pysnmp (7.x asyncio
+API, :mod:`snmpv3`) is imported only for a device configured with ``version: 3``, so an agent without
+SNMPv3 devices never loads it. Costs are bounded the way a village line needs: the first request (the
+system group) is sent once, without retries, so a device that is switched off costs exactly one timeout;
+only a device that has answered gets its tables walked, with multi-column GETBULKs run concurrently under
+one overall deadline.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.checks.devices import printermib as pm
+from agent.checks.devices import snmpwire as wire
 from agent.checks.devices.common import (
     DeviceConfig,
     MethodResult,
@@ -25,6 +25,7 @@ from agent.checks.devices.common import (
     ok,
     warn,
 )
+from agent.checks.devices.snmpwire import PollResult
 from agent.confignode import Node, optional
 from agent.vocabulary import PRINTER_KINDS
 
@@ -47,16 +48,6 @@ class SnmpConfig:
     context: str = ""
     printer_mib: bool = False
     timeout: float | None = None  # None: the device's timeout
-
-
-@dataclass
-class PollResult:
-    answered: bool
-    system: dict[str, object] = field(default_factory=dict)
-    tables: dict[str, dict[str, object]] = field(default_factory=dict)
-    error: str = ""
-    incomplete: list[str] = field(default_factory=list)  # tables the deadline cut short
-    elapsed_s: float = 0.0
 
 
 def parse(node: Node, device: DeviceConfig) -> SnmpConfig:
@@ -111,153 +102,59 @@ def _version(n: Node) -> str:
 def poll(cfg: SnmpConfig, timeout: float, budget: float) -> PollResult:
     """Fetch the system group (and printer tables); ``budget`` caps the whole poll in seconds."""
     t0 = time.perf_counter()
-    try:
-        loop, engine = _shared_engine()
-        future = asyncio.run_coroutine_threadsafe(_poll(engine, cfg, timeout, budget), loop)
-        result = future.result(timeout=budget + timeout + 1)
-    except ImportError as exc:
-        result = PollResult(False, error=f"pysnmp unavailable: {exc}")
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        result = PollResult(False, error="deadline exceeded")
+    if cfg.version == "3":
+        from agent.checks.devices import snmpv3
+
+        result = snmpv3.poll(cfg, timeout, budget)
+    else:
+        result = _poll_community(cfg, timeout, budget)
     result.elapsed_s = round(time.perf_counter() - t0, 4)
     return result
 
 
-_engine_lock = threading.Lock()
-_engine: tuple[asyncio.AbstractEventLoop, object] | None = None
-
-
-def _shared_engine():
-    """One SnmpEngine on one event-loop thread for the whole agent.
-
-    Every device's poll is a coroutine on it, so all devices are polled concurrently without a loop and
-    an engine per device: building an engine (its MIB view, and with pysmi installed a MIB compiler)
-    costs far more than a printer poll itself.
-    """
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
-
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="snmp", daemon=True).start()
-            engine = asyncio.run_coroutine_threadsafe(_new_engine(SnmpEngine), loop).result(30)
-            _engine = (loop, engine)
-        return _engine
-
-
-async def _new_engine(factory):
-    return factory()
-
-
-async def _poll(engine, cfg: SnmpConfig, timeout: float, budget: float) -> PollResult:
-    from pysnmp.hlapi.v3arch.asyncio import ContextData, UdpTransportTarget, get_cmd
-
-    start = time.monotonic()
-    auth = _auth(cfg)
-    ctx = ContextData(contextName=cfg.context.encode())
-    first = await UdpTransportTarget.create((cfg.host, cfg.port), timeout=timeout, retries=0)
-    err, status, _idx, vbs = await get_cmd(engine, auth, first, ctx, *_oids(pm.SYSTEM_OIDS), lookupMib=False)
-    if err or status:
-        return PollResult(False, error=str(err or status))
-    res = PollResult(True, system={str(n): v for n, v in ((n, _plain(v)) for n, v in vbs) if v is not None})
-    if not cfg.printer_mib:
-        return res
-    # The device is up: allow one retry per request from here on, inside what is left of the budget.
-    walker = await UdpTransportTarget.create((cfg.host, cfg.port), timeout=timeout, retries=1)
-    names = list(pm.PRINTER_TABLES)
-    tasks = [asyncio.ensure_future(_walk(engine, auth, walker, ctx, pm.PRINTER_TABLES[n], cfg.version))
-             for n in names]
-    remaining = max(0.1, budget - (time.monotonic() - start))
-    _done, pending = await asyncio.wait(tasks, timeout=remaining)
-    for name, task in zip(names, tasks, strict=True):
-        if task in pending:
-            task.cancel()
-            res.incomplete.append(name)
-        elif task.exception() is not None:
-            res.incomplete.append(name)
-            res.error = res.error or f"{name}: {task.exception()}"
-        else:
-            res.tables[name] = task.result()
+def _poll_community(cfg: SnmpConfig, timeout: float, budget: float) -> PollResult:
+    """v1/v2c: the system group first, once and without retries (a device that is switched off costs
+    exactly one timeout); only a device that answered gets its tables walked, all tables at once, each
+    request retried once, inside what is left of the budget."""
+    deadline = time.monotonic() + budget
+    try:
+        session = wire.Session(cfg.host, cfg.port, cfg.version, cfg.community, timeout)
+    except OSError as exc:  # the name does not resolve, no route
+        return PollResult(False, error=f"{type(exc).__name__}: {exc}")
+    with session:
+        got = session.exchange({"system": (wire.GET, pm.SYSTEM_OIDS, 0, 0)}, retries=0, deadline=deadline)
+        answer = got.get("system", "deadline exceeded")
+        if isinstance(answer, str) or answer[0]:
+            return PollResult(False, error=answer if isinstance(answer, str) else wire.error_name(answer[0]))
+        res = PollResult(True, system={oid: v for oid, v in answer[1] if v is not None})
+        if cfg.printer_mib:
+            _walk_tables(session, cfg.version, res, max(deadline, time.monotonic() + 0.1))
     return res
 
 
-def _auth(cfg: SnmpConfig):
-    from pysnmp.hlapi.v3arch.asyncio import CommunityData, UsmUserData
-    from pysnmp.hlapi.v3arch.asyncio import auth as a
-
-    if cfg.version in ("1", "2c"):
-        return CommunityData(cfg.community, mpModel=0 if cfg.version == "1" else 1)
-    auth_proto = {"MD5": a.USM_AUTH_HMAC96_MD5, "SHA": a.USM_AUTH_HMAC96_SHA,
-                  "SHA224": a.USM_AUTH_HMAC128_SHA224, "SHA256": a.USM_AUTH_HMAC192_SHA256,
-                  "SHA384": a.USM_AUTH_HMAC256_SHA384, "SHA512": a.USM_AUTH_HMAC384_SHA512}
-    priv_proto = {"DES": a.USM_PRIV_CBC56_DES, "3DES": a.USM_PRIV_CBC168_3DES, "AES": a.USM_PRIV_CFB128_AES,
-                  "AES128": a.USM_PRIV_CFB128_AES, "AES192": a.USM_PRIV_CFB192_AES,
-                  "AES256": a.USM_PRIV_CFB256_AES}
-    return UsmUserData(
-        cfg.user, authKey=cfg.auth_key or None, privKey=cfg.priv_key or None,
-        authProtocol=auth_proto[cfg.auth_protocol] if cfg.auth_key else a.USM_AUTH_NONE,
-        privProtocol=priv_proto[cfg.priv_protocol] if cfg.priv_key else a.USM_PRIV_NONE)
-
-
-def _oids(oids):
-    from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType
-
-    return [ObjectType(ObjectIdentity(o)) for o in oids]
-
-
-async def _walk(engine, auth, target, ctx, columns: tuple[str, ...], version: str) -> dict[str, object]:
-    """Walk several columns of one table at once (GETBULK, or GETNEXT for v1); rows as {oid: value}."""
-    from pysnmp.hlapi.v3arch.asyncio import bulk_cmd, next_cmd
-
-    rows: dict[str, object] = {}
-    cursor = {c: c for c in columns}
-    while cursor:
-        cols = list(cursor)
-        if version == "1":
-            err, status, _i, vbs = await next_cmd(engine, auth, target, ctx, *_oids(cursor.values()),
-                                                  lookupMib=False)
-        else:
-            err, status, _i, vbs = await bulk_cmd(engine, auth, target, ctx, 0, MAX_REPETITIONS,
-                                                  *_oids(cursor.values()), lookupMib=False)
-        if err:
-            raise RuntimeError(str(err))
-        if status:  # v1 noSuchName at the end of the MIB
-            break
-        last: dict[str, str] = {}
-        ended: set[str] = set()
-        for i, (name, value) in enumerate(vbs):
-            col = cols[i % len(cols)]
-            oid = str(name)
-            if col in ended:
-                continue
-            plain = _plain(value)
-            if plain is None or not oid.startswith(col + "."):
-                ended.add(col)
-                continue
-            rows[oid] = plain
-            last[col] = oid
-        for col in cols:
-            # Stop a column that ended, or made no progress (guards against agents that loop).
-            if col in ended or col not in last or last[col] == cursor[col]:
-                del cursor[col]
+def _walk_tables(session: wire.Session, version: str, res: PollResult, deadline: float) -> None:
+    pdu, a, b = (wire.GET_NEXT, 0, 0) if version == "1" else (wire.GET_BULK, 0, MAX_REPETITIONS)
+    cursors = {name: {c: c for c in cols} for name, cols in pm.PRINTER_TABLES.items()}
+    rows: dict[str, dict[str, object]] = {name: {} for name in cursors}
+    while cursors:
+        got = session.exchange({n: (pdu, list(c.values()), a, b) for n, c in cursors.items()}, retries=1,
+                               deadline=deadline)
+        for name in list(cursors):
+            answer = got.get(name)
+            if answer is None or isinstance(answer, str):  # the deadline, or no answer after the retry
+                res.incomplete.append(name)
+                if answer:
+                    res.error = res.error or f"{name}: {answer}"
+                del cursors[name]
+            elif answer[0]:  # v1 noSuchName at the end of the MIB: the table is done
+                del cursors[name]
             else:
-                cursor[col] = last[col]
-    return rows
-
-
-def _plain(value):
-    from pyasn1.type import univ
-    from pysnmp.proto import rfc1905
-
-    if isinstance(value, (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)):
-        return None
-    if isinstance(value, univ.OctetString):
-        return value.asOctets()
-    if isinstance(value, univ.Integer):
-        return int(value)
-    return str(value)
+                wire.advance(cursors[name], answer[1], rows[name])
+                if not cursors[name]:
+                    del cursors[name]
+    for name in pm.PRINTER_TABLES:
+        if name not in res.incomplete:
+            res.tables[name] = rows[name]
 
 
 # -- judgement ------------------------------------------------------------------------------------------
