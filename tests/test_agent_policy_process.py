@@ -208,6 +208,22 @@ def test_the_agent_runs_the_collectors_policy_follows_a_change_and_refuses_one_e
         assert {v["status"] for v in after} == {"ok"}, after  # the old digest too: within the grace
         late = [v for v in after[first_new:] if v["received_at"] > after[first_new]["received_at"]]
         assert late and all(v["details"]["reported"] == issued_second["digest"] for v in late)
+
+        # 2b. A key rotation: the next key is announced under the current one (answered in full, not 304), the
+        #     running agent pins it, the switch waits for no one, and a policy signed by the new key alone runs.
+        c.cli("policy", "keys", "next")
+        wait_for(lambda: len(json.loads(keys_file.read_bytes())) == 2, 30, "the agent pinning the announced key")
+        c.cli("policy", "keys", "switch")
+        third = {**second, "intervals": {**second["intervals"], "network": "6s"}}
+        api.set_county(third)
+        issued_third = api.effective()
+        n = len(api.verdicts())
+        wait_for(lambda: any(v["details"]["reported"] == issued_third["digest"] for v in api.verdicts()[n:]), 60,
+                 "a report under the policy signed by the new key")
+        assert {v["status"] for v in api.verdicts()[n:]} == {"ok"}
+        assert "policy_refused" not in log.read_text(encoding="utf-8")
+        cached = json.loads((tmp_path / "state" / "policy.json").read_bytes())
+        assert [s["key_id"] for s in cached["signatures"]] == [json.loads(keys_file.read_bytes())[1]["key_id"]]
         stop_agent(proc)
         proc = None
 
@@ -244,7 +260,7 @@ def test_the_agent_runs_the_collectors_policy_follows_a_change_and_refuses_one_e
             "the fallback's reports carry no digest, and the collector says so"
         n = len(api.verdicts())
         back = wait_for(lambda: next((v for v in api.verdicts()[n:]
-                                      if v["details"]["reported"] == issued_second["digest"]), None),
+                                      if v["details"]["reported"] == issued_third["digest"]), None),
                         60, "the collector's policy again")
         assert back["status"] == "ok"
         wait_for(lambda: api.results(AGENT_POLICY_FETCH)[-1]["status"] == "ok", 30, "agent.policy_fetch ok again")
@@ -258,10 +274,10 @@ def test_the_agent_runs_the_collectors_policy_follows_a_change_and_refuses_one_e
                               text=True, timeout=120)
         targets = {(r["check"], r["target"]) for r in json.loads(done.stdout)["results"]}
         assert (NET_CORE_TCP, "策略目标二") in targets and (NET_CORE_TCP, "本地目标") not in targets, done.stderr
-        assert issued_second["digest"] in done.stderr
+        assert issued_third["digest"] in done.stderr
         status = subprocess.run(agent_cmd("status", "--config", str(cfg), "--json"), cwd=REPO, capture_output=True,
                                 text=True, timeout=60)
-        assert json.loads(status.stdout)["policy"] == issued_second["digest"]
+        assert json.loads(status.stdout)["policy"] == issued_third["digest"]
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
