@@ -3,9 +3,10 @@
 
 1. it runs exactly the checks of its effective policy, every report carries the issued digest and the
    collector's ``agent.policy`` for those reports is ok; the point earns automatic items;
-2. a changed county policy is followed within one refresh, agent.policy staying ok;
+2. a changed county policy is followed within one refresh, agent.policy staying ok, and a key rotation too;
 3. a policy edited on the agent's own disk is refused (``agent.policy_fetch`` fail) and the collector's comes
-   back.
+   back;
+4. the same checks passing from the local file alone, at a point no county policy covers, earn nothing.
 
 Everything is read back through the collector's API. A report forged with a digest the collector never issued
 (agent.policy fail, the alert) is tests/test_policy_live.py::test_reports_are_judged_by_the_policy_they_name_
@@ -278,6 +279,50 @@ def test_the_agent_runs_the_collectors_policy_follows_a_change_and_refuses_one_e
         status = subprocess.run(agent_cmd("status", "--config", str(cfg), "--json"), cwd=REPO, capture_output=True,
                                 text=True, timeout=60)
         assert json.loads(status.stdout)["policy"] == issued_third["digest"]
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        c.stop()
+
+
+def test_the_same_checks_run_from_the_local_file_alone_earn_no_automatic_item(tmp_path, listeners):
+    """A point no county policy covers: its agent runs its local file, the checks pass, and the point earns
+    nothing automatic, because no exam the county set was checked against (scores count only reports whose
+    agent.policy is an issued digest)."""
+    c = start_collector(tmp_path)
+    proc = None
+    try:
+        c.cli("points", "add", "--code", POINT, "--name", "城关区甲村", "--region", COUNTY + "/某镇/甲村")
+        api = Api(c.base, "", c.cli("tokens", "create", "--role", "viewer", "--region", COUNTY, "--person", "县查看"))
+        cfg = tmp_path / "agent.yaml"
+        cfg.write_text(f"""
+point: {{code: "{POINT}", name: 测试服务点}}
+collector: {{url: "{c.base}", timeout: 2s, policy_refresh: 30s}}
+state_dir: {tmp_path / 'state'}
+fallback:
+  intervals: {{network: 5s, devices: 5s, compliance: 5s, identity: 5s}}
+  core_network:
+    timeout: 300ms
+    tcp: [{{target: "127.0.0.1:{listeners[0]}", name: 本地目标}}]
+    icmp: [{{target: 127.0.0.1, name: 核心网关}}]
+""", encoding="utf-8")
+        code = c.cli("enroll-code", "create", "--point", POINT)
+        enrolled = subprocess.run(agent_cmd("enroll", "--config", str(cfg), "--collector", c.base, "--code", code),
+                                  cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
+        proc = start_agent(cfg, tmp_path / "agent.log")
+        wait_for(lambda: {r["check"] for r in api.results() if r["status"] in ("ok", "warn")}
+                 >= {NET_CORE_TCP, "net.core.icmp"}, 90, "passing core network results")
+        fetch = api.results(AGENT_POLICY_FETCH)[-1]
+        assert fetch["status"] == "warn" and fetch["details"]["source"] == "local", fetch
+        assert api.results(AGENT_POLICY) == [], "no policy ever applied: the collector judges no digest"
+        sheet = api.get(f"/api/v1/scores/{POINT}")
+        core = next(i for i in sheet["items"] if i["id"] == "network.core")
+        assert core["state"] != "met" and core["earned"] in (0, 0.0, None), core
+        assert sheet["earned"] == 0, sheet
+        stop_agent(proc)
+        proc = None
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
