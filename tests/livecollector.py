@@ -35,11 +35,12 @@ class LiveCollector:
             self.proc.kill()
 
 
-def start_collector(workdir: Path, extra_args: tuple[str, ...] = ()) -> LiveCollector:
+def start_collector(workdir: Path, extra_args: tuple[str, ...] = (), port: int | None = None) -> LiveCollector:
+    """A collector serving ``workdir/data``; ``port`` given: on that port (the same collector started again)."""
     data = workdir / "data"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    port = free_port()
-    log = open(workdir / "collector.log", "w")  # noqa: SIM115 - closed with the process
+    port = port or free_port()
+    log = open(workdir / "collector.log", "a")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([*COLLECTOR, "--data-dir", str(data), *extra_args, "serve", "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
     base = f"http://127.0.0.1:{port}"

@@ -1,11 +1,9 @@
-"""A minimal collector for the agent's policy tests: enrolment with ``policy_keys``, ``GET /api/v1/agent/policy``
-with signed envelopes, and report ingest — exactly the policy wire contract, nothing more.
+"""The collector's half of the policy wire contract, for the agent's tests: envelopes signed with
+``cryptography`` under the collector's key id (collector/evidence/keys.py), the broken ones included, and a
+stand-in enrolment endpoint for the one answer a real collector never gives (a misnamed key).
 
-The real collector endpoint (the policy issue's collector side) is being built in parallel on another branch;
-at merge the lead switches these tests to it (tests/livecollector.py). Until then this stand-in serves what
-the contract says the collector serves, signing with ``cryptography`` and the collector's own key id
-(collector/evidence/keys.py), and validating every report with the collector's own parser
-(collector/ingest/accept.py), so the switch changes where the envelope comes from, not what the tests assert.
+Everything a real collector does answer — enrolment, ``GET /api/v1/agent/policy``, reports — the agent's tests
+take from a real collector process (tests/livecollector.py).
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from agent.policy import canonical_digest
 from collector.evidence import keys as evidence_keys
-from collector.ingest.accept import IngestError, parse_reports
 
 TOKEN = "test-token-policy-0123456789"
 
@@ -49,23 +46,17 @@ def envelope(policy: dict, point: str, signers, announce=(), digest: str | None 
 
 
 class PolicyCollector:
+    """``POST /api/v1/enroll`` answering ``policy_keys`` as told (``enrol_keys``; default: its own key)."""
+
     def __init__(self, port: int, point: str):
         self.port, self.point = port, point
         self.key = ed25519.Ed25519PrivateKey.generate()
-        self.policy: dict | None = None  # None: 404 no_policy
-        self.policy_down = False         # the policy endpoint answers 503
-        self.enrol_keys: list | None = None  # what the enrolment answer's policy_keys holds (default: our key)
-        self.reports: list[dict] = []    # every stored report, in arrival order
-        self.fetches: list[dict] = []    # every policy request: if_none_match, status, digest served
-        self.lock = threading.Lock()
+        self.enrol_keys: list | None = None
         self._server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def digest(self) -> str | None:
-        return canonical_digest(self.policy) if self.policy is not None else None
 
     def start(self) -> PolicyCollector:
         server = self
@@ -74,60 +65,20 @@ class PolicyCollector:
             def log_message(self, *args):
                 pass
 
-            def do_GET(self):  # noqa: N802
-                if self.path != "/api/v1/agent/policy":
-                    return self._answer(404, {"detail": "not found"})
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    return self._answer(401, {"detail": "bad token"})
-                with server.lock:
-                    policy, down = server.policy, server.policy_down
-                    record = {"if_none_match": self.headers.get("If-None-Match"), "digest": server.digest()}
-                    server.fetches.append(record)
-                if down:
-                    record["status"] = 503
-                    return self._answer(503, {"detail": "down"})
-                if policy is None:
-                    record["status"] = 404
-                    return self._answer(404, {"detail": {"code": "no_policy", "message": "本服务点没有适用的检查策略"}})
-                etag = f'"{canonical_digest(policy)}"'
-                if self.headers.get("If-None-Match") == etag:
-                    record["status"] = 304
-                    self.send_response(304)
-                    self.send_header("ETag", etag)
-                    self.end_headers()
-                    return None
-                record["status"] = 200
-                body = envelope(policy, server.point, [server.key])
-                return self._answer(200, body, etag)
-
             def do_POST(self):  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    raw = gzip.decompress(raw)
-                doc = json.loads(raw)
-                if self.path == "/api/v1/enroll":
-                    return self._answer(200, {"agent_id": "agent-1", "token": TOKEN, "point_code": doc["point_code"],
-                                              "policy_keys": server.enrol_keys if server.enrol_keys is not None
-                                              else [key_object(server.key)]})
-                if self.path != "/api/v1/reports":
+                doc = json.loads(gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw)
+                if self.path != "/api/v1/enroll":
                     return self._answer(404, {"detail": "not found"})
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    return self._answer(401, {"detail": "bad token"})
-                try:
-                    parse_reports(raw)  # the real collector's validation
-                except IngestError as exc:
-                    return self._answer(exc.status, {"detail": exc.detail})
-                with server.lock:
-                    server.reports.extend(doc.get("reports", [doc]))
-                return self._answer(202, {"accepted": len(doc.get("reports", [doc])), "duplicates": 0})
+                return self._answer(200, {"agent_id": "agent-1", "token": TOKEN, "point_code": doc["point_code"],
+                                          "policy_keys": server.enrol_keys if server.enrol_keys is not None
+                                          else [key_object(server.key)]})
 
-            def _answer(self, code, body, etag=None):
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            def _answer(self, code, body):
+                data = json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
-                if etag:
-                    self.send_header("ETag", etag)
                 self.end_headers()
                 self.wfile.write(data)
 

@@ -1,9 +1,10 @@
 """The agent's side of the signed policy: what it accepts (agent/policy.py), what it runs and says
 (agent/policyfetch.py), what survives a restart and an unreachable collector.
 
-Envelopes are made by tests/policy_collector.py with `cryptography` per the wire contract (the collector's
-endpoint is built in parallel; see that module). Files are real files in a temporary state directory, the
-collector a real HTTP server on loopback or a closed port.
+Envelopes the tests craft (bad ones too) are made by tests/policy_collector.py with `cryptography` per the wire
+contract; fetching and enrolling go to a real collector process (tests/livecollector.py), or to a closed port;
+the one answer a real collector never gives (an enrolment whose key is misnamed) comes from the stand-in in
+tests/policy_collector.py. Files are real files in a temporary state directory.
 """
 
 from __future__ import annotations
@@ -26,17 +27,20 @@ from agent.report import build_report
 from agent.wire import Fingerprint, Host, report_to_dict
 from collector.ingest.accept import parse_reports
 from tests.conftest import free_port
+from tests.livecollector import start_collector
 from tests.policy_collector import TOKEN, PolicyCollector, envelope, key_object
 
 POINT = "620102001001"
+NO_POLICY_POINT = "620103001001"  # in a county without a policy
+COUNTY = "甘肃省/兰州市/城关区"
 POLICY = {"intervals": {"network": "30s"},
           "core_network": {"timeout": "300ms", "tcp": [{"target": "127.0.0.1:9", "name": "县级平台"}]},
           "usage": {"forbidden_software": "none", "allowed_ports": [22]}}
 
 
-def local_config(tmp_path, collector_url="http://127.0.0.1:9", extra="") -> config_mod.AgentConfig:
+def local_config(tmp_path, collector_url="http://127.0.0.1:9", extra="", point=POINT) -> config_mod.AgentConfig:
     return config_mod.parse(f"""
-point: {{code: "{POINT}"}}
+point: {{code: "{point}"}}
 collector: {{url: "{collector_url}", timeout: 2s}}
 state_dir: {tmp_path / 'state'}
 fallback:
@@ -52,6 +56,32 @@ def pinned_state(cfg, *keys) -> State:
     state.save_policy_keys(pol.parse_keys([key_object(k) for k in keys]))
     state.save(TOKEN, "agent-1")
     return state
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """A real collector: POINT's county has POLICY, NO_POLICY_POINT's county none."""
+    work = tmp_path_factory.mktemp("agent-policy")
+    c = start_collector(work)
+    try:
+        c.cli("points", "add", "--code", POINT, "--name", "甲村", "--region", COUNTY + "/某镇/甲村")
+        c.cli("points", "add", "--code", NO_POLICY_POINT, "--name", "乙村", "--region", "甘肃省/兰州市/七里河区/某镇/乙村")
+        doc = work / "county.json"
+        doc.write_text(json.dumps(POLICY, ensure_ascii=False), encoding="utf-8")
+        c.cli("policy", "set", "--region", COUNTY, str(doc))
+        yield c
+    finally:
+        c.stop()
+
+
+def enrolled(live, tmp_path, point=POINT):
+    """A config for ``point`` and its state, enrolled at the real collector (its keys pinned, its token)."""
+    from agent.enrol import enroll
+    from agent.platform import current
+
+    cfg = local_config(tmp_path, live.base, point=point)
+    assert enroll(cfg, live.base, live.cli("enroll-code", "create", "--point", point), current()) == 0
+    return cfg, State(cfg)
 
 
 @pytest.fixture
@@ -193,39 +223,33 @@ def test_rotation_through_announce_keys(tmp_path, key):
     assert len(state.policy_keys()) == 2
 
 
-def test_a_tampered_cache_is_refused_at_start_then_a_fetch_replaces_it(tmp_path, key):
-    collector = PolicyCollector(free_port(), POINT).start()
-    try:
-        cfg = local_config(tmp_path, collector.url)
-        state = pinned_state(cfg, key)
-        collector.key = key
-        assert PolicyKeeper(cfg, state).offer(envelope(POLICY, POINT, [key]))
-        # Someone at the PC widens the exam: the forbidden-software check off, the payload re-encoded.
-        doc = json.loads(state.policy_path.read_bytes())
-        payload = json.loads(base64.b64decode(doc["payload"]))
-        payload["policy"]["usage"]["forbidden_software"] = "none"
-        payload["policy"]["core_network"]["tcp"] = []
-        payload["digest"] = pol.canonical_digest(payload["policy"])
-        doc["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
-        state.policy_path.write_text(json.dumps(doc))
+def test_a_tampered_cache_is_refused_at_start_then_a_fetch_replaces_it(tmp_path, live):
+    cfg, state = enrolled(live, tmp_path)
+    PolicyFetcher(PolicyKeeper(cfg, state), state.token).fetch_once()
+    issued = state.policy_cache()
+    assert pol.verify_envelope(issued, state.policy_keys(), POINT).digest == pol.canonical_digest(POLICY)
+    # Someone at the PC widens the exam: the forbidden-software check off, the payload re-encoded.
+    doc = json.loads(state.policy_path.read_bytes())
+    payload = json.loads(base64.b64decode(doc["payload"]))
+    payload["policy"]["usage"]["forbidden_software"] = "default"
+    payload["policy"]["core_network"]["tcp"] = []
+    payload["digest"] = pol.canonical_digest(payload["policy"])
+    doc["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    state.policy_path.write_text(json.dumps(doc))
 
-        keeper = PolicyKeeper(cfg, State(cfg))
-        keeper.load_cache()
-        assert keeper.current() is cfg, "the tampered policy is not run"
-        status, message, details = keeper.describe()
-        assert status == "fail" and "本地缓存的策略" in message and "签名" in message
-        assert details["reason"] == pol.BAD_SIGNATURE
-        collector.policy = {**POLICY, "intervals": {"network": "50s"}}
-        fetcher = PolicyFetcher(keeper, State(cfg).token)
-        fetcher.fetch_once()
-        assert keeper.describe()[0] == "ok" and keeper.current().policy_digest == collector.digest()
-        assert collector.fetches[-1]["if_none_match"] is None  # nothing trusted to compare with
-        fetcher.fetch_once()
-        assert collector.fetches[-1] == {"if_none_match": f'"{collector.digest()}"', "digest": collector.digest(),
-                                         "status": 304}
-        assert keeper.describe()[0] == "ok"
-    finally:
-        collector.stop()
+    keeper = PolicyKeeper(cfg, State(cfg))
+    keeper.load_cache()
+    assert keeper.current() is cfg, "the tampered policy is not run"
+    status, message, details = keeper.describe()
+    assert status == "fail" and "本地缓存的策略" in message and "签名" in message
+    assert details["reason"] == pol.BAD_SIGNATURE
+    fetcher = PolicyFetcher(keeper, State(cfg).token)
+    fetcher.fetch_once()  # nothing trusted to compare with: the whole envelope again
+    assert keeper.describe()[0] == "ok" and keeper.current().policy_digest == pol.canonical_digest(POLICY)
+    assert state.policy_cache() == issued, "the collector's envelope, byte for byte"
+    inode = state.policy_path.stat().st_ino
+    fetcher.fetch_once()  # 304 now: nothing rewritten (a 200 is cached through a new file)
+    assert keeper.describe()[0] == "ok" and state.policy_path.stat().st_ino == inode
 
 
 def test_an_unreachable_collector_keeps_the_cached_policy_across_a_restart(tmp_path, key):
@@ -242,16 +266,12 @@ def test_an_unreachable_collector_keeps_the_cached_policy_across_a_restart(tmp_p
         assert [t.name for t in keeper.current().core_network.tcp] == ["县级平台"]
 
 
-def test_no_policy_at_the_collector_runs_the_local_file_and_says_so(tmp_path, key):
-    collector = PolicyCollector(free_port(), POINT).start()
-    try:
-        cfg = local_config(tmp_path, collector.url)
-        keeper = PolicyKeeper(cfg, pinned_state(cfg, key))
-        PolicyFetcher(keeper, State(cfg).token).fetch_once()
-        status, message, _ = keeper.describe()
-        assert status == "warn" and "没有为本服务点下发策略" in message and keeper.current() is cfg
-    finally:
-        collector.stop()
+def test_no_policy_at_the_collector_runs_the_local_file_and_says_so(tmp_path, live):
+    cfg, state = enrolled(live, tmp_path, NO_POLICY_POINT)
+    keeper = PolicyKeeper(cfg, state)
+    PolicyFetcher(keeper, state.token).fetch_once()
+    status, message, _ = keeper.describe()
+    assert status == "warn" and "没有为本服务点下发策略" in message and keeper.current() is cfg
 
 
 # -- config and wire ----------------------------------------------------------------------------------------
@@ -299,22 +319,31 @@ def test_a_policy_with_other_intervals_reschedules_the_jobs_in_place():
         sched.shutdown(wait=False)
 
 
-def test_enrolment_pins_the_answers_keys_and_drops_a_cache_they_do_not_sign(tmp_path, key, capsys):
+def test_enrolment_pins_the_answers_keys_and_drops_a_cache_they_do_not_sign(tmp_path, key, live):
+    cfg = local_config(tmp_path, live.base)
+    state = State(cfg)
+    state.ensure_dir()
+    state.save_policy_cache(envelope(POLICY, POINT, [key]))  # from before, under another collector's key
+    cfg, state = enrolled(live, tmp_path)
+    listed = [line.split("\t") for line in live.cli("policy", "keys", "list").splitlines() if "\t" in line]
+    assert [k.to_json() for k in state.policy_keys()] == [
+        {"algorithm": alg, "key_id": kid, "public_key": pub} for kid, alg, pub in listed]
+    assert state.policy_cache() is None, "a cache the pinned keys do not verify is dropped"
+    PolicyFetcher(PolicyKeeper(cfg, state), state.token).fetch_once()
+    assert state.policy_cache() is not None
+    cfg, state = enrolled(live, tmp_path)
+    assert state.policy_cache() is not None, "a cache the pinned keys verify is kept"
+
+
+def test_an_enrolment_answer_with_a_misnamed_key_pins_nothing(tmp_path, capsys):
     from agent.enrol import enroll
     from agent.platform import current
 
-    collector = PolicyCollector(free_port(), POINT).start()
+    collector = PolicyCollector(free_port(), POINT).start()  # what a real collector never answers
     try:
         cfg = local_config(tmp_path, collector.url)
         state = State(cfg)
-        state.ensure_dir()
-        state.save_policy_cache(envelope(POLICY, POINT, [key]))  # from before, under another collector key
         assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
-        assert [k.key_id for k in state.policy_keys()] == [key_object(collector.key)["key_id"]]
-        assert state.policy_cache() is None, "a cache the pinned keys do not verify is dropped"
-        state.save_policy_cache(envelope(POLICY, POINT, [collector.key]))
-        assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
-        assert state.policy_cache() is not None, "a cache the pinned keys verify is kept"
         collector.enrol_keys = [{**key_object(collector.key), "key_id": "0123456789abcdef"}]
         assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 1
         out = capsys.readouterr().out
@@ -324,18 +353,17 @@ def test_enrolment_pins_the_answers_keys_and_drops_a_cache_they_do_not_sign(tmp_
         collector.stop()
 
 
-def test_a_refusal_ends_when_the_collector_says_the_running_policy_is_current(tmp_path):
-    collector = PolicyCollector(free_port(), POINT).start()
-    try:
-        cfg = local_config(tmp_path, collector.url)
-        keeper = PolicyKeeper(cfg, pinned_state(cfg, collector.key))
-        collector.policy = POLICY
-        fetcher = PolicyFetcher(keeper, State(cfg).token)
-        fetcher.fetch_once()
-        assert keeper.describe()[0] == "ok"
-        assert not keeper.offer(envelope(POLICY, POINT, [collector.key], payload_edit=_edit_target))
-        assert keeper.describe()[0] == "fail"
-        fetcher.fetch_once()
-        assert collector.fetches[-1]["status"] == 304 and keeper.describe()[0] == "ok"
-    finally:
-        collector.stop()
+def test_a_refusal_ends_when_the_collector_says_the_running_policy_is_current(tmp_path, live):
+    cfg, state = enrolled(live, tmp_path)
+    keeper = PolicyKeeper(cfg, state)
+    fetcher = PolicyFetcher(keeper, state.token)
+    fetcher.fetch_once()
+    assert keeper.describe()[0] == "ok"
+    doc = json.loads(state.policy_cache())
+    doc["payload"] = base64.b64encode(_edit_target(base64.b64decode(doc["payload"]))).decode()
+    edited = json.dumps(doc).encode()  # a fetched envelope, its target changed on the way
+    assert not keeper.offer(edited)
+    assert keeper.describe()[2]["reason"] == pol.BAD_SIGNATURE
+    inode = state.policy_path.stat().st_ino
+    fetcher.fetch_once()  # 304: the running policy is the collector's current one
+    assert keeper.describe()[0] == "ok" and state.policy_path.stat().st_ino == inode

@@ -210,6 +210,8 @@ def test_key_rotation_announces_the_next_key_signed_by_the_current_one(live):
     first = fetch(c, t["agent_a"])
     etag = first.headers["etag"]
     c.cli("policy", "keys", "next")
+    nxt = c.data_dir / "evidence-signing-key.next.pem"
+    assert nxt.stat().st_mode & 0o777 == 0o600 and not list(c.data_dir.glob("*.tmp"))
     # the digest is unchanged, but the payload now announces a key: answered in full, not 304
     announced = fetch(c, t["agent_a"], etag)
     assert announced.status_code == 200

@@ -55,6 +55,15 @@ def test_current_previous_within_grace_older_past_it_forged_and_missing(store):
     assert _verdict(store, None, 6)[0][0] == "error"
 
 
+def test_a_report_checked_before_the_points_first_policy_and_naming_none_is_not_judged(store):
+    points_repo.upsert_point(store, POINT, "某村", REGION)
+    before = utcnow() - timedelta(minutes=10)  # e.g. the outbox of an agent offline when the county set it
+    service.set_region(store, COUNTY, "core_network: {timeout: 1s}\n", "c.yaml", ACTOR)
+    assert _verdict(store, None, 1, before)[0] == (None, None)
+    assert _verdict(store, "sha256:" + "0" * 64, 2, before)[0][0] == "fail"  # a digest is judged all the same
+    assert _verdict(store, None, 3)[0][0] == "error"  # collected after it: the policy existed
+
+
 def test_a_report_without_a_digest_keeps_the_body_it_always_had():
     report = make_report()
     assert "policy_digest" not in report_dict(report)

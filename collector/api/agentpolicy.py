@@ -24,6 +24,11 @@ FORMAT = 1
 
 
 def _answer(store, data_dir, code: str, if_none_match: str | None) -> tuple[int, bytes | None, str | None]:
+    # The fetch is recorded at a moment before the answer is made: a next key announced after that moment
+    # (its file's mtime, keyring.announced_since) is one this answer may lack, and `policy keys switch`
+    # must still wait for this point. Stamped after the answer, a fetch racing `policy keys next` counted
+    # as having seen an announcement it never carried, and the switch stranded that agent on the old key.
+    fetched_at = utcnow()
     issued, _ = service.current(store, code)
     if issued is None:
         return 404, None, None
@@ -34,7 +39,7 @@ def _answer(store, data_dir, code: str, if_none_match: str | None) -> tuple[int,
         payload = {"format": FORMAT, "point": code, "digest": issued.digest, "issued_at": rfc3339(issued.issued_at),
                    "policy": issued.policy}
         body, _ = keyring.envelope(data_dir, payload)
-    policies.mark_fetched(store, code, issued.digest, utcnow())
+    policies.mark_fetched(store, code, issued.digest, fetched_at)
     return (200 if body is not None else 304), body, etag
 
 

@@ -56,7 +56,12 @@ def fingerprint_matches(pinned: dict | None, seen: Fingerprint) -> tuple[bool, l
 
 def policy_row(reported: str | None, issued: list, at: datetime, grace_s: float = POLICY_GRACE_S) -> dict | None:
     """The ``agent.policy`` result of a report collected at ``at``; ``issued``: the point's issued digests
-    (objects with digest, issued_at, superseded_at), any order. None when the point never had a policy."""
+    (objects with digest, issued_at, superseded_at), any order. None when the point never had a policy, or had
+    none yet when the report was collected and it names none."""
+    if reported is None and issued and at < min(i.issued_at for i in issued):
+        # Checked before the point had any policy (an agent's backlog, or its local file up to the first
+        # issue): no policy existed to name, so no verdict, as for a point that never had one.
+        return None
     if not issued:
         if reported is None:
             return None

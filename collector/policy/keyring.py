@@ -80,14 +80,24 @@ def make_next(data_dir) -> dict:
 
     keys.load_or_create(data_dir)  # a rotation starts from a current key
     path = next_path(data_dir)
+    if path.exists():
+        raise FileExistsError(path)  # one is under way
     key = ed25519.Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # FileExistsError: one is under way
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-        fh.flush()
-        os.fsync(fh.fileno())
+    # Written whole beside it, then linked into place: a policy fetch reading the next key meanwhile sees
+    # either no file or the whole key, never an empty one (which failed the fetch with a 500).
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)  # FileExistsError: another was made meanwhile
+        os.utime(path)  # announced from now (announced_since): every fetch from this moment on carries it
+    finally:
+        tmp.unlink(missing_ok=True)
     return key_object(key.public_key())
 
 
