@@ -103,7 +103,7 @@ def test_import_lists_every_problem_and_writes_nothing_until_clean(world):
     dry = client.post("/api/v1/points/import?dry_run=true", files={"file": ("a.xlsx", good)}, headers=headers)
     assert dry.json() == {"rows": 2, "dry_run": True} and len(queries.list_points(store)) == before
     r = client.post("/api/v1/points/import", files={"file": ("a.xlsx", good)}, headers=headers)
-    assert r.json() == {"rows": 2, "created": 1, "updated": 1}
+    assert r.json() == {"rows": 2, "created": 1, "updated": 1, "policies_issued": 0}  # no policy covers them yet
     assert _actions(store, "points.import")[0]["target"] == "upload:a.xlsx"
     junk = client.post("/api/v1/points/import", files={"file": ("a.xlsx", b"not a zip")}, headers=headers)
     assert junk.status_code == 422 and "XLSX" in junk.json()["detail"]["problems"][0]

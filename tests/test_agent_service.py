@@ -77,7 +77,11 @@ def outbox_seqs(state_dir: Path) -> list[int]:
 def last_seq(state_dir: Path) -> int:
     db = sqlite3.connect(state_dir / "outbox.sqlite3")
     try:
-        return int(db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
+        except sqlite3.OperationalError:  # the agent has made the file and not yet its tables
+            return 0
+        return int(row[0]) if row else 0  # nor yet its first report
     finally:
         db.close()
 

@@ -14,7 +14,7 @@ from collector.app import create_app
 from collector.scoring.scores import point_sheet
 from collector.settings import Settings
 from collector.store import overview, points
-from tests.helpers import POINT, REGION, make_report
+from tests.helpers import POINT, REGION, make_report, stamp_policy
 
 HEALTHY = {"isolation.internet": "ok", "isolation.interfaces": "ok", "identity.fingerprint": "ok",
            "usage.processes": "ok", "usage.removable_media": "ok", "usage.accounts": "ok",
@@ -26,8 +26,9 @@ def quiet_point(tmp_path, store, intervals: int | None):
     app = create_app(Settings(data_dir=tmp_path / "data", extra={"alerts": alerts}), store=store)
     points.upsert_point(store, POINT, "某村医保服务点", REGION, profile="lanzhou-basic-2023", report_interval_s=60)
     four_minutes_ago = datetime.now(timezone.utc) - timedelta(minutes=4)
-    app.state.reports.receive([make_report(POINT, statuses=HEALTHY, collected_at=four_minutes_ago)],
-                              received_at=four_minutes_ago)
+    reports = [make_report(POINT, statuses=HEALTHY, collected_at=four_minutes_ago)]
+    stamp_policy(store, reports)  # checked against an issued policy: only such reports are evidence
+    app.state.reports.receive(reports, received_at=four_minutes_ago)
     return app, store
 
 
@@ -54,7 +55,9 @@ def test_a_period_not_yet_over_scores_only_what_was_knowable(tmp_path, store):
     app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
     points.upsert_point(store, POINT, "某村医保服务点", REGION, profile="national-basic", report_interval_s=60)
     now = datetime.now(timezone.utc)
-    app.state.reports.receive([make_report(POINT, statuses=HEALTHY, collected_at=now)], received_at=now)
+    reports = [make_report(POINT, statuses=HEALTHY, collected_at=now)]
+    stamp_policy(store, reports)
+    app.state.reports.receive(reports, received_at=now)
     admin = {"Authorization": "Bearer " + users.create_token(store, "admin")}
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with TestClient(app) as client:
