@@ -18,6 +18,7 @@ from datetime import datetime
 
 from agent.vocabulary import AGENT_CLOCK_SKEW, AGENT_POLICY, ERROR, FAIL, IDENTITY_MATCHES_ENROLMENT, OK, WARN
 from agent.wire import Fingerprint, Report, rfc3339
+from collector.store.observations import COLLECTOR_SOURCE
 
 SKEW_WARN_S = 300.0  # |agent clock - collector clock| beyond this is flagged
 POLICY_GRACE_S = 900.0  # the alert rule policy_mismatch's ``grace`` (collector/alerts/config.py)
@@ -86,7 +87,7 @@ def policy_row(reported: str | None, issued: list, at: datetime, grace_s: float 
                                      f"{grace_s / 60:.0f} 分钟宽限期，代理未取到新策略")
     current_digest = next((i.digest for i in issued if i.superseded_at is None), None)
     return {"check": AGENT_POLICY, "target": "policy", "status": status, "value": None, "unit": None,
-            "message": message, "details": {"source": "collector", "reported": reported, "current": current_digest,
+            "message": message, "details": {"source": COLLECTOR_SOURCE, "reported": reported, "current": current_digest,
                                             "grace_s": grace_s}}
 
 
@@ -96,7 +97,7 @@ def derive(report: Report, received_at: datetime, pinned: dict | None, has_pin: 
     skew = round((report.sent_at - received_at).total_seconds(), 3)
     bad = abs(skew) > skew_warn_s
     rows = [{"check": AGENT_CLOCK_SKEW, "target": "clock", "status": WARN if bad else OK, "value": skew,
-             "unit": "s", "details": {"source": "collector", "threshold_s": skew_warn_s},
+             "unit": "s", "details": {"source": COLLECTOR_SOURCE, "threshold_s": skew_warn_s},
              "message": (f"终端时钟与采集端相差 {skew:+.0f} 秒，超过 {skew_warn_s / 60:.0f} 分钟，请校准时间"
                          if bad else f"终端时钟偏差 {skew:+.1f} 秒，正常")}]
     mismatch = None
@@ -104,7 +105,7 @@ def derive(report: Report, received_at: datetime, pinned: dict | None, has_pin: 
         ok, diffs = fingerprint_matches(pinned, report.host.fingerprint)
         mismatch = not ok
         rows.append({"check": IDENTITY_MATCHES_ENROLMENT, "target": "enrolment", "status": OK if ok else FAIL,
-                     "value": None, "unit": None, "details": {"source": "collector", "differs": diffs},
+                     "value": None, "unit": None, "details": {"source": COLLECTOR_SOURCE, "differs": diffs},
                      "message": "终端标识与注册时一致（人机信息相符）" if ok else
                      f"终端标识与注册时不一致（{'、'.join(_PART_CN[d] for d in diffs)}已变化），疑似更换终端"})
     policy = policy_row(getattr(report, "policy_digest", None), issued or [], min(report.collected_at, received_at),
