@@ -185,14 +185,23 @@ def parse_yaml(text: str, file: str) -> Node:
         raise ConfigError(file, mark.line + 1 if mark else None, "", f"YAML syntax error: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(file, None, "", f"YAML error: {exc}") from None
+    except RecursionError:
+        raise ConfigError(file, None, "", "YAML is nested too deeply") from None
     if root is None:
         return Node({}, "", 1, file, {})
     constructor = yaml.SafeLoader(text)
-    return _build(root, "", file, constructor)
+    try:
+        return _build(root, "", file, constructor, frozenset())
+    except RecursionError:
+        raise ConfigError(file, None, "", "YAML is nested too deeply") from None
 
 
-def _build(node: yaml.Node, path: str, file: str, constructor: yaml.SafeLoader) -> Node:
+def _build(node: yaml.Node, path: str, file: str, constructor: yaml.SafeLoader, within: frozenset) -> Node:
     line = node.start_mark.line + 1
+    if id(node) in within:  # an alias inside the very thing it names (&a [*a]): it would never end
+        raise ConfigError(file, line, path, "an alias (*name) refers to a value that contains it")
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        within = within | {id(node)}
     if isinstance(node, yaml.MappingNode):
         children: dict[str, Node] = {}
         for key_node, value_node in node.value:
@@ -201,10 +210,10 @@ def _build(node: yaml.Node, path: str, file: str, constructor: yaml.SafeLoader) 
             child_path = f"{path}.{key}" if path else key
             if key in children:
                 raise ConfigError(file, key_node.start_mark.line + 1, child_path, "key is given twice")
-            children[key] = _build(value_node, child_path, file, constructor)
+            children[key] = _build(value_node, child_path, file, constructor, within)
         return Node({k: c.value for k, c in children.items()}, path, line, file, children)
     if isinstance(node, yaml.SequenceNode):
-        items = [_build(v, f"{path}[{i}]", file, constructor) for i, v in enumerate(node.value)]
+        items = [_build(v, f"{path}[{i}]", file, constructor, within) for i, v in enumerate(node.value)]
         return Node([c.value for c in items], path, line, file, items)
     return Node(constructor.construct_object(node, deep=True), path, line, file)
 

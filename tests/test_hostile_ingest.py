@@ -96,6 +96,10 @@ REJECTED = [
     ("huge machine id", _mut("host.fingerprint.machine_id", "m" * 5000), "host.fingerprint.machine_id"),
     ("too many MACs", _mut("host.fingerprint.macs", ["00:11:22:33:44:55"] * 1000), "host.fingerprint.macs"),
     ("only invisible target", _mut("results[0].target", "\u200b\u202e"), "results[0].target"),
+    # The collector's own verdicts (代理策略, 人机信息相符, clock): the judged PC may not hand them in.
+    ("agent's own agent.policy", _mut("results[0].check", "agent.policy"), "results[0].check"),
+    ("agent's own identity verdict", _mut("results[0].check", "identity.matches_enrolment"), "results[0].check"),
+    ("agent's own clock verdict", _mut("results[0].check", "agent.clock_skew"), "results[0].check"),
 ]
 
 
@@ -116,6 +120,19 @@ def test_hostile_reports_are_refused_naming_the_field(api):
         if r.status_code != 422 or f"reports[1].{field}" not in fields(r):
             failures.append(f"{name} in a batch: {r.status_code} {r.text[:300]}")
     assert not failures, "\n".join(failures)
+    assert snapshot(store) == before
+
+
+def test_a_batch_naming_one_report_id_twice_is_refused(api):
+    # The collector derives its verdicts per report_id: two reports under one id would share them.
+    client, store = api
+    before = snapshot(store)
+    first, second = report_json(seq=1), report_json(seq=2)
+    second["report_id"] = first["report_id"]
+    r = post(client, {"reports": [first, report_json(seq=3), second]})
+    assert r.status_code == 422, r.text
+    assert fields(r) == ["reports[2].report_id"]
+    assert first["report_id"] in r.json()["detail"][0]["problem"]
     assert snapshot(store) == before
 
 

@@ -105,6 +105,18 @@ def test_bootstrap_keys_and_malformed_documents_are_refused(county, text, field)
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize("text, field, line", [("&a [*a]\n", "[0]", 1),
+                                               ("core_network:\n  &a {timeout: *a}\n", "core_network.timeout", 2),
+                                               ("usage: " + "[" * 5000 + "]" * 5000 + "\n", "", None)])
+def test_a_self_referencing_alias_or_endless_nesting_is_refused_not_a_crash(county, text, field, line):
+    # Such a document never ends when expanded (it raised RecursionError: a 500 on PUT): refused like any other.
+    with pytest.raises(PolicyError) as caught:
+        service.set_region(county, COUNTY, text, "bad.yaml", ADMIN)
+    assert (caught.value.field, caught.value.line) == (field, line)
+    assert "alias" in str(caught.value) or "nested too deeply" in str(caught.value)
+    assert [r["version"] for r in policies.history(county, COUNTY)] == [1]  # nothing changed
+
+
 def test_a_change_that_breaks_one_point_beneath_is_refused_naming_it(county):
     # The village's own document sets an allow-list the county's catalogue does not know; the county's
     # document is fine for every other point, and the change that would break P-B names P-B and the field.

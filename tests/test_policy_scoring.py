@@ -72,3 +72,39 @@ def test_the_bundle_records_the_periods_digests_and_the_documents(store, tmp_pat
     assert (doc["scope"], doc["key"], doc["version"], doc["source"], doc["by"]) == (
         "region", COUNTY, 1, POLICY, "user:admin")
     assert verify_bundle(path, key.public_key()).ok
+
+
+def test_an_agents_own_verdict_rows_are_never_the_reports_verdict(store):
+    # Ingest refuses them now (tests/test_hostile_ingest.py); a row that got in anyway (stored before that
+    # refusal) must not stand for the collector's: the report's verdict is the collector's own agent.policy row.
+    from agent.wire import Result
+    from collector.store import observations, queries
+
+    start = (datetime.now(timezone.utc) - timedelta(minutes=31)).replace(second=0, microsecond=0)
+    for code in ("P-NONE", "P-SELF"):
+        points.upsert_point(store, code, code, COUNTY + "/某镇/" + code, profile="lanzhou-basic-2023",
+                            created_at=start)
+    service.set_region(store, COUNTY, POLICY, "county.yaml", Actor("user:admin"))
+    for i in range(30):
+        at = start + timedelta(minutes=i)
+        for code in ("P-NONE", "P-SELF"):
+            report = make_report(code, seq=i + 1, statuses=STATUSES, collected_at=at, fingerprint=FP)
+            if code == "P-SELF":  # no digest, but its own "ok" verdicts
+                report.results += [Result(check=check, target=target, status="ok", message="x", observed_at=at)
+                                   for check, target in (("agent.policy", "policy"),
+                                                         ("identity.matches_enrolment", "enrolment"))]
+            ingest(store, [report], received_at=at + timedelta(seconds=2), policy=False)
+    end = start + timedelta(minutes=30)
+    period = {code: point_sheet(store, code, start, end) for code in ("P-NONE", "P-SELF")}
+    now = {code: point_sheet(store, code) for code in ("P-NONE", "P-SELF")}
+    assert period["P-SELF"].earned == period["P-NONE"].earned
+    assert now["P-SELF"].earned == now["P-NONE"].earned
+    # Each result is read once, with the collector's verdict: none (collected before the point's first policy,
+    # naming none), never the agent's "ok".
+    rows = list(observations.observations(store, "P-SELF", start, end + timedelta(minutes=1)))
+    agents = [r for r in rows if r[1] == "net.core.tcp"]
+    assert len(agents) == 30 and {r[4] for r in agents} == {None}
+    assert [r for r in rows if r[1] == "identity.matches_enrolment"] == []  # nothing pinned: the agent's is not read
+    streamed = [r for r in queries.stream_observations(store, "P-SELF", start, end + timedelta(minutes=1))
+                if r[1] == "net.core.tcp"]
+    assert len(streamed) == 30 and {r[4] for r in streamed} == {None}

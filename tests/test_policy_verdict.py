@@ -55,6 +55,23 @@ def test_current_previous_within_grace_older_past_it_forged_and_missing(store):
     assert _verdict(store, None, 6)[0][0] == "error"
 
 
+def test_the_grace_is_judged_by_the_receive_time_not_the_agents_collected_time(store):
+    # The agent sets collected_at: one backdated to before the change would keep the replaced policy "within
+    # the grace" for ever. The contract: the replaced digest is ok only when received within the grace.
+    points_repo.upsert_point(store, POINT, "某村", REGION)
+    service.set_region(store, COUNTY, "core_network: {timeout: 1s}\n", "c.yaml", ACTOR)
+    first = service.show_point(store, POINT).digest
+    service.set_region(store, COUNTY, "core_network: {timeout: 2s}\n", "c.yaml", ACTOR)
+    changed_at = utcnow()
+    late = changed_at + timedelta(days=30)
+    report = make_report(seq=1, collected_at=changed_at - timedelta(minutes=1))
+    report.sent_at, report.policy_digest = late, first
+    ingest(store, [report], received_at=late, policy=False)
+    with store.session() as s:
+        row = s.scalar(select(m.Result).where(m.Result.check == AGENT_POLICY))
+    assert row.status == "warn", row.message
+
+
 def test_a_report_checked_before_the_points_first_policy_and_naming_none_is_not_judged(store):
     points_repo.upsert_point(store, POINT, "某村", REGION)
     before = utcnow() - timedelta(minutes=10)  # e.g. the outbox of an agent offline when the county set it

@@ -21,6 +21,8 @@ the others one by one.
 - Clamped: ``collected_at`` and ``observed_at`` more than 5 minutes ahead of the collector's clock are
   stored as the receive time, so a PC whose clock runs years ahead cannot hold a point's latest state; its
   ``sent_at`` is kept as sent, and the skew shows in the collector's ``agent.clock_skew`` result.
+- Refused: a result whose check is one the collector derives itself (``COLLECTOR_CHECK_IDS``: 代理策略,
+  人机信息相符, clock skew) — the judged PC may not hand in its own verdict; a batch naming one report_id twice.
 - ``policy_digest``: optional; when present ``sha256:`` and 64 lowercase hex digits, else refused.
 - Body limits: 1 MiB on the wire (``max_body_bytes``), 8 MiB after gzip, at most 500 reports a request.
 """
@@ -37,6 +39,7 @@ from datetime import datetime, timedelta, timezone
 from pydantic import TypeAdapter, ValidationError
 
 from agent import wire
+from agent.vocabulary import COLLECTOR_CHECK_IDS
 from collector.cleantext import shown as _shown  # the one definition of shown text
 
 MAX_INFLATED_BYTES = 8 * 1024 * 1024  # a gzip body may not expand past this (zip bombs)
@@ -133,6 +136,12 @@ def parse_reports(data: bytes) -> list[wire.Report]:
         raise IngestError(413, "too_many", "at most 500 reports per request")
     problems = []
     now = datetime.now(timezone.utc)
+    first_at: dict[str, int] = {}
+    for i, report in enumerate(reports):
+        j = first_at.setdefault(report.report_id, i)
+        if j != i:  # the collector's results are keyed by report_id: one would take the other's verdicts
+            problems.append({"field": f"reports[{i}].report_id",
+                             "problem": f"'{_shown(report.report_id[:80])}' is also reports[{j}]'s report_id"})
     for i, report in enumerate(reports):
         base = f"reports[{i}]." if isinstance(parsed, wire.ReportBatch) else ""
         problems.extend({"field": base + f, "problem": p} for f, p in _semantic_problems(report, now))
@@ -236,6 +245,8 @@ def _host_problems(host: wire.Host):
 def _result_problems(where: str, r: wire.Result, now: datetime):
     if not CHECK_ID.match(r.check) or len(r.check) > 64:
         yield f"{where}.check", f"'{_shown(r.check[:80])}' is not a check id"
+    elif r.check in COLLECTOR_CHECK_IDS:
+        yield f"{where}.check", f"'{r.check}' is the collector's own verdict, never an agent's result"
     r.target, r.message = _shown(r.target), _shown(r.message, keep_lines=True)
     if not r.target or len(r.target) > 200:
         yield f"{where}.target", "must be 1-200 visible characters"

@@ -6,8 +6,8 @@ Scoring and alerts read them like any other check:
 - ``identity.matches_enrolment`` (人机信息相符): the reported host fingerprint against the one pinned when
   the agent enrolled. Only where a fingerprint is pinned; an agent without one has nothing to match.
 - ``agent.policy`` (代理策略): the report's ``policy_digest`` against the digests issued to its point
-  (collector/store/policies.py): ok for the one in force when the results were collected (or the one it
-  replaced, within ``grace_s`` of the change), warn for an older one, fail for a digest never issued to this
+  (collector/store/policies.py): ok for the one in force (or the one it replaced, received within ``grace_s``
+  of the change — by the collector's receive time, never the agent's collected_at), warn for an older one, fail for a digest never issued to this
   point, error for none while the point has a policy. Only where the point has, or had, a policy.
 """
 
@@ -18,6 +18,7 @@ from datetime import datetime
 
 from agent.vocabulary import AGENT_CLOCK_SKEW, AGENT_POLICY, ERROR, FAIL, IDENTITY_MATCHES_ENROLMENT, OK, WARN
 from agent.wire import Fingerprint, Report, rfc3339
+from collector.store.observations import COLLECTOR_SOURCE
 
 SKEW_WARN_S = 300.0  # |agent clock - collector clock| beyond this is flagged
 POLICY_GRACE_S = 900.0  # the alert rule policy_mismatch's ``grace`` (collector/alerts/config.py)
@@ -54,10 +55,13 @@ def fingerprint_matches(pinned: dict | None, seen: Fingerprint) -> tuple[bool, l
     return not diffs, diffs
 
 
-def policy_row(reported: str | None, issued: list, at: datetime, grace_s: float = POLICY_GRACE_S) -> dict | None:
-    """The ``agent.policy`` result of a report collected at ``at``; ``issued``: the point's issued digests
-    (objects with digest, issued_at, superseded_at), any order. None when the point never had a policy, or had
-    none yet when the report was collected and it names none."""
+def policy_row(reported: str | None, issued: list, at: datetime, grace_s: float = POLICY_GRACE_S,
+               received_at: datetime | None = None) -> dict | None:
+    """The ``agent.policy`` result of a report collected at ``at`` and received at ``received_at`` (default
+    ``at``); ``issued``: the point's issued digests (objects with digest, issued_at, superseded_at), any order.
+    None when the point never had a policy, or had none yet when the report was collected and it names none.
+    The grace after a change is judged by the receive time, the collector's own clock: ``at`` comes from the
+    agent, which could backdate it to keep a superseded policy "within the grace" for ever."""
     if reported is None and issued and at < min(i.issued_at for i in issued):
         # Checked before the point had any policy (an agent's backlog, or its local file up to the first
         # issue): no policy existed to name, so no verdict, as for a point that never had one.
@@ -75,7 +79,7 @@ def policy_row(reported: str | None, issued: list, at: datetime, grace_s: float 
             status, message = FAIL, "上报的策略摘要从未由采集端下发给该服务点，检查所依据的策略不可信"
         elif match is current or match.superseded_at is None:
             status, message = OK, f"按采集端当前下发的策略检查（{reported[:19]}…）"
-        elif (at - match.superseded_at).total_seconds() <= grace_s:
+        elif ((received_at or at) - match.superseded_at).total_seconds() <= grace_s:
             status, message = OK, (f"按上一版策略检查，新策略下发于 {rfc3339(match.superseded_at)}，"
                                    f"仍在 {grace_s / 60:.0f} 分钟宽限期内")
         else:
@@ -83,7 +87,7 @@ def policy_row(reported: str | None, issued: list, at: datetime, grace_s: float 
                                      f"{grace_s / 60:.0f} 分钟宽限期，代理未取到新策略")
     current_digest = next((i.digest for i in issued if i.superseded_at is None), None)
     return {"check": AGENT_POLICY, "target": "policy", "status": status, "value": None, "unit": None,
-            "message": message, "details": {"source": "collector", "reported": reported, "current": current_digest,
+            "message": message, "details": {"source": COLLECTOR_SOURCE, "reported": reported, "current": current_digest,
                                             "grace_s": grace_s}}
 
 
@@ -93,7 +97,7 @@ def derive(report: Report, received_at: datetime, pinned: dict | None, has_pin: 
     skew = round((report.sent_at - received_at).total_seconds(), 3)
     bad = abs(skew) > skew_warn_s
     rows = [{"check": AGENT_CLOCK_SKEW, "target": "clock", "status": WARN if bad else OK, "value": skew,
-             "unit": "s", "details": {"source": "collector", "threshold_s": skew_warn_s},
+             "unit": "s", "details": {"source": COLLECTOR_SOURCE, "threshold_s": skew_warn_s},
              "message": (f"终端时钟与采集端相差 {skew:+.0f} 秒，超过 {skew_warn_s / 60:.0f} 分钟，请校准时间"
                          if bad else f"终端时钟偏差 {skew:+.1f} 秒，正常")}]
     mismatch = None
@@ -101,11 +105,11 @@ def derive(report: Report, received_at: datetime, pinned: dict | None, has_pin: 
         ok, diffs = fingerprint_matches(pinned, report.host.fingerprint)
         mismatch = not ok
         rows.append({"check": IDENTITY_MATCHES_ENROLMENT, "target": "enrolment", "status": OK if ok else FAIL,
-                     "value": None, "unit": None, "details": {"source": "collector", "differs": diffs},
+                     "value": None, "unit": None, "details": {"source": COLLECTOR_SOURCE, "differs": diffs},
                      "message": "终端标识与注册时一致（人机信息相符）" if ok else
                      f"终端标识与注册时不一致（{'、'.join(_PART_CN[d] for d in diffs)}已变化），疑似更换终端"})
     policy = policy_row(getattr(report, "policy_digest", None), issued or [], min(report.collected_at, received_at),
-                        grace_s)
+                        grace_s, received_at)
     if policy is not None:
         rows.append(policy)
     return Derived(rows, skew, mismatch)

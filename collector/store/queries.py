@@ -149,18 +149,18 @@ def stream_observations(store, code: str, since: datetime, until: datetime, batc
     ordered by check and time: the (point, check, received_at) index order, so no sort, and each (check,
     target) series in time order. Seconds are computed by the database: no datetime object per row. The
     policy verdict is the status of the agent.policy result of the result's report (None: none)."""
-    from sqlalchemy import Float, and_, cast, extract, func
+    from sqlalchemy import Float, cast, extract, func
     from sqlalchemy.orm import aliased
 
-    from agent.vocabulary import AGENT_POLICY
+    from collector.store.observations import report_verdict, trusted
 
     col = m.Result.received_at
     epoch = ((func.julianday(col) - 2440587.5) * 86400.0 if store.is_sqlite
              else cast(extract("epoch", col), Float))
     verdict = aliased(m.Result)
     stmt = (select(epoch, m.Result.check, m.Result.target, m.Result.status, verdict.status)
-            .outerjoin(verdict, and_(verdict.report_pk == m.Result.report_pk, verdict.check == AGENT_POLICY))
-            .where(m.Result.point_code == code, col >= since, col < until)
+            .outerjoin(verdict, report_verdict(verdict, m.Result.report_pk))
+            .where(m.Result.point_code == code, col >= since, col < until, trusted(m.Result))
             .order_by(m.Result.check, col, m.Result.id))
     with store.engine.connect() as conn:
         for part in conn.execution_options(yield_per=batch).execute(stmt).partitions():
