@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519 as crypto
 from agent import policy as pol
 from agent.enrol import State, _drop_cache_not_signed_by
 from agent.policyfetch import PolicyKeeper
-from tests.policy_collector import envelope, key_object
+from tests.conftest import free_port
+from tests.policy_collector import PolicyCollector, envelope, key_object
 from tests.test_agent_policy import POINT, POLICY, local_config, pinned_state
 
 OLD_POLICY = {**POLICY, "core_network": {**POLICY["core_network"], "timeout": "30s"}}
@@ -112,3 +113,22 @@ def test_re_enrolment_under_other_keys_drops_the_mark(tmp_path, key):
     other = crypto.Ed25519PrivateKey.generate()
     _drop_cache_not_signed_by(state, pol.parse_keys([key_object(other)]), POINT)
     assert state.policy_cache() is None and state.policy_mark() is None
+
+
+def test_re_enrolment_keeps_the_mark_under_the_same_keys_and_drops_it_under_others(tmp_path):
+    from agent.enrol import enroll
+    from agent.platform import current
+
+    collector = PolicyCollector(free_port(), POINT).start()
+    try:
+        cfg = local_config(tmp_path, collector.url)
+        state = State(cfg)
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
+        state.save_policy_mark("2026-12-01T00:00:00.000Z")  # no cache: only the keys decide
+        assert enroll(cfg, collector.url, "ONE-TIME-124", current()) == 0
+        assert state.policy_mark() == "2026-12-01T00:00:00.000Z", "the same collector: its times still order"
+        collector.enrol_keys = [key_object(crypto.Ed25519PrivateKey.generate())]
+        assert enroll(cfg, collector.url, "ONE-TIME-125", current()) == 0
+        assert state.policy_mark() is None, "other keys: another collector's clock, the mark starts afresh"
+    finally:
+        collector.stop()
