@@ -28,6 +28,7 @@ class State:
         self.agent_id_path = self.dir / "agent_id"
         self.policy_keys_path = self.dir / "policy_keys.json"
         self.policy_path = self.dir / "policy.json"  # the last accepted envelope, byte for byte
+        self.policy_mark_path = self.dir / "policy_mark.json"  # the newest issued_at accepted (no rollback)
         self._agent_id: str | None = None
 
     def ensure_dir(self) -> None:
@@ -87,6 +88,23 @@ class State:
         self.ensure_dir()
         _write_private(self.policy_path, raw, 0o600)
 
+    def policy_mark(self) -> str | None:
+        """The newest accepted payload's ``issued_at``; None before the first one; "" when unreadable."""
+        try:
+            doc = json.loads(self.policy_mark_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.error("policy_mark_unreadable file=%s error=%s", self.policy_mark_path, exc)
+            return ""  # there, but unreadable: no policy is taken for newer than it
+        value = doc.get("issued_at") if isinstance(doc, dict) else None
+        return value if isinstance(value, str) else ""
+
+    def save_policy_mark(self, issued_at: str) -> None:
+        self.ensure_dir()
+        _write_private(self.policy_mark_path, json.dumps({"issued_at": issued_at}), 0o600)
+        _give_to_dir_owner(self.dir, (self.policy_mark_path,))
+
     def save(self, token: str, agent_id: str) -> None:
         self.ensure_dir()
         _write_private(self.token_path, token, 0o600)
@@ -121,6 +139,7 @@ def _drop_cache_not_signed_by(state: State, keys, point_code: str) -> None:
         verify_envelope(raw, keys, point_code)
     except PolicyRefused:
         state.policy_path.unlink(missing_ok=True)
+        state.policy_mark_path.unlink(missing_ok=True)
         log.info("policy_cache_dropped reason=not_signed_by_the_enrolment_keys")
 
 
@@ -180,6 +199,9 @@ def enroll(cfg, collector_url: str | None, code: str, platform=None) -> int:
     try:
         state.save(token, str(agent_id))
         if keys:
+            if {k.key_id for k in keys} != {k.key_id for k in state.policy_keys()}:
+                # Other keys: another collector (or one set up anew), whose times the mark cannot order.
+                state.policy_mark_path.unlink(missing_ok=True)
             state.save_policy_keys(keys)
             _drop_cache_not_signed_by(state, keys, cfg.point.code)
     except OSError as exc:

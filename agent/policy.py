@@ -10,7 +10,9 @@ accepted only when
 2. ``payload.point`` is this agent's point code, and
 3. the digest recomputed from ``policy`` equals ``payload.digest``,
 
-in that order: nothing in a payload is believed before its signature is. Keys in ``announce_keys`` of an
+in that order: nothing in a payload is believed before its signature is. The payload's ``issued_at`` must be
+an RFC 3339 time: the agent keeps the newest one it accepted (``<state_dir>/policy_mark.json``) and refuses a
+payload issued before it (:func:`refuse_if_older`), so an older signed envelope cannot be replayed or restored. Keys in ``announce_keys`` of an
 accepted payload are pinned from then on (key rotation: the new key is announced under the old one's
 signature). Standard library only: this runs on the agent.
 """
@@ -23,6 +25,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from agent import ed25519
 
@@ -32,8 +35,9 @@ MAX_ENVELOPE_BYTES = 1024 * 1024
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 # Why a policy was refused: the reason key (logged, in the result's details) and what the county staff read.
-BAD_SIGNATURE, OTHER_POINT, DIGEST_MISMATCH, MALFORMED, UNUSABLE, NO_KEYS = (
-    "bad_signature", "other_point", "digest_mismatch", "malformed", "unusable", "no_keys")
+BAD_SIGNATURE, OTHER_POINT, DIGEST_MISMATCH, MALFORMED, UNUSABLE, NO_KEYS, OLDER, MARK_UNREADABLE = (
+    "bad_signature", "other_point", "digest_mismatch", "malformed", "unusable", "no_keys", "older",
+    "mark_unreadable")
 REASON_CN = {
     BAD_SIGNATURE: "签名校验失败（不是采集端签发的，或内容已被改动）",
     OTHER_POINT: "策略属于其他服务点",
@@ -41,7 +45,10 @@ REASON_CN = {
     MALFORMED: "策略格式错误",
     UNUSABLE: "本代理无法执行该策略",
     NO_KEYS: "本机未保存采集端的签名公钥（请重新注册）",
+    OLDER: "这是一份旧策略，签发时间早于本机已接受过的策略（疑为重放或恢复的旧策略）",
+    MARK_UNREADABLE: "本机记录的已接受策略签发时间无法读取（请重新注册）",
 }
+WITH_DETAIL = (UNUSABLE, OLDER)  # their detail is Chinese text the county staff read
 
 
 class PolicyRefused(Exception):
@@ -51,7 +58,7 @@ class PolicyRefused(Exception):
 
     @property
     def message_cn(self) -> str:
-        return REASON_CN[self.reason] + (f"：{self.detail}" if self.detail and self.reason == UNUSABLE else "")
+        return REASON_CN[self.reason] + (f"：{self.detail}" if self.detail and self.reason in WITH_DETAIL else "")
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,28 @@ def _b64(value, what: str) -> bytes:
         raise PolicyRefused(MALFORMED, f"{what} is not base64") from None
 
 
+def issued_time(text) -> datetime | None:
+    """``issued_at`` as an aware UTC time; None when it is not an RFC 3339 time with a zone."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        ts = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        return None
+    return ts.astimezone(timezone.utc) if ts.tzinfo is not None else None
+
+
+def refuse_if_older(accepted: Accepted, mark: str | None) -> None:
+    """Refuse a payload issued before ``mark``, the newest ``issued_at`` this agent accepted (None: none yet)."""
+    if mark is None:
+        return
+    newest = issued_time(mark)
+    if newest is None:
+        raise PolicyRefused(MARK_UNREADABLE, f"the recorded issued_at {mark!r} is not a time")
+    if issued_time(accepted.issued_at) < newest:
+        raise PolicyRefused(OLDER, f"该策略签发于 {accepted.issued_at}，本机已接受过签发于 {mark} 的策略")
+
+
 def verify_envelope(raw: bytes, keys: list[Key], point_code: str) -> Accepted:
     """The accepted policy of an envelope, or :class:`PolicyRefused` saying why not."""
     if not keys:
@@ -163,9 +192,11 @@ def verify_envelope(raw: bytes, keys: list[Key], point_code: str) -> Accepted:
         raise PolicyRefused(MALFORMED, "payload needs a policy mapping and a sha256 digest")
     if canonical_digest(policy) != digest:
         raise PolicyRefused(DIGEST_MISMATCH, f"payload says {digest}, the policy is {canonical_digest(policy)}")
+    if issued_time(doc.get("issued_at")) is None:
+        raise PolicyRefused(MALFORMED, "payload needs issued_at, an RFC 3339 time with its zone")
     try:
         announce = parse_keys(doc.get("announce_keys") or [], "announce_keys")
     except ValueError as exc:
         raise PolicyRefused(MALFORMED, str(exc)) from None
-    return Accepted(raw=raw, policy=policy, digest=digest, issued_at=str(doc.get("issued_at") or ""),
+    return Accepted(raw=raw, policy=policy, digest=digest, issued_at=doc["issued_at"],
                     key_id=by_key.key_id, announce=announce)

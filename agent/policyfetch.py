@@ -19,7 +19,15 @@ from datetime import datetime, timezone
 from agent import transport
 from agent.config import with_policy
 from agent.confignode import ConfigError
-from agent.policy import UNUSABLE, Accepted, PolicyRefused, merge_keys, verify_envelope
+from agent.policy import (
+    UNUSABLE,
+    Accepted,
+    PolicyRefused,
+    issued_time,
+    merge_keys,
+    refuse_if_older,
+    verify_envelope,
+)
 from agent.vocabulary import AGENT_POLICY_FETCH, FAIL, OK, WARN
 from agent.wire import Result, utcnow
 
@@ -113,6 +121,8 @@ class PolicyKeeper:
             self.problem = problem
 
     def _apply(self, accepted: Accepted, cached: bool) -> None:
+        mark = self.state.policy_mark()
+        refuse_if_older(accepted, mark)  # a replayed or restored older envelope: refused, the mark kept
         try:
             cfg = with_policy(self.local, accepted.policy, accepted.digest)
         except ConfigError as exc:
@@ -131,6 +141,11 @@ class PolicyKeeper:
                 self.state.save_policy_cache(accepted.raw)
             except OSError as exc:  # runs all the same; the next start fetches again
                 log.warning("policy_cache_not_saved error=%s", exc)
+        if mark is None or issued_time(accepted.issued_at) > issued_time(mark):
+            try:
+                self.state.save_policy_mark(accepted.issued_at)
+            except OSError as exc:  # runs all the same; the mark stays where it was
+                log.warning("policy_mark_not_saved error=%s", exc)
         with self._lock:
             old = self._cfg
             same = self.accepted is not None and self.accepted.digest == accepted.digest

@@ -11,7 +11,7 @@ import pytest
 
 from agent.checks.devices import DeviceConfig, ProbeContext, combine, localprinter, parse_config, usb
 from agent.confignode import ConfigError, parse_yaml
-from agent.platform import wmi
+from agent.platform import UsbDevice, wmi
 from agent.platform.linux import read_usb_devices
 
 
@@ -118,6 +118,10 @@ def test_platform_usb_device_shape_is_understood():
     d = wmi.parse_usb_entities([row])[0]
     assert d.interface_classes == (3,) and d.error_code != 0 and d.bus_path.startswith("USB")
     assert not d.working
+    unknown = wmi.parse_usb_entities([{k: v for k, v in row.items() if k != "ConfigManagerErrorCode"}])[0]
+    assert unknown.error_code is None and not unknown.working, "a code WMI did not give is not a working 0"
+    mixed = [unknown, UsbDevice(vid="096e", pid="0304", error_code=28)]
+    assert probe_usb(usb.UsbConfig("096e", "0304"), mixed).status == "fail", "the one seen broken decides"
 
 
 PNP = [

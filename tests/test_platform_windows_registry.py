@@ -93,6 +93,19 @@ def test_usb_devices_present_now_from_enum_usb():
     assert p.fact_source("usb_devices").startswith("registry HKLM\\SYSTEM\\CurrentControlSet\\Enum\\USB")
 
 
+def test_a_usb_device_seen_only_in_the_registry_is_present_with_its_state_unknown():
+    """Enum\\USB says attached, not working: a scanner whose driver failed must not read as healthy."""
+    from agent.checks.devices import usb
+    from agent.checks.devices.common import DeviceConfig
+
+    p = platform()
+    found = {(d.vid, d.pid): d for d in p.usb_devices()}
+    assert found[("04c5", "128d")].error_code is None and not found[("04c5", "128d")].working
+    out = usb.probe(DeviceConfig(kind="scanner", name="扫描仪"), usb.UsbConfig("04c5", "128d"),
+                    ProbeContext(usb_devices=p.usb_devices, platform=p))
+    assert out.status == "warn" and out.answered and "已连接" in out.message and "未能读取其工作状态" in out.message
+
+
 def test_printer_queues_from_the_registry_never_pass_on_the_queue_alone(monkeypatch):
     monkeypatch.setattr(sys, "platform", "win32")
     p = platform()

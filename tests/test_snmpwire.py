@@ -94,3 +94,50 @@ def test_no_answer_is_one_timeout_and_says_so():
         sink.close()
     assert not res.answered and res.error == wire.NO_RESPONSE
     assert res.elapsed_s < 5  # one timeout, not the budget (a count, not a speed: 0.2 s vs 5 s)
+
+
+def raw_bind(oid_body: bytes) -> bytes:
+    return wire._tlv(0x30, wire._tlv(wire.OID, oid_body) + b"\x05\x00")
+
+
+HUGE_ARC = b"\x2b" + b"\xff" * 8000 + b"\x01"  # one sub-identifier of 56 007 bits: str() of it is a ValueError
+HOSTILE_OIDS = {
+    "huge arc": HUGE_ARC,
+    "6-byte arc": b"\x2b" + b"\x81\x80\x80\x80\x80\x00",  # 2**35: six bytes
+    "arc 2**32": b"\x2b" + b"\x90\x80\x80\x80\x00",  # five bytes, one over the largest (2**32 - 1)
+    "129 arcs": b"\x2b" + b"\x01" * 128,
+    "unterminated arc": b"\x2b\x06\x81",
+}
+
+
+def test_hostile_oids_are_ber_errors_and_the_largest_legal_ones_decode():
+    for name, body in HOSTILE_OIDS.items():
+        try:
+            wire.decode_response(response(1, raw_bind(body)))
+        except wire.BerError:
+            continue
+        raise AssertionError(f"{name}: decoded")
+    binds = raw_bind(b"\x2b" + b"\x8f\xff\xff\xff\x7f" + b"\x01" * 126)  # 2**32 - 1, 128 arcs in all
+    oid = wire.decode_response(response(1, binds))[5][0][0]
+    assert oid == "1.3." + str(2**32 - 1) + ".1" * 126
+
+
+def test_a_hostile_datagram_does_not_end_the_poll():
+    """A datagram with a huge OID arc, sent before the device's answer, is ignored like any stray one."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+
+    def serve():
+        data, peer = srv.recvfrom(65535)
+        rid = int.from_bytes(data[17:21], "big")
+        srv.sendto(response(rid, raw_bind(HUGE_ARC)), peer)
+        srv.sendto(response(rid, bind("1.3.6.1.2.1.1.1.0", 0x04, b"real printer")), peer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    with wire.Session("127.0.0.1", srv.getsockname()[1], "2c", "public", 2.0) as s:
+        s._next_id = 0x01000000 - 1
+        got = s.exchange({"sys": (wire.GET, ["1.3.6.1.2.1.1.1.0"], 0, 0)}, retries=0, deadline=1e12)
+    t.join(5)
+    srv.close()
+    assert got == {"sys": (0, [("1.3.6.1.2.1.1.1.0", b"real printer")])}

@@ -44,8 +44,9 @@ class UsbDevice:
     bus_path: str = ""
     # USB class codes seen on the device and its interfaces (0x08 = mass storage, 0x07 = printer).
     interface_classes: tuple[int, ...] = ()
-    # Non-zero when the OS reports the device present but not working (Windows ConfigManagerErrorCode).
-    error_code: int = 0
+    # Non-zero when the OS reports the device present but not working (Windows ConfigManagerErrorCode);
+    # None when whether it works was not seen (the registry fallback lists present devices only).
+    error_code: int | None = 0
 
     @property
     def working(self) -> bool:

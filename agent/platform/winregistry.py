@@ -132,7 +132,8 @@ def usb_rows(reg: Registry) -> list[dict]:
     """Win32_PnPEntity-like rows of the USB devices present now.
 
     Enum\\USB keeps every device ever plugged in; only a present one has the volatile ``Control`` subkey,
-    so that is what "attached" means here.
+    so that is what "attached" means here. Whether its driver works is not there: ``ConfigManagerErrorCode``
+    is None (unknown), never a 0 that was not seen.
     """
     rows = []
     for device_id in reg.subkeys(USB_ENUM_KEY):
@@ -147,7 +148,7 @@ def usb_rows(reg: Registry) -> list[dict]:
             v = reg.values(key)
             rows.append({"PNPDeviceID": f"USB\\{device_id}\\{instance}", "Name": _indirect(v.get("DeviceDesc")),
                          "Manufacturer": _indirect(v.get("Mfg")), "Service": v.get("Service") or "",
-                         "ConfigManagerErrorCode": 0})
+                         "ConfigManagerErrorCode": None})  # not in the registry: working or not is unknown
     return rows
 
 

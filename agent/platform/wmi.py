@@ -117,6 +117,16 @@ def _int(value: Any, default: int = 0) -> int:
         return default
 
 
+def _error_code(value: Any) -> int | None:
+    """ConfigManagerErrorCode; None when it was not given (unknown: never taken for a working 0)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 # -- USB -------------------------------------------------------------------------------------------
 
 USB_PROPERTIES = ["PNPDeviceID", "Name", "Manufacturer", "Service", "ConfigManagerErrorCode"]
@@ -171,7 +181,7 @@ def parse_usb_entities(rows: list[dict]) -> list[UsbDevice]:
         devices.append(UsbDevice(
             vid=vid, pid=pid, serial=serial, product=_text(row.get("Name")),
             manufacturer=_text(row.get("Manufacturer")), bus_path=pnp, interface_classes=classes,
-            error_code=_int(row.get("ConfigManagerErrorCode"))))
+            error_code=_error_code(row.get("ConfigManagerErrorCode"))))
     return devices
 
 

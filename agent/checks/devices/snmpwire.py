@@ -137,13 +137,22 @@ def _expect(buf: bytes, pos: int, tag: int) -> tuple[int, int]:
     return start, end
 
 
+MAX_OID_ARCS = 128  # RFC 2578: at most 128 sub-identifiers, each below 2**32 (at most 5 bytes)
+
+
 def _decode_oid(raw: bytes) -> str:
-    arcs, arc = [], 0
+    arcs, arc, size = [], 0, 0
     for byte in raw:
-        arc = (arc << 7) | (byte & 0x7F)
+        arc, size = (arc << 7) | (byte & 0x7F), size + 1
+        if size > 5 or arc >= 2 ** 32:
+            raise BerError("OID sub-identifier over 2**32")
         if not byte & 0x80:
             arcs.append(arc)
-            arc = 0
+            arc, size = 0, 0
+            if len(arcs) > MAX_OID_ARCS:
+                raise BerError(f"OID over {MAX_OID_ARCS} sub-identifiers")
+    if size:
+        raise BerError("OID ends inside a sub-identifier")
     if not arcs:
         raise BerError("empty OID")
     first = min(arcs[0] // 40, 2)
@@ -262,7 +271,7 @@ class Session:
             return
         try:
             version, community, rid, status, _index, binds = decode_response(data)
-        except (BerError, IndexError):
+        except (BerError, IndexError, ValueError):  # ValueError: defensive, a decode must never end the poll
             return  # not ours or not SNMP: ignored, as a stray datagram must be
         if rid in pending and version == self.version and community == self.community:
             out[pending.pop(rid)[0]] = (status, binds)

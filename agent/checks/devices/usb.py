@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.checks import read_fact
-from agent.checks.devices.common import DeviceConfig, MethodResult, ProbeContext, broken, cannot, ok
+from agent.checks.devices.common import DeviceConfig, MethodResult, ProbeContext, broken, cannot, ok, warn
 from agent.confignode import Node, optional
 from agent.datafiles import config_path
 from agent.platform import UsbDevice
@@ -118,7 +118,11 @@ def probe(device: DeviceConfig, cfg: UsbConfig, ctx: ProbeContext) -> MethodResu
                             "manufacturer": d.manufacturer, "where": d.bus_path} for d in found]}
     good = [d for d in found if d.error_code == 0]
     name = found[0].product or f"{found[0].vid}:{found[0].pid}"
+    if not good and all(d.error_code is None for d in found):
+        return warn("usb", f"{name} 已连接，但未能读取其工作状态（Windows 设备管理器状态不可用，仅从注册表看到设备已连接）",
+                    **details, error_code=None)
     if not good:
+        found = [d for d in found if d.error_code is not None]
         return broken("usb", f"{name} 已连接但工作不正常（设备管理器错误代码 {found[0].error_code}）",
                       **details, error_code=found[0].error_code)
     return ok("usb", f"已连接：{good[0].product or name}", **details)
