@@ -3,7 +3,9 @@
 The token is a secret: it is written with 0600 permissions (created so, never widened), through a
 temporary file and a rename so a crash leaves the old token or the new one, and it is never logged.
 The enrolment answer's ``policy_keys`` (the collector's Ed25519 signing keys) are pinned the same way in
-``policy_keys.json``: the agent accepts a policy only under a key pinned there (agent/policy.py).
+``policy_keys.json``: the agent accepts a policy only under a key pinned there (agent/policy.py). Its
+``release_keys`` (the offline release keys, not the collector's) are pinned in ``release_keys.json``: the agent
+runs an agent release only when one of them signed its manifest (agent/upgrade/manifest.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class State:
         self.policy_keys_path = self.dir / "policy_keys.json"
         self.policy_path = self.dir / "policy.json"  # the last accepted envelope, byte for byte
         self.policy_mark_path = self.dir / "policy_mark.json"  # the newest issued_at accepted (no rollback)
+        self.release_keys_path = self.dir / "release_keys.json"  # what may sign an agent release
         self._agent_id: str | None = None
 
     def ensure_dir(self) -> None:
@@ -74,6 +77,28 @@ class State:
         self.ensure_dir()
         _write_private(self.policy_keys_path, json.dumps([k.to_json() for k in keys], indent=1), 0o600)
         _give_to_dir_owner(self.dir, (self.policy_keys_path,))
+
+    def release_keys(self) -> list:
+        """The pinned release keys; none when the file is missing or unreadable (then no upgrade can run)."""
+        from agent.policy import parse_keys
+
+        try:
+            return parse_keys(json.loads(self.release_keys_path.read_text(encoding="utf-8")),
+                              str(self.release_keys_path))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            log.error("release_keys_unreadable file=%s error=%s", self.release_keys_path, exc)
+            return []
+
+    def save_release_keys(self, keys) -> None:
+        """Pin exactly ``keys`` (none: the file goes, and no release is run until a re-enrolment pins some)."""
+        self.ensure_dir()
+        if not keys:
+            self.release_keys_path.unlink(missing_ok=True)
+            return
+        _write_private(self.release_keys_path, json.dumps([k.to_json() for k in keys], indent=1), 0o600)
+        _give_to_dir_owner(self.dir, (self.release_keys_path,))
 
     def policy_cache(self) -> bytes | None:
         try:
@@ -195,6 +220,11 @@ def enroll(cfg, collector_url: str | None, code: str, platform=None) -> int:
     except ValueError as exc:
         print(f"注册失败：采集端应答中的策略签名公钥无效（{exc}）")
         return 1
+    try:
+        release_keys = parse_keys(answer.get("release_keys") or [], "release_keys")
+    except ValueError as exc:
+        print(f"注册失败：采集端应答中的代理发布签名公钥无效（{exc}）")
+        return 1
     state = State(cfg)
     try:
         state.save(token, str(agent_id))
@@ -204,9 +234,13 @@ def enroll(cfg, collector_url: str | None, code: str, platform=None) -> int:
                 state.policy_mark_path.unlink(missing_ok=True)
             state.save_policy_keys(keys)
             _drop_cache_not_signed_by(state, keys, cfg.point.code)
+        state.save_release_keys(release_keys)  # exactly the answer's: a collector that lists none pins none
     except OSError as exc:
         print(f"注册成功但无法保存令牌或策略公钥：{exc}")
         return 1
+    if not release_keys:
+        log.warning("no_release_keys_in_enrolment collector=%s", collector_url)
+        print("注意：采集端未提供代理发布签名公钥，本机代理不会自动升级")
     if not keys:
         log.warning("no_policy_keys_in_enrolment collector=%s", collector_url)
         print("注意：采集端未提供策略签名公钥，本机将只按本地配置检查")

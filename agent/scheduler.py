@@ -42,13 +42,14 @@ def outbox_result(note: Note) -> Result:
 
 class JobRunner:
     def __init__(self, cfg, platform, outbox: Outbox, agent_id_reader, on_report=None, on_results=None,
-                 policy=None):
+                 policy=None, upgrade=None):
         self.cfg, self.platform, self.outbox = cfg, platform, outbox
         self.agent_id_reader, self.on_report = agent_id_reader, on_report
         self.on_results = on_results  # (job, results): the optional local /metrics endpoint
         # agent.policyfetch.PolicyKeeper: the config of the moment (a new policy applies at the next run, its
         # probes built afresh) and its agent.policy_fetch result in every report.
         self.policy = policy
+        self.upgrade = upgrade  # agent.upgrade.manager.UpgradeManager: its agent.upgrade result, likewise
         self._host = None
         self._host_at = 0.0
         self._lock = threading.Lock()
@@ -83,7 +84,8 @@ class JobRunner:
         agent_id = self.agent_id_reader()
 
         def build(seq: int, note: Note) -> dict:
-            own = [outbox_result(note), *([self.policy.result()] if self.policy else [])]
+            own = [outbox_result(note), *([self.policy.result()] if self.policy else []),
+                   *([self.upgrade.result()] if self.upgrade else [])]
             report = build_report(cfg, host, [*results, *own], seq, agent_id)
             return report_to_dict(report)
 

@@ -38,8 +38,9 @@ def backoff_delay(failures: int, base: float = BACKOFF_BASE, cap: float = BACKOF
 
 class Sender(threading.Thread):
     def __init__(self, outbox: Outbox, url: str | None, token_reader, agent_id_reader, timeout: float,
-                 ssl_ctx=None, speedup: float = 1.0):
+                 ssl_ctx=None, speedup: float = 1.0, on_ack=None):
         super().__init__(name="sender", daemon=True)
+        self.on_ack = on_ack  # (batch) after the collector acknowledged it: the upgrade trial's commit
         self.outbox, self.url, self.timeout, self.ssl_ctx = outbox, url, timeout, ssl_ctx
         self.token_reader, self.agent_id_reader = token_reader, agent_id_reader
         self.speedup = speedup
@@ -84,6 +85,8 @@ class Sender(threading.Thread):
         except transport.SendError as exc:
             return self._send_error(exc, batch)
         self.outbox.ack(batch, answer)
+        if self.on_ack:
+            self.on_ack(batch)
         if self.failures:
             log.info("collector_reachable_again after_failures=%d", self.failures)
         self.failures, self.last_error = 0, None

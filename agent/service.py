@@ -4,7 +4,7 @@ Used by `pointwatch-agent run` (systemd, a terminal) and by the Windows service 
 which share :class:`Agent`: start, wait for a stop request, finish the running checks, flush, exit.
 
 Test-only knob (documented in docs/en/operations.md): ``POINTWATCH_AGENT_TEST_SPEEDUP=N`` divides every interval,
-backoff and drain pause by N, so tests see many cycles in seconds. ``POINTWATCH_AGENT_OUTBOX_MAX`` sets
+backoff and drain pause (and the self-upgrade's watchdog deadline) by N, so tests see many cycles in seconds. ``POINTWATCH_AGENT_OUTBOX_MAX`` sets
 the outbox bound (default: about 7 days of reports at the configured intervals).
 """
 
@@ -85,7 +85,7 @@ def setup_logging(cfg, to_stderr: bool = True) -> None:
 
 
 class Agent:
-    def __init__(self, cfg, platform=None):
+    def __init__(self, cfg, platform=None, identity=None, launch=None):
         from agent.checks import registry
         from agent.policyfetch import PolicyFetcher, PolicyKeeper
         from agent.scheduler import JobRunner
@@ -109,8 +109,15 @@ class Agent:
         ctx = None
         if cfg.collector.url and cfg.collector.url.startswith("https"):
             ctx = transport.ssl_context(cfg.collector.ca_bundle, cfg.collector.insecure_skip_verify)
+        # Self-upgrade (agent/upgrade/): follows the policy's agent: section; `launch` is this start's decision.
+        from agent.upgrade import own_identity
+        from agent.upgrade.manager import UpgradeManager
+
+        self.handover: str | None = None  # the binary to become once run() has stopped everything cleanly
+        self.upgrade = UpgradeManager(None, self.state, identity or own_identity(), ctx, self.speedup,
+                                      on_handover=self._hand_over, launch=launch)
         self.sender = Sender(self.outbox, cfg.collector.url, self.state.token, self.state.agent_id,
-                             cfg.collector.timeout, ctx, self.speedup)
+                             cfg.collector.timeout, ctx, self.speedup, on_ack=self.upgrade.on_ack)
         from agent import metrics_endpoint
 
         # Off unless `metrics: {listen: host:port}` is configured, for sites that pull from the agent too.
@@ -120,10 +127,16 @@ class Agent:
         self.sched = None
         self.policy = PolicyKeeper(cfg, self.state, on_change=self._policy_changed)
         self.policy.load_cache()
+        self.upgrade.keeper = self.policy
         self.fetcher = PolicyFetcher(self.policy, self.state.token, ctx, self.speedup)
         self.runner = JobRunner(cfg, platform, self.outbox, self.state.agent_id, on_report=self.sender.poke,
-                                on_results=self.metrics.update if self.metrics else None, policy=self.policy)
+                                on_results=self.metrics.update if self.metrics else None, policy=self.policy,
+                                upgrade=self.upgrade)
         self.jobs = tuple(registry.JOBS)
+
+    def _hand_over(self, path: str) -> None:
+        self.handover = path
+        self.stop()
 
     def _policy_changed(self, old, new) -> None:
         from agent.scheduler import reschedule
@@ -154,6 +167,7 @@ class Agent:
         sched.start()
         self.sched = sched
         self.fetcher.start()
+        self.upgrade.start()
         trim_every = max(1.0, TRIM_INTERVAL / self.speedup)
         next_trim = time.monotonic() + trim_every
         try:
@@ -164,6 +178,7 @@ class Agent:
         finally:
             t0 = time.monotonic()
             # Running checks finish and land in the outbox (wait=True); nothing new starts.
+            self.upgrade.stop()
             self.fetcher.stop()
             sched.shutdown(wait=True)
             self.sender.stop()
@@ -179,12 +194,42 @@ class Agent:
 
 def run_forever(cfg) -> int:
     setup_logging(cfg)
-    agent = Agent(cfg)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, _frame: (log.info("stop_requested signal=%d", signum), agent.stop()))
-    if hasattr(signal, "SIGBREAK"):  # Ctrl-Break in a Windows console
-        signal.signal(signal.SIGBREAK, lambda *_: agent.stop())
-    return agent.run()
+    # A stop asked for while the agent is still being built counts too (systemd may stop a slow start).
+    started: list[Agent] = []
+    stop_asked = threading.Event()
+
+    def on_stop(signum, _frame):
+        log.info("stop_requested signal=%d", signum)
+        stop_asked.set()
+        for agent in started:
+            agent.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, *([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else [])):
+        signal.signal(sig, on_stop)  # SIGBREAK: Ctrl-Break in a Windows console
+    from agent.upgrade import own_identity
+    from agent.upgrade.handover import replace_process
+    from agent.upgrade.launch import EXEC_ACTIVE, ROLLBACK, at_start
+
+    identity = own_identity()
+    launch = at_start(identity, cfg.state_dir, time.time())  # the launch decision: before anything starts
+    if launch.action in (ROLLBACK, EXEC_ACTIVE) and not stop_asked.is_set():
+        try:
+            replace_process(launch.path)
+        except OSError as exc:  # this binary runs after all; the reports say the upgrade state
+            log.error("upgrade_exec_failed path=%s error=%s", launch.path, exc)
+    agent = Agent(cfg, identity=identity, launch=launch)
+    started.append(agent)
+    if stop_asked.is_set():
+        agent.stop()
+    code = agent.run()
+    if agent.handover:  # stopped cleanly (checks finished, outbox closed): become the other binary
+        try:
+            replace_process(agent.handover)
+        except OSError as exc:
+            log.error("upgrade_exec_failed path=%s error=%s", agent.handover, exc)
+            agent.upgrade.handover_failed(agent.handover, exc)
+            return 1  # systemd starts the agent again; its launch decision sees no open trial
+    return code
 
 
 def enroll(cfg, collector_url: str | None, code: str) -> int:
@@ -203,6 +248,10 @@ def collect_status(cfg) -> dict:
     keeper = PolicyKeeper(cfg, state)
     keeper.load_cache()  # verified again, as at every start
     info["policy"] = keeper.current().policy_digest or ("refused" if keeper.refused else "local")
+    from agent.upgrade import own_identity
+    from agent.upgrade.report import status_info
+
+    info["upgrade"] = status_info(state.dir, own_identity(), keeper.current().upgrade.version)
     try:
         info.update(read_status(state.dir / OUTBOX_FILE))
     except Exception as exc:  # status is read by a person at the PC: show the problem, don't crash
@@ -230,6 +279,10 @@ def format_status(info: dict) -> str:
              "检查策略：" + {"local": "尚无采集端下发的策略，按本机配置文件检查",
                             "refused": "本地缓存的策略校验失败，已拒绝（代理会重新获取）"}.get(
                  info["policy"], f"采集端下发的已校验策略 {info['policy']}")]
+    if "upgrade" in info:
+        from agent.upgrade.report import status_line
+
+        lines.append(status_line(info["upgrade"]))
     if info.get("outbox") != "ok":
         lines.append(f"报告缓存：{'尚未创建（代理还未运行过）' if info.get('outbox') == 'missing' else info.get('outbox_error')}")
         return "\n".join(lines)

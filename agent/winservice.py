@@ -67,12 +67,34 @@ class PointwatchAgentService(win32serviceutil.ServiceFramework):
             self.ReportServiceStatus(win32service.SERVICE_STOPPED, win32ExitCode=1)
             return
         setup_logging(cfg, to_stderr=False)  # a service has no console: the rotating file only
-        self.agent = Agent(cfg)
+        import time
+
+        from agent.upgrade import own_identity
+        from agent.upgrade.launch import EXEC_ACTIVE, ROLLBACK, at_start
+
+        identity = own_identity()
+        launch = at_start(identity, cfg.state_dir, time.time())  # the self-upgrade's launch decision
+        if launch.action in (ROLLBACK, EXEC_ACTIVE):
+            return self._restart_into(launch.path)
+        self.agent = Agent(cfg, identity=identity, launch=launch)
         if win32event.WaitForSingleObject(self.stop_handle, 0) == win32event.WAIT_OBJECT_0:
             return
         self.ReportServiceStatus(win32service.SERVICE_RUNNING)
         self.agent.run()
+        if self.agent.handover:  # stopped cleanly for an upgrade or a rollback
+            return self._restart_into(self.agent.handover)
         servicemanager.LogInfoMsg(f"{SERVICE_NAME} stopped")
+
+    def _restart_into(self, exe: str) -> None:
+        """Point the service at ``exe`` and stop non-zero: the failure actions restart the service into it."""
+        from agent.upgrade.windows import point_service_at
+
+        try:
+            point_service_at(exe, SERVICE_NAME)
+        except pywintypes.error as exc:
+            servicemanager.LogErrorMsg(f"{SERVICE_NAME}: 无法切换到 {exe}：{exc.strerror}")
+        servicemanager.LogInfoMsg(f"{SERVICE_NAME} restarting into {exe}")
+        self.ReportServiceStatus(win32service.SERVICE_STOPPED, win32ExitCode=1)
 
 
 def _set_failure_actions() -> None:

@@ -1,0 +1,279 @@
+"""The upgrade manager: a thread of the running agent that follows the policy's ``agent:`` section.
+
+Outside a trial it checks, every minute, whether the policy names another version this agent may run; inside
+the window it fetches and verifies the manifest, downloads the release (resumable, capped), verifies it, checks
+that it starts, records the trial and asks the agent to hand over (agent/service.py stops cleanly, then execs).
+In a trial process it is the watchdog: the sender's first acknowledgement of one of this version's reports
+commits the trial (:meth:`on_ack`); none by the deadline rolls back to the previous binary.
+
+:meth:`result` is the ``agent.upgrade`` result every report carries (messages in Chinese; see state.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from datetime import datetime
+
+from agent import transport
+from agent.upgrade import WATCHDOG_S, release_dir, upgrade_path
+from agent.upgrade import state as st
+from agent.upgrade.download import DownloadError, download
+from agent.upgrade.handover import start_check
+from agent.upgrade.launch import TRIAL, file_sha256, rolled_back
+from agent.upgrade.manifest import MAX_MANIFEST_BYTES, ManifestRefused, verify_manifest
+from agent.upgrade.report import describe
+from agent.versions import parse_version
+from agent.vocabulary import AGENT_UPGRADE
+from agent.wire import Result, utcnow
+
+log = logging.getLogger("pointwatch.upgrade")
+
+CHECK_EVERY = 60.0   # seconds between looks at the policy (all local: no request unless there is work)
+RETRY_AFTER = 300.0  # after the collector did not give the manifest or the file
+TARGET = "代理程序"
+RELEASES_PATH = "/api/v1/agent/releases"
+
+
+def local_minute() -> int:
+    now = datetime.now()  # the window is the PC's local time
+    return now.hour * 60 + now.minute
+
+
+class UpgradeManager(threading.Thread):
+    def __init__(self, keeper, state, identity, ssl_ctx=None, speedup: float = 1.0, on_handover=None,
+                 launch=None, clock=time.time, minute=local_minute):
+        super().__init__(name="upgrade", daemon=True)
+        self.keeper, self.state, self.identity, self.ssl_ctx = keeper, state, identity, ssl_ctx
+        self.speedup, self.on_handover, self.clock, self.minute = speedup, on_handover, clock, minute
+        self.path = upgrade_path(state.dir)
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self.handover_path: str | None = None
+        self.progress: tuple[int, int] | None = None  # (bytes, size) of the download under way
+        self.problem: str | None = None  # why the last attempt did not get on (warn; retried)
+        self.start_problem = dict(launch.problem) if launch is not None and launch.problem else {}
+        self.trial = launch.state.get("trial") if launch is not None and launch.action == TRIAL else None
+        try:
+            self.cached = st.load(self.path)
+            self.unreadable = None
+        except st.StateUnreadable as exc:
+            self.cached, self.unreadable = st.empty(), str(exc)
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        while True:
+            try:
+                delay = self.step()
+            except Exception:  # never end the thread: the running version keeps running
+                log.exception("upgrade_step_crashed")
+                delay = RETRY_AFTER / self.speedup
+            if self.stopping.wait(delay):
+                return
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def step(self) -> float:
+        """One look; returns the wait before the next."""
+        if self.trial is not None:
+            return self._watch_trial()
+        up = self.keeper.current().upgrade
+        if not self._may_pursue(up):
+            return CHECK_EVERY / self.speedup
+        return self._pursue(up)
+
+    def _may_pursue(self, up) -> bool:
+        own = self.identity
+        if not up.version or up.version == own.version or self.unreadable or self.handover_path:
+            return False
+        state = st.keep_failures_for(self.cached, up.version)
+        if state is not self.cached:
+            self._save(state)
+        return (own.frozen and (up.downgrade or not self._older(up.version)) and bool(self.state.release_keys())
+                and up.in_window(self.minute()))
+
+    def _older(self, version: str) -> bool:
+        return parse_version(version) < parse_version(self.identity.version)
+
+    def _failed(self, version: str) -> dict | None:
+        return next((f for f in reversed(self.cached.get("failed") or []) if f.get("version") == version), None)
+
+    def _pursue(self, up) -> float:
+        retry = RETRY_AFTER / self.speedup
+        cfg = self.keeper.local
+        url, token = cfg.collector.url, self.state.token()
+        if not url or not token:
+            self.problem = "尚未注册，无法从采集端下载新版本（请运行 pointwatch-agent enroll）"
+            return retry
+        base = f"{url}{RELEASES_PATH}/{up.version}/{self.identity.platform}"
+        try:
+            _status, _etag, raw = transport.get(base, token, cfg.collector.timeout, self.ssl_ctx,
+                                                limit=MAX_MANIFEST_BYTES)
+        except transport.SendError as exc:
+            self.problem = self._fetch_problem(exc, up.version)
+            log.warning("upgrade_manifest_fetch_failed version=%s status=%s error=%s", up.version, exc.status, exc)
+            return retry
+        refused_key = "manifest:" + hashlib.sha256(raw).hexdigest()  # a refused manifest: its bytes name it
+        if st.failure_of(self.cached, up.version, refused_key):
+            return retry
+        try:
+            release = verify_manifest(raw, self.state.release_keys(), up.version, self.identity.platform)
+        except ManifestRefused as exc:
+            return self._fail(up.version, refused_key, exc.reason, exc.detail)
+        if st.failure_of(self.cached, up.version, release.sha256):  # failed before: only another build is tried
+            return retry
+        final = release_dir(self.state.dir, up.version) / release.file
+        part = final.with_name(final.name + ".part")
+        if not (final.exists() and final.stat().st_size == release.size and file_sha256(final) == release.sha256):
+            try:
+                done = download(base + "/file", token, part, release.size, up.max_kbps,
+                                timeout=cfg.collector.timeout, ctx=self.ssl_ctx, wait=self._pause,
+                                on_progress=lambda p: setattr(self, "progress", (p.done, p.size)))
+            except DownloadError as exc:
+                self.problem = f"下载 {up.version} 未完成（{exc}），稍后继续"
+                log.warning("upgrade_download_failed version=%s error=%s", up.version, exc)
+                return retry
+            if not done:  # the window ended or the agent stops: the part stays for the next window
+                return CHECK_EVERY / self.speedup
+            if part.stat().st_size != release.size:
+                return self._fail(up.version, release.sha256, st.SIZE_MISMATCH,
+                                  f"{part.stat().st_size} bytes, the manifest says {release.size}")
+            actual = file_sha256(part)
+            if actual != release.sha256:
+                part.unlink(missing_ok=True)
+                return self._fail(up.version, release.sha256, st.DIGEST_MISMATCH,
+                                  f"sha256 {actual}, the manifest says {release.sha256}")
+            os.replace(part, final)
+        os.chmod(final, 0o755)
+        self.progress, self.problem = None, None
+        trouble = start_check(str(final), up.version)
+        if trouble:
+            return self._fail(up.version, release.sha256, st.DOES_NOT_START, trouble)
+        self._begin_trial(release, str(final))
+        return CHECK_EVERY / self.speedup
+
+    def _pause(self, seconds: float) -> bool:
+        """The downloader's wait: True (pause) when the agent stops or the window is over."""
+        if self.stopping.wait(seconds):
+            return True
+        return not self.keeper.current().upgrade.in_window(self.minute())
+
+    def _begin_trial(self, release, path: str) -> None:
+        now = self.clock()
+        trial = {"version": release.version, "path": path, "sha256": release.sha256,
+                 "from_version": self.identity.version, "from_path": self.identity.path, "started_at": now,
+                 "deadline": now + WATCHDOG_S / self.speedup, "launches": 0}
+        self._save({**self.cached, "trial": trial})
+        log.info("upgrade_handover_to_trial version=%s path=%s deadline_s=%.0f", release.version, path,
+                 WATCHDOG_S / self.speedup)
+        self._hand_over(path)
+
+    def _hand_over(self, path: str) -> None:
+        self.handover_path = path
+        if self.on_handover:
+            self.on_handover(path)
+
+    def _fail(self, version: str, sha256: str, reason: str, detail: str) -> float:
+        log.error("upgrade_failed version=%s reason=%s detail=%s", version, reason, detail)
+        self.progress, self.problem = None, None
+        self._save(st.with_failure(self.cached, version, sha256, reason, detail, self.clock()))
+        return CHECK_EVERY / self.speedup
+
+    def handover_failed(self, path: str, exc: Exception) -> None:
+        """The exec itself failed (agent/service.py): the trial never ran."""
+        trial = self.cached.get("trial")
+        if not trial or trial.get("path") != path:  # a rollback's exec failed: nothing more to record
+            return
+        state = {**self.cached, "trial": None}
+        self._save(st.with_failure(state, trial["version"], trial.get("sha256") or "", st.DOES_NOT_START,
+                                   f"exec {path}: {exc}", self.clock()))
+
+    # -- the trial --------------------------------------------------------------------------------------------
+    def _watch_trial(self) -> float:
+        remaining = float(self.trial["deadline"]) - self.clock()
+        if remaining > 0:
+            return min(remaining, CHECK_EVERY / self.speedup)
+        with self._lock:
+            trial, self.trial = self.trial, None
+        if trial is None:  # committed meanwhile
+            return CHECK_EVERY / self.speedup
+        minutes = WATCHDOG_S / self.speedup / 60
+        detail = f"no report of {trial['version']} was acknowledged within {minutes:g} minutes"
+        log.error("upgrade_rollback version=%s to=%s reason=%s", trial["version"], trial.get("from_path"), detail)
+        self._save(rolled_back(self._reload(), trial, detail, self.clock()))
+        self._hand_over(trial["from_path"])
+        return CHECK_EVERY / self.speedup
+
+    def on_ack(self, batch) -> None:
+        """The sender's hook after the collector acknowledged ``batch``: a report of this version commits the trial."""
+        if self.trial is None:
+            return
+        try:
+            self._commit_if_mine(batch)
+        except Exception:  # the sender's thread must go on whatever happens here; the watchdog still decides
+            log.exception("upgrade_commit_crashed")
+
+    def _commit_if_mine(self, batch) -> None:
+        mine = any(_version_of(body) == self.identity.version for body in batch.bodies)
+        if not mine:  # only reports queued before the hand-over: the new version has not reported yet
+            return
+        with self._lock:
+            trial, self.trial = self.trial, None
+        if trial is None:
+            return
+        state = self._reload()
+        self._save({**state, "trial": None, "active": {"version": trial["version"], "path": trial["path"],
+                                                        "sha256": trial.get("sha256")},
+                    "previous": {"version": trial.get("from_version"), "path": trial.get("from_path")},
+                    "last": {"event": "committed", "version": trial["version"], "at": self.clock()}})
+        log.info("upgrade_committed version=%s previous=%s", trial["version"], trial.get("from_version"))
+
+    # -- state --------------------------------------------------------------------------------------------------
+    def _reload(self) -> dict:
+        try:
+            self.cached = st.load(self.path)
+        except st.StateUnreadable as exc:
+            log.error("upgrade_state_unreadable error=%s", exc)
+        return self.cached
+
+    def _save(self, state: dict) -> None:
+        self.cached = state
+        try:
+            st.save(self.path, state)
+        except OSError as exc:
+            log.error("upgrade_state_not_saved file=%s error=%s", self.path, exc)
+
+    @staticmethod
+    def _fetch_problem(exc: transport.SendError, version: str) -> str:
+        if exc.status == 404:
+            return f"采集端没有版本 {version} 适用于本机平台的发布包"
+        if exc.status == 409:
+            return f"采集端已暂停版本 {version} 的推送"
+        if exc.status == 403 and "not_in_policy" in exc.body:
+            return f"采集端表示本服务点的策略未指定版本 {version}"
+        if exc.status in (401, 403):
+            return f"采集端拒绝了本机令牌（HTTP {exc.status}），无法下载新版本，请重新注册"
+        if exc.status is None:
+            return f"无法连接采集端下载新版本（{exc}）"
+        return f"采集端未能提供版本 {version} 的发布清单（HTTP {exc.status}）"
+
+    # -- the result -----------------------------------------------------------------------------------------------
+    def result(self) -> Result:
+        status, message, details = self.describe()
+        return Result(check=AGENT_UPGRADE, target=TARGET, status=status, message=message, details=details,
+                      observed_at=utcnow())
+
+    def describe(self) -> tuple[str, str, dict]:
+        return describe(self, self.keeper.current().upgrade)
+
+
+def _version_of(body: str) -> str | None:
+    try:
+        return json.loads(body).get("agent_version")
+    except (ValueError, AttributeError):
+        return None

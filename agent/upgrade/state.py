@@ -1,0 +1,108 @@
+"""``<state_dir>/upgrade.json``: which release is active, which one is on trial, which ones failed.
+
+Written atomically (a temporary file, fsync, rename, fsync of the directory), so a power cut leaves the old
+state or the new one: the launch decision at the next start (launch.py) must never see half a file.
+
+    {"format": 1,
+     "active":   {"version", "path", "sha256"} | null,   # what a start of another binary execs (null: the base)
+     "previous": {"version", "path"} | null,             # what ran before the active one
+     "trial":    {"version", "path", "sha256", "from_version", "from_path", "started_at", "deadline",
+                  "launches"} | null,
+     "failed":   [{"version", "sha256", "reason", "detail", "at"}],   # never tried again (see manager.py)
+     "last":     {"event": "committed" | "rolled_back", "version", "at"} | null}
+
+Times are Unix seconds. Also the reasons an upgrade fails, with what the county staff read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+FORMAT = 1
+
+# Why an upgrade failed: details.reason of the agent.upgrade result (the collector's rollout view groups by it).
+BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK = (
+    "bad_signature", "digest_mismatch", "size_mismatch", "wrong_version", "does_not_start", "rolled_back")
+REASONS = (BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK)
+REASON_CN = {
+    BAD_SIGNATURE: "发布包签名校验失败，已拒绝运行（不是发布密钥签发的，或内容已被改动）",
+    DIGEST_MISMATCH: "下载的文件与发布清单的 SHA-256 摘要不符，已拒绝运行",
+    SIZE_MISMATCH: "下载的文件大小与发布清单不符，已拒绝运行",
+    WRONG_VERSION: "发布清单的版本或平台与策略要求不符，已拒绝运行",
+    DOES_NOT_START: "新版本无法在本机启动（--version 检查未通过）",
+    ROLLED_BACK: "新版本未能在规定时间内成功发送报告，已自动回退到原版本",
+}
+# What the point or the county does about it (the result's message ends with it).
+REMEDY_CN = {
+    BAD_SIGNATURE: "请县级管理员核实该发布包；若本机未保存发布签名公钥，请重新注册（pointwatch-agent enroll）",
+    DIGEST_MISMATCH: "请县级管理员重新上传该发布包，或在策略中指定其他版本",
+    SIZE_MISMATCH: "请县级管理员重新上传该发布包，或在策略中指定其他版本",
+    WRONG_VERSION: "请县级管理员检查发布包的版本与平台",
+    DOES_NOT_START: "请县级管理员检查该版本是否适用于本机系统，或在策略中指定其他版本",
+    ROLLED_BACK: "请检查本机到采集端的网络，并请县级管理员查看该版本的问题；本机不会再次尝试该版本",
+}
+
+
+class StateUnreadable(Exception):
+    pass
+
+
+def empty() -> dict:
+    return {"format": FORMAT, "active": None, "previous": None, "trial": None, "failed": [], "last": None}
+
+
+def load(path: Path) -> dict:
+    """The state (an empty one when the file does not exist); StateUnreadable when it cannot be read."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return empty()
+    except (OSError, ValueError) as exc:
+        raise StateUnreadable(f"{path}: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise StateUnreadable(f"{path}: not an upgrade state of format {FORMAT}")
+    out = empty()
+    out.update({k: doc.get(k) for k in out if k in doc})
+    if not isinstance(out["failed"], list):
+        raise StateUnreadable(f"{path}: 'failed' is not a list")
+    return out
+
+
+def save(path: Path, state: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    data = json.dumps(state, ensure_ascii=False, indent=1).encode("utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if hasattr(os, "O_DIRECTORY"):  # the rename itself must survive a power cut (POSIX only)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def failure_of(state: dict, version: str, sha256: str) -> dict | None:
+    return next((f for f in state.get("failed") or [] if f.get("version") == version and f.get("sha256") == sha256),
+                None)
+
+
+def with_failure(state: dict, version: str, sha256: str, reason: str, detail: str, now: float) -> dict:
+    """``state`` with the failure of (version, sha256) recorded (replacing an earlier record of the same)."""
+    failed = [f for f in state.get("failed") or [] if (f.get("version"), f.get("sha256")) != (version, sha256)]
+    failed.append({"version": version, "sha256": sha256, "reason": reason, "detail": detail[:500], "at": now})
+    return {**state, "failed": failed[-20:]}
+
+
+def keep_failures_for(state: dict, version: str | None) -> dict:
+    """A policy naming another version ends the ban of the others (the contract: "until the policy names a
+    different version"): only failures of ``version`` are kept."""
+    failed = [f for f in state.get("failed") or [] if f.get("version") == version]
+    return state if len(failed) == len(state.get("failed") or []) else {**state, "failed": failed}
