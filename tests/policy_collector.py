@@ -46,12 +46,14 @@ def envelope(policy: dict, point: str, signers, announce=(), digest: str | None 
 
 
 class PolicyCollector:
-    """``POST /api/v1/enroll`` answering ``policy_keys`` as told (``enrol_keys``; default: its own key)."""
+    """``POST /api/v1/enroll`` answering ``policy_keys`` as told (``enrol_keys``; default: its own key) and
+    ``release_keys`` as told (``enrol_release_keys``)."""
 
     def __init__(self, port: int, point: str):
         self.port, self.point = port, point
         self.key = ed25519.Ed25519PrivateKey.generate()
         self.enrol_keys: list | None = None
+        self.enrol_release_keys: list | None = None  # the release keys it answers (None: the field is left out)
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -70,9 +72,12 @@ class PolicyCollector:
                 doc = json.loads(gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw)
                 if self.path != "/api/v1/enroll":
                     return self._answer(404, {"detail": "not found"})
-                return self._answer(200, {"agent_id": "agent-1", "token": TOKEN, "point_code": doc["point_code"],
-                                          "policy_keys": server.enrol_keys if server.enrol_keys is not None
-                                          else [key_object(server.key)]})
+                answer = {"agent_id": "agent-1", "token": TOKEN, "point_code": doc["point_code"],
+                          "policy_keys": server.enrol_keys if server.enrol_keys is not None
+                          else [key_object(server.key)]}
+                if server.enrol_release_keys is not None:
+                    answer["release_keys"] = server.enrol_release_keys
+                return self._answer(200, answer)
 
             def _answer(self, code, body):
                 data = json.dumps(body).encode()

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from agent import __version__
+from agent.vocabulary import AGENT_UPGRADE
 from tests.agent_collector import RecordingCollector
 from tests.conftest import REPO, free_port, require_root, require_tool
 
@@ -162,6 +164,11 @@ def test_collector_outages_every_report_arrives_in_order_once(tmp_path, collecto
     text = subprocess.run(agent_cmd("status", "--config", str(cfg)), cwd=REPO, capture_output=True,
                           text=True, timeout=60).stdout
     assert "待发送" in text and "最近一次确认" in text
+    # The self-upgrade's word: in status, and in every report (a pip install under a policy naming no version).
+    assert status["upgrade"]["running"] == __version__ and status["upgrade"]["self_upgrade"] is False
+    assert f"代理升级：运行版本 {__version__}；策略未指定版本" in text
+    upgrade = [[x for x in r["results"] if x["check"] == AGENT_UPGRADE] for r in collector.stored.values()]
+    assert all(len(u) == 1 and u[0]["status"] == "ok" and u[0]["details"]["running"] == __version__ for u in upgrade)
     log = (state / "logs" / "agent.log").read_text(encoding="utf-8")
     assert "point=620102001001" in log and "send_failed" in log
     assert collector.token not in log

@@ -1,0 +1,160 @@
+"""Every `run` start's launch decision (agent/upgrade/launch.py) as a table, upgrade.json's care, the
+``--version`` start check, and the hand-over itself: real child processes exec'ing a real stand-in binary
+(a script answering ``--version``), not a mock of our code."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from agent.upgrade import Identity, upgrade_path
+from agent.upgrade import state as st
+from agent.upgrade.handover import start_check
+from agent.upgrade.launch import EXEC_ACTIVE, ROLLBACK, RUN, TRIAL, at_start, decide, file_sha256
+from tests.conftest import REPO
+from tests.release_collector import stand_in_binary
+
+NOW = 1_000_000.0
+A, B = "/opt/pointwatch-agent/bin/pointwatch-agent", "/var/lib/pointwatch-agent/releases/0.2.0/pointwatch-agent"
+
+
+def trial(launches=0, deadline=NOW + 600):
+    return {"version": "0.2.0", "path": B, "sha256": "ab" * 32, "from_version": "0.1.0", "from_path": A,
+            "started_at": NOW - 10, "deadline": deadline, "launches": launches}
+
+
+ACTIVE_B = {"version": "0.2.0", "path": B, "sha256": "cd" * 32}
+
+
+@pytest.mark.parametrize("name, state, own, path, action, target, failed", [
+    ("nothing recorded", {}, "0.1.0", A, RUN, None, None),
+    ("the trial's first start", {"trial": trial()}, "0.2.0", B, TRIAL, None, None),
+    ("the trial started again without commit", {"trial": trial(launches=1)}, "0.2.0", B, ROLLBACK, A, "again"),
+    ("the trial started after its deadline", {"trial": trial(deadline=NOW - 1)}, "0.2.0", B, ROLLBACK, A, "deadline"),
+    ("the base starts while a trial is open", {"trial": trial(launches=1)}, "0.1.0", A, RUN, None, "not committed"),
+    ("the base starts, the active is another", {"active": ACTIVE_B}, "0.1.0", A, EXEC_ACTIVE, B, None),
+    ("the active itself starts", {"active": ACTIVE_B}, "0.2.0", B, RUN, None, None),
+    ("abandoned trial, then the active", {"active": ACTIVE_B, "trial": {**trial(), "version": "0.3.0"}}, "0.1.0", A,
+     EXEC_ACTIVE, B, "not committed"),
+])
+def test_the_launch_decision(name, state, own, path, action, target, failed):
+    state = {**st.empty(), **state}
+    d = decide(state, own, path, NOW)
+    assert (d.action, d.path) == (action, target), name
+    if action == TRIAL:
+        assert d.state["trial"]["launches"] == 1 and d.state["failed"] == []
+    if failed:
+        assert d.state["trial"] is None and d.state["last"]["event"] == "rolled_back"
+        assert [f["reason"] for f in d.state["failed"]] == [st.ROLLED_BACK] and failed in d.state["failed"][0]["detail"]
+    elif action != TRIAL:
+        assert d.state is state  # nothing to write
+
+
+def test_upgrade_json_is_private_round_trips_and_a_broken_one_is_named(tmp_path):
+    path = upgrade_path(tmp_path / "state")
+    assert st.load(path) == st.empty()
+    state = st.with_failure(st.empty(), "0.2.0", "ab" * 32, st.DIGEST_MISMATCH, "x", NOW)
+    st.save(path, state)
+    assert st.load(path) == state and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not path.with_name("upgrade.json.tmp").exists()
+    path.write_text("{half", encoding="utf-8")
+    with pytest.raises(st.StateUnreadable, match="upgrade.json"):
+        st.load(path)
+
+
+def _binary(tmp_path, name, version, body=""):
+    path = tmp_path / name
+    path.write_bytes(stand_in_binary(version, body))
+    path.chmod(0o755)
+    return path
+
+
+def test_at_start_the_active_release_is_checked_again_before_it_is_execd(tmp_path):
+    sdir = tmp_path / "state"
+    b = _binary(tmp_path, "b", "0.2.0")
+    st.save(upgrade_path(sdir), {**st.empty(), "active": {"version": "0.2.0", "path": str(b), "sha256": file_sha256(b)}})
+    base = Identity("0.1.0", A, "linux-x86_64", True)
+    assert at_start(base, sdir, NOW).action == EXEC_ACTIVE
+    b.write_bytes(b.read_bytes() + b"# changed\n")
+    d = at_start(base, sdir, NOW)
+    assert d.action == RUN and d.problem["reason"] == st.DIGEST_MISMATCH
+    # A pip install never hands over, whatever the file says.
+    assert at_start(Identity("0.1.0", sys.executable, "wheel", False), sdir, NOW).action == RUN
+
+
+@pytest.mark.parametrize("body, version, words", [
+    ("", "0.2.0", None),
+    ("", "0.3.0", "expected 0.3.0"),
+])
+def test_the_start_check_requires_the_target_version(tmp_path, body, version, words):
+    problem = start_check(str(_binary(tmp_path, "b", "0.2.0", body)), version)
+    assert problem is None if words is None else words in problem
+
+
+def test_the_start_check_gives_up_on_a_binary_that_hangs(tmp_path):
+    hangs = tmp_path / "hangs"
+    hangs.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(30)\n")
+    hangs.chmod(0o755)
+    assert "did not answer within 1s" in start_check(str(hangs), "0.2.0", timeout=1)
+
+
+HANDOVER = """
+import sys
+sys.frozen = True  # what a PyInstaller build says: the hand-over resets its bootloader's environment
+from agent.upgrade.handover import replace_process
+replace_process({target!r})
+print("still here")
+"""
+
+
+def test_the_hand_over_execs_the_new_binary_with_this_process_arguments_and_pid(tmp_path):
+    seen = tmp_path / "seen.json"
+    new = _binary(tmp_path, "new", "0.2.0", textwrap.dedent(f"""
+        import json, os
+        json.dump({{"argv": sys.argv[1:], "pid": os.getpid(), "reset": os.environ.get("PYINSTALLER_RESET_ENVIRONMENT"),
+                   "ld": os.environ.get("LD_LIBRARY_PATH")}}, open({str(seen)!r}, "w"))
+    """))
+    script = tmp_path / "old.py"
+    script.write_text(HANDOVER.format(target=str(new)))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LD_LIBRARY_PATH": "/tmp/_MEI123", "LD_LIBRARY_PATH_ORIG": "/usr/x"}
+    proc = subprocess.Popen([sys.executable, str(script), "run", "--config", "/etc/pointwatch/agent.yaml"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "still here" not in out
+    doc = json.loads(seen.read_text())
+    assert doc == {"argv": ["run", "--config", "/etc/pointwatch/agent.yaml"], "pid": proc.pid, "reset": "1",
+                   "ld": "/usr/x"}
+
+
+ROLLBACK_AT_START = """
+import sys, time
+from agent.upgrade import Identity
+from agent.upgrade.handover import replace_process
+from agent.upgrade.launch import ROLLBACK, at_start
+d = at_start(Identity("0.2.0", {b!r}, "linux-x86_64", True), {sdir!r}, time.time())
+assert d.action == ROLLBACK, d
+replace_process(d.path)
+"""
+
+
+def test_a_trial_started_a_second_time_execs_the_previous_binary(tmp_path):
+    sdir = tmp_path / "state"
+    marker = tmp_path / "a-ran"
+    a = _binary(tmp_path, "a", "0.1.0", f"open({str(marker)!r}, 'w').write(' '.join(sys.argv[1:]))")
+    b = tmp_path / "b"
+    st.save(upgrade_path(sdir), {**st.empty(), "trial": {**trial(launches=1), "path": str(b), "from_path": str(a),
+                                                         "deadline": 4e9}})
+    script = tmp_path / "b.py"
+    script.write_text(ROLLBACK_AT_START.format(b=str(b), sdir=str(sdir)))
+    proc = subprocess.run([sys.executable, str(script), "run"], env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text() == "run"
+    doc = st.load(upgrade_path(sdir))
+    assert doc["trial"] is None and doc["failed"][0]["reason"] == st.ROLLED_BACK
