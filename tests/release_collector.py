@@ -10,6 +10,7 @@ knobs. ``stand_in_binary`` makes the bytes of a "new agent binary": a Python scr
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import re
@@ -61,6 +62,12 @@ class ReleaseCollector:
         self.cut_after: int | None = None
         self.ignore_range = False
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        # For a whole agent process: the signed policy it fetches, the reports it sends and which version's
+        # process sent each (its User-Agent); the process of version ``refuse_sender`` gets 503 for every batch.
+        self.policy: bytes | None = None
+        self.reports: list[dict] = []
+        self.sent_by: list[str] = []
+        self.refuse_sender: str | None = None
         self._server: ThreadingHTTPServer | None = None
 
     def add(self, version: str, data: bytes, platform: str = PLATFORM, envelope: bytes | None = None) -> None:
@@ -80,7 +87,21 @@ class ReleaseCollector:
             def log_message(self, *args):
                 pass
 
+            def do_POST(self):  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path != "/api/v1/reports":
+                    return self._json(404, {"detail": "not found"})
+                doc = json.loads(gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw)
+                sender = (self.headers.get("User-Agent") or "").rpartition("/")[2]
+                if sender == server.refuse_sender:
+                    return self._json(503, {"detail": "unavailable"})
+                server.reports.extend(doc["reports"])
+                server.sent_by.extend([sender] * len(doc["reports"]))
+                return self._json(200, {"accepted": len(doc["reports"]), "duplicates": 0})
+
             def do_GET(self):  # noqa: N802
+                if self.path == "/api/v1/agent/policy" and server.policy is not None:
+                    return self._bytes(200, server.policy, "application/json")
                 server.requests.append((self.path, self.headers.get("Range")))
                 m = re.fullmatch(r"/api/v1/agent/releases/([^/]+)/([^/]+)(/file)?", self.path)
                 if not m or self.headers.get("Authorization") != "Bearer test-token-policy-0123456789":

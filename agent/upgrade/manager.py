@@ -202,8 +202,7 @@ class UpgradeManager(threading.Thread):
             trial, self.trial = self.trial, None
         if trial is None:  # committed meanwhile
             return CHECK_EVERY / self.speedup
-        minutes = WATCHDOG_S / self.speedup / 60
-        detail = f"no report of {trial['version']} was acknowledged within {minutes:g} minutes"
+        detail = f"no report of {trial['version']} was acknowledged within {WATCHDOG_S / self.speedup:.0f} s"
         log.error("upgrade_rollback version=%s to=%s reason=%s", trial["version"], trial.get("from_path"), detail)
         self._save(rolled_back(self._reload(), trial, detail, self.clock()))
         self._hand_over(trial["from_path"])
