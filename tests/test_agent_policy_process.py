@@ -36,14 +36,21 @@ from agent import config as config_mod
 from agent.platform import current as current_platform
 from agent.policy import canonical_digest
 from agent.report import probes_for
-from agent.vocabulary import AGENT_OUTBOX, AGENT_POLICY, AGENT_POLICY_FETCH, COLLECTOR_CHECK_IDS, NET_CORE_TCP
+from agent.vocabulary import (
+    AGENT_OUTBOX,
+    AGENT_POLICY,
+    AGENT_POLICY_FETCH,
+    AGENT_UPGRADE,
+    COLLECTOR_CHECK_IDS,
+    NET_CORE_TCP,
+)
 from tests.conftest import REPO, free_port
 from tests.livecollector import start_collector
 
 POINT = "620102001001"
 COUNTY = "甘肃省/兰州市/城关区"
 SPEEDUP = "10"
-OWN = {AGENT_OUTBOX, AGENT_POLICY_FETCH} | COLLECTOR_CHECK_IDS  # the agent's word on itself, the collector's
+OWN = {AGENT_OUTBOX, AGENT_POLICY_FETCH, AGENT_UPGRADE} | COLLECTOR_CHECK_IDS  # the agent's word on itself, the collector's
 
 
 def policy(port: int, name: str) -> dict:

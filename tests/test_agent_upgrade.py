@@ -352,3 +352,16 @@ def test_enrolment_pins_exactly_the_release_keys_of_the_answer(tmp_path, capsys)
         assert "不会自动升级" in capsys.readouterr().out
     finally:
         collector.stop()
+
+
+def test_a_part_of_another_build_of_the_version_is_not_resumed(tmp_path, releases):
+    new = stand_in_binary("0.2.0", "pass  # the new build")
+    releases.add("0.2.0", new)
+    manager, state, handed = setup(tmp_path, releases, SECTION)
+    part = release_dir(state.dir, "0.2.0") / "pointwatch-agent.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(stand_in_binary("0.2.0")[:100])  # left by a download of the old build
+    part.with_name("pointwatch-agent.part.sha256").write_text("ab" * 32)
+    manager.step()
+    assert releases.file_requests() == [None] and handed  # asked from the start, and it verified
+    assert (release_dir(state.dir, "0.2.0") / "pointwatch-agent").read_bytes() == new

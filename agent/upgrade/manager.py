@@ -130,6 +130,7 @@ class UpgradeManager(threading.Thread):
         final = release_dir(self.state.dir, up.version) / release.file
         part = final.with_name(final.name + ".part")
         if not (final.exists() and final.stat().st_size == release.size and file_sha256(final) == release.sha256):
+            _part_of(part, release.sha256)
             try:
                 done = download(base + "/file", token, part, release.size, up.max_kbps,
                                 timeout=cfg.collector.timeout, ctx=self.ssl_ctx, wait=self._pause,
@@ -149,6 +150,7 @@ class UpgradeManager(threading.Thread):
                 return self._fail(up.version, release.sha256, st.DIGEST_MISMATCH,
                                   f"sha256 {actual}, the manifest says {release.sha256}")
             os.replace(part, final)
+            part.with_name(part.name + ".sha256").unlink(missing_ok=True)
         os.chmod(final, 0o755)
         self.progress, self.problem = None, None
         trouble = start_check(str(final), up.version)
@@ -269,6 +271,19 @@ class UpgradeManager(threading.Thread):
 
     def describe(self) -> tuple[str, str, dict]:
         return describe(self, self.keeper.current().upgrade)
+
+
+def _part_of(part, sha256: str) -> None:
+    """A part resumes only the build it was started for: another build of the version starts it afresh."""
+    mark = part.with_name(part.name + ".sha256")
+    try:
+        same = mark.read_text(encoding="ascii").strip() == sha256
+    except OSError:
+        same = False
+    if not same:
+        part.unlink(missing_ok=True)
+        part.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mark.write_text(sha256, encoding="ascii")
 
 
 def _version_of(body: str) -> str | None:
