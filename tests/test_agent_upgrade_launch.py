@@ -158,3 +158,12 @@ def test_a_trial_started_a_second_time_execs_the_previous_binary(tmp_path):
     assert marker.read_text() == "run"
     doc = st.load(upgrade_path(sdir))
     assert doc["trial"] is None and doc["failed"][0]["reason"] == st.ROLLED_BACK
+
+
+def test_a_hand_edited_upgrade_json_never_stops_the_agent_from_starting(tmp_path):
+    sdir = tmp_path / "state"
+    base = Identity("0.1.0", A, "linux-x86_64", True)
+    st.save(upgrade_path(sdir), {**st.empty(), "active": "0.2.0", "trial": None})  # not an object
+    assert at_start(base, sdir, NOW).action == RUN
+    upgrade_path(sdir).write_text("[]", encoding="utf-8")
+    assert at_start(base, sdir, NOW).action == RUN

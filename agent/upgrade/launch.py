@@ -83,9 +83,17 @@ def at_start(identity, state_dir, now: float) -> Decision:
     except st.StateUnreadable as exc:
         log.error("upgrade_state_unreadable error=%s", exc)
         return Decision(RUN, st.empty(), why="upgrade state unreadable")
-    decision = decide(state, identity.version, identity.path, now)
+    try:
+        decision = decide(state, identity.version, identity.path, now)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited file: never a crash at start
+        log.error("upgrade_state_unreadable file=%s error=%r", path, exc)
+        return Decision(RUN, st.empty(), why="upgrade state unreadable")
     if decision.state is not state:
-        st.save(path, decision.state)
+        try:
+            st.save(path, decision.state)
+        except OSError as exc:  # nothing can be recorded, so nothing is changed: this binary runs as it is
+            log.error("upgrade_state_not_saved file=%s error=%s", path, exc)
+            return Decision(RUN, state, why="upgrade state not writable")
     if decision.action == EXEC_ACTIVE:
         try:
             actual = file_sha256(decision.path)
