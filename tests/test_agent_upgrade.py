@@ -365,3 +365,26 @@ def test_a_part_of_another_build_of_the_version_is_not_resumed(tmp_path, release
     manager.step()
     assert releases.file_requests() == [None] and handed  # asked from the start, and it verified
     assert (release_dir(state.dir, "0.2.0") / "pointwatch-agent").read_bytes() == new
+
+
+def test_a_download_the_window_ends_resumes_in_the_next_window_and_says_so(tmp_path, releases):
+    data = stand_in_binary("0.2.0", "pass  # " + "x" * 30_000)
+    releases.add("0.2.0", data)
+    looks = []
+
+    def minute():  # the clock of the window: it ends while the fourth chunk is being fetched
+        looks.append(1)
+        return IN_WINDOW if len(looks) <= 4 or len(looks) > 100 else OUT_OF_WINDOW
+
+    manager, state, handed = setup(tmp_path, releases, SECTION)
+    manager.minute = minute
+    manager.step()
+    status, message, details = manager.describe()
+    assert (status, details["state"]) == ("warn", "waiting_for_window") and "已下载" in message and handed == []
+    part = release_dir(state.dir, "0.2.0") / "pointwatch-agent.part"
+    kept = part.stat().st_size
+    assert 0 < kept < len(data)
+    looks.extend([1] * 100)  # the next window
+    manager.step()
+    assert releases.file_requests() == [None, f"bytes={kept}-"] and handed
+    assert (release_dir(state.dir, "0.2.0") / "pointwatch-agent").read_bytes() == data

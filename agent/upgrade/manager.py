@@ -56,6 +56,7 @@ class UpgradeManager(threading.Thread):
         self.handover_path: str | None = None
         self.progress: tuple[int, int] | None = None  # (bytes, size) of the download under way
         self.problem: str | None = None  # why the last attempt did not get on (warn; retried)
+        self._target: str | None = None  # the policy's version the two above are about
         self.start_problem = dict(launch.problem) if launch is not None and launch.problem else {}
         self.trial = launch.state.get("trial") if launch is not None and launch.action == TRIAL else None
         try:
@@ -83,6 +84,8 @@ class UpgradeManager(threading.Thread):
         if self.trial is not None:
             return self._watch_trial()
         up = self.keeper.current().upgrade
+        if up.version != self._target:  # what was said of another target is over
+            self._target, self.problem, self.progress = up.version, None, None
         if not self._may_pursue(up):
             return CHECK_EVERY / self.speedup
         return self._pursue(up)
@@ -118,6 +121,7 @@ class UpgradeManager(threading.Thread):
             self.problem = self._fetch_problem(exc, up.version)
             log.warning("upgrade_manifest_fetch_failed version=%s status=%s error=%s", up.version, exc.status, exc)
             return retry
+        self.problem = None
         refused_key = "manifest:" + hashlib.sha256(raw).hexdigest()  # a refused manifest: its bytes name it
         if st.failure_of(self.cached, up.version, refused_key):
             return retry

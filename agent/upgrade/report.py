@@ -58,15 +58,17 @@ def describe(m, up) -> tuple[str, str, dict]:
             **details, "state": "no_release_keys", "reason": st.BAD_SIGNATURE}
     if m.handover_path:
         return WARN, f"版本 {target} 已校验，正在切换", {**details, "state": "handing_over"}
-    if m.progress:
-        done, size = m.progress
-        return WARN, (f"正在下载版本 {target}（已完成 {int(done * 100 / size) if size else 0}%，"
-                      f"限速 {up.max_kbps} kbit/s）"), {**details, "state": "downloading", "bytes": done, "size": size}
+    done, size = m.progress or (0, 0)
+    percent = int(done * 100 / size) if size else 0
     if m.problem:
         return WARN, f"{m.problem}；继续运行 {own}", {**details, "state": "retrying"}
     if not up.in_window(m.minute()):
-        return WARN, (f"策略要求升级到版本 {target}，将在升级时段 {up.window_text}（本机时间）内进行；"
-                      f"现运行 {own}"), {**details, "state": "waiting_for_window"}
+        return WARN, (f"策略要求升级到版本 {target}，将在升级时段 {up.window_text}（本机时间）内进行"
+                      f"{f'（已下载 {percent}%）' if m.progress else ''}；现运行 {own}"), {
+            **details, "state": "waiting_for_window"}
+    if m.progress:
+        return WARN, f"正在下载版本 {target}（已完成 {percent}%，限速 {up.max_kbps} kbit/s）", {
+            **details, "state": "downloading", "bytes": done, "size": size}
     return WARN, f"策略要求升级到版本 {target}，准备下载", {**details, "state": "pending"}
 
 
