@@ -285,6 +285,8 @@ def _batch(*versions):
 def test_the_trial_commits_on_the_first_acknowledged_report_of_its_own_version(tmp_path, releases):
     now = [1_000_000.0]
     manager, state, handed = _trial_manager(tmp_path, releases, now)
+    for old in ("0.0.5", OWN, "0.2.0"):  # releases on disk: an older one, the one it came from, itself
+        release_dir(state.dir, old).mkdir(parents=True, exist_ok=True)
     assert manager.describe()[2]["state"] == "trial"
     manager.on_ack(_batch(OWN, OWN))  # reports the old version queued before the hand-over: no commit
     assert json.loads(upgrade_path(state.dir).read_text())["trial"] is not None
@@ -292,6 +294,7 @@ def test_the_trial_commits_on_the_first_acknowledged_report_of_its_own_version(t
     doc = json.loads(upgrade_path(state.dir).read_text())
     assert doc["trial"] is None and doc["active"]["version"] == "0.2.0" and doc["previous"]["path"] == "/opt/a"
     assert doc["last"]["event"] == "committed"
+    assert sorted(p.name for p in (state.dir / "releases").iterdir()) == [OWN, "0.2.0"]
     now[0] += 10_000
     manager.step()  # the watchdog is over: no rollback after the commit
     assert handed == [] and manager.describe()[:2] == ("ok", "按策略运行版本 0.2.0")

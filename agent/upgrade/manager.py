@@ -18,15 +18,16 @@ import os
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 from agent import transport
-from agent.upgrade import WATCHDOG_S, release_dir, upgrade_path
+from agent.upgrade import RELEASES_DIR, WATCHDOG_S, release_dir, upgrade_path
 from agent.upgrade import state as st
 from agent.upgrade.download import DownloadError, download
 from agent.upgrade.handover import start_check
 from agent.upgrade.launch import TRIAL, file_sha256, rolled_back
 from agent.upgrade.manifest import MAX_MANIFEST_BYTES, ManifestRefused, verify_manifest
-from agent.upgrade.report import describe
+from agent.upgrade.report import describe, fetch_problem
 from agent.versions import parse_version
 from agent.vocabulary import AGENT_UPGRADE
 from agent.wire import Result, utcnow
@@ -118,7 +119,7 @@ class UpgradeManager(threading.Thread):
             _status, _etag, raw = transport.get(base, token, cfg.collector.timeout, self.ssl_ctx,
                                                 limit=MAX_MANIFEST_BYTES)
         except transport.SendError as exc:
-            self.problem = self._fetch_problem(exc, up.version)
+            self.problem = fetch_problem(exc, up.version)
             log.warning("upgrade_manifest_fetch_failed version=%s status=%s error=%s", up.version, exc.status, exc)
             return retry
         self.problem = None
@@ -237,6 +238,17 @@ class UpgradeManager(threading.Thread):
                     "previous": {"version": trial.get("from_version"), "path": trial.get("from_path")},
                     "last": {"event": "committed", "version": trial["version"], "at": self.clock()}})
         log.info("upgrade_committed version=%s previous=%s", trial["version"], trial.get("from_version"))
+        self._prune_releases(keep={trial["version"], trial.get("from_version")})
+
+    def _prune_releases(self, keep: set) -> None:
+        """An old office PC's disk: only the active release and the one it came from stay in releases/."""
+        import shutil
+
+        root = Path(self.state.dir) / RELEASES_DIR
+        for child in (root.iterdir() if root.is_dir() else ()):
+            if child.is_dir() and child.name not in keep:
+                shutil.rmtree(child, ignore_errors=True)
+                log.info("upgrade_release_removed version=%s", child.name)
 
     # -- state --------------------------------------------------------------------------------------------------
     def _reload(self) -> dict:
@@ -252,20 +264,6 @@ class UpgradeManager(threading.Thread):
             st.save(self.path, state)
         except OSError as exc:
             log.error("upgrade_state_not_saved file=%s error=%s", self.path, exc)
-
-    @staticmethod
-    def _fetch_problem(exc: transport.SendError, version: str) -> str:
-        if exc.status == 404:
-            return f"采集端没有版本 {version} 适用于本机平台的发布包"
-        if exc.status == 409:
-            return f"采集端已暂停版本 {version} 的推送"
-        if exc.status == 403 and "not_in_policy" in exc.body:
-            return f"采集端表示本服务点的策略未指定版本 {version}"
-        if exc.status in (401, 403):
-            return f"采集端拒绝了本机令牌（HTTP {exc.status}），无法下载新版本，请重新注册"
-        if exc.status is None:
-            return f"无法连接采集端下载新版本（{exc}）"
-        return f"采集端未能提供版本 {version} 的发布清单（HTTP {exc.status}）"
 
     # -- the result -----------------------------------------------------------------------------------------------
     def result(self) -> Result:

@@ -72,6 +72,21 @@ def describe(m, up) -> tuple[str, str, dict]:
     return WARN, f"策略要求升级到版本 {target}，准备下载", {**details, "state": "pending"}
 
 
+def fetch_problem(exc, version: str) -> str:
+    """What the point reads when the collector did not give the manifest (a transport.SendError)."""
+    if exc.status == 404:
+        return f"采集端没有版本 {version} 适用于本机平台的发布包"
+    if exc.status == 409:
+        return f"采集端已暂停版本 {version} 的推送"
+    if exc.status == 403 and "not_in_policy" in exc.body:
+        return f"采集端表示本服务点的策略未指定版本 {version}"
+    if exc.status in (401, 403):
+        return f"采集端拒绝了本机令牌（HTTP {exc.status}），无法下载新版本，请重新注册"
+    if exc.status is None:
+        return f"无法连接采集端下载新版本（{exc}）"
+    return f"采集端未能提供版本 {version} 的发布清单（HTTP {exc.status}）"
+
+
 def status_info(state_dir, identity, target: str | None) -> dict:
     """``pointwatch-agent status`` --json's ``upgrade``: the running version and what upgrade.json says."""
     from agent.upgrade import upgrade_path
