@@ -27,16 +27,17 @@ from tests.livecollector import start_collector
 
 BIG = 30 * 1024 * 1024
 CHUNK = 256 * 1024
+FORM = "multipart/form-data; boundary=pointwatch-test-boundary"
 ROUTES = ["/api/v1/users", "/api/v1/tokens", "/api/v1/silences", "/api/v1/enroll-codes", "/alerts/silence",
           "/api/v1/reports", "/api/v1/enroll", "/login"]
 
 
 def post(app, path: str, *, size: int = BIG, declare: bool = True, body: bytes | None = None,
-         headers: dict | None = None) -> tuple[int, int, bytes]:
+         headers: dict | None = None, content_type: str = "application/json") -> tuple[int, int, bytes]:
     """POST ``size`` bytes (or ``body``) straight into the ASGI app: (status, bytes it pulled, response)."""
     payload = body if body is not None else None
     total = len(payload) if payload is not None else size
-    hdrs = [(b"content-type", b"application/json"), (b"host", b"testserver")]
+    hdrs = [(b"content-type", content_type.encode()), (b"host", b"testserver")]
     hdrs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     hdrs.append((b"content-length", str(total).encode()) if declare else (b"transfer-encoding", b"chunked"))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
@@ -150,3 +151,23 @@ def test_healthz_stays_fast_while_anonymous_gzip_bombs_arrive(tmp_path):
         assert worst < 0.3, f"/healthz took {worst:.2f} s while enrolment bombs were parsed"
     finally:
         live.stop()
+
+
+@pytest.mark.parametrize("role", ["viewer", "reviewer", "agent"])
+def test_only_an_admin_gets_an_upload_read(app, role):
+    """The points spreadsheet (up to 8 MiB, parsed as CSV or XLSX) is read for an admin only: a signed-in
+    viewer, reviewer or agent is refused 403 before a byte of it is pulled, on the API and the page."""
+    app, store = app
+    from collector.store import points
+
+    points.upsert_point(store, "620102001001", "甲村", "甘肃省/兰州市/城关区/某镇/甲村")
+    token = (users.create_token(store, "agent", point_code="620102001001") if role == "agent"
+             else users.create_token(store, role, "/", person=f"p-{role}"))
+    for path in sorted(bodylimit.UPLOAD_ROUTES):
+        status, pulled, text = post(app, path, size=6 * 1024 * 1024, headers={"Authorization": f"Bearer {token}"},
+                                    content_type=FORM)
+        assert (status, pulled) == (403, 0), (path, status, pulled, text)
+    admin = users.create_token(store, "admin", "/", person="p-admin")
+    status, pulled, _ = post(app, "/api/v1/points/import", size=6 * 1024 * 1024,
+                             headers={"Authorization": f"Bearer {admin}"}, content_type=FORM)
+    assert status != 403 and pulled > 0  # past the gate: the route reads the admin's body (and judges it)

@@ -31,6 +31,7 @@ ANONYMOUS_ROUTES = {"/api/v1/enroll": ENROLL_CAP, "/login": 32 * 1024, "/logout"
 # The points spreadsheet an admin uploads (the API and the page): authenticated before a byte is read.
 UPLOAD_CAP = 8 * 1024 * 1024
 UPLOAD_ROUTES = {"/api/v1/points/import", "/admin/points/import"}
+UPLOAD_ROLES = ("admin",)  # who may upload it (the routes' own dependencies say the same)
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Routes that authenticate before they read their body themselves: capped here, not authenticated twice
 # (ingest sheds load in its admission step before it looks anyone up: collector/api/ingest.py).
@@ -69,8 +70,16 @@ class BodyLimit:
             size = 0  # HTTP/1.1: neither header, no body (a DELETE); still counted below
         if size is not None and size > limit:
             return await _too_large(limit)(scope, receive, send)
-        if path not in ANONYMOUS_ROUTES and path not in AUTHENTICATE_FIRST and (size is None or size > ANONYMOUS_CAP):
-            if not await _signed_in(scope, headers):
+        if path in UPLOAD_ROUTES:
+            # Up to 8 MiB of spreadsheet is parsed only for an admin: anyone else is answered before a byte
+            # is read (the route's own dependency would refuse them only after the form was parsed).
+            who = await _principal(scope, headers)
+            if who is None and (size is None or size > ANONYMOUS_CAP):
+                return await _too_large(ANONYMOUS_CAP)(scope, receive, send)
+            if who is not None and who.role not in UPLOAD_ROLES:
+                return await _forbidden(who.role)(scope, receive, send)
+        elif path not in ANONYMOUS_ROUTES and path not in AUTHENTICATE_FIRST and (size is None or size > ANONYMOUS_CAP):
+            if await _principal(scope, headers) is None:
                 return await _too_large(ANONYMOUS_CAP)(scope, receive, send)
 
         received = 0
@@ -87,19 +96,24 @@ class BodyLimit:
         return await self.app(scope, counted, send)
 
 
-async def _signed_in(scope, headers: dict) -> bool:
-    """Whether the request's headers name a valid principal (a bearer token or a session), without reading
-    its body; the answer is cached for the route."""
+def _forbidden(role: str) -> JSONResponse:
+    return JSONResponse({"detail": f"role '{role}' may not do this (needs {' or '.join(UPLOAD_ROLES)})"},
+                        status_code=403)
+
+
+async def _principal(scope, headers: dict):
+    """The valid principal the request's headers name (a bearer token or a session), found without reading
+    its body; None when there is none."""
     if not headers.get(b"authorization") and SESSION_COOKIE.encode() not in headers.get(b"cookie", b""):
-        return False
+        return None
     request = Request(scope)
     try:
         if headers.get(b"authorization") or request.headers.get(csrf.HEADER):
-            return await current_principal(request) is not None
+            return await current_principal(request)
         # A form with the session cookie (an upload) carries its CSRF token inside the body, not read yet:
         # here only the session and the origin are checked; the route's own dependency checks the token.
         csrf.check_origin(request)
         return await run_in_threadpool(people.session_info, get_store(request),
-                                       request.cookies.get(SESSION_COOKIE, "")) is not None
+                                       request.cookies.get(SESSION_COOKIE, ""))
     except HTTPException:  # malformed header, revoked token, another origin: nobody
-        return False
+        return None

@@ -86,6 +86,41 @@ def build() -> Path:
     return BINARY
 
 
+def build_variant(name: str, version: str, patches: dict[str, tuple[str, str]] | None = None) -> Path:
+    """Another release of the agent for the upgrade tests: the same build from a copy of the sources whose
+    ``agent.__version__`` is ``version``, with each ``{file: (old, new)}`` text replacement applied (every
+    ``old`` must occur, so a patch that no longer fits the sources fails loudly instead of building an
+    unpatched binary). Kept under build/linux/variants/<name>, rebuilt when its inputs change."""
+    python = venv()
+    home = BUILD / "variants" / name
+    binary = home / "dist" / "pointwatch-agent"
+    stamp = home / ".stamp"
+    key = json.dumps({"inputs": _inputs_digest(), "version": version, "patches": patches or {}}, sort_keys=True)
+    if binary.exists() and stamp.exists() and stamp.read_text() == key:
+        return binary
+    src = home / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(REPO / "agent", src / "agent", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "configs", src / "configs")
+    init = src / "agent" / "__init__.py"
+    text, n = re.subn(r'^__version__ = ".*"$', f'__version__ = "{version}"', init.read_text(), flags=re.M)
+    if n != 1:
+        raise RuntimeError(f"{init}: no __version__ line to set")
+    init.write_text(text)
+    for rel, (old, new) in (patches or {}).items():
+        target = src / rel
+        text = target.read_text(encoding="utf-8")
+        if old not in text:
+            raise RuntimeError(f"patch for {rel} does not apply: {old!r} not found")
+        target.write_text(text.replace(old, new), encoding="utf-8")
+    _run([str(python), "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN", "--distpath", str(home / "dist"),
+          "--workpath", str(home / "work"), str(src / "configs" / "pyinstaller" / SPEC.name)])
+    if not binary.exists():
+        raise RuntimeError(f"PyInstaller finished but {binary} is missing")
+    stamp.write_text(key)
+    return binary
+
+
 # -- what the binary needs from the PC --------------------------------------------------------------------
 
 _GLIBC = re.compile(r"\bGLIBC_(\d+)\.(\d+)(?:\.(\d+))?\b")
