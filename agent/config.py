@@ -9,6 +9,9 @@ The local file is the *bootstrap* (point, collector, CA bundle, state directory,
 them at the top level mean the same). Once a verified policy from the collector exists
 (agent/policy.py), :func:`with_policy` builds the config the checks run with from the bootstrap and the
 policy alone: no local check setting survives, so nothing on the PC can loosen the exam.
+
+A policy may also hold ``agent:`` (:class:`UpgradePolicy`): which agent release the point runs and when it
+may change. Only a signed policy may order an upgrade, so the local file may not hold it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,13 @@ from agent.confignode import ConfigError, Node, from_data, optional, parse_yaml
 JOB_NAMES = ("network", "devices", "compliance", "identity")
 DEFAULT_INTERVALS = {"network": 60.0, "devices": 300.0, "compliance": 300.0, "identity": 3600.0}
 # What decides the exam: the keys a fetched policy may hold, and (with `checks`) what a local fallback may.
-POLICY_KEYS = ("intervals", "core_network", "isolation", "usage", "devices")
-CHECK_KEYS = (*POLICY_KEYS, "checks")
+# `agent` (which release runs) is a policy key the local file may not hold: only the collector may order it.
+SIGNED_ONLY_KEYS = ("agent",)
+POLICY_KEYS = ("intervals", "core_network", "isolation", "usage", "devices", *SIGNED_ONLY_KEYS)
+CHECK_KEYS = (*(k for k in POLICY_KEYS if k not in SIGNED_ONLY_KEYS), "checks")
+DEFAULT_MAX_KBPS = 64  # kilobits per second: a village's 2G/3G line keeps room for the reports
+ANY_TIME = "00:00-24:00"
+_WINDOW = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")
 
 
 @dataclass
@@ -51,6 +59,24 @@ class MetricsConfig:
     listen: tuple[str, int] | None = None
 
 
+@dataclass(frozen=True)
+class UpgradePolicy:
+    """The policy's ``agent:`` section: the release this point runs, the local-time window in which the agent
+    may download and change to it, the download's bandwidth cap, and whether an older release may run."""
+
+    version: str | None = None
+    window: tuple[int, int] = (0, 24 * 60)  # minutes of local time, [start, end); start > end wraps midnight
+    window_text: str = ANY_TIME
+    max_kbps: int = DEFAULT_MAX_KBPS
+    downgrade: bool = False
+
+    def in_window(self, minute_of_day: int) -> bool:
+        start, end = self.window
+        if start < end:
+            return start <= minute_of_day < end
+        return minute_of_day >= start or minute_of_day < end
+
+
 @dataclass
 class AgentConfig:
     path: str
@@ -69,6 +95,7 @@ class AgentConfig:
     # the fetched policy these check settings come from (None: they are the local file's).
     local_check_keys: tuple[str, ...] = ()
     policy_digest: str | None = None
+    upgrade: UpgradePolicy = field(default_factory=UpgradePolicy)  # only ever from a signed policy
 
     def enabled(self, check_id: str) -> bool:
         return check_id not in self.disabled_checks
@@ -90,6 +117,7 @@ def load(path: str | Path) -> AgentConfig:
 
 def parse(text: str, file: str = "<config>") -> AgentConfig:
     root = parse_yaml(text, file)
+    _refuse_signed_only(root)
     top = root.mapping(TOP_KEYS, required=("point",))
     cfg = AgentConfig(
         path=file,
@@ -115,19 +143,33 @@ def with_policy(cfg: AgentConfig, policy: dict, digest: str) -> AgentConfig:
     (a section it leaves out is as if absent from a file, never the local one). Raises ConfigError naming
     the policy's digest and the field when this agent cannot run the policy."""
     node = from_data(policy, f"policy {digest}")
-    out = replace(cfg, intervals=dict(DEFAULT_INTERVALS), disabled_checks=set(), policy_digest=digest)
-    _apply_checks(out, node.mapping(POLICY_KEYS))
+    out = replace(cfg, intervals=dict(DEFAULT_INTERVALS), disabled_checks=set(), policy_digest=digest,
+                  upgrade=UpgradePolicy())
+    section = node.mapping(POLICY_KEYS)
+    _apply_checks(out, section)
+    out.upgrade = optional(section, "agent", UpgradePolicy(), upgrade_policy)
     return out
 
 
 def _local_checks(top: dict[str, Node]) -> tuple[dict[str, Node], str]:
     """The local check settings: the ``fallback`` section, or (older files) the same keys at the top level."""
     if "fallback" not in top or top["fallback"].value is None:
-        return {k: top[k] for k in CHECK_KEYS if k in top}, ""
-    for key in CHECK_KEYS:
-        if key in top:
-            top[key].fail(f"'{key}' is a check setting and the file has a 'fallback' section: move it there")
-    return top["fallback"].mapping(CHECK_KEYS), "fallback."
+        local, prefix = {k: top[k] for k in CHECK_KEYS if k in top}, ""
+    else:
+        for key in CHECK_KEYS:
+            if key in top:
+                top[key].fail(f"'{key}' is a check setting and the file has a 'fallback' section: move it there")
+        _refuse_signed_only(top["fallback"])
+        local, prefix = top["fallback"].mapping(CHECK_KEYS), "fallback."
+    return local, prefix
+
+
+def _refuse_signed_only(node: Node) -> None:
+    for key in SIGNED_ONLY_KEYS:
+        child = node.child(key)
+        if child is not None:
+            child.fail(f"'{key}' (which agent release runs) may only come from the collector's signed policy, "
+                       "never from the local file")
 
 
 def _apply_checks(cfg: AgentConfig, section: dict[str, Node]) -> None:
@@ -163,6 +205,49 @@ def _collector(node: Node) -> CollectorConfig:
         timeout=optional(m, "timeout", 10.0, lambda n: n.duration(0.1, 300)),
         policy_refresh=optional(m, "policy_refresh", 300.0, lambda n: n.duration(30, 86400)),
     )
+
+
+def upgrade_policy(node: Node) -> UpgradePolicy:
+    """``agent: {version, window, max_kbps, downgrade}``; window is required when version is set."""
+    from agent.versions import parse_version
+
+    m = node.mapping(("version", "window", "max_kbps", "downgrade"))
+    version = None
+    if "version" in m and m["version"].value is not None:
+        if not isinstance(m["version"].value, str):  # YAML reads 0.30 as the number 0.3: say so, not guess
+            m["version"].fail(f"expected the version as quoted text such as \"0.2.1\", got {m['version'].value!r}")
+        version = m["version"].str(max_len=40).strip()
+        try:
+            parse_version(version)
+        except ValueError as exc:
+            m["version"].fail(str(exc))
+        if "window" not in m or m["window"].value is None:
+            node.fail("missing required key 'window' (when the agent may upgrade, local time, e.g. \"02:00-05:00\"; "
+                      "\"00:00-24:00\" for any time)")
+    window_text = optional(m, "window", ANY_TIME, _window)
+    return UpgradePolicy(version=version, window=window_minutes(window_text), window_text=window_text,
+                         max_kbps=optional(m, "max_kbps", DEFAULT_MAX_KBPS, lambda n: n.int(1, 100000)),
+                         downgrade=optional(m, "downgrade", False, Node.bool))
+
+
+def _window(node: Node) -> str:
+    text = node.str(max_len=20).strip()
+    match = _WINDOW.match(text)
+    if not match:
+        node.fail(f"'{text}' is not a time window HH:MM-HH:MM (local time, e.g. 02:00-05:00)")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+        node.fail(f"'{text}' holds a time that does not exist (00:00 to 23:59, or 24:00 as an end)")
+    start, end = window_minutes(text)
+    if start == end % (24 * 60) and text != ANY_TIME:
+        node.fail(f"'{text}' is an empty window (use {ANY_TIME} for any time)")
+    return text
+
+
+def window_minutes(text: str) -> tuple[int, int]:
+    """A valid ``HH:MM-HH:MM`` as minutes of the day, (start, end)."""
+    h1, m1, h2, m2 = (int(g) for g in _WINDOW.match(text).groups())
+    return h1 * 60 + m1, h2 * 60 + m2
 
 
 def _intervals(node: Node) -> dict[str, float]:

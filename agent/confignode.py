@@ -62,6 +62,10 @@ class Node:
     def is_mapping(self) -> bool:
         return isinstance(self._children, dict)
 
+    def child(self, key: str) -> Node | None:
+        """The value under ``key`` of a mapping (None: not there, or this is no mapping), unvalidated."""
+        return self._children.get(key) if isinstance(self._children, dict) else None
+
     # -- scalars -----------------------------------------------------------------------------------
     def str(self, *, allow_empty: bool = False, max_len: int = 500) -> str:
         if isinstance(self.value, bool) or not isinstance(self.value, (str, int, float)):

@@ -58,6 +58,9 @@ AGENT_OUTBOX = "agent.outbox"  # the agent's own state: reports dropped from a f
 # The agent's own word on the signed policy it runs (fetched, cached, refused); the collector derives
 # AGENT_POLICY from each report's policy_digest (the policy issue's wire contract).
 AGENT_POLICY_FETCH = "agent.policy_fetch"
+# The agent's word on its own release: running what the policy names, upgrading, or why an upgrade failed.
+# Not scorable: the standards do not score it (kept out of SCORABLE_CHECK_IDS, like agent.policy_fetch).
+AGENT_UPGRADE = "agent.upgrade"
 # Results the collector derives from each report (never sent by an agent).
 IDENTITY_MATCHES_ENROLMENT = "identity.matches_enrolment"
 AGENT_CLOCK_SKEW = "agent.clock_skew"
@@ -92,7 +95,12 @@ CHECK_CN = {
     USAGE_PROCESSES: "禁用软件与必需进程", USAGE_REMOVABLE_MEDIA: "移动存储", USAGE_LISTENING_PORTS: "监听端口",
     USAGE_ACCOUNTS: "登录账号", HOST_RESOURCES: "终端资源", AGENT_CLOCK_SKEW: "终端时钟",
     AGENT_OUTBOX: "代理缓存", AGENT_POLICY_FETCH: "策略获取", AGENT_POLICY: "代理策略",
+    AGENT_UPGRADE: "代理升级",
 }
+
+# -- agent releases ------------------------------------------------------------------------------------------
+# What an agent release is built for: the self-contained Linux builds, the Windows exe, and a wheel (pip).
+RELEASE_PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-amd64", "wheel")
 
 # The dashboard's families of checks (prefix -> family), and the three pillars of 专网专机专用.
 FAMILY_PREFIXES = (("net.core.", "core"), ("isolation.", "isolation"), ("identity.", "identity"),

@@ -285,7 +285,35 @@ def agent_section(trace: _Trace) -> list[str]:
         out: list[str] = []
         _rows(trace, "", out, {k for k in trace.keys.get("", []) if k != top})
         lines += [f"### `{top}`", "", "| key | value | default | required |", "|---|---|---|---|", *out, ""]
+    policy = policy_trace()
+    for key in _signed_only_keys():
+        out = []
+        _rows(policy, "", out, {k for k in policy.keys.get("", []) if k != key})
+        lines += [f"### `{key}` (signed policy only)", "",
+                  "Only a policy signed by the collector may hold it; the local file (top level or `fallback`) "
+                  "is refused when it does. docs/en/operations.md (self-upgrade) says what the agent does with it.",
+                  "", "| key | value | default | required |", "|---|---|---|---|", *out, ""]
     return lines
+
+
+# A policy holding every policy-only key, so the trace sees their accessors (values are only examples).
+COVERAGE_POLICY = {"agent": {"version": "0.2.1", "window": "02:00-05:00", "max_kbps": 64, "downgrade": False}}
+
+
+def policy_trace() -> _Trace:
+    from agent import config
+
+    bootstrap = config.parse(COVERAGE, "coverage")
+    with _traced() as trace:
+        trace.files = ("policy coverage",)  # agent.confignode.from_data names a policy by its digest
+        config.with_policy(bootstrap, COVERAGE_POLICY, "coverage")
+    return trace
+
+
+def _signed_only_keys() -> tuple[str, ...]:
+    from agent.config import SIGNED_ONLY_KEYS
+
+    return SIGNED_ONLY_KEYS
 
 
 def _check_keys() -> tuple[str, ...]:
