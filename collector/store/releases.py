@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from collector.store import StoreError, utcnow
 from collector.store import models as m
@@ -168,6 +168,15 @@ def running_versions(store, scope: str = "/") -> list[tuple[str, str, str | None
         stmt = (select(m.Point.code, m.Point.region_path, m.PointState.agent_version)
                 .join(m.PointState, m.PointState.point_code == m.Point.code, isouter=True))
         return [tuple(r) for r in s.execute(scoped(stmt, m.Point.region_path, scope))]
+
+
+def version_counts(store, scope: str = "/") -> list[tuple[str, int]]:
+    """(agent version, points whose latest report came from it) in scope, by version."""
+    with store.session() as s:
+        stmt = (select(m.PointState.agent_version, func.count()).join(m.Point, m.Point.code == m.PointState.point_code)
+                .where(m.PointState.agent_version.is_not(None)))
+        stmt = scoped(stmt, m.Point.region_path, scope).group_by(m.PointState.agent_version)
+        return sorted((v, n) for v, n in s.execute(stmt))
 
 
 def latest_results_of(store, check: str, status: str, codes: list[str] | None = None) -> list[tuple[str, dict, datetime]]:
