@@ -32,11 +32,11 @@ VERSION, PLATFORM = "0.2.1", "linux-x86_64"
 ACTOR = Actor("test")
 
 
-def build(tmp_path, store, pause_failed_share=0.2, size=300_000):
+def build(tmp_path, store, pause_failed_share=0.2, size=300_000, alerts=None):
     private = tmp_path / "release.pem"
     key = mf.keygen(private)
     settings = Settings(data_dir=tmp_path / "data", extra={"agent_releases": {
-        "public_keys": [key["public_key"]], "pause_failed_share": pause_failed_share}})
+        "public_keys": [key["public_key"]], "pause_failed_share": pause_failed_share}, **({"alerts": alerts} if alerts else {})})
     for code, region in VILLAGES.items():
         points.upsert_point(store, code, f"{code}服务点", region)
     points.upsert_point(store, ELSEWHERE, "七里河区服务点", "甘肃省/兰州市/七里河区/某镇/某村")
@@ -45,8 +45,7 @@ def build(tmp_path, store, pause_failed_share=0.2, size=300_000):
     policy_service.set_region(store, "甘肃省/兰州市/七里河区", "intervals: {network: 60s}\n", "other.yaml", ACTOR)
     release_file = tmp_path / "pointwatch-agent"
     release_file.write_bytes(os.urandom(size))
-    Path = type(tmp_path)
-    Path(f"{release_file}.release.json").write_bytes(mf.sign(release_file, VERSION, PLATFORM, mf.load_private(private)))
+    (tmp_path / "pointwatch-agent.release.json").write_bytes(mf.sign(release_file, VERSION, PLATFORM, mf.load_private(private)))
     releases.add(store, settings.data_dir, settings.agent_releases(), str(release_file), VERSION, PLATFORM, None, ACTOR)
     app = create_app(settings, store=store)
     tokens = {code: users.create_token(store, "agent", point_code=code) for code in [*VILLAGES, ELSEWHERE]}
@@ -243,3 +242,19 @@ def test_the_admin_page_shows_the_rollout_in_chinese(tmp_path, store):
     assert r.status_code == 200
     assert "代理升级" in r.text and VERSION in r.text and "文件摘要不符 1" in r.text and f"阶段 {STAGE}" in r.text
     assert "发布中" in r.text
+
+
+def test_the_pause_alert_is_notified_like_any_other(tmp_path, store):
+    from sqlalchemy import select
+
+    from collector.store.models import Notification
+
+    hook = {"notifiers": [{"name": "县群", "type": "webhook", "url": "http://127.0.0.1:9/hook"}]}
+    client, tokens, _, _ = build(tmp_path, store, size=100, alerts=hook)
+    send(client, tokens, store, A1, upgrade=("fail", VERSION, "does_not_start"))
+    assert client.app.state.alerts.evaluate_point(A1) == 1  # what the alert worker does for the announced point
+    with store.session() as s:
+        (payload,) = s.scalars(select(Notification.payload)).all()
+    assert payload["rule"] == "rollout_paused" and payload["target"] == VERSION and payload["event"] == "firing"
+    assert "代理升级已自动暂停" in payload["subject"] and STAGE in payload["text"]
+    assert client.app.state.alerts.evaluate_point(A1) == 0  # once
