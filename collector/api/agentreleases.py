@@ -12,11 +12,23 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from collector.api.agentpolicy import ENVELOPE_SCHEMA
 from collector.api.deps import get_store, require_agent
 from collector.releases import serving
 from collector.store import TokenInfo
 
 router = APIRouter(prefix="/api/v1/agent/releases", tags=["agent releases"])
+# The refusals of this route carry {"code", "message"} in detail; a refused role a sentence.
+REFUSAL = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}}}}}
+REFUSALS = {404: {"description": "no_release: not held here (or its file is gone)", **REFUSAL},
+            403: {"description": "not_in_policy: the point's policy does not name this version", **REFUSAL},
+            409: {"description": "rollout_paused: the release is paused", **REFUSAL}}
+BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+MANIFEST_RESPONSES = {200: {"description": "the signed manifest envelope, as signed",
+                            "content": {"application/json": {"schema": ENVELOPE_SCHEMA}}}, **REFUSALS}
+FILE_RESPONSES = {200: {"description": "the release file", "content": BYTES},
+                  206: {"description": "the bytes of the range asked for (Content-Range)", "content": BYTES},
+                  416: {"description": "a range this file cannot answer (Content-Range: bytes */size)"}, **REFUSALS}
 
 
 async def _decide(request: Request, auth: TokenInfo, version: str, platform: str) -> serving.Decision:
@@ -30,13 +42,13 @@ async def _decide(request: Request, auth: TokenInfo, version: str, platform: str
     return decision
 
 
-@router.get("/{version}/{platform}")
+@router.get("/{version}/{platform}", responses=MANIFEST_RESPONSES, response_class=Response)
 async def release_manifest(version: str, platform: str, request: Request, auth: TokenInfo = Depends(require_agent)):
     decision = await _decide(request, auth, version, platform)
     return Response(decision.release.manifest, media_type="application/json", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/{version}/{platform}/file")
+@router.get("/{version}/{platform}/file", responses=FILE_RESPONSES, response_class=Response)
 async def release_file(version: str, platform: str, request: Request, auth: TokenInfo = Depends(require_agent)):
     decision = await _decide(request, auth, version, platform)
     release = decision.release

@@ -63,8 +63,9 @@ def staged_versions(store, scope: str = "/") -> dict[str, tuple[str, str]]:
 
 def stats(store, scope: str = "/") -> dict:
     """The rollout view (``GET /api/v1/agent-releases``, the admin page, ``agent-release list``)."""
-    running = Counter(v for _, _, v in rows.running_versions(store, scope) if v)
-    in_scope = {code for code, _, _ in rows.running_versions(store, scope)}
+    points = rows.running_versions(store, scope)
+    running = Counter(v for _, _, v in points if v)
+    in_scope = {code for code, _, _ in points}
     failures = {code: details for code, details, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL)
                 if code in in_scope and target_of(details)}
     staged = staged_versions(store, scope)
