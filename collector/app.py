@@ -83,8 +83,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
                              skew_warn_s=alert_engine.config.rules["clock_skew"].params["seconds"],
                              policy_grace_s=alert_engine.config.rules["policy_mismatch"].params["grace"])
 
-    release_settings = settings.agent_releases()
-    reports.upgrade_failed = lambda codes: rollout.evaluate(store, codes, release_settings.pause_failed_share)
+    reports.upgrade_failed = rollout.RolloutWatch(store, settings.agent_releases().pause_failed_share)
 
     app.state.settings, app.state.store = settings, store
     app.state.silence_intervals = silence_intervals

@@ -17,6 +17,7 @@ from collector.accounts import users
 from collector.app import create_app
 from collector.policy import service as policy_service
 from collector.releases import manifest as mf
+from collector.releases import rollout
 from collector.releases import service as releases
 from collector.settings import Settings
 from collector.store import audit, enrolment, points
@@ -212,6 +213,19 @@ def test_rollout_counts_and_an_automatic_pause_with_an_alert(tmp_path, store):
     assert client.get(url(), headers=auth(tokens[A1])).status_code == 200
     alerts = client.get("/api/v1/alerts", headers=auth(tokens["admin"])).json()["alerts"]
     assert not [a for a in alerts if a["rule"] == "rollout_paused"]
+
+    # The failures seen at the resume do not undo it: those agents repeat them in every report (and never
+    # retry the same build), here judged afresh as another collector would.
+    assert audit.audit_entries(store, action="agent_release.resume")[0]["details"]["failed_points"] == [
+        "620102001002", "620102001003"]
+    send(client, tokens, store, "620102001002", upgrade=("fail", VERSION, "does_not_start"))
+    assert rollout.evaluate(store, ["620102001002", "620102001003"], 0.2) == []
+    assert view(client, tokens["admin"])[VERSION]["paused_at"] is None
+    # a new failure after the resume counts, on its own: 1 of 3
+    send(client, tokens, store, A1, running="0.2.1", upgrade=("fail", VERSION, "rolled_back"))
+    assert view(client, tokens["admin"])[VERSION]["paused_at"] is None  # 1/3 is not more than half
+    assert rollout.evaluate(store, [A1], 0.2) == [VERSION]
+    assert "1/3" in view(client, tokens["admin"])[VERSION]["paused_reason"]
 
 
 def test_one_failure_in_a_small_stage_pauses_at_the_default_share(world, store):

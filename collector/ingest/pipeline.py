@@ -52,8 +52,9 @@ class ReportPipeline:
         self.skew_warn_s = skew_warn_s
         self.policy_grace_s = policy_grace_s
         self.writer = ReportWriter(store, silence_intervals)
-        # Told the points whose stored reports carry a failed agent.upgrade, before they are announced (so
-        # an alert the rollout raises is evaluated with them): collector/releases/rollout.py, wired by app.py.
+        # Told {point: target} of the failed agent.upgrade results just stored, before the points are
+        # announced (so an alert the rollout raises is evaluated with them): collector/releases/rollout.py
+        # RolloutWatch, wired by app.py.
         self.upgrade_failed = None
 
     def receive(self, reports: list[Report], received_at: datetime | None = None,
@@ -83,8 +84,8 @@ class ReportPipeline:
         return accepted, duplicates
 
     def _tell_upgrade_failures(self, reports: list[Report]) -> None:
-        failing = sorted({r.point_code for r in reports
-                          if any(x.check == AGENT_UPGRADE and x.status == FAIL for x in r.results)})
+        failing = {r.point_code: str(x.details.get("target")) for r in reports for x in r.results
+                   if x.check == AGENT_UPGRADE and x.status == FAIL and isinstance(x.details, dict)}
         if not failing:
             return
         try:

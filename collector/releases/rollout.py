@@ -96,9 +96,32 @@ def _stage_region(stage: str, point_region: str) -> str:
     return point_region if stage.startswith(POINT_LEVEL) else stage
 
 
+class RolloutWatch:
+    """The ingest pipeline's hook (``ReportPipeline.upgrade_failed``): {point: target} of the failed
+    agent.upgrade results it just stored. An agent repeats its failure in every report until the policy names
+    another release; only a point's new failure (another target, or its first here) can raise a stage's
+    share, so repeats are not judged again (the memory is this process's; another collector or a restart
+    judges once more, which changes nothing)."""
+
+    def __init__(self, store, pause_failed_share: float):
+        self.store, self.pause_failed_share = store, pause_failed_share
+        self._judged: dict[str, str] = {}
+
+    def __call__(self, failing: dict[str, str]) -> list[str]:
+        new = {code: target for code, target in failing.items() if self._judged.get(code) != target}
+        if not new:
+            return []
+        paused = evaluate(self.store, sorted(new), self.pause_failed_share)
+        self._judged.update(new)
+        return paused
+
+
 def evaluate(store, codes: list[str], pause_failed_share: float) -> list[str]:
     """After reports from ``codes`` carrying an agent.upgrade failure were stored: pause every release whose
-    stage (of one of these points) failed beyond the share. Returns the versions paused now."""
+    stage (of one of these points) failed beyond the share. Returns the versions paused now.
+
+    Failures an admin already saw when resuming the release (the resume's audit entry lists them) do not
+    count again: those agents never retry the same build, and would otherwise undo the resume at once."""
     failing = {code: target_of(d) for code, d, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL, codes)
                if target_of(d)}
     if not failing:
@@ -120,12 +143,15 @@ def evaluate(store, codes: list[str], pause_failed_share: float) -> list[str]:
     for code, version in sorted(failing.items()):
         if version in paused or rows.get_any(store, version) is None:
             continue
+        seen_at_resume = rows.failed_at_resume(store, version)
+        if code in seen_at_resume:
+            continue
         found = policies.read(store, lambda view, c=code, v=version: stage_counts(view, c, v))
         if found is None:
             continue
         stage, region, members = found
         failed = sum(1 for c, d, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL, members)
-                     if target_of(d) == version)
+                     if target_of(d) == version and c not in seen_at_resume)
         share = failed / len(members) if members else 0.0
         if failed < 1 or share <= pause_failed_share:
             continue
@@ -139,6 +165,11 @@ def evaluate(store, codes: list[str], pause_failed_share: float) -> list[str]:
             paused_now.append(version)
         paused.add(version)
     return paused_now
+
+
+def failed_points(store, version: str) -> list[str]:
+    """Points whose latest agent.upgrade result is a failure for ``version`` (what a resume records)."""
+    return sorted(c for c, d, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL) if target_of(d) == version)
 
 
 def _alert(code: str, region: str, version: str, summary: str, share: float) -> dict:

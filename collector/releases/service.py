@@ -58,4 +58,8 @@ def pause(store, version: str, actor: Actor) -> bool:
 
 
 def resume(store, version: str, actor: Actor) -> bool:
-    return rows.resume(store, version, actor)
+    """Serve a paused version again. The points failed at this moment are recorded with the resume: the
+    automatic pause counts only failures after it (collector/releases/rollout.py)."""
+    from collector.releases.rollout import failed_points
+
+    return rows.resume(store, version, actor, {"failed_points": failed_points(store, version)})

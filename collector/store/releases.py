@@ -141,7 +141,7 @@ def pause(store, version: str, reason: str, actor: Actor, details: dict | None =
     return True
 
 
-def resume(store, version: str, actor: Actor) -> bool:
+def resume(store, version: str, actor: Actor, details: dict | None = None) -> bool:
     """Lift a version's pause and resolve the alerts that said it was paused; False when it was not paused."""
     now = utcnow()
     with store.write_session() as s:
@@ -153,8 +153,18 @@ def resume(store, version: str, actor: Actor) -> bool:
         for alert in s.scalars(select(m.Alert).where(m.Alert.rule == "rollout_paused", m.Alert.target == version,
                                                      m.Alert.state != "resolved")):
             alert.state, alert.resolved_at, alert.open_key, alert.updated_at = "resolved", now, None, now
-        append(s, actor, "agent_release.resume", version, {})
+        append(s, actor, "agent_release.resume", version, details or {})
     return True
+
+
+def failed_at_resume(store, version: str) -> set[str]:
+    """The points recorded as failed by the latest resume of ``version`` (none: never resumed)."""
+    with store.session() as s:
+        details = s.scalar(select(m.AuditEntry.details).where(
+            m.AuditEntry.action == "agent_release.resume", m.AuditEntry.target == version)
+            .order_by(m.AuditEntry.id.desc()).limit(1))
+    found = (details or {}).get("failed_points") if isinstance(details, dict) else None
+    return {c for c in found if isinstance(c, str)} if isinstance(found, list) else set()
 
 
 def paused_versions(store) -> set[str]:
