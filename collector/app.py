@@ -22,6 +22,7 @@ from collector.api import (
     admin_people,
     admin_points,
     agentpolicy,
+    agentreleases,
     audit,
     auth,
     enroll,
@@ -30,6 +31,8 @@ from collector.api import (
     metrics,
     pointadmin,
     points,
+    releasepages,
+    releases,
     scores,
     ui,
 )
@@ -41,6 +44,7 @@ from collector.api.bodylimit import BodyLimit
 from collector.ingest.admission import Admission
 from collector.ingest.pipeline import PointsChanged, ReportPipeline
 from collector.metrics import selfmetrics
+from collector.releases import rollout
 from collector.scoring.scorekeeper import ScoreKeeper
 from collector.settings import Settings
 from collector.store import read_only_error
@@ -79,6 +83,8 @@ def create_app(settings: Settings, store=None) -> FastAPI:
                              skew_warn_s=alert_engine.config.rules["clock_skew"].params["seconds"],
                              policy_grace_s=alert_engine.config.rules["policy_mismatch"].params["grace"])
 
+    reports.upgrade_failed = rollout.RolloutWatch(store, settings.agent_releases().pause_failed_share)
+
     app.state.settings, app.state.store = settings, store
     app.state.silence_intervals = silence_intervals
     app.state.metrics_token = settings.metrics_token()  # None: /metrics open (collector/api/metrics.py)
@@ -95,7 +101,8 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     ]
 
     for module in (ingest, enroll, points, pointadmin, scores, metrics, evidence, reviews_api, ui, review_pages,
-                   admin_points, admin_people, auth, audit, alerts_api, policies_api, agentpolicy):
+                   admin_points, admin_people, auth, audit, alerts_api, policies_api, agentpolicy, agentreleases,
+                   releases, releasepages):
         app.include_router(module.router)
     app.include_router(auth.api)
     app.mount("/static", StaticFiles(directory=str(ui.WEB / "static")), name="static")

@@ -44,7 +44,17 @@ class Settings:
         except AdmissionConfigError as exc:
             raise SettingsError(f"{config_file}: {exc}") from None
         settings.metrics_token()  # a missing or empty token file stops the start, not the first scrape
+        settings.agent_releases()
         return settings
+
+    def agent_releases(self):
+        """The ``agent_releases`` section (collector/releases/config.py): release public keys, pause share."""
+        from collector.releases.config import ReleaseConfigError, parse
+
+        try:
+            return parse(self.extra.get("agent_releases"))
+        except ReleaseConfigError as exc:
+            raise SettingsError(str(exc)) from None
 
     def metrics_token(self) -> str | None:
         """The bearer token /metrics requires (config ``metrics: {bearer_token_file: FILE}``), or None: open,

@@ -330,7 +330,7 @@ def test_viewers_and_reviewers_see_no_admin_controls_and_are_refused(browser, si
         _login(pg, username)
         assert pg.locator("header nav a:has-text('管理')").count() == 0
         token = pg.evaluate("document.querySelector('meta[name=csrf-token]').content")  # the session's own
-        for path in ("/admin/points", "/admin/users", "/admin/tokens", "/admin/points/new"):
+        for path in ("/admin/points", "/admin/users", "/admin/tokens", "/admin/points/new", "/admin/releases"):
             assert pg.goto(pg.base + path).status == 403, path
         for path, form in (("/admin/points", {"code": "620123999999", "name": "越权", "region": COUNTY}),
                            ("/admin/tokens", {"role": "admin", "region": COUNTY, "person": "越权"}),

@@ -49,6 +49,7 @@ def test_no_page_logs_a_console_error(browser, site):
                  "/docs": ".swagger-ui .info", "/admin/points": "table.admin-points",
                  f"/admin/points/{sims[3].code}/edit": "form.point-form", "/admin/points/new": "form.point-form",
                  "/admin/users": "table.admin-users", "/admin/tokens": "table.admin-tokens",
+                 "/admin/releases": "table.admin-releases",
                  "/reviews": "table.reviews"}
         for path, ready in pages.items():
             _visit(pg, path, ready, problems)

@@ -40,6 +40,9 @@ TITLES = {
     "printer_supply_low": "打印机耗材不足",
     "clock_skew": "终端时钟偏差过大",
     "policy_mismatch": "检查策略不符：上报所用策略非采集端下发",
+    # Raised by the collector when it pauses an agent release whose rollout stage failed too often
+    # (collector/releases/rollout.py), not by a rule over one point's state: no alerts.rules entry.
+    "rollout_paused": "代理升级已自动暂停：该阶段升级失败过多",
 }
 PRINTER_CHECK = device_check("printer")
 CORE_CHECKS = (NET_CORE_ICMP, NET_CORE_TCP)

@@ -51,6 +51,9 @@ class EnrollOut(BaseModel):
     point_code: str
     # The keys that sign the point's policy (GET /api/v1/agent/policy); the agent pins them.
     policy_keys: list[PolicyKey] = Field(default_factory=list)
+    # The release keys (collector.yaml agent_releases.public_keys) that sign agent releases; the agent pins
+    # them here only, never from a policy, so a collector's own key cannot introduce one.
+    release_keys: list[PolicyKey] = Field(default_factory=list)
 
 
 ENROLL_BODY_DOC = {"requestBody": {"required": True, "content": {
@@ -93,5 +96,6 @@ async def _enroll(request: Request):
     except StoreError:
         raise HTTPException(403, detail={"code": "bad_enroll_code", "message": REFUSED_CN}) from None
     pinned = await run_in_threadpool(policy_keys, request.app.state.settings.data_dir)
+    release_keys = request.app.state.settings.agent_releases().key_objects()
     return EnrollOut(agent_id=agent_id, token=token, point_code=body.point_code,
-                     policy_keys=[PolicyKey(**k) for k in pinned])
+                     policy_keys=[PolicyKey(**k) for k in pinned], release_keys=[PolicyKey(**k) for k in release_keys])

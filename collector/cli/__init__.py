@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     from collector.cli.policy import add_parser as add_policy
 
     add_policy(sub)
+    from collector.cli.releases import add_parser as add_releases
+
+    add_releases(sub)
     return parser
 
 
@@ -80,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    if args.command == "agent-release" and args.action in ("keygen", "sign"):
+        from collector.cli.releases import run_offline
+
+        return run_offline(args)  # on the offline machine: no collector config, no store
     try:
         settings = Settings.load(getattr(args, "config", None), getattr(args, "data_dir", None))
     except SettingsError as exc:
@@ -105,6 +112,10 @@ def _run(args) -> int:
         from collector.cli.policy import run as run_policy
 
         return run_policy(args, settings)
+    if args.command == "agent-release":
+        from collector.cli.releases import run as run_releases
+
+        return run_releases(args, settings)
     if args.command == "demo":
         from collector.demo.run import run_demo
 

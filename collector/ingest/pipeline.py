@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
+from agent.vocabulary import AGENT_UPGRADE, FAIL, SILENCE_INTERVALS_DEFAULT
 from agent.wire import Report
 from collector.ingest.derive import POLICY_GRACE_S, SKEW_WARN_S, derive
 from collector.store.ingest import ReportWriter, enrolment_pins
@@ -52,6 +52,10 @@ class ReportPipeline:
         self.skew_warn_s = skew_warn_s
         self.policy_grace_s = policy_grace_s
         self.writer = ReportWriter(store, silence_intervals)
+        # Told {point: target} of the failed agent.upgrade results just stored, before the points are
+        # announced (so an alert the rollout raises is evaluated with them): collector/releases/rollout.py
+        # RolloutWatch, wired by app.py.
+        self.upgrade_failed = None
 
     def receive(self, reports: list[Report], received_at: datetime | None = None,
                 sender: str | None | type[_Claimed] = _Claimed) -> tuple[int, int]:
@@ -73,6 +77,18 @@ class ReportPipeline:
         derived = {r.report_id: derive(r, received_at, *pinned(r), self.skew_warn_s, issued[r.point_code],
                                        self.policy_grace_s) for r in reports}
         accepted, duplicates = self.writer.write(reports, derived, received_at)
+        if accepted and self.upgrade_failed is not None:
+            self._tell_upgrade_failures(reports)
         if accepted:
             self.points_changed.announce(sorted({r.point_code for r in reports}))
         return accepted, duplicates
+
+    def _tell_upgrade_failures(self, reports: list[Report]) -> None:
+        failing = {r.point_code: str(x.details.get("target")) for r in reports for x in r.results
+                   if x.check == AGENT_UPGRADE and x.status == FAIL and isinstance(x.details, dict)}
+        if not failing:
+            return
+        try:
+            self.upgrade_failed(failing)
+        except Exception:  # the rollout's bookkeeping never fails the ingest of a report already stored
+            log.exception("upgrade_failures_not_evaluated points=%d", len(failing))

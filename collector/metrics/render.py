@@ -25,6 +25,7 @@ from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.metrics import selfmetrics
 from collector.store import alerts as alerts_repo
 from collector.store import metriclines
+from collector.store import releases as releases_repo
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,11 @@ ITEM_OK = Family("pointwatch_compliance_item_ok", "1 when an automatic standards
                  ("item", "point", "profile", "region"))
 ALERTS = Family("pointwatch_alerts_firing", "Alerts of the collector firing now, by point and watched check.",
                 ("check", "point", "region"))
+AGENT_VERSION = Family("pointwatch_agent_version_points",
+                       "Points whose latest report came from an agent of this version (the rollout of releases).",
+                       ("version",))
 FAMILIES = (POINT_UP, LAST_REPORT, CLOCK_SKEW, CHECK_STATUS, CORE_RTT, CORE_LOSS, DEVICE_UP, SUPPLY, SCORE,
-            ITEM_OK, ALERTS)
+            ITEM_OK, ALERTS, AGENT_VERSION)
 # Families of one point's latest state: rendered when that state changes (collector/scoring/scorekeeper.py) and
 # stored as text, so a scrape streams them instead of rebuilding ~10^6 samples. The others are live.
 PER_POINT = (CHECK_STATUS, CORE_RTT, CORE_LOSS, DEVICE_UP, SUPPLY, SCORE, ITEM_OK)
@@ -148,7 +152,8 @@ class FleetCollector:
             region = region_of.get(code)
             if region is not None:
                 alerts.append(((check, code, region), float(firing)))
-        return {POINT_UP: up, LAST_REPORT: last, CLOCK_SKEW: skew, ALERTS: alerts}
+        versions = [((version,), float(n)) for version, n in releases_repo.version_counts(self.store, self.scope)]
+        return {POINT_UP: up, LAST_REPORT: last, CLOCK_SKEW: skew, ALERTS: alerts, AGENT_VERSION: versions}
 
     def render(self) -> bytes:
         with selfmetrics.DB_SECONDS.labels("metrics_points").time():

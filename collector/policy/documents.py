@@ -14,10 +14,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from agent.config import POLICY_KEYS  # what a policy may hold: the agent's own list, defined once
 from agent.confignode import ConfigError, Node, parse_yaml
 
-# The check settings a policy may hold (the contract); never point, collector, state_dir and the like.
-POLICY_KEYS = ("intervals", "core_network", "isolation", "usage", "devices")
 REGISTRY = "registry"  # the provenance of devices the point registry adds
 
 
@@ -56,8 +55,8 @@ def parse_document(text: str, file: str) -> Document:
     try:
         children = root.mapping(POLICY_KEYS)
     except ConfigError as exc:
-        raise PolicyError(f"{exc} — a policy holds check settings only; point, collector and state_dir stay "
-                          "in the agent's local file", field=exc.field, file=file, line=exc.line) from None
+        raise PolicyError(f"{exc} — a policy holds check settings (and agent: the release to run) only; "
+                          "point, collector and state_dir stay in the agent's local file", field=exc.field, file=file, line=exc.line) from None
     for key, child in children.items():
         if key != "devices" and child.value is not None and not child.is_mapping():
             raise PolicyError(str(ConfigError(file, child.line, key, "expected a mapping")), field=key, file=file,
@@ -141,13 +140,14 @@ def digest(policy: dict) -> str:
 
 # -- validation ---------------------------------------------------------------------------------------------
 def validate(policy: dict, point_code: str, label: str) -> None:
-    """Run the agent's own validator over the effective policy as a point's config; ConfigError if refused."""
+    """Run the agent's own validator over the effective policy as the point's agent takes a fetched policy
+    (``with_policy``: a local file may not hold ``agent:``, a signed policy may); ConfigError if refused."""
     import yaml
 
     from agent import config as agent_config
 
-    text = yaml.safe_dump({"point": {"code": point_code}, **policy}, allow_unicode=True, sort_keys=False)
-    agent_config.parse(text, label)
+    bootstrap = agent_config.parse(yaml.safe_dump({"point": {"code": point_code}}), label)
+    agent_config.with_policy(bootstrap, policy, label)
 
 
 def where_in(document: Document, field_path: str) -> int | None:

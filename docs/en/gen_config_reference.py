@@ -384,13 +384,28 @@ def collector_section() -> list[str]:
         lines.append(f"| `{key}` | {_fmt_default([None if value is None else str(value)], [])} | {note} |")
     sections = extra_sections()
     lines += ["", "Sections read by the collector: " + ", ".join(f"`{s}`" for s in sections) + ".", ""]
-    unknown = set(sections) - {"alerts", "ingest", "retention", "metrics"}
+    unknown = set(sections) - {"alerts", "ingest", "retention", "metrics", "agent_releases"}
     if unknown:
         raise SystemExit(f"gen_config_reference.py: describe the new collector section(s) {sorted(unknown)}")
 
     lines += ["### `metrics` (collector/settings.py)", "", "| key | default |", "|---|---|",
               "| `metrics.bearer_token_file` | unset: `/metrics` is open; a file holding one word of 16+ characters "
               "makes `/metrics` require `Authorization: Bearer <token>` |", ""]
+    from collector.releases.config import KEYS as RELEASE_KEYS
+    from collector.releases.config import ReleaseSettings
+
+    release_defaults = ReleaseSettings()
+    release_notes = {
+        "public_keys": "`[]`: no release is trusted (`agent-release add` refuses every one). Base64 of the raw "
+                       "32-byte Ed25519 public keys `agent-release keygen` prints; sent to agents in the enrolment "
+                       "answer (`release_keys`)",
+        "pause_failed_share": f"`{release_defaults.pause_failed_share:g}`: 0–1; a release is paused by the collector "
+                              "when more than this share of a rollout stage's points failed to upgrade to it "
+                              "(at least one)",
+    }
+    lines += ["### `agent_releases` (collector/releases/config.py)", "", "| key | default |", "|---|---|"]
+    lines += [f"| `agent_releases.{k}` | {release_notes[k]} |" for k in RELEASE_KEYS]
+    lines += [""]
     lines += ["### `ingest` (collector/ingest/admission.py)", "", "| key | default |", "|---|---|"]
     lines += [f"| `ingest.{k}` | `{v}` |" for k, v in INGEST.items()]
 

@@ -1,0 +1,95 @@
+"""What an agent may download: a release its own point's effective policy names, not paused, held here.
+
+The answers of ``GET /api/v1/agent/releases/{version}/{platform}[/file]`` (collector/api/agentreleases.py),
+decided in this order: 404 ``no_release`` (no such release held, or its file is gone), 403 ``not_in_policy``
+(the point's effective policy does not name that version in ``agent.version``: an agent cannot fetch a
+release its region has not been ordered to run), 409 ``rollout_paused``. And the one byte range a resuming
+download asks for (``Range: bytes=N-`` or ``bytes=N-M``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+from agent.versions import VERSION_RE
+from agent.vocabulary import RELEASE_PLATFORMS
+from collector.policy import service
+from collector.store import releases as rows
+from collector.store.releasemodels import AgentRelease
+
+log = logging.getLogger("pointwatch.releases")
+NO_RELEASE, NOT_IN_POLICY, PAUSED = "no_release", "not_in_policy", "rollout_paused"
+STATUS = {NO_RELEASE: 404, NOT_IN_POLICY: 403, PAUSED: 409}
+MESSAGE_CN = {
+    NO_RELEASE: "采集端没有该版本、该平台的代理发布",
+    NOT_IN_POLICY: "本服务点的策略未指定升级到该版本（agent.version）",
+    PAUSED: "该版本的发布已暂停",
+}
+RANGE = re.compile(r"^bytes=(\d{1,18})-(\d{0,18})$")
+
+
+@dataclass(frozen=True)
+class Decision:
+    refusal: str | None
+    release: AgentRelease | None = None
+    path: str | None = None
+
+
+def policy_version(store, code: str) -> str | None:
+    """The version the point's effective (issued) policy names in ``agent.version``; None when none."""
+    issued, _ = service.current(store, code)
+    agent = (issued.policy.get("agent") if issued is not None else None) or {}
+    version = agent.get("version") if isinstance(agent, dict) else None
+    return version if isinstance(version, str) else None
+
+
+def decide(store, data_dir, code: str, version: str, platform: str) -> Decision:
+    if not VERSION_RE.match(version) or platform not in RELEASE_PLATFORMS:
+        return Decision(NO_RELEASE)
+    release = rows.get(store, version, platform)
+    if release is None:
+        return Decision(NO_RELEASE)
+    path = rows.file_path(data_dir, release.sha256)
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = None
+    if size != release.size:
+        log.error("release_file_missing version=%s platform=%s path=%s size=%s", version, platform, path, size)
+        return Decision(NO_RELEASE)
+    if policy_version(store, code) != version:
+        return Decision(NOT_IN_POLICY)
+    if release.paused_at is not None:
+        return Decision(PAUSED, release)
+    return Decision(None, release, str(path))
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """(first, last) byte of a ``Range`` header; None for no header (the whole file); False for a range this
+    file cannot answer (416)."""
+    if header is None:
+        return None
+    m = RANGE.match(header.strip())
+    if not m:
+        return False
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) else size - 1
+    if first >= size or last < first:
+        return False
+    return first, min(last, size - 1)
+
+
+def read_from(path: str, first: int, last: int, chunk: int = 256 * 1024):
+    """The bytes first..last of a file, in chunks (a StreamingResponse iterates it on a worker thread)."""
+    with open(path, "rb") as fh:
+        fh.seek(first)
+        left = last - first + 1
+        while left > 0:
+            data = fh.read(min(chunk, left))
+            if not data:
+                return
+            left -= len(data)
+            yield data
