@@ -2,9 +2,10 @@
 ``cryptography`` by an offline release key, and a stdlib HTTP server answering the agent-token release routes
 (``GET /api/v1/agent/releases/{version}/{platform}`` and ``.../file`` with real ``Range: bytes=N-`` support).
 
-Written from the contract (the lead's issue-23 contract) until the collector half serves these routes; the
-broken answers the tests need (a tampered file, a connection cut mid-file, a server ignoring Range) are its
-knobs. ``stand_in_binary`` makes the bytes of a "new agent binary": a Python script answering ``--version``.
+It stays beside the real routes (collector/api/releases.py) for the downloader's and the manager's unit tests
+because of the broken answers they need and the real collector never gives: a file changed after signing
+served under its manifest, a connection cut mid-file, a server ignoring Range. The whole flow against the
+real collector, with real builds, is tests/test_upgrade_linux.py. ``stand_in_binary`` makes the bytes of a "new agent binary": a Python script answering ``--version``.
 """
 
 from __future__ import annotations
