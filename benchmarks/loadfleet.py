@@ -1,0 +1,244 @@
+"""The collector side of load.py: N collector processes on one store, each with a webhook notifier pointing
+at a receiver inside the benchmark; the fault plan that makes alerts open and resolve during the run; and
+the checks that alerts, notifications and scores stay single however many collectors share the database.
+
+The fault: a share of the simulated agents report ``isolation.internet`` as fail (the internet is reachable
+from the 专网 PC) for a few intervals, then ok again. The rule ``internet_reachable`` pages on the first
+such report and resolves on the first clean one, so each planned fault is one alert episode: one alert row,
+one "firing" and one "resolved" notification. After the load, the silence phase lets every point fall
+silent, so every collector's timer finds every point due at once (the one place several collectors race
+on the same points): one ``point_silent`` alert and one "firing" notification per point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+FAULT_RULE = "internet_reachable"  # isolation.internet fail: critical, fires at once, resolves at once
+SILENT_RULE = "point_silent"
+# What the collectors log when background work fails (their WARNING/ERROR lines go to their log file).
+FAILURE_LINE = re.compile(r"^([a-z_]+_(?:failed|crashed))\b|^(Traceback)", re.MULTILINE)
+
+
+class Receiver:
+    """A webhook target: records (alert id, event, point, rule) of every notification it is sent."""
+
+    def __init__(self):
+        self.got: list[tuple[int, str, str, str]] = []
+        self.bad = 0
+        lock = threading.Lock()
+        outer = self
+
+        class Hook(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    p = json.loads(body)
+                    entry = (int(p["alert_id"]), str(p["event"]), str(p["point_code"]), str(p["rule"]))
+                except (ValueError, KeyError, TypeError):
+                    entry = None
+                with lock:
+                    if entry is None:
+                        outer.bad += 1
+                    else:
+                        outer.got.append(entry)
+                self.send_response(204)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def fault_plan(codes: list[str], share: float, duration: float, interval: float,
+               rng: random.Random) -> dict[str, tuple[float, float]]:
+    """code -> (from, until) seconds into the run during which that agent reports the fault: 3 to 6
+    intervals, starting in the run's second sixth to its second half, over before three quarters of it."""
+    plan = {}
+    for code in rng.sample(codes, round(len(codes) * share)):
+        start = rng.uniform(0.15, 0.45) * duration
+        plan[code] = (start, min(start + rng.uniform(3, 6) * interval, 0.75 * duration))
+    return plan
+
+
+def start_collectors(n: int, tmp: Path, env: dict, receiver_url: str) -> tuple[list, list[int], list[Path]]:
+    """N collector processes (benchmarks/ingest.py --serve: uvicorn without access log) with the webhook
+    notifier; the first one's data directory is tmp/data (where load.py puts an SQLite store)."""
+    import socket
+
+    from rawhttp import wait_ready
+
+    config = {"alerts": {"notifiers": [{"name": "bench-receiver", "type": "webhook", "url": receiver_url,
+                                        "timeout": "5s"}]}}
+    procs, ports, logs = [], [], []
+    for i in range(n):
+        data = tmp / ("data" if i == 0 else f"data{i}")
+        data.mkdir(exist_ok=True)
+        cfg = tmp / f"collector{i}.yaml"
+        cfg.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        logs.append(tmp / f"collector{i}.log")
+        with open(logs[-1], "wb") as log:
+            procs.append(subprocess.Popen([sys.executable, str(BENCH / "ingest.py"), "--serve", str(data),
+                                           str(port), str(cfg)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          cwd=BENCH.parent))
+        ports.append(port)
+    for i, (port, proc) in enumerate(zip(ports, procs, strict=True)):
+        wait_ready(port, proc, 60, f"its log: {logs[i]}")
+    return procs, ports, logs
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sqlite_mib(db: Path | None) -> tuple[float, float] | None:
+    """The SQLite store's database file and WAL, MiB: a WAL that only grows is a checkpoint that never ends."""
+    if db is None:
+        return None
+    sizes = []
+    for path in (db, db.with_name(db.name + "-wal")):
+        try:
+            sizes.append(path.stat().st_size / 2**20)
+        except OSError:
+            sizes.append(0.0)
+    return sizes[0], sizes[1]
+
+
+def log_failures(path: Path) -> Counter:
+    """Failure events in one collector's log, by name (rescore_failed, alert_evaluation_failed, ...)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return Counter()
+    return Counter(a or b for a, b in FAILURE_LINE.findall(text))
+
+
+def outbox_busy(store) -> int:
+    from sqlalchemy import func, select
+
+    from collector.store import models as m
+
+    with store.session() as s:
+        return s.scalar(select(func.count()).select_from(m.Notification)
+                        .where(m.Notification.status.in_(("queued", "sending"))))
+
+
+def settle(url: str, receiver: Receiver, n_points: int, silence_phase: bool, interval: float) -> float:
+    """Wait until the outbox is empty (and, with the silence phase, every point has a silent alert that
+    was sent); returns the seconds waited."""
+    from sqlalchemy import func, select
+
+    from collector.store import Store
+    from collector.store import models as m
+
+    store = Store(url)
+    t0 = time.monotonic()
+    deadline = t0 + (3 * interval + 90 if silence_phase else 30)
+    try:
+        while time.monotonic() < deadline:
+            with store.session() as s:
+                silent = s.scalar(select(func.count()).select_from(m.Alert).where(
+                    m.Alert.rule == SILENT_RULE, m.Alert.notified_at.is_not(None)))
+            if outbox_busy(store) == 0 and (not silence_phase or silent >= n_points):
+                break
+            time.sleep(1)
+        time.sleep(2)  # one more dispatcher pass: a duplicate would show up now, not after we counted
+    finally:
+        store.close()
+    return time.monotonic() - t0
+
+
+def singleness(url: str, receiver: Receiver, codes: list[str], plan: dict, silence_phase: bool) -> list[str]:
+    """Print the single-ness figures; return the checks that failed (empty: all single)."""
+    from collector.store import Store
+    from collector.store import models as m
+
+    store = Store(url)
+    try:
+        with store.session() as s:
+            alerts = s.query(m.Alert.id, m.Alert.fingerprint, m.Alert.rule, m.Alert.point_code, m.Alert.state,
+                             m.Alert.notified_at).all()
+            outbox = s.query(m.Notification.alert_id, m.Notification.event, m.Notification.status).all()
+            scores = Counter(code for (code,) in s.query(m.PointScore.point_code))
+    finally:
+        store.close()
+    failed = []
+
+    def check(ok: bool, what: str) -> None:
+        print(f"  [{'ok' if ok else 'FAIL'}] {what}")
+        if not ok:
+            failed.append(what)
+
+    by_id = {a.id: a for a in alerts}
+    rows_per_episode = Counter(a.fingerprint for a in alerts)  # the scenario makes one episode per fingerprint
+    dupes = {fp: n for fp, n in rows_per_episode.items() if n > 1}
+    fault = [a for a in alerts if a.rule == FAULT_RULE]
+    silent = [a for a in alerts if a.rule == SILENT_RULE]
+    other = Counter(a.rule for a in alerts if a.rule not in (FAULT_RULE, SILENT_RULE))
+    print(f"alerts: {len(alerts)} rows; {FAULT_RULE} {len(fault)} for {len(plan)} planned faults "
+          f"({sum(a.state == 'resolved' for a in fault)} resolved); {SILENT_RULE} {len(silent)} for "
+          f"{len(codes)} points; other rules {dict(other) or 'none'}")
+    check(not dupes, f"one alert row per episode (fingerprints with more: {len(dupes)}"
+          + (f", e.g. {next(iter(dupes.items()))}" if dupes else "") + ")")
+    check({a.point_code for a in fault} <= set(plan), f"{FAULT_RULE} only on points that reported the fault")
+    check(len(fault) == len(plan) and all(a.state == "resolved" for a in fault),
+          f"every planned fault opened one {FAULT_RULE} alert and it resolved")
+    if silence_phase:
+        check(len(silent) == len(codes) and all(a.notified_at for a in silent),
+              f"every point fell silent once and was paged ({len(silent)} of {len(codes)})")
+
+    got = Counter((aid, event) for aid, event, _, _ in receiver.got)
+    queued = Counter((n.alert_id, n.event) for n in outbox)
+    print(f"notifications received: {len(receiver.got)} ({sum(e == 'firing' for _, e, _, _ in receiver.got)} "
+          f"firing, {sum(e == 'resolved' for _, e, _, _ in receiver.got)} resolved), unreadable {receiver.bad}; "
+          f"outbox rows {len(outbox)}, not sent {sum(n.status != 'sent' for n in outbox)}")
+    wrong = []
+    for a in alerts:
+        want = {"firing": int(a.notified_at is not None),
+                "resolved": int(a.notified_at is not None and a.state == "resolved")}
+        for event, n in want.items():
+            if got[(a.id, event)] != n or queued[(a.id, event)] != n:
+                wrong.append((a.id, a.rule, a.point_code, event, n, got[(a.id, event)], queued[(a.id, event)]))
+    strays = sorted({aid for aid, _ in got} - set(by_id))
+    check(not wrong, "exactly one firing and one resolved notification per paged alert, received and queued"
+          + (f" ({len(wrong)} wrong, e.g. (id, rule, point, event, want, received, queued) = {wrong[0]})"
+             if wrong else ""))
+    check(not strays and receiver.bad == 0, f"no notification for an alert the store does not hold ({len(strays)})")
+    check(all(n.status == "sent" for n in outbox), "every queued notification sent")
+
+    print(f"point scores: {sum(scores.values())} rows for {len(codes)} points")
+    check(max(scores.values(), default=0) <= 1 and set(codes) <= set(scores),
+          "one score row per point, every point scored")
+    return failed
