@@ -326,6 +326,8 @@ def main() -> int:
         after = [loadfleet.log_failures(path) for path in logs]
         print("collector log failures after settling: " + "; ".join(f"c{i} {dict(c) or 'none'}"
                                                                     for i, c in enumerate(after)))
+        if any(after):  # a failed rescore or evaluation is work lost, if only until the next pass
+            failed.append("collector background failures")
         errors = sum(len(st.errors) for st in stats)
     finally:
         for proc in procs:
