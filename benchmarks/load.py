@@ -86,7 +86,7 @@ def make_report(code: str, agent_id: str, seq: int, rng: random.Random, fault: b
           details={"addresses": ["10.10.1.20"]}, **obs(3)),
         R("net.core.https", "https://10.10.1.20/health", "ok", "网上办理渠道 正常（HTTP 200）", value=0.05,
           unit="seconds", details={"status": 200, "tls_days_left": 200}, **obs(50)),
-        R("isolation.internet", "223.5.5.5:53", *(("fail", "互联网可达：223.5.5.5:53 可以连接（违反专网要求）") if fault
+        R("isolation.internet", loadfleet.FAULT_TARGET, *(("fail", "互联网可达：223.5.5.5:53 可以连接（违反专网要求）") if fault
           else ("ok", "互联网不可达（符合专网要求）")), details={"method": "tcp"}, **obs(1000)),
         R("isolation.internet", "114.114.114.114", "ok", "互联网不可达（符合专网要求）", details={"method": "icmp"},
           **obs(1000)),
@@ -142,6 +142,7 @@ class Stats:
         self.left_queued = 0                       # produced but not acknowledged by the end
         self.batch_sizes: list[int] = []
         self.wal_mib_max = 0.0                     # SQLite: the largest WAL seen by the sampler
+        self.pg_connections_max = 0                # PostgreSQL: the most connections to the store seen
 
 
 async def exchange(port: int, head: bytes, body: bytes) -> tuple[bytes, bytes]:
@@ -211,7 +212,7 @@ async def agent(port: int, code: str, token: str, t_start: float, t_end: float, 
 
 
 async def sampler(pids: list[int], t_start: float, t_end: float, samples: list[list], stats: list[Stats],
-                  db: Path | None = None) -> None:
+                  db: Path | None = None, pg: tuple[str, str] | None = None) -> None:
     loop = asyncio.get_running_loop()
     next_print = t_start + 60
     while loop.time() < t_end:
@@ -225,6 +226,8 @@ async def sampler(pids: list[int], t_start: float, t_end: float, samples: list[l
         files = loadfleet.sqlite_mib(db)
         if files:
             stats[0].wal_mib_max = max(stats[0].wal_mib_max, files[1])
+        if pg:  # every collector's pool holds up to 30: four of them can pass PostgreSQL's default 100
+            stats[0].pg_connections_max = max(stats[0].pg_connections_max, loadfleet.pg_connections(*pg))
         if loop.time() >= next_print:
             recent = sorted(x[1] for st in stats for x in st.lat if x[0] >= t - 60)
             if recent:
@@ -259,7 +262,7 @@ async def run_load(ports: list[int], pids: list[int], tokens: dict[str, str], pl
     tasks = [agent(ports[i % len(ports)], code, token, t_start, t_end, args.interval, stats[i % len(ports)],
                    random.Random(rng.random()), args.timeout, plan.get(code))
              for i, (code, token) in enumerate(tokens.items())]
-    await asyncio.gather(sampler(pids, t_start, t_end + 10, samples, stats, args.sqlite_db), *tasks)
+    await asyncio.gather(sampler(pids, t_start, t_end + 10, samples, stats, args.sqlite_db, args.pg), *tasks)
     return stats, samples, loop.time() - t_start
 
 
@@ -289,7 +292,7 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * args.agents + 256)), hard))
     tmp = Path(tempfile.mkdtemp(prefix="pw-load-"))
-    dbname = args.sqlite_db = None
+    dbname = args.sqlite_db = args.pg = None
     env = {k: v for k, v in os.environ.items() if k != "POINTWATCH_DATABASE_URL"}
     if args.store == "sqlite":
         args.sqlite_db = tmp / "data" / "pointwatch.db"
@@ -303,6 +306,7 @@ def main() -> int:
             admin.execute(f'CREATE DATABASE "{dbname}"')
         url = "postgresql+psycopg://" + args.pg_url.split("://", 1)[1].rsplit("/", 1)[0] + "/" + dbname
         env["POINTWATCH_DATABASE_URL"] = url
+        args.pg = (args.pg_url, dbname)
     procs, receiver, failed = [], loadfleet.Receiver(), ["no run"]
     try:
         t = time.monotonic()
@@ -322,7 +326,7 @@ def main() -> int:
         waited = loadfleet.settle(url, receiver, len(tokens), args.silence_phase, args.interval)
         print(f"\nsingle-ness, {len(procs)} collector(s), after {waited:.0f} s of settling"
               + (" (every point falls silent)" if args.silence_phase else ""))
-        failed = loadfleet.singleness(url, receiver, sorted(tokens), plan, args.silence_phase)
+        failed = loadfleet.singleness(url, receiver, sorted(tokens), plan, args.silence_phase, args.interval)
         after = [loadfleet.log_failures(path) for path in logs]
         print("collector log failures after settling: " + "; ".join(f"c{i} {dict(c) or 'none'}"
                                                                     for i, c in enumerate(after)))
@@ -388,6 +392,8 @@ def report(args, stats: list[Stats], samples: list[list], elapsed: float, cpu: l
     loads = [x[2] for own in samples for x in own]
     if args.sqlite_db:
         print(f"SQLite WAL at most {stats[0].wal_mib_max:.0f} MiB (sampled every 5 s)")
+    if args.pg:
+        print(f"PostgreSQL connections to the store at most {stats[0].pg_connections_max} (sampled every 5 s)")
     if loads:
         print(f"collectors' CPU {sum(cpu):.0f} s in {elapsed:.0f} s ({100 * sum(cpu) / elapsed:.0f}% of one core); "
               f"machine load average during the run: mean {statistics.mean(loads):.2f}, max {max(loads):.2f}")
