@@ -323,7 +323,7 @@ def main() -> int:
         stats, samples, elapsed = asyncio.run(run_load(ports, [p.pid for p in procs], tokens, plan, args))
         cpu = [loadfleet.cpu_s(p.pid) - c0 for p, c0 in zip(procs, cpu0, strict=True)]
         report(args, stats, samples, elapsed, cpu, [loadfleet.log_failures(path) for path in logs])
-        waited = loadfleet.settle(url, receiver, len(tokens), args.silence_phase, args.interval)
+        waited = loadfleet.settle(url, args.silence_phase, args.interval)
         print(f"\nsingle-ness, {len(procs)} collector(s), after {waited:.0f} s of settling"
               + (" (every point falls silent)" if args.silence_phase else ""))
         failed = loadfleet.singleness(url, receiver, sorted(tokens), plan, args.silence_phase, args.interval)
