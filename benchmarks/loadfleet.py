@@ -162,8 +162,8 @@ def log_failures(path: Path) -> Counter:
                 end = next((x for x in lines[i + 1:] if x and not x.startswith(" ")), "?")
                 found["traceback: " + end[:120]] += 1
             named = False
-        elif line and not line.startswith(" "):
-            named = False
+        elif line and not line.startswith((" ", "The above exception", "During handling")):
+            named = False  # (a chained exception's second traceback belongs to the same failure)
     return found
 
 
