@@ -113,11 +113,11 @@ async def drive(ports: list[int], plan: list[tuple[str, list[bytes]]], tokens: d
 
 
 # -- collector processes -----------------------------------------------------------------------------
-def serve_main(data_dir: str, port: int) -> None:
+def serve_main(data_dir: str, port: int, config: str | None = None) -> None:
     from collector.cli.serve import serve
     from collector.settings import Settings
 
-    settings = Settings.load(None, data_dir)
+    settings = Settings.load(config, data_dir)
     if os.environ.get("PW_BENCH_HEAP_LOG"):  # Python's own heap, to tell a leak from allocator growth
         import threading
 
@@ -278,8 +278,8 @@ def run_store(kind: str, args) -> dict:
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        serve_main(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--serve":  # DATA_DIR PORT [CONFIG] (load.py gives one)
+        serve_main(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) == 5 else None)
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reports", type=int, default=6000, help="reports per store (bounded load)")

@@ -1,4 +1,4 @@
-"""Sustained load: N simulated agents reporting every I seconds for D seconds against one real collector.
+"""Sustained load: N simulated agents reporting every I seconds for D seconds against real collectors.
 
 Each simulated agent writes, on its own schedule (a random phase within the interval), a report of 20
 results built with agent/wire.py — the agent's own wire format, with realistic checks (core network,
@@ -13,12 +13,20 @@ Like the real agent, a simulated agent queues its reports and sends what waits a
 overloaded collector shows as bigger batches, growing latency and reports still queued at the end.
 
     .venv/bin/python benchmarks/load.py [--agents 2000] [--interval 10] [--duration 600] [--store sqlite]
+                                        [--collectors 1] [--faulty 0.1] [--no-silence-phase]
+
+--collectors N (PostgreSQL) runs N collector processes on the one database, the agents spread over them
+round-robin (each keeps its collector, as behind a load balancer). Every collector pages a webhook receiver
+inside the benchmark; a share of the agents (--faulty) report a fault for a while and recover, and after
+the load every point falls silent, so alerts open, page and resolve. The run ends with the single-ness
+checks (benchmarks/loadfleet.py: one alert row per episode, one "firing" and one "resolved" notification
+per alert, one score row per point) and exits non-zero if one fails or any request failed.
 
 With ``PW_BENCH_HEAP_LOG=/some/file`` the collector appends its Python heap size (allocated blocks) there
 every 30 s, which tells a leak in Python objects from growth of the C allocator or SQLite's caches.
 
-Loopback only; bounded (stops by itself after --duration); the collector and its temporary data directory
-(or PostgreSQL database pw_load_<pid>) are removed at the end. Never part of the test run.
+Loopback only; bounded (stops by itself after --duration and the settling); the collectors and their
+temporary data directory (or PostgreSQL database pw_load_<pid>) are removed at the end. Never part of the test run.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rawhttp import read_response, wait_ready  # noqa: E402  (beside this script)
+import loadfleet  # noqa: E402  (beside this script)
+from rawhttp import read_response  # noqa: E402
 
 from agent import wire  # noqa: E402
 from agent.sender import DRAIN_PAUSE, backoff_delay  # noqa: E402
@@ -56,7 +65,7 @@ REGION = "甘肃省/兰州市/城关区/压测镇"
 BATCH_LIMIT = 50  # reports per request, as agent/sender.py
 
 
-def make_report(code: str, agent_id: str, seq: int, rng: random.Random) -> str:
+def make_report(code: str, agent_id: str, seq: int, rng: random.Random, fault: bool = False) -> str:
     now = wire.utcnow()
     R = wire.Result
 
@@ -77,7 +86,8 @@ def make_report(code: str, agent_id: str, seq: int, rng: random.Random) -> str:
           details={"addresses": ["10.10.1.20"]}, **obs(3)),
         R("net.core.https", "https://10.10.1.20/health", "ok", "网上办理渠道 正常（HTTP 200）", value=0.05,
           unit="seconds", details={"status": 200, "tls_days_left": 200}, **obs(50)),
-        R("isolation.internet", "223.5.5.5:53", "ok", "互联网不可达（符合专网要求）", details={"method": "tcp"}, **obs(1000)),
+        R("isolation.internet", loadfleet.FAULT_TARGET, *(("fail", "互联网可达：223.5.5.5:53 可以连接（违反专网要求）") if fault
+          else ("ok", "互联网不可达（符合专网要求）")), details={"method": "tcp"}, **obs(1000)),
         R("isolation.internet", "114.114.114.114", "ok", "互联网不可达（符合专网要求）", details={"method": "icmp"},
           **obs(1000)),
         R("isolation.internet", "www.baidu.com", "ok", "域名无法解析（符合专网要求）", details={"method": "dns"}, **obs(900)),
@@ -132,6 +142,7 @@ class Stats:
         self.left_queued = 0                       # produced but not acknowledged by the end
         self.batch_sizes: list[int] = []
         self.wal_mib_max = 0.0                     # SQLite: the largest WAL seen by the sampler
+        self.pg_connections_max = 0                # PostgreSQL: the most connections to the store seen
 
 
 async def exchange(port: int, head: bytes, body: bytes) -> tuple[bytes, bytes]:
@@ -146,10 +157,11 @@ async def exchange(port: int, head: bytes, body: bytes) -> tuple[bytes, bytes]:
 
 
 async def agent(port: int, code: str, token: str, t_start: float, t_end: float, interval: float,
-                stats: Stats, rng: random.Random, timeout: float) -> None:
+                stats: Stats, rng: random.Random, timeout: float, fault: tuple[float, float] | None) -> None:
     """One point's agent: a report per interval into its queue; the queue is sent as one batch (at most
     BATCH_LIMIT, oldest first), like the real outbox and sender, so a slow answer makes the next request
-    bigger instead of piling up requests. Stops at t_end; what is still queued then is counted."""
+    bigger instead of piling up requests. Stops at t_end; what is still queued then is counted. Reports
+    written between ``fault``'s two times (seconds into the run) show the fault (loadfleet.fault_plan)."""
     agent_id = str(uuid.uuid4())
     head = (f"POST /api/v1/reports HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
             "Content-Type: application/json\r\nContent-Encoding: gzip\r\nConnection: close\r\n").encode()
@@ -167,7 +179,8 @@ async def agent(port: int, code: str, token: str, t_start: float, t_end: float, 
             await asyncio.sleep(wake - now)
         while due <= loop.time() and due < t_end:  # every slot that passed while we waited on the collector
             seq += 1
-            queue.append(make_report(code, agent_id, seq, rng))
+            queue.append(make_report(code, agent_id, seq, rng, fault is not None and
+                                     fault[0] <= due - t_start < fault[1]))
             due += interval
         if not queue or loop.time() < retry_at:  # backing off after a failure: the reports wait in the queue
             continue
@@ -198,54 +211,29 @@ async def agent(port: int, code: str, token: str, t_start: float, t_end: float, 
     stats.written += seq
 
 
-def rss_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def sqlite_mib(db: Path | None) -> tuple[float, float] | None:
-    """The SQLite store's database file and WAL, MiB: a WAL that only grows is a checkpoint that never ends."""
-    if db is None:
-        return None
-    sizes = []
-    for path in (db, db.with_name(db.name + "-wal")):
-        try:
-            sizes.append(path.stat().st_size / 2**20)
-        except OSError:
-            sizes.append(0.0)
-    return sizes[0], sizes[1]
-
-
-async def sampler(pid: int, t_start: float, t_end: float, samples: list, stats: Stats,
-                  db: Path | None = None) -> None:
+async def sampler(pids: list[int], t_start: float, t_end: float, samples: list[list], stats: list[Stats],
+                  db: Path | None = None, pg: tuple[str, str] | None = None) -> None:
     loop = asyncio.get_running_loop()
     next_print = t_start + 60
     while loop.time() < t_end:
         await asyncio.sleep(5)
         t = loop.time() - t_start
-        kib = rss_kib(pid)
         load1 = os.getloadavg()[0]
-        if kib is not None:
-            samples.append((t, kib, load1))
-        files = sqlite_mib(db)
+        kibs = [loadfleet.rss_kib(pid) for pid in pids]
+        for kib, own in zip(kibs, samples, strict=True):
+            if kib is not None:
+                own.append((t, kib, load1))
+        files = loadfleet.sqlite_mib(db)
         if files:
-            stats.wal_mib_max = max(stats.wal_mib_max, files[1])
+            stats[0].wal_mib_max = max(stats[0].wal_mib_max, files[1])
+        if pg:  # every collector's pool holds up to 30: four of them can pass PostgreSQL's default 100
+            stats[0].pg_connections_max = max(stats[0].pg_connections_max, loadfleet.pg_connections(*pg))
         if loop.time() >= next_print:
-            recent = sorted(x[1] for x in stats.lat if x[0] >= t - 60)
+            recent = sorted(x[1] for st in stats for x in st.lat if x[0] >= t - 60)
             if recent:
                 print(f"  t={t:5.0f}s  last minute: {len(recent) / 60:6.1f} req/s  p50 {1000 * recent[len(recent) // 2]:7.1f} ms"
-                      f"  p99 {1000 * recent[int(len(recent) * 0.99)]:7.1f} ms  errors so far {len(stats.errors)}"
-                      f"  RSS {kib / 1024 if kib else 0:6.1f} MiB  load {load1:.2f}"
+                      f"  p99 {1000 * recent[int(len(recent) * 0.99)]:7.1f} ms  errors so far {sum(len(st.errors) for st in stats)}"
+                      "  RSS " + "/".join(f"{(k or 0) / 1024:.0f}" for k in kibs) + f" MiB  load {load1:.2f}"
                       + (f"  db {files[0]:.0f} MiB  WAL {files[1]:.0f} MiB" if files else ""), flush=True)
             next_print += 60
 
@@ -264,16 +252,17 @@ def pct(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
 
 
-async def run_load(port: int, pid: int, tokens: dict[str, str], args) -> tuple[Stats, list, float]:
-    stats, samples = Stats(), []
+async def run_load(ports: list[int], pids: list[int], tokens: dict[str, str], plan: dict, args):
+    """Agent i reports to collector i mod N, always (an agent keeps its collector behind a load balancer)."""
+    stats, samples = [Stats() for _ in ports], [[] for _ in ports]
     loop = asyncio.get_running_loop()
     t_start = loop.time() + 1.0
     t_end = t_start + args.duration
     rng = random.Random(args.seed)
-    tasks = [agent(port, code, token, t_start, t_end, args.interval, stats, random.Random(rng.random()),
-                   args.timeout)
-             for code, token in tokens.items()]
-    await asyncio.gather(sampler(pid, t_start, t_end + 10, samples, stats, args.sqlite_db), *tasks)
+    tasks = [agent(ports[i % len(ports)], code, token, t_start, t_end, args.interval, stats[i % len(ports)],
+                   random.Random(rng.random()), args.timeout, plan.get(code))
+             for i, (code, token) in enumerate(tokens.items())]
+    await asyncio.gather(sampler(pids, t_start, t_end + 10, samples, stats, args.sqlite_db, args.pg), *tasks)
     return stats, samples, loop.time() - t_start
 
 
@@ -283,19 +272,27 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=10.0, help="seconds between one agent's reports")
     ap.add_argument("--duration", type=float, default=600.0, help="seconds of load")
     ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--collectors", type=int, default=1,
+                    help="collector processes on the one store (PostgreSQL only for more than 1)")
+    ap.add_argument("--faulty", type=float, default=0.1,
+                    help="share of the agents that report a fault (internet reachable) for a while, then recover")
+    ap.add_argument("--no-silence-phase", dest="silence_phase", action="store_false",
+                    help="skip waiting, after the load, for every point to be paged as silent")
     ap.add_argument("--pg-url", default=os.environ.get("POINTWATCH_TEST_PG",
                                                        "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--timeout", type=float, default=10.0,
                     help="client timeout per request, seconds (the agent's collector.timeout default)")
     args = ap.parse_args()
-    # Stopped early (kill, Ctrl-C): still stop the collector and remove its data in the finally below.
+    if args.collectors > 1 and args.store == "sqlite":
+        ap.error("several collectors share a PostgreSQL store, not an SQLite file (--store postgresql)")
+    # Stopped early (kill, Ctrl-C): still stop the collectors and remove their data in the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * args.agents + 256)), hard))
     tmp = Path(tempfile.mkdtemp(prefix="pw-load-"))
-    dbname = args.sqlite_db = None
+    dbname = args.sqlite_db = args.pg = None
     env = {k: v for k, v in os.environ.items() if k != "POINTWATCH_DATABASE_URL"}
     if args.store == "sqlite":
         args.sqlite_db = tmp / "data" / "pointwatch.db"
@@ -309,84 +306,99 @@ def main() -> int:
             admin.execute(f'CREATE DATABASE "{dbname}"')
         url = "postgresql+psycopg://" + args.pg_url.split("://", 1)[1].rsplit("/", 1)[0] + "/" + dbname
         env["POINTWATCH_DATABASE_URL"] = url
-    proc = None
+        args.pg = (args.pg_url, dbname)
+    procs, receiver, failed = [], loadfleet.Receiver(), ["no run"]
     try:
         t = time.monotonic()
         tokens = setup_fleet(url, args.agents, int(args.interval))
-        print(f"fleet of {len(tokens)} points registered in {time.monotonic() - t:.1f} s", flush=True)
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        log = open(tmp / "collector.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "ingest.py"), "--serve",
-                                 str(tmp / "data"), str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=REPO)
-        wait_ready(port, proc, 60, f"its log: {tmp / 'collector.log'}")
-        cpu0 = cpu_s(proc.pid)
+        plan = loadfleet.fault_plan(sorted(tokens), args.faulty, args.duration, args.interval,
+                                    random.Random(args.seed + 1))
+        print(f"fleet of {len(tokens)} points registered in {time.monotonic() - t:.1f} s; {len(plan)} of them "
+              f"report '{loadfleet.FAULT_RULE}' faults", flush=True)
+        procs, ports, logs = loadfleet.start_collectors(args.collectors, tmp, env, receiver.url)
+        cpu0 = [loadfleet.cpu_s(p.pid) for p in procs]
         print(f"load: {args.agents} agents x 1 report / {args.interval:g} s for {args.duration:g} s, "
-              f"store {args.store}, collector pid {proc.pid}, {os.cpu_count()} CPUs, "
-              f"load average before {os.getloadavg()[0]:.2f}", flush=True)
-        stats, samples, elapsed = asyncio.run(run_load(port, proc.pid, tokens, args))
-        cpu = cpu_s(proc.pid) - cpu0
-        report(args, stats, samples, elapsed, cpu)
-        errors = len(stats.errors)
+              f"store {args.store}, {len(procs)} collector(s) pid {' '.join(str(p.pid) for p in procs)}, "
+              f"{os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}", flush=True)
+        stats, samples, elapsed = asyncio.run(run_load(ports, [p.pid for p in procs], tokens, plan, args))
+        cpu = [loadfleet.cpu_s(p.pid) - c0 for p, c0 in zip(procs, cpu0, strict=True)]
+        report(args, stats, samples, elapsed, cpu, [loadfleet.log_failures(path) for path in logs])
+        waited = loadfleet.settle(url, args.silence_phase, args.interval)
+        print(f"\nsingle-ness, {len(procs)} collector(s), after {waited:.0f} s of settling"
+              + (" (every point falls silent)" if args.silence_phase else ""))
+        failed = loadfleet.singleness(url, receiver, sorted(tokens), plan, args.silence_phase, args.interval)
+        after = [loadfleet.log_failures(path) for path in logs]
+        print("collector log failures after settling: " + "; ".join(f"c{i} {dict(c) or 'none'}"
+                                                                    for i, c in enumerate(after)))
+        # A failed rescore or evaluation is work lost, if only until the next pass (a request's traceback,
+        # e.g. an agent that timed out mid-body, is already among the request errors).
+        if any(not name.startswith("traceback") for counts in after for name in counts):
+            failed.append("collector background failures")
+        errors = sum(len(st.errors) for st in stats)
     finally:
-        if proc is not None:
+        for proc in procs:
             proc.terminate()
+        for proc in procs:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        receiver.close()
         if dbname:
             import psycopg
 
             with psycopg.connect(args.pg_url, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if errors else 0
+    if failed:
+        print(f"SINGLE-NESS FAILED: {len(failed)} check(s)")
+    return 1 if errors or failed else 0
 
 
-def report(args, stats: Stats, samples: list, elapsed: float, cpu: float) -> None:
-    lat = sorted(x[1] for x in stats.lat)
+def report(args, stats: list[Stats], samples: list[list], elapsed: float, cpu: list[float],
+           failures: list) -> None:
+    lat = sorted(x[1] for st in stats for x in st.lat)
     n = len(lat)
+    acked, written = sum(st.reports for st in stats), sum(st.written for st in stats)
+    batches = [b for st in stats for b in st.batch_sizes]
     print(f"\nload benchmark: {args.agents} agents, 1 report of 20 results each per {args.interval:g} s, "
-          f"{args.duration:g} s, store {args.store}, loopback, {os.cpu_count()} CPUs")
-    print(f"requests {n}  errors {len(stats.errors)}  reports acknowledged {stats.reports} of {stats.written} "
-          f"written ({stats.left_queued} still queued at the end)")
-    print(f"throughput {stats.reports / args.duration:.1f} reports/s (offered {args.agents / args.interval:.1f}/s), "
-          f"{n / args.duration:.1f} requests/s, mean batch {statistics.mean(stats.batch_sizes) if n else 0:.2f} "
-          f"reports, {stats.bytes / n / 1024 if n else 0:.1f} KiB gzip per request")
-    if stats.errors:
-        kinds: dict[str, int] = {}
-        for _, text in stats.errors:
-            kinds[text[:80]] = kinds.get(text[:80], 0) + 1
-        for text, count in sorted(kinds.items(), key=lambda kv: -kv[1])[:5]:
-            print(f"  {count} x {text}")
+          f"{args.duration:g} s, store {args.store}, {len(stats)} collector(s), loopback, {os.cpu_count()} CPUs")
+    print(f"requests {n}  errors {sum(len(st.errors) for st in stats)}  reports acknowledged {acked} of {written} "
+          f"written ({sum(st.left_queued for st in stats)} still queued at the end)")
+    print(f"throughput {acked / args.duration:.1f} reports/s (offered {args.agents / args.interval:.1f}/s), "
+          f"{n / args.duration:.1f} requests/s, mean batch {statistics.mean(batches) if n else 0:.2f} "
+          f"reports, {sum(st.bytes for st in stats) / n / 1024 if n else 0:.1f} KiB gzip per request")
+    kinds: dict[str, int] = {}
+    for _, text in (e for st in stats for e in st.errors):
+        kinds[text[:80]] = kinds.get(text[:80], 0) + 1
+    for text, count in sorted(kinds.items(), key=lambda kv: -kv[1])[:5]:
+        print(f"  {count} x {text}")
     if n:
         print(f"request latency ms: p50 {1000 * statistics.median(lat):.1f}  p90 {1000 * pct(lat, 0.9):.1f}  "
               f"p99 {1000 * pct(lat, 0.99):.1f}  max {1000 * lat[-1]:.1f}")
-    minutes = int(args.duration // 60)
     per_min = []
-    for i in range(minutes):
-        m = sorted(x[1] for x in stats.lat if 60 * i <= x[0] < 60 * (i + 1))
+    for i in range(int(args.duration // 60)):
+        m = sorted(x[1] for st in stats for x in st.lat if 60 * i <= x[0] < 60 * (i + 1))
         if m:
             per_min.append(f"{1000 * pct(m, 0.99):.0f}")
     print("p99 ms per minute: " + " ".join(per_min))
-    if samples:
-        rss = [(t, kib / 1024) for t, kib, _ in samples]
-        half = [r for r in rss if r[0] >= args.duration / 2]
-        print(f"collector RSS MiB: first {rss[0][1]:.1f}  last {rss[-1][1]:.1f}  max {max(r[1] for r in rss):.1f}"
-              f"  slope {slope_per_hour(rss):+.1f} MiB/h over the run, {slope_per_hour(half):+.1f} MiB/h "
-              f"over the second half ({len(rss)} samples)")
-        per_minute = [max((r[1] for r in rss if 60 * i <= r[0] < 60 * (i + 1)), default=0.0)
-                      for i in range(int(args.duration // 60))]
-        print("collector RSS MiB, highest per minute: " + " ".join(f"{x:.0f}" for x in per_minute))
-        loads = [x[2] for x in samples]
-        if args.sqlite_db:
-            print(f"SQLite WAL at most {stats.wal_mib_max:.0f} MiB (sampled every 5 s)")
-        print(f"collector CPU {cpu:.0f} s in {elapsed:.0f} s ({100 * cpu / elapsed:.0f}% of one core); "
+    for i, (st, own, c, fails) in enumerate(zip(stats, samples, cpu, failures, strict=True)):
+        own_lat = sorted(x[1] for x in st.lat)
+        rss = [kib / 1024 for _, kib, _ in own] or [0.0]
+        print(f"collector c{i}: {st.reports} reports ({st.reports / args.duration:.1f}/s), errors {len(st.errors)}, "
+              + (f"p50 {1000 * statistics.median(own_lat):.1f} ms p99 {1000 * pct(own_lat, 0.99):.1f} ms, "
+                 if own_lat else "")
+              + f"RSS first {rss[0]:.0f} last {rss[-1]:.0f} max {max(rss):.0f} MiB "
+              f"(slope {slope_per_hour([(t, kib / 1024) for t, kib, _ in own]):+.0f} MiB/h, second half "
+              f"{slope_per_hour([(t, kib / 1024) for t, kib, _ in own if t >= args.duration / 2]):+.0f}), "
+              f"CPU {c:.0f} s ({100 * c / elapsed:.0f}% of one core), log failures {dict(fails) or 'none'}")
+    loads = [x[2] for own in samples for x in own]
+    if args.sqlite_db:
+        print(f"SQLite WAL at most {stats[0].wal_mib_max:.0f} MiB (sampled every 5 s)")
+    if args.pg:
+        print(f"PostgreSQL connections to the store at most {stats[0].pg_connections_max} (sampled every 5 s)")
+    if loads:
+        print(f"collectors' CPU {sum(cpu):.0f} s in {elapsed:.0f} s ({100 * sum(cpu) / elapsed:.0f}% of one core); "
               f"machine load average during the run: mean {statistics.mean(loads):.2f}, max {max(loads):.2f}")
 
 

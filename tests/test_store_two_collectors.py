@@ -124,3 +124,75 @@ def test_two_collectors_store_each_report_once(pg_store_url, tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
         setup.close()
+
+
+def _wait_until_blocked(pg_url: str, sessions: int) -> None:
+    """Until ``sessions`` connections of this database wait on a lock (the race below is then set up)."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                             "AND wait_event_type = 'Lock'").fetchone()[0]
+            if n >= sessions:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"{sessions} writers never queued on the lock")
+
+
+@pytest.mark.parametrize("table", ["point_scores", "metric_lines"])
+def test_two_score_keepers_saving_one_point_at_once_both_succeed(pg_database, pg_store_url, table):
+    """Two collectors' score keepers rescore the same points at the same moment: at start-up (every point
+    never scored is due on each) and on every minute's tick (every point gone silent). Both saves must
+    succeed and leave one row per point (and family); a save that fails loses the whole batch's scores.
+    The row is held locked meanwhile, so both saves queue on it and run one after the other, as they
+    would when their passes overlap."""
+    from datetime import datetime, timedelta, timezone
+
+    from collector.store import metriclines, pointscores
+
+    store = Store(pg_store_url)
+    store.upgrade()
+    points.upsert_point(store, POINT, "某村医保服务点", REGION)
+    now = datetime.now(timezone.utc)
+
+    def score(earned: float, at: datetime) -> dict:
+        return {"point_code": POINT, "profile": "lanzhou-basic-2023", "earned": earned, "automatic_points": 60.0,
+                "items": {"network.core": True}, "scored_at": at}
+
+    def save(n: int):
+        if table == "point_scores":
+            pointscores.save_scores(store, [score(10.0 + n, now + timedelta(seconds=n))])
+        else:
+            metriclines.save_metric_lines(store, {POINT: (REGION, {"pointwatch_check_status": f"body {n}\n"})})
+
+    save(0)  # the row both will replace
+    errors: list[BaseException] = []
+
+    def keeper(n: int) -> None:
+        try:
+            save(n)
+        except BaseException as exc:  # noqa: BLE001 - the failure is what this test reports
+            errors.append(exc)
+
+    schema = pg_store_url.rsplit("%3D", 1)[1]
+    with psycopg.connect(pg_database) as holder:  # the other collector's pass, still in its transaction
+        holder.execute(f"SET search_path TO {schema}")
+        holder.execute(f"SELECT 1 FROM {table} WHERE point_code = %s FOR UPDATE", (POINT,))
+        threads = [threading.Thread(target=keeper, args=(n,)) for n in (1, 2)]
+        threads[0].start()
+        _wait_until_blocked(pg_database, 1)
+        threads[1].start()
+        _wait_until_blocked(pg_database, 2)
+    for t in threads:
+        t.join(30)
+    try:
+        assert not errors, errors
+        with store.session() as s:
+            if table == "point_scores":
+                rows = s.query(m.PointScore.earned).filter_by(point_code=POINT).all()
+                assert rows == [(12.0,)]  # the newest score (scored last) is the one kept
+            else:
+                rows = s.query(m.MetricLines.body).filter_by(point_code=POINT).all()
+                assert len(rows) == 1 and rows[0].body in ("body 1\n", "body 2\n")
+    finally:
+        store.close()

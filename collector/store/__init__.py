@@ -86,6 +86,15 @@ def private_database_files(path: Path) -> None:
             pass
 
 
+def dialect_insert(dialect: str):
+    """The INSERT with ``on_conflict_do_*`` of the store's database (PostgreSQL or SQLite: both upsert)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})

@@ -334,8 +334,6 @@ def _keep_newest(latest: dict, row: tuple, observed, report_id: str) -> None:
 
 
 def _dialect_insert(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert
+    from collector.store import dialect_insert
+
+    return dialect_insert(dialect)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import String, case, delete, insert, select, type_coerce
+from sqlalchemy import String, case, delete, select, type_coerce
 
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
+from collector.store import dialect_insert
 from collector.store import models as m
 from collector.store.regionscope import scoped
 
@@ -60,15 +61,26 @@ def metric_rows(store, scope: str = "/", codes: list[str] | None = None) -> list
 
 
 def save_metric_lines(store, lines: dict[str, tuple[str, dict[str, str]]]) -> None:
-    """Replace the stored lines of these points: code -> (region, {family: body})."""
+    """Replace the stored lines of these points: code -> (region, {family: body}).
+
+    Upserted, then the families a point no longer has deleted (not delete-then-insert: two collectors
+    saving one point at once would collide on the second insert, see pointscores.save_scores)."""
     if not lines:
         return
     rows = [{"family": fam, "point_code": code, "region_path": region, "body": body}
             for code, (region, bodies) in lines.items() for fam, body in bodies.items()]
+    by_families: dict[tuple[str, ...], list[str]] = {}  # most points have the same families: few deletes
+    for code, (_region, bodies) in lines.items():
+        by_families.setdefault(tuple(sorted(bodies)), []).append(code)
+    table = m.MetricLines.__table__
     with store.write_connection() as conn:  # Core: the ORM's bulk path cost more than the database's work
-        conn.execute(delete(m.MetricLines).where(m.MetricLines.point_code.in_(list(lines))))
         if rows:
-            conn.execute(insert(m.MetricLines.__table__), rows)
+            ins = dialect_insert(conn.dialect.name)(table)
+            conn.execute(ins.on_conflict_do_update(
+                index_elements=["family", "point_code"],
+                set_={"region_path": ins.excluded.region_path, "body": ins.excluded.body}), rows)
+        for families, codes in by_families.items():
+            conn.execute(delete(table).where(table.c.point_code.in_(codes), table.c.family.not_in(families)))
 
 
 def stream_metric_lines(store, family: str, scope: str = "/") -> Iterator[str]:

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import or_, select
 
+from collector.store import dialect_insert
 from collector.store import models as m
 from collector.store.regionscope import scoped
 
 
 def save_scores(store, rows: list[dict]) -> None:
     """Replace the scores of these points (dicts with point_code, profile, earned, automatic_points, items,
-    scored_at)."""
+    scored_at), unless the stored one was scored later.
+
+    An upsert, not delete-then-insert: collectors sharing a database score the same points at the same
+    moment (at start-up every never-scored point is due on each, and on each minute's tick every point gone
+    silent), and the second of two deletes finds the row the first one replaced already gone, so its
+    insert then collides with the first one's row and the whole batch's scores are lost."""
     if not rows:
         return
+    table = m.PointScore.__table__
     with store.write_connection() as conn:  # Core, as save_metric_lines
-        conn.execute(delete(m.PointScore).where(m.PointScore.point_code.in_([r["point_code"] for r in rows])))
-        conn.execute(insert(m.PointScore.__table__), rows)
+        ins = dialect_insert(conn.dialect.name)(table)
+        conn.execute(ins.on_conflict_do_update(
+            index_elements=["point_code"],
+            set_={c: ins.excluded[c] for c in ("profile", "earned", "automatic_points", "items", "scored_at")},
+            where=table.c.scored_at <= ins.excluded.scored_at), rows)
 
 
 def metrics_compliance(store, scope: str = "/"):
