@@ -171,3 +171,32 @@ def test_only_an_admin_gets_an_upload_read(app, role):
     status, pulled, _ = post(app, "/api/v1/points/import", size=6 * 1024 * 1024,
                              headers={"Authorization": f"Bearer {admin}"}, content_type=FORM)
     assert status != 403 and pulled > 0  # past the gate: the route reads the admin's body (and judges it)
+
+
+def test_an_agent_that_goes_away_mid_body_costs_one_log_line(app, caplog):
+    """An agent on a bad line times out while the collector reads its report: the read ends as a refusal
+    named in one log line (nothing stored; the agent sends it again), not a ClientDisconnect traceback."""
+    app, store = app
+    from collector.store import points
+
+    points.upsert_point(store, "620102001001", "甲村", "甘肃省/兰州市/城关区/某镇/甲村")
+    token = users.create_token(store, "agent", point_code="620102001001")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/api/v1/reports", "raw_path": b"/api/v1/reports", "query_string": b"",
+             "root_path": "", "client": ("127.0.0.1", 5000), "server": ("testserver", 80), "state": {},
+             "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                         (b"content-length", b"5000"), (b"authorization", f"Bearer {token}".encode())]}
+    messages = iter([{"type": "http.request", "body": b'{"reports": [', "more_body": True},
+                     {"type": "http.disconnect"}])
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        pass
+
+    with caplog.at_level("INFO", logger="pointwatch.ingest"):
+        asyncio.run(asyncio.wait_for(app(scope, receive, send), 30))
+    gone = [r for r in caplog.records if r.getMessage().startswith("ingest_client_gone")]
+    assert len(gone) == 1 and gone[0].exc_info is None
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]

@@ -30,6 +30,7 @@ the others one by one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import zlib
@@ -41,6 +42,8 @@ from pydantic import TypeAdapter, ValidationError
 from agent import wire
 from agent.vocabulary import COLLECTOR_CHECK_IDS
 from collector.cleantext import shown as _shown  # the one definition of shown text
+
+log = logging.getLogger("pointwatch.ingest")
 
 MAX_INFLATED_BYTES = 8 * 1024 * 1024  # a gzip body may not expand past this (zip bombs)
 CHECK_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+){0,4}$")
@@ -69,12 +72,20 @@ async def read_payload(request, limit: int | None = None) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise IngestError(413, "too_large", f"body is over {limit} bytes")
+    from starlette.requests import ClientDisconnect
+
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise IngestError(413, "too_large", f"body is over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise IngestError(413, "too_large", f"body is over {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # An agent on a bad line gave up mid-body (its timeout): nothing was stored, it sends the report
+        # again. One log line, not a traceback per timed-out agent.
+        log.info("ingest_client_gone read_bytes=%d", size)
+        raise IngestError(400, "client_disconnected", "the client went away before the body was read") from None
     return b"".join(chunks)
 
 
