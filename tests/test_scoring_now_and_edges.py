@@ -213,3 +213,38 @@ def test_the_period_sheet_states_its_frame_and_a_period_that_has_ended_is_knowab
         assert lines(sheet)["identity"].availability == 1.0
     sheet = score_period(IDENTITY_ONLY, obs, START, end, IV, now=START + timedelta(seconds=650))
     assert (sheet.knowable_slots, sheet.scored_until) == (2, START + timedelta(seconds=600))
+
+
+def test_each_line_carries_its_items_words_rule_and_source():
+    sheet = score_now(PROFILE, well(), now=NOW)
+    assert (sheet.profile, sheet.title) == ("now", "现状")
+    net, site = lines(sheet)["net"], lines(sheet)["site"]
+    assert (net.title, net.category, net.points, net.source, net.mode) == ("net", "测试", 2, "f net", "auto")
+    assert "net.core.tcp == ok" in net.rule and net.hold == 1.0
+    assert lines(sheet)["identity"].hold == 0.5  # the item's own hold, as its rule says: 50%
+    assert (site.rule, site.hold, site.mode, site.source) == (None, None, "manual", "f site")
+    period = score_period(PROFILE, well(at=T0 + 10), START, START + timedelta(hours=1), IV)
+    assert lines(period)["net"].rule == net.rule and lines(period)["net"].title == "net"
+
+
+def test_a_failure_in_the_first_slot_is_an_incident_of_its_own():
+    obs = [Observation(T0 + 10, "identity.fingerprint", "", "fail"),
+           *[Observation(T0 + s, "identity.fingerprint", "", "ok") for s in (310, 610, 910)]]
+    line = lines(score_period(IDENTITY_ONLY, obs, START, START + timedelta(seconds=4 * IV), IV))["identity"]
+    assert (line.incidents, line.availability) == (1, 0.75)
+    assert (line.first_failure, line.last_failure) == (START, START + timedelta(seconds=IV))
+
+
+VETOES = parse_profile({
+    "name": "vetoes", "title": "否决", "source": {"file": "f", "item": "all"}, "total": 3,
+    "items": [item("b_veto", 1, manual=True, veto=True), item("a_veto", 1, manual=True, veto=True),
+              item("net", 1, rule={"all": ["net.core.tcp == ok"], "hold": "100%"})]}, "vetoes")
+
+
+def test_naming_an_item_that_is_no_veto_says_which_are():
+    with pytest.raises(ValueError) as info:
+        score_now(VETOES, [], vetoed=["net"])
+    assert str(info.value) == "'net' is not a veto (一票否决) item of vetoes (veto items: a_veto, b_veto)"
+    with pytest.raises(ValueError) as info:
+        score_now(PROFILE, [], vetoed=["zzz", "site"])
+    assert str(info.value) == "'site' is not a veto (一票否决) item of now (veto items: none)"
