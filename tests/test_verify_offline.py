@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import struct
 import zipfile
@@ -53,11 +54,33 @@ def key():
     return Ed25519PrivateKey.generate()
 
 
-def write(path, key, rows=None, *, lines=None, entry=None, manifest=None, files=(), name_key=True):
+class Unseekable(io.RawIOBase):
+    """A file that can only be appended to, as the HTTP response an export streams into: zipfile then
+    writes every entry with a data descriptor after its data (flag 0x08)."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        return self.fh.write(data)
+
+    def seekable(self):
+        return False
+
+    def tell(self):
+        raise OSError("not seekable")
+
+
+def write(path, key, rows=None, *, lines=None, entry=None, manifest=None, files=(), name_key=True,
+          streamed=False):
     """A bundle at ``path``: one point's reports (``rows``, or raw ``lines``), its chain as declared in the
     manifest (``entry`` overrides), other ``files``, signed by ``key``."""
     rows = chain_rows(3) if rows is None and lines is None else rows
-    bw = BundleWriter(str(path))
+    out = open(path, "wb") if streamed else None  # noqa: SIM115 - closed below, after finish
+    bw = BundleWriter(Unseekable(out) if streamed else str(path))
     if lines is None:
         bw.add_jsonl(REPORTS, rows)
     else:
@@ -71,6 +94,8 @@ def write(path, key, rows=None, *, lines=None, entry=None, manifest=None, files=
         doc["signing_key"] = {"algorithm": "Ed25519", "key_id": kid(key), "public_key": public_b64(key.public_key())}
     doc.update(manifest or {})
     bw.finish(doc, key)
+    if out is not None:
+        out.close()
     return path
 
 
@@ -110,6 +135,21 @@ def test_a_bundle_without_zip64_or_streaming_verifies_too(tmp_path, key):
     src = write(tmp_path / "b.zip", key)
     v = verify_bundle(rewrite(src, tmp_path / "plain.zip"), key.public_key())
     assert (v.problems, v.ok, v.reports) == ([], True, 3)
+
+
+def test_a_bundle_streamed_as_an_http_answer_as_the_exporter_makes_it_verifies(tmp_path, key):
+    path = write(tmp_path / "s.zip", key, files=[("points/a.txt", b"a" * 3000)], streamed=True)
+    with zipfile.ZipFile(path) as z:
+        flags = {i.filename: i.flag_bits & 0x08 for i in z.infolist()}
+        last = max(z.infolist(), key=lambda i: i.header_offset).filename
+        start_dir = z.start_dir
+    assert set(flags.values()) == {0x08}  # every entry streamed: sizes in a data descriptor after the data
+    v = verify_bundle(path, key.public_key())
+    assert (v.problems, v.ok, v.reports, v.files) == ([], True, 3, 2)
+    raw = path.read_bytes()
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(raw[:start_dir] + b"TAIL" + raw[start_dir:])
+    assert f"unlisted data after {last} (junk in the zip file)" in problems(junk, key)
 
 
 def test_without_a_trusted_key_the_verdict_names_the_inside_key_and_is_never_ok(tmp_path, key):
@@ -166,6 +206,8 @@ def test_a_manifest_that_is_not_a_json_object_is_named(tmp_path, key, manifest, 
     bad = rewrite(src, tmp_path / "bad.zip", replace={"manifest.json": manifest}, key=key)
     v = verify_bundle(bad, key.public_key())
     assert v.problems[0].startswith("manifest.json: not valid JSON (") and why in v.problems[0]
+    if why == "not an object":
+        assert v.problems[0] == "manifest.json: not valid JSON (not an object)"
     assert v.problems[1:] == [] and v.reports == 0  # signed, but says nothing to check against
 
 
