@@ -58,8 +58,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "collector/registry/regions.py": ("tests/test_regions.py",),
     "collector/accounts/duties.py": ("tests/test_security_duties.py",),
     "collector/store/regionscope.py": ("tests/test_regions.py", "tests/test_security_region_case.py"),
+    # login: the step called directly; test_security_auth.py's HTTP brute-force tests (a minute of argon2 a
+    # mutant) hold the same limits through the form, which test_login_step.py holds on the step itself.
     "collector/accounts/login.py": ("tests/test_login_step.py", "tests/test_login_unknown_user.py",
-                                    "tests/test_security_auth.py", *SQLITE),
+                                    "tests/test_security_auth.py::test_the_login_step_audits_who_from_where_and_why"
+                                    "_and_refuses_what_no_one_is", *SQLITE),
     "collector/accounts/throttle.py": ("tests/test_login_throttle.py",),
     "agent/outbox.py": ("tests/test_agent_outbox.py", "tests/test_agent_against_collector.py", *SQLITE),
     "agent/sender.py": ("tests/test_agent_outbox.py", "tests/test_agent_against_collector.py"),
