@@ -181,9 +181,13 @@ def test_another_keys_signature_names_both_keys(tmp_path, key):
 
 def test_a_signature_that_is_not_base64_does_not_verify(tmp_path, key):
     src = write(tmp_path / "b.zip", key)
-    bad = rewrite(src, tmp_path / "bad.zip", replace={"manifest.sig": b"@@not base64@@"})
-    (problem,) = problems(bad, key)
-    assert problem.startswith(f"manifest.sig: the signature does not verify over manifest.json with key {kid(key)}")
+    with zipfile.ZipFile(src) as z:
+        genuine = z.read("manifest.sig").strip()
+    for sig in (b"@@not base64@@", genuine[:10] + b"*" + genuine[10:]):  # a stray character in a good one too
+        bad = rewrite(src, tmp_path / "bad.zip", replace={"manifest.sig": sig})
+        (problem,) = problems(bad, key)
+        assert problem.startswith(f"manifest.sig: the signature does not verify over manifest.json with key {kid(key)}")
+    assert problems(rewrite(src, tmp_path / "good.zip", replace={"manifest.sig": genuine}), key) == []
 
 
 @pytest.mark.parametrize("missing", ["manifest.json", "manifest.sig"])
@@ -364,6 +368,39 @@ def test_bytes_after_the_last_entry_are_named(tmp_path, key):
     assert f"unlisted data after {last} (junk in the zip file)" in v.problems and not v.ok
 
 
+def test_bytes_between_entries_are_named_with_the_entry_they_precede(tmp_path, key):
+    src = write(tmp_path / "b.zip", key)
+    with zipfile.ZipFile(src) as zin:
+        entries = [(i.filename, zin.read(i.filename)) for i in sorted(zin.infolist(), key=lambda i: i.header_offset)]
+    bad = tmp_path / "between.zip"
+    with open(bad, "wb") as out, zipfile.ZipFile(Unseekable(out), "w", zipfile.ZIP_DEFLATED) as zout:
+        for n, (name, data) in enumerate(entries):
+            if n == 2:
+                zout.fp.write(b"JUNK!")  # between two entries; the central directory counts them in
+            info = zipfile.ZipInfo(name, (2024, 5, 1, 0, 0, 0))
+            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o600 << 16
+            zout.writestr(info, data)
+    assert problems(bad, key) == [f"5 bytes of unlisted data before {entries[2][0]} (junk in the zip file)"]
+
+
+def test_signed_files_that_cannot_be_read_are_named(tmp_path, key):
+    src = write(tmp_path / "b.zip", key)
+    stored = tmp_path / "stored.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(stored, "w") as zout:
+        for i in zin.infolist():
+            zout.writestr(i, zin.read(i.filename), compress_type=zipfile.ZIP_STORED)
+    raw = bytearray(stored.read_bytes())
+    with zipfile.ZipFile(stored) as z:
+        info = z.getinfo("manifest.json")
+    raw[info.header_offset + 30 + len(info.filename) + len(info.extra) + 5] ^= 0x01  # fails its CRC
+    stored.write_bytes(bytes(raw))
+    v = verify_bundle(stored, key.public_key())
+    # (stored entries are no bundle writer's either: each header is named for that too)
+    assert [p for p in v.problems if "zip header edited (flags or compression method we never write" not in p] == [
+        "manifest.sig: the signed files cannot be read from the zip (Bad CRC-32 for file 'manifest.json')"]
+    assert not v.ok
+
+
 def test_leading_junk_and_a_comment_are_named(tmp_path, key):
     src = write(tmp_path / "b.zip", key)
     lead = tmp_path / "lead.zip"
@@ -390,6 +427,7 @@ def test_the_central_directory_is_found_through_a_zip64_end_record():
     locator = b"PK\x06\x07" + struct.pack("<IQI", 0, 1000, 1)
     end = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 1, 1, 80, 0xFFFFFFFF, 0)
     assert verify_mod._central_dir_offset(b"x" * 1000 + zip64_end + locator + end) == 0x1_2345_6789
+    assert verify_mod._central_dir_offset(zip64_end + locator + end) == 0x1_2345_6789  # the record at byte 0
     assert verify_mod._central_dir_offset(b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 1, 1, 80, 1234, 0)) == 1234
     assert verify_mod._central_dir_offset(b"junk" + end) == 0xFFFFFFFF  # no Zip64 record: the field as it is
     assert verify_mod._central_dir_offset(b"no end record at all") == 0
