@@ -102,6 +102,7 @@ def test_non_canonical_point_encodings_are_refused():
     # y = p + 1 encodes the same y as 1 (the identity) but is not the canonical encoding; x = 0 with the
     # sign bit set (the "negative zero") is not canonical either.
     assert ed25519.decode_point((ed25519.P + 1).to_bytes(32, "little")) is None
+    assert ed25519.decode_point(ed25519.P.to_bytes(32, "little")) is None  # §5.1.3: y >= p fails, y = p too
     assert ed25519.decode_point((1 | (1 << 255)).to_bytes(32, "little")) is None
     assert ed25519.decode_point((1).to_bytes(32, "little")) == ed25519.IDENTITY
 
