@@ -248,3 +248,29 @@ def test_naming_an_item_that_is_no_veto_says_which_are():
     with pytest.raises(ValueError) as info:
         score_now(PROFILE, [], vetoed=["zzz", "site"])
     assert str(info.value) == "'site' is not a veto (一票否决) item of now (veto items: none)"
+
+
+def test_a_count_now_is_over_the_devices_seen_now():
+    counts = parse_profile({
+        "name": "counts", "title": "台数", "source": {"file": "f", "item": "all"}, "scoring": "checklist",
+        "total": 2, "items": [
+            {"id": "at_most_one", "title": "至多一台", "category": "设备", "source": {"file": "f", "item": "1"},
+             "rule": {"all": ["device.kiosk.reported <= 1"], "hold": "100%"}},
+            {"id": "two", "title": "两台", "category": "设备", "source": {"file": "f", "item": "2"},
+             "rule": {"all": ["device.kiosk.present >= 2"], "hold": "100%"}}]}, "counts")
+    two = [Observation(T - 30, "device.kiosk", KIOSK, "ok"), Observation(T - 30, "device.kiosk", "二号一体机", "ok")]
+    assert states(score_now(counts, two, now=NOW)) == {"at_most_one": ("not_met", 0.0), "two": ("met", 1)}
+    assert states(score_now(counts, two[:1], now=NOW)) == {"at_most_one": ("met", 1), "two": ("not_met", 0.0)}
+
+
+def test_a_veto_item_the_points_level_is_not_held_to_vetoes_nothing():
+    levels = parse_profile({
+        "name": "levels", "title": "层级", "source": {"file": "f", "item": "all"}, "total": 2,
+        "items": [item("town_veto", 1, manual=True, veto=True, applies_to=["town"]),
+                  item("net", 1, rule={"all": ["net.core.tcp == ok"], "hold": "100%"})]}, "levels")
+    obs = [Observation(T - 30, "net.core.tcp", CORE, "ok")]
+    village = score_now(levels, obs, now=NOW, level="village", vetoed=["town_veto"])
+    assert (village.vetoed, village.vetoed_by, village.earned) == (False, [], 1)
+    assert lines(village)["town_veto"].vetoed is False
+    town = score_now(levels, obs, now=NOW, level="town", vetoed=["town_veto"])
+    assert (town.vetoed, town.vetoed_by, town.earned) == (True, ["town_veto"], 0)
