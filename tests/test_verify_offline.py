@@ -230,14 +230,14 @@ def test_each_file_is_held_to_its_listed_digest(tmp_path, key):
 
 
 def test_unlisted_entries_and_listed_files_that_are_gone_are_named(tmp_path, key):
-    src = write(tmp_path / "b.zip", key, files=[("points/a.txt", b"a")])
-    bad = rewrite(src, tmp_path / "bad.zip", drop=["points/a.txt"],
+    src = write(tmp_path / "b.zip", key, files=[("points/0.txt", b"a")])  # listed before the reports file
+    bad = rewrite(src, tmp_path / "bad.zip", drop=["points/0.txt"],
                   add=[("extra/", b""), ("run-me.exe", b"MZ")])
     v = verify_bundle(bad, key.public_key())
     assert v.problems == ["extra/: a directory entry but not listed in manifest.json",
                           "run-me.exe: in the bundle but not listed in manifest.json",
-                          "points/a.txt: listed in manifest.json but missing from the bundle"]
-    assert v.files == 1
+                          "points/0.txt: listed in manifest.json but missing from the bundle"]
+    assert v.files == 1  # the files listed after it are still checked
 
 
 def test_a_listing_without_a_digest_is_a_changed_file(tmp_path, key):
@@ -251,22 +251,53 @@ def test_a_listing_without_a_digest_is_a_changed_file(tmp_path, key):
                                                                             "the file was changed")
 
 
-def test_a_member_whose_bytes_fail_their_crc_cannot_be_read(tmp_path, key):
-    src = write(tmp_path / "b.zip", key, files=[("points/a.txt", b"a" * 5000)])
-    plain = rewrite(src, tmp_path / "plain.zip")
-    z2 = tmp_path / "stored.zip"  # rewritten uncompressed, so one flipped byte is one changed byte of the file
-    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(z2, "w") as zout:
+def stored_with_a_flipped_byte(src, dst, name):
+    """``src`` rewritten uncompressed (one flipped byte is one changed byte of the file) with a byte of
+    ``name``'s data flipped: it fails its CRC-32 when read."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for i in zin.infolist():
             zout.writestr(i, zin.read(i.filename), compress_type=zipfile.ZIP_STORED)
-    raw = bytearray(z2.read_bytes())
-    with zipfile.ZipFile(z2) as z:
-        info = z.getinfo("points/a.txt")
-    data_at = info.header_offset + 30 + len(info.filename) + len(info.extra)
-    raw[data_at + 10] ^= 0x01
-    z2.write_bytes(bytes(raw))
-    v = verify_bundle(z2, key.public_key())
-    assert any(p.startswith("points/a.txt: cannot be read from the zip (") and "CRC" in p for p in v.problems), v.problems
-    assert v.files == 1  # the reports file, read; the broken one not counted
+    raw = bytearray(dst.read_bytes())
+    with zipfile.ZipFile(dst) as z:
+        info = z.getinfo(name)
+    raw[info.header_offset + 30 + len(info.filename) + len(info.extra) + 5] ^= 0x01
+    dst.write_bytes(bytes(raw))
+    return dst
+
+
+def not_about_headers(v) -> list[str]:
+    """The problems but the header ones a stored (not deflated) entry earns: no bundle writer stores."""
+    return [p for p in v.problems if "zip header edited (flags or compression method we never write" not in p]
+
+
+def test_a_member_whose_bytes_fail_their_crc_cannot_be_read(tmp_path, key):
+    src = write(tmp_path / "b.zip", key, files=[("points/0.txt", b"a" * 5000)])  # listed before the reports
+    v = verify_bundle(stored_with_a_flipped_byte(src, tmp_path / "stored.zip", "points/0.txt"), key.public_key())
+    assert not_about_headers(v) == ["points/0.txt: cannot be read from the zip (Bad CRC-32 for file "
+                                    "'points/0.txt')"]
+    assert v.files == 1 and v.reports == 3  # the reports file after it, read and counted; the broken one not
+
+
+def test_a_reports_file_that_cannot_be_read_is_named_twice(tmp_path, key):
+    src = write(tmp_path / "b.zip", key)
+    v = verify_bundle(stored_with_a_flipped_byte(src, tmp_path / "stored.zip", REPORTS), key.public_key())
+    unreadable = f"{REPORTS}: cannot be read from the zip (Bad CRC-32 for file '{REPORTS}')"
+    assert not_about_headers(v) == [unreadable, unreadable]  # as a listed file, and as the point's chain
+    assert v.files == 0 and v.reports == 0
+
+
+def test_reports_are_counted_over_every_point(tmp_path, key):
+    other = "620102001002"
+    rows, more = chain_rows(3), chain_rows(2, tail="e" * 64)
+    bw = BundleWriter(str(tmp_path / "two.zip"))
+    bw.add_jsonl(REPORTS, rows)
+    bw.add_jsonl(f"points/{other}/reports.jsonl", more)
+    points = [{"code": code, "chain": {"reports": len(r), "tail": r[0]["prev_digest"], "head": r[-1]["digest"]}}
+              for code, r in ((CODE, rows), (other, more))]
+    bw.finish({"points": points, "signing_key": {"algorithm": "Ed25519", "key_id": kid(key),
+                                                 "public_key": public_b64(key.public_key())}}, key)
+    v = verify_bundle(tmp_path / "two.zip", key.public_key())
+    assert (v.problems, v.reports, v.files, v.ok) == ([], 5, 2, True)
 
 
 # -- the hash chain ------------------------------------------------------------------------------------------------
@@ -440,3 +471,5 @@ def test_extra_field_ids_are_read_record_by_record():
     assert list(verify_mod._extra_ids(extra + b"\x01\x00\x00")) == [0x0001, 0x5455]  # a cut record: not read
     assert list(verify_mod._extra_ids(struct.pack("<HH", 0x0001, 0))) == [0x0001]
     assert list(verify_mod._extra_ids(b"")) == []
+    big = struct.pack("<HH", 0x9901, 0x8000) + bytes(0x8000) + struct.pack("<HH", 0x0001, 0)  # sizes are unsigned
+    assert list(verify_mod._extra_ids(big)) == [0x9901, 0x0001]
