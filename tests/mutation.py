@@ -39,24 +39,42 @@ SCORES = REPO / "tests" / "mutation-scores.json"
 THRESHOLD = 90.0
 
 # The critical modules and the fast tests that cover each (pytest arguments: test files or node ids, and
-# options). The one place a module is added: policy verification (agent/ed25519.py and the agent's policy
-# acceptance) goes here once it exists, with its tests.
+# options). The one place a module is added.
 # SQLITE: a module with no SQL of its own is mutated against its store tests on SQLite only (the same
 # Python runs on both stores; the suite runs them on both): it halves the time a mutant takes.
 SQLITE = ("-k", "not postgresql")
+# The agent's policy tests that start a collector process (their `live` fixture, 10 s and more a mutant) add
+# nothing in process that tests/test_policy_envelope.py and the keeper tests do not hold already.
+NO_LIVE_COLLECTOR = ("-k", "not tampered_cache_is_refused and not no_policy_at_the_collector "
+                           "and not enrolment_pins_the_answers and not refusal_ends_when")
+# The verifier is held by bundles made in the test (tests/test_verify_offline.py, no store) and by the exporter's
+# own bundles tampered with; the other bundle tests (PDF, XLSX, tests/test_security_verify.py's bundle per
+# case) take seconds a mutant and add nothing of the verifier's.
+BUNDLE_TAMPERING = tuple(f"tests/test_evidence_bundle.py::{name}" for name in (
+    "test_changing_one_byte_of_any_file_fails_naming_it", "test_a_flipped_byte_in_the_zip_itself_fails",
+    "test_dropped_or_reordered_report_lines_break_the_chain",
+    "test_a_forger_who_re_signs_is_caught_by_the_key_and_by_the_chain", "test_swapping_the_key_fails"))
 MODULES: dict[str, tuple[str, ...]] = {
     "collector/registry/regions.py": ("tests/test_regions.py",),
     "collector/accounts/duties.py": ("tests/test_security_duties.py",),
     "collector/store/regionscope.py": ("tests/test_regions.py", "tests/test_security_region_case.py"),
-    "collector/accounts/login.py": ("tests/test_security_auth.py", *SQLITE),
+    # login: the step called directly; test_security_auth.py's HTTP brute-force tests (a minute of argon2 a
+    # mutant) hold the same limits through the form, which test_login_step.py holds on the step itself.
+    "collector/accounts/login.py": ("tests/test_login_step.py", "tests/test_login_unknown_user.py",
+                                    "tests/test_security_auth.py::test_the_login_step_audits_who_from_where_and_why"
+                                    "_and_refuses_what_no_one_is", *SQLITE),
     "collector/accounts/throttle.py": ("tests/test_login_throttle.py",),
     "agent/outbox.py": ("tests/test_agent_outbox.py", "tests/test_agent_against_collector.py", *SQLITE),
     "agent/sender.py": ("tests/test_agent_outbox.py", "tests/test_agent_against_collector.py"),
     "collector/evidence/chain.py": ("tests/test_evidence_chain.py", "tests/test_store_basics.py"),
-    "collector/evidence/verify.py": ("tests/test_security_verify.py", "tests/test_evidence_bundle.py", *SQLITE),
+    "collector/evidence/verify.py": ("tests/test_verify_offline.py", *BUNDLE_TAMPERING, *SQLITE),
     "collector/scoring/rules.py": ("tests/test_scoring_rules.py",),
-    "collector/scoring/engine.py": ("tests/test_scoring_engine.py", "tests/test_scoring_period.py"),
+    "collector/scoring/engine.py": ("tests/test_scoring_now_and_edges.py", "tests/test_scoring_engine.py",
+                                    "tests/test_scoring_period.py"),
     "collector/ingest/admission.py": ("tests/test_admission.py",),
+    "agent/ed25519.py": ("tests/test_ed25519.py",),
+    "agent/policy.py": ("tests/test_policy_envelope.py", "tests/test_agent_policy.py",
+                        "tests/test_agent_policy_rollback.py", *NO_LIVE_COLLECTOR),
 }
 
 

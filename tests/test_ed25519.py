@@ -102,6 +102,7 @@ def test_non_canonical_point_encodings_are_refused():
     # y = p + 1 encodes the same y as 1 (the identity) but is not the canonical encoding; x = 0 with the
     # sign bit set (the "negative zero") is not canonical either.
     assert ed25519.decode_point((ed25519.P + 1).to_bytes(32, "little")) is None
+    assert ed25519.decode_point(ed25519.P.to_bytes(32, "little")) is None  # §5.1.3: y >= p fails, y = p too
     assert ed25519.decode_point((1 | (1 << 255)).to_bytes(32, "little")) is None
     assert ed25519.decode_point((1).to_bytes(32, "little")) == ed25519.IDENTITY
 
@@ -123,3 +124,45 @@ def test_wrong_lengths_are_refused():
     assert not ed25519.verify(pub, b"x", sig[:63])
     assert not ed25519.verify(pub, b"x", sig + b"\x00")
     assert not ed25519.verify(pub, b"x", b"")
+
+
+# RFC 8032 §5.1: the base point B = (x, 4/5) with x even ("positive"); its encoding is 0x58 then 31 × 0x66.
+BASE_X = 15112221349535400772501151409588531511454012693041857206046113283949847762202
+BASE_Y = 46316835694926478169428394003475163141307993866256225615783033603165251855960
+
+
+def test_the_base_point_is_rfc8032s():
+    expected = (BASE_X, BASE_Y, 1, BASE_X * BASE_Y % ed25519.P)
+    assert ed25519._base_point() == expected
+    assert expected == ed25519.B  # what verify uses: computed once, at import
+    assert ed25519.decode_point(bytes.fromhex("58" + "66" * 31)) == expected
+
+
+# The encodings of the points of small order (the curve's cofactor is 8): the order-1, -2, -4 and -8 points,
+# as libsodium's ed25519 small-order list gives them. None of them is a key (RFC 8032 §5.1.7 with [8]: an S
+# of 0 and R = identity would verify every message under each).
+SMALL_ORDER = [
+    "0100000000000000000000000000000000000000000000000000000000000000",  # order 1 (the identity)
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # order 2: y = p - 1
+    "0000000000000000000000000000000000000000000000000000000000000000",  # order 4: y = 0, x = √-1
+    "0000000000000000000000000000000000000000000000000000000000000080",  # order 4: y = 0, x = -√-1
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",  # order 8
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",  # order 8 (the other x)
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",  # order 8 (the other x)
+]
+
+
+@pytest.mark.parametrize("encoded", SMALL_ORDER)
+def test_no_point_of_small_order_is_a_key(encoded):
+    point = bytes.fromhex(encoded)
+    assert ed25519.decode_point(point) is not None  # on the curve: refused for its order, not its encoding
+    assert not ed25519.valid_public_key(point)
+    forged = bytes.fromhex(SMALL_ORDER[0]) + bytes(32)  # R = identity, S = 0
+    assert not ed25519.verify(point, b"any policy at all", forged)
+
+
+def test_the_rfc8032_public_keys_are_usable_keys():
+    for _, public, _, _ in RFC8032:
+        assert ed25519.valid_public_key(bytes.fromhex(public))
+    assert not ed25519.valid_public_key(bytes.fromhex(RFC8032[0][1])[:31])

@@ -155,11 +155,12 @@ def _structure(zf: zipfile.ZipFile, path, v: Verdict) -> None:
     infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
     with open(path, "rb") as fh:
         raw = fh.read()
-    # zipfile shifts every offset by the bytes found before the archive ("concat"); undo that to see them.
+    # zipfile adds the bytes found before the archive ("concat") to every offset it read, so its offsets are
+    # where the records are in the file; ``shift`` is how far that is from where the zip itself says.
     shift = zf.start_dir - _central_dir_offset(raw)
     expected = 0
     for info in infos:
-        start = info.header_offset - shift if shift >= 0 else info.header_offset
+        start = info.header_offset
         if start != expected:
             where = "before the first entry" if expected == 0 else f"before {info.filename}"
             v.problems.append(f"{abs(start - expected)} bytes of unlisted data {where} (junk in the zip file)")
@@ -168,7 +169,7 @@ def _structure(zf: zipfile.ZipFile, path, v: Verdict) -> None:
         v.problems.append(f"unlisted data after {infos[-1].filename} (junk in the zip file)")
     if zf.comment:
         v.problems.append(f"the zip carries a comment of {len(zf.comment)} bytes (we write none)")
-    zipshape.check(raw, zf, shift, v.problems)
+    zipshape.check(raw, zf, v.problems)
 
 
 def _central_dir_offset(raw: bytes) -> int:

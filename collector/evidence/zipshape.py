@@ -39,10 +39,11 @@ def _dostime(info: zipfile.ZipInfo) -> tuple[int, int]:
     return h << 11 | mi << 5 | s // 2, (y - 1980) << 9 | mo << 5 | d
 
 
-def check(raw: bytes, zf: zipfile.ZipFile, shift: int, problems: list[str]) -> None:
-    """Append a problem for each header field that does not match its other copy or the value we write."""
+def check(raw: bytes, zf: zipfile.ZipFile, problems: list[str]) -> None:
+    """Append a problem for each header field that does not match its other copy or the value we write.
+    (zipfile's offsets are positions in the file, bytes before the archive included.)"""
     for info in zf.infolist():
-        start = info.header_offset - shift if shift >= 0 else info.header_offset
+        start = info.header_offset
         name = info.filename
         if raw[start:start + 4] != b"PK\x03\x04":
             continue  # reported by the layout check
@@ -84,14 +85,14 @@ def check(raw: bytes, zf: zipfile.ZipFile, shift: int, problems: list[str]) -> N
         if wrong:
             problems.append(f"{name}: zip header edited ({', '.join(wrong)} differ from the other copy or from "
                             "what the bundle writer writes)")
-    _central(raw, zf, shift, problems)
+    _central(raw, zf, problems)
     _end_record(raw, zf, problems)
 
 
-def _central(raw: bytes, zf: zipfile.ZipFile, shift: int, problems: list[str]) -> None:
+def _central(raw: bytes, zf: zipfile.ZipFile, problems: list[str]) -> None:
     """Each central directory entry's lengths and reserved byte as read, and the entries end where the
     end record begins (zipfile reads the last entry's name or extra short when a length grew)."""
-    pos = zf.start_dir - max(shift, 0)
+    pos = zf.start_dir
     for info in zf.infolist():
         if raw[pos:pos + 4] != b"PK\x01\x02" or pos + CENTRAL.size > len(raw):
             problems.append(f"{info.filename}: central directory entry not where the one before it ends")

@@ -143,9 +143,9 @@ def score_period(profile: Profile, observations: Iterable, start: datetime, end:
     """
     vetoes = _check_vetoes(profile, vetoed)
     iv = seconds_of(interval)
-    grace = max(0, math.ceil(seconds_of(silent_after if silent_after is not None else 2 * iv) / iv - 1e-9) - 1)
-    if iv <= 0:
+    if iv <= 0:  # before the grace below divides by it
         raise ValueError("interval must be positive")
+    grace = max(0, math.ceil(seconds_of(silent_after if silent_after is not None else 2 * iv) / iv - 1e-9) - 1)
     t0, t1 = timestamp_of(start), timestamp_of(end)
     if t1 <= t0:
         raise ValueError("the period is empty: end must be after start")
