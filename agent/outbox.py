@@ -79,7 +79,6 @@ class Outbox:
         self._mem: collections.deque = collections.deque()
         self._drop_unreported = 0  # dropped from the memory queue, not yet told in a report
         self._drop_total_mem = 0   # dropped from the memory queue, not yet added to the total on disk
-        self._memo: dict = {}      # status facts of this process, also when the disk is unwritable
         self._acked_unremoved: set[int] = set()  # acknowledged, but the disk refused the DELETE
         self._fresh_floor = 0  # highest id picked as "fresh" during a backlog (see _select)
         self.problem: str | None = None
@@ -148,6 +147,10 @@ class Outbox:
         meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('seq','dropped','dropped_total')"))
         dropped = int(meta.get("dropped", 0)) + self._drop_unreported
         dropped_total = int(meta.get("dropped_total", 0)) + self._drop_total_mem
+        # Acknowledged while the disk refused the DELETE: gone first, so neither the depth this report tells
+        # nor the bound counts reports the collector already has.
+        if self._acked_unremoved:
+            _delete_ids(db, self._acked_unremoved)
         # Reports that waited in memory go to disk first, so disk order stays seq order.
         for mseq, created, body in self._mem:
             db.execute("INSERT INTO reports (seq, report_id, created, body) VALUES (?,?,?,?)",
@@ -169,8 +172,6 @@ class Outbox:
         _put_meta(db, seq=seq, dropped=0, dropped_total=dropped_total)
         if job:
             _put_meta(db, **{f"job.{job}": json.dumps(job_info or {}, ensure_ascii=False)})
-        if self._acked_unremoved:
-            _delete_ids(db, self._acked_unremoved)
         db.execute("COMMIT")
         self._seq, self._drop_unreported, self._drop_total_mem = seq, 0, 0
         self._mem.clear()
@@ -259,7 +260,6 @@ class Outbox:
                     "last_ack_answer": json.dumps(answer or {}, ensure_ascii=False)[:500]}
             if self._db is None or not batch.db_ids and self.problem:
                 self._acked_unremoved.update(batch.db_ids)
-                self._memo.update(info)
                 return
             try:
                 # An acknowledgement lost to a power cut only makes the batch go again, and the collector
@@ -276,7 +276,6 @@ class Outbox:
                 self._storage_failed(exc)
             finally:
                 self._full_sync()
-            self._memo.update(info)
 
     def _full_sync(self) -> None:
         try:
@@ -294,9 +293,8 @@ class Outbox:
     # -- status -----------------------------------------------------------------------------------
 
     def note(self, **values) -> None:
-        """Remember status facts (last error, …) on disk if possible; always in memory for this process."""
+        """Remember status facts (last error, …) on disk if possible (`pointwatch-agent status` reads them)."""
         with self._lock:
-            self._memo = {**self._memo, **values}
             if self._db is None:
                 return
             try:
@@ -329,13 +327,14 @@ def read_status(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         return {"outbox": "missing"}
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
-        depth, oldest, first_seq, last_seq = db.execute(
-            "SELECT count(*), min(created), min(seq), max(seq) FROM reports").fetchone()
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-    finally:
-        db.close()
+        depth, oldest, first_seq, last_seq, meta = _read(path, "mode=ro")
+    except sqlite3.OperationalError:
+        if not _read_only(path.parent):
+            raise
+        # A read-only file system and no -shm file beside the outbox (the agent is not running): SQLite opens a
+        # WAL database read-only then only when told nothing can change it, which the mount guarantees.
+        depth, oldest, first_seq, last_seq, meta = _read(path, "mode=ro&immutable=1")
     jobs = {k[4:]: json.loads(v) for k, v in meta.items() if k.startswith("job.")}
     return {
         "outbox": "ok", "depth": depth, "oldest_age_s": _age(oldest), "oldest_seq": first_seq,
@@ -345,6 +344,15 @@ def read_status(path: str | Path) -> dict:
         "last_error": meta.get("last_error") or None, "last_error_at": _float(meta.get("last_error_at")),
         "jobs": jobs,
     }
+
+
+def _read(path: Path, mode: str) -> tuple:
+    db = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=5)
+    try:
+        counts = db.execute("SELECT count(*), min(created), min(seq), max(seq) FROM reports").fetchone()
+        return (*counts, dict(db.execute("SELECT key, value FROM meta")))
+    finally:
+        db.close()
 
 
 def _put_meta(db: sqlite3.Connection, **values) -> None:
