@@ -40,9 +40,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # Reports kept in memory while the disk cannot be written; an old PC must not grow without bound.
 MEMORY_MAX = 500
-
-
 CACHE_KIB = 256
+FULL_BELOW = 64 * 1024  # free bytes under which a failed write is put down to a full disk (SQLite's -shm is 32 KiB)
 
 
 @dataclass
@@ -98,6 +97,12 @@ class Outbox:
             db.executescript(SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
         except (sqlite3.Error, OSError) as exc:
+            # Reports made in memory go on from the last seq on disk, never from 1 again (a restart on a
+            # full or read-only disk would reuse numbers the collector already has).
+            try:
+                self._seq = max(self._seq, read_status(self.path).get("last_seq", 0))
+            except (sqlite3.Error, OSError, ValueError):
+                pass
             self._storage_failed(exc)
             return False
         self._db = db
@@ -105,9 +110,8 @@ class Outbox:
         return True
 
     def _storage_failed(self, exc: Exception) -> None:
-        text = str(exc).lower()
-        if _read_only(self.path.parent):
-            text += " read-only"
+        # SQLite reports a full disk at open as "disk I/O error" (its -shm cannot grow): ask the file system.
+        text = str(exc).lower() + _unwritable(self.path.parent)
         if "full" in text or "no space" in text:
             problem = "状态目录磁盘已满，报告暂存在内存中（断电将丢失）"
         elif "readonly" in text or "read-only" in text or "permission" in text:
@@ -330,10 +334,10 @@ def read_status(path: str | Path) -> dict:
     try:
         depth, oldest, first_seq, last_seq, meta = _read(path, "mode=ro")
     except sqlite3.OperationalError:
-        if not _read_only(path.parent):
+        if not _unwritable(path.parent):
             raise
-        # A read-only file system and no -shm file beside the outbox (the agent is not running): SQLite opens a
-        # WAL database read-only then only when told nothing can change it, which the mount guarantees.
+        # A read-only or full file system and no -shm file beside the outbox (the agent is not running): SQLite
+        # opens a WAL database read-only then only when told nothing changes it, which nothing can.
         depth, oldest, first_seq, last_seq, meta = _read(path, "mode=ro&immutable=1")
     jobs = {k[4:]: json.loads(v) for k, v in meta.items() if k.startswith("job.")}
     return {
@@ -368,12 +372,15 @@ def _delete_ids(db: sqlite3.Connection, ids) -> None:
         db.execute(f"DELETE FROM reports WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
 
-def _read_only(directory: Path) -> bool:
-    """Whether the file system holding the state is mounted read-only (root ignores file modes)."""
+def _unwritable(directory: Path) -> str:
+    """" read-only" or " full" (less than FULL_BELOW bytes left; root ignores file modes), else ""."""
     try:
-        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+        fs = os.statvfs(directory)
     except (OSError, AttributeError):  # no statvfs on Windows: fall back to the error text
-        return False
+        return ""
+    if fs.f_flag & os.ST_RDONLY:
+        return " read-only"
+    return " full" if fs.f_bavail * fs.f_frsize < FULL_BELOW else ""
 
 
 def _report_id(body: str) -> str:

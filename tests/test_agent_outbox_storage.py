@@ -13,6 +13,8 @@ import sqlite3
 import subprocess
 import time
 
+import pytest
+
 from agent.outbox import Batch, Note, Outbox, read_status
 from agent.scheduler import outbox_result
 from agent.wire import result_to_dict
@@ -145,15 +147,22 @@ def test_a_read_only_state_directory_keeps_the_newest_500_in_memory_and_says_how
         result = outbox_result(notes[501])
         assert result.status == "error" and READ_ONLY in result.message
         assert result.details["memory_queue"] == 500 and result.details["problem"] == READ_ONLY
-        assert _seqs(box.batch(limit=50))[:3] == [4, 5, 6]
+        first = box.batch(limit=50)
+        assert _seqs(first)[:3] == [4, 5, 6] and first.backlog
+        box.ack(first, {"accepted": 50})  # sent from memory: gone from it
+        assert box.depth() == 450 and _seqs(box.batch(limit=1)) == [54]
+        box.add(build)
+        box.ack(box.batch(limit=50), {})
+        assert box.depth() == 401 and _seqs(box.batch(limit=1)) == [104]
         _remount(state_tmpfs, "rw")
-        assert box.add(build) == 504 and box.problem is None
-    assert (notes[-1].depth, notes[-1].dropped, notes[-1].dropped_total, notes[-1].problem) == (500, 1, 3, None)
-    assert _messages(caplog, "outbox_writable_again") == [f"outbox_writable_again path={path} moved_from_memory=500"]
+        assert box.add(build) == 505 and box.problem is None
+    assert (notes[-2].dropped, notes[-2].dropped_total) == (1, 3)  # 504, in memory, told the third drop
+    assert (notes[-1].depth, notes[-1].dropped, notes[-1].dropped_total, notes[-1].problem) == (401, 0, 3, None)
+    assert _messages(caplog, "outbox_writable_again") == [f"outbox_writable_again path={path} moved_from_memory=401"]
     assert len(_messages(caplog, "outbox_unwritable ")) == 1  # once when it starts, not once per report
-    assert _rows(path) == list(range(4, 505))
+    assert _rows(path) == list(range(104, 506))
     status = read_status(path)
-    assert status["dropped_total"] == 3 and status["last_seq"] == 504 and status["depth"] == 501
+    assert status["dropped_total"] == 3 and status["last_seq"] == 505 and status["depth"] == 402
     box.close()
 
 
@@ -169,8 +178,8 @@ def test_closing_with_reports_only_in_memory_says_they_are_lost(state_tmpfs, cap
         f"outbox_memory_reports_lost count=2 reason={READ_ONLY}"]
 
 
-def test_a_state_directory_that_cannot_be_made_names_the_error(tmp_path):
-    blocker = tmp_path / "state"
+def test_a_state_directory_that_cannot_be_made_names_the_error(state_tmpfs):
+    blocker = state_tmpfs / "state"  # on a small file system with room left: not a full disk
     blocker.write_text("a file where the state directory should be")
     box = Outbox(blocker / "sub" / "o.sqlite3", max_reports=10)
     assert box.problem.startswith("状态目录无法写入（") and "Not a directory" in box.problem
@@ -228,6 +237,8 @@ def test_the_first_report_notes_an_empty_outbox(tmp_path):
     assert build.notes == [Note(depth=0, oldest_age_s=None, dropped=0, dropped_total=0, problem=None, memory_queue=0)]
     box.add(build)
     assert build.notes[1].depth == 1 and 0 <= build.notes[1].oldest_age_s < 60
+    box.close()
+    assert box.add(build) == 3 and box.depth() == 3  # a closed outbox opens again for the next report
     box.close()
 
 
@@ -316,6 +327,8 @@ def test_a_broken_connection_is_dropped_and_the_next_write_reopens_it_with_synch
     sent = box.batch()
     box._db.close()  # the connection fails under the outbox (as after an I/O error)
     with caplog.at_level(logging.WARNING, logger="pointwatch.outbox"):
+        box.note(last_error="x")
+        assert box.problem == "状态目录无法写入（Cannot operate on a closed database.），报告暂存在内存中（断电将丢失）"
         assert box.batch().bodies == [] and box.depth() == 0  # reading fails: nothing, and no crash
         assert _messages(caplog, "outbox_read_failed") != []
         box.ack(sent, {"accepted": 2})  # cannot delete: remembered, never sent again
@@ -351,16 +364,16 @@ def test_status_shows_what_waits_the_last_acknowledgement_the_last_error_and_the
     for _ in range(3):
         box.add(report_json_builder)
     before = time.time()
-    box.ack(box.batch(limit=1, fresh=0), {"accepted": 1})
+    box.ack(box.batch(limit=1, fresh=0), {"accepted": 1, "note": "长" * 1000})
     box.note(last_error="无法发送报告：超时", last_error_at=1_700_000_000.5, unused=None)
     box.close()
     db = sqlite3.connect(path)  # the oldest waiting report was made an hour ago
-    db.execute("UPDATE reports SET created = ? WHERE seq = 4", (time.time() - 3600.04,))
+    db.execute("UPDATE reports SET created = ? WHERE seq = 4", (time.time() - 3600.34,))
     db.commit()
     db.close()
     status = read_status(path)
     age = status.pop("oldest_age_s")
-    assert round(age, 1) == age and 3600.0 <= age < 3660  # seconds, one decimal
+    assert round(age, 1) == age and 3600.3 <= age <= 3600.9  # seconds, one decimal
     last_ack_at = status.pop("last_ack_at")
     assert before <= last_ack_at <= time.time()
     assert status == {
@@ -368,6 +381,7 @@ def test_status_shows_what_waits_the_last_acknowledgement_the_last_error_and_the
         "last_ack_count": 1, "last_error": "无法发送报告：超时", "last_error_at": 1_700_000_000.5,
         "jobs": {"network": {"ok": 5, "name": "核心网络"}, "host": {}}}
     assert _meta(path)["unused"] == ""  # None is stored as empty
+    assert len(_meta(path)["last_ack_answer"]) == 500  # the collector's answer, kept short
 
 
 def test_status_is_read_without_writing_and_a_clock_set_back_gives_age_zero(state_tmpfs):
@@ -388,3 +402,54 @@ def test_the_page_cache_is_bounded(tmp_path):
     box = Outbox(tmp_path / "a" / "b" / "o.sqlite3", max_reports=10)  # the state directory is made
     assert box._db.execute("PRAGMA cache_size").fetchone()[0] == -256
     box.close()
+
+
+@pytest.mark.parametrize("trouble", ["read-only", "full"])
+def test_after_a_restart_on_an_unwritable_disk_the_seq_goes_on_and_status_still_reads(state_tmpfs, trouble):
+    """The per-agent seq never reuses a number: an agent restarted on a read-only or full state directory
+    numbers the reports it keeps in memory after the last one on disk (the collector has 1–3 already)."""
+    path = state_tmpfs / "o.sqlite3"
+    box = Outbox(path, max_reports=100)
+    for _ in range(3):
+        box.add(report_json_builder)
+    box.close()
+    filler = None
+    if trouble == "read-only":
+        _remount(state_tmpfs, "ro")
+    else:
+        filler = fill_file_system(state_tmpfs)
+    box = Outbox(path, max_reports=100)  # the agent restarts
+    assert box.problem == (READ_ONLY if trouble == "read-only" else FULL)
+    big = _Notes()
+    big.big = True
+    assert box.add(big) == 4 and box.depth() == 1
+    status = read_status(path)  # `pointwatch-agent status` on the unwritable disk
+    assert (status["outbox"], status["depth"], status["last_seq"]) == ("ok", 3, 3)
+    if filler is None:
+        _remount(state_tmpfs, "rw")
+    else:
+        os.unlink(filler)
+    assert box.add(report_json_builder) == 5 and box.problem is None
+    assert _rows(path) == [1, 2, 3, 4, 5]
+    box.close()
+
+
+def test_without_statvfs_the_error_text_tells_full_from_read_only(state_tmpfs, tmp_path, monkeypatch):
+    """Where the file system cannot be asked (Windows has no statvfs), SQLite's and the OS's own words decide."""
+    monkeypatch.delattr(os, "statvfs")
+    _remount(state_tmpfs, "ro")
+    assert Outbox(state_tmpfs / "sub" / "o.sqlite3", max_reports=10).problem == READ_ONLY  # "Read-only file system"
+    _remount(state_tmpfs, "rw")
+    box = Outbox(state_tmpfs / "o.sqlite3", max_reports=100)
+    box.add(report_json_builder)
+    fill_file_system(state_tmpfs)
+    big = _Notes()
+    big.big = True
+    box.add(big)
+    assert box.problem == FULL  # "database or disk is full"
+    box.close()
+    assert Outbox(state_tmpfs / "new" / "deeper" / "o.sqlite3", max_reports=10).problem == FULL
+    locked = Outbox(tmp_path / "o.sqlite3", max_reports=10)
+    locked._db.execute("PRAGMA query_only=ON")  # SQLite refuses writes: "attempt to write a readonly database"
+    assert locked.add(report_json_builder) == 1 and locked.problem == READ_ONLY
+    locked.close()

@@ -16,6 +16,7 @@ import os
 import random
 import socket
 import sqlite3
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -155,7 +156,7 @@ def test_server_errors_and_throttling_keep_every_report_and_are_retried_with_bac
     assert read_status(tmp_path / "o.sqlite3")["last_error"] is None
 
 
-def test_a_403_keeps_every_report_and_retries_every_5_minutes(live, store, tmp_path):
+def test_a_403_keeps_every_report_and_retries_every_5_minutes(live, store, tmp_path, caplog):
     """401/403 keep every report (the token is wrong, not the reports), retried every 5 minutes; the
     test speed-up divides that pause as it divides every other."""
     server, token, faults = live
@@ -166,6 +167,7 @@ def test_a_403_keeps_every_report_and_retries_every_5_minutes(live, store, tmp_p
     assert box.depth() == 2 and _stored(store) == [] and faults.posts == [[1, 2]]
     assert "令牌" in sender.last_error and "HTTP 403" in sender.last_error
     assert sender.failures == 0  # not a collector failing: the slow retry, not a growing backoff
+    assert any(r.getMessage().startswith("send_failed error=collector answered 403: ") for r in caplog.records)
     sender.poke()
     assert not sender.wake.is_set()  # refused: new reports wait for the slow retry
     assert sender.send_once() == 0.0 and _stored(store) == [1, 2] and box.depth() == 0
@@ -204,6 +206,7 @@ def test_a_refused_report_is_isolated_from_a_batch_of_two(live, store, tmp_path)
     assert faults.posts == [[1, 2], [1], [2]]
     assert _stored(store) == [2] and box.depth() == 0
     assert "拒收" in sender.last_error and "HTTP 422" in sender.last_error
+    assert _last_ack_answer(tmp_path) == {"accepted": 1, "duplicates": 0}  # the good one's answer, kept
 
 
 def test_a_single_refused_report_is_dropped_without_being_sent_twice(live, store, tmp_path, caplog):
@@ -344,15 +347,15 @@ def test_backoff_jitter_spans_the_whole_upper_half():
 
 def test_the_loop_sends_a_new_report_when_poked_and_stop_flushes_the_last_one(live, store, tmp_path):
     server, token, faults = live
-    box = _box(tmp_path, _good)
+    box = _Watched(tmp_path / "o.sqlite3", max_reports=100)
+    box.add(_good)
     sender = Sender(box, server.url, lambda: token, lambda: AGENT_ID, timeout=10)
     assert sender.daemon  # a sender stuck in a send never keeps the agent from exiting
     sender.start()
-    _wait_until(lambda: _stored(store) == [1], "the first report sent")
-    _wait_until(lambda: len(faults.posts) == 1 and box.depth() == 0, "the loop idle")
+    _wait_until(lambda: _stored(store) == [1] and box.reads == 2, "the first report sent, the loop idle")
     box.add(_good)
     sender.poke()  # the loop waits up to a minute when idle: the poke sends at once
-    _wait_until(lambda: _stored(store) == [1, 2], "the poked report sent")
+    _wait_until(lambda: _stored(store) == [1, 2] and box.reads == 4, "the poked report sent, the loop idle")
     box.add(_good)  # no poke: only stop's last attempt sends it
     sender.stop()
     assert not sender.is_alive()
@@ -463,3 +466,40 @@ def test_a_refused_report_waiting_in_memory_is_isolated_too(live, store, state_t
     assert _stored(store) == [1, 2, 4] and box.depth() == 0 and "拒收" in sender.last_error
     os.unlink(filler)
     box.close()
+
+
+def _read_request(conn) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    while len(body) < length:
+        body += conn.recv(65536)
+
+
+@pytest.mark.timeout(60)
+def test_a_collector_that_stops_answering_while_isolating_is_a_retry(tmp_path):
+    """The reports of a refused batch go one by one with the sender's own timeout: a collector that takes
+    one and never answers makes a retry, not a sender stuck for good."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)  # the second connection (the first report alone) waits in the backlog, never answered
+
+    def refuse_the_batch():
+        conn, _ = srv.accept()
+        _read_request(conn)
+        body = b'{"detail":"refused"}'
+        conn.sendall(b"HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        conn.close()
+
+    threading.Thread(target=refuse_the_batch, daemon=True).start()
+    box = _box(tmp_path, _good, _good)
+    sender = Sender(box, f"http://127.0.0.1:{srv.getsockname()[1]}", lambda: "t", lambda: AGENT_ID, timeout=1)
+    try:
+        delay = sender.send_once()
+    finally:
+        srv.close()
+    assert 1.0 <= delay <= 2.0 and sender.failures == 1 and box.depth() == 2
+    assert sender.last_error.startswith("无法发送报告")
