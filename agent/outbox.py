@@ -40,9 +40,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # Reports kept in memory while the disk cannot be written; an old PC must not grow without bound.
 MEMORY_MAX = 500
-
-
 CACHE_KIB = 256
+FULL_BELOW = 64 * 1024  # free bytes under which a failed write is put down to a full disk (SQLite's -shm is 32 KiB)
 
 
 @dataclass
@@ -79,7 +78,6 @@ class Outbox:
         self._mem: collections.deque = collections.deque()
         self._drop_unreported = 0  # dropped from the memory queue, not yet told in a report
         self._drop_total_mem = 0   # dropped from the memory queue, not yet added to the total on disk
-        self._memo: dict = {}      # status facts of this process, also when the disk is unwritable
         self._acked_unremoved: set[int] = set()  # acknowledged, but the disk refused the DELETE
         self._fresh_floor = 0  # highest id picked as "fresh" during a backlog (see _select)
         self.problem: str | None = None
@@ -99,6 +97,12 @@ class Outbox:
             db.executescript(SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
         except (sqlite3.Error, OSError) as exc:
+            # Reports made in memory go on from the last seq on disk, never from 1 again (a restart on a
+            # full or read-only disk would reuse numbers the collector already has).
+            try:
+                self._seq = max(self._seq, read_status(self.path).get("last_seq", 0))
+            except (sqlite3.Error, OSError, ValueError):
+                pass
             self._storage_failed(exc)
             return False
         self._db = db
@@ -106,9 +110,8 @@ class Outbox:
         return True
 
     def _storage_failed(self, exc: Exception) -> None:
-        text = str(exc).lower()
-        if _read_only(self.path.parent):
-            text += " read-only"
+        # SQLite reports a full disk at open as "disk I/O error" (its -shm cannot grow): ask the file system.
+        text = str(exc).lower() + _unwritable(self.path.parent)
         if "full" in text or "no space" in text:
             problem = "状态目录磁盘已满，报告暂存在内存中（断电将丢失）"
         elif "readonly" in text or "read-only" in text or "permission" in text:
@@ -148,6 +151,10 @@ class Outbox:
         meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('seq','dropped','dropped_total')"))
         dropped = int(meta.get("dropped", 0)) + self._drop_unreported
         dropped_total = int(meta.get("dropped_total", 0)) + self._drop_total_mem
+        # Acknowledged while the disk refused the DELETE: gone first, so neither the depth this report tells
+        # nor the bound counts reports the collector already has.
+        if self._acked_unremoved:
+            _delete_ids(db, self._acked_unremoved)
         # Reports that waited in memory go to disk first, so disk order stays seq order.
         for mseq, created, body in self._mem:
             db.execute("INSERT INTO reports (seq, report_id, created, body) VALUES (?,?,?,?)",
@@ -169,8 +176,6 @@ class Outbox:
         _put_meta(db, seq=seq, dropped=0, dropped_total=dropped_total)
         if job:
             _put_meta(db, **{f"job.{job}": json.dumps(job_info or {}, ensure_ascii=False)})
-        if self._acked_unremoved:
-            _delete_ids(db, self._acked_unremoved)
         db.execute("COMMIT")
         self._seq, self._drop_unreported, self._drop_total_mem = seq, 0, 0
         self._mem.clear()
@@ -259,7 +264,6 @@ class Outbox:
                     "last_ack_answer": json.dumps(answer or {}, ensure_ascii=False)[:500]}
             if self._db is None or not batch.db_ids and self.problem:
                 self._acked_unremoved.update(batch.db_ids)
-                self._memo.update(info)
                 return
             try:
                 # An acknowledgement lost to a power cut only makes the batch go again, and the collector
@@ -276,7 +280,6 @@ class Outbox:
                 self._storage_failed(exc)
             finally:
                 self._full_sync()
-            self._memo.update(info)
 
     def _full_sync(self) -> None:
         try:
@@ -294,9 +297,8 @@ class Outbox:
     # -- status -----------------------------------------------------------------------------------
 
     def note(self, **values) -> None:
-        """Remember status facts (last error, …) on disk if possible; always in memory for this process."""
+        """Remember status facts (last error, …) on disk if possible (`pointwatch-agent status` reads them)."""
         with self._lock:
-            self._memo = {**self._memo, **values}
             if self._db is None:
                 return
             try:
@@ -329,13 +331,14 @@ def read_status(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         return {"outbox": "missing"}
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
-        depth, oldest, first_seq, last_seq = db.execute(
-            "SELECT count(*), min(created), min(seq), max(seq) FROM reports").fetchone()
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-    finally:
-        db.close()
+        depth, oldest, first_seq, last_seq, meta = _read(path, "mode=ro")
+    except sqlite3.OperationalError:
+        if not _unwritable(path.parent):
+            raise
+        # A read-only or full file system and no -shm file beside the outbox (the agent is not running): SQLite
+        # opens a WAL database read-only then only when told nothing changes it, which nothing can.
+        depth, oldest, first_seq, last_seq, meta = _read(path, "mode=ro&immutable=1")
     jobs = {k[4:]: json.loads(v) for k, v in meta.items() if k.startswith("job.")}
     return {
         "outbox": "ok", "depth": depth, "oldest_age_s": _age(oldest), "oldest_seq": first_seq,
@@ -345,6 +348,15 @@ def read_status(path: str | Path) -> dict:
         "last_error": meta.get("last_error") or None, "last_error_at": _float(meta.get("last_error_at")),
         "jobs": jobs,
     }
+
+
+def _read(path: Path, mode: str) -> tuple:
+    db = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=5)
+    try:
+        counts = db.execute("SELECT count(*), min(created), min(seq), max(seq) FROM reports").fetchone()
+        return (*counts, dict(db.execute("SELECT key, value FROM meta")))
+    finally:
+        db.close()
 
 
 def _put_meta(db: sqlite3.Connection, **values) -> None:
@@ -360,12 +372,15 @@ def _delete_ids(db: sqlite3.Connection, ids) -> None:
         db.execute(f"DELETE FROM reports WHERE id IN ({','.join('?' * len(chunk))})", chunk)
 
 
-def _read_only(directory: Path) -> bool:
-    """Whether the file system holding the state is mounted read-only (root ignores file modes)."""
+def _unwritable(directory: Path) -> str:
+    """" read-only" or " full" (less than FULL_BELOW bytes left; root ignores file modes), else ""."""
     try:
-        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+        fs = os.statvfs(directory)
     except (OSError, AttributeError):  # no statvfs on Windows: fall back to the error text
-        return False
+        return ""
+    if fs.f_flag & os.ST_RDONLY:
+        return " read-only"
+    return " full" if fs.f_bavail * fs.f_frsize < FULL_BELOW else ""
 
 
 def _report_id(body: str) -> str:

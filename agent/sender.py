@@ -121,6 +121,9 @@ class Sender(threading.Thread):
             return delay
         # 4xx for the batch as a whole: send the reports one by one so a single bad report cannot block
         # the rest forever; a report the collector rejects alone is removed and logged with its id.
+        # The collector answered: an earlier run of failures is over (the next one backs off from 2 s again,
+        # and stop() makes its last attempt).
+        self.failures = 0
         if len(batch) > 1:
             for one in _singles(batch):
                 try:

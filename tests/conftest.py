@@ -49,6 +49,34 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def state_tmpfs(tmp_path) -> Path:
+    """A 2 MiB tmpfs for an agent's state directory: filled to the last byte (:func:`fill_file_system`) or
+    remounted read-only, it is the full or read-only disk itself, not an imitation of one."""
+    import subprocess
+
+    require_root("mounting a small tmpfs as a state directory")
+    require_tool("mount", "mount")
+    mnt = tmp_path / "state"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill_file_system(directory: Path) -> Path:
+    """Fill the file system holding ``directory`` to its last byte; unlink the returned file to free it."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (1 << 16, 1 << 12, 1 << 9, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                pass
+    return filler
+
+
+@pytest.fixture
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS

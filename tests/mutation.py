@@ -64,8 +64,10 @@ MODULES: dict[str, tuple[str, ...]] = {
                                     "tests/test_security_auth.py::test_the_login_step_audits_who_from_where_and_why"
                                     "_and_refuses_what_no_one_is", *SQLITE),
     "collector/accounts/throttle.py": ("tests/test_login_throttle.py",),
-    "agent/outbox.py": ("tests/test_agent_outbox.py", "tests/test_agent_against_collector.py", *SQLITE),
-    "agent/sender.py": ("tests/test_agent_outbox.py", "tests/test_agent_against_collector.py"),
+    "agent/outbox.py": ("tests/test_agent_outbox.py", "tests/test_agent_outbox_storage.py",
+                        "tests/test_agent_against_collector.py", "tests/test_agent_sender.py", *SQLITE),
+    "agent/sender.py": ("tests/test_agent_outbox.py", "tests/test_agent_against_collector.py",
+                        "tests/test_agent_sender.py", *SQLITE),
     "collector/evidence/chain.py": ("tests/test_evidence_chain.py", "tests/test_store_basics.py"),
     "collector/evidence/verify.py": ("tests/test_verify_offline.py", *BUNDLE_TAMPERING, *SQLITE),
     "collector/scoring/rules.py": ("tests/test_scoring_rules.py",),
