@@ -61,8 +61,18 @@ class Rig:
 
     def report(self, code: str = POINT, **faults) -> None:
         """One report of every healthy result, with ``faults`` {check: (status, value, details)} overriding."""
+        self.receive([self.build(code, **faults)])
+
+    def receive(self, reports: list[Report], drain: bool = True) -> None:
+        """One batch, received now (as one POST /api/v1/reports); evaluated as the worker would unless not."""
+        self.pipeline.receive(reports, received_at=self.clock())
+        if drain:
+            self.drain()
+
+    def build(self, code: str = POINT, at: datetime | None = None, **faults) -> Report:
+        """A report collected ``at`` (now unless given) — one of an agent's backlog, say."""
         self.seq += 1
-        now = self.clock()
+        now = at or self.clock()
         rows = dict(HEALTHY)
         for check, fault in faults.items():
             check = check.replace("__", ".")
@@ -71,10 +81,8 @@ class Rig:
         results = [Result(check=c, target=t, status=st, message=f"{c} {st}", value=v, details=d, observed_at=now)
                    for (c, t), (st, v, d) in rows.items()]
         host = Host(hostname="YB-PC", os="Windows 10", fingerprint=Fingerprint("m", "SN", []))
-        report = Report(report_id=str(uuid.uuid4()), seq=self.seq, agent_id="a-" + code, point_code=code,
-                        agent_version="0.1.0", collected_at=now, sent_at=now, host=host, results=results)
-        self.pipeline.receive([report], received_at=now)
-        self.drain()
+        return Report(report_id=str(uuid.uuid4()), seq=self.seq, agent_id="a-" + code, point_code=code,
+                      agent_version="0.1.0", collected_at=now, sent_at=now, host=host, results=results)
 
     def points_changed(self, codes) -> None:
         self.pending.update(codes)

@@ -2,14 +2,18 @@
 
 One evaluation = one transaction for one point, holding the point's ``point_state`` row lock (the same
 lock ingest takes), so two collectors never evaluate one point at once and an alert is raised once.
-Evaluations are idempotent: streaks move only on data newer than the alert last counted, so the timer,
-a duplicate batch or a second collector re-evaluating changes nothing that has not changed.
+An evaluation first replays, in stored order, every result received since the point was last judged (its
+watermark moves in the same transaction), so a fault that came and went between two evaluations is raised
+too; then it judges the latest state. Evaluations are idempotent: each result is replayed once, and the
+latest state moves streaks only on data newer than the alert last counted, so the timer, a duplicate batch
+or a second collector re-evaluating changes nothing that has not changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +22,7 @@ from collector.alerts import windows
 from collector.alerts.config import AlertsConfig
 from collector.alerts.messages import compose
 from collector.alerts.notifiers import Notifier, build_notifier
-from collector.alerts.rules import Hit, Latest, PointView, result_hits, silent_hit
+from collector.alerts.rules import RESULT_RULES, Hit, Latest, PointView, result_hits, sample_hits, silent_hit
 from collector.store import alerts as alert_rows
 from collector.store.models import Alert
 
@@ -34,6 +38,8 @@ def aware(ts: datetime | None) -> datetime | None:
 
 
 SCREEN_BATCH = 500  # points per bulk look (well under SQLite's bound on query parameters)
+SCREEN_REPORTS = 5  # a point with more reports than this since it was judged is evaluated, not screened
+REPLAY_ROWS = 5000  # results replayed per evaluation at most: a day's backlog is judged over a few passes
 
 
 def _view(code, name, region_path, interval, last_received_at, clock_skew_s, fingerprint_mismatch) -> PointView:
@@ -45,6 +51,19 @@ def _latest(check, target, status, value, message, details, received_at) -> Late
     return Latest(check, target, status, value, message, details or {}, aware(received_at))
 
 
+def _sample(row: tuple) -> tuple[datetime, Latest]:
+    """A replayed REPLAY_COLUMNS row: (its time, the result). Its time is when the agent says it looked, but
+    never later than the collector received it (a PC's clock set ahead must not stretch a fault)."""
+    _, check, target, status, value, message, details, observed_at, received_at = row
+    received = aware(received_at)
+    at = min(aware(observed_at) or received, received)
+    return at, Latest(check, target, status, value, message, details or {}, received)
+
+
+def _later(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
 class AlertEngine:
     def __init__(self, store, config: AlertsConfig, public_url: str = "http://127.0.0.1:8000", clock=None):
         self.store = store
@@ -53,6 +72,8 @@ class AlertEngine:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.notifiers: dict[str, Notifier] = {n.name: build_notifier(n) for n in config.notifiers}
         self.on_enqueued = None  # set by the worker: wakes the dispatcher when messages are queued
+        self.on_backlog = None  # set by the worker: a point whose history was not judged to its end in one go
+        self.replay_rows = REPLAY_ROWS
 
     # -- evaluation ----------------------------------------------------------------------------------
     def evaluate_point(self, code: str) -> int:
@@ -60,30 +81,44 @@ class AlertEngine:
         for attempt in range(3):
             try:
                 with self.store.session() as s:
-                    queued = self._evaluate(s, code, self.clock())
+                    queued, caught_up = self._evaluate(s, code, self.clock())
                 break
             except IntegrityError:  # an open alert for this fingerprint appeared under us: look again
                 if attempt == 2:
                     raise
         if queued and self.on_enqueued:
             self.on_enqueued()
+        if not caught_up and self.on_backlog:  # the rest of its history on the next pass
+            self.on_backlog(code)
         return queued
 
     def worth_evaluating(self, codes: list[str]) -> list[str]:
-        """The points among ``codes`` whose evaluation could change something: an open alert, or a fault in
-        their latest state now. Most points, most of the time, have neither; judging them here in bulk, read
-        without locks, spares each a transaction. A report that changes a point after this look enqueues the
-        point again, so nothing is missed, only evaluated on the next pass."""
+        """The points among ``codes`` whose evaluation could change something: an open alert, a fault in
+        their latest state now, or one in a result received since they were last judged (a violation that
+        arrived with its recovery). Most points, most of the time, have none; judging them here in bulk,
+        read without locks, spares each a transaction, and their watermark moves past the clean results in
+        one bulk update. A report that changes a point after this look enqueues the point again, so
+        nothing is missed, only evaluated on the next pass."""
         now, due = self.clock(), []
+        rules = self.config.rules
         for i in range(0, len(codes), SCREEN_BATCH):
             chunk = codes[i:i + SCREEN_BATCH]
             opened_here, view_rows, latest_rows = alert_rows.screen(self.store, chunk)
+            lag, unjudged = alert_rows.unjudged(self.store, chunk, SCREEN_REPORTS)
             due.extend(opened_here)
             views = {row[0]: _view(*row) for row in view_rows}
             latest = {code: [_latest(*r) for r in rows] for code, rows in latest_rows.items()}
-            opened = set(due)
-            due.extend(code for code, view in views.items()
-                       if code not in opened and self._hits(view, latest.get(code, []), now))
+            opened, clean = set(due), []
+            for code, view in views.items():
+                if code in opened:
+                    continue
+                mark, n, newest = lag.get(code, (None, 0, None))
+                if (n > SCREEN_REPORTS or self._hits(view, latest.get(code, []), now)
+                        or sample_hits((_sample(r)[1] for r in unjudged.get(code, [])), rules)):
+                    due.append(code)
+                elif n:
+                    clean.append((code, mark, newest))
+            alert_rows.advance_evaluated_up_to(self.store, clean)
         return due
 
     def _hits(self, view: PointView, latest: list[Latest], now: datetime) -> dict[tuple, Hit]:
@@ -97,18 +132,62 @@ class AlertEngine:
                 hits[hit.key] = hit
         return hits
 
-    def _evaluate(self, s, code: str, now: datetime) -> int:
+    def _evaluate(self, s, code: str, now: datetime) -> tuple[int, bool]:
+        """One evaluation: (notifications queued, whether the point's history is judged to its end)."""
         row = alert_rows.lock_point(s, code)
         if row is None:
-            return 0
+            return 0, True
         view = _view(*row)
-        latest = [_latest(*r) for r in alert_rows.latest_rows(s, code)]
+        open_alerts = {(a.rule, a.check, a.target): a for a in alert_rows.open_alerts(s, code)}
+        resolved: list[Alert] = []
+        rows = alert_rows.results_since(s, code, alert_rows.evaluated_up_to(s, code), self.replay_rows)
+        caught_up = len(rows) < self.replay_rows
+        if not caught_up:  # the last report may be cut short: it is replayed whole next time (a report
+            last = rows[-1][0]  # holds at most MAX_RESULTS_PER_REPORT, fewer than REPLAY_ROWS, results)
+            rows = [r for r in rows if r[0] != last] or rows
+        fired = self._replay(s, view, rows, open_alerts, resolved, now)
+        if rows:
+            alert_rows.set_evaluated_up_to(s, code, rows[-1][0])
+        if caught_up:  # the latest state (and time: silence, for-durations) only once history is judged
+            self._judge_latest(s, view, open_alerts, resolved, now)
+        alert_rows.flush(s)
+        return self._notify(s, view, list(open_alerts.values()), resolved, fired, now), caught_up
+
+    def _replay(self, s, view: PointView, rows: list[tuple], open_alerts: dict, resolved: list,
+                now: datetime) -> list[Alert]:
+        """Feed each result received since the point was last judged, in the order it was stored, through
+        the fault/clear steps: a fault that came and went between two evaluations (or within one batch of
+        an agent's backlog) still raises and resolves its alert. Each row is replayed once (the watermark),
+        so every row counts; the for-duration is judged by the rows' own time. Returns the alerts that fired."""
+        rules, fired = self.config.rules, []
+        for row in rows:
+            at, sample = _sample(row)
+            hits = {h.key: replace(h, since=at) for h in sample_hits([sample], rules)}
+            cleared = [k for k in open_alerts if k[1:] == (sample.check, sample.target) and k[0] in RESULT_RULES
+                       and k not in hits and k[0] in rules]
+            for key, hit in hits.items():
+                alert = open_alerts.get(key)
+                was = alert.state if alert is not None else None
+                alert = open_alerts[key] = self._observe_fault(s, alert, hit, view, now, at=at, fresh=True)
+                if alert.state == "firing" and was != "firing":
+                    fired.append(alert)
+            for key in cleared:
+                alert = open_alerts[key]
+                outcome = self._observe_clear(s, alert, sample.received_at, now, fresh=True)
+                if outcome != "open":
+                    open_alerts.pop(key)
+                    alert_rows.flush(s)  # the episode's open key is free before the next one may take it
+                if outcome == "resolved":
+                    resolved.append(alert)
+        return fired
+
+    def _judge_latest(self, s, view: PointView, open_alerts: dict, resolved: list, now: datetime) -> None:
+        """The point as it is now: its latest results, its state (identity, clock) and silence."""
+        latest = [_latest(*r) for r in alert_rows.latest_rows(s, view.code)]
         rules = self.config.rules
         hits = self._hits(view, latest, now)
-        baseline = windows.silence_baseline(self.config.maintenance, code, view.region_path, now)
-        open_alerts = {(a.rule, a.check, a.target): a for a in alert_rows.open_alerts(s, code)}
+        baseline = windows.silence_baseline(self.config.maintenance, view.code, view.region_path, now)
         data_time = {(r.check, r.target): r.received_at for r in latest}
-        resolved: list[Alert] = []
         for key in set(hits) | set(open_alerts):
             rule = key[0]
             if rule not in rules:
@@ -130,10 +209,12 @@ class AlertEngine:
                     open_alerts.pop(key)
                 if outcome == "resolved":
                     resolved.append(alert)
-        alert_rows.flush(s)
-        return self._notify(s, view, list(open_alerts.values()), resolved, now)
 
-    def _observe_fault(self, s, alert: Alert | None, hit: Hit, view: PointView, now: datetime) -> Alert:
+    def _observe_fault(self, s, alert: Alert | None, hit: Hit, view: PointView, now: datetime,
+                       at: datetime | None = None, fresh: bool = False) -> Alert:
+        """``at``: until when the fault is known to have lasted (a replayed row's time; now for the current
+        state). ``fresh``: a replayed row, counted whatever its time; otherwise only data newer than what
+        the alert last counted is a new observation."""
         rc = self.config.rules[hit.rule]
         if alert is None:
             fp = fingerprint(hit.rule, view.code, hit.check, hit.target)
@@ -142,19 +223,21 @@ class AlertEngine:
                 check=hit.check, target=hit.target, severity=rc.severity, state="pending", summary=hit.summary,
                 value=hit.value, pending_since=hit.since or hit.observed, observed_at=hit.observed,
                 fail_streak=1, ok_streak=0, updated_at=now)
-        elif hit.observed > aware(alert.observed_at):
-            alert.fail_streak, alert.ok_streak, alert.observed_at = alert.fail_streak + 1, 0, hit.observed
+        elif fresh or hit.observed > aware(alert.observed_at):
+            alert.fail_streak, alert.ok_streak = alert.fail_streak + 1, 0
+            alert.observed_at = _later(aware(alert.observed_at), hit.observed)
             alert.summary, alert.value, alert.updated_at = hit.summary, hit.value, now
         if (alert.state == "pending" and alert.fail_streak >= rc.failure_threshold
-                and (now - aware(alert.pending_since)).total_seconds() >= rc.for_s):
+                and ((at or now) - aware(alert.pending_since)).total_seconds() >= rc.for_s):
             alert.state, alert.fired_at, alert.updated_at = "firing", now, now
             log.info("alert_firing rule=%s point=%s target=%s", alert.rule, alert.point_code, alert.target)
         return alert
 
-    def _observe_clear(self, s, alert: Alert, seen: datetime | None, now: datetime) -> str:
-        if seen is None or (alert.observed_at is not None and seen <= aware(alert.observed_at)):
+    def _observe_clear(self, s, alert: Alert, seen: datetime | None, now: datetime, fresh: bool = False) -> str:
+        if seen is None or (not fresh and alert.observed_at is not None and seen <= aware(alert.observed_at)):
             return "open"
-        alert.ok_streak, alert.fail_streak, alert.observed_at, alert.updated_at = alert.ok_streak + 1, 0, seen, now
+        alert.ok_streak, alert.fail_streak, alert.updated_at = alert.ok_streak + 1, 0, now
+        alert.observed_at = _later(aware(alert.observed_at), seen)
         if alert.state == "pending":
             alert_rows.delete_alert(s, alert)  # never fired: a blip that flap damping absorbed, nothing to remember
             return "cancelled"
@@ -179,11 +262,14 @@ class AlertEngine:
         window = windows.in_maintenance(self.config.maintenance, alert.point_code, alert.region_path, alert.rule, now)
         return f"maintenance:{window.name}" if window else None
 
-    def _notify(self, s, view: PointView, open_alerts: list[Alert], resolved: list[Alert], now: datetime) -> int:
-        queued = 0
-        silences = None
-        for alert in open_alerts:
-            if alert.state != "firing" or alert.notified_at is not None:
+    def _notify(self, s, view: PointView, open_alerts: list[Alert], resolved: list[Alert], fired: list[Alert],
+                now: datetime) -> int:
+        """Page firing alerts not yet sent and not muted; tell those paged that theirs resolved. An alert
+        that fired and resolved within this evaluation (replayed history) pages both, in that order."""
+        queued, silences = 0, None
+        over = {id(a) for a in resolved}
+        for alert in open_alerts + [a for a in fired if id(a) in over]:
+            if alert.notified_at is not None or not (alert.state == "firing" or id(alert) in over):
                 continue
             silences = alert_rows.active_silences(s, now) if silences is None else silences
             if self.mute_reason(alert, open_alerts, silences, now):

@@ -1,4 +1,4 @@
-"""The default rules: pure functions from a point's latest state to the faults it shows now.
+"""The default rules: pure functions from a point's latest state (or one result) to the faults it shows.
 
 Each rule yields :class:`Hit`s keyed by (rule, check, target). A hit's ``observed`` is the receive time of
 the data it was judged on, so the engine counts a new observation only when that data is newer than what
@@ -111,14 +111,41 @@ def silent_hit(point: PointView, rc: RuleConfig, now: datetime, baseline: dateti
                since=point.last_received_at)
 
 
-def result_hits(point: PointView, latest: Iterable[Latest], rules: dict[str, RuleConfig]) -> list[Hit]:
-    hits: list[Hit] = []
+# The rules a single result can raise (sample_hits): a clean result of the same check and target clears them.
+RESULT_RULES = frozenset({"core_unreachable", "core_degraded", "identity_changed", "device_missing",
+                          "printer_supply_low", *FAIL_RULES})
 
+
+def _enabled(rules: dict[str, RuleConfig]):
     def on(rule: str) -> RuleConfig | None:
         rc = rules.get(rule)
         return rc if rc and rc.enabled else None
 
-    for r in latest:
+    return on
+
+
+def result_hits(point: PointView, latest: Iterable[Latest], rules: dict[str, RuleConfig]) -> list[Hit]:
+    """The faults a point shows now: its latest results' and its state's (identity, clock)."""
+    hits = sample_hits(latest, rules)
+    on = _enabled(rules)
+    if point.last_received_at is not None:
+        if point.fingerprint_mismatch and on("identity_changed") and not any(
+                h.rule == "identity_changed" for h in hits):
+            hits.append(Hit("identity_changed", IDENTITY_MATCHES_ENROLMENT, "enrolment",
+                            "终端硬件标识与注册时不一致（人机信息不相符），疑似更换了终端", point.last_received_at))
+        rc = on("clock_skew")
+        if rc and point.clock_skew_s is not None and abs(point.clock_skew_s) > rc.params["seconds"]:
+            hits.append(Hit("clock_skew", AGENT_CLOCK_SKEW, "时钟",
+                            f"终端时钟与采集端相差 {point.clock_skew_s:+.0f} 秒（允许 ±{rc.params['seconds']:g} 秒），"
+                            "请校准终端时间", point.last_received_at, point.clock_skew_s))
+    return hits
+
+
+def sample_hits(results: Iterable[Latest], rules: dict[str, RuleConfig]) -> list[Hit]:
+    """The faults these results show, each judged alone (a latest result, or one replayed from history)."""
+    hits: list[Hit] = []
+    on = _enabled(rules)
+    for r in results:
         if r.check in CORE_CHECKS:
             if r.status == "fail" and on("core_unreachable"):
                 hits.append(Hit("core_unreachable", r.check, r.target, r.message, r.received_at, r.value))
@@ -135,16 +162,6 @@ def result_hits(point: PointView, latest: Iterable[Latest], rules: dict[str, Rul
             for rule, check in FAIL_RULES.items():
                 if r.check == check and r.status == "fail" and on(rule):
                     hits.append(Hit(rule, r.check, r.target, r.message, r.received_at, r.value))
-    if point.last_received_at is not None:
-        if point.fingerprint_mismatch and on("identity_changed") and not any(
-                h.rule == "identity_changed" for h in hits):
-            hits.append(Hit("identity_changed", IDENTITY_MATCHES_ENROLMENT, "enrolment",
-                            "终端硬件标识与注册时不一致（人机信息不相符），疑似更换了终端", point.last_received_at))
-        rc = on("clock_skew")
-        if rc and point.clock_skew_s is not None and abs(point.clock_skew_s) > rc.params["seconds"]:
-            hits.append(Hit("clock_skew", AGENT_CLOCK_SKEW, "时钟",
-                            f"终端时钟与采集端相差 {point.clock_skew_s:+.0f} 秒（允许 ±{rc.params['seconds']:g} 秒），"
-                            "请校准终端时间", point.last_received_at, point.clock_skew_s))
     return hits
 
 

@@ -33,6 +33,7 @@ class AlertWorker:
         self._threads: list[threading.Thread] = []
         self._pool: ThreadPoolExecutor | None = None
         engine.on_enqueued = self._wake.set
+        engine.on_backlog = lambda code: self.points_changed([code])
 
     # called after the batch committed, on the request's thread (collector/ingest/pipeline.py): must not block
     def points_changed(self, codes) -> None:

@@ -165,10 +165,9 @@ def write(pipeline, engine, sims: list[SimPoint], data_dir, now: datetime | None
                      for sim in sims if "silent" not in sim.faults]
             if batch:
                 reports += pipeline.receive(batch, received_at=at)[0]
-            # What the alert worker does after an ingest and on its timer, at the report time. Its screening
-            # is asked only about points that can have an alert to raise or clear: a non-ok result now, or
-            # an open alert at the last look (a report of nothing but ok can raise nothing).
-            asked = {r.point_code for r in batch if any(x.status != "ok" for x in r.results)} | due
+            # What the alert worker does after an ingest and on its timer, at the report time: every point
+            # that reported is screened (in bulk; the clean ones are passed over and marked judged).
+            asked = {r.point_code for r in batch} | due
             due = set(engine.worth_evaluating(sorted(asked)))
             for code in sorted(due):
                 engine.evaluate_point(code)

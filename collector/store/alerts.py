@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, inspect, or_, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from collector.registry.regions import is_within, normalize_path
@@ -212,6 +212,64 @@ def latest_rows(s, code: str) -> list[tuple]:
     return [tuple(r) for r in s.execute(select(*LATEST_COLUMNS).where(m.LatestResult.point_code == code))]
 
 
+# A point's results since its alert watermark, in the order its reports were stored (the hash chain's
+# order, which the agent's clock cannot reorder): REPLAY_COLUMNS rows, report id first.
+REPLAY_COLUMNS = (m.Result.report_pk, m.Result.check, m.Result.target, m.Result.status, m.Result.value,
+                  m.Result.message, m.Result.details, m.Result.observed_at, m.Result.received_at)
+
+
+def evaluated_up_to(s, code: str) -> int | None:
+    """Inside an evaluation (after lock_point): the point's watermark, the last report judged."""
+    return s.get(m.PointState, code).alerts_evaluated_report
+
+
+def results_since(s, code: str, after_report: int | None, limit: int) -> list[tuple]:
+    """Up to ``limit`` REPLAY_COLUMNS rows of the point's reports stored after ``after_report``, oldest first."""
+    stmt = (select(*REPLAY_COLUMNS).join(m.Report, m.Report.id == m.Result.report_pk)
+            .where(m.Report.point_code == code, m.Report.id > (after_report or 0))
+            .order_by(m.Result.report_pk, m.Result.id).limit(limit))
+    return [tuple(r) for r in s.execute(stmt)]
+
+
+def set_evaluated_up_to(s, code: str, report_pk: int) -> None:
+    s.get(m.PointState, code).alerts_evaluated_report = report_pk
+
+
+def unjudged(store, codes: list[str], most_reports: int) -> tuple[dict, dict]:
+    """For screening, read without locks: ({code: (watermark, reports since it, newest report id)} of the
+    points with reports since their watermark, {code: [REPLAY_COLUMNS rows]} of those with at most
+    ``most_reports`` of them)."""
+    wm = func.coalesce(m.PointState.alerts_evaluated_report, 0)
+    since = (m.Report.point_code.in_(codes), m.Report.id > wm)
+    with store.engine.connect() as conn:
+        lag = {code: (mark, n, newest) for code, mark, n, newest in conn.execute(
+            select(m.Report.point_code, m.PointState.alerts_evaluated_report, func.count(), func.max(m.Report.id))
+            .join(m.PointState, m.PointState.point_code == m.Report.point_code).where(*since)
+            .group_by(m.Report.point_code, m.PointState.alerts_evaluated_report))}
+        few = [code for code, (_, n, _) in lag.items() if n <= most_reports]
+        rows: dict[str, list[tuple]] = {}
+        if few:
+            for code, *rest in conn.execute(
+                    select(m.Report.point_code, *REPLAY_COLUMNS).join(m.Result, m.Result.report_pk == m.Report.id)
+                    .join(m.PointState, m.PointState.point_code == m.Report.point_code)
+                    .where(m.Report.point_code.in_(few), m.Report.id > wm)
+                    .order_by(m.Result.report_pk, m.Result.id)):
+                rows.setdefault(code, []).append(tuple(rest))
+    return lag, rows
+
+
+def advance_evaluated_up_to(store, moves: list[tuple[str, int | None, int]]) -> None:
+    """[(code, watermark as read, new watermark)]: each moves only if no evaluation moved it meanwhile."""
+    if not moves:
+        return
+    table = m.PointState.__table__
+    stmt = (table.update().where(table.c.point_code == bindparam("code"),
+                                 func.coalesce(table.c.alerts_evaluated_report, 0) == bindparam("old"))
+            .values(alerts_evaluated_report=bindparam("new")))
+    with store.write_connection() as conn:  # in code order, like ingest's row locks: no deadlock
+        conn.execute(stmt, [{"code": code, "old": old or 0, "new": new} for code, old, new in sorted(moves)])
+
+
 def open_alerts(s, code: str) -> list[Alert]:
     return list(s.scalars(select(Alert).where(Alert.point_code == code, Alert.open_key.is_not(None))))
 
@@ -223,7 +281,10 @@ def add_alert(s, **fields) -> Alert:
 
 
 def delete_alert(s, alert: Alert) -> None:
-    s.delete(alert)
+    if inspect(alert).pending:  # added in this transaction and never written: just forget it
+        s.expunge(alert)
+    else:
+        s.delete(alert)
 
 
 def flush(s) -> None:

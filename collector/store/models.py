@@ -159,7 +159,8 @@ class Report(Base):
     prev_digest: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64))
     __table_args__ = (Index("ix_reports_point_received", "point_code", "received_at"),
-                      Index("ix_reports_received", "received_at"))  # pruning and roll-ups by receive time
+                      Index("ix_reports_received", "received_at"),  # pruning and roll-ups by receive time
+                      Index("ix_reports_point_id", "point_code", "id"))  # a point's reports since an alert watermark
 
 
 class ResultFields:
@@ -249,6 +250,9 @@ class PointState(Base):
     n_fail: Mapped[int] = mapped_column(Integer, default=0)
     n_error: Mapped[int] = mapped_column(Integer, default=0)
     silent_after: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    # The last report (reports.id) whose results the alert engine has judged; None: none yet. Per point the
+    # ids grow in commit order (ingest and evaluation hold this row's lock), unlike receive times.
+    alerts_evaluated_report: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AuditEntry(Base):
