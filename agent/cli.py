@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--collector", help="collector URL (default: collector.url of the config)")
     p.add_argument("--code", required=True, help="one-time enrolment code from the county IT staff")
+    p.add_argument("--accept-release-keys", default="", metavar="KEY_ID[,KEY_ID]",
+                   help="replace the pinned release keys with the collector's, only if their ids are exactly these")
 
     p = sub.add_parser("status", help="jobs' last runs, outbox depth, last acknowledgement")
     p.add_argument("--config", default=default_config_path(),
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "enroll":
         from agent.service import enroll
 
-        return enroll(cfg, args.collector or cfg.collector.url, args.code)
+        accepted = {k.strip() for k in args.accept_release_keys.split(",") if k.strip()}
+        return enroll(cfg, args.collector or cfg.collector.url, args.code, accepted)
     if args.command == "status":
         from agent.service import status
 

@@ -179,7 +179,27 @@ def _give_to_dir_owner(directory: Path, paths) -> None:
         os.chown(p, st.st_uid, st.st_gid)
 
 
-def enroll(cfg, collector_url: str | None, code: str, platform=None) -> int:
+def release_keys_to_pin(pinned: list, offered: list, accepted_ids: set[str]) -> tuple[list, str | None]:
+    """The release keys to keep after an enrolment answer offering ``offered``, and the warning to print.
+
+    The first enrolment pins what the collector offers (trust on first use). After that the collector may
+    not change them by itself: a release key is what lets code run on every PC, and a collector that was
+    taken over (or a man in the middle of an http enrolment) would otherwise put its own key in place
+    through a re-enrolment the county staff are asked for. Other keys are pinned only when the operator
+    names exactly their key ids (``--accept-release-keys``), read off the offline release machine."""
+    if not pinned or {k.key_id for k in offered} == {k.key_id for k in pinned}:
+        return offered, None
+    ids = {k.key_id for k in offered}
+    if ids and ids == accepted_ids:
+        return offered, None
+    shown = "、".join(sorted(ids)) or "无"
+    return pinned, (f"注意：采集端提供的代理发布签名公钥（{shown}）与本机已固定的"
+                    f"（{'、'.join(sorted(k.key_id for k in pinned))}）不同，已保留原有公钥。确需更换时，请在离线发布"
+                    f"机上核对密钥编号，再用 --accept-release-keys {','.join(sorted(ids)) or '编号'} 重新注册")
+
+
+def enroll(cfg, collector_url: str | None, code: str, platform=None,
+           accept_release_keys: set[str] | None = None) -> int:
     """The `enroll` command; prints to the IT person in Chinese, returns the exit code."""
     if not collector_url:
         print("缺少采集端地址：请用 --collector 指定，或在配置中填写 collector.url")
@@ -234,11 +254,16 @@ def enroll(cfg, collector_url: str | None, code: str, platform=None) -> int:
                 state.policy_mark_path.unlink(missing_ok=True)
             state.save_policy_keys(keys)
             _drop_cache_not_signed_by(state, keys, cfg.point.code)
-        state.save_release_keys(release_keys)  # exactly the answer's: a collector that lists none pins none
+        release_keys, keys_warning = release_keys_to_pin(state.release_keys(), release_keys,
+                                                          accept_release_keys or set())
+        state.save_release_keys(release_keys)
     except OSError as exc:
         print(f"注册成功但无法保存令牌或策略公钥：{exc}")
         return 1
-    if not release_keys:
+    if keys_warning:
+        log.warning("release_keys_kept collector=%s offered_differ=true", collector_url)
+        print(keys_warning)
+    elif not release_keys:
         log.warning("no_release_keys_in_enrolment collector=%s", collector_url)
         print("注意：采集端未提供代理发布签名公钥，本机代理不会自动升级")
     if not keys:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from agent.checks import run_probes
 from agent.outbox import Note, Outbox
 from agent.report import build_report, host_facts, probes_for
-from agent.vocabulary import AGENT_OUTBOX
+from agent.vocabulary import AGENT_OUTBOX, AGENT_POLICY_FETCH, AGENT_UPGRADE
 from agent.wire import Result, report_to_dict, summarize, utcnow
 
 log = logging.getLogger("pointwatch.scheduler")
@@ -38,6 +38,17 @@ def outbox_result(note: Note) -> Result:
         status, message = "ok", f"本地报告缓存正常，待发送 {note.depth} 份"
     return Result(check=AGENT_OUTBOX, target="本地缓存", status=status, message=message,
                   value=float(note.depth), unit="reports", details=details, observed_at=utcnow())
+
+
+def own_result(make, check: str) -> Result:
+    """The agent's word on itself (policy, upgrade) for a report: whatever goes wrong making it (a state file
+    edited by hand, say) is that one result's ``error``, never a report not written (a silent point)."""
+    try:
+        return make()
+    except Exception as exc:
+        log.exception("own_result_failed check=%s", check)
+        return Result(check=check, target="代理自身", status="error", message=f"代理无法给出该项状态：{exc!r}",
+                      details={"problem": repr(exc)}, observed_at=utcnow())
 
 
 class JobRunner:
@@ -84,8 +95,8 @@ class JobRunner:
         agent_id = self.agent_id_reader()
 
         def build(seq: int, note: Note) -> dict:
-            own = [outbox_result(note), *([self.policy.result()] if self.policy else []),
-                   *([self.upgrade.result()] if self.upgrade else [])]
+            own = [outbox_result(note), *([own_result(self.policy.result, AGENT_POLICY_FETCH)] if self.policy else []),
+                   *([own_result(self.upgrade.result, AGENT_UPGRADE)] if self.upgrade else [])]
             report = build_report(cfg, host, [*results, *own], seq, agent_id)
             return report_to_dict(report)
 

@@ -232,11 +232,11 @@ def run_forever(cfg) -> int:
     return code
 
 
-def enroll(cfg, collector_url: str | None, code: str) -> int:
+def enroll(cfg, collector_url: str | None, code: str, accept_release_keys: set[str] | None = None) -> int:
     from agent.enrol import enroll as do_enroll
 
     setup_logging(cfg, to_stderr=False)
-    return do_enroll(cfg, collector_url, code)
+    return do_enroll(cfg, collector_url, code, accept_release_keys=accept_release_keys)
 
 
 def collect_status(cfg) -> dict:

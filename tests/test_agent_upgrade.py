@@ -330,7 +330,7 @@ def test_the_watchdog_deadline_is_divided_by_the_test_speedup(tmp_path, releases
 
 
 # -- enrolment pins the release keys ------------------------------------------------------------------------------
-def test_enrolment_pins_exactly_the_release_keys_of_the_answer(tmp_path, capsys):
+def test_enrolment_pins_the_first_release_keys_and_only_the_operator_replaces_them(tmp_path, capsys):
     from agent.enrol import enroll
     from agent.platform import current
     from tests.conftest import free_port
@@ -349,9 +349,40 @@ def test_enrolment_pins_exactly_the_release_keys_of_the_answer(tmp_path, capsys)
         assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 1
         assert "代理发布签名公钥无效" in capsys.readouterr().out
         assert len(state.release_keys()) == 1  # a refused answer pins nothing new and drops nothing
-        collector.enrol_release_keys = None  # a collector that lists none: none pinned, no upgrade runs
+        # A re-enrolment may not change the pinned key by itself (a collector taken over, or a man in the
+        # middle of an http enrolment, would put its own in place): kept, and the operator told how.
+        other = crypto.Ed25519PrivateKey.generate()
+        collector.enrol_release_keys = [key_object(other)]
         assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
-        assert state.release_keys() == [] and not state.release_keys_path.exists()
+        assert [k.key_id for k in state.release_keys()] == [key_object(release_key)["key_id"]]
+        out = capsys.readouterr().out
+        assert "已保留原有公钥" in out and key_object(other)["key_id"] in out and "--accept-release-keys" in out
+        collector.enrol_release_keys = None  # a collector that lists none does not unpin either
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
+        assert [k.key_id for k in state.release_keys()] == [key_object(release_key)["key_id"]]
+        # Only the operator naming exactly the new key ids replaces them.
+        collector.enrol_release_keys = [key_object(other)]
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current(), accept_release_keys={"0" * 16}) == 0
+        assert [k.key_id for k in state.release_keys()] == [key_object(release_key)["key_id"]]
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current(),
+                      accept_release_keys={key_object(other)["key_id"]}) == 0
+        assert [k.key_id for k in state.release_keys()] == [key_object(other)["key_id"]]
+    finally:
+        collector.stop()
+
+
+def test_a_first_enrolment_without_release_keys_pins_none_and_says_no_upgrade(tmp_path, capsys):
+    from agent.enrol import enroll
+    from agent.platform import current
+    from tests.conftest import free_port
+    from tests.policy_collector import PolicyCollector
+
+    collector = PolicyCollector(free_port(), POINT).start()
+    try:
+        cfg = config_mod.parse(f'point: {{code: "{POINT}"}}\nstate_dir: {tmp_path / "state"}\n', "agent.yaml")
+        collector.enrol_release_keys = None
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
+        assert State(cfg).release_keys() == [] and not State(cfg).release_keys_path.exists()
         assert "不会自动升级" in capsys.readouterr().out
     finally:
         collector.stop()

@@ -62,7 +62,12 @@ def test_upgrade_json_is_private_round_trips_and_a_broken_one_is_named(tmp_path)
     state = st.with_failure(st.empty(), "0.2.0", "ab" * 32, st.DIGEST_MISMATCH, "x", NOW)
     st.save(path, state)
     assert st.load(path) == state and stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert not path.with_name("upgrade.json.tmp").exists()
+    assert [p.name for p in path.parent.iterdir()] == ["upgrade.json"]  # no temporary file left
+    planted = path.with_name("upgrade.json.tmp")
+    planted.write_text("someone else's", encoding="utf-8")
+    st.save(path, state)  # a file planted under a temporary name is not written through
+    assert planted.read_text(encoding="utf-8") == "someone else's" and st.load(path) == state
+    planted.unlink()
     path.write_text("{half", encoding="utf-8")
     with pytest.raises(st.StateUnreadable, match="upgrade.json"):
         st.load(path)
@@ -77,9 +82,16 @@ def _binary(tmp_path, name, version, body=""):
 
 def test_at_start_the_active_release_is_checked_again_before_it_is_execd(tmp_path):
     sdir = tmp_path / "state"
-    b = _binary(tmp_path, "b", "0.2.0")
-    st.save(upgrade_path(sdir), {**st.empty(), "active": {"version": "0.2.0", "path": str(b), "sha256": file_sha256(b)}})
+    outside = _binary(tmp_path, "b", "0.2.0")
+    (sdir / "releases" / "0.2.0").mkdir(parents=True)
+    b = _binary(sdir / "releases" / "0.2.0", "b", "0.2.0")
     base = Identity("0.1.0", A, "linux-x86_64", True)
+    # A program named from outside releases/ (upgrade.json written by someone at the PC) is never started.
+    st.save(upgrade_path(sdir), {**st.empty(), "active": {"version": "0.2.0", "path": str(outside),
+                                                          "sha256": file_sha256(outside)}})
+    d = at_start(base, sdir, NOW)
+    assert d.action == RUN and "releases" in d.problem["detail"]
+    st.save(upgrade_path(sdir), {**st.empty(), "active": {"version": "0.2.0", "path": str(b), "sha256": file_sha256(b)}})
     assert at_start(base, sdir, NOW).action == EXEC_ACTIVE
     b.write_bytes(b.read_bytes() + b"# changed\n")
     d = at_start(base, sdir, NOW)
@@ -158,6 +170,30 @@ def test_a_trial_started_a_second_time_execs_the_previous_binary(tmp_path):
     assert marker.read_text() == "run"
     doc = st.load(upgrade_path(sdir))
     assert doc["trial"] is None and doc["failed"][0]["reason"] == st.ROLLED_BACK
+
+
+@pytest.mark.parametrize("edit", [
+    {"failed": [{"version": "0.2.0", "reason": 5}]},          # a reason that is not text
+    {"failed": ["0.2.0"]},                                     # an entry that is not an object
+    {"active": {"version": "0.2.0", "path": ["x"]}},           # a path that is not text
+    {"trial": {"version": "0.2.0", "deadline": {"at": 1}}},    # a time that is not a number
+])
+def test_a_hand_edited_upgrade_json_is_refused_whole_and_reports_go_on(tmp_path, edit):
+    """A file of the wrong shape is refused when read (named), never a failure inside every report: the
+    report's own agent.upgrade result says error and the report is written all the same."""
+    from agent.scheduler import own_result
+    from agent.vocabulary import AGENT_UPGRADE
+
+    path = upgrade_path(tmp_path / "state")
+    st.save(path, {**st.empty(), **edit})
+    with pytest.raises(st.StateUnreadable, match="upgrade.json"):
+        st.load(path)
+
+    def broken():
+        raise TypeError("unsupported operand")
+
+    r = own_result(broken, AGENT_UPGRADE)
+    assert (r.check, r.status) == (AGENT_UPGRADE, "error") and "TypeError" in r.message
 
 
 def test_a_hand_edited_upgrade_json_never_stops_the_agent_from_starting(tmp_path):

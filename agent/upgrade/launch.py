@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from agent.upgrade import RELEASES_DIR
 from agent.upgrade import state as st
 
 log = logging.getLogger("pointwatch.upgrade")
@@ -62,6 +65,15 @@ def decide(state: dict, own_version: str, own_path: str, now: float) -> Decision
     return Decision(RUN, state, why="nothing to change")
 
 
+def inside_releases(path, state_dir) -> bool:
+    """Whether ``path`` is a file under ``<state_dir>/releases/`` (symlinks resolved on both sides)."""
+    if not path:
+        return False
+    root = os.path.realpath(Path(state_dir) / RELEASES_DIR)
+    target = os.path.realpath(path)
+    return os.path.commonpath([root, target]) == root and target != root
+
+
 def file_sha256(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -94,6 +106,13 @@ def at_start(identity, state_dir, now: float) -> Decision:
         except OSError as exc:  # nothing can be recorded, so nothing is changed: this binary runs as it is
             log.error("upgrade_state_not_saved file=%s error=%s", path, exc)
             return Decision(RUN, state, why="upgrade state not writable")
+    if decision.action == EXEC_ACTIVE and not inside_releases(decision.path, state_dir):
+        # Only a file the agent itself downloaded and verified is ever started: a path elsewhere in a
+        # hand-written upgrade.json (someone at the PC naming their own program) runs nothing.
+        log.error("upgrade_path_refused path=%s", decision.path)
+        problem = {"reason": st.DIGEST_MISMATCH, "version": (state.get("active") or {}).get("version"),
+                   "detail": f"{decision.path} is not under {Path(state_dir) / RELEASES_DIR}"}
+        return Decision(RUN, decision.state, why="the recorded release is outside releases/", problem=problem)
     if decision.action == EXEC_ACTIVE:
         try:
             actual = file_sha256(decision.path)

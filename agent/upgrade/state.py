@@ -67,20 +67,49 @@ def load(path: Path) -> dict:
     out.update({k: doc.get(k) for k in out if k in doc})
     if not isinstance(out["failed"], list):
         raise StateUnreadable(f"{path}: 'failed' is not a list")
+    # A file edited by hand (or by someone at the PC) must be refused here, as a whole, rather than fail
+    # later inside the report of every cycle.
+    for name in ("active", "previous", "trial", "last"):
+        if out.get(name) is not None and not _fields_ok(out[name]):
+            raise StateUnreadable(f"{path}: '{name}' is not an object of text and numbers")
+    for i, item in enumerate(out["failed"]):
+        if not _fields_ok(item):
+            raise StateUnreadable(f"{path}: failed[{i}] is not an object of text and numbers")
     return out
+
+
+TEXT_FIELDS = frozenset({"version", "path", "sha256", "from_version", "from_path", "reason", "detail", "event"})
+
+
+def _fields_ok(value) -> bool:
+    """An object of the file's shape: its text fields text, the rest numbers (times, counts) or null."""
+    if not isinstance(value, dict):
+        return False
+    for k, v in value.items():
+        if not isinstance(k, str) or isinstance(v, bool):
+            return False
+        if not (isinstance(v, str) if k in TEXT_FIELDS else (v is None or isinstance(v, (str, int, float)))):
+            if not (k in TEXT_FIELDS and v is None):
+                return False
+    return True
 
 
 def save(path: Path, state: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
+    # A fresh name, created exclusively: a file planted under a fixed temporary name would otherwise be
+    # written through (and renamed into place keeping its planter's ownership).
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     data = json.dumps(state, ensure_ascii=False, indent=1).encode("utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     if hasattr(os, "O_DIRECTORY"):  # the rename itself must survive a power cut (POSIX only)
         dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
