@@ -1,7 +1,8 @@
 """Self-upgrade of the Windows exe (issue 23) under Wine, with a real collector process.
 
-Two releases of dist/pointwatch-agent.exe are built under Wine (tests/windows/exe.py): A, the version of this
-tree, and B, the same sources with a higher ``agent.__version__``. The release key is made and used offline
+Three releases of dist/pointwatch-agent.exe are built under Wine (tests/windows/exe.py): A, the version of
+this tree; B, the same sources with a higher ``agent.__version__``; BAD, higher still, whose reports go to a
+closed loopback port (a planted bug, built into a real exe). The release key is made and used offline
 with the collector's own CLI; the collector holds only its public key; A pins it at enrolment. A runs, reports,
 then the county policy names B: A fetches B's manifest, verifies it, downloads B, checks that ``B --version``
 prints B, records the trial and hands over; B reports (the point's ``agent_version`` at the collector), its
@@ -22,11 +23,15 @@ Both Windows hand-overs are run:
   Windows' SCM applies the failure actions to this stop (that needs a real Windows). Wine's SCM also hands a
   service an environment built from the registry, not the test's, so the service runs at real speed (no
   POINTWATCH_AGENT_TEST_SPEEDUP): the policy refresh (30 s) and the upgrade check (every 60 s) take their time.
-- the console (``run`` in a terminal): A starts B as a new process and exits 0; B runs on. Nothing supervises
-  a console agent, so the test ends B by ending its processes.
+- the console (``run`` in a terminal): A starts B as a new process and exits 0; B runs on. Then the policy
+  names BAD, whose reports cannot reach the collector: B hands over to it, BAD's watchdog finds no
+  acknowledged report by the deadline and starts B again by itself; B sends what BAD queued (still no gap)
+  and reports the failed upgrade with reason ``rolled_back``. Nothing supervises a console agent, so the
+  test ends the last one by ending its processes.
 
-The rollback of a B that cannot report and the refusal of a tampered release are the same code on both
-systems and are proven with real Linux builds (tests/test_upgrade_linux.py).
+*Not run under Wine*: the rollback of the service (the same launch decision and watchdog, then the same
+ChangeServiceConfig and stop as above, which Wine's SCM would not restart either) and the refusal of a
+tampered release (platform-independent code, proven with real Linux builds in tests/test_upgrade_linux.py).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import pytest
 
 from agent import __version__
 from tests.livecollector import start_collector
-from tests.test_upgrade_linux import World, missing_seqs, wait_for
+from tests.test_upgrade_linux import BROKEN_SENDER, World, missing_seqs, wait_for
 from tests.test_windows_agent import POINT, win_dir, zpath
 
 pytestmark = pytest.mark.timeout(1500)
@@ -51,6 +56,7 @@ pytestmark = pytest.mark.timeout(1500)
 COUNTY = "甘肃省/兰州市/城关区"
 PLATFORM = "windows-amd64"
 VB = __version__ + ".1"
+VBAD = __version__ + ".2"  # its reports go to a closed port (a planted bug, built into a real exe)
 SERVICE = "pointwatch-agent"
 STOPPED, RUNNING = 1, 4
 
@@ -60,6 +66,13 @@ def exe_b(windows):
     from tests.windows.exe import build_variant
 
     return build_variant("upgrade-b", VB)
+
+
+@pytest.fixture(scope="module")
+def exe_bad(windows):
+    from tests.windows.exe import build_variant
+
+    return build_variant("upgrade-bad", VBAD, BROKEN_SENDER)
 
 
 class WinWorld(World):
@@ -245,7 +258,8 @@ def test_the_service_points_itself_at_b_and_b_runs_as_the_service(windows, exe, 
 
 # -- the console ----------------------------------------------------------------------------------------------
 
-def test_the_console_agent_starts_b_and_exits(windows, exe, exe_b, tmp_path):
+def test_the_console_agent_starts_b_and_exits_and_a_broken_successor_rolls_back(windows, exe, exe_b, exe_bad,
+                                                                                 tmp_path):
     setup = Setup(windows, exe, tmp_path, "upgrade-console", speedup="5")
     w = setup.w
     lines: list[str] = []
@@ -266,9 +280,28 @@ def test_the_console_agent_starts_b_and_exits(windows, exe, exe_b, tmp_path):
         assert wine_processes(b_name), "no process runs B"
         setup.b_committed()
         setup.no_report_lost()
+
+        # BAD cannot report: its watchdog gives up at the deadline and B comes back by itself.
+        w.release(exe_bad, VBAD, setup.key)
+        w.set_policy(VBAD, setup.port)
+
+        def rolled_back():
+            failed = [r for r in w.upgrade_results() if r["status"] == "fail"
+                      and r["details"].get("target") == VBAD and r["details"].get("reason") == "rolled_back"]
+            return failed and w.running() == VB and failed
+
+        failed = wait_for(rolled_back, 600, f"the rollback from {VBAD}")
+        assert VBAD in failed[-1]["message"], failed[-1]
+        setup.no_report_lost()
+        assert VBAD in {r["agent_version"] for r in w.reports()}  # BAD's own reports, sent by B
+        state = setup.b_committed()
+        assert any(f["version"] == VBAD and f["reason"] == "rolled_back" for f in state["failed"]), state
+        wait_for(lambda: not wine_processes(f"pointwatch-agent-{VBAD}.exe"), 60, "BAD's processes to end")
+        assert wine_processes(b_name), "no process runs B"
     finally:
         if agent.poll() is None:
             agent.kill()
+        end_processes(f"pointwatch-agent-{VBAD}.exe")
         end_processes(b_name)
         end_processes(setup.base.name)
         setup.close()

@@ -85,16 +85,18 @@ def build() -> Path:
     return EXE
 
 
-def build_variant(name: str, version: str) -> Path:
+def build_variant(name: str, version: str, patches: dict[str, tuple[str, str]] | None = None) -> Path:
     """Another release of the exe for the upgrade tests: the same build from a copy of agent/ and configs/
-    whose ``agent.__version__`` is ``version`` (tests/linux/build.py ``build_variant`` does it for Linux).
-    Kept under build/windows/variants/<name>, rebuilt when its inputs change."""
+    whose ``agent.__version__`` is ``version``, with each ``{file: (old, new)}`` text replacement applied (every
+    ``old`` must occur); tests/linux/build.py ``build_variant`` does the same for Linux. Kept under
+    build/windows/variants/<name>, rebuilt when its inputs change."""
     embed = prepare((VERSION,))[VERSION]
     site = _pyinstaller_site()
     home = BUILD / "variants" / name
     exe = home / "dist" / EXE.name
     stamp = home / ".stamp"
-    key = json.dumps({"inputs": _inputs_digest(BUILD / "cache" / f"wheels-{VERSION}"), "version": version})
+    key = json.dumps({"inputs": _inputs_digest(BUILD / "cache" / f"wheels-{VERSION}"), "version": version,
+                      "patches": patches or {}}, sort_keys=True)
     if exe.exists() and stamp.exists() and stamp.read_text() == key:
         return exe
     src = home / "src"
@@ -106,6 +108,12 @@ def build_variant(name: str, version: str) -> Path:
     if n != 1:
         raise RuntimeError(f"{init}: no __version__ line to set")
     init.write_text(text)
+    for rel, (old, new) in (patches or {}).items():
+        target = src / rel
+        text = target.read_text(encoding="utf-8")
+        if old not in text:
+            raise RuntimeError(f"patch for {rel} does not apply: {old!r} not found")
+        target.write_text(text.replace(old, new), encoding="utf-8")
     _pyinstaller(embed, site, src / "configs" / "pyinstaller" / SPEC.name, home / "dist", home / "work")
     stamp.write_text(key)
     return exe
