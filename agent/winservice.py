@@ -25,6 +25,15 @@ SERVICE_NAME = "pointwatch-agent"
 log = logging.getLogger("pointwatch.winservice")
 
 
+class StoppedWithError(Exception):
+    """Raised out of SvcRun when the service must stop as failed (a config error, an upgrade's hand-over).
+
+    pywin32 reports its own final SERVICE_STOPPED when SvcRun returns, with exit code 0 whatever SvcDoRun
+    reported before (tests/test_windows_upgrade.py saw it under Wine); only an exception out of SvcRun makes
+    that status an error, and only an error makes the SCM apply the failure actions (restart the service).
+    """
+
+
 def _host_command() -> tuple[str, str]:
     if getattr(sys, "frozen", False):  # PyInstaller: the exe itself is the host
         return sys.executable, "service-host"
@@ -42,6 +51,7 @@ class PointwatchAgentService(win32serviceutil.ServiceFramework):
         super().__init__(args)
         self.stop_handle = win32event.CreateEvent(None, 0, 0, None)
         self.agent = None
+        self.failed: str | None = None  # why the service stops as failed (StoppedWithError)
 
     def SvcStop(self):  # noqa: N802 (pywin32's names)
         # Tell the SCM how long a clean stop may take: running checks finish, the outbox is flushed.
@@ -51,6 +61,11 @@ class PointwatchAgentService(win32serviceutil.ServiceFramework):
         win32event.SetEvent(self.stop_handle)
 
     SvcShutdown = SvcStop  # the PC shuts down: same clean stop
+
+    def SvcRun(self):  # noqa: N802
+        super().SvcRun()
+        if self.failed:
+            raise StoppedWithError(self.failed)
 
     def SvcDoRun(self):  # noqa: N802
         from agent import config as config_mod
@@ -63,8 +78,7 @@ class PointwatchAgentService(win32serviceutil.ServiceFramework):
             cfg = config_mod.load(path)
         except ConfigError as exc:
             servicemanager.LogErrorMsg(f"{SERVICE_NAME}: 配置错误 {exc}")
-            # A non-zero exit code makes the SCM apply the failure actions (restart after a delay).
-            self.ReportServiceStatus(win32service.SERVICE_STOPPED, win32ExitCode=1)
+            self.failed = f"config error: {exc}"  # the failure actions restart it (after a delay)
             return
         setup_logging(cfg, to_stderr=False)  # a service has no console: the rotating file only
         import time
@@ -86,7 +100,7 @@ class PointwatchAgentService(win32serviceutil.ServiceFramework):
         servicemanager.LogInfoMsg(f"{SERVICE_NAME} stopped")
 
     def _restart_into(self, exe: str) -> None:
-        """Point the service at ``exe`` and stop non-zero: the failure actions restart the service into it."""
+        """Point the service at ``exe`` and stop as failed: the failure actions restart the service into it."""
         from agent.upgrade.windows import point_service_at
 
         try:
@@ -94,7 +108,7 @@ class PointwatchAgentService(win32serviceutil.ServiceFramework):
         except pywintypes.error as exc:
             servicemanager.LogErrorMsg(f"{SERVICE_NAME}: 无法切换到 {exe}：{exc.strerror}")
         servicemanager.LogInfoMsg(f"{SERVICE_NAME} restarting into {exe}")
-        self.ReportServiceStatus(win32service.SERVICE_STOPPED, win32ExitCode=1)
+        self.failed = f"stopped to restart into {exe}"
 
 
 def _set_failure_actions() -> None:

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 ARTIFACTS = REPO / "test-artifacts"
 # Fixtures shared by several modules that live beside their helpers (the `robot` receiver).
-pytest_plugins = ["tests.alerts_receivers"]
+pytest_plugins = ["tests.alerts_receivers", "tests.windows.fixtures"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -40,29 +40,6 @@ POINT = "620102001001"
 WIN_ROOT = "C:\\pointwatch-tests"
 
 
-@pytest.fixture(scope="session")
-def windows():
-    from tests.windows import prepare as prep
-
-    try:
-        prep.wine_binary()
-    except FileNotFoundError as exc:
-        require(False, f"{exc}: apt-get install wine64")
-    t0 = time.monotonic()
-    embeds = prep.prepare()
-    # One wineserver for the whole session (-p: persistent), so no agent process pays for its start.
-    wineserver = shutil.which("wineserver") or "/usr/lib/wine/wineserver"
-    env = {**os.environ, **prep.WINE_ENV}
-    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    subprocess.run([wineserver, "-p"], env=env, check=False, timeout=60, **quiet)
-    # Wine's own background processes (services.exe, winedevice.exe, …) start with the first Windows
-    # program and inherit its std handles: started here, on /dev/null, they never hold a test's pipes open.
-    subprocess.run([prep.wine_binary(), "wineboot"], env=env, check=False, timeout=300, **quiet)
-    print(f"windows tier prepared in {time.monotonic() - t0:.1f} s")
-    yield embeds
-    subprocess.run([wineserver, "-k"], env=env, check=False, timeout=60, **quiet)
-
-
 def win_dir(name: str) -> tuple[str, Path]:
     """A fresh folder on the prefix's C: drive: its Windows path and where Linux sees it."""
     from tests.windows.prepare import PREFIX
@@ -425,14 +402,6 @@ def test_enroll_run_kill_restart_nothing_lost(windows, loopback, tmp_path):
 
 
 # -- the self-contained exe ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def exe(windows):
-    """dist/pointwatch-agent.exe from the spec, built by PyInstaller under Wine (cached by its inputs)."""
-    from tests.windows.exe import build
-
-    return build()
-
 
 def run_exe(windows, exe: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.monotonic()

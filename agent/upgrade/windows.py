@@ -1,8 +1,10 @@
 """The Windows service's hand-over: point the service at another exe; the SCM restarts into it.
 
-Windows-only (pywin32): imported only by agent/winservice.py, on Windows. The service then exits non-zero,
-which the failure actions set at install (agent/winservice.py ``_set_failure_actions``: restart after 10 s,
-also after a non-zero exit) turn into a start of the new exe.
+Windows-only (pywin32): imported only by agent/winservice.py, on Windows. The service then stops as failed
+(agent/winservice.py ``StoppedWithError``: SERVICE_STOPPED with an error code), which the failure actions set
+at install (``_set_failure_actions``: restart after 10 s, also after a non-crash failure) turn into a start of
+the new exe. Wine's service manager has no failure actions; tests/test_windows_upgrade.py says what that leaves
+unproven.
 """
 
 from __future__ import annotations

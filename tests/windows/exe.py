@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,18 @@ def _pyinstaller_site() -> Path:
     return site
 
 
+def _pyinstaller(embed, site: Path, spec: Path, dist: Path, work: Path) -> None:
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import PyInstaller.__main__ as m; "
+            "m.run(['--noconfirm', '--log-level', 'WARN', '--distpath', sys.argv[2], '--workpath', sys.argv[3], "
+            "sys.argv[4]])")
+    proc = subprocess.run(embed.command("-c", code, wine_path(site), wine_path(dist), wine_path(work),
+                                        wine_path(spec)),
+                          stdin=subprocess.DEVNULL, capture_output=True, env=embed.env(), timeout=900)
+    if proc.returncode or not (dist / EXE.name).exists():
+        raise RuntimeError(f"PyInstaller under Wine failed ({proc.returncode}):\n"
+                           f"{proc.stderr.decode('utf-8', 'replace')[-4000:]}")
+
+
 def build() -> Path:
     embed = prepare((VERSION,))[VERSION]
     site = _pyinstaller_site()
@@ -67,18 +80,43 @@ def build() -> Path:
     key = _inputs_digest(BUILD / "cache" / f"wheels-{VERSION}")
     if EXE.exists() and stamp.exists() and stamp.read_text() == key:
         return EXE
-    work = BUILD / "pyinstaller-work"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import PyInstaller.__main__ as m; "
-            "m.run(['--noconfirm', '--log-level', 'WARN', '--distpath', sys.argv[2], '--workpath', sys.argv[3], "
-            "sys.argv[4]])")
-    proc = subprocess.run(embed.command("-c", code, wine_path(site), wine_path(DIST), wine_path(work),
-                                        wine_path(SPEC)),
-                          stdin=subprocess.DEVNULL, capture_output=True, env=embed.env(), timeout=900)
-    if proc.returncode or not EXE.exists():
-        raise RuntimeError(f"PyInstaller under Wine failed ({proc.returncode}):\n"
-                           f"{proc.stderr.decode('utf-8', 'replace')[-4000:]}")
+    _pyinstaller(embed, site, SPEC, DIST, BUILD / "pyinstaller-work")
     stamp.write_text(key)
     return EXE
+
+
+def build_variant(name: str, version: str, patches: dict[str, tuple[str, str]] | None = None) -> Path:
+    """Another release of the exe for the upgrade tests: the same build from a copy of agent/ and configs/
+    whose ``agent.__version__`` is ``version``, with each ``{file: (old, new)}`` text replacement applied (every
+    ``old`` must occur); tests/linux/build.py ``build_variant`` does the same for Linux. Kept under
+    build/windows/variants/<name>, rebuilt when its inputs change."""
+    embed = prepare((VERSION,))[VERSION]
+    site = _pyinstaller_site()
+    home = BUILD / "variants" / name
+    exe = home / "dist" / EXE.name
+    stamp = home / ".stamp"
+    key = json.dumps({"inputs": _inputs_digest(BUILD / "cache" / f"wheels-{VERSION}"), "version": version,
+                      "patches": patches or {}}, sort_keys=True)
+    if exe.exists() and stamp.exists() and stamp.read_text() == key:
+        return exe
+    src = home / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(REPO / "agent", src / "agent", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "configs", src / "configs")
+    init = src / "agent" / "__init__.py"
+    text, n = re.subn(r'^__version__ = ".*"$', f'__version__ = "{version}"', init.read_text(), flags=re.M)
+    if n != 1:
+        raise RuntimeError(f"{init}: no __version__ line to set")
+    init.write_text(text)
+    for rel, (old, new) in (patches or {}).items():
+        target = src / rel
+        text = target.read_text(encoding="utf-8")
+        if old not in text:
+            raise RuntimeError(f"patch for {rel} does not apply: {old!r} not found")
+        target.write_text(text.replace(old, new), encoding="utf-8")
+    _pyinstaller(embed, site, src / "configs" / "pyinstaller" / SPEC.name, home / "dist", home / "work")
+    stamp.write_text(key)
+    return exe
 
 
 if __name__ == "__main__":
