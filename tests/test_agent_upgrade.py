@@ -422,3 +422,24 @@ def test_a_download_the_window_ends_resumes_in_the_next_window_and_says_so(tmp_p
     manager.step()
     assert releases.file_requests() == [None, f"bytes={kept}-"] and handed
     assert (release_dir(state.dir, "0.2.0") / "pointwatch-agent").read_bytes() == data
+
+
+def test_a_rollout_paused_during_the_download_is_not_switched_to(tmp_path, releases):
+    """The download may take an hour on a 2G line; a pause meanwhile (the county's, or the collector's own
+    after failures elsewhere) is asked right before the switch: no trial, a warning, the part kept."""
+    data = stand_in_binary("0.2.0") + b"#" + b"x" * 200_000
+    releases.add("0.2.0", data)
+    manager, state, handed = setup(tmp_path, releases, {"version": "0.2.0", "window": "02:00-05:00",
+                                                         "max_kbps": 100000})
+    calls = []
+
+    def minute():
+        calls.append(1)
+        if len(calls) == 3:  # mid-download: the collector answers 409 rollout_paused from now on
+            releases.status = 409
+        return IN_WINDOW
+
+    manager.minute = minute
+    manager.step()
+    assert handed == [] and not upgrade_path(state.dir).exists()  # no trial was ever recorded
+    assert manager.problem and "0.2.0" in manager.problem  # a warning, retried: the pause may end

@@ -158,6 +158,16 @@ class UpgradeManager(threading.Thread):
             part.with_name(part.name + ".sha256").unlink(missing_ok=True)
         os.chmod(final, 0o755)
         self.progress, self.problem = None, None
+        # The download can take an hour on a 2G line: the policy may have named another version meanwhile,
+        # or the county (or the collector by itself) paused this one. Asked again right before the switch.
+        if self.keeper.current().upgrade.version != up.version:
+            return CHECK_EVERY / self.speedup
+        try:
+            transport.get(base, token, cfg.collector.timeout, self.ssl_ctx, limit=MAX_MANIFEST_BYTES)
+        except transport.SendError as exc:
+            self.problem = fetch_problem(exc, up.version)
+            log.warning("upgrade_withheld_before_switch version=%s status=%s", up.version, exc.status)
+            return retry
         trouble = start_check(str(final), up.version)
         if trouble:
             return self._fail(up.version, release.sha256, st.DOES_NOT_START, trouble)
@@ -168,7 +178,8 @@ class UpgradeManager(threading.Thread):
         """The downloader's wait: True (pause) when the agent stops or the window is over."""
         if self.stopping.wait(seconds):
             return True
-        return not self.keeper.current().upgrade.in_window(self.minute())
+        upgrade = self.keeper.current().upgrade
+        return upgrade.version != self._target or not upgrade.in_window(self.minute())
 
     def _begin_trial(self, release, path: str) -> None:
         now = self.clock()
