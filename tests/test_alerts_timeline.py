@@ -316,3 +316,20 @@ def test_notifier_outage_retries_and_survives_a_restart(db_url, robot):
         row = s.query(Notification).one()
         assert (row.status, row.attempts) == ("sent", 3)
     rig.store.close()
+
+
+def test_a_resolved_message_never_overtakes_its_firing(rig):
+    """The robot refuses the firing once; the fault clears before the retry is due. The resolved message
+    waits for the firing: sent first, it would be followed by the firing and leave the alert open there."""
+    rig.robot.fail_next["hook"] = 1
+    rig.report(usage__processes=FAIL)
+    assert rig.messages() == []  # refused, queued again with a backoff of about a second
+    rig.report()  # resolved at once, while the firing still waits for its retry
+    assert [a.state for a in rig.alerts()] == ["resolved"]
+    assert rig.messages() == []  # the resolved message waits behind it
+    with rig.store.session() as s:
+        assert sorted((n.event, n.status) for n in s.query(Notification)) == [("firing", "queued"),
+                                                                             ("resolved", "queued")]
+    rig.clock.advance(seconds=5)
+    dispatch_all(rig.engine)
+    assert rig.messages() == [("firing", "forbidden_software", POINT), ("resolved", "forbidden_software", POINT)]

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, bindparam, func, inspect, or_, select
+from sqlalchemy import and_, bindparam, exists, func, inspect, or_, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import aliased
 
 from collector.registry.regions import is_within, normalize_path
 from collector.store import models as m
@@ -326,11 +327,19 @@ def due_candidates(store) -> tuple[set[str], list[tuple], set[str]]:
 def claim_notifications(store, now: datetime, lease: timedelta, limit: int) -> list[tuple]:
     """Mark up to ``limit`` due rows ``sending`` with a lease, in a short transaction of their own (FOR UPDATE
     SKIP LOCKED on PostgreSQL, so collectors take different rows): [(id, notifier, payload, attempt,
-    queued at)]."""
+    queued at)].
+
+    A row waits while an earlier one of the same alert to the same notifier is still queued or sending: a
+    "resolved" sent while its "firing" waits for a retry (or beside it, on another sender thread) would reach
+    the robot first, and the firing that follows would leave the alert open there for good."""
+    earlier = aliased(Notification)
     with store.session() as s:
         stmt = (select(Notification)
                 .where(or_(and_(Notification.status == "queued", Notification.next_attempt_at <= now),
                            and_(Notification.status == "sending", Notification.lease_until < now)))
+                .where(~exists().where(earlier.alert_id == Notification.alert_id,
+                                       earlier.notifier == Notification.notifier, earlier.id < Notification.id,
+                                       earlier.status.in_(("queued", "sending"))))
                 .order_by(Notification.id).limit(limit))
         if not store.is_sqlite:
             stmt = stmt.with_for_update(skip_locked=True)
