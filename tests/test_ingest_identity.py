@@ -61,3 +61,22 @@ def test_a_token_of_no_enrolled_agent_earns_no_identity_match(enrolled):
     r = client.post("/api/v1/reports", json=report_json(agent_id=agent_id, fingerprint=same), headers=headers)
     assert r.status_code == 202
     assert identity_of(store) is None
+
+
+@pytest.mark.parametrize("sent, missing", [
+    (Fingerprint(PINNED["machine_id"], "", PINNED["macs"]), "主板/BIOS 序列号"),
+    (Fingerprint("", "", []), "机器标识、主板/BIOS 序列号、网卡 MAC 地址"),
+    (Fingerprint(PINNED["machine_id"], PINNED["serial"], []), "网卡 MAC 地址"),
+])
+def test_a_pinned_part_left_out_of_the_report_is_not_a_match(enrolled, sent, missing):
+    """A replaced PC must not pass 人机信息相符 by reporting less: a part pinned at enrolment that the report
+    leaves empty was not seen, so the match is an error (it earns nothing) naming the part, and the point's
+    mismatch flag keeps what the last comparable report said."""
+    client, store, agent_id, headers = enrolled
+    r = client.post("/api/v1/reports", json=report_json(agent_id=agent_id, fingerprint=OTHER_PC), headers=headers)
+    assert r.status_code == 202 and queries.point_summary(store, POINT).fingerprint_mismatch
+    r = client.post("/api/v1/reports", json=report_json(agent_id=agent_id, seq=2, fingerprint=sent), headers=headers)
+    assert r.status_code == 202
+    row = identity_of(store)
+    assert row.status == "error" and f"缺少注册时登记的{missing}" in row.message
+    assert queries.point_summary(store, POINT).fingerprint_mismatch  # not cleared by a report that showed less

@@ -4,7 +4,8 @@ Scoring and alerts read them like any other check:
 - ``agent.clock_skew``: the agent's clock (the report's ``sent_at``) against the collector's receive time.
   A wrong clock is flagged, never a reason to refuse a report.
 - ``identity.matches_enrolment`` (人机信息相符): the reported host fingerprint against the one pinned when
-  the agent enrolled. Only where a fingerprint is pinned; an agent without one has nothing to match.
+  the agent enrolled; error when the report leaves a pinned part empty (not seen is not a match). Only
+  where a fingerprint is pinned; an agent without one has nothing to match.
 - ``agent.policy`` (代理策略): the report's ``policy_digest`` against the digests issued to its point
   (collector/store/policies.py): ok for the one in force (or the one it replaced, received within ``grace_s``
   of the change — by the collector's receive time, never the agent's collected_at), warn for an older one, fail for a digest never issued to this
@@ -32,27 +33,51 @@ class Derived:
 
     rows: list[dict]
     clock_skew_s: float
-    fingerprint_mismatch: bool | None  # None: no fingerprint pinned, nothing to say
+    fingerprint_mismatch: bool | None  # None: no fingerprint pinned, or a pinned part not reported: not known
 
 
-def fingerprint_matches(pinned: dict | None, seen: Fingerprint) -> tuple[bool, list[str]]:
-    """Compare a reported fingerprint with the pinned one; returns (matches, names of differing parts).
+def fingerprint_matches(pinned: dict | None, seen: Fingerprint) -> tuple[bool, list[str], list[str]]:
+    """Compare a reported fingerprint with the pinned one: (matches, differing parts, parts not reported).
 
     machine_id and serial must be equal where both are known; MAC lists must share at least one address
-    (a USB adapter plugged in adds one, a changed board replaces them all).
+    (a USB adapter plugged in adds one, a changed board replaces them all). A part pinned at enrolment that
+    the report leaves empty was not seen: it matches nothing (the caller reports it as an error), or a
+    replaced PC could pass by sending less.
     """
     if not pinned:
-        return True, []
-    diffs = []
+        return True, [], []
+    diffs, unseen = [], []
     for name in ("machine_id", "serial"):
         a, b = (pinned.get(name) or "").strip().lower(), (getattr(seen, name) or "").strip().lower()
         if a and b and a != b:
             diffs.append(name)
+        elif a and not b:
+            unseen.append(name)
     macs_a = {x.lower().replace("-", ":") for x in pinned.get("macs") or []}
     macs_b = {x.lower().replace("-", ":") for x in seen.macs or []}
     if macs_a and macs_b and not macs_a & macs_b:
         diffs.append("macs")
-    return not diffs, diffs
+    elif macs_a and not macs_b:
+        unseen.append("macs")
+    return not diffs and not unseen, diffs, unseen
+
+
+def identity_row(pinned: dict | None, seen: Fingerprint) -> tuple[dict, bool | None]:
+    """The ``identity.matches_enrolment`` row and the point's mismatch flag (None: not known this time)."""
+    ok, diffs, unseen = fingerprint_matches(pinned, seen)
+    if diffs:
+        status, mismatch = FAIL, True
+        message = f"终端标识与注册时不一致（{'、'.join(_PART_CN[d] for d in diffs)}已变化），疑似更换终端"
+    elif unseen:
+        status, mismatch = ERROR, None
+        message = (f"本次上报缺少注册时登记的{'、'.join(_PART_CN[d] for d in unseen)}，无法核对人机信息"
+                   "（请检查代理能否读取本机硬件标识）")
+    else:
+        status, mismatch, message = OK, False, "终端标识与注册时一致（人机信息相符）"
+    row = {"check": IDENTITY_MATCHES_ENROLMENT, "target": "enrolment", "status": status, "value": None,
+           "unit": None, "details": {"source": COLLECTOR_SOURCE, "differs": diffs, "not_reported": unseen},
+           "message": message}
+    return row, mismatch
 
 
 def policy_row(reported: str | None, issued: list, at: datetime, grace_s: float = POLICY_GRACE_S,
@@ -102,12 +127,8 @@ def derive(report: Report, received_at: datetime, pinned: dict | None, has_pin: 
                          if bad else f"终端时钟偏差 {skew:+.1f} 秒，正常")}]
     mismatch = None
     if has_pin:
-        ok, diffs = fingerprint_matches(pinned, report.host.fingerprint)
-        mismatch = not ok
-        rows.append({"check": IDENTITY_MATCHES_ENROLMENT, "target": "enrolment", "status": OK if ok else FAIL,
-                     "value": None, "unit": None, "details": {"source": COLLECTOR_SOURCE, "differs": diffs},
-                     "message": "终端标识与注册时一致（人机信息相符）" if ok else
-                     f"终端标识与注册时不一致（{'、'.join(_PART_CN[d] for d in diffs)}已变化），疑似更换终端"})
+        row, mismatch = identity_row(pinned, report.host.fingerprint)
+        rows.append(row)
     policy = policy_row(getattr(report, "policy_digest", None), issued or [], min(report.collected_at, received_at),
                         grace_s, received_at)
     if policy is not None:
