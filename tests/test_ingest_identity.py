@@ -80,3 +80,18 @@ def test_a_pinned_part_left_out_of_the_report_is_not_a_match(enrolled, sent, mis
     row = identity_of(store)
     assert row.status == "error" and f"缺少注册时登记的{missing}" in row.message
     assert queries.point_summary(store, POINT).fingerprint_mismatch  # not cleared by a report that showed less
+
+
+def test_an_enrolment_that_pinned_less_than_two_parts_never_matches(tmp_path, store):
+    """An agent enrolled with an empty (or one-part) fingerprint would otherwise "match" whatever it sends:
+    nothing pinned to compare is not 人机信息相符. Its reports say so and tell IT to enrol it again."""
+    app = create_app(Settings(data_dir=tmp_path / "data"), store=store)
+    points.upsert_point(store, POINT, "某村医保服务点", REGION)
+    code = enrolment.create_enroll_code(store, POINT)
+    agent_id, token = enrolment.enroll(store, code, POINT, "cun-pc", {"machine_id": "m-1", "serial": "", "macs": []})
+    with TestClient(app) as client:
+        r = client.post("/api/v1/reports", json=report_json(agent_id=agent_id, fingerprint=Fingerprint("m-1", "", [])),
+                        headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 202
+    row = identity_of(store)
+    assert row.status == "error" and "注册时登记的终端标识不足两项（机器标识）" in row.message

@@ -24,6 +24,8 @@ from collector.store.observations import COLLECTOR_SOURCE
 SKEW_WARN_S = 300.0  # |agent clock - collector clock| beyond this is flagged
 POLICY_GRACE_S = 900.0  # the alert rule policy_mismatch's ``grace`` (collector/alerts/config.py)
 
+# As the agent's identity.fingerprint: one factor cannot tell this machine from a clone or a replacement.
+MIN_PINNED_PARTS = 2
 _PART_CN = {"machine_id": "机器标识", "serial": "主板/BIOS 序列号", "macs": "网卡 MAC 地址"}
 
 
@@ -62,12 +64,21 @@ def fingerprint_matches(pinned: dict | None, seen: Fingerprint) -> tuple[bool, l
     return not diffs and not unseen, diffs, unseen
 
 
+def _pinned_parts(pinned: dict | None) -> list[str]:
+    return [name for name in ("machine_id", "serial", "macs") if (pinned or {}).get(name)]
+
+
 def identity_row(pinned: dict | None, seen: Fingerprint) -> tuple[dict, bool | None]:
     """The ``identity.matches_enrolment`` row and the point's mismatch flag (None: not known this time)."""
-    ok, diffs, unseen = fingerprint_matches(pinned, seen)
+    _, diffs, unseen = fingerprint_matches(pinned, seen)
     if diffs:
         status, mismatch = FAIL, True
         message = f"终端标识与注册时不一致（{'、'.join(_PART_CN[d] for d in diffs)}已变化），疑似更换终端"
+    elif len(_pinned_parts(pinned)) < MIN_PINNED_PARTS:
+        status, mismatch = ERROR, None
+        known = "、".join(_PART_CN[p] for p in _pinned_parts(pinned)) or "无"
+        message = (f"注册时登记的终端标识不足两项（{known}），无法可靠核对人机信息"
+                   "（请在能读取硬件标识的情况下重新注册代理）")
     elif unseen:
         status, mismatch = ERROR, None
         message = (f"本次上报缺少注册时登记的{'、'.join(_PART_CN[d] for d in unseen)}，无法核对人机信息"
