@@ -76,6 +76,15 @@ def test_a_manifest_signed_by_a_pinned_release_key_names_the_release(releases):
     assert (release.version, release.size, release.file) == ("0.2.0", len(data), "pointwatch-agent")
 
 
+def test_a_manifest_signed_under_another_text_of_the_version_is_that_version(releases):
+    data = stand_in_binary("0.2.0")
+    for signed in ("0.2", "0.2.0.0"):
+        release = verify_manifest(manifest(data, signed, [releases.key]), release_keys(releases.key), "0.2.0", PLATFORM)
+        assert release.version == "0.2.0"
+    with pytest.raises(ManifestRefused, match="version '0.2.1'"):
+        verify_manifest(manifest(data, "0.2.1", [releases.key]), release_keys(releases.key), "0.2.0", PLATFORM)
+
+
 def _tamper(raw: bytes) -> bytes:
     return raw.replace(b'"0.2.0"', b'"0.2.9"')
 

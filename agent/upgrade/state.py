@@ -26,6 +26,11 @@ FORMAT = 1
 BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK = (
     "bad_signature", "digest_mismatch", "size_mismatch", "wrong_version", "does_not_start", "rolled_back")
 REASONS = (BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK)
+# The reasons only the build itself explains: it did not start here, or it ran and never got a report through
+# (the collector verified its signature and file when the build was added, so a signature, size or digest
+# refused on a point is that point's download or disk, or the point itself). Only these count towards the
+# collector's automatic pause of a rollout stage (collector/releases/rollout.py).
+BUILD_FAULTS = frozenset({DOES_NOT_START, ROLLED_BACK})
 REASON_CN = {
     BAD_SIGNATURE: "发布包签名校验失败，已拒绝运行（不是发布密钥签发的，或内容已被改动）",
     DIGEST_MISMATCH: "下载的文件与发布清单的 SHA-256 摘要不符，已拒绝运行",
