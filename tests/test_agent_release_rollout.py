@@ -253,3 +253,24 @@ def test_a_viewer_of_another_county_sees_the_release_but_none_of_this_countys_po
     assert (other["running"], other["failed"], other["stages"], other["failed_points"]) == (0, 0, [], [])
     mine = view(client, tokens["viewer"])[VERSION]
     assert mine["failed_points"] == [A1]
+
+
+def test_the_migration_holds_a_release_under_its_canonical_version(db_url):
+    from sqlalchemy import text
+
+    from collector.store import Store
+
+    s = Store(db_url)
+    try:
+        s.upgrade("0008")
+        with s.engine.begin() as conn:
+            for version, platform in (("0.2", PLATFORM), ("0.3", PLATFORM), ("0.3.0", PLATFORM), ("0.4.1.0", "wheel")):
+                conn.execute(text("INSERT INTO agent_releases (version, platform, file_name, size, sha256, manifest, "
+                                  "added_at) VALUES (:v, :p, 'f', 1, :h, :m, :t)"),
+                             {"v": version, "p": platform, "h": "ab" * 32, "m": b"{}", "t": "2026-01-01 00:00:00+00:00"})
+        s.upgrade()
+        held = sorted((r["version"], r["platform"]) for r in rows.list_releases(s))
+        # 0.3 stays: 0.3.0 is held already, and neither row is lost
+        assert held == [("0.2.0", PLATFORM), ("0.3", PLATFORM), ("0.3.0", PLATFORM), ("0.4.1", "wheel")]
+    finally:
+        s.close()

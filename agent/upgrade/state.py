@@ -137,6 +137,13 @@ def with_failure(state: dict, version: str, sha256: str, reason: str, detail: st
 
 def keep_failures_for(state: dict, version: str | None) -> dict:
     """A policy naming another version ends the ban of the others (the contract: "until the policy names a
-    different version"): only failures of ``version`` are kept."""
-    failed = [f for f in state.get("failed") or [] if f.get("version") == version]
-    return state if len(failed) == len(state.get("failed") or []) else {**state, "failed": failed}
+    different version"): only failures of ``version`` are kept. One recorded under another text of the same
+    numbers (an older agent kept the policy's text as written: "0.2") is kept under ``version``'s."""
+    from agent.versions import canonical_or_none
+
+    want = canonical_or_none(version) if version else None
+    failed = [f if f.get("version") == version else {**f, "version": version}
+              for f in state.get("failed") or []
+              if f.get("version") == version or (want is not None and canonical_or_none(f.get("version")) == want)]
+    same = failed == list(state.get("failed") or [])
+    return state if same else {**state, "failed": failed}
