@@ -199,6 +199,11 @@ def resume(store, version: str, actor: Actor, details: dict | None = None, stage
         lifted += _lift_stages(s, version, stage)
         if not lifted:
             return []
+        if stage is None:  # every pause of the version is over: so is every alert that said it was paused
+            now = utcnow()
+            for alert in s.scalars(select(m.Alert).where(m.Alert.rule == "rollout_paused", m.Alert.target == version,
+                                                         m.Alert.state != "resolved")):
+                alert.state, alert.resolved_at, alert.open_key, alert.updated_at = "resolved", now, None, now
         append(s, actor, "agent_release.resume", version, {**(details or {}), "lifted": lifted})
     return lifted
 
@@ -238,11 +243,6 @@ def held_sha256s(store, version: str) -> set[str]:
     """The digests of the builds held for ``version`` (one per platform)."""
     with store.session() as s:
         return set(s.scalars(select(AgentRelease.sha256).where(AgentRelease.version == version)))
-
-
-def paused_versions(store) -> set[str]:
-    with store.session() as s:
-        return set(s.scalars(select(AgentRelease.version).where(AgentRelease.paused_at.is_not(None))))
 
 
 def running_versions(store, scope: str = "/") -> list[tuple[str, str, str | None]]:
