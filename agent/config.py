@@ -209,7 +209,7 @@ def _collector(node: Node) -> CollectorConfig:
 
 def upgrade_policy(node: Node) -> UpgradePolicy:
     """``agent: {version, window, max_kbps, downgrade}``; window is required when version is set."""
-    from agent.versions import parse_version
+    from agent.versions import canonical
 
     m = node.mapping(("version", "window", "max_kbps", "downgrade"))
     version = None
@@ -218,7 +218,7 @@ def upgrade_policy(node: Node) -> UpgradePolicy:
             m["version"].fail(f"expected the version as quoted text such as \"0.2.1\", got {m['version'].value!r}")
         version = m["version"].str(max_len=40).strip()
         try:
-            parse_version(version)
+            version = canonical(version)  # "0.2" names the release "0.2.0": one text per version
         except ValueError as exc:
             m["version"].fail(str(exc))
         if "window" not in m or m["window"].value is None:

@@ -32,6 +32,32 @@ def ssl_context(ca_bundle: str | None, insecure: bool) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
 
 
+class _RefuseRedirect(urllib.request.HTTPRedirectHandler):
+    """The agent talks to its collector only: a redirect is answered as the error it is, never followed.
+    urllib would follow it carrying the Authorization header (the agent's token) to wherever Location
+    points; returning None here makes urllib raise the 3xx as an HTTPError instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        log.warning("collector_redirect_refused status=%s location=%s", code, newurl)
+        return None
+
+
+def open_url(req: urllib.request.Request, timeout: float, ctx: ssl.SSLContext | None = None):
+    """``urlopen`` without following redirects (ctx for https URLs). Every request of the agent goes here."""
+    handlers: list = [_RefuseRedirect()]
+    if ctx is not None and req.full_url.startswith("https"):
+        handlers.append(urllib.request.HTTPSHandler(context=ctx))
+    return urllib.request.build_opener(*handlers).open(req, timeout=timeout)
+
+
+def redirect_refused(exc: urllib.error.HTTPError) -> str | None:
+    """What to say of a refused redirect (None: ``exc`` is no redirect)."""
+    if not 300 <= exc.code < 400 or exc.code == 304:
+        return None
+    return (f"collector answered {exc.code} redirecting to {exc.headers.get('Location')!r}; the agent follows no "
+            "redirect (its token goes to the configured collector URL only): set collector.url to the final URL")
+
+
 def post_json(url: str, payload: dict, token: str | None, timeout: float, ctx: ssl.SSLContext | None = None) -> dict:
     body = gzip.compress(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
@@ -40,10 +66,12 @@ def post_json(url: str, payload: dict, token: str | None, timeout: float, ctx: s
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=ctx if url.startswith("https") else None) as resp:
+        with open_url(req, timeout, ctx) as resp:
             text = resp.read().decode("utf-8", errors="replace")
             return json.loads(text) if text else {}
     except urllib.error.HTTPError as exc:
+        if (refused := redirect_refused(exc)) is not None:  # a setting to fix; the batch stays for later
+            raise SendError(refused, exc.code, retry=True) from None
         detail = exc.read(2000).decode("utf-8", errors="replace")
         # 4xx other than 408/429 means this batch will never be accepted as it is; 5xx may pass later.
         retry = exc.code >= 500 or exc.code in (408, 429)
@@ -70,7 +98,7 @@ def get(url: str, token: str | None, timeout: float, ctx: ssl.SSLContext | None 
         headers["If-None-Match"] = f'"{etag}"'
     req = urllib.request.Request(url, headers=headers, method="GET")
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=ctx if url.startswith("https") else None) as resp:
+        with open_url(req, timeout, ctx) as resp:
             body = resp.read(limit + 1)
             if len(body) > limit:
                 raise SendError(f"collector answered more than {limit} bytes", resp.status, retry=False)
@@ -78,6 +106,8 @@ def get(url: str, token: str | None, timeout: float, ctx: ssl.SSLContext | None 
     except urllib.error.HTTPError as exc:
         if exc.code == 304:
             return 304, exc.headers.get("ETag"), b""
+        if (refused := redirect_refused(exc)) is not None:
+            raise SendError(refused, exc.code, retry=True) from None
         detail = exc.read(2000).decode("utf-8", errors="replace")
         raise SendError(f"collector answered {exc.code}: {detail}", exc.code, exc.code >= 500, detail) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:

@@ -18,3 +18,25 @@ def parse_version(text) -> tuple[int, ...]:
     if not isinstance(text, str) or not VERSION_RE.fullmatch(text):
         raise ValueError(f"{text!r} is not a version (2 to 4 dotted numbers without leading zeros, such as 0.2.1)")
     return tuple(int(part) for part in text.split("."))
+
+
+def canonical(text) -> str:
+    """The one text of a version's numbers: ``"0.2"``, ``"0.2.0"`` and ``"0.2.0.0"`` are all ``"0.2.0"``.
+
+    Trailing zeros past the third number are dropped and a shorter version is padded to three, the form of
+    the agent's own ``__version__``. A policy's ``agent.version`` (agent and collector), ``agent-release
+    add|sign|pause|resume`` and a manifest's version are all compared in this form, so "is this the target?"
+    never depends on how an admin wrote the number. ValueError as :func:`parse_version`."""
+    numbers = list(parse_version(text))
+    while len(numbers) > 3 and numbers[-1] == 0:
+        numbers.pop()
+    numbers += [0] * (3 - len(numbers))
+    return ".".join(str(n) for n in numbers)
+
+
+def canonical_or_none(text) -> str | None:
+    """:func:`canonical`, or None for what is no version (an old report's or a hand-made policy's text)."""
+    try:
+        return canonical(text)
+    except ValueError:
+        return None

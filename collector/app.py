@@ -83,7 +83,9 @@ def create_app(settings: Settings, store=None) -> FastAPI:
                              skew_warn_s=alert_engine.config.rules["clock_skew"].params["seconds"],
                              policy_grace_s=alert_engine.config.rules["policy_mismatch"].params["grace"])
 
-    reports.upgrade_failed = rollout.RolloutWatch(store, settings.agent_releases().pause_failed_share)
+    release_settings = settings.agent_releases()
+    reports.upgrade_failed = rollout.RolloutWatch(store, release_settings.pause_failed_share,
+                                                  release_settings.pause_min_failed_points)
 
     app.state.settings, app.state.store = settings, store
     app.state.silence_intervals = silence_intervals

@@ -201,9 +201,16 @@ def test_a_second_file_for_a_held_release_needs_replace(kit, capsys):
     code, _, err = add(capsys, kit)
     assert code == 2 and "release_exists" in err and "--replace" in err
     assert held(kit) == first
-    assert add(capsys, kit, "--replace")[0] == 0
+    code, out, _ = add(capsys, kit, "--replace")
+    assert code == 0 and "已替换" in out and "不计入新构建" in out and "手动暂停" not in out
     listed, _ = held(kit)
     assert listed[0]["size"] == 1000
+    # a replacement keeps an admin's pause, and says so
+    assert cli(capsys, "--config", kit["config"], "--data-dir", kit["data"], "agent-release", "pause", VERSION)[0] == 0
+    kit["build"].write_bytes(os.urandom(900))
+    sign(capsys, kit)
+    code, out, _ = add(capsys, kit, "--replace")
+    assert code == 0 and "仍处于手动暂停" in out and f"agent-release resume {VERSION}" in out
 
 
 @pytest.mark.parametrize(("section", "named"), [
@@ -211,6 +218,10 @@ def test_a_second_file_for_a_held_release_needs_replace(kit, capsys):
     ({"public_keys": [base64.b64encode(b"x" * 31).decode()]}, "public_keys[0]: not an Ed25519"),
     ({"pause_failed_share": 1.5}, "pause_failed_share"),
     ({"pause_share": 0.1}, "agent_releases: a mapping of"),
+    ({"pause_min_failed_points": 0}, "pause_min_failed_points: a whole number from 1"),
+    ({"pause_min_failed_points": 2.5}, "pause_min_failed_points: a whole number from 1"),
+    ({"pause_min_failed_points": True}, "pause_min_failed_points: a whole number from 1"),
+    ({"pause_min_failed_points": "3"}, "pause_min_failed_points: a whole number from 1"),
 ])
 def test_agent_releases_settings_are_checked_at_load(tmp_path, capsys, monkeypatch, section, named):
     monkeypatch.delenv("POINTWATCH_DATABASE_URL", raising=False)
@@ -218,3 +229,29 @@ def test_agent_releases_settings_are_checked_at_load(tmp_path, capsys, monkeypat
     config.write_text(yaml.safe_dump({"agent_releases": section}), encoding="utf-8")
     code, _, err = cli(capsys, "--config", config, "--data-dir", tmp_path / "d", "agent-release", "list")
     assert code == 2 and named in err
+
+
+def test_list_shows_a_stage_pause_and_resume_lifts_one_stage(kit, capsys):
+    from collector.releases import rollout
+    from collector.store.audit import SYSTEM
+
+    sign(capsys, kit)
+    assert add(capsys, kit)[0] == 0
+    stage = "甘肃省/兰州市/城关区/某镇"
+    store = Store(kit["db_url"])
+    try:
+        assert rows.pause_stage(store, VERSION, stage, f"阶段 {stage} 中 3/5 个服务点升级失败", SYSTEM, {"by": "collector"},
+                                rollout._alert("620102001001", stage, VERSION, stage, "失败", 0.6), stage)
+    finally:
+        store.close()
+    base = ("--config", kit["config"], "--data-dir", kit["data"], "agent-release")
+    code, out, _ = cli(capsys, *base, "list")
+    assert code == 0 and "1 个阶段已自动暂停" in out and "本阶段已自动暂停" in out and "3/5" in out
+    code, out, _ = cli(capsys, *base, "list", "--json")
+    assert json.loads(out)["releases"][0]["paused_stages"] == [stage]
+    code, _, err = cli(capsys, *base, "resume", VERSION, "--stage", "甘肃省/别处")
+    assert code == 1 and "未暂停" in err
+    code, out, _ = cli(capsys, *base, "resume", VERSION, "--stage", stage)
+    assert code == 0 and f"阶段 {stage}" in out
+    code, out, _ = cli(capsys, *base, "list", "--json")
+    assert json.loads(out)["releases"][0]["paused_stages"] == []

@@ -76,6 +76,15 @@ def test_a_manifest_signed_by_a_pinned_release_key_names_the_release(releases):
     assert (release.version, release.size, release.file) == ("0.2.0", len(data), "pointwatch-agent")
 
 
+def test_a_manifest_signed_under_another_text_of_the_version_is_that_version(releases):
+    data = stand_in_binary("0.2.0")
+    for signed in ("0.2", "0.2.0.0"):
+        release = verify_manifest(manifest(data, signed, [releases.key]), release_keys(releases.key), "0.2.0", PLATFORM)
+        assert release.version == "0.2.0"
+    with pytest.raises(ManifestRefused, match="version '0.2.1'"):
+        verify_manifest(manifest(data, "0.2.1", [releases.key]), release_keys(releases.key), "0.2.0", PLATFORM)
+
+
 def _tamper(raw: bytes) -> bytes:
     return raw.replace(b'"0.2.0"', b'"0.2.9"')
 
@@ -443,3 +452,21 @@ def test_a_rollout_paused_during_the_download_is_not_switched_to(tmp_path, relea
     manager.step()
     assert handed == [] and not upgrade_path(state.dir).exists()  # no trial was ever recorded
     assert manager.problem and "0.2.0" in manager.problem  # a warning, retried: the pause may end
+
+
+def test_a_failure_recorded_under_another_text_of_the_version_still_bans_that_build(tmp_path, releases):
+    import hashlib
+
+    data = stand_in_binary("0.2.0")
+    releases.add("0.2.0", data)
+    # an older agent recorded the failure under the policy's text as written
+    st.save(upgrade_path(tmp_path / "state"), {**st.empty(), "failed": [
+        {"version": "0.2", "sha256": hashlib.sha256(data).hexdigest(), "reason": st.DOES_NOT_START, "detail": "",
+         "at": 1.0}]})
+    manager, state, handed = setup(tmp_path, releases, {"version": "0.2", "window": "00:00-24:00"})
+    manager.step()
+    assert handed == [] and releases.file_requests() == []
+    status, _, details = manager.describe()
+    assert (status, details["target"], details["reason"]) == ("fail", "0.2.0", st.DOES_NOT_START)
+    assert details["sha256"] == hashlib.sha256(data).hexdigest()  # the collector tells this build from a rebuild
+    assert json.loads(upgrade_path(state.dir).read_text())["failed"][0]["version"] == "0.2.0"

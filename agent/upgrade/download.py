@@ -13,12 +13,13 @@ import http.client
 import logging
 import os
 import re
+import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import __version__
+from agent import __version__, transport
 
 log = logging.getLogger("pointwatch.upgrade")
 
@@ -26,8 +27,29 @@ CHUNK = 4096
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
+FREE_MARGIN = 64 * 1024 * 1024  # left free beyond the release: the agent's outbox, logs and state keep writing
+
+
 class DownloadError(Exception):
     """The download did not finish and may be tried again later (a warn, not a failed release)."""
+
+
+class NoSpace(DownloadError):
+    """Too little disk free for the release: the PC's disk, never the build's fault (retried later)."""
+
+
+def check_free(folder: Path, needed: int) -> None:
+    """NoSpace (in Chinese: the point reads it) when ``folder``'s disk has less than ``needed`` bytes plus
+    :data:`FREE_MARGIN` free. A disk whose free space cannot be read is not refused here: the write says."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        log.warning("download_free_space_unknown path=%s error=%s", folder, exc)
+        return
+    if free < needed + FREE_MARGIN:
+        mib = 1024 * 1024
+        raise NoSpace(f"本机磁盘空间不足：下载新版本还需约 {-(-needed // mib)} MB，另须保留 {FREE_MARGIN // mib} MB，"
+                      f"{folder} 所在磁盘仅剩 {free // mib} MB；请清理磁盘，代理会稍后自动重试")
 
 
 class TokenBucket:
@@ -75,6 +97,7 @@ def download(url: str, token: str | None, part: Path, size: int, max_kbps: int, 
         done = 0
     if done == size:
         return True
+    check_free(part.parent, size - done)
     headers = {"User-Agent": f"pointwatch-agent/{__version__}", "Accept": "application/octet-stream"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -83,7 +106,7 @@ def download(url: str, token: str | None, part: Path, size: int, max_kbps: int, 
     req = urllib.request.Request(url, headers=headers, method="GET")
     bucket = bucket_for(max_kbps, clock())
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=ctx if url.startswith("https") else None) as resp:
+        with transport.open_url(req, timeout, ctx) as resp:
             if done and resp.status == 206:
                 m = CONTENT_RANGE.match(resp.headers.get("Content-Range") or "")
                 if not m or int(m.group(1)) != done:
@@ -91,6 +114,7 @@ def download(url: str, token: str | None, part: Path, size: int, max_kbps: int, 
                                         f"{resp.headers.get('Content-Range')!r}")
             elif done:  # 200: the whole file again; start the part afresh
                 log.info("download_range_ignored status=%s restart=true", resp.status)
+                check_free(part.parent, size - part.stat().st_size if part.exists() else size)
                 done = 0
             mode = "ab" if done else "wb"
             with open(part, mode) as out:
@@ -111,6 +135,8 @@ def download(url: str, token: str | None, part: Path, size: int, max_kbps: int, 
                     os.fsync(out.fileno())
             return True
     except urllib.error.HTTPError as exc:
+        if (refused := transport.redirect_refused(exc)) is not None:
+            raise DownloadError(refused) from None
         detail = exc.read(2000).decode("utf-8", errors="replace")
         if exc.code == 416:  # the part is no prefix the collector knows: start afresh next time
             part.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from agent import ed25519
 from agent.upgrade.state import BAD_SIGNATURE, WRONG_VERSION
+from agent.versions import canonical_or_none
 
 KIND = "pointwatch-agent-release"
 FORMAT = 1
@@ -85,7 +86,7 @@ def verify_manifest(raw: bytes, keys, version: str, platform: str) -> Release:
         raise ManifestRefused(BAD_SIGNATURE, "signed payload is not JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("kind") != KIND:
         raise ManifestRefused(BAD_SIGNATURE, f"signed payload is not a {KIND} manifest of format {FORMAT}")
-    if doc.get("version") != version:
+    if canonical_or_none(doc.get("version")) != canonical_or_none(version) or canonical_or_none(version) is None:
         raise ManifestRefused(WRONG_VERSION, f"manifest is for version {doc.get('version')!r}, the policy names {version}")
     if doc.get("platform") != platform:
         raise ManifestRefused(WRONG_VERSION, f"manifest is for platform {doc.get('platform')!r}, this agent is {platform}")

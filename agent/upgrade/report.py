@@ -1,7 +1,8 @@
 """What the agent says about its own release: the ``agent.upgrade`` result and the ``status`` line.
 
-Each message tells the point (or the county) what to do; ``details`` = {running, target, state, reason?} is what
-the collector's rollout view reads (reason only with fail: one of state.py REASONS).
+Each message tells the point (or the county) what to do; ``details`` = {running, target, state, reason?,
+sha256?} is what the collector's rollout view reads (reason only with fail: one of state.py REASONS; sha256:
+the failed build, so a failure of a build the county replaced is not counted against the new one).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def describe(m, up) -> tuple[str, str, dict]:
         return FAIL, (f"升级到版本 {target} 失败：{st.REASON_CN.get(reason, reason)}；继续运行 {own}。"
                       f"{st.REMEDY_CN.get(reason, '')}"), {
             **details, "state": "failed", "reason": reason, "detail": failed.get("detail"),
-            "failed_at": failed.get("at")}
+            "failed_at": failed.get("at"), "sha256": failed.get("sha256")}
     details.update(window=up.window_text, max_kbps=up.max_kbps)
     if m._older(target) and not up.downgrade:
         return WARN, (f"策略指定的版本 {target} 比本机运行的 {own} 旧，策略未允许降级（downgrade: true），"

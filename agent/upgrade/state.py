@@ -26,6 +26,11 @@ FORMAT = 1
 BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK = (
     "bad_signature", "digest_mismatch", "size_mismatch", "wrong_version", "does_not_start", "rolled_back")
 REASONS = (BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK)
+# The reasons only the build itself explains: it did not start here, or it ran and never got a report through
+# (the collector verified its signature and file when the build was added, so a signature, size or digest
+# refused on a point is that point's download or disk, or the point itself). Only these count towards the
+# collector's automatic pause of a rollout stage (collector/releases/rollout.py).
+BUILD_FAULTS = frozenset({DOES_NOT_START, ROLLED_BACK})
 REASON_CN = {
     BAD_SIGNATURE: "发布包签名校验失败，已拒绝运行（不是发布密钥签发的，或内容已被改动）",
     DIGEST_MISMATCH: "下载的文件与发布清单的 SHA-256 摘要不符，已拒绝运行",
@@ -132,6 +137,13 @@ def with_failure(state: dict, version: str, sha256: str, reason: str, detail: st
 
 def keep_failures_for(state: dict, version: str | None) -> dict:
     """A policy naming another version ends the ban of the others (the contract: "until the policy names a
-    different version"): only failures of ``version`` are kept."""
-    failed = [f for f in state.get("failed") or [] if f.get("version") == version]
-    return state if len(failed) == len(state.get("failed") or []) else {**state, "failed": failed}
+    different version"): only failures of ``version`` are kept. One recorded under another text of the same
+    numbers (an older agent kept the policy's text as written: "0.2") is kept under ``version``'s."""
+    from agent.versions import canonical_or_none
+
+    want = canonical_or_none(version) if version else None
+    failed = [f if f.get("version") == version else {**f, "version": version}
+              for f in state.get("failed") or []
+              if f.get("version") == version or (want is not None and canonical_or_none(f.get("version")) == want)]
+    same = failed == list(state.get("failed") or [])
+    return state if same else {**state, "failed": failed}

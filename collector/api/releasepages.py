@@ -20,4 +20,5 @@ async def releases_page(request: Request, info: TokenInfo = Depends(require_page
     view = await run_in_threadpool(rollout.stats, get_store(request), info.region_path)
     return render(request, "admin_releases.html", {
         "releases": view["releases"], "reason_cn": REASON_CN,
-        "pause_failed_share": request.app.state.settings.agent_releases().pause_failed_share}, nav="admin")
+        "pause_failed_share": request.app.state.settings.agent_releases().pause_failed_share,
+        "pause_min_failed_points": request.app.state.settings.agent_releases().pause_min_failed_points}, nav="admin")

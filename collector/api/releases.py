@@ -1,7 +1,7 @@
 """The rollout of agent releases, read: ``GET /api/v1/agent-releases`` (admins and viewers) and the admin
 page ``/admin/releases`` (collector/api/releasepages.py). Counts of points are confined to the caller's region; the releases held are the
 collector's, the same for everyone. Pausing and resuming is ``pointwatch-collector agent-release pause|resume``
-on the collector (or the collector itself, when a stage fails: collector/releases/rollout.py)."""
+on the collector (or the collector itself, in one stage, when that stage fails: collector/releases/rollout.py)."""
 
 from __future__ import annotations
 
@@ -24,5 +24,7 @@ REASON_CN = {
 @router.get("/api/v1/agent-releases")
 async def agent_releases(request: Request, auth: TokenInfo = Depends(require_release_reader)):
     view = await run_in_threadpool(rollout.stats, get_store(request), auth.region_path)
-    return {**view, "pause_failed_share": request.app.state.settings.agent_releases().pause_failed_share}
+    config = request.app.state.settings.agent_releases()
+    return {**view, "pause_failed_share": config.pause_failed_share,
+            "pause_min_failed_points": config.pause_min_failed_points}
 

@@ -31,10 +31,13 @@ def add_parser(sub) -> None:
     a.add_argument("--replace", action="store_true", help="replace the file held for this version and platform")
     a = rsub.add_parser("list", help="the releases held: per version how many points run it, failed, and why")
     a.add_argument("--json", action="store_true")
-    for action, words in (("pause", "stop serving a version (agents are answered 409 and do not start it)"),
-                          ("resume", "serve a paused version again")):
-        a = rsub.add_parser(action, help=words)
-        a.add_argument("release_version", metavar="V")
+    a = rsub.add_parser("pause", help="stop serving a version in every stage (agents are answered 409 and do not "
+                                      "start it)")
+    a.add_argument("release_version", metavar="V")
+    a = rsub.add_parser("resume", help="serve a paused version again: the admin's pause and every stage the "
+                                       "collector paused, or with --stage only that stage")
+    a.add_argument("release_version", metavar="V")
+    a.add_argument("--stage", metavar="STAGE", help="one stage the collector paused (as `agent-release list` names it)")
 
 
 def run_offline(args) -> int:
@@ -76,23 +79,37 @@ def run(args, settings) -> int:
     try:
         if args.action == "add":
             try:
-                outcome, signed = service.add(store, settings.data_dir, settings.agent_releases(), args.file,
-                                              args.release_version, args.platform, args.manifest, _actor(),
-                                              args.replace)
+                added = service.add(store, settings.data_dir, settings.agent_releases(), args.file,
+                                    args.release_version, args.platform, args.manifest, _actor(), args.replace)
             except mf.ReleaseRefused as exc:
                 say("拒绝添加（{}）：{}", exc.reason, exc, err=True)
                 return 2
-            words = {"added": "已添加", "replaced": "已替换", "unchanged": "已存在（同一文件），未改动"}[outcome]
+            signed = added.signed
+            words = {"added": "已添加", "replaced": "已替换", "unchanged": "已存在（同一文件），未改动"}[added.outcome]
             say("{} 版本 {}（{}）：{}，{} 字节，sha256 {}，签名密钥 {}", words, signed.version, signed.platform,
                 signed.file, signed.size, signed.sha256, signed.key_id)
+            if added.outcome == "replaced":
+                say("新文件是另一个构建：此前各服务点对旧构建的失败不计入新构建；曾在旧构建上失败的服务点会重新尝试新构建。")
+                if added.stages_resumed:
+                    say("采集端因旧构建失败而自动暂停的阶段已恢复发布：{}", "、".join(added.stages_resumed))
+            if added.still_paused:
+                say("注意：版本 {} 仍处于手动暂停状态，确认新构建无误后请执行 agent-release resume {}", signed.version,
+                    signed.version)
             return 0
-        if args.action in ("pause", "resume"):
-            done = getattr(service, args.action)(store, args.release_version, _actor())
-            if not done:
-                say("版本 {} {}", args.release_version,
-                    "不存在或已暂停" if args.action == "pause" else "不存在或未暂停", err=True)
+        if args.action == "pause":
+            if not service.pause(store, args.release_version, _actor()):
+                say("版本 {} 不存在或已暂停", args.release_version, err=True)
                 return 1
-            say("版本 {} {}", args.release_version, "已暂停发布" if args.action == "pause" else "已恢复发布")
+            say("版本 {} 已暂停发布（所有阶段）", args.release_version)
+            return 0
+        if args.action == "resume":
+            lifted = service.resume(store, args.release_version, _actor(), args.stage)
+            if not lifted:
+                say("版本 {} {}", args.release_version,
+                    f"在阶段 {args.stage} 未暂停" if args.stage else "不存在或未暂停", err=True)
+                return 1
+            names = ["手动暂停（所有阶段）" if x == "*" else f"阶段 {x}" for x in lifted]
+            say("版本 {} 已恢复发布：{}", args.release_version, "、".join(names))
             return 0
         view = rollout.stats(store)
         if args.json:
@@ -100,11 +117,14 @@ def run(args, settings) -> int:
             return 0
         row("版本", "平台", "运行中", "失败", "失败原因", "状态")
         for r in view["releases"]:
-            state = f"已暂停：{r['paused_reason']}" if r["paused_at"] else ("发布中" if r["held"] else "未持有")
+            state = f"已暂停（所有阶段）：{r['paused_reason']}" if r["paused_at"] else ("发布中" if r["held"] else "未持有")
+            if r["paused_stages"] and not r["paused_at"]:
+                state += f"（{len(r['paused_stages'])} 个阶段已自动暂停）"
             row(r["version"], ",".join(p["platform"] for p in r["platforms"]) or "-", r["running"], r["failed"],
                 ", ".join(f"{k}×{n}" for k, n in r["reasons"].items()) or "-", state)
             for st in r["stages"]:
-                row("", f"阶段 {st['stage']}", st["points"], st["failed"], f"{st['share']:.0%}", "")
+                row("", f"阶段 {st['stage']}", st["points"], st["failed"], f"{st['share']:.0%}",
+                    f"本阶段已自动暂停：{st['paused_reason']}" if st["paused_at"] else "")
         return 0
     finally:
         store.close()

@@ -52,7 +52,7 @@ class ReportPipeline:
         self.skew_warn_s = skew_warn_s
         self.policy_grace_s = policy_grace_s
         self.writer = ReportWriter(store, silence_intervals)
-        # Told {point: target} of the failed agent.upgrade results just stored, before the points are
+        # Told {point: (target, build, reason)} of the failed agent.upgrade results just stored, before the points are
         # announced (so an alert the rollout raises is evaluated with them): collector/releases/rollout.py
         # RolloutWatch, wired by app.py.
         self.upgrade_failed = None
@@ -84,7 +84,8 @@ class ReportPipeline:
         return accepted, duplicates
 
     def _tell_upgrade_failures(self, reports: list[Report]) -> None:
-        failing = {r.point_code: str(x.details.get("target")) for r in reports for x in r.results
+        failing = {r.point_code: tuple(str(x.details.get(k)) for k in ("target", "sha256", "reason"))
+                   for r in reports for x in r.results
                    if x.check == AGENT_UPGRADE and x.status == FAIL and isinstance(x.details, dict)}
         if not failing:
             return

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.policy import Key, issued_time, key_id_of
-from agent.versions import VERSION_RE
+from agent.versions import VERSION_RE, canonical, canonical_or_none
 from agent.vocabulary import RELEASE_PLATFORMS
 
 FORMAT = 1
@@ -100,8 +100,8 @@ def load_private(path: str | os.PathLike):
 
 
 def sign(path: str | os.PathLike, version: str, platform: str, private_key, now: datetime | None = None) -> bytes:
-    """The signed manifest (envelope JSON bytes) of a release file."""
-    check_version(version)
+    """The signed manifest (envelope JSON bytes) of a release file; the version signed in canonical form."""
+    version = check_version(version)
     check_platform(platform)
     name = Path(path).name
     if not FILE_NAME.match(name):
@@ -119,9 +119,11 @@ def sign(path: str | os.PathLike, version: str, platform: str, private_key, now:
 
 
 # -- on the collector: verification ---------------------------------------------------------------------
-def check_version(version: str) -> None:
+def check_version(version: str) -> str:
+    """The version in canonical form (agent/versions.py: "0.2" is "0.2.0"), or ReleaseRefused."""
     if not isinstance(version, str) or not VERSION_RE.match(version):
         raise ReleaseRefused("bad_version", f"版本号 {version!r} 不合规（应为 2 到 4 段数字，如 0.2.1）")
+    return canonical(version)
 
 
 def check_platform(platform: str) -> None:
@@ -178,11 +180,11 @@ def verify(raw: bytes, keys: list[Key], version: str, platform: str) -> Manifest
         raise ReleaseRefused("malformed", "发布清单的 payload 不是 JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("kind") != KIND:
         raise ReleaseRefused("malformed", f"发布清单不是 {KIND} 第 {FORMAT} 版格式")
-    if doc.get("version") != version:
+    version = check_version(version)
+    if canonical_or_none(doc.get("version")) != version:
         raise ReleaseRefused("wrong_version", f"发布清单签的是版本 {doc.get('version')!r}，而不是 {version}")
     if doc.get("platform") != platform:
         raise ReleaseRefused("wrong_platform", f"发布清单签的是平台 {doc.get('platform')!r}，而不是 {platform}")
-    check_version(version)
     check_platform(platform)
     name, size, sha256 = doc.get("file"), doc.get("size"), doc.get("sha256")
     if not isinstance(name, str) or not FILE_NAME.match(name):

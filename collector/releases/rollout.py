@@ -2,12 +2,19 @@
 
 A *stage* is the policy level that sets ``agent.version`` for a point: a region node ("/gansu/lanzhou") or
 the point itself ("point:620102001001"), as ``policy show`` names it. A rollout goes stage by stage (a few
-villages' node first, then the county's), so the failed share is judged per stage: of the points whose
-effective policy names version V at that level, how many have a latest ``agent.upgrade`` result that is
-``fail`` for target V. When that share exceeds ``agent_releases.pause_failed_share`` (with at least one
-failure), the collector pauses V itself: agents are then answered 409 and do not start it, the alert
-``rollout_paused`` is raised and the pause is audited. It is looked at when a report carrying such a failure
-is stored (:func:`evaluate`, from the ingest pipeline), so a fleet that upgrades fine costs nothing.
+villages' node first, then the county's), so failures are judged per stage: of the points whose effective
+policy names version V at that level, how many have a latest ``agent.upgrade`` result that is ``fail`` for
+target V for a build fault (agent/upgrade/state.py BUILD_FAULTS: the build did not start, or rolled back),
+of a build still held. When at least ``agent_releases.pause_min_failed_points`` distinct points did and more
+than ``agent_releases.pause_failed_share`` of the stage's points did, the collector pauses V *in that stage*:
+its agents are then answered 409 and do not start it, agents of every other stage keep getting it, the alert
+``rollout_paused`` is raised (one per version and stage) and the pause is audited with the stage. Each PC
+writes its own failure reports, so a few PCs (or one, in a stage of one point) can never stop a rollout, and
+a download, disk or signature refusal on a PC (the collector verified the build when it was added) never
+counts. It is looked at when a report carrying such a failure is stored (:func:`evaluate`, from the ingest
+pipeline), so a fleet that upgrades fine costs nothing. An admin's pause (``agent-release pause``) holds every
+stage; ``resume`` lifts it and the stage pauses (or one, with ``--stage``); ``add --replace`` lifts the stage
+pauses, which were about the replaced build.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 
+from agent.upgrade.state import BUILD_FAULTS
+from agent.versions import canonical_or_none
 from agent.vocabulary import AGENT_UPGRADE, FAIL
 from collector.policy.service import effective
 from collector.registry.regions import normalize_path
@@ -28,13 +37,29 @@ POINT_LEVEL = "point:"
 
 
 def target_of(details: dict) -> str | None:
+    """The version a failure is of, in canonical form (an older agent reported the policy's text as written)."""
     target = details.get("target") if isinstance(details, dict) else None
-    return target if isinstance(target, str) and target else None
+    if not isinstance(target, str) or not target:
+        return None
+    return canonical_or_none(target) or target
 
 
 def reason_of(details: dict) -> str:
     reason = details.get("reason") if isinstance(details, dict) else None
     return reason if isinstance(reason, str) and reason else "unknown"
+
+
+def build_of(details: dict) -> str:
+    """The sha256 of the build that failed ("" from an agent that does not say: before issue 23's fixes)."""
+    sha = details.get("sha256") if isinstance(details, dict) else None
+    return sha if isinstance(sha, str) else ""
+
+
+def policy_version(policy: dict | None) -> str | None:
+    """``agent.version`` of an effective policy, canonical ("0.2" names the release "0.2.0")."""
+    agent = (policy or {}).get("agent") if isinstance(policy, dict) else None
+    version = agent.get("version") if isinstance(agent, dict) else None
+    return (canonical_or_none(version) or version) if isinstance(version, str) else None
 
 
 def _ordered_version(text: str):
@@ -53,42 +78,78 @@ def staged_versions(store, scope: str = "/") -> dict[str, tuple[str, str]]:
         out = {}
         for point in view.points(scope):
             eff = effective(view, point)
-            version = ((eff.policy.get("agent") or {}).get("version") if eff is not None else None)
-            if isinstance(version, str):
+            version = policy_version(eff.policy) if eff is not None else None
+            if version is not None:
                 out[point.code] = (version, eff.origin.get("agent.version", "?"))
         return out
 
     return policies.read(store, look)
 
 
+class Seen:
+    """The failures an admin already saw when resuming (or replacing) a version: {point: builds}; a point
+    recorded without its builds (an entry written before builds were) stands for every build."""
+
+    def __init__(self, recorded: dict[str, set[str] | None]):
+        self.recorded = recorded
+
+    def __contains__(self, failure: tuple[str, str]) -> bool:
+        code, build = failure
+        if code not in self.recorded:
+            return False
+        builds = self.recorded[code]
+        return builds is None or build in builds
+
+
+def counts_against(details: dict, code: str, version: str, held: set[str], seen: Seen) -> bool:
+    """A failure that may pause ``version``'s stage: of the version, for a build fault (a reason only the
+    build itself explains: BUILD_FAULTS), of a build still held (a replaced build's failures are not the new
+    build's), and not already seen by the admin who resumed it."""
+    build = build_of(details)
+    return (target_of(details) == version and reason_of(details) in BUILD_FAULTS
+            and (not build or build in held) and (code, build) not in seen)
+
+
 def stats(store, scope: str = "/") -> dict:
     """The rollout view (``GET /api/v1/agent-releases``, the admin page, ``agent-release list``)."""
     points = rows.running_versions(store, scope)
-    running = Counter(v for _, _, v in points if v)
+    running = Counter(canonical_or_none(v) or v for _, _, v in points if v)
     in_scope = {code for code, _, _ in points}
     failures = {code: details for code, details, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL)
                 if code in in_scope and target_of(details)}
     staged = staged_versions(store, scope)
-    stages: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for code, (version, stage) in staged.items():
-        counts = stages[(version, stage)]
-        counts[0] += 1
-        counts[1] += target_of(failures.get(code, {})) == version
+    pauses = rows.stage_pauses(store)
     held: dict[str, dict] = {}
     for r in rows.list_releases(store):
         entry = held.setdefault(r["version"], {"version": r["version"], "platforms": [], "paused_at": r["paused_at"],
                                                "paused_reason": r["paused_reason"]})
         entry["platforms"].append({k: r[k] for k in ("platform", "file", "size", "sha256", "added_at")})
+    seen = {v: Seen(rows.failed_at_resume(store, v)) for v in held}
+    stages: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for code, (version, stage) in staged.items():
+        counts = stages[(version, stage)]
+        counts[0] += 1
+        details = failures.get(code, {})
+        counts[1] += target_of(details) == version
+        counts[2] += version in held and counts_against(
+            details, code, version, {p["sha256"] for p in held[version]["platforms"]}, seen[version])
     versions = set(held) | set(running) | {v for v, _ in stages} | {target_of(d) for d in failures.values()}
     out = []
     for version in sorted(versions, key=_ordered_version):
         failed = [d for d in failures.values() if target_of(d) == version]
         entry = held.get(version, {"version": version, "platforms": [], "paused_at": None, "paused_reason": None})
+        stage_rows = [{"stage": stage, "points": n, "failed": f, "share": round(f / n, 4), "build_faults": b,
+                       **pauses.get((v, stage), {"paused_at": None, "paused_reason": None})}
+                      for (v, stage), (n, f, b) in sorted(stages.items()) if v == version]
+        listed = {r["stage"] for r in stage_rows}
+        stage_rows += [{"stage": stage, "points": 0, "failed": 0, "share": 0.0, "build_faults": 0, **p}
+                       for (v, stage), p in sorted(pauses.items()) if v == version and stage not in listed
+                       and normalize_path(scope) == "/"]  # a paused stage no policy names any more
         out.append({**entry, "held": version in held, "running": running.get(version, 0), "failed": len(failed),
                     "reasons": dict(Counter(reason_of(d) for d in failed).most_common()),
                     "failed_points": sorted(c for c, d in failures.items() if target_of(d) == version),
-                    "stages": [{"stage": stage, "points": n, "failed": f, "share": round(f / n, 4)}
-                               for (v, stage), (n, f) in sorted(stages.items()) if v == version]})
+                    "stages": stage_rows,
+                    "paused_stages": sorted(st for (v, st) in pauses if v == version)})
     return {"scope": normalize_path(scope), "releases": out}
 
 
@@ -97,86 +158,90 @@ def _stage_region(stage: str, point_region: str) -> str:
 
 
 class RolloutWatch:
-    """The ingest pipeline's hook (``ReportPipeline.upgrade_failed``): {point: target} of the failed
-    agent.upgrade results it just stored. An agent repeats its failure in every report until the policy names
-    another release; only a point's new failure (another target, or its first here) can raise a stage's
-    share, so repeats are not judged again (the memory is this process's; another collector or a restart
-    judges once more, which changes nothing)."""
+    """The ingest pipeline's hook (``ReportPipeline.upgrade_failed``): {point: (target, build, reason)} of
+    the failed agent.upgrade results it just stored. An agent repeats its failure in every report until the
+    policy names another release; only a point's new failure (another target, build or reason, or its first
+    here) can raise a stage's count, so repeats are not judged again (the memory is this process's; another
+    collector or a restart judges once more, which changes nothing)."""
 
-    def __init__(self, store, pause_failed_share: float):
+    def __init__(self, store, pause_failed_share: float, pause_min_failed_points: int):
         self.store, self.pause_failed_share = store, pause_failed_share
-        self._judged: dict[str, str] = {}
+        self.pause_min_failed_points = pause_min_failed_points
+        self._judged: dict[str, tuple] = {}
 
-    def __call__(self, failing: dict[str, str]) -> list[str]:
-        new = {code: target for code, target in failing.items() if self._judged.get(code) != target}
+    def __call__(self, failing: dict[str, tuple]) -> list[tuple[str, str]]:
+        new = {code: what for code, what in failing.items() if self._judged.get(code) != what}
         if not new:
             return []
-        paused = evaluate(self.store, sorted(new), self.pause_failed_share)
+        paused = evaluate(self.store, sorted(new), self.pause_failed_share, self.pause_min_failed_points)
         self._judged.update(new)
         return paused
 
 
-def evaluate(store, codes: list[str], pause_failed_share: float) -> list[str]:
-    """After reports from ``codes`` carrying an agent.upgrade failure were stored: pause every release whose
-    stage (of one of these points) failed beyond the share. Returns the versions paused now.
+def evaluate(store, codes: list[str], pause_failed_share: float, pause_min_failed_points: int) -> list[tuple[str, str]]:
+    """After reports from ``codes`` carrying an agent.upgrade failure were stored: pause a version in the
+    stage (of one of these points) where at least ``pause_min_failed_points`` distinct points failed it for a
+    build fault and more than ``pause_failed_share`` of the stage's points did. Returns the (version, stage)
+    paused now. The pause holds that stage only: a judged PC writes its own failure reports, and what a few
+    PCs say must never stop the rollout of every other stage (nor, below the minimum, of their own).
 
     Failures an admin already saw when resuming the release (the resume's audit entry lists them) do not
     count again: those agents never retry the same build, and would otherwise undo the resume at once."""
-    failing = {code: target_of(d) for code, d, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL, codes)
-               if target_of(d)}
+    failing = {code: (target_of(d), d) for code, d, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL, codes)
+               if target_of(d) and reason_of(d) in BUILD_FAULTS}
     if not failing:
         return []
-    paused_now, paused = [], rows.paused_versions(store)
+    paused_now = []
+    pauses = set(rows.stage_pauses(store))
 
     def stage_counts(view: policies.View, code: str, version: str):
         mine = view.points("/", [code])
         eff = effective(view, mine[0]) if mine else None
-        if eff is None or (eff.policy.get("agent") or {}).get("version") != version:
+        if eff is None or policy_version(eff.policy) != version:
             return None  # the policy no longer names that version: a failure of an earlier rollout
         stage = eff.origin.get("agent.version", "?")
         region = _stage_region(stage, mine[0].region_path)
         members = mine if stage.startswith(POINT_LEVEL) else [
             p for p in view.points(region) if (e := effective(view, p)) is not None
-            and (e.policy.get("agent") or {}).get("version") == version and e.origin.get("agent.version") == stage]
+            and policy_version(e.policy) == version and e.origin.get("agent.version") == stage]
         return stage, region, [p.code for p in members]
 
-    for code, version in sorted(failing.items()):
-        if version in paused or rows.get_any(store, version) is None:
-            continue
-        seen_at_resume = rows.failed_at_resume(store, version)
-        if code in seen_at_resume:
+    for code, (version, details) in sorted(failing.items()):
+        held = rows.held_sha256s(store, version)
+        seen = Seen(rows.failed_at_resume(store, version))
+        if not held or not counts_against(details, code, version, held, seen):
             continue
         found = policies.read(store, lambda view, c=code, v=version: stage_counts(view, c, v))
-        if found is None:
+        if found is None or (version, found[0]) in pauses:
             continue
         stage, region, members = found
         failed = sum(1 for c, d, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL, members)
-                     if target_of(d) == version and c not in seen_at_resume)
+                     if counts_against(d, c, version, held, seen))
         share = failed / len(members) if members else 0.0
-        if failed < 1 or share <= pause_failed_share:
+        if failed < pause_min_failed_points or share <= pause_failed_share:
             continue
-        reason = (f"阶段 {stage} 中 {failed}/{len(members)} 个服务点升级到 {version} 失败（{share:.0%}，"
-                  f"超过 {pause_failed_share:.0%}），采集端已自动暂停该版本的发布")
-        if rows.pause(store, version, reason, SYSTEM, {"by": "collector", "stage": stage, "failed": failed,
-                                                        "points": len(members), "share": round(share, 4),
-                                                        "limit": pause_failed_share, "tipped_by": code},
-                      alert=_alert(code, region, version, reason, share)):
+        reason = (f"阶段 {stage} 中 {failed}/{len(members)} 个服务点升级到 {version} 失败（新版本无法启动或已回退，"
+                  f"{share:.0%}，超过 {pause_failed_share:.0%}），采集端已自动暂停该版本在此阶段的发布；"
+                  "其他阶段不受影响")
+        details = {"by": "collector", "failed": failed, "points": len(members), "share": round(share, 4),
+                   "limit": pause_failed_share, "min_failed_points": pause_min_failed_points, "tipped_by": code}
+        if rows.pause_stage(store, version, stage, reason, SYSTEM, details,
+                            _alert(code, region, version, stage, reason, share), normalize_path(region)):
             log.warning("rollout_paused version=%s stage=%s failed=%d points=%d", version, stage, failed, len(members))
-            paused_now.append(version)
-        paused.add(version)
+            paused_now.append((version, stage))
+        pauses.add((version, stage))
     return paused_now
 
 
-def failed_points(store, version: str) -> list[str]:
-    """Points whose latest agent.upgrade result is a failure for ``version`` (what a resume records)."""
-    return sorted(c for c, d, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL) if target_of(d) == version)
+def failed_builds(store, version: str) -> list[list[str]]:
+    """[point, build] of the points whose latest agent.upgrade result is a failure for ``version`` (what a
+    resume or a replacement records; build "" from an agent that does not say)."""
+    return sorted([c, build_of(d)] for c, d, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL)
+                  if target_of(d) == version)
 
 
-def _alert(code: str, region: str, version: str, summary: str, share: float) -> dict:
-    from collector.alerts.engine import fingerprint
-
-    fp = fingerprint(RULE, code, AGENT_UPGRADE, version)
+def _alert(code: str, region: str, version: str, stage: str, summary: str, share: float) -> dict:
+    fp = rows.stage_alert_key(version, stage)
     return {"fingerprint": fp, "open_key": fp, "rule": RULE, "point_code": code, "region_path": normalize_path(region),
             "check": AGENT_UPGRADE, "target": version, "severity": "warning", "state": "firing", "summary": summary,
             "value": share, "fail_streak": 1, "ok_streak": 0}
-

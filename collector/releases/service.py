@@ -8,6 +8,7 @@ leaves neither its file nor a row behind.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from collector.releases import manifest as mf
@@ -19,9 +20,9 @@ log = logging.getLogger("pointwatch.releases")
 
 
 def add(store, data_dir, settings, path: str, version: str, platform: str, manifest_path: str | None,
-        actor: Actor, replace: bool = False) -> tuple[str, mf.Manifest]:
-    """Verify and store a release; (outcome, manifest). Raises mf.ReleaseRefused naming what is wrong."""
-    mf.check_version(version)
+        actor: Actor, replace: bool = False) -> Added:
+    """Verify and store a release. Raises mf.ReleaseRefused naming what is wrong."""
+    version = mf.check_version(version)  # canonical: the text agents ask for and policies are compared in
     mf.check_platform(platform)
     manifest_path = manifest_path or f"{path}.release.json"
     try:
@@ -44,22 +45,48 @@ def add(store, data_dir, settings, path: str, version: str, platform: str, manif
     except BaseException:
         rows.discard(staged)
         raise
+    from collector.releases.rollout import failed_builds
+
     try:
-        outcome = rows.add(store, version, platform, signed.file, signed.size, signed.sha256, raw, actor, replace)
+        outcome, lifted = rows.add(store, version, platform, signed.file, signed.size, signed.sha256, raw, actor,
+                                   replace, failed_builds(store, version))
     except StoreError as exc:  # another admin added it since the look above
         raise mf.ReleaseRefused(exc.code, f"版本 {version}（{platform}）已有另一个文件；确需替换请加 --replace") from None
-    log.info("agent_release_%s version=%s platform=%s sha256=%s key=%s", outcome, version, platform,
-             signed.sha256, signed.key_id)
-    return outcome, signed
+    log.info("agent_release_%s version=%s platform=%s sha256=%s key=%s stages_resumed=%s", outcome, version,
+             platform, signed.sha256, signed.key_id, ",".join(lifted) or "-")
+    return Added(outcome, signed, lifted, held is not None and held.paused_at is not None)
+
+
+@dataclass(frozen=True)
+class Added:
+    """What ``add`` did: the outcome, the manifest, the stages whose automatic pause a replacement lifted,
+    and whether an admin's pause still holds the version (a replacement does not lift it)."""
+
+    outcome: str
+    signed: mf.Manifest
+    stages_resumed: list[str]
+    still_paused: bool
+
+
+def canonical_version(version: str) -> str:
+    """What the admin typed for pause/resume, as the version is held ("0.2" is "0.2.0")."""
+    from agent.versions import canonical_or_none
+
+    return canonical_or_none(version) or version
 
 
 def pause(store, version: str, actor: Actor) -> bool:
-    return rows.pause(store, version, f"由 {actor.name} 手动暂停", actor, {"by": "admin"})
+    """An admin's pause: every stage. (The collector's own pause holds one stage: rollout.py.)"""
+    return rows.pause(store, canonical_version(version), f"由 {actor.name} 手动暂停", actor, {"by": "admin"})
 
 
-def resume(store, version: str, actor: Actor) -> bool:
-    """Serve a paused version again. The points failed at this moment are recorded with the resume: the
-    automatic pause counts only failures after it (collector/releases/rollout.py)."""
-    from collector.releases.rollout import failed_points
+def resume(store, version: str, actor: Actor, stage: str | None = None) -> list[str]:
+    """Serve a paused version again, everywhere or in one ``stage``; what was lifted ("*": the admin's pause).
+    The points failed at this moment are recorded with the resume: the automatic pause counts only failures
+    after it (collector/releases/rollout.py)."""
+    from collector.releases.rollout import failed_builds
 
-    return rows.resume(store, version, actor, {"failed_points": failed_points(store, version)})
+    version = canonical_version(version)
+    builds = failed_builds(store, version)
+    return rows.resume(store, version, actor, {"failed_points": sorted({c for c, _ in builds}),
+                                               "failed_builds": builds}, stage)

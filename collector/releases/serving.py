@@ -3,7 +3,8 @@
 The answers of ``GET /api/v1/agent/releases/{version}/{platform}[/file]`` (collector/api/agentreleases.py),
 decided in this order: 404 ``no_release`` (no such release held, or its file is gone), 403 ``not_in_policy``
 (the point's effective policy does not name that version in ``agent.version``: an agent cannot fetch a
-release its region has not been ordered to run), 409 ``rollout_paused``. And the one byte range a resuming
+release its region has not been ordered to run), 409 ``rollout_paused`` (an admin paused the version, or the
+collector paused it in the point's stage). And the one byte range a resuming
 download asks for (``Range: bytes=N-`` or ``bytes=N-M``).
 """
 
@@ -14,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from agent.versions import VERSION_RE
+from agent.versions import VERSION_RE, canonical
 from agent.vocabulary import RELEASE_PLATFORMS
 from collector.policy import service
 from collector.store import releases as rows
@@ -38,17 +39,20 @@ class Decision:
     path: str | None = None
 
 
-def policy_version(store, code: str) -> str | None:
-    """The version the point's effective (issued) policy names in ``agent.version``; None when none."""
-    issued, _ = service.current(store, code)
-    agent = (issued.policy.get("agent") if issued is not None else None) or {}
-    version = agent.get("version") if isinstance(agent, dict) else None
-    return version if isinstance(version, str) else None
+def policy_version(store, code: str) -> tuple[str | None, str | None]:
+    """(the version the point's effective (issued) policy names in ``agent.version``, canonical; the stage
+    that names it); None for what is not named."""
+    from collector.releases.rollout import policy_version as named
+
+    issued, eff = service.current(store, code)
+    version = named(issued.policy) if issued is not None else None
+    return version, (eff.origin.get("agent.version") if eff is not None and version is not None else None)
 
 
 def decide(store, data_dir, code: str, version: str, platform: str) -> Decision:
     if not VERSION_RE.match(version) or platform not in RELEASE_PLATFORMS:
         return Decision(NO_RELEASE)
+    version = canonical(version)
     release = rows.get(store, version, platform)
     if release is None:
         return Decision(NO_RELEASE)
@@ -60,9 +64,10 @@ def decide(store, data_dir, code: str, version: str, platform: str) -> Decision:
     if size != release.size:
         log.error("release_file_missing version=%s platform=%s path=%s size=%s", version, platform, path, size)
         return Decision(NO_RELEASE)
-    if policy_version(store, code) != version:
+    named, stage = policy_version(store, code)
+    if named != version:
         return Decision(NOT_IN_POLICY)
-    if release.paused_at is not None:
+    if release.paused_at is not None or (stage is not None and (version, stage) in rows.stage_pauses(store, version)):
         return Decision(PAUSED, release)
     return Decision(None, release, str(path))
 

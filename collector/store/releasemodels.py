@@ -1,4 +1,5 @@
-"""The table of agent releases (issue 23): one row per (version, platform), the signed manifest as given.
+"""The tables of agent releases (issue 23): one row per (version, platform), the signed manifest as given;
+and the stages in which the collector paused a version by itself.
 
 The file itself lives beside the store, in ``<data_dir>/releases/<sha256>`` (collector/store/releases.py).
 Kept apart from models.py (which it extends: the same ``Base``), registered by the migrations' env.py.
@@ -23,9 +24,21 @@ class AgentRelease(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     manifest: Mapped[bytes] = mapped_column(LargeBinary)  # the envelope bytes as given, served as they are
     added_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    # A pause holds every platform of a version: set on each of its rows (by an admin or the collector).
+    # An admin's pause holds every platform of a version in every stage: set on each of its rows. The
+    # collector's own pause holds one stage only (AgentReleaseStagePause).
     paused_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     paused_reason: Mapped[str | None] = mapped_column(Text)
 
 
-TABLES = (AgentRelease,)
+class AgentReleaseStagePause(Base):
+    """The collector's automatic pause of a version in one rollout stage (collector/releases/rollout.py): the
+    points of that stage are answered 409, the agents of every other stage keep getting the release."""
+
+    __tablename__ = "agent_release_stage_pauses"
+    version: Mapped[str] = mapped_column(String(40), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(420), primary_key=True)  # a region path, or "point:CODE"
+    paused_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    paused_reason: Mapped[str] = mapped_column(Text)
+
+
+TABLES = (AgentRelease, AgentReleaseStagePause)

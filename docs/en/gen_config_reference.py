@@ -399,9 +399,14 @@ def collector_section() -> list[str]:
         "public_keys": "`[]`: no release is trusted (`agent-release add` refuses every one). Base64 of the raw "
                        "32-byte Ed25519 public keys `agent-release keygen` prints; sent to agents in the enrolment "
                        "answer (`release_keys`)",
-        "pause_failed_share": f"`{release_defaults.pause_failed_share:g}`: 0–1; a release is paused by the collector "
-                              "when more than this share of a rollout stage's points failed to upgrade to it "
-                              "(at least one)",
+        "pause_failed_share": f"`{release_defaults.pause_failed_share:g}`: 0–1; the collector pauses a release in "
+                              "one rollout stage (that stage only) when more than this share of the stage's points "
+                              "failed to upgrade to it for a build fault (`does_not_start`, `rolled_back`), and at "
+                              "least `pause_min_failed_points` did",
+        "pause_min_failed_points": f"`{release_defaults.pause_min_failed_points}`: 1–100000; the fewest distinct "
+                                   "points failing a stage for a build fault before the collector pauses the release "
+                                   "there: each PC writes its own failure reports, so fewer never stop a rollout (a "
+                                   "stage of fewer points never pauses by itself)",
     }
     lines += ["### `agent_releases` (collector/releases/config.py)", "", "| key | default |", "|---|---|"]
     lines += [f"| `agent_releases.{k}` | {release_notes[k]} |" for k in RELEASE_KEYS]
