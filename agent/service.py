@@ -208,11 +208,11 @@ def run_forever(cfg) -> int:
         signal.signal(sig, on_stop)  # SIGBREAK: Ctrl-Break in a Windows console
     from agent.upgrade import own_identity
     from agent.upgrade.handover import replace_process
-    from agent.upgrade.launch import EXEC_ACTIVE, ROLLBACK, at_start
+    from agent.upgrade.launch import EXECS, at_start
 
     identity = own_identity()
     launch = at_start(identity, cfg.state_dir, time.time())  # the launch decision: before anything starts
-    if launch.action in (ROLLBACK, EXEC_ACTIVE) and not stop_asked.is_set():
+    if launch.action in EXECS and not stop_asked.is_set():
         try:
             replace_process(launch.path)
         except OSError as exc:  # this binary runs after all; the reports say the upgrade state

@@ -84,11 +84,11 @@ class PointwatchAgentService(win32serviceutil.ServiceFramework):
         import time
 
         from agent.upgrade import own_identity
-        from agent.upgrade.launch import EXEC_ACTIVE, ROLLBACK, at_start
+        from agent.upgrade.launch import EXECS, at_start
 
         identity = own_identity()
         launch = at_start(identity, cfg.state_dir, time.time())  # the self-upgrade's launch decision
-        if launch.action in (ROLLBACK, EXEC_ACTIVE):
+        if launch.action in EXECS:
             return self._restart_into(launch.path)
         self.agent = Agent(cfg, identity=identity, launch=launch)
         if win32event.WaitForSingleObject(self.stop_handle, 0) == win32event.WAIT_OBJECT_0:
