@@ -305,3 +305,28 @@ def test_a_hand_edited_upgrade_json_never_stops_the_agent_from_starting(tmp_path
     assert at_start(base, sdir, NOW).action == RUN
     upgrade_path(sdir).write_text("[]", encoding="utf-8")
     assert at_start(base, sdir, NOW).action == RUN
+
+
+@pytest.mark.parametrize("name, open_trial, point_at, supervise, failed", [
+    ("no trial: the plain restart again", None, None, False, None),
+    ("the hand-over's own stop: the trial starts", trial(), None, True, None),
+    ("the trial crashed before its launch decision", trial(service_starts=1), A, False, "before its launch decision"),
+    ("the trial crashed after it", trial(launches=1, service_starts=1), A, False, "before a report"),
+    ("the trial, started by a boot, crashed", trial(launches=1), A, False, "before a report"),
+])
+def test_the_windows_supervisor_of_a_trial(name, open_trial, point_at, supervise, failed):
+    """What ``<A.exe> service-recover`` (the trial's failure action) decides: a B that crashes before its
+    launch decision is rolled back by A, which points the service at itself, never at a path from the file."""
+    from agent.upgrade.recover import after_failure
+
+    state = {**st.empty(), "trial": open_trial}
+    r = after_failure(state, A, NOW)
+    assert (r.point_at, r.supervise) == (point_at, supervise), name
+    if failed:
+        assert r.state["trial"] is None and r.state["failed"][0]["reason"] == st.ROLLED_BACK
+        assert failed in r.state["failed"][0]["detail"]
+    elif open_trial:
+        assert r.state["trial"]["service_starts"] == 1
+        assert after_failure(r.state, A, NOW).point_at == A  # the trial's next failed stop rolls back
+    else:
+        assert r.state is state
