@@ -47,9 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--startup", default="auto", choices=("auto", "delayed", "manual", "disabled"))
     # The Windows service control manager starts the executable with this (hidden) command.
     sub.add_parser("service-host", help=argparse.SUPPRESS)
+    # What the service's failure actions run during a self-upgrade's trial (agent/upgrade/recover.py).
+    sub.add_parser("service-recover", help=argparse.SUPPRESS)
 
     args = parser.parse_args(argv)
-    if args.command in ("service", "service-host"):
+    if args.command in ("service", "service-host", "service-recover"):
         return cmd_service(args)
     try:
         from agent import config as config_mod
@@ -156,6 +158,8 @@ def cmd_service(args) -> int:
 
     if args.command == "service-host":
         return winservice.host()
+    if args.command == "service-recover":
+        return winservice.recover()
     return winservice.handle(args.action, args.config, args.startup)
 
 

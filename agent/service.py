@@ -31,6 +31,9 @@ OUTBOX_DAYS = 7
 LOG_MAX_BYTES = 2 * 1024 * 1024
 LOG_BACKUPS = 5
 TRIM_INTERVAL = 60.0  # seconds between malloc trims: once per network cycle at the standard interval
+# How long a stop waits for the running checks (POINTWATCH_AGENT_TEST_SPEEDUP divides it). Below the 30 s the
+# Windows service tells the SCM a stop takes; a check stuck for longer is left behind (see _stop_checks).
+STOP_WAIT_S = 20.0
 
 
 def speedup() -> float:
@@ -114,6 +117,7 @@ class Agent:
         from agent.upgrade.manager import UpgradeManager
 
         self.handover: str | None = None  # the binary to become once run() has stopped everything cleanly
+        self.checks_left_running = False  # a stop gave up waiting for a stuck check (_stop_checks)
         self.upgrade = UpgradeManager(None, self.state, identity or own_identity(), ctx, self.speedup,
                                       on_handover=self._hand_over, launch=launch)
         self.sender = Sender(self.outbox, cfg.collector.url, self.state.token, self.state.agent_id,
@@ -180,13 +184,26 @@ class Agent:
             # Running checks finish and land in the outbox (wait=True); nothing new starts.
             self.upgrade.stop()
             self.fetcher.stop()
-            sched.shutdown(wait=True)
+            self._stop_checks(sched)
             self.sender.stop()
             self.outbox.close()
             if self.metrics:
                 self.metrics.stop()
             log.info("agent_stopped shutdown_s=%.1f", time.monotonic() - t0)
         return 0
+
+    def _stop_checks(self, sched) -> None:
+        """Running checks finish and land in the outbox, for at most STOP_WAIT_S: a check stuck for good (a
+        driver call that never returns) must not keep a trial's watchdog from handing back to the previous
+        binary, nor a hand-over from happening at all. What is left behind is harmless to the outbox: a
+        check that returns later writes one whole report in its own transaction (the outbox reopens), and an
+        exec in the middle of one is a crash to SQLite, which the WAL rolls back at the next open."""
+        waiter = threading.Thread(target=sched.shutdown, kwargs={"wait": True}, name="stop-checks", daemon=True)
+        waiter.start()
+        waiter.join(STOP_WAIT_S / self.speedup)
+        if waiter.is_alive():
+            self.checks_left_running = True
+            log.error("agent_stop_checks_unfinished wait_s=%.1f", STOP_WAIT_S / self.speedup)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -208,11 +225,11 @@ def run_forever(cfg) -> int:
         signal.signal(sig, on_stop)  # SIGBREAK: Ctrl-Break in a Windows console
     from agent.upgrade import own_identity
     from agent.upgrade.handover import replace_process
-    from agent.upgrade.launch import EXEC_ACTIVE, ROLLBACK, at_start
+    from agent.upgrade.launch import EXECS, at_start
 
     identity = own_identity()
     launch = at_start(identity, cfg.state_dir, time.time())  # the launch decision: before anything starts
-    if launch.action in (ROLLBACK, EXEC_ACTIVE) and not stop_asked.is_set():
+    if launch.action in EXECS and not stop_asked.is_set():
         try:
             replace_process(launch.path)
         except OSError as exc:  # this binary runs after all; the reports say the upgrade state
@@ -228,7 +245,10 @@ def run_forever(cfg) -> int:
         except OSError as exc:
             log.error("upgrade_exec_failed path=%s error=%s", agent.handover, exc)
             agent.upgrade.handover_failed(agent.handover, exc)
-            return 1  # systemd starts the agent again; its launch decision sees no open trial
+            code = 1  # systemd starts the agent again; its launch decision sees no open trial
+    if agent.checks_left_running:  # the interpreter's exit would wait for the stuck check thread for ever
+        logging.shutdown()
+        os._exit(code)
     return code
 
 

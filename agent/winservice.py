@@ -84,26 +84,32 @@ class PointwatchAgentService(win32serviceutil.ServiceFramework):
         import time
 
         from agent.upgrade import own_identity
-        from agent.upgrade.launch import EXEC_ACTIVE, ROLLBACK, at_start
+        from agent.upgrade.launch import EXEC_TRIAL, EXECS, at_start
 
         identity = own_identity()
         launch = at_start(identity, cfg.state_dir, time.time())  # the self-upgrade's launch decision
-        if launch.action in (ROLLBACK, EXEC_ACTIVE):
-            return self._restart_into(launch.path)
+        if launch.action in EXECS:
+            return self._restart_into(launch.path, supervisor=identity.path if launch.action == EXEC_TRIAL else None)
         self.agent = Agent(cfg, identity=identity, launch=launch)
         if win32event.WaitForSingleObject(self.stop_handle, 0) == win32event.WAIT_OBJECT_0:
             return
         self.ReportServiceStatus(win32service.SERVICE_RUNNING)
         self.agent.run()
         if self.agent.handover:  # stopped cleanly for an upgrade or a rollback
-            return self._restart_into(self.agent.handover)
+            trial = self.agent.upgrade.cached.get("trial") or {}
+            to_trial = trial.get("path") == self.agent.handover
+            return self._restart_into(self.agent.handover, supervisor=identity.path if to_trial else None)
         servicemanager.LogInfoMsg(f"{SERVICE_NAME} stopped")
 
-    def _restart_into(self, exe: str) -> None:
-        """Point the service at ``exe`` and stop as failed: the failure actions restart the service into it."""
-        from agent.upgrade.windows import point_service_at
+    def _restart_into(self, exe: str, supervisor: str | None = None) -> None:
+        """Point the service at ``exe`` and stop as failed: the failure actions restart the service into it.
+        ``supervisor``: ``exe`` is a trial, and this (known-good) exe's service-recover is what the failure
+        actions run until the trial is over (agent/upgrade/recover.py)."""
+        from agent.upgrade.windows import point_service_at, supervise_trial
 
         try:
+            if supervisor:
+                supervise_trial(supervisor, SERVICE_NAME)
             point_service_at(exe, SERVICE_NAME)
         except pywintypes.error as exc:
             servicemanager.LogErrorMsg(f"{SERVICE_NAME}: 无法切换到 {exe}：{exc.strerror}")
@@ -163,6 +169,27 @@ def handle(action: str, config_path: str | None, startup: str) -> int:
         PointwatchAgentService, serviceClassString="agent.winservice.PointwatchAgentService", argv=argv,
         customOptionHandler=store_options if action in ("install", "update") else None)
     return 0 if not err else 1
+
+
+def recover() -> int:
+    """``<exe> service-recover``: what the failure actions run during a trial (agent/upgrade/recover.py)."""
+    import time
+
+    from agent import config as config_mod
+    from agent.confignode import ConfigError
+    from agent.service import setup_logging
+    from agent.upgrade import own_identity
+    from agent.upgrade.windows import recover_service, start_service
+
+    path = win32serviceutil.GetServiceCustomOption(SERVICE_NAME, "config")
+    try:
+        cfg = config_mod.load(path)
+    except ConfigError as exc:  # the service itself will say so; it still has to be started
+        servicemanager.LogErrorMsg(f"{SERVICE_NAME}: 配置错误 {exc}")
+        start_service(SERVICE_NAME)
+        return 2
+    setup_logging(cfg, to_stderr=False)
+    return recover_service(SERVICE_NAME, cfg.state_dir, own_identity().path, time.time())
 
 
 def host() -> int:

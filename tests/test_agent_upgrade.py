@@ -23,8 +23,8 @@ from agent.policyfetch import PolicyKeeper
 from agent.upgrade import WATCHDOG_S, Identity, release_dir, upgrade_path
 from agent.upgrade import state as st
 from agent.upgrade.download import DownloadError, TokenBucket, bucket_for, download
-from agent.upgrade.launch import TRIAL, decide
-from agent.upgrade.manager import UpgradeManager
+from agent.upgrade.launch import TRIAL, boot_identity, decide
+from agent.upgrade.manager import DIGEST_TRIES, UpgradeManager
 from agent.upgrade.manifest import ManifestRefused, verify_manifest
 from tests.policy_collector import TOKEN, envelope, key_object
 from tests.release_collector import PLATFORM, ReleaseCollector, manifest, stand_in_binary
@@ -46,7 +46,7 @@ def release_keys(*keys):
 
 
 def setup(tmp_path, releases, agent_section, *, identity=None, minute=IN_WINDOW, pin=True, launch=None,
-          clock=None):
+          clock=None, mono=None):
     """A real keeper running a signed policy with ``agent_section``, the state dir, and the manager."""
     cfg = config_mod.parse(f"""
 point: {{code: "{POINT}"}}
@@ -62,7 +62,7 @@ state_dir: {tmp_path / 'state'}
     keeper = PolicyKeeper(cfg, state)
     assert keeper.offer(envelope({"agent": agent_section} if agent_section else {}, POINT, [policy_key]))
     handed: list[str] = []
-    kwargs = {"clock": clock} if clock else {}
+    kwargs = {**({"clock": clock} if clock else {}), **({"mono": mono} if mono else {})}
     manager = UpgradeManager(keeper, state, identity or Identity(OWN, "/opt/pointwatch-agent/bin/pointwatch-agent",
                                                                   PLATFORM, True),
                              speedup=1.0, on_handover=handed.append, launch=launch, minute=lambda: minute, **kwargs)
@@ -192,7 +192,8 @@ def test_in_the_window_the_release_is_fetched_verified_started_and_handed_over(t
     trial = json.loads(upgrade_path(state.dir).read_text())["trial"]
     assert trial["version"] == "0.2.0" and trial["from_version"] == OWN and trial["launches"] == 0
     assert trial["from_path"] == "/opt/pointwatch-agent/bin/pointwatch-agent"
-    assert trial["deadline"] - trial["started_at"] == pytest.approx(WATCHDOG_S)
+    assert (trial["budget_s"], trial["ran_s"], trial["boots"]) == (WATCHDOG_S, 0, 0)
+    assert trial["boot_id"] == boot_identity()
     assert manager.result().status == "warn" and "正在切换" in manager.result().message
 
 
@@ -209,6 +210,9 @@ def test_a_bad_release_fails_once_is_reported_and_is_not_tried_again(tmp_path, r
                       [crypto.Ed25519PrivateKey.generate() if bad == "wrong_key" else releases.key])
     releases.add("0.2.0", data, envelope=signed)
     manager, state, handed = setup(tmp_path, releases, SECTION)
+    for _ in range(DIGEST_TRIES - 1 if bad == "tampered_file" else 0):  # a corrupted transfer is fetched again
+        manager.step()
+        assert manager.describe()[2]["state"] == "retrying" and not st.load(upgrade_path(state.dir))["failed"]
     manager.step()
     assert handed == []
     status, message, details = manager.describe()
@@ -222,6 +226,30 @@ def test_a_bad_release_fails_once_is_reported_and_is_not_tried_again(tmp_path, r
     releases.add("0.2.0", stand_in_binary("0.2.0", "pass  # rebuilt"))
     manager.step()
     assert handed and json.loads(upgrade_path(state.dir).read_text())["trial"]["version"] == "0.2.0"
+
+
+def test_a_transfer_corrupted_on_the_way_is_deleted_and_fetched_again_then_runs(tmp_path, releases):
+    """A 2G line corrupts a download now and then: the part is deleted and fetched again (counted in
+    upgrade.json, so a restart does not reset the count), and a good build is not banned for it."""
+    good = stand_in_binary("0.2.0")
+    signed = manifest(good, "0.2.0", [releases.key])
+    releases.add("0.2.0", good.replace(b"import sys", b"import os "), envelope=signed)  # same size, other bytes
+    manager, state, handed = setup(tmp_path, releases, SECTION)
+    manager.step()
+    status, message, details = manager.describe()
+    assert (status, details["state"], handed) == ("warn", "retrying", []) and "第 1 次" in message
+    doc = st.load(upgrade_path(state.dir))
+    assert doc["failed"] == [] and doc["corrupt"]["count"] == 1
+    assert not (release_dir(state.dir, "0.2.0") / "pointwatch-agent.part").exists()
+    again, _state, handed = setup(tmp_path, releases, SECTION)  # the agent restarted: the count goes on
+    again.step()
+    assert st.load(upgrade_path(state.dir))["corrupt"]["count"] == 2
+    releases.add("0.2.0", good, envelope=signed)  # the next transfer arrives whole
+    again.step()
+    assert handed == [str(release_dir(state.dir, "0.2.0") / "pointwatch-agent")]
+    doc = st.load(upgrade_path(state.dir))
+    assert doc["failed"] == [] and doc["corrupt"] is None and doc["trial"]["version"] == "0.2.0"
+    assert releases.file_requests() == [None, None, None]
 
 
 def test_a_release_whose_signature_fails_is_never_downloaded(tmp_path, releases):
@@ -273,18 +301,21 @@ def test_what_the_collector_refuses_is_a_warning_and_retried(tmp_path, releases,
     assert (status, details["state"]) == ("warn", "retrying") and words in message and handed == []
 
 
-def _trial_manager(tmp_path, releases, now):
-    """The manager of a trial process (0.2.0 exec'd by 0.1.0), after its launch decision."""
+def _trial_manager(tmp_path, releases, now, mono=None, ran_s=0, write=True):
+    """The manager of a trial process (0.2.0 exec'd by 0.1.0, the recorded base), after its launch decision.
+    ``now`` is the wall clock, ``mono`` the monotonic one (default: the same list)."""
+    mono = mono or now
     sdir = tmp_path / "state"
     path = str(release_dir(sdir, "0.2.0") / "pointwatch-agent")
     trial = {"version": "0.2.0", "path": path, "sha256": "ab" * 32, "from_version": OWN, "from_path": "/opt/a",
-             "started_at": now[0], "deadline": now[0] + 600, "launches": 0}
-    st.save(upgrade_path(sdir), {**st.empty(), "trial": trial})
-    launch = decide(st.load(upgrade_path(sdir)), "0.2.0", path, now[0])
+             "started_at": now[0], "budget_s": 600, "ran_s": ran_s, "launches": 0, "boots": 0, "boot_id": "boot-1"}
+    if write:
+        st.save(upgrade_path(sdir), {**st.empty(), "base": {"version": OWN, "path": "/opt/a"}, "trial": trial})
+    launch = decide(st.load(upgrade_path(sdir)), "0.2.0", path, now[0], "boot-1")
     assert launch.action == TRIAL
     st.save(upgrade_path(sdir), launch.state)
     return setup(tmp_path, releases, SECTION, identity=Identity("0.2.0", path, PLATFORM, True), launch=launch,
-                 clock=lambda: now[0])
+                 clock=lambda: now[0], mono=lambda: mono[0])
 
 
 def _batch(*versions):
@@ -335,7 +366,43 @@ def test_the_watchdog_deadline_is_divided_by_the_test_speedup(tmp_path, releases
     manager.speedup = 60.0
     manager.step()
     trial = json.loads(upgrade_path(state.dir).read_text())["trial"]
-    assert trial["deadline"] - trial["started_at"] == pytest.approx(WATCHDOG_S / 60)
+    assert trial["budget_s"] == pytest.approx(WATCHDOG_S / 60)
+
+
+def test_the_watchdog_counts_the_time_the_trial_ran_not_the_wall_clock(tmp_path, releases):
+    """A power cut mid-trial (the village's usual) resumes the count written so far; a wall clock that jumps
+    (NTP, a PC off all night) counts nothing."""
+    now, mono = [1_000_000.0], [50.0]
+    manager, state, handed = _trial_manager(tmp_path, releases, now, mono)
+    mono[0] += 250
+    now[0] += 86_400  # the wall clock jumps a day: no matter
+    assert manager.step() == pytest.approx(60.0) and handed == []
+    assert st.load(upgrade_path(state.dir))["trial"]["ran_s"] == pytest.approx(250)
+    # The power goes off; after the reboot the trial starts again (its launch decision gives another launch
+    # in another boot) with a fresh monotonic clock, and its count goes on from 250 s.
+    doc = st.load(upgrade_path(state.dir))
+    st.save(upgrade_path(state.dir), {**doc, "trial": {**doc["trial"], "launches": 0}})
+    mono = [3.0]
+    manager, state, handed = _trial_manager(tmp_path, releases, now, mono, write=False)
+    mono[0] += 349
+    assert manager.step() == pytest.approx(1.0) and handed == []
+    mono[0] += 1
+    manager.step()
+    assert handed == ["/opt/a"]
+    doc = st.load(upgrade_path(state.dir))
+    assert doc["trial"] is None and "600 s of running" in doc["failed"][0]["detail"]
+
+
+def test_the_watchdog_does_not_hand_over_to_a_program_the_file_names_from_elsewhere(tmp_path, releases):
+    now = [1_000_000.0]
+    manager, state, handed = _trial_manager(tmp_path, releases, now)
+    doc = st.load(upgrade_path(state.dir))
+    st.save(upgrade_path(state.dir), {**doc, "base": {"version": OWN, "path": "/opt/other"}})
+    now[0] += 601
+    manager.step()
+    assert handed == []
+    status, message, details = manager.describe()
+    assert status == "fail" and "/opt/a" in details["detail"] and "recorded base binary" in details["detail"]
 
 
 # -- enrolment pins the release keys ------------------------------------------------------------------------------

@@ -167,8 +167,12 @@ def test_an_agent_upgrades_itself_rolls_back_a_broken_release_and_refuses_a_tamp
         w.release(releases[VB], VB, key)
         w.set_policy(VB, port)
         wait_for(lambda: w.running() == VB, 300, f"reports from {VB}", agent, log)
-        state = json.loads((tmp_path / "state" / "upgrade.json").read_text())
-        assert state["active"]["version"] == VB, state
+
+        def committed():  # the collector stores the report before the agent has its acknowledgement
+            state = json.loads((tmp_path / "state" / "upgrade.json").read_text())
+            return (state.get("active") or {}).get("version") == VB and state
+
+        wait_for(committed, 60, f"{VB}'s commit", agent, log)
         no_report_lost(w, agent, log)
 
         # 2. the policy names BAD: it cannot report, B comes back by itself and sends what BAD queued.

@@ -12,14 +12,16 @@ has no seq gap: what A queued before the hand-over is sent by B from the same ou
 Both Windows hand-overs are run:
 
 - the service: A runs as the Windows service (``service install``, Wine's SCM starts ``"A.exe"
-  service-host``); at the hand-over A points the service at B (ChangeServiceConfig) and stops with a
-  non-zero exit code, which the failure actions that ``service install`` sets turn into a start of B on
-  Windows. **Wine's service manager cannot do that last step**: its ``ChangeServiceConfig2`` accepts
+  service-host``); at the hand-over A sets the failure actions to run its own ``service-recover``
+  (agent/upgrade/recover.py: the known-good exe supervises the trial), points the service at B
+  (ChangeServiceConfig) and stops with a non-zero exit code, which those failure actions turn into a start
+  of B on Windows. **Wine's service manager cannot do that last step**: its ``ChangeServiceConfig2`` accepts
   SERVICE_CONFIG_FAILURE_ACTIONS and drops it (programs/services/rpc.c: "SERVICE_CONFIG_FAILURE_ACTIONS not
   implemented"; it answers SERVICE_CONFIG_FAILURE_ACTIONS_FLAG with ERROR_INVALID_LEVEL), so it never restarts
   a service that stopped. The test therefore checks what the SCM acts on, the service STOPPED with a non-zero
-  exit code and its binary path naming B, and then starts the service itself, as the failure action would;
-  Wine's SCM then starts B from the changed binary path and B runs as the service. *Not proven here*: that
+  exit code and its binary path naming B, and then runs ``A.exe service-recover`` itself, as the failure
+  action would; that starts the service, Wine's SCM starts B from the changed binary path and B runs as the
+  service. *Not proven here*: that
   Windows' SCM applies the failure actions to this stop (that needs a real Windows). Wine's SCM also hands a
   service an environment built from the registry, not the test's, so the service runs at real speed (no
   POINTWATCH_AGENT_TEST_SPEEDUP): the policy refresh (30 s) and the upgrade check (every 60 s) take their time.
@@ -29,9 +31,11 @@ Both Windows hand-overs are run:
   and reports the failed upgrade with reason ``rolled_back``. Nothing supervises a console agent, so the
   test ends the last one by ending its processes.
 
-*Not run under Wine*: the rollback of the service (the same launch decision and watchdog, then the same
-ChangeServiceConfig and stop as above, which Wine's SCM would not restart either) and the refusal of a
-tampered release (platform-independent code, proven with real Linux builds in tests/test_upgrade_linux.py).
+The trial's supervisor (``service-recover``) is run on its own in
+test_a_windows_trial_is_supervised_by_the_known_good_exe: a trial's own watchdog rolling back as the
+service, and a trial whose exe dies before its launch decision rolled back by A. *Not run under Wine*: the
+refusal of a tampered release (platform-independent code, proven with real Linux builds in
+tests/test_upgrade_linux.py).
 """
 
 from __future__ import annotations
@@ -239,9 +243,11 @@ def test_the_service_points_itself_at_b_and_b_runs_as_the_service(windows, exe, 
         assert trial["version"] == VB and trial["from_version"] == __version__, trial
         assert w.running() == __version__
 
-        # Wine's SCM has no failure actions (the docstring): the test starts the service, as they would.
-        started = _scm(setup, "u.StartService(name); print('started')")
-        assert started == "started", started
+        # Wine's SCM has no failure actions (the docstring): the test runs what A set them to during the
+        # trial, A's own `service-recover`, which starts the service (now B).
+        recovered = setup.exe(setup.base, "service-recover", timeout=240)
+        assert recovered.returncode == 0, recovered.stderr.decode("utf-8", "replace") + setup.log()
+        assert json.loads((setup.state / "upgrade.json").read_text())["trial"]["service_starts"] == 1
         wait_for(lambda: w.running() == VB, 240, f"reports from {VB}, the service's new binary")
         assert service_status(setup)[0] == RUNNING
         assert wine_processes(b_name), "no process runs B"
@@ -305,3 +311,109 @@ def test_the_console_agent_starts_b_and_exits_and_a_broken_successor_rolls_back(
         end_processes(b_name)
         end_processes(setup.base.name)
         setup.close()
+
+
+# -- the trial's supervisor -----------------------------------------------------------------------------------
+
+def _hand_over_to(setup: Setup, a_win: str, trial: dict, budget_s: float) -> None:
+    """What A's hand-over to a trial does (agent/winservice.py ``_restart_into`` with a supervisor): the trial
+    recorded, the failure actions set to A's service-recover, the service pointed at the trial's exe."""
+    doc = json.loads((setup.state / "upgrade.json").read_text()) if (setup.state / "upgrade.json").exists() else {
+        "format": 1, "active": None, "previous": None, "failed": [], "corrupt": None, "last": None}
+    doc["base"] = {"version": __version__, "path": a_win}  # A recorded itself when it last started as the base
+    doc["trial"] = {"from_version": __version__, "from_path": a_win, "started_at": 0, "budget_s": budget_s,
+                    "ran_s": 0, "launches": 0, "boots": 0, "boot_id": None, **trial}
+    (setup.state / "upgrade.json").write_text(json.dumps(doc), encoding="utf-8")
+    out = _scm(setup, "from agent.upgrade.windows import point_service_at, supervise_trial\n"
+                      f"    supervise_trial({a_win!r}, name); point_service_at({trial['path']!r}, name)\n"
+                      "    v = s.OpenService(s.OpenSCManager(None, None, s.SC_MANAGER_ALL_ACCESS), name, "
+                      "s.SERVICE_QUERY_CONFIG)\n"
+                      "    print('configured')\n"
+                      "    print(s.QueryServiceConfig2(v, s.SERVICE_CONFIG_FAILURE_ACTIONS))")
+    assert out.splitlines()[0] == "configured", out
+    # Wine accepts the failure actions and drops them: reading them back is refused. A Wine that implements
+    # them fails this line, and the test then has to check what it reads.
+    assert out.splitlines()[1].startswith("error (124, 'QueryServiceConfig2'"), out
+    assert PureWindowsPath(trial["path"]).name in service_binary(setup)
+
+
+def test_a_windows_trial_is_supervised_by_the_known_good_exe(windows, exe, tmp_path):
+    """During a trial the service's failure actions run ``"<A.exe>" service-recover`` (agent/upgrade/recover.py)
+    instead of restarting B: a B that dies before its launch decision would otherwise be restarted for ever.
+
+    Run under Wine, the subcommand run by the test where the failure actions would run it:
+    1. after A's hand-over stop it starts the service, now B; B's launch decision runs it as the trial; B's
+       watchdog (no acknowledgement: the collector URL is a closed port) rolls back as the service does:
+       the service pointed at A, stopped as failed;
+    2. A hands over to a trial whose exe is damaged (truncated: it never reaches the launch decision): the
+       supervisor's start of it fails, so it rolls back at once: the failure recorded, the service pointed at
+       A, the restart actions back, the service started. (The supervisor with no trial open, the restart
+       actions back and the service started as it is, is the same code without the rollback; its decision
+       is tested in tests/test_agent_upgrade_launch.py. Wine's SCM does not bring a service whose process
+       was ended back to STOPPED, so one test cannot stop A again to run it.)
+    B is a copy of A under releases/ (the same version; what is checked is the supervision, not new code).
+
+    *Not proven here*: Wine's SCM accepts SERVICE_CONFIG_FAILURE_ACTIONS and drops it, and answers its
+    QueryServiceConfig2 with ERROR_INVALID_LEVEL (asserted, so that a Wine that implements it shows up). That
+    Windows stores the actions as written and its SCM runs the command, as the service's account
+    (LocalSystem, per the SERVICE_FAILURE_ACTIONS documentation), when the service stops as failed or its
+    process dies, needs a real Windows (docs/en/operations.md, "Tested where")."""
+    import hashlib
+
+    setup = Setup(windows, exe, tmp_path, "upgrade-recover", speedup=None)
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace(setup.c.base, "http://127.0.0.1:9"), encoding="utf-8")
+    root_win = setup.state_win.rsplit("\\", 1)[0]
+    a_win = root_win + "\\opt\\pointwatch-agent.exe"
+    releases = setup.state / "releases" / __version__
+    releases.mkdir(parents=True)
+    good, broken = releases / "pointwatch-agent-trial.exe", releases / "pointwatch-agent-broken.exe"
+    shutil.copyfile(setup.base, good)
+    broken.write_bytes(setup.base.read_bytes()[:400_000])  # the bootloader without its archive
+    win = {p: f"{setup.state_win}\\releases\\{__version__}\\{p.name}" for p in (good, broken)}
+    upgrade_json = setup.state / "upgrade.json"
+
+    def a_runs():
+        return [p for p in wine_processes("pointwatch-agent.exe") if "service-host" in " ".join(p.cmdline())]
+
+    def recover():
+        done = setup.exe(setup.base, "service-recover", timeout=240)
+        assert done.returncode == 0, done.stderr.decode("utf-8", "replace") + setup.log()
+        return json.loads(upgrade_json.read_text())
+
+    try:
+        installed = setup.exe(setup.base, "service", "install", "--config", setup.cfg, "--startup", "manual")
+        assert installed.returncode == 0, installed.stdout.decode("utf-8", "replace") + installed.stderr.decode()
+        end_processes("service-host")  # should Wine have started it anyway
+        _hand_over_to(setup, a_win, {"version": __version__, "path": win[good],
+                                     "sha256": hashlib.sha256(good.read_bytes()).hexdigest()}, budget_s=20)
+
+        # 1. The failure action after the hand-over's stop: the trial started; its own watchdog rolls back.
+        assert recover()["trial"]["service_starts"] == 1
+        wait_for(lambda: wine_processes(good.name), 120, "the service to run the trial's exe")
+        state, code = wait_for(lambda: (st := service_status(setup))[0] == STOPPED and st, 240,
+                               "the trial's watchdog to stop the service" + setup.log())
+        assert code != 0, "the rollback stopped the service with exit code 0: no failure action would run"
+        doc = json.loads(upgrade_json.read_text())
+        assert doc["trial"] is None and "20 s of running" in doc["failed"][-1]["detail"], doc
+        binary = service_binary(setup)
+        assert "pointwatch-agent.exe" in binary and good.name not in binary, binary
+
+        # 2. A trial that dies before its launch decision: rolled back by A at once, and A started.
+        _hand_over_to(setup, a_win, {"version": __version__, "path": win[broken],
+                                     "sha256": hashlib.sha256(broken.read_bytes()).hexdigest()}, budget_s=600)
+        doc = recover()
+        assert doc["trial"] is None, doc
+        assert doc["failed"][-1]["reason"] == "rolled_back" and "before its launch decision" in doc["failed"][-1][
+            "detail"], doc
+        binary = service_binary(setup)
+        assert "pointwatch-agent.exe" in binary and broken.name not in binary, binary
+        wait_for(a_runs, 120, "the service to run A after the damaged trial")
+        assert "upgrade_trial_start_failed" in setup.log()
+    finally:
+        _scm(setup, "u.StopService(name)")
+        _scm(setup, "s.DeleteService(s.OpenService(s.OpenSCManager(None, None, s.SC_MANAGER_ALL_ACCESS), name, "
+                    "s.SERVICE_ALL_ACCESS)); print('removed')")
+        end_processes("service-host")
+        setup.close()
+    wait_for(lambda: service_status(setup)[0] == 0, 60, "the removed service to disappear")

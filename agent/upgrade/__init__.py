@@ -10,9 +10,11 @@ The flow (docs/en/operations.md, "Self-upgrade", says it for operators):
 2. It records a *trial* in ``<state_dir>/upgrade.json`` (state.py), stops the agent cleanly and hands the
    process over to the new binary (Linux: exec; the Windows service: the SCM restarts into the new exe).
 3. Every start goes through one launch decision (launch.py, a pure function of upgrade.json, the starting
-   binary's version and the time): the trial runs once with a watchdog; its first acknowledged report commits
-   it; no acknowledgement by the deadline, or a second start of an uncommitted trial, rolls back to the
-   previous binary. A failed (version, sha256) is not tried again while the policy names that version.
+   binary's version, this boot and the time): the trial runs once with a watchdog; its first acknowledged
+   report commits it; no acknowledgement within the time the trial ran (never the wall clock), or a second
+   start of an uncommitted trial in the same boot, rolls back to the previous binary (a reboot gets the trial
+   another launch, up to 3). On Windows the previous exe supervises the trial through the service's failure
+   actions (recover.py). A failed (version, sha256) is not tried again while the policy names that version.
 
 Standard library only, imported lazily (a pip install never hands over: it has no binary of its own to replace).
 This module holds what every part shares: who this process is and where the files are.

@@ -4,7 +4,8 @@ Outside a trial it checks, every minute, whether the policy names another versio
 the window it fetches and verifies the manifest, downloads the release (resumable, capped), verifies it, checks
 that it starts, records the trial and asks the agent to hand over (agent/service.py stops cleanly, then execs).
 In a trial process it is the watchdog: the sender's first acknowledgement of one of this version's reports
-commits the trial (:meth:`on_ack`); none by the deadline rolls back to the previous binary.
+commits the trial (:meth:`on_ack`); none within the trial's watchdog time (counted while the trial process
+runs, and written to upgrade.json as it goes: a reboot pauses it) rolls back to the previous binary.
 
 :meth:`result` is the ``agent.upgrade`` result every report carries (messages in Chinese; see state.py).
 """
@@ -25,7 +26,7 @@ from agent.upgrade import RELEASES_DIR, WATCHDOG_S, release_dir, upgrade_path
 from agent.upgrade import state as st
 from agent.upgrade.download import DownloadError, download
 from agent.upgrade.handover import start_check
-from agent.upgrade.launch import TRIAL, file_sha256, rolled_back
+from agent.upgrade.launch import TRIAL, boot_identity, budget_of, file_sha256, rollback_refusal, rolled_back
 from agent.upgrade.manifest import MAX_MANIFEST_BYTES, ManifestRefused, verify_manifest
 from agent.upgrade.report import describe, fetch_problem
 from agent.versions import parse_version
@@ -36,6 +37,9 @@ log = logging.getLogger("pointwatch.upgrade")
 
 CHECK_EVERY = 60.0   # seconds between looks at the policy (all local: no request unless there is work)
 RETRY_AFTER = 300.0  # after the collector did not give the manifest or the file
+# Downloads of one build whose digest does not match before that build counts as failed: a 2G line does
+# corrupt a transfer now and then, and a good build must not be banned for it.
+DIGEST_TRIES = 3
 TARGET = "代理程序"
 RELEASES_PATH = "/api/v1/agent/releases"
 
@@ -47,7 +51,7 @@ def local_minute() -> int:
 
 class UpgradeManager(threading.Thread):
     def __init__(self, keeper, state, identity, ssl_ctx=None, speedup: float = 1.0, on_handover=None,
-                 launch=None, clock=time.time, minute=local_minute):
+                 launch=None, clock=time.time, minute=local_minute, mono=time.monotonic):
         super().__init__(name="upgrade", daemon=True)
         self.keeper, self.state, self.identity, self.ssl_ctx = keeper, state, identity, ssl_ctx
         self.speedup, self.on_handover, self.clock, self.minute = speedup, on_handover, clock, minute
@@ -60,6 +64,10 @@ class UpgradeManager(threading.Thread):
         self._target: str | None = None  # the policy's version the two above are about
         self.start_problem = dict(launch.problem) if launch is not None and launch.problem else {}
         self.trial = launch.state.get("trial") if launch is not None and launch.action == TRIAL else None
+        self.mono = mono
+        if self.trial is not None:  # the watchdog's count: what earlier launches ran, plus this process's time
+            self._ran_before, self._ran_since, self._budget = (float(self.trial.get("ran_s") or 0), mono(),
+                                                             budget_of(self.trial))
         try:
             self.cached = st.load(self.path)
             self.unreadable = None
@@ -152,8 +160,9 @@ class UpgradeManager(threading.Thread):
             actual = file_sha256(part)
             if actual != release.sha256:
                 part.unlink(missing_ok=True)
-                return self._fail(up.version, release.sha256, st.DIGEST_MISMATCH,
-                                  f"sha256 {actual}, the manifest says {release.sha256}")
+                return self._corrupt(up.version, release.sha256, actual)
+            if self.cached.get("corrupt"):
+                self._save({**self.cached, "corrupt": None})
             os.replace(part, final)
             part.with_name(part.name + ".sha256").unlink(missing_ok=True)
         os.chmod(final, 0o755)
@@ -174,6 +183,21 @@ class UpgradeManager(threading.Thread):
         self._begin_trial(release, str(final))
         return CHECK_EVERY / self.speedup
 
+    def _corrupt(self, version: str, sha256: str, actual: str) -> float:
+        """A downloaded file whose digest does not match: deleted, and downloaded again up to DIGEST_TRIES
+        times in all (counted in upgrade.json, so a restart does not reset it) before the build is failed."""
+        seen = self.cached.get("corrupt") or {}
+        count = int(seen.get("count") or 0) + 1 if (seen.get("version"), seen.get("sha256")) == (version, sha256) else 1
+        detail = f"sha256 {actual}, the manifest says {sha256}"
+        if count >= DIGEST_TRIES:
+            self._save({**self.cached, "corrupt": None})
+            return self._fail(version, sha256, st.DIGEST_MISMATCH, f"{detail} ({count} downloads)")
+        log.warning("upgrade_download_corrupt version=%s try=%d of=%d %s", version, count, DIGEST_TRIES, detail)
+        self._save({**self.cached, "corrupt": {"version": version, "sha256": sha256, "count": count}})
+        self.progress = None
+        self.problem = f"下载的版本 {version} 与发布清单的 SHA-256 摘要不符（第 {count} 次），已删除，稍后重新下载"
+        return RETRY_AFTER / self.speedup
+
     def _pause(self, seconds: float) -> bool:
         """The downloader's wait: True (pause) when the agent stops or the window is over."""
         if self.stopping.wait(seconds):
@@ -183,9 +207,15 @@ class UpgradeManager(threading.Thread):
 
     def _begin_trial(self, release, path: str) -> None:
         now = self.clock()
+        try:  # what the rollback checks before it starts this binary again (launch.py rollback_refusal)
+            own_sha = file_sha256(self.identity.path)
+        except OSError as exc:
+            log.warning("upgrade_own_digest_unreadable path=%s error=%s", self.identity.path, exc)
+            own_sha = None
         trial = {"version": release.version, "path": path, "sha256": release.sha256,
-                 "from_version": self.identity.version, "from_path": self.identity.path, "started_at": now,
-                 "deadline": now + WATCHDOG_S / self.speedup, "launches": 0}
+                 "from_version": self.identity.version, "from_path": self.identity.path, "from_sha256": own_sha,
+                 "started_at": now, "budget_s": WATCHDOG_S / self.speedup, "ran_s": 0, "launches": 0, "boots": 0,
+                 "boot_id": boot_identity()}
         self._save({**self.cached, "trial": trial})
         log.info("upgrade_handover_to_trial version=%s path=%s deadline_s=%.0f", release.version, path,
                  WATCHDOG_S / self.speedup)
@@ -213,18 +243,38 @@ class UpgradeManager(threading.Thread):
 
     # -- the trial --------------------------------------------------------------------------------------------
     def _watch_trial(self) -> float:
-        remaining = float(self.trial["deadline"]) - self.clock()
+        ran = self._ran_before + (self.mono() - self._ran_since)
+        remaining = self._budget - ran
         if remaining > 0:
+            self._record_ran(ran)
             return min(remaining, CHECK_EVERY / self.speedup)
         with self._lock:
             trial, self.trial = self.trial, None
         if trial is None:  # committed meanwhile
             return CHECK_EVERY / self.speedup
-        detail = f"no report of {trial['version']} was acknowledged within {WATCHDOG_S / self.speedup:.0f} s"
+        detail = f"no report of {trial['version']} was acknowledged within {self._budget:.0f} s of running"
         log.error("upgrade_rollback version=%s to=%s reason=%s", trial["version"], trial.get("from_path"), detail)
-        self._save(rolled_back(self._reload(), trial, detail, self.clock()))
+        state = rolled_back(self._reload(), trial, detail, self.clock())
+        self._save(state)
+        refused = rollback_refusal(trial, state, self.state.dir)
+        if refused:  # the same rule as the launch decision's: this binary runs on, and says so
+            log.error("upgrade_path_refused action=rollback path=%s detail=%s", trial.get("from_path"), refused)
+            self.start_problem = {"reason": st.DIGEST_MISMATCH, "version": trial.get("from_version"),
+                                  "detail": refused}
+            return CHECK_EVERY / self.speedup
         self._hand_over(trial["from_path"])
         return CHECK_EVERY / self.speedup
+
+    def _record_ran(self, ran: float) -> None:
+        """The watchdog's count into upgrade.json, so a reboot or a power cut resumes it rather than restart it
+        (at most one step of it is lost). Under the lock: a commit meanwhile is never overwritten."""
+        with self._lock:
+            if self.trial is None:
+                return
+            state = self._reload()
+            trial = state.get("trial")
+            if trial and trial.get("version") == self.trial.get("version"):
+                self._save({**state, "trial": {**trial, "ran_s": round(ran, 1)}})
 
     def on_ack(self, batch) -> None:
         """The sender's hook after the collector acknowledged ``batch``: a report of this version commits the trial."""

@@ -17,6 +17,13 @@ def _when(ts) -> str:
     return datetime.fromtimestamp(float(ts)).strftime("%Y-%m-%d %H:%M:%S") if ts else "未知时间"
 
 
+def _minutes(trial: dict) -> str:
+    """The trial's watchdog time in minutes (counted while the trial runs; launch.py)."""
+    from agent.upgrade.launch import budget_of
+
+    return f"{budget_of(trial) / 60:g}" if budget_of(trial) >= 60 else f"{budget_of(trial) / 60:.2f}"
+
+
 def describe(m, up) -> tuple[str, str, dict]:
     """(status, message, details) of manager ``m`` under the policy's ``agent:`` section ``up``."""
     own, target = m.identity.version, up.version
@@ -24,7 +31,7 @@ def describe(m, up) -> tuple[str, str, dict]:
     if m.trial is not None:
         t = m.trial
         return WARN, (f"正在试运行版本 {own}（从 {t.get('from_version')} 升级），等待采集端确认本版本的第一份报告；"
-                      f"{_when(t.get('deadline'))} 前未确认将自动回退到 {t.get('from_version')}"), {
+                      f"试运行 {_minutes(t)} 分钟内仍未确认将自动回退到 {t.get('from_version')}"), {
             **details, "state": "trial"}
     if m.start_problem:
         p = m.start_problem
@@ -108,7 +115,7 @@ def status_line(info: dict) -> str:
         return f"{head}；升级状态文件无法读取（{info['error']}）"
     if info.get("trial"):
         t = info["trial"]
-        return f"{head}；正在试运行版本 {t.get('version')}（{_when(t.get('deadline'))} 前须有报告被确认，否则回退）"
+        return f"{head}；正在试运行版本 {t.get('version')}（运行满 {_minutes(t)} 分钟仍无报告被确认将回退，已运行 {float(t.get('ran_s') or 0) / 60:.1f} 分钟）"
     target = info.get("target")
     if not target:
         tail = "策略未指定版本"

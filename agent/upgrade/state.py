@@ -6,12 +6,14 @@ state or the new one: the launch decision at the next start (launch.py) must nev
     {"format": 1,
      "active":   {"version", "path", "sha256"} | null,   # what a start of another binary execs (null: the base)
      "previous": {"version", "path"} | null,             # what ran before the active one
-     "trial":    {"version", "path", "sha256", "from_version", "from_path", "started_at", "deadline",
-                  "launches"} | null,
+     "base":     {"version", "path"} | null,             # the installed binary, as it last started
+     "trial":    {"version", "path", "sha256", "from_version", "from_path", "from_sha256", "started_at",
+                  "budget_s", "ran_s", "launches", "boots", "boot_id"} | null,
      "failed":   [{"version", "sha256", "reason", "detail", "at"}],   # never tried again (see manager.py)
+     "corrupt":  {"version", "sha256", "count"} | null,  # downloads of that build whose digest did not match
      "last":     {"event": "committed" | "rolled_back", "version", "at"} | null}
 
-Times are Unix seconds. Also the reasons an upgrade fails, with what the county staff read.
+Times are Unix seconds; ``budget_s``/``ran_s`` are seconds the trial process ran (launch.py says why). Also the reasons an upgrade fails, with what the county staff read.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ class StateUnreadable(Exception):
 
 
 def empty() -> dict:
-    return {"format": FORMAT, "active": None, "previous": None, "trial": None, "failed": [], "last": None}
+    return {"format": FORMAT, "active": None, "previous": None, "base": None, "trial": None, "failed": [],
+            "corrupt": None, "last": None}
 
 
 def load(path: Path) -> dict:
@@ -74,7 +77,7 @@ def load(path: Path) -> dict:
         raise StateUnreadable(f"{path}: 'failed' is not a list")
     # A file edited by hand (or by someone at the PC) must be refused here, as a whole, rather than fail
     # later inside the report of every cycle.
-    for name in ("active", "previous", "trial", "last"):
+    for name in ("active", "previous", "base", "trial", "corrupt", "last"):
         if out.get(name) is not None and not _fields_ok(out[name]):
             raise StateUnreadable(f"{path}: '{name}' is not an object of text and numbers")
     for i, item in enumerate(out["failed"]):
@@ -83,7 +86,8 @@ def load(path: Path) -> dict:
     return out
 
 
-TEXT_FIELDS = frozenset({"version", "path", "sha256", "from_version", "from_path", "reason", "detail", "event"})
+TEXT_FIELDS = frozenset({"version", "path", "sha256", "from_version", "from_path", "from_sha256", "reason", "detail",
+                         "event", "boot_id"})
 
 
 def _fields_ok(value) -> bool:
