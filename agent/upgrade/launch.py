@@ -123,5 +123,14 @@ def at_start(identity, state_dir, now: float) -> Decision:
             problem = {"reason": st.DIGEST_MISMATCH, "version": state["active"].get("version"),
                        "detail": f"{decision.path}: sha256 {actual}, recorded {decision.sha256}"}
             return Decision(RUN, decision.state, why="the active release's file changed", problem=problem)
+    if decision.action in (ROLLBACK, EXEC_ACTIVE):
+        from agent.statedir import unsafe_to_start
+
+        refused = unsafe_to_start(decision.path, state_dir)  # someone else could have written it: not run
+        if refused:
+            version = ((state.get("active") or {}).get("version") if decision.action == EXEC_ACTIVE
+                       else (state.get("trial") or {}).get("from_version"))
+            problem = {"reason": st.UNSAFE_FILE, "version": version, "detail": refused}
+            return Decision(RUN, decision.state, why="the release file is not the agent's alone", problem=problem)
     log.info("upgrade_launch action=%s version=%s why=%s", decision.action, identity.version, decision.why)
     return decision

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agent import transport
+from agent.statedir import unsafe_to_start
 from agent.upgrade import RELEASES_DIR, WATCHDOG_S, release_dir, upgrade_path
 from agent.upgrade import state as st
 from agent.upgrade.download import DownloadError, download
@@ -168,6 +169,9 @@ class UpgradeManager(threading.Thread):
             self.problem = fetch_problem(exc, up.version)
             log.warning("upgrade_withheld_before_switch version=%s status=%s", up.version, exc.status)
             return retry
+        trouble = unsafe_to_start(final, self.state.dir)  # agent/statedir.py: before it runs at all
+        if trouble:
+            return self._fail(up.version, release.sha256, st.UNSAFE_FILE, trouble)
         trouble = start_check(str(final), up.version)
         if trouble:
             return self._fail(up.version, release.sha256, st.DOES_NOT_START, trouble)
