@@ -11,13 +11,16 @@ bits: SYSTEM full, the Wine user (S-1-5-21-0-0-0-1000, who owns every file) by t
 - *proven*: the agent's calls are the right ones for the real pywin32 (no error, the owner and DACL set in one
   call); after ``enroll`` the state directory, the token and a file an older version left readable name no
   one but SYSTEM and the agent's own user (before: Everyone could read them), and the Unix mode shows the same;
+  a file made readable and the directory made writable for everyone after that are fixed by the next ``run``;
   the read-back parser finds a DACL that grants Everyone write, set through SetFileSecurity, and the launch
   decision then refuses to exec the active release (reason ``unsafe_file``), while the clean one is exec'd.
 - *not proven here* (Wine cannot represent it): that the DACL is marked protected (SE_DACL_PROTECTED comes back
   unset whatever was set), that it names BUILTIN\\Administrators, that the owner becomes Administrators, that
   files created later inherit it (OI|CI), and a grant to BUILTIN\\Users specifically (Wine has no ACE for it to
   keep; Everyone is the group it can show). Those need a real Windows; the code that builds the descriptor is
-  the same one whose calls run here.
+  the same one whose calls run here. ``service install`` and the service's start call the same
+  ``State.ensure_dir``/``protect`` as ``enroll`` and ``run``; they are not run here (Wine's service manager starts
+  an auto-start service at once and never completes its stop, tests/test_windows_agent.py).
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ import pytest
 from tests.test_windows_agent import (  # noqa: F401 (loopback: the fixture)
     POINT,
     Collector,
+    Running,
     check_config,
     loopback,
     out,
     run_agent,
+    wait_for,
     win_dir,
     zpath,
 )
@@ -114,6 +119,22 @@ def test_enroll_leaves_the_state_dir_and_the_token_to_the_system_and_the_agent(w
     assert SYSTEM in granted(after["paths"][state])
     for linux in (state_linux, state_linux / "token", state_linux / "left-by-an-older-version"):
         assert os.stat(linux).st_mode & 0o007 == 0, linux  # what Wine keeps of the DACL: nothing for others
+
+    # Loosened again after enrolment (by hand, or a file an older version writes): each start fixes it.
+    os.chmod(state_linux, 0o777)
+    (state_linux / "later").write_text("x")
+    os.chmod(state_linux / "later", 0o666)
+    agent = Running(embed, cfg)
+    try:
+        log = state_linux / "logs" / "agent.log"
+        wait_for(lambda: log.exists() and "agent_started" in log.read_bytes().decode("utf-8"), 120,
+                 "the agent to start")
+    finally:
+        agent.kill()
+    paths = [state, f"{state}\\later", f"{state}\\token"]
+    started = windows_python(embed, tmp_path, "started", READ_BACK, *paths)
+    for p in paths:
+        assert granted(started["paths"][p]) <= allowed, (p, started["paths"][p])
 
 
 LAUNCH = textwrap.dedent("""
