@@ -1,7 +1,8 @@
 """Enrolment: trade a one-time code and this machine's fingerprint for the point's token.
 
-The token is a secret: it is written with 0600 permissions (created so, never widened), through a
-temporary file and a rename so a crash leaves the old token or the new one, and it is never logged.
+The token is a secret: it is written with 0600 permissions (created so, never widened; on Windows with the
+SYSTEM/Administrators-only DACL of agent/statedir.py, set before it holds anything), through a temporary file
+and a rename so a crash leaves the old token or the new one, and it is never logged.
 The enrolment answer's ``policy_keys`` (the collector's Ed25519 signing keys) are pinned the same way in
 ``policy_keys.json``: the agent accepts a policy only under a key pinned there (agent/policy.py). Its
 ``release_keys`` (the offline release keys, not the collector's) are pinned in ``release_keys.json``: the agent
