@@ -1,7 +1,8 @@
 """Enrolment: trade a one-time code and this machine's fingerprint for the point's token.
 
-The token is a secret: it is written with 0600 permissions (created so, never widened), through a
-temporary file and a rename so a crash leaves the old token or the new one, and it is never logged.
+The token is a secret: it is written with 0600 permissions (created so, never widened; on Windows with the
+SYSTEM/Administrators-only DACL of agent/statedir.py, set before it holds anything), through a temporary file
+and a rename so a crash leaves the old token or the new one, and it is never logged.
 The enrolment answer's ``policy_keys`` (the collector's Ed25519 signing keys) are pinned the same way in
 ``policy_keys.json``: the agent accepts a policy only under a key pinned there (agent/policy.py). Its
 ``release_keys`` (the offline release keys, not the collector's) are pinned in ``release_keys.json``: the agent
@@ -33,9 +34,13 @@ class State:
         self.policy_mark_path = self.dir / "policy_mark.json"  # the newest issued_at accepted (no rollback)
         self.release_keys_path = self.dir / "release_keys.json"  # what may sign an agent release
         self._agent_id: str | None = None
+        self.acl_problem: str | None = None  # why the directory is not the agent's alone (agent/statedir.py)
 
     def ensure_dir(self) -> None:
+        from agent.statedir import protect
+
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.acl_problem = protect(self.dir)  # done once per process; reported, never raised
 
     def agent_id(self) -> str:
         """The id the collector gave at enrolment, or a local one until then (kept in memory if unwritable)."""
@@ -145,6 +150,14 @@ def _write_private(path: Path, text: str | bytes, mode: int) -> None:
     except FileNotFoundError:
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        from agent.statedir import protect_new_file
+
+        protect_new_file(tmp)  # Windows: the DACL before the secret is in it
+    except OSError:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
     with os.fdopen(fd, "wb") as f:
         f.write(text.encode("utf-8") if isinstance(text, str) else text)
         f.flush()
@@ -208,6 +221,16 @@ def enroll(cfg, collector_url: str | None, code: str, platform=None,
         from agent.platform import current
 
         platform = current()
+    state = State(cfg)
+    try:  # before the one-time code is spent: a token nobody else may read, or no enrolment at all
+        state.ensure_dir()
+    except OSError as exc:
+        print(f"注册失败：无法创建状态目录 {state.dir}：{exc}")
+        return 1
+    if state.acl_problem:
+        print(f"注册失败：无法将状态目录 {state.dir} 设为仅系统和管理员可访问（{state.acl_problem}）；"
+              "请以管理员身份运行")
+        return 1
     fp = platform.fingerprint()
     payload = {"code": code, "point_code": cfg.point.code, "hostname": platform.hostname(),
                "fingerprint": {"machine_id": fp.machine_id, "serial": fp.serial, "macs": fp.macs}}
@@ -245,7 +268,6 @@ def enroll(cfg, collector_url: str | None, code: str, platform=None,
     except ValueError as exc:
         print(f"注册失败：采集端应答中的代理发布签名公钥无效（{exc}）")
         return 1
-    state = State(cfg)
     try:
         state.save(token, str(agent_id))
         if keys:

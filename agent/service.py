@@ -223,10 +223,12 @@ def run_forever(cfg) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, *([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else [])):
         signal.signal(sig, on_stop)  # SIGBREAK: Ctrl-Break in a Windows console
+    from agent.statedir import protect
     from agent.upgrade import own_identity
     from agent.upgrade.handover import replace_process
     from agent.upgrade.launch import EXECS, at_start
 
+    protect(cfg.state_dir)  # before the launch decision: a directory an older version made is fixed first
     identity = own_identity()
     launch = at_start(identity, cfg.state_dir, time.time())  # the launch decision: before anything starts
     if launch.action in EXECS and not stop_asked.is_set():

@@ -83,9 +83,11 @@ class PointwatchAgentService(win32serviceutil.ServiceFramework):
         setup_logging(cfg, to_stderr=False)  # a service has no console: the rotating file only
         import time
 
+        from agent.statedir import protect
         from agent.upgrade import own_identity
         from agent.upgrade.launch import EXEC_TRIAL, EXECS, at_start
 
+        protect(cfg.state_dir)  # SYSTEM and Administrators only, before anything there is started
         identity = own_identity()
         launch = at_start(identity, cfg.state_dir, time.time())  # the self-upgrade's launch decision
         if launch.action in EXECS:
@@ -152,10 +154,21 @@ def handle(action: str, config_path: str | None, startup: str) -> int:
         from agent.confignode import ConfigError
 
         try:
-            config_mod.load(config_path)  # refuse to install a service that would fail at once
+            cfg = config_mod.load(config_path)  # refuse to install a service that would fail at once
         except ConfigError as exc:
             print(f"配置错误 (config error): {exc}")
             return 2
+        from agent.enrol import State
+
+        state = State(cfg)
+        try:
+            state.ensure_dir()  # the token and releases\ must be SYSTEM's and the administrators' alone
+        except OSError as exc:
+            print(f"无法创建状态目录 {state.dir}：{exc}")
+            return 1
+        if state.acl_problem:
+            print(f"无法将状态目录 {state.dir} 设为仅系统和管理员可访问（{state.acl_problem}）；请以管理员身份运行")
+            return 1
     argv = [sys.argv[0]]
     if action in ("install", "update"):
         argv += ["--startup", startup]

@@ -301,16 +301,27 @@ def test_what_the_collector_refuses_is_a_warning_and_retried(tmp_path, releases,
     assert (status, details["state"]) == ("warn", "retrying") and words in message and handed == []
 
 
+def _base_binary(tmp_path) -> str:
+    """The recorded base binary a rollback goes back to: a real file only its owner may write."""
+    path = tmp_path / "opt" / "a"
+    if not path.exists():
+        path.parent.mkdir(mode=0o755)
+        path.write_bytes(b"#!/bin/sh\n")
+        path.chmod(0o755)
+    return str(path)
+
+
 def _trial_manager(tmp_path, releases, now, mono=None, ran_s=0, write=True):
     """The manager of a trial process (0.2.0 exec'd by 0.1.0, the recorded base), after its launch decision.
     ``now`` is the wall clock, ``mono`` the monotonic one (default: the same list)."""
     mono = mono or now
     sdir = tmp_path / "state"
+    base = _base_binary(tmp_path)
     path = str(release_dir(sdir, "0.2.0") / "pointwatch-agent")
-    trial = {"version": "0.2.0", "path": path, "sha256": "ab" * 32, "from_version": OWN, "from_path": "/opt/a",
+    trial = {"version": "0.2.0", "path": path, "sha256": "ab" * 32, "from_version": OWN, "from_path": base,
              "started_at": now[0], "budget_s": 600, "ran_s": ran_s, "launches": 0, "boots": 0, "boot_id": "boot-1"}
     if write:
-        st.save(upgrade_path(sdir), {**st.empty(), "base": {"version": OWN, "path": "/opt/a"}, "trial": trial})
+        st.save(upgrade_path(sdir), {**st.empty(), "base": {"version": OWN, "path": base}, "trial": trial})
     launch = decide(st.load(upgrade_path(sdir)), "0.2.0", path, now[0], "boot-1")
     assert launch.action == TRIAL
     st.save(upgrade_path(sdir), launch.state)
@@ -332,7 +343,7 @@ def test_the_trial_commits_on_the_first_acknowledged_report_of_its_own_version(t
     assert json.loads(upgrade_path(state.dir).read_text())["trial"] is not None
     manager.on_ack(_batch(OWN, "0.2.0"))
     doc = json.loads(upgrade_path(state.dir).read_text())
-    assert doc["trial"] is None and doc["active"]["version"] == "0.2.0" and doc["previous"]["path"] == "/opt/a"
+    assert doc["trial"] is None and doc["active"]["version"] == "0.2.0" and doc["previous"]["path"] == _base_binary(tmp_path)
     assert doc["last"]["event"] == "committed"
     assert sorted(p.name for p in (state.dir / "releases").iterdir()) == [OWN, "0.2.0"]
     now[0] += 10_000
@@ -347,7 +358,7 @@ def test_no_acknowledged_report_by_the_deadline_rolls_back_and_the_old_version_s
     assert handed == []
     now[0] += 601
     manager.step()
-    assert handed == ["/opt/a"]
+    assert handed == [_base_binary(tmp_path)]
     doc = json.loads(upgrade_path(state.dir).read_text())
     assert doc["trial"] is None and doc["active"] is None and doc["last"]["event"] == "rolled_back"
     assert [(f["version"], f["reason"]) for f in doc["failed"]] == [("0.2.0", st.ROLLED_BACK)]
@@ -388,7 +399,7 @@ def test_the_watchdog_counts_the_time_the_trial_ran_not_the_wall_clock(tmp_path,
     assert manager.step() == pytest.approx(1.0) and handed == []
     mono[0] += 1
     manager.step()
-    assert handed == ["/opt/a"]
+    assert handed == [_base_binary(tmp_path)]
     doc = st.load(upgrade_path(state.dir))
     assert doc["trial"] is None and "600 s of running" in doc["failed"][0]["detail"]
 
@@ -402,7 +413,7 @@ def test_the_watchdog_does_not_hand_over_to_a_program_the_file_names_from_elsewh
     manager.step()
     assert handed == []
     status, message, details = manager.describe()
-    assert status == "fail" and "/opt/a" in details["detail"] and "recorded base binary" in details["detail"]
+    assert status == "fail" and _base_binary(tmp_path) in details["detail"] and "recorded base binary" in details["detail"]
 
 
 # -- enrolment pins the release keys ------------------------------------------------------------------------------

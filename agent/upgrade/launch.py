@@ -210,6 +210,12 @@ def at_start(identity, state_dir, now: float, boot: str | None = None) -> Decisi
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited file: never a crash at start
         log.error("upgrade_state_unreadable file=%s error=%r", path, exc)
         return Decision(RUN, st.empty(), why="upgrade state unreadable")
+    reason = st.DIGEST_MISMATCH
+    if not refused and decision.action in (ROLLBACK, EXEC_ACTIVE, EXEC_TRIAL):
+        from agent.statedir import unsafe_to_start
+
+        refused = unsafe_to_start(decision.path, state_dir)  # someone else could have written it: not run
+        reason = st.UNSAFE_FILE
     if refused:
         log.error("upgrade_path_refused action=%s path=%s detail=%s", decision.action, decision.path, refused)
         version = {EXEC_ACTIVE: (state.get("active") or {}).get("version"),
@@ -218,9 +224,9 @@ def at_start(identity, state_dir, now: float, boot: str | None = None) -> Decisi
         after = decision.state
         if decision.action == EXEC_TRIAL:  # the trial cannot go on: recorded as failed, not tried at every start
             after = st.with_failure({**after, "trial": None}, after["trial"]["version"],
-                                    after["trial"].get("sha256") or "", st.DIGEST_MISMATCH, refused, now)
+                                    after["trial"].get("sha256") or "", reason, refused, now)
         decision = Decision(RUN, after, why="the recorded binary was refused",
-                            problem={"reason": st.DIGEST_MISMATCH, "version": version, "detail": refused})
+                            problem={"reason": reason, "version": version, "detail": refused})
     if decision.state is not state:
         try:
             st.save(path, decision.state)

@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agent import transport
+from agent.statedir import unsafe_to_start
 from agent.upgrade import RELEASES_DIR, WATCHDOG_S, release_dir, upgrade_path
 from agent.upgrade import state as st
 from agent.upgrade.download import DownloadError, download
@@ -177,6 +178,9 @@ class UpgradeManager(threading.Thread):
             self.problem = fetch_problem(exc, up.version)
             log.warning("upgrade_withheld_before_switch version=%s status=%s", up.version, exc.status)
             return retry
+        trouble = unsafe_to_start(final, self.state.dir)  # agent/statedir.py: before it runs at all
+        if trouble:
+            return self._fail(up.version, release.sha256, st.UNSAFE_FILE, trouble)
         trouble = start_check(str(final), up.version)
         if trouble:
             return self._fail(up.version, release.sha256, st.DOES_NOT_START, trouble)
@@ -256,11 +260,12 @@ class UpgradeManager(threading.Thread):
         log.error("upgrade_rollback version=%s to=%s reason=%s", trial["version"], trial.get("from_path"), detail)
         state = rolled_back(self._reload(), trial, detail, self.clock())
         self._save(state)
-        refused = rollback_refusal(trial, state, self.state.dir)
-        if refused:  # the same rule as the launch decision's: this binary runs on, and says so
+        refused, reason = rollback_refusal(trial, state, self.state.dir), st.DIGEST_MISMATCH
+        if not refused:
+            refused, reason = unsafe_to_start(trial.get("from_path"), self.state.dir), st.UNSAFE_FILE
+        if refused:  # the same rules as the launch decision's: this binary runs on, and says so
             log.error("upgrade_path_refused action=rollback path=%s detail=%s", trial.get("from_path"), refused)
-            self.start_problem = {"reason": st.DIGEST_MISMATCH, "version": trial.get("from_version"),
-                                  "detail": refused}
+            self.start_problem = {"reason": reason, "version": trial.get("from_version"), "detail": refused}
             return CHECK_EVERY / self.speedup
         self._hand_over(trial["from_path"])
         return CHECK_EVERY / self.speedup

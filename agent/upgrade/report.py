@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from agent.upgrade import state as st
-from agent.vocabulary import FAIL, OK, WARN
+from agent.vocabulary import ERROR, FAIL, OK, WARN
 
 
 def _when(ts) -> str:
@@ -35,9 +35,16 @@ def describe(m, up) -> tuple[str, str, dict]:
             **details, "state": "trial"}
     if m.start_problem:
         p = m.start_problem
-        return FAIL, (f"本机已安装的版本 {p.get('version')} 的文件已被改动（SHA-256 不符），未运行它，继续运行 {own}；"
+        what = ("可被系统和管理员以外的本机用户改写（或其权限无法读取）" if p.get("reason") == st.UNSAFE_FILE
+                else "已被改动（SHA-256 不符）")
+        return FAIL, (f"本机已安装的版本 {p.get('version')} 的文件{what}，未运行它，继续运行 {own}；"
                       "请县级管理员检查本机，或在策略中重新指定版本"), {
             **details, "state": "active_changed", "reason": p.get("reason"), "detail": p.get("detail")}
+    acl_problem = getattr(m.state, "acl_problem", None)
+    if acl_problem:  # agent/statedir.py could not make the directory the agent's alone, or not read it back
+        return ERROR, (f"无法确认本机状态目录只有系统和管理员可以访问（{acl_problem}）：令牌可能被他人读取，"
+                       f"不会运行任何下载的新版本，继续运行 {own}；请县级管理员以管理员身份检查该目录的权限"), {
+            **details, "state": "state_dir_unprotected", "detail": acl_problem}
     if m.unreadable:
         return WARN, f"本机升级状态文件无法读取，暂不升级，继续运行 {own}（{m.unreadable}）", {
             **details, "state": "state_unreadable"}

@@ -27,11 +27,13 @@ FORMAT = 1
 # Why an upgrade failed: details.reason of the agent.upgrade result (the collector's rollout view groups by it).
 BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK = (
     "bad_signature", "digest_mismatch", "size_mismatch", "wrong_version", "does_not_start", "rolled_back")
-REASONS = (BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK)
+UNSAFE_FILE = "unsafe_file"  # someone other than SYSTEM/Administrators (root/the agent) could have written it
+REASONS = (BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK, UNSAFE_FILE)
 # The reasons only the build itself explains: it did not start here, or it ran and never got a report through
 # (the collector verified its signature and file when the build was added, so a signature, size or digest
-# refused on a point is that point's download or disk, or the point itself). Only these count towards the
-# collector's automatic pause of a rollout stage (collector/releases/rollout.py).
+# refused on a point is that point's download or disk, or the point itself; an unsafe file is the point's
+# permissions). Only these count towards the collector's automatic pause of a rollout stage
+# (collector/releases/rollout.py).
 BUILD_FAULTS = frozenset({DOES_NOT_START, ROLLED_BACK})
 REASON_CN = {
     BAD_SIGNATURE: "发布包签名校验失败，已拒绝运行（不是发布密钥签发的，或内容已被改动）",
@@ -40,6 +42,7 @@ REASON_CN = {
     WRONG_VERSION: "发布清单的版本或平台与策略要求不符，已拒绝运行",
     DOES_NOT_START: "新版本无法在本机启动（--version 检查未通过）",
     ROLLED_BACK: "新版本未能在规定时间内成功发送报告，已自动回退到原版本",
+    UNSAFE_FILE: "新版本的文件或其所在目录可被系统和管理员以外的本机用户改写（或权限无法读取），已拒绝运行",
 }
 # What the point or the county does about it (the result's message ends with it).
 REMEDY_CN = {
@@ -49,6 +52,7 @@ REMEDY_CN = {
     WRONG_VERSION: "请县级管理员检查发布包的版本与平台",
     DOES_NOT_START: "请县级管理员检查该版本是否适用于本机系统，或在策略中指定其他版本",
     ROLLED_BACK: "请检查本机到采集端的网络，并请县级管理员查看该版本的问题；本机不会再次尝试该版本",
+    UNSAFE_FILE: "请县级管理员检查本机状态目录的权限（只应允许 SYSTEM 和管理员写入），查明是否有人放置或改动了文件",
 }
 
 

@@ -17,6 +17,7 @@ require_release_reader = require_roles("admin", "viewer")  # the rollout concern
 REASON_CN = {
     "bad_signature": "签名校验失败", "digest_mismatch": "文件摘要不符", "size_mismatch": "文件大小不符",
     "wrong_version": "版本不符", "does_not_start": "新版本无法启动", "rolled_back": "新版本未能上报，已回退",
+    "unsafe_file": "文件可被他人改写，已拒绝运行",
     "unknown": "未说明",
 }
 

@@ -1,0 +1,117 @@
+"""Who may reach the state directory, and whether a release file could have been written by someone else.
+
+The state directory holds the token (whoever reads it can send reports as this point) and ``releases/`` (the
+programs the agent starts as SYSTEM or root). Two rules follow:
+
+- :func:`protect` makes the directory the agent's alone. Windows: a protected DACL, SYSTEM and Administrators
+  only, set on the directory and re-applied to everything in it (agent/winacl.py); applied at ``enroll``,
+  ``service install`` and every start, so a directory an older version made is fixed. Linux: the directory is
+  created 0700 and the secrets 0600 (agent/enrol.py), which is all there is to set.
+- :func:`unsafe_to_start` is asked right before a release file is started (the ``--version`` check and the
+  trial hand-over in agent/upgrade/manager.py, the exec of the active release or a rollback in
+  agent/upgrade/launch.py): the file and each folder from it up to the state directory may be writable by no
+  one but SYSTEM/Administrators (Windows) or root/the agent's user (Linux: nor by group or other).
+
+Both fail closed: an ACL that cannot be set or read is a reason to start nothing from the directory, and is
+reported (log key ``state_dir_unprotected``; the ``agent.upgrade`` result), never passed over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger("pointwatch.statedir")
+
+# What protect() found per state directory in this process (None: protected). The walk is done once per
+# start; a file planted later is still refused by unsafe_to_start, which reads the ACLs afresh.
+_protected: dict[str, str | None] = {}
+
+
+def _windows() -> bool:
+    return sys.platform == "win32"
+
+
+def protect(state_dir) -> str | None:
+    """Make ``state_dir`` (when it exists) the agent's alone; the problem (English) when that failed."""
+    key = os.path.realpath(state_dir)
+    if key in _protected and _protected[key] is None:
+        return None
+    if not os.path.isdir(key):
+        return None  # nothing to protect yet: whoever creates it calls again
+    try:
+        # Linux: the secrets are 0600 whatever the directory's mode (a tmpfs mount is 1777), and a directory
+        # others may write is refused where it matters, by unsafe_to_start.
+        problem = _protect_windows(key) if _windows() else None
+    except OSError as exc:
+        problem = str(exc)
+    _protected[key] = problem
+    if problem:
+        log.error("state_dir_unprotected dir=%s error=%s", state_dir, problem)
+    return problem
+
+
+def _protect_windows(path: str) -> str | None:
+    from agent import winacl
+
+    links = winacl.protect_tree(path)
+    if links:
+        return f"links (reparse points) in the state directory, not followed: {', '.join(links[:5])}"
+    # Read back: what was set must be what is there (anything else found is reported, not assumed away).
+    return winacl.untrusted(path, writers_only=False)
+
+
+def protect_new_file(path) -> None:
+    """Windows: give a secret just created (before anything is written to it) the state directory's DACL
+    itself, rather than trusting inheritance from a directory someone else may have made. Raises OSError."""
+    if _windows():
+        from agent import winacl
+
+        winacl.protect_one(path)
+
+
+def _posix_problem(path: str) -> str | None:
+    st = os.stat(path)
+    if st.st_uid not in (0, os.geteuid()):
+        return f"{path} is owned by uid {st.st_uid} (neither root nor the agent's uid {os.geteuid()})"
+    if st.st_mode & 0o022:
+        return f"{path} is writable by its group or others (mode {st.st_mode & 0o7777:04o})"
+    return None
+
+
+def unsafe_to_start(path, state_dir) -> str | None:
+    """Why ``path`` must not be started (English, for the failure's detail and the log), or None."""
+    root = os.path.realpath(state_dir)
+    real = os.path.realpath(path)
+    chain = [real]
+    if _inside(root, real):
+        parent = os.path.dirname(real)
+        while parent != root and parent != os.path.dirname(parent):
+            chain.append(parent)
+            parent = os.path.dirname(parent)
+        chain.append(root)
+    else:  # a rollback to the base binary: it and its folder
+        chain.append(os.path.dirname(real))
+    try:
+        if _protected.get(root):  # protect() failed in this process: nothing there is trusted
+            problem: str | None = f"the state directory {state_dir} is not protected: {_protected[root]}"
+        elif _windows():
+            from agent import winacl
+
+            trusted = winacl.trusted_sids()
+            problem = next((p for p in (winacl.untrusted(c, True, trusted) for c in chain) if p), None)
+        else:
+            problem = next((p for p in map(_posix_problem, chain) if p), None)
+    except OSError as exc:
+        problem = f"the permissions of {path} could not be read: {exc}"
+    if problem:
+        log.error("release_start_refused path=%s why=%s", path, problem)
+    return problem
+
+
+def _inside(root: str, real: str) -> bool:
+    try:
+        return os.path.commonpath([root, real]) == root and real != root
+    except ValueError:  # another drive
+        return False
