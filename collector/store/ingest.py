@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from agent.vocabulary import zero_counts
@@ -24,11 +24,11 @@ from agent.wire import Report
 from collector.evidence.chain import chain_digest
 from collector.store import models as m
 from collector.store.canonical import CANONICAL_JSON, PLAIN_JSON, report_dict
+from collector.store.policies import issued_on
 
 GENESIS = ""  # prev_digest of a point's first report
 
 _R = m.Result.__table__
-_L = m.LatestResult.__table__
 _REP = m.Report.__table__
 _S = m.PointState.__table__
 
@@ -44,6 +44,7 @@ class _Sql:
         def marks(n):
             return ", ".join([mark] * n)
 
+        self.mark = mark
         self.ts = _sqlite_ts if sqlite else _pg_ts
         self.report = ("INSERT INTO reports (report_id, point_code, agent_id, seq, collected_at, sent_at, "
                        "received_at, agent_version, host, body, prev_digest, digest) "
@@ -98,11 +99,21 @@ def _pg_ts(ts):
 _SQLITE = _Sql("?", True)
 _PG = _Sql("%s", False)
 
-def enrolment_pins(store, agent_ids) -> dict[str, dict | None]:
+_AGENTS = m.Agent.__table__
+
+
+def _pins_on(conn, agent_ids) -> dict[str, dict | None]:
     """The fingerprint pinned at enrolment for each of these agents that enrolled (None: pinned nothing)."""
-    with store.session() as s:
-        return {a: fp for a, fp in s.execute(select(m.Agent.id, m.Agent.fingerprint).where(
-            m.Agent.id.in_(set(agent_ids))))}
+    return {a: fp for a, fp in conn.execute(select(_AGENTS.c.id, _AGENTS.c.fingerprint).where(
+        _AGENTS.c.id.in_(set(agent_ids))))}
+
+
+def derive_inputs(store, agent_ids, point_codes: list[str]) -> tuple[dict[str, dict | None], dict[str, list]]:
+    """What deriving a request's results reads before it is stored: the enrolment pins of these agents and
+    the policy digests issued to these points (policies.issued), in one connection and as Core statements
+    (a session and an ORM statement each cost more than the reads)."""
+    with store.engine.connect() as conn:
+        return _pins_on(conn, agent_ids), issued_on(conn, point_codes)
 
 
 class _Pending:
@@ -282,12 +293,13 @@ def _ingest(s, by_point, derived, received_at, is_sqlite: bool, stored_ids: set,
 def _summarize_states(conn, sql, codes: list[str], received_at, silence_intervals: int) -> None:
     """Per-status counters and the silence deadline on point_state, so the overview pages by SQL alone."""
     counts = {c: zero_counts() for c in codes}
-    for code, status, n in conn.execute(select(_L.c.point_code, _L.c.status, func.count())
-                                        .where(_L.c.point_code.in_(codes))
-                                        .group_by(_L.c.point_code, _L.c.status)):
+    marks = ", ".join([sql.mark] * len(codes))
+    for code, status, n in conn.exec_driver_sql(
+            f"SELECT point_code, status, count(*) FROM latest_results WHERE point_code IN ({marks}) "
+            "GROUP BY point_code, status", tuple(codes)):
         counts[code][status] = n
-    intervals = {code: n for code, n in conn.execute(
-        select(m.Point.code, m.Point.report_interval_s).where(m.Point.code.in_(codes)))}
+    intervals = dict(conn.exec_driver_sql(
+        f"SELECT code, report_interval_s FROM points WHERE code IN ({marks})", tuple(codes)).all())
     conn.exec_driver_sql(sql.summary, [
         (c["ok"], c["warn"], c["fail"], c["error"],
          sql.ts(received_at + timedelta(seconds=silence_intervals * (intervals.get(code) or 60))), code)
