@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from agent.vocabulary import AGENT_UPGRADE, FAIL, SILENCE_INTERVALS_DEFAULT
 from agent.wire import Report
 from collector.ingest.derive import POLICY_GRACE_S, SKEW_WARN_S, derive
-from collector.store.ingest import ReportWriter, derive_inputs
+from collector.store.ingest import ReportWriter
 
 log = logging.getLogger("pointwatch.ingest")
 
@@ -66,15 +66,16 @@ class ReportPipeline:
         """
         received_at = (received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
         agents = {r.agent_id for r in reports} if sender is _Claimed else {sender} - {None}
-        pins, issued = derive_inputs(self.store, agents, sorted({r.point_code for r in reports}))
 
-        def pinned(report):
-            agent = report.agent_id if sender is _Claimed else sender
-            return pins.get(agent), agent in pins
+        def derive_all(pins, issued):  # called by the writer inside the transaction that stores them
+            def pinned(report):
+                agent = report.agent_id if sender is _Claimed else sender
+                return pins.get(agent), agent in pins
 
-        derived = {r.report_id: derive(r, received_at, *pinned(r), self.skew_warn_s, issued[r.point_code],
-                                       self.policy_grace_s) for r in reports}
-        accepted, duplicates = self.writer.write(reports, derived, received_at)
+            return {r.report_id: derive(r, received_at, *pinned(r), self.skew_warn_s, issued[r.point_code],
+                                        self.policy_grace_s) for r in reports}
+
+        accepted, duplicates = self.writer.write(reports, derive_all, agents, received_at)
         if accepted and self.upgrade_failed is not None:
             self._tell_upgrade_failures(reports)
         if accepted:

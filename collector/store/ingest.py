@@ -4,7 +4,8 @@ Written with SQLAlchemy Core (one INSERT per report for its primary key, one exe
 of a batch, one upsert executemany for the latest state) because the ORM's unit of work cost several times
 the database's own time per report.
 
-Each report arrives with the results the collector derived from it (collector/ingest/derive.py); they are
+Each request arrives with the function that derives the collector's own results for it (collector/ingest/
+derive.py), called inside the transaction with the enrolment pins and issued policies read there; they are
 stored beside the agent's, and two of their facts (clock skew, fingerprint mismatch) on the point's state.
 This module decides nothing about them: it persists what it is given.
 """
@@ -108,19 +109,11 @@ def _pins_on(conn, agent_ids) -> dict[str, dict | None]:
         _AGENTS.c.id.in_(set(agent_ids))))}
 
 
-def derive_inputs(store, agent_ids, point_codes: list[str]) -> tuple[dict[str, dict | None], dict[str, list]]:
-    """What deriving a request's results reads before it is stored: the enrolment pins of these agents and
-    the policy digests issued to these points (policies.issued), in one connection and as Core statements
-    (a session and an ORM statement each cost more than the reads)."""
-    with store.engine.connect() as conn:
-        return _pins_on(conn, agent_ids), issued_on(conn, point_codes)
-
-
 class _Pending:
-    __slots__ = ("reports", "derived", "received_at", "result", "error")
+    __slots__ = ("reports", "derive", "agents", "received_at", "result", "error")
 
-    def __init__(self, reports, derived, received_at):
-        self.reports, self.derived, self.received_at = reports, derived, received_at
+    def __init__(self, reports, derive, agents, received_at):
+        self.reports, self.derive, self.agents, self.received_at = reports, derive, agents, received_at
         self.result = self.error = None
 
 
@@ -144,9 +137,14 @@ class ReportWriter:
         self._group_guard = threading.Lock()
         self._group_queue: deque = deque()
 
-    def write(self, reports: list[Report], derived: dict, received_at: datetime) -> tuple[int, int]:
-        """``derived``: report_id -> the collector's Derived results for that report."""
-        item = _Pending(reports, derived, received_at.astimezone(timezone.utc))
+    def write(self, reports: list[Report], derive, agents, received_at: datetime) -> tuple[int, int]:
+        """``derive(pins, issued)``: report_id -> the collector's Derived results for each of these reports,
+        given the enrolment pins of ``agents`` ({agent id: pinned fingerprint or None}, enrolled agents only)
+        and the policy digests issued to their points (policies.issued). Both are read inside the group's
+        transaction, once for the group: read per request in a session of their own, they took a pooled
+        connection for every request, and under many concurrent agents the pool's waits and reconnects cost
+        more than storing the report (benchmarks/README.md, ingest.py)."""
+        item = _Pending(reports, derive, set(agents), received_at.astimezone(timezone.utc))
         with self._group_guard:
             self._group_queue.append(item)
         with self._ingest_lock:
@@ -160,16 +158,15 @@ class ReportWriter:
 
     def _run_group(self, group: list[_Pending]) -> None:
         received_at = max(p.received_at for p in group)
-        derived = {k: v for p in group for k, v in p.derived.items()}
         try:
-            _, stored = self._store_group([r for p in group for r in p.reports], derived, received_at)
+            _, stored = self._store_group(group, received_at)
         except Exception:
             if len(group) == 1:
                 group[0].error = sys.exc_info()[1]
                 return
             for p in group:  # one bad request must not fail the others: store them one by one
                 try:
-                    p.result = self._store_group(p.reports, p.derived, p.received_at)[0]
+                    p.result = self._store_group([p], p.received_at)[0]
                 except Exception as exc:  # handed to that request's own thread
                     p.error = exc
             return
@@ -182,16 +179,21 @@ class ReportWriter:
                     accepted += 1
             p.result = (accepted, len(p.reports) - accepted)
 
-    def _store_group(self, reports, derived, received_at) -> tuple[tuple[int, int], set[str]]:
+    def _store_group(self, group: list[_Pending], received_at) -> tuple[tuple[int, int], set[str]]:
         """One transaction; a report_id stored concurrently by another collector (unique constraint) makes
         the whole batch retry, and the second attempt counts it as a duplicate."""
         received_at = received_at.astimezone(timezone.utc)
         by_point: dict[str, list[Report]] = {}
-        for r in reports:
-            by_point.setdefault(r.point_code, []).append(r)
+        for p in group:
+            for r in p.reports:
+                by_point.setdefault(r.point_code, []).append(r)
         for attempt in range(3):
             try:
                 with self.store.write_session() as s:
+                    conn = s.connection()
+                    pins = _pins_on(conn, set().union(*(p.agents for p in group)))
+                    issued = issued_on(conn, sorted(by_point))
+                    derived = {k: v for p in group for k, v in p.derive(pins, issued).items()}
                     stored: set[str] = set()
                     counts = _ingest(s, by_point, derived, received_at, self.store.is_sqlite, stored,
                                      self.silence_intervals)
