@@ -9,6 +9,10 @@ figure to watch; absolute numbers depend on the machine.
     .venv/bin/python benchmarks/ingest.py [--reports 6000] [--agents 64] [--stores sqlite,postgresql]
                                           [--batch 1] [--pg-processes 2]
 
+--parsers times the JSON decoders on the same report bodies instead (stdlib json with today's hooks,
+orjson and msgspec when importable) beside today's whole parse_reports, and names the hostile-input probes
+on which each would refuse or accept differently from today.
+
 --batch N sends N reports per request ({"reports": [...]}, as agents do after an outage); 1 (the default)
 is the worst case. "server CPU ms/report" is the collector processes' user+system CPU time over the timed
 run divided by the reports: unlike reports/s it barely moves when other work shares the machine. "KiB/rep"
