@@ -1,8 +1,8 @@
 """From accepted reports to stored rows, and the one queue that tells the rest of the collector.
 
 The steps after a report has been accepted (authenticated, owned, parsed and cleaned: collector/ingest/
-accept.py): derive the collector's own results (collector/ingest/derive.py), store everything in one
-transaction (collector/store/ingest.py), then announce the points that changed on ``PointsChanged``,
+accept.py): derive the collector's own results (collector/ingest/derive.py) and store everything in one
+transaction (collector/store/ingest.py, which calls the derive step inside it), then announce the points that changed on ``PointsChanged``,
 whose consumers (the score keeper, the alert worker) each read the latest state once per pass.
 collector/app.py wires these; nothing here registers itself anywhere.
 """
