@@ -9,6 +9,10 @@ figure to watch; absolute numbers depend on the machine.
     .venv/bin/python benchmarks/ingest.py [--reports 6000] [--agents 64] [--stores sqlite,postgresql]
                                           [--batch 1] [--pg-processes 2]
 
+--parsers times the JSON decoders on the same report bodies instead (stdlib json with today's hooks,
+orjson and msgspec when importable) beside today's whole parse_reports, and names the hostile-input probes
+on which each would refuse or accept differently from today.
+
 --batch N sends N reports per request ({"reports": [...]}, as agents do after an outage); 1 (the default)
 is the worst case. "server CPU ms/report" is the collector processes' user+system CPU time over the timed
 run divided by the reports: unlike reports/s it barely moves when other work shares the machine. "KiB/rep"
@@ -200,6 +204,64 @@ def baseline(url: str, reports: list[dict], chunk: int = 50) -> float:
     return len(rows) / elapsed
 
 
+# -- parse candidates: the same bodies through each JSON decoder, and whether it keeps the refusals ------
+PROBES = [  # (body, a word the refusal must name; None: accepted here, cleaned or judged after parsing)
+    (b'{"seq": NaN}', "NaN"), (b'{"seq": Infinity}', "Infinity"), (b'{"seq": 1e999}', "1e999"),
+    (b'{"seq": 1' + b"0" * 5000 + b"}", "digits"), (b"[" * 100_000, "nested"),
+    (b'{"a": "\\udcff"}', None), (b'{"a": "x\\u0000"}', None), (b'{"a": 123456789012345678901234567890}', None),
+]
+
+
+def parse_candidates(n_results: int, rounds: int = 7) -> None:
+    """Per report: each decoder alone, and the whole of today's parse_reports (decode + pydantic + checks)."""
+    from collector.ingest import accept
+
+    bodies = [json.dumps(make_report(f"9{i:011d}", str(uuid.uuid4()), i, n_results), ensure_ascii=False).encode()
+              for i in range(300)]
+    cands = {"stdlib json + hooks (today)": lambda b: json.loads(
+        b, parse_constant=accept._reject_constant, parse_float=accept._finite_float)}
+    try:
+        import orjson
+
+        cands[f"orjson {orjson.__version__}"] = orjson.loads
+    except ImportError:
+        print("orjson: not installed (pip install --target DIR orjson; PYTHONPATH=DIR)")
+    try:
+        import msgspec
+
+        cands[f"msgspec {msgspec.__version__}"] = msgspec.json.Decoder().decode
+    except ImportError:
+        print("msgspec: not installed")
+    cands["parse_reports (decode + validation, today)"] = accept.parse_reports
+
+    def per_report(fn):
+        times = []
+        for _ in range(rounds):
+            t0 = time.process_time()
+            for b in bodies:
+                fn(b)
+            times.append((time.process_time() - t0) / len(bodies))
+        return statistics.median(times)
+
+    base = per_report(next(iter(cands.values())))
+    print(f"\nparse candidates: {n_results} results per report, median of {rounds} rounds over {len(bodies)} bodies")
+    print(f"{'decoder':<44}{'ms/report':>10}{'ratio':>7}  probes where it differs from today's refusal or acceptance")
+    for name, fn in cands.items():
+        differs = []
+        for raw, word in PROBES[:-3] if fn is accept.parse_reports else PROBES:  # the last three: no reports
+            try:
+                fn(raw)
+                same = word is None
+            except RecursionError:  # parse_reports names it "nested too deeply" whichever decoder raised it
+                same = word == "nested"
+            except Exception as exc:  # noqa: BLE001 - any refusal counts; its text is what is compared
+                same = word is not None and word in str(getattr(exc, "detail", exc))
+            if not same:
+                differs.append(raw[:24].decode(errors="replace"))
+        ms = 1000 * per_report(fn)
+        print(f"{name:<44}{ms:>10.3f}{ms / (1000 * base):>7.2f}  {', '.join(differs) or 'none'}")
+
+
 # -- one store -----------------------------------------------------------------------------------------
 def store_bytes(url: str) -> int:
     """The store's size on disk: the SQLite file with its WAL, or the PostgreSQL database."""
@@ -295,7 +357,12 @@ def main() -> int:
                                                        "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--pg-processes", type=int, default=2,
                     help="collector processes sharing the PostgreSQL store (SQLite always has one)")
+    ap.add_argument("--parsers", action="store_true",
+                    help="instead: time JSON decoders side by side on the same bodies (no collector)")
     args = ap.parse_args()
+    if args.parsers:
+        parse_candidates(args.results)
+        return 0
     rows = [run_store(kind, args) for kind in args.stores.split(",")]
     print(f"\ningest benchmark: {args.agents} concurrent agents, {args.results} results per report, "
           f"{args.batch} report(s) per request, loopback, {os.cpu_count()} CPUs")

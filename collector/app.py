@@ -62,6 +62,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
       1. admission: refuse at once what this process cannot answer in time (``Admission``)
       2. accept: the agent's token, its own point only, parse and clean the body (collector/ingest/accept.py)
       3. derive: the collector's own results, clock skew and 人机信息相符 (collector/ingest/derive.py)
+         run inside step 4's transaction, from the enrolment pins and issued policies read there
       4. store: reports, results, latest state and the hash chain in one transaction (collector/store/ingest.py)
       5. announce the points that changed (``PointsChanged``) to its consumers, each on a thread of its own:
          - the score keeper: "now" scores and the /metrics lines (collector/scoring/scorekeeper.py)

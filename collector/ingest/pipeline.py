@@ -1,8 +1,8 @@
 """From accepted reports to stored rows, and the one queue that tells the rest of the collector.
 
 The steps after a report has been accepted (authenticated, owned, parsed and cleaned: collector/ingest/
-accept.py): derive the collector's own results (collector/ingest/derive.py), store everything in one
-transaction (collector/store/ingest.py), then announce the points that changed on ``PointsChanged``,
+accept.py): derive the collector's own results (collector/ingest/derive.py) and store everything in one
+transaction (collector/store/ingest.py, which calls the derive step inside it), then announce the points that changed on ``PointsChanged``,
 whose consumers (the score keeper, the alert worker) each read the latest state once per pass.
 collector/app.py wires these; nothing here registers itself anywhere.
 """
@@ -15,8 +15,7 @@ from datetime import datetime, timezone
 from agent.vocabulary import AGENT_UPGRADE, FAIL, SILENCE_INTERVALS_DEFAULT
 from agent.wire import Report
 from collector.ingest.derive import POLICY_GRACE_S, SKEW_WARN_S, derive
-from collector.store.ingest import ReportWriter, enrolment_pins
-from collector.store.policies import issued as issued_policies
+from collector.store.ingest import ReportWriter
 
 log = logging.getLogger("pointwatch.ingest")
 
@@ -67,16 +66,16 @@ class ReportPipeline:
         """
         received_at = (received_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
         agents = {r.agent_id for r in reports} if sender is _Claimed else {sender} - {None}
-        pins = enrolment_pins(self.store, agents)
 
-        def pinned(report):
-            agent = report.agent_id if sender is _Claimed else sender
-            return pins.get(agent), agent in pins
+        def derive_all(pins, issued):  # called by the writer inside the transaction that stores them
+            def pinned(report):
+                agent = report.agent_id if sender is _Claimed else sender
+                return pins.get(agent), agent in pins
 
-        issued = issued_policies(self.store, sorted({r.point_code for r in reports}))
-        derived = {r.report_id: derive(r, received_at, *pinned(r), self.skew_warn_s, issued[r.point_code],
-                                       self.policy_grace_s) for r in reports}
-        accepted, duplicates = self.writer.write(reports, derived, received_at)
+            return {r.report_id: derive(r, received_at, *pinned(r), self.skew_warn_s, issued[r.point_code],
+                                        self.policy_grace_s) for r in reports}
+
+        accepted, duplicates = self.writer.write(reports, derive_all, agents, received_at)
         if accepted and self.upgrade_failed is not None:
             self._tell_upgrade_failures(reports)
         if accepted:

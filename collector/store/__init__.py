@@ -97,7 +97,12 @@ def dialect_insert(dialect: str):
 
 def make_engine(url: str, background_checkpoints=lambda: False) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # Every worker thread (anyio's 40 for requests, plus the alert, score and checkpoint threads) reads
+        # in a session of its own; a pool smaller than that closes the overflow connections on return and
+        # opens new ones, each paying the open, the pragmas below and the schema parse on first use: at
+        # 64 concurrent agents a steady churn of connections. Idle SQLite connections cost a file handle each.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=48, max_overflow=16)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):

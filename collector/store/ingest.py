@@ -4,7 +4,8 @@ Written with SQLAlchemy Core (one INSERT per report for its primary key, one exe
 of a batch, one upsert executemany for the latest state) because the ORM's unit of work cost several times
 the database's own time per report.
 
-Each report arrives with the results the collector derived from it (collector/ingest/derive.py); they are
+Each request arrives with the function that derives the collector's own results for it (collector/ingest/
+derive.py), called inside the transaction with the enrolment pins and issued policies read there; they are
 stored beside the agent's, and two of their facts (clock skew, fingerprint mismatch) on the point's state.
 This module decides nothing about them: it persists what it is given.
 """
@@ -16,7 +17,7 @@ import threading
 from collections import deque
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from agent.vocabulary import zero_counts
@@ -24,11 +25,11 @@ from agent.wire import Report
 from collector.evidence.chain import chain_digest
 from collector.store import models as m
 from collector.store.canonical import CANONICAL_JSON, PLAIN_JSON, report_dict
+from collector.store.policies import issued_on
 
 GENESIS = ""  # prev_digest of a point's first report
 
 _R = m.Result.__table__
-_L = m.LatestResult.__table__
 _REP = m.Report.__table__
 _S = m.PointState.__table__
 
@@ -44,6 +45,7 @@ class _Sql:
         def marks(n):
             return ", ".join([mark] * n)
 
+        self.mark = mark
         self.ts = _sqlite_ts if sqlite else _pg_ts
         self.report = ("INSERT INTO reports (report_id, point_code, agent_id, seq, collected_at, sent_at, "
                        "received_at, agent_version, host, body, prev_digest, digest) "
@@ -98,18 +100,20 @@ def _pg_ts(ts):
 _SQLITE = _Sql("?", True)
 _PG = _Sql("%s", False)
 
-def enrolment_pins(store, agent_ids) -> dict[str, dict | None]:
+_AGENTS = m.Agent.__table__
+
+
+def _pins_on(conn, agent_ids) -> dict[str, dict | None]:
     """The fingerprint pinned at enrolment for each of these agents that enrolled (None: pinned nothing)."""
-    with store.session() as s:
-        return {a: fp for a, fp in s.execute(select(m.Agent.id, m.Agent.fingerprint).where(
-            m.Agent.id.in_(set(agent_ids))))}
+    return {a: fp for a, fp in conn.execute(select(_AGENTS.c.id, _AGENTS.c.fingerprint).where(
+        _AGENTS.c.id.in_(set(agent_ids))))}
 
 
 class _Pending:
-    __slots__ = ("reports", "derived", "received_at", "result", "error")
+    __slots__ = ("reports", "derive", "agents", "received_at", "result", "error")
 
-    def __init__(self, reports, derived, received_at):
-        self.reports, self.derived, self.received_at = reports, derived, received_at
+    def __init__(self, reports, derive, agents, received_at):
+        self.reports, self.derive, self.agents, self.received_at = reports, derive, agents, received_at
         self.result = self.error = None
 
 
@@ -133,9 +137,14 @@ class ReportWriter:
         self._group_guard = threading.Lock()
         self._group_queue: deque = deque()
 
-    def write(self, reports: list[Report], derived: dict, received_at: datetime) -> tuple[int, int]:
-        """``derived``: report_id -> the collector's Derived results for that report."""
-        item = _Pending(reports, derived, received_at.astimezone(timezone.utc))
+    def write(self, reports: list[Report], derive, agents, received_at: datetime) -> tuple[int, int]:
+        """``derive(pins, issued)``: report_id -> the collector's Derived results for each of these reports,
+        given the enrolment pins of ``agents`` ({agent id: pinned fingerprint or None}, enrolled agents only)
+        and the policy digests issued to their points (policies.issued). Both are read inside the group's
+        transaction, once for the group: read per request in a session of their own, they took a pooled
+        connection for every request, and under many concurrent agents the pool's waits and reconnects cost
+        more than storing the report (benchmarks/README.md, ingest.py)."""
+        item = _Pending(reports, derive, set(agents), received_at.astimezone(timezone.utc))
         with self._group_guard:
             self._group_queue.append(item)
         with self._ingest_lock:
@@ -149,16 +158,15 @@ class ReportWriter:
 
     def _run_group(self, group: list[_Pending]) -> None:
         received_at = max(p.received_at for p in group)
-        derived = {k: v for p in group for k, v in p.derived.items()}
         try:
-            _, stored = self._store_group([r for p in group for r in p.reports], derived, received_at)
+            _, stored = self._store_group(group, received_at)
         except Exception:
             if len(group) == 1:
                 group[0].error = sys.exc_info()[1]
                 return
             for p in group:  # one bad request must not fail the others: store them one by one
                 try:
-                    p.result = self._store_group(p.reports, p.derived, p.received_at)[0]
+                    p.result = self._store_group([p], p.received_at)[0]
                 except Exception as exc:  # handed to that request's own thread
                     p.error = exc
             return
@@ -171,16 +179,21 @@ class ReportWriter:
                     accepted += 1
             p.result = (accepted, len(p.reports) - accepted)
 
-    def _store_group(self, reports, derived, received_at) -> tuple[tuple[int, int], set[str]]:
+    def _store_group(self, group: list[_Pending], received_at) -> tuple[tuple[int, int], set[str]]:
         """One transaction; a report_id stored concurrently by another collector (unique constraint) makes
         the whole batch retry, and the second attempt counts it as a duplicate."""
         received_at = received_at.astimezone(timezone.utc)
         by_point: dict[str, list[Report]] = {}
-        for r in reports:
-            by_point.setdefault(r.point_code, []).append(r)
+        for p in group:
+            for r in p.reports:
+                by_point.setdefault(r.point_code, []).append(r)
         for attempt in range(3):
             try:
                 with self.store.write_session() as s:
+                    conn = s.connection()
+                    pins = _pins_on(conn, set().union(*(p.agents for p in group)))
+                    issued = issued_on(conn, sorted(by_point))
+                    derived = {k: v for p in group for k, v in p.derive(pins, issued).items()}
                     stored: set[str] = set()
                     counts = _ingest(s, by_point, derived, received_at, self.store.is_sqlite, stored,
                                      self.silence_intervals)
@@ -282,12 +295,13 @@ def _ingest(s, by_point, derived, received_at, is_sqlite: bool, stored_ids: set,
 def _summarize_states(conn, sql, codes: list[str], received_at, silence_intervals: int) -> None:
     """Per-status counters and the silence deadline on point_state, so the overview pages by SQL alone."""
     counts = {c: zero_counts() for c in codes}
-    for code, status, n in conn.execute(select(_L.c.point_code, _L.c.status, func.count())
-                                        .where(_L.c.point_code.in_(codes))
-                                        .group_by(_L.c.point_code, _L.c.status)):
+    marks = ", ".join([sql.mark] * len(codes))
+    for code, status, n in conn.exec_driver_sql(
+            f"SELECT point_code, status, count(*) FROM latest_results WHERE point_code IN ({marks}) "
+            "GROUP BY point_code, status", tuple(codes)):
         counts[code][status] = n
-    intervals = {code: n for code, n in conn.execute(
-        select(m.Point.code, m.Point.report_interval_s).where(m.Point.code.in_(codes)))}
+    intervals = dict(conn.exec_driver_sql(
+        f"SELECT code, report_interval_s FROM points WHERE code IN ({marks})", tuple(codes)).all())
     conn.exec_driver_sql(sql.summary, [
         (c["ok"], c["warn"], c["fail"], c["error"],
          sql.ts(received_at + timedelta(seconds=silence_intervals * (intervals.get(code) or 60))), code)

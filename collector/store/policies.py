@@ -172,15 +172,26 @@ class Issued:
 
 def issued(store, codes: list[str]) -> dict[str, list[Issued]]:
     """Every digest issued to these points, newest issue first."""
+    if not codes:
+        return {}
+    with store.engine.connect() as conn:
+        return issued_on(conn, codes)
+
+
+_ISSUES = m.PolicyIssue.__table__
+
+
+def issued_on(conn, codes: list[str]) -> dict[str, list[Issued]]:
+    """``issued`` in a connection the caller holds (ingest reads it beside the enrolment pins: a Core
+    statement, since ingest pays this read once per request)."""
     out: dict[str, list[Issued]] = {c: [] for c in codes}
     if not codes:
         return out
-    with store.session() as s:
-        rows = s.execute(select(m.PolicyIssue.point_code, m.PolicyIssue.digest, m.PolicyIssue.issued_at,
-                                m.PolicyIssue.superseded_at, m.PolicyIssue.fetched_at)
-                         .where(m.PolicyIssue.point_code.in_(codes)).order_by(m.PolicyIssue.issued_at.desc()))
-        for code, d, at, until, fetched in rows:
-            out[code].append(Issued(d, {}, at, until, fetched))
+    rows = conn.execute(select(_ISSUES.c.point_code, _ISSUES.c.digest, _ISSUES.c.issued_at,
+                               _ISSUES.c.superseded_at, _ISSUES.c.fetched_at)
+                        .where(_ISSUES.c.point_code.in_(codes)).order_by(_ISSUES.c.issued_at.desc()))
+    for code, d, at, until, fetched in rows:
+        out[code].append(Issued(d, {}, at, until, fetched))
     return out
 
 
