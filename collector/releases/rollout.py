@@ -20,11 +20,12 @@ pauses, which were about the replaced build.
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 
 from agent.upgrade.state import BUILD_FAULTS
 from agent.versions import canonical_or_none
 from agent.vocabulary import AGENT_UPGRADE, FAIL
+from collector.policy.documents import merge
 from collector.policy.service import effective
 from collector.registry.regions import normalize_path
 from collector.store import policies
@@ -71,19 +72,42 @@ def _ordered_version(text: str):
         return (1, (), text)
 
 
-def staged_versions(store, scope: str = "/") -> dict[str, tuple[str, str]]:
-    """{point code: (version its effective policy names, the stage that names it)} for points in scope."""
+class Stages:
+    """Which (version, stage) each point within a scope is in, and how many points each holds, read by region:
+    a point without a document of its own takes ``agent.*`` from its region's documents alone (registered
+    devices only add to ``devices``), so each region's documents are merged once, not each point's."""
 
-    def look(view: policies.View):
-        out = {}
-        for point in view.points(scope):
-            eff = effective(view, point)
+    def __init__(self, view: policies.View, scope: str):
+        self.view = view
+        self._regions: dict[str, tuple[str, str] | None] = {}
+        self._chains: dict[tuple[str, ...], tuple[str, str] | None] = {}
+        counted, alone = view.placements(scope)
+        self.own = {p.code: self._named(p.region_path, p.code) for p in alone}
+        self.counts: Counter = Counter()
+        for region, n in counted.items():
+            if (named := self.of_region(region)) is not None:
+                self.counts[named] += n
+        for named in self.own.values():
+            if named is not None:
+                self.counts[named] += 1
+
+    def _named(self, region: str, code: str | None) -> tuple[str, str] | None:
+        layers = self.view.layers(region, code)
+        chain = tuple(level for level, _ in layers)  # within one view a level names one document
+        if chain not in self._chains:
+            eff = merge(layers) if layers else None  # ``effective`` but for the devices, which add nothing here
             version = policy_version(eff.policy) if eff is not None else None
-            if version is not None:
-                out[point.code] = (version, eff.origin.get("agent.version", "?"))
-        return out
+            self._chains[chain] = (version, eff.origin.get("agent.version", "?")) if version is not None else None
+        return self._chains[chain]
 
-    return policies.read(store, look)
+    def of_region(self, region: str) -> tuple[str, str] | None:
+        if region not in self._regions:
+            self._regions[region] = self._named(region, None)
+        return self._regions[region]
+
+    def of(self, code: str, region: str) -> tuple[str, str] | None:
+        """(version, stage) of a point within the scope (None: its policy names no version)."""
+        return self.own[code] if code in self.own else self.of_region(region)
 
 
 class Seen:
@@ -112,12 +136,14 @@ def counts_against(details: dict, code: str, version: str, held: set[str], seen:
 
 def stats(store, scope: str = "/") -> dict:
     """The rollout view (``GET /api/v1/agent-releases``, the admin page, ``agent-release list``)."""
-    points = rows.running_versions(store, scope)
-    running = Counter(canonical_or_none(v) or v for _, _, v in points if v)
-    in_scope = {code for code, _, _ in points}
-    failures = {code: details for code, details, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL)
-                if code in in_scope and target_of(details)}
-    staged = staged_versions(store, scope)
+    running: Counter = Counter()
+    for text, n in rows.version_counts(store, scope):  # a few texts: each made canonical once
+        running[canonical_or_none(text) or text] += n
+    failing = [(code, region, details) for code, region, details
+               in rows.latest_results_within(store, AGENT_UPGRADE, FAIL, scope) if target_of(details)]
+    failures = {code: details for code, _, details in failing}
+    regions = {code: region for code, region, _ in failing}
+    staged = policies.read(store, lambda view: Stages(view, scope))
     pauses = rows.stage_pauses(store)
     held: dict[str, dict] = {}
     for r in rows.list_releases(store):
@@ -125,11 +151,13 @@ def stats(store, scope: str = "/") -> dict:
                                                "paused_reason": r["paused_reason"]})
         entry["platforms"].append({k: r[k] for k in ("platform", "file", "size", "sha256", "added_at")})
     seen = {v: Seen(rows.failed_at_resume(store, v)) for v in held}
-    stages: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for code, (version, stage) in staged.items():
-        counts = stages[(version, stage)]
-        counts[0] += 1
-        details = failures.get(code, {})
+    stages: dict[tuple[str, str], list[int]] = {key: [n, 0, 0] for key, n in staged.counts.items()}
+    for code, details in failures.items():  # a point without a failure adds to its stage's count only
+        named = staged.of(code, regions[code])
+        if named is None:
+            continue
+        version, _ = named
+        counts = stages[named]
         counts[1] += target_of(details) == version
         counts[2] += version in held and counts_against(
             details, code, version, {p["sha256"] for p in held[version]["platforms"]}, seen[version])
@@ -193,41 +221,49 @@ def evaluate(store, codes: list[str], pause_failed_share: float, pause_min_faile
         return []
     paused_now = []
     pauses = set(rows.stage_pauses(store))
+    releases: dict[str, tuple[set[str], Seen]] = {}
+    judged: set[tuple[str, str]] = set()  # a stage's count is the stage's, whichever of its points failed
 
-    def stage_counts(view: policies.View, code: str, version: str):
+    def stage_of(view: policies.View, code: str, version: str):
+        """(stage, its region, how many points it holds, its points' failures), or None: nothing new to judge."""
         mine = view.points("/", [code])
         eff = effective(view, mine[0]) if mine else None
         if eff is None or policy_version(eff.policy) != version:
             return None  # the policy no longer names that version: a failure of an earlier rollout
         stage = eff.origin.get("agent.version", "?")
+        if (version, stage) in pauses or (version, stage) in judged:
+            return None
         region = _stage_region(stage, mine[0].region_path)
-        members = mine if stage.startswith(POINT_LEVEL) else [
-            p for p in view.points(region) if (e := effective(view, p)) is not None
-            and policy_version(e.policy) == version and e.origin.get("agent.version") == stage]
-        return stage, region, [p.code for p in members]
+        staged = Stages(view, region)
+        # The stage's failures read by region, not by a list of its points' codes: a province's stage holds
+        # more points than one statement may carry parameters.
+        failed = [(c, d) for c, r, d in rows.latest_results_within(store, AGENT_UPGRADE, FAIL, region)
+                  if staged.of(c, r) == (version, stage)]
+        return stage, region, staged.counts[(version, stage)], failed
 
     for code, (version, details) in sorted(failing.items()):
-        held = rows.held_sha256s(store, version)
-        seen = Seen(rows.failed_at_resume(store, version))
+        if version not in releases:
+            releases[version] = (rows.held_sha256s(store, version), Seen(rows.failed_at_resume(store, version)))
+        held, seen = releases[version]
         if not held or not counts_against(details, code, version, held, seen):
             continue
-        found = policies.read(store, lambda view, c=code, v=version: stage_counts(view, c, v))
-        if found is None or (version, found[0]) in pauses:
+        found = policies.read(store, lambda view, c=code, v=version: stage_of(view, c, v))
+        if found is None:
             continue
-        stage, region, members = found
-        failed = sum(1 for c, d, _ in rows.latest_results_of(store, AGENT_UPGRADE, FAIL, members)
-                     if counts_against(d, c, version, held, seen))
-        share = failed / len(members) if members else 0.0
+        stage, region, points, failures = found
+        judged.add((version, stage))
+        failed = sum(1 for c, d in failures if counts_against(d, c, version, held, seen))
+        share = failed / points if points else 0.0
         if failed < pause_min_failed_points or share <= pause_failed_share:
             continue
-        reason = (f"阶段 {stage} 中 {failed}/{len(members)} 个服务点升级到 {version} 失败（新版本无法启动或已回退，"
+        reason = (f"阶段 {stage} 中 {failed}/{points} 个服务点升级到 {version} 失败（新版本无法启动或已回退，"
                   f"{share:.0%}，超过 {pause_failed_share:.0%}），采集端已自动暂停该版本在此阶段的发布；"
                   "其他阶段不受影响")
-        details = {"by": "collector", "failed": failed, "points": len(members), "share": round(share, 4),
+        details = {"by": "collector", "failed": failed, "points": points, "share": round(share, 4),
                    "limit": pause_failed_share, "min_failed_points": pause_min_failed_points, "tipped_by": code}
         if rows.pause_stage(store, version, stage, reason, SYSTEM, details,
                             _alert(code, region, version, stage, reason, share), normalize_path(region)):
-            log.warning("rollout_paused version=%s stage=%s failed=%d points=%d", version, stage, failed, len(members))
+            log.warning("rollout_paused version=%s stage=%s failed=%d points=%d", version, stage, failed, points)
             paused_now.append((version, stage))
         pauses.add((version, stage))
     return paused_now

@@ -94,6 +94,21 @@ class View:
         return [PointPolicyInputs(c, r, d or []) for c, r, d in self.session.execute(stmt.order_by(m.Point.code))]
 
 
+    def placements(self, region_path: str) -> tuple[dict[str, int], list[PointPolicyInputs]]:
+        """The points within ``region_path`` for a reader of settings that registered devices do not touch
+        (the rollout's ``agent.*``), read by region: {region path: how many points it holds} of the points
+        without a document of their own, which share their region's documents, and the points with one
+        (devices unread: empty)."""
+        self.read_all()
+        own = select(m.PolicyDocument.key).where(m.PolicyDocument.scope == POINT)
+        counted = scoped(select(m.Point.region_path, func.count()).where(m.Point.code.not_in(own)),
+                         m.Point.region_path, region_path).group_by(m.Point.region_path)
+        alone = scoped(select(m.Point.code, m.Point.region_path).where(m.Point.code.in_(own)),
+                       m.Point.region_path, region_path).order_by(m.Point.code)
+        return ({r: n for r, n in self.session.execute(counted)},
+                [PointPolicyInputs(c, r, []) for c, r in self.session.execute(alone)])
+
+
 def latest_document(session, scope: str, key: str) -> m.PolicyDocument | None:
     return session.scalar(select(m.PolicyDocument).where(m.PolicyDocument.scope == scope, m.PolicyDocument.key == key)
                           .order_by(m.PolicyDocument.version.desc()).limit(1))

@@ -270,3 +270,13 @@ def latest_results_of(store, check: str, status: str, codes: list[str] | None = 
         if codes is not None:
             stmt = stmt.where(m.LatestResult.point_code.in_(codes))
         return [(c, d or {}, at) for c, d, at in s.execute(stmt)]
+
+
+def latest_results_within(store, check: str, status: str, scope: str = "/") -> list[tuple[str, str, dict]]:
+    """(point code, its region path, details) of the latest result of ``check`` of every point within
+    ``scope`` when it has ``status``: one read by region, however many points the scope holds."""
+    with store.session() as s:
+        stmt = (select(m.LatestResult.point_code, m.Point.region_path, m.LatestResult.details)
+                .join(m.Point, m.Point.code == m.LatestResult.point_code)
+                .where(m.LatestResult.check == check, m.LatestResult.status == status))
+        return [(c, r, d or {}) for c, r, d in s.execute(scoped(stmt, m.Point.region_path, scope))]
