@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select
