@@ -1,7 +1,8 @@
 """Serving a 50 MB agent release to a few agents at once: the collector's memory, chunks from the database
 against the same file from disk.
 
-Sets up a store (a temporary SQLite file, or ``--database-url`` for PostgreSQL) with one point, a policy
+Sets up a store (a temporary SQLite file, or with ``--store postgresql`` a database of its own on the
+``--pg-url`` server, dropped at the end) with one point, a policy
 naming the release, an agent token and the release added as ``agent-release add`` adds it (its bytes in
 ``agent_release_chunks``). Then, in turns, starts a fresh collector process (the real app under uvicorn) and
 has ``--downloads`` agents download the whole file at the same moment:
@@ -15,7 +16,7 @@ is compared with the release's. Prints per turn the peak RSS, its growth over th
 time, then the medians and the ratios ours/baseline.
 
     .venv/bin/python benchmarks/release_serving.py [--size-mb 50] [--downloads 4] [--runs 3]
-        [--database-url postgresql+psycopg://...]
+        [--store postgresql [--pg-url postgresql://postgres@127.0.0.1:5432/test]]
 """
 
 from __future__ import annotations
@@ -176,7 +177,9 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=50)
     ap.add_argument("--downloads", type=int, default=4)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--database-url")
+    ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--pg-url", default=os.environ.get("POINTWATCH_TEST_PG",
+                                                       "postgresql://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -184,19 +187,35 @@ def main() -> None:
     args = ap.parse_args()
     if args.serve:
         return serve(args)
+    database_url = dbname = None
+    if args.store == "postgresql":
+        import psycopg
+
+        dbname = f"pw_release_serving_{os.getpid()}"
+        with psycopg.connect(args.pg_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{dbname}"')
+        database_url = "postgresql+psycopg://" + args.pg_url.split("://", 1)[1].rsplit("/", 1)[0] + "/" + dbname
+    try:
+        run_all(args, database_url)
+    finally:
+        if dbname:
+            with psycopg.connect(args.pg_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def run_all(args, database_url: str | None) -> None:
     mb = 1024 * 1024
     with tempfile.TemporaryDirectory(prefix="pw-release-serving-") as tmp:
         work = Path(tmp)
-        token, build, sha256 = setup(work, args.size_mb * mb, args.database_url)
-        print(f"release {args.size_mb} MiB, {args.downloads} concurrent downloads, "
-              f"{'PostgreSQL' if args.database_url else 'SQLite'}")
+        token, build, sha256 = setup(work, args.size_mb * mb, database_url)
+        print(f"release {args.size_mb} MiB, {args.downloads} concurrent downloads, {args.store}", flush=True)
         got: dict[str, list[dict]] = {"disk": [], "chunks": []}
         for run in range(args.runs):
             for mode in ("disk", "chunks"):  # interleaved: the machine's load falls on both alike
                 r = turn(mode, work, token, build, sha256, args.downloads)
                 got[mode].append(r)
                 print(f"run {run + 1} {mode:6}: peak RSS {r['peak'] / mb:7.1f} MiB, growth {r['growth'] / mb:6.1f} MiB,"
-                      f" wall {r['wall']:6.2f} s")
+                      f" wall {r['wall']:6.2f} s", flush=True)
         med = {mode: {k: statistics.median(r[k] for r in rs) for k in ("peak", "growth", "wall")}
                for mode, rs in got.items()}
         for mode in ("disk", "chunks"):
