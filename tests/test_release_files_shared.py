@@ -18,7 +18,7 @@ from sqlalchemy import text
 from collector.accounts import users
 from collector.policy import service as policy_service
 from collector.releases import manifest as mf
-from collector.store import Store, points, releasefiles
+from collector.store import Store, StoreError, points, releasefiles
 from collector.store import releases as rows
 from collector.store.audit import Actor
 from tests.conftest import REPO, free_port
@@ -75,6 +75,24 @@ def test_files_kept_in_the_data_dir_are_imported_checked_and_kept(db_url, tmp_pa
         assert releasefiles.import_files(store, data_dir)[good_sha] == "held"
     finally:
         store.close()
+
+
+def test_a_file_that_is_not_the_one_checked_stores_nothing(store, tmp_path):
+    data = os.urandom(releasefiles.CHUNK + 10)
+    source = tmp_path / "copy"
+    for written in (data[:-1] + b"!", data + b"more", data[:-1]):  # changed, longer, shorter
+        source.write_bytes(written)
+        with pytest.raises(StoreError) as exc:
+            rows.add(store, VERSION, PLATFORM, "f", len(data), hashlib.sha256(data).hexdigest(), b"{}", Actor("t"),
+                     source)
+        assert exc.value.code == "release_file_changed"
+        assert rows.list_releases(store) == []
+        with store.session() as s:
+            assert s.scalar(text("SELECT count(*) FROM agent_release_chunks")) == 0
+    source.write_bytes(data)
+    assert rows.add(store, VERSION, PLATFORM, "f", len(data), hashlib.sha256(data).hexdigest(), b"{}", Actor("t"),
+                    source)[0] == "added"
+    assert _read(store, hashlib.sha256(data).hexdigest(), len(data)) == data
 
 
 def _collector(url: str, data, port: int, public_key: str) -> subprocess.Popen:

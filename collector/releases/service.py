@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from collector.releases import manifest as mf
 from collector.store import StoreError
 from collector.store import releases as rows
@@ -44,8 +46,12 @@ def add(store, data_dir, settings, path: str, version: str, platform: str, manif
 
     try:
         mf.verify_file(signed, staged.size, staged.sha256)
-        outcome, lifted = rows.add(store, version, platform, signed.file, signed.size, signed.sha256, raw, actor,
-                                   staged.path, replace, failed_builds(store, version))
+        args = (store, version, platform, signed.file, signed.size, signed.sha256, raw, actor, staged.path, replace,
+                failed_builds(store, version))
+        try:
+            outcome, lifted = rows.add(*args)
+        except IntegrityError:  # another host wrote the same file's chunks at the same moment: they are held now
+            outcome, lifted = rows.add(*args)
     except StoreError as exc:
         if exc.code == "release_file_changed":  # the copy changed under us between its check and its storing
             raise mf.ReleaseRefused(exc.code, f"发布文件的副本 {staged.path} 在校验后被改动；请重新添加") from None
