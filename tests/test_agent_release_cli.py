@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import select
 
 from collector.cli import main
-from collector.store import Store
+from collector.store import Store, releasefiles
 from collector.store import releases as rows
+from collector.store.releasemodels import AgentReleaseChunk
 
 VERSION, PLATFORM = "0.2.1", "linux-x86_64"
 
@@ -62,14 +64,26 @@ def sign(capsys, kit, version=VERSION, platform=PLATFORM, key=None, file=None, o
 
 
 def held(kit) -> tuple[list[dict], list[str]]:
+    """(the releases listed, the files held: the digests whose chunks are in the database, then any file left
+    in the data dir's releases folder, as "left:NAME": the checked copy is always removed)."""
     store = Store(kit["db_url"])
     try:
         store.upgrade()
         listed = rows.list_releases(store)
+        with store.session() as s:
+            digests = sorted(set(s.scalars(select(AgentReleaseChunk.sha256))))
     finally:
         store.close()
     folder = rows.releases_dir(kit["data"])
-    return listed, sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    return listed, digests + (sorted(f"left:{p.name}" for p in folder.iterdir()) if folder.exists() else [])
+
+
+def file_bytes(kit, sha256: str, size: int) -> bytes:
+    store = Store(kit["db_url"])
+    try:
+        return b"".join(bytes(piece) for piece in releasefiles.read(store, sha256, size, 0, size - 1))
+    finally:
+        store.close()
 
 
 def test_keygen_sign_add_round_trip(kit, capsys):
@@ -88,7 +102,7 @@ def test_keygen_sign_add_round_trip(kit, capsys):
     assert [(r["version"], r["platform"], r["sha256"], r["size"]) for r in listed] == [
         (VERSION, PLATFORM, payload["sha256"], 70_000)]
     assert files == [payload["sha256"]]
-    assert rows.file_path(kit["data"], payload["sha256"]).read_bytes() == kit["build"].read_bytes()
+    assert file_bytes(kit, payload["sha256"], 70_000) == kit["build"].read_bytes()
     store = Store(kit["db_url"])
     try:
         assert rows.get(store, VERSION, PLATFORM).manifest == manifest.read_bytes()  # as given, byte for byte
@@ -203,8 +217,9 @@ def test_a_second_file_for_a_held_release_needs_replace(kit, capsys):
     assert held(kit) == first
     code, out, _ = add(capsys, kit, "--replace")
     assert code == 0 and "已替换" in out and "不计入新构建" in out and "手动暂停" not in out
-    listed, _ = held(kit)
+    listed, files = held(kit)
     assert listed[0]["size"] == 1000
+    assert files == [listed[0]["sha256"]]  # the replaced build's chunks went with it
     # a replacement keeps an admin's pause, and says so
     assert cli(capsys, "--config", kit["config"], "--data-dir", kit["data"], "agent-release", "pause", VERSION)[0] == 0
     kit["build"].write_bytes(os.urandom(900))

@@ -129,10 +129,75 @@ def test_only_agent_tokens_download(world):
     assert client.get(url(file=True)).status_code == 401
 
 
-def test_a_stored_file_that_is_gone_is_no_release(world, store):
-    client, tokens, _, settings = world
-    rows.file_path(settings.data_dir, rows.get(store, VERSION, PLATFORM).sha256).unlink()
-    assert _refusal(client.get(url(file=True), headers=auth(tokens[A1]))) == (404, "no_release")
+def _chunks(store, where: str, **params) -> None:
+    from sqlalchemy import text
+
+    with store.engine.begin() as conn:
+        conn.execute(text(where), params)
+
+
+@pytest.mark.parametrize(("damage", "chunk", "problem"), [
+    ("DELETE FROM agent_release_chunks WHERE idx = 2", 2, "chunk 2 of 3 missing"),
+    ("UPDATE agent_release_chunks SET data = :short WHERE idx = 0", 0, "chunk 0 has 10 bytes, 1048576 expected"),
+    ("INSERT INTO agent_release_chunks (sha256, idx, data, digest) SELECT sha256, 3, :short, digest "
+     "FROM agent_release_chunks WHERE idx = 0", 3, "chunk 3 beyond the 3 of a 2500000-byte file"),
+])
+def test_a_chunk_table_that_does_not_add_up_is_an_error_naming_it(tmp_path, store, damage, chunk, problem, caplog):
+    client, tokens, data, _ = build(tmp_path, store, size=2_500_000)
+    _chunks(store, damage, short=b"x" * 10)
+    for rng in (None, "bytes=0-", "bytes=2400000-"):  # whole, ranged, and a range the damage is not in
+        r = client.get(url(file=True), headers={**auth(tokens[A1]), **({"Range": rng} if rng else {})})
+        assert r.status_code == 500, (rng, r.status_code)
+        detail = r.json()["detail"]
+        assert detail["code"] == "release_file_damaged" and detail["chunk"] == chunk and detail["problem"] == problem
+        assert f"第 {chunk} 块" in detail["message"]
+    assert client.get(url(), headers=auth(tokens[A1])).status_code == 500
+    assert f"release_file_damaged version={VERSION}" in caplog.text and problem in caplog.text
+
+
+def test_chunks_that_do_not_hash_to_the_release_are_never_served(tmp_path, store):
+    """Same sizes, other bytes: caught by the first use's reading through (the digest of each chunk is
+    believed no more than the chunk is: both changed here)."""
+    import hashlib
+
+    client, tokens, data, _ = build(tmp_path, store, size=2_500_000)
+    other = os.urandom(1_048_576)
+    _chunks(store, "UPDATE agent_release_chunks SET data = :d, digest = :h WHERE idx = 1", d=other,
+            h=hashlib.sha256(other).hexdigest())
+    r = client.get(url(file=True), headers={**auth(tokens[A1]), "Range": "bytes=0-9"})
+    assert r.status_code == 500 and r.json()["detail"]["chunk"] is None
+    assert r.json()["detail"]["problem"].startswith("the chunks hash to ")
+
+
+def test_a_chunk_changed_after_the_check_cuts_the_download_before_its_bytes(tmp_path, store, caplog):
+    client, tokens, data, _ = build(tmp_path, store, size=2_500_000)
+    assert client.get(url(file=True), headers=auth(tokens[A1])).content == data  # checked, and served
+    _chunks(store, "UPDATE agent_release_chunks SET data = :d WHERE idx = 1", d=os.urandom(1_048_576))
+    with pytest.raises(rows_damaged()), client.stream("GET", url(file=True), headers=auth(tokens[A1])) as r:
+        got = b""
+        for piece in r.iter_bytes():
+            got += piece
+    assert got == data[:1_048_576]  # the first chunk only: none of the changed one's bytes
+    assert "release_chunk_damaged" in caplog.text and "chunk=1" in caplog.text
+    # a ranged download that needs only the sound chunks is still served
+    r = client.get(url(file=True), headers={**auth(tokens[A1]), "Range": "bytes=2097152-"})
+    assert r.status_code == 206 and r.content == data[2097152:]
+
+
+def rows_damaged():
+    from collector.store.releasefiles import ChunksDamaged
+
+    return ChunksDamaged
+
+
+def test_the_same_file_added_again_repairs_its_chunks(tmp_path, store):
+    client, tokens, data, settings = build(tmp_path, store, size=2_500_000)
+    _chunks(store, "DELETE FROM agent_release_chunks WHERE idx = 1")
+    assert client.get(url(file=True), headers=auth(tokens[A1])).status_code == 500
+    added = releases.add(store, settings.data_dir, settings.agent_releases(), str(tmp_path / "pointwatch-agent"),
+                         VERSION, PLATFORM, None, ACTOR)
+    assert added.outcome == "unchanged"
+    assert client.get(url(file=True), headers=auth(tokens[A1])).content == data
 
 
 def test_the_enrolment_answer_carries_the_release_keys(world, store):

@@ -9,13 +9,16 @@ used offline with the collector's own CLI; the collector only holds its public k
    the process is the same one (exec) and no report was lost (the seq numbers have no gap).
 2. The policy names BAD: B hands over to it, BAD cannot report, and B comes back by itself; what BAD
    queued is sent by B (still no gap), and the collector shows the failed upgrade with its reason.
-3. A release whose file was changed on the collector's disk is refused (digest), and B runs on.
+3. A release whose file was changed where the collector keeps it (its chunks in the database, with the
+   release's digest and the chunks' own digests changed to match, so the collector's checks pass) is refused
+   by the agent (the signed manifest's digest), and B runs on.
 
 POINTWATCH_AGENT_TEST_SPEEDUP shortens the agent's intervals and the trial's deadline.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -32,6 +35,7 @@ import pytest
 
 from agent import __version__
 from agent.versions import parse_version
+from collector.store import releasefiles
 from tests.livecollector import start_collector
 
 # Three PyInstaller builds (cached under build/linux/ once made) and a trial that must time out.
@@ -193,13 +197,22 @@ def test_an_agent_upgrades_itself_rolls_back_a_broken_release_and_refuses_a_tamp
         bad = next(r for r in listed["releases"] if r["version"] == VBAD)
         assert bad["failed"] >= 1, listed
 
-        # 3. a release whose file was changed on the collector's disk is refused; B runs on.
+        # 3. a release whose file was changed where the collector keeps it is refused by the agent; B runs on.
         staged = w.release(releases[VB], VTAMPERED, key)
-        sha = __import__("hashlib").sha256(staged.read_bytes()).hexdigest()
-        held = c.data_dir / "releases" / sha
-        data = bytearray(held.read_bytes())
-        data[len(data) // 2] ^= 0x01
-        held.write_bytes(bytes(data))
+        changed = bytearray(staged.read_bytes())
+        sha = hashlib.sha256(changed).hexdigest()
+        changed[len(changed) // 2] ^= 0x01
+        tampered = hashlib.sha256(changed).hexdigest()
+        idx = len(changed) // 2 // releasefiles.CHUNK
+        piece = bytes(changed[idx * releasefiles.CHUNK:(idx + 1) * releasefiles.CHUNK])
+        with closing(sqlite3.connect(c.data_dir / "pointwatch.db", timeout=30)) as db:
+            # VB's release holds the same bytes (the chunks are shared by digest): the changed file gets its own
+            db.execute("INSERT INTO agent_release_chunks (sha256, idx, data, digest) SELECT ?, idx, data, digest "
+                       "FROM agent_release_chunks WHERE sha256 = ?", (tampered, sha))
+            db.execute("UPDATE agent_release_chunks SET data = ?, digest = ? WHERE sha256 = ? AND idx = ?",
+                       (piece, hashlib.sha256(piece).hexdigest(), tampered, idx))
+            db.execute("UPDATE agent_releases SET sha256 = ? WHERE version = ?", (tampered, VTAMPERED))
+            db.commit()
         w.set_policy(VTAMPERED, port)
         refused = wait_for(lambda: [r for r in w.upgrade_results() if r["status"] == "fail"
                                     and r["details"].get("target") == VTAMPERED], 300, "the tampered release refused",

@@ -23,6 +23,11 @@ def serve(settings: Settings, host: str, port: int, app=None, access_log: bool =
         except StoreError as exc:
             print(f"错误：{exc}", file=sys.stderr)
             return 1
+        from collector.store import releasefiles
+
+        # Release files an earlier version kept in this host's data dir go into the database before the first
+        # download is answered (the migration cannot: it knows the database, not each host's data dir).
+        releasefiles.import_files(store, settings.data_dir)
         app = create_app(settings, store=store)
     # Proxy headers are believed only from the proxies named: anyone else could claim "https" or any address
     # (and so dodge the per-source login throttle).

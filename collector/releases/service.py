@@ -1,8 +1,9 @@
 """Adding and pausing agent releases: the manifest checked, the file checked against it, then stored.
 
-The file is first copied into the store's releases directory and hashed there, and it is that copy (not the
-admin's original, which could change in between) that must match the signed manifest; a refused release
-leaves neither its file nor a row behind.
+The file is first copied into the data dir and hashed there, and it is that copy (not the admin's original,
+which could change in between) that must match the signed manifest and that goes into the database, with the
+release row (collector/store/releases.py), so every collector on the database serves it; the copy is removed
+either way, and a refused release leaves neither its file nor a row behind.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
 
 from collector.releases import manifest as mf
 from collector.store import StoreError
@@ -39,19 +42,23 @@ def add(store, data_dir, settings, path: str, version: str, platform: str, manif
         staged = rows.stage_file(data_dir, path)
     except OSError as exc:
         raise mf.ReleaseRefused("no_file", f"无法读取发布文件 {path}（{exc.strerror}）") from None
-    try:
-        mf.verify_file(signed, staged.size, staged.sha256)
-        rows.keep(data_dir, staged)
-    except BaseException:
-        rows.discard(staged)
-        raise
     from collector.releases.rollout import failed_builds
 
     try:
-        outcome, lifted = rows.add(store, version, platform, signed.file, signed.size, signed.sha256, raw, actor,
-                                   replace, failed_builds(store, version))
-    except StoreError as exc:  # another admin added it since the look above
+        mf.verify_file(signed, staged.size, staged.sha256)
+        args = (store, version, platform, signed.file, signed.size, signed.sha256, raw, actor, staged.path, replace,
+                failed_builds(store, version))
+        try:
+            outcome, lifted = rows.add(*args)
+        except IntegrityError:  # another host wrote the same file's chunks at the same moment: they are held now
+            outcome, lifted = rows.add(*args)
+    except StoreError as exc:
+        if exc.code == "release_file_changed":  # the copy changed under us between its check and its storing
+            raise mf.ReleaseRefused(exc.code, f"发布文件的副本 {staged.path} 在校验后被改动；请重新添加") from None
+        # another admin added it since the look above
         raise mf.ReleaseRefused(exc.code, f"版本 {version}（{platform}）已有另一个文件；确需替换请加 --replace") from None
+    finally:
+        rows.discard(staged)
     log.info("agent_release_%s version=%s platform=%s sha256=%s key=%s stages_resumed=%s", outcome, version,
              platform, signed.sha256, signed.key_id, ",".join(lifted) or "-")
     return Added(outcome, signed, lifted, held is not None and held.paused_at is not None)

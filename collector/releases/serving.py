@@ -1,33 +1,36 @@
 """What an agent may download: a release its own point's effective policy names, not paused, held here.
 
 The answers of ``GET /api/v1/agent/releases/{version}/{platform}[/file]`` (collector/api/agentreleases.py),
-decided in this order: 404 ``no_release`` (no such release held, or its file is gone), 403 ``not_in_policy``
-(the point's effective policy does not name that version in ``agent.version``: an agent cannot fetch a
-release its region has not been ordered to run), 409 ``rollout_paused`` (an admin paused the version, or the
-collector paused it in the point's stage). And the one byte range a resuming
-download asks for (``Range: bytes=N-`` or ``bytes=N-M``).
+decided in this order: 404 ``no_release`` (no such release held), 403 ``not_in_policy`` (the point's
+effective policy does not name that version in ``agent.version``: an agent cannot fetch a release its region
+has not been ordered to run), 409 ``rollout_paused`` (an admin paused the version, or the collector paused it
+in the point's stage), 500 ``release_file_damaged`` (the file's chunks in the database do not make up the
+signed file: named, logged, never served as a short or wrong 200/206; collector/store/releasefiles.py). The
+file check comes last, so only a download that would be served reads the file through. And the one byte
+range a resuming download asks for (``Range: bytes=N-`` or ``bytes=N-M``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 
 from agent.versions import VERSION_RE, canonical
 from agent.vocabulary import RELEASE_PLATFORMS
 from collector.policy import service
+from collector.store import releasefiles
 from collector.store import releases as rows
 from collector.store.releasemodels import AgentRelease
 
 log = logging.getLogger("pointwatch.releases")
-NO_RELEASE, NOT_IN_POLICY, PAUSED = "no_release", "not_in_policy", "rollout_paused"
-STATUS = {NO_RELEASE: 404, NOT_IN_POLICY: 403, PAUSED: 409}
+NO_RELEASE, NOT_IN_POLICY, PAUSED, DAMAGED = "no_release", "not_in_policy", "rollout_paused", "release_file_damaged"
+STATUS = {NO_RELEASE: 404, NOT_IN_POLICY: 403, PAUSED: 409, DAMAGED: 500}
 MESSAGE_CN = {
     NO_RELEASE: "采集端没有该版本、该平台的代理发布",
     NOT_IN_POLICY: "本服务点的策略未指定升级到该版本（agent.version）",
     PAUSED: "该版本的发布已暂停",
+    DAMAGED: "采集端数据库中该发布文件不完整或已损坏；请在任一采集端用 agent-release add 重新添加同一文件",
 }
 RANGE = re.compile(r"^bytes=(\d{1,18})-(\d{0,18})$")
 
@@ -36,7 +39,15 @@ RANGE = re.compile(r"^bytes=(\d{1,18})-(\d{0,18})$")
 class Decision:
     refusal: str | None
     release: AgentRelease | None = None
-    path: str | None = None
+    damage: releasefiles.ChunksDamaged | None = None
+
+    def detail(self) -> dict:
+        """The refusal's answer: its code and Chinese message; for a damaged file, the chunk and the problem."""
+        out = {"code": self.refusal, "message": MESSAGE_CN[self.refusal]}
+        if self.damage is not None:
+            where = f"第 {self.damage.chunk} 块" if self.damage.chunk is not None else "整个文件的 sha256 不符"
+            out.update(message=f"{out['message']}（{where}）", chunk=self.damage.chunk, problem=self.damage.problem)
+        return out
 
 
 def policy_version(store, code: str) -> tuple[str | None, str | None]:
@@ -49,27 +60,25 @@ def policy_version(store, code: str) -> tuple[str | None, str | None]:
     return version, (eff.origin.get("agent.version") if eff is not None and version is not None else None)
 
 
-def decide(store, data_dir, code: str, version: str, platform: str) -> Decision:
+def decide(store, code: str, version: str, platform: str) -> Decision:
     if not VERSION_RE.match(version) or platform not in RELEASE_PLATFORMS:
         return Decision(NO_RELEASE)
     version = canonical(version)
     release = rows.get(store, version, platform)
     if release is None:
         return Decision(NO_RELEASE)
-    path = rows.file_path(data_dir, release.sha256)
-    try:
-        size = os.stat(path).st_size
-    except OSError:
-        size = None
-    if size != release.size:
-        log.error("release_file_missing version=%s platform=%s path=%s size=%s", version, platform, path, size)
-        return Decision(NO_RELEASE)
     named, stage = policy_version(store, code)
     if named != version:
         return Decision(NOT_IN_POLICY)
     if release.paused_at is not None or (stage is not None and (version, stage) in rows.stage_pauses(store, version)):
         return Decision(PAUSED, release)
-    return Decision(None, release, str(path))
+    try:
+        releasefiles.check(store, release.sha256, release.size)
+    except releasefiles.ChunksDamaged as exc:
+        log.error("release_file_damaged version=%s platform=%s sha256=%s chunk=%s problem=%r", version, platform,
+                  release.sha256, exc.chunk, exc.problem)
+        return Decision(DAMAGED, release, exc)
+    return Decision(None, release)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
@@ -85,16 +94,3 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
     if first >= size or last < first:
         return False
     return first, min(last, size - 1)
-
-
-def read_from(path: str, first: int, last: int, chunk: int = 256 * 1024):
-    """The bytes first..last of a file, in chunks (a StreamingResponse iterates it on a worker thread)."""
-    with open(path, "rb") as fh:
-        fh.seek(first)
-        left = last - first + 1
-        while left > 0:
-            data = fh.read(min(chunk, left))
-            if not data:
-                return
-            left -= len(data)
-            yield data

@@ -1,7 +1,8 @@
 """The tables of agent releases (issue 23): one row per (version, platform), the signed manifest as given;
-and the stages in which the collector paused a version by itself.
+the stages in which the collector paused a version by itself; and the release files' bytes, in chunks.
 
-The file itself lives beside the store, in ``<data_dir>/releases/<sha256>`` (collector/store/releases.py).
+The file travels with the database (collector/store/releasefiles.py): every collector on one database serves
+what any one of them added, and a release row is written in the same transaction as its file's chunks.
 Kept apart from models.py (which it extends: the same ``Base``), registered by the migrations' env.py.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from collector.store.models import Base, UtcDateTime
@@ -41,4 +42,16 @@ class AgentReleaseStagePause(Base):
     paused_reason: Mapped[str] = mapped_column(Text)
 
 
-TABLES = (AgentRelease, AgentReleaseStagePause)
+class AgentReleaseChunk(Base):
+    """One fixed-size piece of a release file (the last one shorter), under the digest of the whole file: the
+    rows of one file are shared by every (version, platform) holding that build. ``digest`` is the sha256 of
+    this chunk's bytes, so a chunk changed after the file was verified is caught as it is served."""
+
+    __tablename__ = "agent_release_chunks"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    digest: Mapped[str] = mapped_column(String(64))
+
+
+TABLES = (AgentRelease, AgentReleaseStagePause, AgentReleaseChunk)

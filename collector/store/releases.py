@@ -1,9 +1,10 @@
-"""Agent releases in the store (table in releasemodels.py) and their files beside it.
+"""Agent releases in the store (tables in releasemodels.py), their files' bytes with them (releasefiles.py).
 
-A release's file is kept as ``<data_dir>/releases/<sha256>``: copied there under a temporary name while it is
-hashed, fsynced, then renamed into place, so a reader never sees half a file and the name is the digest of
-what is in it. A row is only written (with its audit entry, in one transaction) once the caller has checked
-the manifest against the copy; a refused release leaves neither a row nor a file.
+A release's file is first copied into ``<data_dir>/releases/`` under a temporary name while it is hashed, and
+it is that copy (not the admin's original, which could change in between) that the caller checks against the
+manifest and that ``add`` writes into the database, in chunks, in the transaction of the release row and its
+audit entry: a release is never listed without its whole file, and a refused one leaves neither a row, nor a
+chunk, nor the copy.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, select, update
 
-from collector.store import StoreError, utcnow
+from collector.store import StoreError, releasefiles, utcnow
 from collector.store import models as m
 from collector.store.audit import Actor, append
 from collector.store.regionscope import scoped
 from collector.store.releasemodels import AgentRelease, AgentReleaseStagePause
 
 RELEASES_DIR = "releases"
-CHUNK = 1024 * 1024
+CHUNK = releasefiles.CHUNK
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,9 @@ def releases_dir(data_dir) -> Path:
     return Path(data_dir) / RELEASES_DIR
 
 
-def file_path(data_dir, sha256: str) -> Path:
-    return releases_dir(data_dir) / sha256
-
-
 def stage_file(data_dir, source) -> StagedFile:
-    """Copy ``source`` into the releases directory under a temporary name, hashing what is written."""
+    """Copy ``source`` into the releases directory under a temporary name, hashing what is written (the copy
+    is only read back by ``add`` and then discarded: it needs no fsync)."""
     folder = releases_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".incoming-", dir=folder)
@@ -54,23 +52,10 @@ def stage_file(data_dir, source) -> StagedFile:
                 out.write(chunk)
                 h.update(chunk)
                 size += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
     except BaseException:
         os.unlink(tmp)
         raise
     return StagedFile(Path(tmp), size, h.hexdigest())
-
-
-def keep(data_dir, staged: StagedFile) -> Path:
-    target = file_path(data_dir, staged.sha256)
-    os.replace(staged.path, target)
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return target
 
 
 def discard(staged: StagedFile) -> None:
@@ -86,9 +71,12 @@ def release_json(r: AgentRelease) -> dict:
 
 
 def add(store, version: str, platform: str, file_name: str, size: int, sha256: str, manifest: bytes,
-        actor: Actor, replace: bool = False, failed_builds: list[list[str]] | None = None) -> tuple[str, list[str]]:
-    """Store a release row (and audit it); ("added" | "replaced" | "unchanged", stages unpaused).
-    Raises StoreError("release_exists") for another file under a (version, platform) already held.
+        actor: Actor, source, replace: bool = False,
+        failed_builds: list[list[str]] | None = None) -> tuple[str, list[str]]:
+    """Store a release row with the file ``source`` (the checked copy; its chunks, unless held whole already,
+    which the same file added again also repairs) and audit it; ("added" | "replaced" | "unchanged", stages
+    unpaused). Raises StoreError("release_exists") for another file under a (version, platform) already held,
+    StoreError("release_file_changed") when ``source`` is not ``size`` bytes of digest ``sha256``.
 
     A replacement is another build: the collector's stage pauses of the version were about the old build's
     failures and are lifted with it (their alerts resolved), and ``failed_builds`` ([point, build] failed at
@@ -97,6 +85,10 @@ def add(store, version: str, platform: str, file_name: str, size: int, sha256: s
     the admin's to resume."""
     with store.write_session() as s:
         row = s.get(AgentRelease, (version, platform))
+        if row is not None and row.sha256 != sha256 and not replace:
+            raise StoreError("release_exists", f"release {version} {platform} is already held with sha256 "
+                                               f"{row.sha256}")
+        releasefiles.write(s, sha256, size, source)
         if row is not None and row.sha256 == sha256 and row.manifest == manifest:
             return "unchanged", []
         if row is not None and not replace:
@@ -112,6 +104,8 @@ def add(store, version: str, platform: str, file_name: str, size: int, sha256: s
         before = row.sha256
         row.file_name, row.size, row.sha256, row.manifest, row.added_at = file_name, size, sha256, manifest, utcnow()
         lifted = _lift_stages(s, version, None) if outcome == "replaced" else []
+        if before and before != sha256:
+            releasefiles.drop_unreferenced(s, before)
         append(s, actor, f"agent_release.{'add' if outcome == 'added' else 'replace'}", f"{version}/{platform}",
                {"file": file_name, "size": size, "sha256": sha256, **({"was": before} if before else {}),
                 **({"failed_points": sorted({c for c, _ in failed_builds or []}), "failed_builds": failed_builds or [],
