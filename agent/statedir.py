@@ -41,6 +41,7 @@ def protect(state_dir) -> str | None:
     if not os.path.isdir(key):
         return None  # nothing to protect yet: whoever creates it calls again
     try:
+        _drop_planted(key)  # before the ACL is fixed: afterwards a planted file looks the agent's own
         # Linux: the secrets are 0600 whatever the directory's mode (a tmpfs mount is 1777), and a directory
         # others may write is refused where it matters, by unsafe_to_start.
         problem = _protect_windows(key) if _windows() else None
@@ -50,6 +51,70 @@ def protect(state_dir) -> str | None:
     if problem:
         log.error("state_dir_unprotected dir=%s error=%s", state_dir, problem)
     return problem
+
+
+# What the launch decision believes (upgrade.json names the binary to start and its SHA-256) and what it
+# starts (releases/). Only these are removed when someone else could have written them: the rest (the
+# outbox above all) is kept, and the token and keys are the enrolment's to replace.
+LAUNCH_INPUTS = ("upgrade.json", "releases")
+
+
+def _drop_planted(root: str) -> None:
+    """Remove ``upgrade.json`` and ``releases/`` when anyone but SYSTEM/Administrators (root/the agent) could
+    have written them or anything in them. A directory an older version made (Windows: ProgramData's ACL,
+    under which every local user creates files) may hold an upgrade.json naming a program of a user's, with
+    its SHA-256, in a releases folder of theirs; protect_tree then gives both the state directory's DACL and
+    Administrators as owner, and from there on unsafe_to_start would see them as the agent's own and the
+    launch decision would start that program as SYSTEM. Losing them costs a download and the upgrade
+    history: the installed binary runs. A tree with a link in it is left alone (never followed here; the
+    links are refused by protect_tree, and nothing under them is started)."""
+    if _windows():
+        from agent import winacl
+
+        trusted = winacl.trusted_sids()
+
+        def suspect(path: str) -> str | None:
+            return winacl.untrusted(path, True, trusted)
+    else:
+        def suspect(path: str) -> str | None:
+            return _posix_problem(path, follow=False)
+    for name in LAUNCH_INPUTS:
+        top = os.path.join(root, name)
+        if not os.path.lexists(top):
+            continue
+        found, links = _suspects(top, suspect)
+        if not found or links:
+            continue
+        log.error("state_dir_planted_removed path=%s why=%s", top, found)
+        if os.path.isdir(top):
+            import shutil
+
+            shutil.rmtree(top)
+        else:
+            os.unlink(top)
+
+
+def _suspects(top: str, suspect) -> tuple[str | None, bool]:
+    """(the first reason someone else could have written ``top`` or what is under it, whether it holds a link)."""
+    paths = [top]
+    if os.path.isdir(top) and not _is_link(top):
+        for folder, dirs, files in os.walk(top):
+            for name in [*dirs, *files]:
+                path = os.path.join(folder, name)
+                paths.append(path)
+                if _is_link(path):
+                    return None, True
+    elif _is_link(top):
+        return None, True
+    return next((p for p in map(suspect, paths) if p), None), False
+
+
+def _is_link(path: str) -> bool:
+    if _windows():
+        from agent import winacl
+
+        return winacl._is_link(path)
+    return os.path.islink(path)
 
 
 def _protect_windows(path: str) -> str | None:
@@ -71,8 +136,8 @@ def protect_new_file(path) -> None:
         winacl.protect_one(path)
 
 
-def _posix_problem(path: str) -> str | None:
-    st = os.stat(path)
+def _posix_problem(path: str, follow: bool = True) -> str | None:
+    st = os.stat(path) if follow else os.lstat(path)
     if st.st_uid not in (0, os.geteuid()):
         return f"{path} is owned by uid {st.st_uid} (neither root nor the agent's uid {os.geteuid()})"
     if st.st_mode & 0o022:

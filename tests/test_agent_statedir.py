@@ -149,3 +149,45 @@ def test_protect_on_linux_leaves_the_modes_the_agent_gave(tmp_path):
     sdir = tmp_path / "state"
     sdir.mkdir(mode=0o700)
     assert statedir.protect(sdir) is None and (sdir.stat().st_mode & 0o777) == 0o700
+
+
+@pytest.mark.parametrize("plant", [
+    lambda p: os.chown(p, 12345, 12345),  # created by another local user (an older version's open directory)
+    lambda p: p.chmod(0o666 if p.is_file() else 0o777),  # or left for anyone to write
+])
+def test_an_upgrade_state_and_release_someone_else_planted_are_removed_before_the_directory_is_protected(
+        tmp_path, plant):
+    # On Windows protect_tree gives every object the state directory's DACL and Administrators as owner: a
+    # planted upgrade.json and the program it names would afterwards pass every check and be exec'd as SYSTEM.
+    # So they go before the ACL is fixed; the rest of the directory stays.
+    sdir, b = _active(tmp_path)
+    outbox = sdir / "outbox.sqlite3"
+    outbox.write_bytes(b"kept")
+    for path in (upgrade_path(sdir), b):
+        plant(path)
+    statedir._protected.clear()
+    assert statedir.protect(sdir) is None
+    assert not upgrade_path(sdir).exists() and not (sdir / "releases").exists()
+    assert outbox.read_bytes() == b"kept"
+    assert at_start(BASE, sdir, NOW).action == RUN
+
+
+def test_the_agents_own_upgrade_state_and_releases_are_kept_by_protect(tmp_path):
+    sdir, b = _active(tmp_path)
+    statedir._protected.clear()
+    assert statedir.protect(sdir) is None
+    assert upgrade_path(sdir).exists() and b.exists()
+    assert at_start(BASE, sdir, NOW).action == EXEC_ACTIVE
+
+
+def test_a_planted_release_tree_with_a_link_in_it_is_not_walked_into(tmp_path):
+    sdir, b = _active(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious").write_bytes(b"x")
+    (b.parent / "link").symlink_to(elsewhere)
+    os.chown(b, 12345, 12345)
+    statedir._protected.clear()
+    statedir.protect(sdir)
+    assert (elsewhere / "precious").exists() and b.exists()
+    assert at_start(BASE, sdir, NOW).action == RUN  # still refused at start: owned by another uid
