@@ -548,3 +548,18 @@ def test_a_failure_recorded_under_another_text_of_the_version_still_bans_that_bu
     assert (status, details["target"], details["reason"]) == ("fail", "0.2.0", st.DOES_NOT_START)
     assert details["sha256"] == hashlib.sha256(data).hexdigest()  # the collector tells this build from a rebuild
     assert json.loads(upgrade_path(state.dir).read_text())["failed"][0]["version"] == "0.2.0"
+
+
+def test_a_proxys_page_instead_of_the_manifest_is_retried_not_a_failed_release(tmp_path, releases):
+    # A captive portal answering the manifest request with its own page: before, a bad_signature failure was
+    # recorded (a fail result for as long as the policy named the version), one per distinct page.
+    data = stand_in_binary("0.2.0")
+    releases.add("0.2.0", data, envelope=b"<html><body>\xe8\xaf\xb7\xe5\x85\x88\xe7\x99\xbb\xe5\xbd\x95</body></html>")
+    manager, state, handed = setup(tmp_path, releases, SECTION)
+    manager.step()
+    status, message, details = manager.describe()
+    assert (status, details["state"], handed) == ("warn", "retrying", []) and "不是发布清单" in message
+    assert st.load(upgrade_path(state.dir))["failed"] == [] and releases.file_requests() == []
+    releases.add("0.2.0", data)  # the line is straight again
+    manager.step()
+    assert handed == [str(release_dir(state.dir, "0.2.0") / "pointwatch-agent")]
