@@ -147,3 +147,22 @@ def test_a_range_of_a_file_of_another_size_is_not_appended(tmp_path):
     finally:
         server.stop()
     assert part.read_bytes() == b"x" * 20_000
+
+
+def test_an_answer_that_acknowledges_nothing_deletes_no_report_and_commits_no_trial(tmp_path, elsewhere):
+    # A proxy (or a captive portal) answering the reports POST with 200 "{}": before, that was an ack, the
+    # batch left the outbox and an upgrade trial's first report "committed" the trial.
+    from agent.outbox import Outbox
+    from agent.sender import Sender
+    from tests.helpers import report_json
+
+    with pytest.raises(transport.SendError, match="without an acknowledgement") as got:
+        transport.send_reports(elsewhere.url, TOKEN, [{"report_id": "r1"}], timeout=5)
+    assert got.value.retry
+    box = Outbox(tmp_path / "o.sqlite3", max_reports=100)
+    box.add(lambda seq, note: report_json(seq=seq, agent_id="agent-1"))
+    acked = []
+    sender = Sender(box, elsewhere.url, lambda: TOKEN, lambda: "agent-1", timeout=5, on_ack=acked.append)
+    sender.send_once()
+    assert box.depth() == 1 and acked == [] and sender.failures == 1
+    box.close()
