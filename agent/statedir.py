@@ -167,12 +167,30 @@ def unsafe_to_start(path, state_dir) -> str | None:
             trusted = winacl.trusted_sids()
             problem = next((p for p in (winacl.untrusted(c, True, trusted) for c in chain) if p), None)
         else:
-            problem = next((p for p in map(_posix_problem, chain) if p), None)
+            problem = next((p for p in map(_posix_problem, chain) if p), None) or _open_ancestor(chain[-1])
     except OSError as exc:
         problem = f"the permissions of {path} could not be read: {exc}"
     if problem:
         log.error("release_start_refused path=%s why=%s", path, problem)
     return problem
+
+
+def _open_ancestor(top: str) -> str | None:
+    """Linux: a folder above ``top`` (the state directory, or the base binary's folder) that someone else may
+    write: they could rename ``top`` away and put a folder of theirs in its place between this check and the
+    exec (the hand-over waits up to STOP_WAIT_S for the checks first), and the agent would exec their file as
+    root. A root-owned sticky folder (/tmp) lets no one rename what is not theirs. (Windows: ProgramData
+    lets Users create folders, but not rename the state directory, whose own DACL grants them nothing.)"""
+    parent = os.path.dirname(top)
+    while parent != top:
+        st = os.stat(parent)
+        sticky_root = st.st_uid == 0 and st.st_mode & 0o1000
+        if not sticky_root:
+            problem = _posix_problem(parent)
+            if problem:
+                return f"{problem}: whoever may write it could swap {top} for a folder of theirs"
+        top, parent = parent, os.path.dirname(parent)
+    return None
 
 
 def _inside(root: str, real: str) -> bool:

@@ -191,3 +191,20 @@ def test_a_planted_release_tree_with_a_link_in_it_is_not_walked_into(tmp_path):
     statedir.protect(sdir)
     assert (elsewhere / "precious").exists() and b.exists()
     assert at_start(BASE, sdir, NOW).action == RUN  # still refused at start: owned by another uid
+
+
+def test_a_state_dir_inside_a_folder_others_may_write_starts_nothing(tmp_path):
+    # Whoever may write the folder above the state directory renames the state directory away and puts one
+    # of theirs in its place between the check and the exec (a hand-over waits for the checks first).
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    sdir, b = _active(shared)
+    shared.chmod(0o777)
+    problem = statedir.unsafe_to_start(b, sdir)
+    assert problem and "shared is writable by its group or others" in problem and "swap" in problem
+    d = at_start(BASE, sdir, NOW)
+    assert d.action == RUN and d.problem["reason"] == st.UNSAFE_FILE
+    shared.chmod(0o1777)  # sticky and root's (as /tmp): no one renames what is not theirs
+    assert statedir.unsafe_to_start(b, sdir) is None
+    os.chown(shared, 12345, 0)  # sticky, but its owner may rename anything in it
+    assert "owned by uid 12345" in statedir.unsafe_to_start(b, sdir)
