@@ -75,9 +75,10 @@ def _drop_planted(root: str) -> None:
 
         def suspect(path: str) -> str | None:
             return winacl.untrusted(path, True, trusted)
-    else:
+    else:  # the owner only: a file the agent wrote under a umask of 002 is group-writable, and is the agent's
         def suspect(path: str) -> str | None:
-            return _posix_problem(path, follow=False)
+            owner = os.lstat(path).st_uid
+            return f"{path} is owned by uid {owner}" if owner not in (0, os.geteuid()) else None
     for name in LAUNCH_INPUTS:
         top = os.path.join(root, name)
         if not os.path.lexists(top):
@@ -136,8 +137,8 @@ def protect_new_file(path) -> None:
         winacl.protect_one(path)
 
 
-def _posix_problem(path: str, follow: bool = True) -> str | None:
-    st = os.stat(path) if follow else os.lstat(path)
+def _posix_problem(path: str) -> str | None:
+    st = os.stat(path)
     if st.st_uid not in (0, os.geteuid()):
         return f"{path} is owned by uid {st.st_uid} (neither root nor the agent's uid {os.geteuid()})"
     if st.st_mode & 0o022:
