@@ -563,3 +563,31 @@ def test_a_proxys_page_instead_of_the_manifest_is_retried_not_a_failed_release(t
     releases.add("0.2.0", data)  # the line is straight again
     manager.step()
     assert handed == [str(release_dir(state.dir, "0.2.0") / "pointwatch-agent")]
+
+
+def test_an_unreadable_pinned_release_key_file_is_not_replaced_by_the_collectors_keys(tmp_path, capsys):
+    # Before, an unreadable release_keys.json read as "nothing pinned", so the next enrolment (which the
+    # agent's own message asks for) pinned whatever the collector offered: a collector taken over got its key in.
+    from agent.enrol import enroll
+    from agent.platform import current
+    from tests.conftest import free_port
+    from tests.policy_collector import PolicyCollector
+
+    collector = PolicyCollector(free_port(), POINT).start()
+    try:
+        cfg = config_mod.parse(f'point: {{code: "{POINT}"}}\nstate_dir: {tmp_path / "state"}\n', "agent.yaml")
+        state = State(cfg)
+        collector.enrol_release_keys = [key_object(crypto.Ed25519PrivateKey.generate())]
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
+        state.release_keys_path.write_text("[{\"key_id\": ", encoding="utf-8")  # damaged
+        other = key_object(crypto.Ed25519PrivateKey.generate())
+        collector.enrol_release_keys = [other]
+        capsys.readouterr()
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
+        assert state.release_keys_path.read_text(encoding="utf-8") == "[{\"key_id\": "
+        out = capsys.readouterr().out
+        assert "无法读取" in out and f"--accept-release-keys {other['key_id']}" in out
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current(), accept_release_keys={other["key_id"]}) == 0
+        assert [k.key_id for k in state.release_keys()] == [other["key_id"]]
+    finally:
+        collector.stop()
