@@ -276,9 +276,18 @@ def enroll(cfg, collector_url: str | None, code: str, platform=None,
                 state.policy_mark_path.unlink(missing_ok=True)
             state.save_policy_keys(keys)
             _drop_cache_not_signed_by(state, keys, cfg.point.code)
-        release_keys, keys_warning = release_keys_to_pin(state.release_keys(), release_keys,
-                                                          accept_release_keys or set())
-        state.save_release_keys(release_keys)
+        pinned = state.release_keys()
+        if not pinned and state.release_keys_path.exists() and (
+                not release_keys or {k.key_id for k in release_keys} != (accept_release_keys or set())):
+            # Pinned, but unreadable (a damaged disk, or a hand edit): not "nothing pinned". Taking what the
+            # collector offers here would let a collector taken over re-pin its own key through the re-enrolment
+            # the staff are told to do; only the operator naming the ids replaces it, as for readable keys.
+            offered = ",".join(sorted(k.key_id for k in release_keys)) or "编号"
+            keys_warning = ("注意：本机已固定的代理发布签名公钥文件无法读取，未采用采集端提供的公钥；确需重新固定，"
+                            f"请在离线发布机上核对密钥编号，再用 --accept-release-keys {offered} 重新注册")
+        else:
+            release_keys, keys_warning = release_keys_to_pin(pinned, release_keys, accept_release_keys or set())
+            state.save_release_keys(release_keys)
     except OSError as exc:
         print(f"注册成功但无法保存令牌或策略公钥：{exc}")
         return 1

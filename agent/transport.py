@@ -84,7 +84,14 @@ def post_json(url: str, payload: dict, token: str | None, timeout: float, ctx: s
 
 
 def send_reports(base_url: str, token: str, reports: list[dict], timeout: float, ctx=None) -> dict:
-    return post_json(f"{base_url}/api/v1/reports", {"reports": reports}, token, timeout, ctx)
+    """The collector's acknowledgement (``{"accepted": n, "duplicates": m}``), or SendError (retry). Any other
+    2xx (an empty body, ``{}``, a proxy's JSON of its own) acknowledges nothing: taken as one, it deleted the
+    batch from the outbox and committed an upgrade trial whose report never reached the collector."""
+    answer = post_json(f"{base_url}/api/v1/reports", {"reports": reports}, token, timeout, ctx)
+    accepted = answer.get("accepted") if isinstance(answer, dict) else None
+    if isinstance(accepted, bool) or not isinstance(accepted, int):
+        raise SendError(f"collector answered without an acknowledgement: {json.dumps(answer)[:200]}", retry=True)
+    return answer
 
 
 def get(url: str, token: str | None, timeout: float, ctx: ssl.SSLContext | None = None, etag: str | None = None,

@@ -120,3 +120,49 @@ def test_a_resumed_download_needs_room_for_what_is_left_only(tmp_path, releases)
     assert releases.file_requests() == [] and part.read_bytes() == data[:20_000]
     assert download(url, TOKEN, part, len(data), 100000, timeout=5, wait=lambda s: False)
     assert releases.file_requests() == ["bytes=20000-"] and part.read_bytes() == data
+
+
+def test_a_proxys_own_page_neither_replaces_the_part_nor_starts_a_release(tmp_path, elsewhere):
+    # A captive portal answers 200 with a page of its own, whatever the Range asked: before, the part
+    # downloaded so far was truncated and the page became the release's first bytes (a digest mismatch,
+    # and three of them ban a good build).
+    part = tmp_path / "pointwatch-agent.part"
+    part.write_bytes(b"x" * 20_000)
+    with pytest.raises(DownloadError, match="2 bytes, 50000 expected"):
+        download(f"{elsewhere.url}/file", TOKEN, part, 50_000, 100000, timeout=5, wait=lambda s: False)
+    assert part.read_bytes() == b"x" * 20_000
+    part.unlink()
+    with pytest.raises(DownloadError, match="2 bytes, 50000 expected"):
+        download(f"{elsewhere.url}/file", TOKEN, part, 50_000, 100000, timeout=5, wait=lambda s: False)
+    assert not part.exists() or part.stat().st_size == 0
+
+
+def test_a_range_of_a_file_of_another_size_is_not_appended(tmp_path):
+    part = tmp_path / "pointwatch-agent.part"
+    part.write_bytes(b"x" * 20_000)
+    server = Recorder((206, {"Content-Range": "bytes 20000-20001/99999"}))
+    try:
+        with pytest.raises(DownloadError, match="Content-Range"):
+            download(f"{server.url}/file", TOKEN, part, 50_000, 100000, timeout=5, wait=lambda s: False)
+    finally:
+        server.stop()
+    assert part.read_bytes() == b"x" * 20_000
+
+
+def test_an_answer_that_acknowledges_nothing_deletes_no_report_and_commits_no_trial(tmp_path, elsewhere):
+    # A proxy (or a captive portal) answering the reports POST with 200 "{}": before, that was an ack, the
+    # batch left the outbox and an upgrade trial's first report "committed" the trial.
+    from agent.outbox import Outbox
+    from agent.sender import Sender
+    from tests.helpers import report_json
+
+    with pytest.raises(transport.SendError, match="without an acknowledgement") as got:
+        transport.send_reports(elsewhere.url, TOKEN, [{"report_id": "r1"}], timeout=5)
+    assert got.value.retry
+    box = Outbox(tmp_path / "o.sqlite3", max_reports=100)
+    box.add(lambda seq, note: report_json(seq=seq, agent_id="agent-1"))
+    acked = []
+    sender = Sender(box, elsewhere.url, lambda: TOKEN, lambda: "agent-1", timeout=5, on_ack=acked.append)
+    sender.send_once()
+    assert box.depth() == 1 and acked == [] and sender.failures == 1
+    box.close()

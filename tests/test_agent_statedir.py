@@ -149,3 +149,62 @@ def test_protect_on_linux_leaves_the_modes_the_agent_gave(tmp_path):
     sdir = tmp_path / "state"
     sdir.mkdir(mode=0o700)
     assert statedir.protect(sdir) is None and (sdir.stat().st_mode & 0o777) == 0o700
+
+
+def test_an_upgrade_state_and_release_someone_else_planted_are_removed_before_the_directory_is_protected(
+        tmp_path):
+    # On Windows protect_tree gives every object the state directory's DACL and Administrators as owner: a
+    # planted upgrade.json and the program it names would afterwards pass every check and be exec'd as SYSTEM.
+    # So they go before the ACL is fixed; the rest of the directory stays. (Under Wine, with DACLs:
+    # tests/test_windows_statedir.py.) Here: created by another local user.
+    sdir, b = _active(tmp_path)
+    outbox = sdir / "outbox.sqlite3"
+    outbox.write_bytes(b"kept")
+    for path in (upgrade_path(sdir), b):
+        os.chown(path, 12345, 12345)
+    statedir._protected.clear()
+    assert statedir.protect(sdir) is None
+    assert not upgrade_path(sdir).exists() and not (sdir / "releases").exists()
+    assert outbox.read_bytes() == b"kept"
+    assert at_start(BASE, sdir, NOW).action == RUN
+
+
+def test_the_agents_own_upgrade_state_and_releases_are_kept_by_protect(tmp_path):
+    sdir, b = _active(tmp_path)
+    part = b.parent / "pointwatch-agent-0.3.0.part"
+    part.write_bytes(b"half")
+    part.chmod(0o664)  # what the agent writes under a umask of 002: still its own
+    statedir._protected.clear()
+    assert statedir.protect(sdir) is None
+    assert upgrade_path(sdir).exists() and b.exists()
+    assert at_start(BASE, sdir, NOW).action == EXEC_ACTIVE
+
+
+def test_a_planted_release_tree_with_a_link_in_it_is_not_walked_into(tmp_path):
+    sdir, b = _active(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious").write_bytes(b"x")
+    (b.parent / "link").symlink_to(elsewhere)
+    os.chown(b, 12345, 12345)
+    statedir._protected.clear()
+    statedir.protect(sdir)
+    assert (elsewhere / "precious").exists() and b.exists()
+    assert at_start(BASE, sdir, NOW).action == RUN  # still refused at start: owned by another uid
+
+
+def test_a_state_dir_inside_a_folder_others_may_write_starts_nothing(tmp_path):
+    # Whoever may write the folder above the state directory renames the state directory away and puts one
+    # of theirs in its place between the check and the exec (a hand-over waits for the checks first).
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    sdir, b = _active(shared)
+    shared.chmod(0o777)
+    problem = statedir.unsafe_to_start(b, sdir)
+    assert problem and "shared is writable by its group or others" in problem and "swap" in problem
+    d = at_start(BASE, sdir, NOW)
+    assert d.action == RUN and d.problem["reason"] == st.UNSAFE_FILE
+    shared.chmod(0o1777)  # sticky and root's (as /tmp): no one renames what is not theirs
+    assert statedir.unsafe_to_start(b, sdir) is None
+    os.chown(shared, 12345, 0)  # sticky, but its owner may rename anything in it
+    assert "owned by uid 12345" in statedir.unsafe_to_start(b, sdir)

@@ -548,3 +548,46 @@ def test_a_failure_recorded_under_another_text_of_the_version_still_bans_that_bu
     assert (status, details["target"], details["reason"]) == ("fail", "0.2.0", st.DOES_NOT_START)
     assert details["sha256"] == hashlib.sha256(data).hexdigest()  # the collector tells this build from a rebuild
     assert json.loads(upgrade_path(state.dir).read_text())["failed"][0]["version"] == "0.2.0"
+
+
+def test_a_proxys_page_instead_of_the_manifest_is_retried_not_a_failed_release(tmp_path, releases):
+    # A captive portal answering the manifest request with its own page: before, a bad_signature failure was
+    # recorded (a fail result for as long as the policy named the version), one per distinct page.
+    data = stand_in_binary("0.2.0")
+    releases.add("0.2.0", data, envelope=b"<html><body>\xe8\xaf\xb7\xe5\x85\x88\xe7\x99\xbb\xe5\xbd\x95</body></html>")
+    manager, state, handed = setup(tmp_path, releases, SECTION)
+    manager.step()
+    status, message, details = manager.describe()
+    assert (status, details["state"], handed) == ("warn", "retrying", []) and "不是发布清单" in message
+    assert st.load(upgrade_path(state.dir))["failed"] == [] and releases.file_requests() == []
+    releases.add("0.2.0", data)  # the line is straight again
+    manager.step()
+    assert handed == [str(release_dir(state.dir, "0.2.0") / "pointwatch-agent")]
+
+
+def test_an_unreadable_pinned_release_key_file_is_not_replaced_by_the_collectors_keys(tmp_path, capsys):
+    # Before, an unreadable release_keys.json read as "nothing pinned", so the next enrolment (which the
+    # agent's own message asks for) pinned whatever the collector offered: a collector taken over got its key in.
+    from agent.enrol import enroll
+    from agent.platform import current
+    from tests.conftest import free_port
+    from tests.policy_collector import PolicyCollector
+
+    collector = PolicyCollector(free_port(), POINT).start()
+    try:
+        cfg = config_mod.parse(f'point: {{code: "{POINT}"}}\nstate_dir: {tmp_path / "state"}\n', "agent.yaml")
+        state = State(cfg)
+        collector.enrol_release_keys = [key_object(crypto.Ed25519PrivateKey.generate())]
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
+        state.release_keys_path.write_text("[{\"key_id\": ", encoding="utf-8")  # damaged
+        other = key_object(crypto.Ed25519PrivateKey.generate())
+        collector.enrol_release_keys = [other]
+        capsys.readouterr()
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current()) == 0
+        assert state.release_keys_path.read_text(encoding="utf-8") == "[{\"key_id\": "
+        out = capsys.readouterr().out
+        assert "无法读取" in out and f"--accept-release-keys {other['key_id']}" in out
+        assert enroll(cfg, collector.url, "ONE-TIME-123", current(), accept_release_keys={other["key_id"]}) == 0
+        assert [k.key_id for k in state.release_keys()] == [other["key_id"]]
+    finally:
+        collector.stop()

@@ -153,15 +153,18 @@ LAUNCH = textwrap.dedent("""
         statedir.protect(state_dir)
         st.save(upgrade_path(state_dir), {**st.empty(), "active": {"version": "0.2.0", "path": exe,
                                                                     "sha256": file_sha256(exe)}})
-    if step == "grant_everyone_write":  # through the Windows API, as a local administrator's mistake would
-        acl = ws.ACL()
+    if step in ("grant_everyone_write", "planted"):  # through the Windows API, as a local administrator's
+        acl = ws.ACL()                                  # mistake (or an older version's open directory) would
         for sid, mask in (("S-1-5-18", con.FILE_ALL_ACCESS), ("S-1-1-0", con.FILE_GENERIC_WRITE)):
             acl.AddAccessAllowedAce(ws.ACL_REVISION, mask, ws.ConvertStringSidToSid(sid))
         sd = ws.SECURITY_DESCRIPTOR()
         sd.SetSecurityDescriptorDacl(True, acl, False)
-        ws.SetFileSecurity(exe, ws.DACL_SECURITY_INFORMATION, sd)
+        for path in ([exe, str(upgrade_path(state_dir))] if step == "planted" else [exe]):
+            ws.SetFileSecurity(path, ws.DACL_SECURITY_INFORMATION, sd)
+    if step == "planted":  # the next start: protect() first, as run_forever and the service do
+        statedir.protect(state_dir)
     d = at_start(Identity("0.1.0", base, "windows-amd64", True), state_dir, time.time())
-    print(json.dumps({"action": d.action, "path": d.path, "problem": d.problem}))
+    print(json.dumps({"action": d.action, "path": d.path, "problem": d.problem, "exe_left": os.path.exists(exe)}))
 """)
 
 
@@ -176,3 +179,18 @@ def test_the_active_release_is_not_execd_once_everyone_may_write_it(windows, tmp
     assert refused["action"] == "run" and refused["problem"]["reason"] == "unsafe_file", refused
     assert "S-1-1-0" in refused["problem"]["detail"] and refused["problem"]["version"] == "0.2.0", refused
     assert os.stat(state_linux / "releases" / "0.2.0" / "pointwatch-agent.exe").st_mode & 0o002
+
+
+def test_a_release_and_upgrade_state_others_could_write_are_removed_not_adopted_by_the_next_start(windows, tmp_path):
+    # protect() gives everything in the directory its DACL and Administrators as owner: done first, it would
+    # make a planted upgrade.json and the exe it names look like the agent's own, and exec the exe as SYSTEM.
+    embed = windows["3.10"]
+    state, state_linux = win_dir("acl-planted")
+    base = f"{state}-base\\pointwatch-agent.exe"
+    clean = windows_python(embed, tmp_path, "launch", LAUNCH, state, base, "setup")
+    assert clean["action"] == "exec_active", clean
+    planted = windows_python(embed, tmp_path, "launch", LAUNCH, state, base, "planted")
+    assert planted["action"] == "run" and not planted["exe_left"], planted
+    assert not (state_linux / "releases").exists()
+    # the launch decision then wrote a fresh upgrade.json of its own (the base it saw): nothing planted is left
+    assert json.loads((state_linux / "upgrade.json").read_text(encoding="utf-8"))["active"] is None

@@ -109,13 +109,20 @@ def download(url: str, token: str | None, part: Path, size: int, max_kbps: int, 
         with transport.open_url(req, timeout, ctx) as resp:
             if done and resp.status == 206:
                 m = CONTENT_RANGE.match(resp.headers.get("Content-Range") or "")
-                if not m or int(m.group(1)) != done:
+                if not m or int(m.group(1)) != done or m.group(3) not in (str(size), "*"):
                     raise DownloadError(f"collector answered Range bytes={done}- with Content-Range "
                                         f"{resp.headers.get('Content-Range')!r}")
             elif done:  # 200: the whole file again; start the part afresh
                 log.info("download_range_ignored status=%s restart=true", resp.status)
                 check_free(part.parent, size - part.stat().st_size if part.exists() else size)
                 done = 0
+            # A captive portal or a misconfigured proxy answers 200 with a page of its own: it must not
+            # replace the part already downloaded, nor become the first bytes of a release (which the
+            # digest would refuse, and refusing it DIGEST_TRIES times bans a good build).
+            length = (resp.headers.get("Content-Length") or "").strip()
+            if length.isdigit() and int(length) != size - done:
+                raise DownloadError(f"collector answered {resp.status} with {length} bytes, {size - done} expected "
+                                    f"(Content-Type {resp.headers.get('Content-Type')!r}); a proxy's page?")
             mode = "ab" if done else "wb"
             with open(part, mode) as out:
                 try:

@@ -138,6 +138,12 @@ class UpgradeManager(threading.Thread):
         try:
             release = verify_manifest(raw, self.state.release_keys(), up.version, self.identity.platform)
         except ManifestRefused as exc:
+            if exc.garbled:  # a proxy's page, not a release: recorded as a failure it said "签名校验失败" for
+                # good, and enough distinct pages pushed the record of a build that really failed out of
+                # the 20 kept, so that build was tried again
+                self.problem = f"采集端的回答不是发布清单（{exc.detail}；可能经过了代理或网关页面），稍后重试"
+                log.warning("upgrade_manifest_garbled version=%s detail=%s", up.version, exc.detail)
+                return retry
             return self._fail(up.version, refused_key, exc.reason, exc.detail)
         if st.failure_of(self.cached, up.version, release.sha256):  # failed before: only another build is tried
             return retry

@@ -29,8 +29,11 @@ FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 
 
 class ManifestRefused(Exception):
-    def __init__(self, reason: str, detail: str):
-        self.reason, self.detail = reason, detail
+    """``garbled``: the answer is no manifest envelope at all (not JSON, no signatures list): what a captive
+    portal or a misconfigured proxy gives, so the network's fault (retried), never the release's."""
+
+    def __init__(self, reason: str, detail: str, garbled: bool = False):
+        self.reason, self.detail, self.garbled = reason, detail, garbled
         super().__init__(f"{reason}: {detail}")
 
 
@@ -63,9 +66,9 @@ def verify_manifest(raw: bytes, keys, version: str, platform: str) -> Release:
     try:
         envelope = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ManifestRefused(BAD_SIGNATURE, "manifest is not JSON") from None
+        raise ManifestRefused(BAD_SIGNATURE, "manifest is not JSON", garbled=True) from None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("signatures"), list):
-        raise ManifestRefused(BAD_SIGNATURE, "manifest needs payload and signatures")
+        raise ManifestRefused(BAD_SIGNATURE, "manifest needs payload and signatures", garbled=True)
     payload = _b64(envelope.get("payload"), "payload")
     signer = None
     for sig in envelope["signatures"]:
