@@ -105,8 +105,9 @@ def test_refusals_name_why(world, store, file):
     client, tokens, _, _ = world
     # a point whose policy does not name the version, whatever another point's policy says
     assert _refusal(client.get(url(file=file), headers=auth(tokens[ELSEWHERE]))) == (403, "not_in_policy")
-    # no such release, no such platform, not a version at all
-    assert _refusal(client.get(url(version="0.9.9", file=file), headers=auth(tokens[A1]))) == (404, "no_release")
+    # a version its policy does not name, held or not: the same 403, so a token cannot learn what is held
+    assert _refusal(client.get(url(version="0.9.9", file=file), headers=auth(tokens[A1]))) == (403, "not_in_policy")
+    # the version its policy names, for a platform not held; not a version at all
     assert _refusal(client.get(url(platform="windows-amd64", file=file), headers=auth(tokens[A1]))) == (404, "no_release")
     assert _refusal(client.get(url(version="latest", file=file), headers=auth(tokens[A1]))) == (404, "no_release")
     releases.pause(store, VERSION, ACTOR)

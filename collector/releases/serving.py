@@ -64,12 +64,13 @@ def decide(store, code: str, version: str, platform: str) -> Decision:
     if not VERSION_RE.match(version) or platform not in RELEASE_PLATFORMS:
         return Decision(NO_RELEASE)
     version = canonical(version)
-    release = rows.get(store, version, platform)
-    if release is None:
-        return Decision(NO_RELEASE)
+    # The point's own policy first: a token learns nothing of releases its policy does not name (held or not).
     named, stage = policy_version(store, code)
     if named != version:
         return Decision(NOT_IN_POLICY)
+    release = rows.get(store, version, platform)
+    if release is None:
+        return Decision(NO_RELEASE)
     if release.paused_at is not None or (stage is not None and (version, stage) in rows.stage_pauses(store, version)):
         return Decision(PAUSED, release)
     try:
