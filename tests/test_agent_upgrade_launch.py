@@ -330,3 +330,18 @@ def test_the_windows_supervisor_of_a_trial(name, open_trial, point_at, supervise
         assert after_failure(r.state, A, NOW).point_at == A  # the trial's next failed stop rolls back
     else:
         assert r.state is state
+
+
+@pytest.mark.parametrize("open_trial", [trial(), trial(service_starts=1), None])
+def test_the_windows_supervisor_that_cannot_write_its_state_goes_back_to_the_known_good_exe(open_trial):
+    """A full disk: the trial's start cannot be counted, and a trial that crashes would then be started by
+    every failure for ever, so the supervisor points the service back at itself, with the plain restart
+    actions, instead of starting the trial. A rollback or a trial's end is done the same, only not recorded."""
+    from agent.upgrade.recover import after_failure, unsaved
+
+    step = after_failure({**st.empty(), "trial": open_trial}, A, NOW)
+    instead = unsaved(step, A)
+    assert instead.supervise is False
+    assert instead.point_at == (A if open_trial else None)
+    if not step.supervise:
+        assert instead is step

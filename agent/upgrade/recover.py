@@ -45,3 +45,11 @@ def after_failure(state: dict, own_path: str, now: float) -> Recovery:
     else:
         detail = "the trial's service stopped as failed before a report was acknowledged (it crashed)"
     return Recovery(rolled_back(state, trial, detail, now), own_path, False, detail)
+
+
+def unsaved(step: Recovery, own_path: str) -> Recovery:
+    """The step to take instead of ``step`` when its state could not be saved."""
+    if not step.supervise:
+        return step  # a rollback or the end of a trial: the same, only not recorded (A's start records it)
+    return Recovery(step.state, own_path, False,
+                    "upgrade.json could not be written, so the trial's start cannot be counted: back to this binary")

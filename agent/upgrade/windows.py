@@ -84,7 +84,7 @@ def recover_service(service_name: str, state_dir, own_exe: str, now: float) -> i
     reaches the dispatcher) has failed too: nothing else would ever start the service again."""
     from agent.upgrade import state as st
     from agent.upgrade import upgrade_path
-    from agent.upgrade.recover import after_failure
+    from agent.upgrade.recover import after_failure, unsaved
 
     path = upgrade_path(state_dir)
     try:
@@ -97,11 +97,16 @@ def recover_service(service_name: str, state_dir, own_exe: str, now: float) -> i
         log.warning("upgrade_service_recover service=%s point_at=%s supervise=%s why=%s", service_name,
                     step.point_at, step.supervise, step.why)
         if step.state is not state:
-            st.save(path, step.state)
+            try:
+                st.save(path, step.state)
+            except OSError as exc:
+                log.error("upgrade_state_not_saved file=%s error=%s", path, exc)
+                step = unsaved(step, own_exe)
+        # Each step on its own: whatever fails, the service is still started at the end.
         if step.point_at:
-            point_service_at(step.point_at, service_name)
+            _logged(point_service_at, step.point_at, service_name)
         if not step.supervise:
-            set_failure_actions(service_name)
+            _logged(set_failure_actions, service_name)
         try:
             start_service(service_name)
             return 0
@@ -110,3 +115,10 @@ def recover_service(service_name: str, state_dir, own_exe: str, now: float) -> i
                 raise
             log.error("upgrade_trial_start_failed service=%s error=%s", service_name, exc.strerror)
             state = step.state  # the trial counted as started: the next decision rolls it back
+
+
+def _logged(action, *args) -> None:
+    try:
+        action(*args)
+    except pywintypes.error as exc:
+        log.error("upgrade_service_recover_step_failed step=%s error=%s", action.__name__, exc.strerror)
