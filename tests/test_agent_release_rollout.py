@@ -107,6 +107,11 @@ def test_a_stage_pauses_by_itself_only_for_enough_build_faults(tmp_path, store):
     assert paused_alerts(client, tokens) == []
     # The failures seen at the resume do not undo it (those agents never retry the same build) ...
     assert rollout.evaluate(store, [A1, B2, B3, B4], 0.2, 3) == []
+    # ... not even when they report it again leaving the build out
+    for code in (A1, B2, B3):
+        fails(client, tokens, store, code, "does_not_start")
+    assert view(client, tokens["admin"])[VERSION]["paused_stages"] == []
+    assert rollout.evaluate(store, [A1, B2, B3], 0.2, 3) == []
     # ... new ones do, once there are enough again.
     fails(client, tokens, store, B5, "does_not_start", held)
     assert rollout.evaluate(store, [B5], 0.0, 1) == [(VERSION, STAGE)]

@@ -122,7 +122,9 @@ class Seen:
         if code not in self.recorded:
             return False
         builds = self.recorded[code]
-        return builds is None or build in builds
+        # A failure naming no build is seen with any of the point's: else, after a resume, the same point could
+        # count again by leaving its build out.
+        return builds is None or not build or build in builds
 
 
 def counts_against(details: dict, code: str, version: str, held: set[str], seen: Seen) -> bool:
