@@ -87,6 +87,19 @@ def setup_logging(cfg, to_stderr: bool = True) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
+def watched_sender(sender_class, on_send_failed):
+    """``sender_class`` telling ``on_send_failed`` of every send that raised transport.SendError, before the
+    sender handles it as it always has: the upgrade trial's watchdog tells a line that was down from a
+    collector that answered (agent/upgrade/manager.py), with agent/sender.py as it is."""
+
+    class WatchedSender(sender_class):
+        def _send_error(self, exc, batch):
+            on_send_failed(exc)
+            return super()._send_error(exc, batch)
+
+    return WatchedSender
+
+
 class Agent:
     def __init__(self, cfg, platform=None, identity=None, launch=None):
         from agent.checks import registry
@@ -120,8 +133,9 @@ class Agent:
         self.checks_left_running = False  # a stop gave up waiting for a stuck check (_stop_checks)
         self.upgrade = UpgradeManager(None, self.state, identity or own_identity(), ctx, self.speedup,
                                       on_handover=self._hand_over, launch=launch)
-        self.sender = Sender(self.outbox, cfg.collector.url, self.state.token, self.state.agent_id,
-                             cfg.collector.timeout, ctx, self.speedup, on_ack=self.upgrade.on_ack)
+        self.sender = watched_sender(Sender, self.upgrade.on_send_failed)(
+            self.outbox, cfg.collector.url, self.state.token, self.state.agent_id, cfg.collector.timeout, ctx,
+            self.speedup, on_ack=self.upgrade.on_ack)
         from agent import metrics_endpoint
 
         # Off unless `metrics: {listen: host:port}` is configured, for sites that pull from the agent too.

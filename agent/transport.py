@@ -18,9 +18,14 @@ log = logging.getLogger(__name__)
 class SendError(Exception):
     """The collector did not acknowledge; ``retry`` says whether sending the same batch again can help."""
 
-    def __init__(self, message: str, status: int | None = None, retry: bool = True, body: str = ""):
+    def __init__(self, message: str, status: int | None = None, retry: bool = True, body: str = "",
+                 unanswered: bool = False):
         super().__init__(message)
         self.status, self.retry, self.body = status, retry, body
+        # Nothing came back at all (no connection, a timeout, a cut mid-answer): the upgrade trial's watchdog
+        # tells a line that was down from a collector that answered (agent/upgrade/manager.py). False when
+        # anything answered, even a 2xx without an acknowledgement.
+        self.unanswered = unanswered
 
 
 def ssl_context(ca_bundle: str | None, insecure: bool) -> ssl.SSLContext:
@@ -80,7 +85,7 @@ def post_json(url: str, payload: dict, token: str | None, timeout: float, ctx: s
         # HTTPException: the collector died mid-answer (IncompleteRead, RemoteDisconnected is an OSError
         # too); not an OSError, and uncaught it ended the sender thread for good.
         reason = getattr(exc, "reason", exc)
-        raise SendError(f"cannot reach collector: {reason}") from None
+        raise SendError(f"cannot reach collector: {reason}", unanswered=True) from None
 
 
 def send_reports(base_url: str, token: str, reports: list[dict], timeout: float, ctx=None) -> dict:
@@ -119,4 +124,4 @@ def get(url: str, token: str | None, timeout: float, ctx: ssl.SSLContext | None 
         raise SendError(f"collector answered {exc.code}: {detail}", exc.code, exc.code >= 500, detail) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
-        raise SendError(f"cannot reach collector: {reason}") from None
+        raise SendError(f"cannot reach collector: {reason}", unanswered=True) from None

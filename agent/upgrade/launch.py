@@ -36,6 +36,9 @@ log = logging.getLogger("pointwatch.upgrade")
 
 RUN, TRIAL, ROLLBACK, EXEC_ACTIVE, EXEC_TRIAL = "run", "trial", "rollback", "exec_active", "exec_trial"
 EXECS = (ROLLBACK, EXEC_ACTIVE, EXEC_TRIAL)  # the decisions that start another binary in this one's place
+# Trials of one build (version + sha256) that end with the collector never answering, before the build
+# counts as rolled back for good: a bound on what a line down (or a build that cannot connect) costs.
+UNREACHABLE_TRIES = 3
 MAX_BOOTS = 3  # launches a trial gets in later boots before a restart counts as its failure
 BOOT_TIME_SLACK_S = 5  # Windows' boot time is computed (now - uptime): it wobbles by a second or so
 
@@ -53,6 +56,20 @@ class Decision:
 def rolled_back(state: dict, trial: dict, detail: str, now: float) -> dict:
     out = st.with_failure(state, trial["version"], trial.get("sha256") or "", st.ROLLED_BACK, detail, now)
     return {**out, "trial": None, "last": {"event": "rolled_back", "version": trial["version"], "at": now}}
+
+
+def unreachable_rolled_back(state: dict, trial: dict, detail: str, now: float) -> tuple[dict, str]:
+    """(state, reason) after a trial whose every send got no answer at all: COLLECTOR_UNREACHABLE, counted in
+    ``unreachable`` and tried again later (no failure recorded), until the UNREACHABLE_TRIES-th such trial of
+    the build, which is ROLLED_BACK as any other."""
+    seen = state.get("unreachable") or {}
+    key = (trial["version"], trial.get("sha256") or "")
+    count = int(seen.get("count") or 0) + 1 if (seen.get("version"), seen.get("sha256")) == key else 1
+    if count >= UNREACHABLE_TRIES:
+        out = rolled_back(state, trial, f"{detail} ({count} trials)", now)
+        return {**out, "unreachable": None}, st.ROLLED_BACK
+    return {**state, "trial": None, "unreachable": {"version": key[0], "sha256": key[1], "count": count, "at": now},
+            "last": {"event": "rolled_back", "version": trial["version"], "at": now}}, st.COLLECTOR_UNREACHABLE
 
 
 def budget_of(trial: dict) -> float:

@@ -24,6 +24,7 @@ from pathlib import Path
 from agent import transport
 from agent.statedir import unsafe_to_start
 from agent.upgrade import RELEASES_DIR, WATCHDOG_S, release_dir, upgrade_path
+from agent.upgrade import launch as trial_rules
 from agent.upgrade import state as st
 from agent.upgrade.download import DownloadError, download
 from agent.upgrade.handover import start_check
@@ -41,6 +42,7 @@ RETRY_AFTER = 300.0  # after the collector did not give the manifest or the file
 # Downloads of one build whose digest does not match before that build counts as failed: a 2G line does
 # corrupt a transfer now and then, and a good build must not be banned for it.
 DIGEST_TRIES = 3
+TRIAL_AGAIN_AFTER = 3600.0  # after a trial that never reached the collector (launch.py UNREACHABLE_TRIES)
 TARGET = "代理程序"
 RELEASES_PATH = "/api/v1/agent/releases"
 
@@ -66,6 +68,10 @@ class UpgradeManager(threading.Thread):
         self.start_problem = dict(launch.problem) if launch is not None and launch.problem else {}
         self.trial = launch.state.get("trial") if launch is not None and launch.action == TRIAL else None
         self.mono = mono
+        # What the sender saw during the trial (this launch and, from upgrade.json, the earlier ones): whether
+        # the collector answered at all, and how many sends got no answer (transport.SendError.unanswered).
+        self._answered, self._unanswered = (bool(self.trial.get("answered")), int(self.trial.get("unanswered") or 0)) \
+            if self.trial is not None else (False, 0)
         if self.trial is not None:  # the watchdog's count: what earlier launches ran, plus this process's time
             self._ran_before, self._ran_since, self._budget = (float(self.trial.get("ran_s") or 0), mono(),
                                                              budget_of(self.trial))
@@ -147,6 +153,8 @@ class UpgradeManager(threading.Thread):
             return self._fail(up.version, refused_key, exc.reason, exc.detail)
         if st.failure_of(self.cached, up.version, release.sha256):  # failed before: only another build is tried
             return retry
+        if self._trial_later(up.version, release.sha256):
+            return retry
         final = release_dir(self.state.dir, up.version) / release.file
         part = final.with_name(final.name + ".part")
         if not (final.exists() and final.stat().st_size == release.size and file_sha256(final) == release.sha256):
@@ -208,6 +216,15 @@ class UpgradeManager(threading.Thread):
         self.problem = f"下载的版本 {version} 与发布清单的 SHA-256 摘要不符（第 {count} 次），已删除，稍后重新下载"
         return RETRY_AFTER / self.speedup
 
+    def _trial_later(self, version: str, sha256: str) -> bool:
+        """The last trial of this build never reached the collector: the next waits TRIAL_AGAIN_AFTER (a wall
+        clock set back does not make it wait longer)."""
+        seen = self.cached.get("unreachable") or {}
+        if (seen.get("version"), seen.get("sha256")) != (version, sha256):
+            return False
+        since = self.clock() - float(seen.get("at") or 0)
+        return 0 <= since < TRIAL_AGAIN_AFTER / self.speedup
+
     def _pause(self, seconds: float) -> bool:
         """The downloader's wait: True (pause) when the agent stops or the window is over."""
         if self.stopping.wait(seconds):
@@ -263,8 +280,13 @@ class UpgradeManager(threading.Thread):
         if trial is None:  # committed meanwhile
             return CHECK_EVERY / self.speedup
         detail = f"no report of {trial['version']} was acknowledged within {self._budget:.0f} s of running"
-        log.error("upgrade_rollback version=%s to=%s reason=%s", trial["version"], trial.get("from_path"), detail)
-        state = rolled_back(self._reload(), trial, detail, self.clock())
+        if self._answered or not self._unanswered:  # the collector answered (any status), or nothing was sent
+            state, reason = rolled_back(self._reload(), trial, detail, self.clock()), st.ROLLED_BACK
+        else:  # every send got no answer at all: the line, not the build (tried again, UNREACHABLE_TRIES)
+            detail += f"; none of {self._unanswered} sends got any answer from the collector"
+            state, reason = trial_rules.unreachable_rolled_back(self._reload(), trial, detail, self.clock())
+        log.error("upgrade_rollback version=%s to=%s reason=%s detail=%s", trial["version"], trial.get("from_path"),
+                  reason, detail)
         self._save(state)
         refused, reason = rollback_refusal(trial, state, self.state.dir), st.DIGEST_MISMATCH
         if not refused:
@@ -285,16 +307,27 @@ class UpgradeManager(threading.Thread):
             state = self._reload()
             trial = state.get("trial")
             if trial and trial.get("version") == self.trial.get("version"):
-                self._save({**state, "trial": {**trial, "ran_s": round(ran, 1)}})
+                self._save({**state, "trial": {**trial, "ran_s": round(ran, 1), "answered": int(self._answered),
+                                               "unanswered": self._unanswered}})
 
     def on_ack(self, batch) -> None:
         """The sender's hook after the collector acknowledged ``batch``: a report of this version commits the trial."""
         if self.trial is None:
             return
+        self._answered = True
         try:
             self._commit_if_mine(batch)
         except Exception:  # the sender's thread must go on whatever happens here; the watchdog still decides
             log.exception("upgrade_commit_crashed")
+
+    def on_send_failed(self, exc) -> None:
+        """The sender's hook after a send raised transport.SendError: whether anything answered it at all."""
+        if self.trial is None:
+            return
+        if getattr(exc, "unanswered", False):
+            self._unanswered += 1
+        else:
+            self._answered = True
 
     def _commit_if_mine(self, batch) -> None:
         mine = any(_version_of(body) == self.identity.version for body in batch.bodies)

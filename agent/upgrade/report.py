@@ -59,6 +59,14 @@ def describe(m, up) -> tuple[str, str, dict]:
                       f"{st.REMEDY_CN.get(reason, '')}"), {
             **details, "state": "failed", "reason": reason, "detail": failed.get("detail"),
             "failed_at": failed.get("at"), "sha256": failed.get("sha256")}
+    seen = m.cached.get("unreachable") or {}
+    if seen.get("version") == target:  # not a ban: the build is tried again (manager.py TRIAL_AGAIN_AFTER)
+        from agent.upgrade.launch import UNREACHABLE_TRIES
+
+        return FAIL, (f"升级到版本 {target}：{st.REASON_CN[st.COLLECTOR_UNREACHABLE]}（第 {seen.get('count')} 次，"
+                      f"最多 {UNREACHABLE_TRIES} 次）；继续运行 {own}。{st.REMEDY_CN[st.COLLECTOR_UNREACHABLE]}"), {
+            **details, "state": "unreachable", "reason": st.COLLECTOR_UNREACHABLE, "sha256": seen.get("sha256"),
+            "failed_at": seen.get("at")}
     details.update(window=up.window_text, max_kbps=up.max_kbps)
     if m._older(target) and not up.downgrade:
         return WARN, (f"策略指定的版本 {target} 比本机运行的 {own} 旧，策略未允许降级（downgrade: true），"

@@ -8,9 +8,10 @@ state or the new one: the launch decision at the next start (launch.py) must nev
      "previous": {"version", "path"} | null,             # what ran before the active one
      "base":     {"version", "path"} | null,             # the installed binary, as it last started
      "trial":    {"version", "path", "sha256", "from_version", "from_path", "from_sha256", "started_at",
-                  "budget_s", "ran_s", "launches", "boots", "boot_id"} | null,
+                  "budget_s", "ran_s", "launches", "boots", "boot_id", "answered", "unanswered"} | null,
      "failed":   [{"version", "sha256", "reason", "detail", "at"}],   # never tried again (see manager.py)
      "corrupt":  {"version", "sha256", "count"} | null,  # downloads of that build whose digest did not match
+     "unreachable": {"version", "sha256", "count", "at"} | null,  # trials of that build that never reached the collector
      "last":     {"event": "committed" | "rolled_back", "version", "at"} | null}
 
 Times are Unix seconds; ``budget_s``/``ran_s`` are seconds the trial process ran (launch.py says why). Also the reasons an upgrade fails, with what the county staff read.
@@ -28,7 +29,11 @@ FORMAT = 1
 BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK = (
     "bad_signature", "digest_mismatch", "size_mismatch", "wrong_version", "does_not_start", "rolled_back")
 UNSAFE_FILE = "unsafe_file"  # someone other than SYSTEM/Administrators (root/the agent) could have written it
-REASONS = (BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK, UNSAFE_FILE)
+# The trial ran out its time while every send failed with no answer at all (a 2G line or a county-wide outage):
+# rolled back, tried again later, never a ban nor a build fault by itself (manager.py UNREACHABLE_TRIES).
+COLLECTOR_UNREACHABLE = "collector_unreachable"
+REASONS = (BAD_SIGNATURE, DIGEST_MISMATCH, SIZE_MISMATCH, WRONG_VERSION, DOES_NOT_START, ROLLED_BACK, UNSAFE_FILE,
+           COLLECTOR_UNREACHABLE)
 # The reasons only the build itself explains: it did not start here, or it ran and never got a report through
 # (the collector verified its signature and file when the build was added, so a signature, size or digest
 # refused on a point is that point's download or disk, or the point itself; an unsafe file is the point's
@@ -43,6 +48,7 @@ REASON_CN = {
     DOES_NOT_START: "新版本无法在本机启动（--version 检查未通过）",
     ROLLED_BACK: "新版本未能在规定时间内成功发送报告，已自动回退到原版本",
     UNSAFE_FILE: "新版本的文件或其所在目录可被系统和管理员以外的本机用户改写（或权限无法读取），已拒绝运行",
+    COLLECTOR_UNREACHABLE: "新版本试运行期间一直无法连接采集端，已回退到原版本，稍后会再次尝试",
 }
 # What the point or the county does about it (the result's message ends with it).
 REMEDY_CN = {
@@ -53,6 +59,7 @@ REMEDY_CN = {
     DOES_NOT_START: "请县级管理员检查该版本是否适用于本机系统，或在策略中指定其他版本",
     ROLLED_BACK: "请检查本机到采集端的网络，并请县级管理员查看该版本的问题；本机不会再次尝试该版本",
     UNSAFE_FILE: "请县级管理员检查本机状态目录的权限（只应允许 SYSTEM 和管理员写入），查明是否有人放置或改动了文件",
+    COLLECTOR_UNREACHABLE: "请检查本机到采集端的网络；网络恢复后本机会自动再次尝试该版本",
 }
 
 
@@ -62,7 +69,7 @@ class StateUnreadable(Exception):
 
 def empty() -> dict:
     return {"format": FORMAT, "active": None, "previous": None, "base": None, "trial": None, "failed": [],
-            "corrupt": None, "last": None}
+            "corrupt": None, "unreachable": None, "last": None}
 
 
 def load(path: Path) -> dict:
@@ -81,7 +88,7 @@ def load(path: Path) -> dict:
         raise StateUnreadable(f"{path}: 'failed' is not a list")
     # A file edited by hand (or by someone at the PC) must be refused here, as a whole, rather than fail
     # later inside the report of every cycle.
-    for name in ("active", "previous", "base", "trial", "corrupt", "last"):
+    for name in ("active", "previous", "base", "trial", "corrupt", "unreachable", "last"):
         if out.get(name) is not None and not _fields_ok(out[name]):
             raise StateUnreadable(f"{path}: '{name}' is not an object of text and numbers")
     for i, item in enumerate(out["failed"]):

@@ -18,6 +18,7 @@ REASON_CN = {
     "bad_signature": "签名校验失败", "digest_mismatch": "文件摘要不符", "size_mismatch": "文件大小不符",
     "wrong_version": "版本不符", "does_not_start": "新版本无法启动", "rolled_back": "新版本未能上报，已回退",
     "unsafe_file": "文件可被他人改写，已拒绝运行",
+    "collector_unreachable": "试运行期间无法连接采集端，已回退，稍后重试",
     "unknown": "未说明",
 }
 
