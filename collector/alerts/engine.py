@@ -1,7 +1,8 @@
 """Alert state per point: pending → firing → resolved, muting, inhibition, and queuing notifications.
 
-One evaluation = one transaction for one point, holding the point's ``point_state`` row lock (the same
-lock ingest takes), so two collectors never evaluate one point at once and an alert is raised once.
+An evaluation runs in a transaction holding the point's ``point_state`` row lock (the same lock ingest
+takes), so two collectors never evaluate one point at once and an alert is raised once; the points of one
+pass share the transaction (up to EVAL_BATCH, locked together in code order) and its reads.
 An evaluation first replays, in stored order, every result received since the point was last judged (its
 watermark moves in the same transaction), so a fault that came and went between two evaluations is raised
 too; then it judges the latest state. Evaluations are idempotent: each result is replayed once, and the
