@@ -71,7 +71,7 @@ class _Facts:
     them (a statement per point and table cost more than the judging), the silences once if needed."""
 
     def __init__(self, s, codes: list[str], replay_rows: int, now: datetime):
-        self.views = alert_rows.lock_points(s, codes)
+        self.views, self.states = alert_rows.lock_points(s, codes)
         present = sorted(self.views)
         self.open_alerts = alert_rows.open_alerts_of(s, present) if present else {}
         self.replay = alert_rows.results_since_watermarks(s, present, replay_rows) if present else {}
@@ -154,7 +154,7 @@ class AlertEngine:
         for i in range(0, len(codes), SCREEN_BATCH):
             chunk = codes[i:i + SCREEN_BATCH]
             opened_here, view_rows, latest_rows = alert_rows.screen(self.store, chunk)
-            lag, unjudged = alert_rows.unjudged(self.store, chunk, SCREEN_REPORTS)
+            lag, unjudged = alert_rows.unjudged(self.store, chunk, SCREEN_REPORTS, set(opened_here))
             due.extend(opened_here)
             views = {row[0]: _view(*row) for row in view_rows}
             latest = {code: [_latest(*r) for r in rows] for code, rows in latest_rows.items()}
@@ -194,7 +194,7 @@ class AlertEngine:
             rows = [r for r in rows if r[0] != last] or rows
         fired = self._replay(s, view, rows, open_alerts, resolved, now)
         if rows:
-            alert_rows.set_evaluated_up_to(s, code, rows[-1][0])
+            alert_rows.set_evaluated_up_to(facts.states[code], rows[-1][0])
         if caught_up:  # the latest state (and time: silence, for-durations) only once history is judged
             self._judge_latest(s, view, facts.latest[code], open_alerts, resolved, now)
         alert_rows.flush(s)

@@ -199,17 +199,20 @@ def screen(store, codes: list[str]) -> tuple[list[str], list[tuple], dict[str, l
     return opened, [tuple(v) for v in views], latest
 
 
-def lock_points(s, codes: list[str]) -> dict[str, tuple]:
+def lock_points(s, codes: list[str]) -> tuple[dict[str, tuple], dict[str, m.PointState]]:
     """Inside an evaluation's transaction: lock these points' point_state rows (the lock ingest takes), in
-    code order as ingest does, and return {code: VIEW_COLUMNS row} of those that are there. The rows stay
-    in the session, so reading and moving their watermarks costs no further statement."""
-    states = s.scalars(select(m.PointState).where(m.PointState.point_code.in_(codes))
-                       .order_by(m.PointState.point_code).with_for_update()).all()
+    code order as ingest does; returns ({code: VIEW_COLUMNS row}, {code: its point_state}) of the points
+    that are there. Keep the point_state objects while the transaction lasts: the session holds them
+    weakly, and their watermarks are read and moved through them (no further statement)."""
+    states = {st.point_code: st for st in s.scalars(
+        select(m.PointState).where(m.PointState.point_code.in_(codes))
+        .order_by(m.PointState.point_code).with_for_update())}
     if not states:
-        return {}
-    return {row[0]: tuple(row) for row in s.execute(
+        return {}, {}
+    views = {row[0]: tuple(row) for row in s.execute(
         select(*VIEW_COLUMNS).join(m.PointState, m.PointState.point_code == m.Point.code)
-        .where(m.Point.code.in_([st.point_code for st in states])))}
+        .where(m.Point.code.in_(sorted(states))))}
+    return views, states
 
 
 def latest_rows_of(s, codes: list[str]) -> dict[str, list[tuple]]:
@@ -225,11 +228,6 @@ def latest_rows_of(s, codes: list[str]) -> dict[str, list[tuple]]:
 # order, which the agent's clock cannot reorder): REPLAY_COLUMNS rows, report id first.
 REPLAY_COLUMNS = (m.Result.report_pk, m.Result.check, m.Result.target, m.Result.status, m.Result.value,
                   m.Result.message, m.Result.details, m.Result.observed_at, m.Result.received_at)
-
-
-def evaluated_up_to(s, code: str) -> int | None:
-    """Inside an evaluation (after lock_points): the point's watermark, the last report judged."""
-    return s.get(m.PointState, code).alerts_evaluated_report
 
 
 def results_since_watermarks(s, codes: list[str], limit: int) -> dict[str, list[tuple]]:
@@ -251,14 +249,15 @@ def results_since_watermarks(s, codes: list[str], limit: int) -> dict[str, list[
     return out
 
 
-def set_evaluated_up_to(s, code: str, report_pk: int) -> None:
-    s.get(m.PointState, code).alerts_evaluated_report = report_pk
+def set_evaluated_up_to(state: m.PointState, report_pk: int) -> None:
+    """Move a locked point's watermark (a point_state from lock_points) to the last report judged."""
+    state.alerts_evaluated_report = report_pk
 
 
-def unjudged(store, codes: list[str], most_reports: int) -> tuple[dict, dict]:
+def unjudged(store, codes: list[str], most_reports: int, due: set[str] = frozenset()) -> tuple[dict, dict]:
     """For screening, read without locks: ({code: (watermark, reports since it, newest report id)} of the
     points with reports since their watermark, {code: [REPLAY_COLUMNS rows]} of those with at most
-    ``most_reports`` of them)."""
+    ``most_reports`` of them, except the points already ``due`` (their evaluation reads the rows anyway))."""
     wm = func.coalesce(m.PointState.alerts_evaluated_report, 0)
     since = (m.Report.point_code.in_(codes), m.Report.id > wm)
     with store.engine.connect() as conn:
@@ -266,7 +265,7 @@ def unjudged(store, codes: list[str], most_reports: int) -> tuple[dict, dict]:
             select(m.Report.point_code, m.PointState.alerts_evaluated_report, func.count(), func.max(m.Report.id))
             .join(m.PointState, m.PointState.point_code == m.Report.point_code).where(*since)
             .group_by(m.Report.point_code, m.PointState.alerts_evaluated_report))}
-        few = [code for code, (_, n, _) in lag.items() if n <= most_reports]
+        few = [code for code, (_, n, _) in lag.items() if n <= most_reports and code not in due]
         rows: dict[str, list[tuple]] = {}
         if few:
             for code, *rest in conn.execute(
