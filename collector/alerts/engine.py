@@ -197,7 +197,8 @@ class AlertEngine:
             alert_rows.set_evaluated_up_to(facts.states[code], rows[-1][0])
         if caught_up:  # the latest state (and time: silence, for-durations) only once history is judged
             self._judge_latest(s, view, facts.latest[code], open_alerts, resolved, now)
-        alert_rows.flush(s)
+        # No flush here: the changes go at the commit, so the pass takes SQLite's write lock at its end
+        # (or when a message needs an alert's id), not from its first point to its last.
         return self._notify(s, view, list(open_alerts.values()), resolved, fired, now, facts), caught_up
 
     def _replay(self, s, view: PointView, rows: list[tuple], open_alerts: dict, resolved: list,
