@@ -62,3 +62,43 @@ def test_metrics_export_the_kept_scores(tmp_path, store):
         text = client.get("/metrics").text
     assert f'pointwatch_compliance_score{{point="{POINT}",profile="lanzhou-basic-2023",region="{REGION}"}}' in text
     assert f'pointwatch_compliance_item_ok{{item="network.core",point="{POINT}"' in text
+
+
+def test_the_remembered_sheets_are_score_nows_own():
+    """The keeper scores equal counted results once: whatever the times (results about to lapse or just
+    lapsed, a point falling silent, two results of one key, a device given by kind), the profile and the
+    level, its figures are those of score_now's sheet at that moment."""
+    import random
+
+    from collector.scoring import Observation, score_now
+    from collector.scoring.scorekeeper import now_score
+    from collector.scoring.scores import profile_for, profiles
+
+    rnd = random.Random(21)
+    checks = sorted(HEALTHY) + ["device.printer", "host.resources", "identity.enrolment", "collector.clock"]
+    now = datetime(2026, 5, 1, 3, 0, tzinfo=timezone.utc)
+    near = (0, 1, 179, 180, 181, 599, 600, 899, 900, 901, 3 * 3600 - 1, 3 * 3600, 3 * 3600 + 1, 7200)
+    differed = 0
+    for _ in range(1500):
+        name = rnd.choice(sorted(profiles()))
+        interval = rnd.choice((60, 300, 900))
+        level = rnd.choice((None, "town", "village"))
+        obs = []
+        for check in rnd.sample(checks, rnd.randint(0, len(checks))):
+            age = rnd.choice(near) if rnd.random() < 0.7 else rnd.uniform(0, 4 * 3600)
+            status = rnd.choice(("ok", "ok", "ok", "warn", "fail", "error", "unknown"))
+            if check.startswith("device.") and rnd.random() < 0.3:
+                obs.append(Observation(now - timedelta(seconds=age), "device", "设备", status, check[7:]))
+            else:
+                obs.append(Observation(now - timedelta(seconds=age), check, "目标", status))
+            if rnd.random() < 0.05:  # a second result of the same key
+                obs.append(obs[-1]._replace(at=now - timedelta(seconds=rnd.choice(near)), status="fail"))
+        rnd.shuffle(obs)
+        silent_after = 3 * interval
+        sheet = score_now(profile_for(name), obs, now=now, interval=interval, silent_after=silent_after,
+                          level=level)
+        want = (sheet.earned, sheet.automatic_points,
+                {it.id: it.state == "met" for it in sheet.items if it.state in ("met", "not_met")})
+        assert now_score(name, obs, now, interval, silent_after, level) == want, (name, level, interval, obs)
+        differed += want[0] != sheet.total
+    assert differed > 500  # most draws lose points somewhere: the comparison is not of full marks only

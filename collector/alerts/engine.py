@@ -1,7 +1,8 @@
 """Alert state per point: pending → firing → resolved, muting, inhibition, and queuing notifications.
 
-One evaluation = one transaction for one point, holding the point's ``point_state`` row lock (the same
-lock ingest takes), so two collectors never evaluate one point at once and an alert is raised once.
+An evaluation runs in a transaction holding the point's ``point_state`` row lock (the same lock ingest
+takes), so two collectors never evaluate one point at once and an alert is raised once; the points of one
+pass share the transaction (up to EVAL_BATCH, locked together in code order) and its reads.
 An evaluation first replays, in stored order, every result received since the point was last judged (its
 watermark moves in the same transaction), so a fault that came and went between two evaluations is raised
 too; then it judges the latest state. Evaluations are idempotent: each result is replayed once, and the
@@ -40,6 +41,7 @@ def aware(ts: datetime | None) -> datetime | None:
 SCREEN_BATCH = 500  # points per bulk look (well under SQLite's bound on query parameters)
 SCREEN_REPORTS = 5  # a point with more reports than this since it was judged is evaluated, not screened
 REPLAY_ROWS = 5000  # results replayed per evaluation at most: a day's backlog is judged over a few passes
+EVAL_BATCH = 100  # points evaluated in one transaction (their rows locked together, in code order)
 
 
 def _view(code, name, region_path, interval, last_received_at, clock_skew_s, fingerprint_mismatch) -> PointView:
@@ -64,6 +66,24 @@ def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
+class _Facts:
+    """What an evaluation's transaction reads of its points, after locking them: each table once for all of
+    them (a statement per point and table cost more than the judging), the silences once if needed."""
+
+    def __init__(self, s, codes: list[str], replay_rows: int, now: datetime):
+        self.views, self.states = alert_rows.lock_points(s, codes)
+        present = sorted(self.views)
+        self.open_alerts = alert_rows.open_alerts_of(s, present) if present else {}
+        self.replay = alert_rows.results_since_watermarks(s, present, replay_rows) if present else {}
+        self.latest = alert_rows.latest_rows_of(s, present) if present else {}
+        self._now, self._silences = now, None
+
+    def silences(self, s) -> list:
+        if self._silences is None:
+            self._silences = alert_rows.active_silences(s, self._now)
+        return self._silences
+
+
 class AlertEngine:
     def __init__(self, store, config: AlertsConfig, public_url: str = "http://127.0.0.1:8000", clock=None):
         self.store = store
@@ -78,18 +98,48 @@ class AlertEngine:
     # -- evaluation ----------------------------------------------------------------------------------
     def evaluate_point(self, code: str) -> int:
         """Evaluate one point now; returns the number of notifications queued."""
-        for attempt in range(3):
+        return self._evaluate_batch([code])
+
+    def evaluate_points(self, codes: list[str], on_error=None) -> int:
+        """Evaluate these points, EVAL_BATCH to a transaction whose reads are one statement per table for
+        all of them; returns notifications queued. A batch that fails (another collector's new alert under
+        us, the database away for a moment) is evaluated again point by point, so each point fails alone:
+        ``on_error(code, exc)`` hears of those, or the first one is raised."""
+        queued = 0
+        for i in range(0, len(codes), EVAL_BATCH):
+            chunk = codes[i:i + EVAL_BATCH]
+            if len(chunk) > 1:
+                try:
+                    queued += self._evaluate_batch(chunk, attempts=1)
+                    continue
+                except Exception:
+                    log.info("alert_batch_retried_alone points=%d", len(chunk))
+            for code in chunk:
+                try:
+                    queued += self._evaluate_batch([code])
+                except Exception as exc:
+                    if on_error is None:
+                        raise
+                    on_error(code, exc)
+        return queued
+
+    def _evaluate_batch(self, codes: list[str], attempts: int = 3) -> int:
+        for attempt in range(attempts):
             try:
                 with self.store.session() as s:
-                    queued, caught_up = self._evaluate(s, code, self.clock())
+                    now = self.clock()
+                    facts = _Facts(s, codes, self.replay_rows, now)
+                    outcome = {code: self._evaluate(s, code, facts, now) for code in codes if code in facts.views}
                 break
             except IntegrityError:  # an open alert for this fingerprint appeared under us: look again
-                if attempt == 2:
+                if attempt == attempts - 1:
                     raise
+        queued = sum(q for q, _ in outcome.values())
         if queued and self.on_enqueued:
             self.on_enqueued()
-        if not caught_up and self.on_backlog:  # the rest of its history on the next pass
-            self.on_backlog(code)
+        for code, (_, caught_up) in outcome.items():
+            if not caught_up and self.on_backlog:  # the rest of its history on the next pass
+                self.on_backlog(code)
         return queued
 
     def worth_evaluating(self, codes: list[str]) -> list[str]:
@@ -104,7 +154,7 @@ class AlertEngine:
         for i in range(0, len(codes), SCREEN_BATCH):
             chunk = codes[i:i + SCREEN_BATCH]
             opened_here, view_rows, latest_rows = alert_rows.screen(self.store, chunk)
-            lag, unjudged = alert_rows.unjudged(self.store, chunk, SCREEN_REPORTS)
+            lag, unjudged = alert_rows.unjudged(self.store, chunk, SCREEN_REPORTS, set(opened_here))
             due.extend(opened_here)
             views = {row[0]: _view(*row) for row in view_rows}
             latest = {code: [_latest(*r) for r in rows] for code, rows in latest_rows.items()}
@@ -132,26 +182,24 @@ class AlertEngine:
                 hits[hit.key] = hit
         return hits
 
-    def _evaluate(self, s, code: str, now: datetime) -> tuple[int, bool]:
-        """One evaluation: (notifications queued, whether the point's history is judged to its end)."""
-        row = alert_rows.lock_point(s, code)
-        if row is None:
-            return 0, True
-        view = _view(*row)
-        open_alerts = {(a.rule, a.check, a.target): a for a in alert_rows.open_alerts(s, code)}
+    def _evaluate(self, s, code: str, facts: _Facts, now: datetime) -> tuple[int, bool]:
+        """One point's evaluation: (notifications queued, whether the point's history is judged to its end)."""
+        view = _view(*facts.views[code])
+        open_alerts = {(a.rule, a.check, a.target): a for a in facts.open_alerts[code]}
         resolved: list[Alert] = []
-        rows = alert_rows.results_since(s, code, alert_rows.evaluated_up_to(s, code), self.replay_rows)
+        rows = facts.replay[code]
         caught_up = len(rows) < self.replay_rows
         if not caught_up:  # the last report may be cut short: it is replayed whole next time (a report
             last = rows[-1][0]  # holds at most MAX_RESULTS_PER_REPORT, fewer than REPLAY_ROWS, results)
             rows = [r for r in rows if r[0] != last] or rows
         fired = self._replay(s, view, rows, open_alerts, resolved, now)
         if rows:
-            alert_rows.set_evaluated_up_to(s, code, rows[-1][0])
+            alert_rows.set_evaluated_up_to(facts.states[code], rows[-1][0])
         if caught_up:  # the latest state (and time: silence, for-durations) only once history is judged
-            self._judge_latest(s, view, open_alerts, resolved, now)
-        alert_rows.flush(s)
-        return self._notify(s, view, list(open_alerts.values()), resolved, fired, now), caught_up
+            self._judge_latest(s, view, facts.latest[code], open_alerts, resolved, now)
+        # No flush here: the changes go at the commit, so the pass takes SQLite's write lock at its end
+        # (or when a message needs an alert's id), not from its first point to its last.
+        return self._notify(s, view, list(open_alerts.values()), resolved, fired, now, facts), caught_up
 
     def _replay(self, s, view: PointView, rows: list[tuple], open_alerts: dict, resolved: list,
                 now: datetime) -> list[Alert]:
@@ -181,9 +229,10 @@ class AlertEngine:
                     resolved.append(alert)
         return fired
 
-    def _judge_latest(self, s, view: PointView, open_alerts: dict, resolved: list, now: datetime) -> None:
+    def _judge_latest(self, s, view: PointView, latest_rows: list[tuple], open_alerts: dict, resolved: list,
+                      now: datetime) -> None:
         """The point as it is now: its latest results, its state (identity, clock) and silence."""
-        latest = [_latest(*r) for r in alert_rows.latest_rows(s, view.code)]
+        latest = [_latest(*r) for r in latest_rows]
         rules = self.config.rules
         hits = self._hits(view, latest, now)
         baseline = windows.silence_baseline(self.config.maintenance, view.code, view.region_path, now)
@@ -263,16 +312,15 @@ class AlertEngine:
         return f"maintenance:{window.name}" if window else None
 
     def _notify(self, s, view: PointView, open_alerts: list[Alert], resolved: list[Alert], fired: list[Alert],
-                now: datetime) -> int:
+                now: datetime, facts: _Facts) -> int:
         """Page firing alerts not yet sent and not muted; tell those paged that theirs resolved. An alert
         that fired and resolved within this evaluation (replayed history) pages both, in that order."""
-        queued, silences = 0, None
+        queued = 0
         over = {id(a) for a in resolved}
         for alert in open_alerts + [a for a in fired if id(a) in over]:
             if alert.notified_at is not None or not (alert.state == "firing" or id(alert) in over):
                 continue
-            silences = alert_rows.active_silences(s, now) if silences is None else silences
-            if self.mute_reason(alert, open_alerts, silences, now):
+            if self.mute_reason(alert, open_alerts, facts.silences(s), now):
                 continue  # looked at again by the timer until the mute ends or the alert resolves
             alert.notified_at = now
             queued += self._queue(s, alert, view.name, "firing", now)
@@ -296,10 +344,7 @@ class AlertEngine:
     # -- the timer -----------------------------------------------------------------------------------
     def tick(self) -> int:
         """Evaluate the points whose alerts can change with time alone; returns notifications queued."""
-        queued = 0
-        for code in self.due_points(self.clock()):
-            queued += self.evaluate_point(code)
-        return queued
+        return self.evaluate_points(self.due_points(self.clock()))
 
     def due_points(self, now: datetime) -> list[str]:
         """Points that went silent (or came back), have a pending alert whose for-duration may be over, or a

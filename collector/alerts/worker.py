@@ -82,8 +82,7 @@ class AlertWorker:
                     codes, self._pending = codes | self._pending, set()
             if codes:
                 started = time.monotonic()
-                for code in self._screen(sorted(codes)):
-                    self._run("ingest", self.engine.evaluate_point, code)
+                self._evaluate(self._screen(sorted(codes)))
                 took = time.monotonic() - started
                 with self._cond:
                     busy = bool(self._pending)
@@ -99,6 +98,21 @@ class AlertWorker:
             return codes
         selfmetrics.ALERT_EVALUATIONS.labels("ingest", "nothing_to_do").inc(len(codes) - len(due))
         return due
+
+    def _evaluate(self, codes: list[str]) -> None:
+        failed = []
+
+        def failure(code, exc):  # one point's failure; the others of its batch are judged one by one
+            failed.append(code)
+            selfmetrics.ALERT_EVALUATIONS.labels("ingest", "error").inc()
+            log.error("alert_evaluation_failed trigger=ingest args=('%s',)", code, exc_info=exc)
+
+        try:
+            self.engine.evaluate_points(codes, on_error=failure)
+        except Exception:  # not a point's evaluation: the screening's caller retries with the next report
+            log.exception("alert_evaluation_failed trigger=ingest points=%d", len(codes))
+            return
+        selfmetrics.ALERT_EVALUATIONS.labels("ingest", "ok").inc(len(codes) - len(failed))
 
     def _run(self, trigger: str, fn, *args) -> None:
         try:

@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
-from collector.scoring import score_now
+from collector.scoring import Observation, max_age_for, score_now
 from collector.scoring.profiles import level_of
 from collector.scoring.scores import ScoreError, latest_evidence, profile_for
+from collector.scoring.slots import seconds_of, timestamp_of
 from collector.store import metriclines, pointscores
 
 log = logging.getLogger("pointwatch.scores")
 
 BATCH = 500
+SHEETS_KEPT = 4096  # distinct (profile, level, interval, counted results) sheets remembered
 TICK_S = 60.0
 MIN_PASS_S = 2.0  # while busy, at most one pass per this long
 
@@ -47,23 +50,61 @@ def rescore(store, codes: list[str], now: datetime | None = None,
                 continue
             profile_name, interval, _region = inputs[code]
             try:
-                profile = profile_for(profile_name)
+                profile_for(profile_name)
             except ScoreError as exc:
                 log.warning("score_skipped point=%s reason=%s", code, exc)
                 continue
-            sheet = score_now(profile, observations.get(code, []), now=now, interval=interval,
-                              silent_after=silence_intervals * interval, level=level_of(inputs[code][2]))
-            # Only what the monitor scores: the reviewer's items and those not applicable have no verdict here.
-            items = {it.id: it.state == "met" for it in sheet.items if it.state in ("met", "not_met")}
-            rows.append({"point_code": code, "profile": profile_name, "earned": sheet.earned,
-                         "automatic_points": sheet.automatic_points, "scored_at": now, "items": items})
+            earned, automatic, items = now_score(profile_name, observations.get(code, []), now, interval,
+                                                 silence_intervals * interval, level_of(inputs[code][2]))
+            rows.append({"point_code": code, "profile": profile_name, "earned": earned,
+                         "automatic_points": automatic, "scored_at": now, "items": items})
             region = inputs[code][2]
             lines[code] = (region, point_lines(code, region, profile_name, sorted(latest_rows.get(code, ())),
-                                               (sheet.earned, sorted(items.items())), writer))
+                                               (earned, sorted(items.items())), writer))
         pointscores.save_scores(store, rows)
         metriclines.save_metric_lines(store, lines)
         saved += len(rows)
     return saved
+
+
+def now_score(profile_name: str, observations: list, now: datetime, interval: float,
+              silent_after: float, level: str) -> tuple[float, float, dict[str, bool]]:
+    """(earned, automatic points, {item: met}) of score_now's sheet for these observations at ``now``.
+
+    A point that reports again mostly reports the same statuses: its sheet is the one it had. score_now
+    depends on the times only through which results have lapsed (older than their max_age) and whether
+    the point is silent; with those applied here, what is left (the results that count, in their order)
+    decides the sheet, and equal ones are scored once (``_sheet_of``). Two results of one (check, target)
+    leave the choice to their times: scored directly."""
+    iv, t_now = seconds_of(interval), timestamp_of(now)
+    seen: dict[tuple[str, str], tuple[float, str]] = {}
+    for at, check, target, status, kind in observations:
+        if kind and check == "device":
+            check = f"device.{kind}"
+        if (check, target) in seen:
+            return _summary(score_now(profile_for(profile_name), observations, now=now, interval=interval,
+                                      silent_after=silent_after, level=level))
+        seen[(check, target)] = (timestamp_of(at), status)
+    if seen and t_now - max(t for t, _ in seen.values()) > seconds_of(silent_after):
+        seen = {}  # silent: nothing counts
+    counted = tuple((check, target, status) for (check, target), (t, status) in seen.items()
+                    if not t_now - t > max_age_for(check, iv, None))
+    earned, automatic, items = _sheet_of(profile_name, level, iv, counted)
+    return earned, automatic, dict(items)
+
+
+@lru_cache(maxsize=SHEETS_KEPT)
+def _sheet_of(profile_name: str, level: str, interval: float, counted: tuple) -> tuple[float, float, tuple]:
+    sheet = score_now(profile_for(profile_name), [Observation(0.0, c, t, s) for c, t, s in counted],
+                      interval=interval, level=level)
+    earned, automatic, items = _summary(sheet)
+    return earned, automatic, tuple(items.items())
+
+
+def _summary(sheet) -> tuple[float, float, dict[str, bool]]:
+    # Only what the monitor scores: the reviewer's items and those not applicable have no verdict here.
+    items = {it.id: it.state == "met" for it in sheet.items if it.state in ("met", "not_met")}
+    return sheet.earned, sheet.automatic_points, items
 
 
 class ScoreKeeper:

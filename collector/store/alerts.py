@@ -199,18 +199,29 @@ def screen(store, codes: list[str]) -> tuple[list[str], list[tuple], dict[str, l
     return opened, [tuple(v) for v in views], latest
 
 
-def lock_point(s, code: str) -> tuple | None:
-    """Inside an evaluation's transaction: lock the point's point_state row (the lock ingest takes) and
-    return its VIEW_COLUMNS row; None for a point that is not there."""
-    if s.get(m.PointState, code, with_for_update=True) is None:
-        return None
-    row = s.execute(select(*VIEW_COLUMNS).join(m.PointState, m.PointState.point_code == m.Point.code)
-                    .where(m.Point.code == code)).first()
-    return None if row is None else tuple(row)
+def lock_points(s, codes: list[str]) -> tuple[dict[str, tuple], dict[str, m.PointState]]:
+    """Inside an evaluation's transaction: lock these points' point_state rows (the lock ingest takes), in
+    code order as ingest does; returns ({code: VIEW_COLUMNS row}, {code: its point_state}) of the points
+    that are there. Keep the point_state objects while the transaction lasts: the session holds them
+    weakly, and their watermarks are read and moved through them (no further statement)."""
+    states = {st.point_code: st for st in s.scalars(
+        select(m.PointState).where(m.PointState.point_code.in_(codes))
+        .order_by(m.PointState.point_code).with_for_update())}
+    if not states:
+        return {}, {}
+    views = {row[0]: tuple(row) for row in s.execute(
+        select(*VIEW_COLUMNS).join(m.PointState, m.PointState.point_code == m.Point.code)
+        .where(m.Point.code.in_(sorted(states))))}
+    return views, states
 
 
-def latest_rows(s, code: str) -> list[tuple]:
-    return [tuple(r) for r in s.execute(select(*LATEST_COLUMNS).where(m.LatestResult.point_code == code))]
+def latest_rows_of(s, codes: list[str]) -> dict[str, list[tuple]]:
+    """{code: [LATEST_COLUMNS rows]} of these points, in one statement."""
+    out: dict[str, list[tuple]] = {code: [] for code in codes}
+    for code, *rest in s.execute(select(m.LatestResult.point_code, *LATEST_COLUMNS)
+                                 .where(m.LatestResult.point_code.in_(codes))):
+        out[code].append(tuple(rest))
+    return out
 
 
 # A point's results since its alert watermark, in the order its reports were stored (the hash chain's
@@ -219,27 +230,34 @@ REPLAY_COLUMNS = (m.Result.report_pk, m.Result.check, m.Result.target, m.Result.
                   m.Result.message, m.Result.details, m.Result.observed_at, m.Result.received_at)
 
 
-def evaluated_up_to(s, code: str) -> int | None:
-    """Inside an evaluation (after lock_point): the point's watermark, the last report judged."""
-    return s.get(m.PointState, code).alerts_evaluated_report
+def results_since_watermarks(s, codes: list[str], limit: int) -> dict[str, list[tuple]]:
+    """Inside an evaluation (after lock_points), in one statement: {code: up to ``limit`` REPLAY_COLUMNS rows
+    of the point's reports stored after its watermark, oldest first}."""
+    wm = func.coalesce(m.PointState.alerts_evaluated_report, 0)
+    order = (m.Result.report_pk, m.Result.id)
+    cols = [c.label(f"c{i}") for i, c in enumerate(REPLAY_COLUMNS)]
+    inner = (select(m.Report.point_code.label("code"), m.Result.id.label("rid"), *cols,
+                    func.row_number().over(partition_by=m.Report.point_code, order_by=order).label("n"))
+             .join(m.Result, m.Result.report_pk == m.Report.id)
+             .join(m.PointState, m.PointState.point_code == m.Report.point_code)
+             .where(m.Report.point_code.in_(codes), m.Report.id > wm)).subquery()
+    stmt = (select(inner.c.code, *(inner.c[f"c{i}"] for i in range(len(cols))))
+            .where(inner.c.n <= limit).order_by(inner.c.code, inner.c.c0, inner.c.rid))
+    out: dict[str, list[tuple]] = {code: [] for code in codes}
+    for code, *rest in s.execute(stmt):
+        out[code].append(tuple(rest))
+    return out
 
 
-def results_since(s, code: str, after_report: int | None, limit: int) -> list[tuple]:
-    """Up to ``limit`` REPLAY_COLUMNS rows of the point's reports stored after ``after_report``, oldest first."""
-    stmt = (select(*REPLAY_COLUMNS).join(m.Report, m.Report.id == m.Result.report_pk)
-            .where(m.Report.point_code == code, m.Report.id > (after_report or 0))
-            .order_by(m.Result.report_pk, m.Result.id).limit(limit))
-    return [tuple(r) for r in s.execute(stmt)]
+def set_evaluated_up_to(state: m.PointState, report_pk: int) -> None:
+    """Move a locked point's watermark (a point_state from lock_points) to the last report judged."""
+    state.alerts_evaluated_report = report_pk
 
 
-def set_evaluated_up_to(s, code: str, report_pk: int) -> None:
-    s.get(m.PointState, code).alerts_evaluated_report = report_pk
-
-
-def unjudged(store, codes: list[str], most_reports: int) -> tuple[dict, dict]:
+def unjudged(store, codes: list[str], most_reports: int, due: set[str] = frozenset()) -> tuple[dict, dict]:
     """For screening, read without locks: ({code: (watermark, reports since it, newest report id)} of the
     points with reports since their watermark, {code: [REPLAY_COLUMNS rows]} of those with at most
-    ``most_reports`` of them)."""
+    ``most_reports`` of them, except the points already ``due`` (their evaluation reads the rows anyway))."""
     wm = func.coalesce(m.PointState.alerts_evaluated_report, 0)
     since = (m.Report.point_code.in_(codes), m.Report.id > wm)
     with store.engine.connect() as conn:
@@ -247,7 +265,7 @@ def unjudged(store, codes: list[str], most_reports: int) -> tuple[dict, dict]:
             select(m.Report.point_code, m.PointState.alerts_evaluated_report, func.count(), func.max(m.Report.id))
             .join(m.PointState, m.PointState.point_code == m.Report.point_code).where(*since)
             .group_by(m.Report.point_code, m.PointState.alerts_evaluated_report))}
-        few = [code for code, (_, n, _) in lag.items() if n <= most_reports]
+        few = [code for code, (_, n, _) in lag.items() if n <= most_reports and code not in due]
         rows: dict[str, list[tuple]] = {}
         if few:
             for code, *rest in conn.execute(
@@ -271,8 +289,13 @@ def advance_evaluated_up_to(store, moves: list[tuple[str, int | None, int]]) -> 
         conn.execute(stmt, [{"code": code, "old": old or 0, "new": new} for code, old, new in sorted(moves)])
 
 
-def open_alerts(s, code: str) -> list[Alert]:
-    return list(s.scalars(select(Alert).where(Alert.point_code == code, Alert.open_key.is_not(None))))
+def open_alerts_of(s, codes: list[str]) -> dict[str, list[Alert]]:
+    """{code: its open alerts} of these points, in one statement."""
+    out: dict[str, list[Alert]] = {code: [] for code in codes}
+    for a in s.scalars(select(Alert).where(Alert.point_code.in_(codes), Alert.open_key.is_not(None))
+                       .order_by(Alert.id)):
+        out[a.point_code].append(a)
+    return out
 
 
 def add_alert(s, **fields) -> Alert:

@@ -71,7 +71,7 @@ def latest_observations(store, scope: str = "/", codes: list[str] | None = None)
         stmt = stmt.where(m.LatestResult.point_code.in_(codes))
     stmt = scoped(stmt, m.Point.region_path, scope)
     out: dict[str, list] = {}
-    with store.session() as s:
-        for code, at, check, target, status, policy in s.execute(stmt):
+    with store.engine.connect() as conn:  # Core: plain rows, read by the score keeper on every pass
+        for code, at, check, target, status, policy in conn.execute(stmt):
             out.setdefault(code, []).append((_aware(at), check, target, status, policy))
     return out

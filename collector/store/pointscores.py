@@ -55,7 +55,7 @@ def points_needing_scores(store, now: datetime | None = None) -> list[str]:
 
 def score_inputs(store, codes: list[str]) -> dict[str, tuple[str, int, str]]:
     """code -> (profile, report interval, region) of these points."""
-    with store.session() as s:
-        return {c: (p, i, r) for c, p, i, r in s.execute(
+    with store.engine.connect() as conn:  # Core, as the keeper's other reads
+        return {c: (p, i, r) for c, p, i, r in conn.execute(
             select(m.Point.code, m.Point.profile, m.Point.report_interval_s, m.Point.region_path)
             .where(m.Point.code.in_(codes)))}
