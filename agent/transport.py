@@ -7,6 +7,7 @@ import http.client
 import json
 import logging
 import ssl
+import time
 import urllib.error
 import urllib.request
 
@@ -47,12 +48,30 @@ class _RefuseRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+# time.monotonic() of the last HTTP answer (any status) to any request of this process: the upgrade trial's
+# watchdog asks whether the collector answered anything while the trial ran (agent/upgrade/manager.py), so a
+# build whose reports go nowhere while its policy fetches are answered is the build's fault, not the line's.
+_last_answer = 0.0
+
+
+def last_answer() -> float:
+    return _last_answer
+
+
 def open_url(req: urllib.request.Request, timeout: float, ctx: ssl.SSLContext | None = None):
     """``urlopen`` without following redirects (ctx for https URLs). Every request of the agent goes here."""
+    global _last_answer
+
     handlers: list = [_RefuseRedirect()]
     if ctx is not None and req.full_url.startswith("https"):
         handlers.append(urllib.request.HTTPSHandler(context=ctx))
-    return urllib.request.build_opener(*handlers).open(req, timeout=timeout)
+    try:
+        resp = urllib.request.build_opener(*handlers).open(req, timeout=timeout)
+    except urllib.error.HTTPError:
+        _last_answer = time.monotonic()
+        raise
+    _last_answer = time.monotonic()
+    return resp
 
 
 def redirect_refused(exc: urllib.error.HTTPError) -> str | None:

@@ -188,3 +188,22 @@ def test_a_trial_that_sent_nothing_is_rolled_back_at_once(tmp_path, releases):
     now[0] += 601
     manager.step()
     assert [f["reason"] for f in _doc(state)["failed"]] == [st.ROLLED_BACK]
+
+
+def test_a_trial_whose_reports_go_nowhere_while_the_collector_answers_it_is_the_builds_fault(tmp_path, releases,
+                                                                                             nobody):
+    """A build that sends its reports nowhere (a broken sender) while its policy fetches and manifest requests
+    are answered: the collector was reachable, so this is the build's failure, rolled_back at once — not an
+    outage retried later. Any HTTP answer to any request of the process counts (transport.last_answer)."""
+    now = [1_000_000.0]
+    manager, state, handed = _trial_manager(tmp_path, releases, now)
+    for _ in range(3):
+        manager.on_send_failed(_send_error(nobody))
+    with pytest.raises(transport.SendError) as answered:  # the policy fetcher's request, say: any status counts
+        transport.get(f"{releases.url}/api/v1/agent/releases/0.2.0/linux-x86_64", "not-the-token", 5.0)
+    assert answered.value.status == 401 and not answered.value.unanswered
+    now[0] += 601
+    manager.step()
+    doc = _doc(state)
+    assert doc["trial"] is None and [(f["version"], f["reason"]) for f in doc["failed"]] == [("0.2.0", st.ROLLED_BACK)]
+    assert not doc.get("unreachable")

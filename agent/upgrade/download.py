@@ -150,3 +150,16 @@ def download(url: str, token: str | None, part: Path, size: int, max_kbps: int, 
         raise DownloadError(f"collector answered {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         raise DownloadError(f"download interrupted: {getattr(exc, 'reason', exc)}") from None
+
+
+def part_for_build(part, sha256: str) -> None:
+    """A part resumes only the build it was started for: another build of the version starts it afresh."""
+    mark = part.with_name(part.name + ".sha256")
+    try:
+        same = mark.read_text(encoding="ascii").strip() == sha256
+    except OSError:
+        same = False
+    if not same:
+        part.unlink(missing_ok=True)
+        part.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mark.write_text(sha256, encoding="ascii")

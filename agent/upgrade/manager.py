@@ -26,7 +26,7 @@ from agent.statedir import unsafe_to_start
 from agent.upgrade import RELEASES_DIR, WATCHDOG_S, release_dir, upgrade_path
 from agent.upgrade import launch as trial_rules
 from agent.upgrade import state as st
-from agent.upgrade.download import DownloadError, download
+from agent.upgrade.download import DownloadError, download, part_for_build
 from agent.upgrade.handover import start_check
 from agent.upgrade.launch import TRIAL, boot_identity, budget_of, file_sha256, rollback_refusal, rolled_back
 from agent.upgrade.manifest import MAX_MANIFEST_BYTES, ManifestRefused, verify_manifest
@@ -67,9 +67,9 @@ class UpgradeManager(threading.Thread):
         self._target: str | None = None  # the policy's version the two above are about
         self.start_problem = dict(launch.problem) if launch is not None and launch.problem else {}
         self.trial = launch.state.get("trial") if launch is not None and launch.action == TRIAL else None
-        self.mono = mono
-        # What the sender saw during the trial (this launch and, from upgrade.json, the earlier ones): whether
-        # the collector answered at all, and how many sends got no answer (transport.SendError.unanswered).
+        self.mono, self._created = mono, time.monotonic()  # the latter the real clock, as transport's
+        # Whether the collector answered anything during the trial (this launch, earlier ones from upgrade.json)
+        # and how many sends got no answer at all (transport.SendError.unanswered).
         self._answered, self._unanswered = (bool(self.trial.get("answered")), int(self.trial.get("unanswered") or 0)) \
             if self.trial is not None else (False, 0)
         if self.trial is not None:  # the watchdog's count: what earlier launches ran, plus this process's time
@@ -158,7 +158,7 @@ class UpgradeManager(threading.Thread):
         final = release_dir(self.state.dir, up.version) / release.file
         part = final.with_name(final.name + ".part")
         if not (final.exists() and final.stat().st_size == release.size and file_sha256(final) == release.sha256):
-            _part_of(part, release.sha256)
+            part_for_build(part, release.sha256)
             try:
                 done = download(base + "/file", token, part, release.size, up.max_kbps,
                                 timeout=cfg.collector.timeout, ctx=self.ssl_ctx, wait=self._pause,
@@ -280,7 +280,7 @@ class UpgradeManager(threading.Thread):
         if trial is None:  # committed meanwhile
             return CHECK_EVERY / self.speedup
         detail = f"no report of {trial['version']} was acknowledged within {self._budget:.0f} s of running"
-        if self._answered or not self._unanswered:  # the collector answered (any status), or nothing was sent
+        if self._answered_during_trial() or not self._unanswered:  # an answer (any request, any status), or no send
             state, reason = rolled_back(self._reload(), trial, detail, self.clock()), st.ROLLED_BACK
         else:  # every send got no answer at all: the line, not the build (tried again, UNREACHABLE_TRIES)
             detail += f"; none of {self._unanswered} sends got any answer from the collector"
@@ -307,7 +307,7 @@ class UpgradeManager(threading.Thread):
             state = self._reload()
             trial = state.get("trial")
             if trial and trial.get("version") == self.trial.get("version"):
-                self._save({**state, "trial": {**trial, "ran_s": round(ran, 1), "answered": int(self._answered),
+                self._save({**state, "trial": {**trial, "ran_s": round(ran, 1), "answered": int(self._answered_during_trial()),
                                                "unanswered": self._unanswered}})
 
     def on_ack(self, batch) -> None:
@@ -319,6 +319,9 @@ class UpgradeManager(threading.Thread):
             self._commit_if_mine(batch)
         except Exception:  # the sender's thread must go on whatever happens here; the watchdog still decides
             log.exception("upgrade_commit_crashed")
+
+    def _answered_during_trial(self) -> bool:  # by the sender's hooks, or any request's (transport.last_answer)
+        return self._answered or transport.last_answer() >= self._created
 
     def on_send_failed(self, exc) -> None:
         """The sender's hook after a send raised transport.SendError: whether anything answered it at all."""
@@ -378,19 +381,6 @@ class UpgradeManager(threading.Thread):
 
     def describe(self) -> tuple[str, str, dict]:
         return describe(self, self.keeper.current().upgrade)
-
-
-def _part_of(part, sha256: str) -> None:
-    """A part resumes only the build it was started for: another build of the version starts it afresh."""
-    mark = part.with_name(part.name + ".sha256")
-    try:
-        same = mark.read_text(encoding="ascii").strip() == sha256
-    except OSError:
-        same = False
-    if not same:
-        part.unlink(missing_ok=True)
-        part.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        mark.write_text(sha256, encoding="ascii")
 
 
 def _version_of(body: str) -> str | None:
