@@ -158,6 +158,10 @@ class Report(Base):
     body: Mapped[str] = mapped_column(Text)  # canonical JSON of the report as accepted; what the digest covers
     prev_digest: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64))
+    # Which (check, target)s the report carried (historymodels.Keyset; NULL: stored before migration 0011,
+    # when every result was a results row) and the status of its agent.policy verdict (NULL: none).
+    keyset_id: Mapped[int | None] = mapped_column(BigInteger)
+    verdict: Mapped[str | None] = mapped_column(String(8))
     __table_args__ = (Index("ix_reports_point_received", "point_code", "received_at"),
                       Index("ix_reports_received", "received_at"),  # pruning and roll-ups by receive time
                       Index("ix_reports_point_id", "point_code", "id"))  # a point's reports since an alert watermark
@@ -186,23 +190,6 @@ class Result(ResultFields, Base):
     __table_args__ = (Index("ix_results_point_check_received", "point_code", "check", "received_at"),
                       Index("ix_results_point_check_observed", "point_code", "check", "observed_at"),
                       Index("ix_results_report", "report_pk"))
-
-
-class ResultHourly(Base):
-    """Hourly roll-ups of results (by receive hour) for long charts; kept after raw results are pruned."""
-
-    __tablename__ = "result_hourly"
-    point_code: Mapped[str] = mapped_column(String(40), primary_key=True)
-    check: Mapped[str] = mapped_column(String(64), primary_key=True)
-    target: Mapped[str] = mapped_column(String(200), primary_key=True)
-    hour: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
-    n_ok: Mapped[int] = mapped_column(Integer, default=0)
-    n_warn: Mapped[int] = mapped_column(Integer, default=0)
-    n_fail: Mapped[int] = mapped_column(Integer, default=0)
-    n_error: Mapped[int] = mapped_column(Integer, default=0)
-    value_avg: Mapped[float | None] = mapped_column(Float)
-    value_max: Mapped[float | None] = mapped_column(Float)
-    __table_args__ = (Index("ix_result_hourly_hour", "hour"),)
 
 
 class JobState(Base):
@@ -243,8 +230,7 @@ class PointState(Base):
     seq_gaps: Mapped[int] = mapped_column(Integer, default=0)
     fingerprint_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
     reports_total: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Latest results by status and the time the point turns silent, kept at ingest so that overview pages
-    # and /metrics filter and sort 25,000 points without touching latest_results or history.
+    # Latest results by status, the silence deadline: kept at ingest so overview and /metrics sort by SQL.
     n_ok: Mapped[int] = mapped_column(Integer, default=0)
     n_warn: Mapped[int] = mapped_column(Integer, default=0)
     n_fail: Mapped[int] = mapped_column(Integer, default=0)

@@ -23,6 +23,7 @@ from sqlalchemy import and_, case, delete, func, insert, select, text, update
 
 from agent.vocabulary import STATUSES
 from collector.store import models as m
+from collector.store.historymodels import ResultHourly
 
 MAINTENANCE_LOCK = 0x6D61696E  # "main"
 JOB = "maintenance"
@@ -89,7 +90,7 @@ def rollup(store, now: datetime | None = None) -> int:
 
 
 def _rollup_window(s, start: datetime, stop: datetime) -> None:
-    r, rep, h = m.Result.__table__, m.Report.__table__, m.ResultHourly.__table__
+    r, rep, h = m.Result.__table__, m.Report.__table__, ResultHourly.__table__
     hour = _hour_expr(s.bind.dialect.name, r.c.received_at)
     counts = [func.sum(case((r.c.status == st, 1), else_=0)) for st in STATUSES]
     sel = (select(r.c.point_code, r.c.check, r.c.target, hour, *counts, func.avg(r.c.value), func.max(r.c.value))
@@ -187,10 +188,10 @@ class _job_lock:
             self.conn.close()
 
 
-def hourly(store, code: str, since: datetime, until: datetime, check: str | None = None) -> list[m.ResultHourly]:
+def hourly(store, code: str, since: datetime, until: datetime, check: str | None = None) -> list[ResultHourly]:
     with store.session() as s:
-        stmt = select(m.ResultHourly).where(m.ResultHourly.point_code == code, m.ResultHourly.hour >= since,
-                                            m.ResultHourly.hour < until)
+        stmt = select(ResultHourly).where(ResultHourly.point_code == code, ResultHourly.hour >= since,
+                                            ResultHourly.hour < until)
         if check:
-            stmt = stmt.where(m.ResultHourly.check == check)
-        return list(s.scalars(stmt.order_by(m.ResultHourly.hour, m.ResultHourly.check, m.ResultHourly.target)))
+            stmt = stmt.where(ResultHourly.check == check)
+        return list(s.scalars(stmt.order_by(ResultHourly.hour, ResultHourly.check, ResultHourly.target)))

@@ -9,14 +9,14 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from collector.store import releasemodels, reviewmodels
+from collector.store import historymodels, releasemodels, reviewmodels
 from collector.store.models import Base
 
 MIGRATION_LOCK = 0x706F696E74  # "point": advisory lock key for schema changes
 
 config = context.config
 target_metadata = Base.metadata
-assert reviewmodels.TABLES and releasemodels.TABLES  # Base's tables too, defined beside models.py
+assert reviewmodels.TABLES and releasemodels.TABLES and historymodels.TABLES  # Base's tables too, defined beside models.py
 
 
 def run_migrations_online() -> None:
