@@ -59,13 +59,13 @@ def observations(store, code: str, since: datetime, until: datetime) -> Iterator
 
 
 def latest_observations(store, scope: str = "/", codes: list[str] | None = None) -> dict[str, list[tuple]]:
-    """Every point's latest results beneath a scope (or of these points), for "now"."""
-    verdict = aliased(m.Result)
+    """Every point's latest results beneath a scope (or of these points), for "now". The policy verdict is
+    that of the report the latest state came in (``reports.verdict``: the verdict's own results row is
+    written only when it changes)."""
     stmt = (select(m.LatestResult.point_code, m.LatestResult.received_at, m.LatestResult.check,
-                   m.LatestResult.target, m.LatestResult.status, verdict.status)
+                   m.LatestResult.target, m.LatestResult.status, m.Report.verdict)
             .join(m.Point, m.Point.code == m.LatestResult.point_code)
             .outerjoin(m.Report, m.Report.report_id == m.LatestResult.report_id)
-            .outerjoin(verdict, report_verdict(verdict, m.Report.id))
             .where(trusted(m.LatestResult)))
     if codes is not None:
         stmt = stmt.where(m.LatestResult.point_code.in_(codes))
