@@ -253,6 +253,9 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
     # (report_pk, point, check, target, status, value, unit, message, details_json, observed_at) per row
     result_rows: list[tuple] = []
     latest: dict[tuple, tuple] = {}  # (point, check, target) -> (row or None: carried, observed, report_id)
+    # The newest row of each key written here: upserted even where a later report carried the key without
+    # a row (that report says what the row said; the carry then moves its time and report).
+    newest_rows: dict[tuple, tuple] = {}
     carries: dict[str, tuple] = {}  # report_id -> (point, keyset_id, keys it carried without a row)
     members_of: dict[str, tuple] = {}
     written: dict[tuple, tuple] = {}  # the tails to write
@@ -315,6 +318,7 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
                     tails[key] = Tail(status, message, value, details, at)
                     written[key] = (status, message, value, details, at, pk)
                     _keep_newest(latest, key, row, observed, rid)
+                    _keep_newest(newest_rows, key, row, observed, rid)
                 elif current:
                     carried.append(key)
                     _keep_newest(latest, key, None, observed, rid)
@@ -334,7 +338,7 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
     if result_rows:
         conn.exec_driver_sql(sql.result, [row + (rec,) for row in result_rows])
     write_tails(conn, sql, written)
-    upserts = [row[1:10] + (rec, row[9], rid) for row, _, rid in latest.values() if row is not None]
+    upserts = [row[1:10] + (rec, row[9], rid) for row, _, rid in newest_rows.values()]
     if upserts:
         conn.exec_driver_sql(sql.latest, upserts)
     carries = {rid: (code, ks, [k[1:] for k in keys if latest[k][0] is None and latest[k][2] == rid])
