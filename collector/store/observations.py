@@ -1,5 +1,5 @@
 """Results as the scoring engine reads them: (receive time, check, target, status, policy verdict) tuples,
-streamed in time order (collector/scoring/scores.py makes them Observations). The policy verdict is the status
+one per sample (a key a report carried), streamed in time order (collector/scoring/scores.py makes them Observations). The policy verdict is the status
 of the ``agent.policy`` result of the report the result came in (None: that report had none), so scoring can
 count only what was checked against an issued policy.
 
@@ -44,18 +44,14 @@ def trusted(table):
 
 
 def observations(store, code: str, since: datetime, until: datetime) -> Iterator[tuple]:
-    """A point's results received in [since, until), oldest first."""
-    verdict = aliased(m.Result)
-    with store.session() as s:
-        rows = s.execute(select(m.Result.received_at, m.Result.check, m.Result.target, m.Result.status,
-                                verdict.status)
-                         .outerjoin(verdict, report_verdict(verdict, m.Result.report_pk))
-                         .where(m.Result.point_code == code, m.Result.received_at >= since,
-                                m.Result.received_at < until, trusted(m.Result))
-                         .order_by(m.Result.received_at, m.Result.id)
-                         .execution_options(yield_per=10000))
-        for at, check, target, status, policy in rows:
-            yield _aware(at), check, target, status, policy
+    """A point's samples received in [since, until), oldest first (collector/store/samples.py rebuilds them
+    from the reports' keysets and the rows of what changed); within a report, in (check, target) order."""
+    from collector.store.samples import by_report
+
+    for at, _pk, policy, keys in by_report(store, code, since, until):
+        at = _aware(at)
+        for check, target, (status,) in keys:
+            yield at, check, target, status, policy
 
 
 def latest_observations(store, scope: str = "/", codes: list[str] | None = None) -> dict[str, list[tuple]]:

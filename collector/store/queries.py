@@ -144,27 +144,17 @@ def stream_report_rows(store, code: str, since: datetime, until: datetime, batch
             yield from part
 
 
-def stream_observations(store, code: str, since: datetime, until: datetime, batch: int = 20000):
-    """(received_at as POSIX seconds, check, target, status, policy verdict) of a point's results in a period,
-    ordered by check and time: the (point, check, received_at) index order, so no sort, and each (check,
-    target) series in time order. Seconds are computed by the database: no datetime object per row. The
-    policy verdict is the status of the agent.policy result of the result's report (None: none)."""
-    from sqlalchemy import Float, cast, extract, func
-    from sqlalchemy.orm import aliased
+def stream_observations(store, code: str, since: datetime, until: datetime, batch: int = 5000):
+    """(received_at as POSIX seconds, check, target, status, policy verdict) of a point's samples in a period,
+    ordered by check and time, so each (check, target) series is in time order: one pass of
+    collector/store/samples.py per check. Seconds are computed by the database: no datetime object per row.
+    The policy verdict is the status of the agent.policy verdict of the sample's report (None: none)."""
+    from collector.store.samples import by_report, checks_of
 
-    from collector.store.observations import report_verdict, trusted
-
-    col = m.Result.received_at
-    epoch = ((func.julianday(col) - 2440587.5) * 86400.0 if store.is_sqlite
-             else cast(extract("epoch", col), Float))
-    verdict = aliased(m.Result)
-    stmt = (select(epoch, m.Result.check, m.Result.target, m.Result.status, verdict.status)
-            .outerjoin(verdict, report_verdict(verdict, m.Result.report_pk))
-            .where(m.Result.point_code == code, col >= since, col < until, trusted(m.Result))
-            .order_by(m.Result.check, col, m.Result.id))
-    with store.engine.connect() as conn:
-        for part in conn.execution_options(yield_per=batch).execute(stmt).partitions():
-            yield from part
+    for check in checks_of(store, code):
+        for at, _pk, policy, keys in by_report(store, code, since, until, checks=(check,), epoch=True, batch=batch):
+            for _check, target, (status,) in keys:
+                yield at, check, target, status, policy
 
 
 def last_messages(store, code: str, since: datetime, until: datetime, check: str, target: str) -> dict:
