@@ -48,7 +48,7 @@ def observations(store, code: str, since: datetime, until: datetime) -> Iterator
     from the reports' keysets and the rows of what changed); within a report, in (check, target) order."""
     from collector.store.samples import by_report
 
-    for at, _pk, policy, keys in by_report(store, code, since, until):
+    for at, _pk, policy, _, keys in by_report(store, code, since, until):
         at = _aware(at)
         for check, target, (status,) in keys:
             yield at, check, target, status, policy

@@ -104,6 +104,10 @@ def latest_for_point(store, code: str) -> list[m.LatestResult]:
 
 def point_results(store, code: str, since: datetime, until: datetime, check: str | None = None,
                   limit: int = 10000) -> list[m.Result]:
+    """The results rows a point's reports received in a period wrote, oldest first. Since issue 21 a row is
+    written only when its key says something new (collector/ingest/changes.py: first appearance, status or
+    message class change, a value beyond the deadband, a heartbeat), so this is the history of changes, not
+    every sample; every sample is in the reports themselves (reports_for_point, the evidence bundle)."""
     with store.session() as s:
         stmt = select(m.Result).where(m.Result.point_code == code, m.Result.received_at >= since,
                                       m.Result.received_at < until)
@@ -152,20 +156,25 @@ def stream_observations(store, code: str, since: datetime, until: datetime, batc
     from collector.store.samples import by_report, checks_of
 
     for check in checks_of(store, code):
-        for at, _pk, policy, keys in by_report(store, code, since, until, checks=(check,), epoch=True, batch=batch):
+        for at, _pk, policy, _, keys in by_report(store, code, since, until, checks=(check,), epoch=True, batch=batch):
             for _check, target, (status,) in keys:
                 yield at, check, target, status, policy
 
 
 def last_messages(store, code: str, since: datetime, until: datetime, check: str, target: str) -> dict:
-    """The last message of a (check, target) in a period, and the last one that was not ok."""
-    base = select(m.Result.status, m.Result.message, m.Result.received_at).where(
-        m.Result.point_code == code, m.Result.check == check, m.Result.target == target,
-        m.Result.received_at >= since, m.Result.received_at < until)
-    with store.session() as s:
-        last = s.execute(base.order_by(m.Result.received_at.desc()).limit(1)).first()
-        bad = s.execute(base.where(m.Result.status != "ok").order_by(m.Result.received_at.desc()).limit(1)).first()
-    return {"last": None if last is None else last.message, "last_problem": None if bad is None else bad.message}
+    """The last message of a (check, target) in a period, and the last one that was not ok, read from its
+    samples (collector/store/samples.py): a sample's message is that of the key's row in force, which has
+    the sample's message class (a change of class is a row) with the numbers of when the row was written."""
+    from collector.store.samples import by_report
+
+    last = bad = None
+    for _at, _pk, _v, _, keys in by_report(store, code, since, until, columns=("status", "message"),
+                                           checks=(check,), target=target):
+        for _c, _t, (status, message) in keys:
+            last = message
+            if status != "ok":
+                bad = message
+    return {"last": last, "last_problem": bad}
 
 
 def point_registration(store, code: str) -> dict | None:

@@ -19,11 +19,12 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, case, delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 
 from agent.vocabulary import STATUSES
 from collector.store import models as m
 from collector.store.historymodels import ResultHourly
+from collector.store.samples import by_report
 
 MAINTENANCE_LOCK = 0x6D61696E  # "main"
 JOB = "maintenance"
@@ -60,13 +61,6 @@ def _floor_hour(ts: datetime) -> datetime:
     return ts.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
-def _hour_expr(dialect: str, col):
-    if dialect == "postgresql":
-        # In UTC whatever the session's TimeZone, so half-hour zones cannot shift the buckets.
-        return func.timezone("UTC", func.date_trunc("hour", func.timezone("UTC", col)))
-    return func.strftime("%Y-%m-%d %H:00:00.000000", col)
-
-
 def rollup(store, now: datetime | None = None) -> int:
     """Roll results up by receive hour up to the last settled hour; returns the hours processed."""
     from collector.store import utcnow
@@ -84,22 +78,41 @@ def rollup(store, now: datetime | None = None) -> int:
                 state.watermark = start
                 return hours
             stop = min(start + WINDOW, end)
-            _rollup_window(s, start, stop)
+            _rollup_window(store, s, start, stop)
             state.watermark = stop
             hours += int((stop - start).total_seconds() // 3600)
 
 
-def _rollup_window(s, start: datetime, stop: datetime) -> None:
-    r, rep, h = m.Result.__table__, m.Report.__table__, ResultHourly.__table__
-    hour = _hour_expr(s.bind.dialect.name, r.c.received_at)
-    counts = [func.sum(case((r.c.status == st, 1), else_=0)) for st in STATUSES]
-    sel = (select(r.c.point_code, r.c.check, r.c.target, hour, *counts, func.avg(r.c.value), func.max(r.c.value))
-           .select_from(r.join(rep, rep.c.id == r.c.report_pk))
-           .where(and_(rep.c.received_at >= start, rep.c.received_at < stop))
-           .group_by(r.c.point_code, r.c.check, r.c.target, hour))
+def _rollup_window(store, s, start: datetime, stop: datetime) -> None:
+    """Counts per status per receive hour of every key's samples (collector/store/samples.py: a report that
+    carried the key, with the status of its row in force, not only the rows), and the samples' value average
+    and maximum."""
+    h = ResultHourly.__table__
+    conn = s.connection()
+    codes = list(conn.execute(select(m.Report.point_code).where(
+        m.Report.received_at >= start, m.Report.received_at < stop).distinct()).scalars())
     s.execute(delete(h).where(h.c.hour >= start, h.c.hour < stop))
-    s.execute(insert(h).from_select(["point_code", "check", "target", "hour", *(f"n_{st}" for st in STATUSES),
-                                     "value_avg", "value_max"], sel))
+    at_of = {st: i for i, st in enumerate(STATUSES)}
+    for code in sorted(codes):
+        acc: dict[tuple, list] = {}
+        for at, _pk, _v, _, keys in by_report(store, code, start, stop, columns=("status", "value"), conn=conn):
+            hour = _floor_hour(at if at.tzinfo else at.replace(tzinfo=timezone.utc))
+            for check, target, (status, value) in keys:
+                a = acc.get((check, target, hour))
+                if a is None:
+                    a = acc[(check, target, hour)] = [0] * len(STATUSES) + [0.0, 0, None]
+                a[at_of[status]] += 1
+                if value is not None:
+                    a[-3] += value
+                    a[-2] += 1
+                    a[-1] = value if a[-1] is None else max(a[-1], value)
+        if acc:
+            conn.execute(insert(h), [
+                {"point_code": code, "check": check, "target": target,
+                 "hour": hour,
+                 **{f"n_{st}": a[i] for i, st in enumerate(STATUSES)},
+                 "value_avg": a[-3] / a[-2] if a[-2] else None, "value_max": a[-1]}
+                for (check, target, hour), a in acc.items()])
 
 
 def prune(store, policy: RetentionPolicy, now: datetime | None = None) -> dict:

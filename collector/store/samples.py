@@ -20,6 +20,7 @@ Both statements are streamed on one connection; memory holds one report and one 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from datetime import datetime
 
 from sqlalchemy import Float, cast, extract, func, select
@@ -54,16 +55,17 @@ def keysets(conn, code: str, checks: Iterable[str] | None = None) -> dict[int, t
 
 def by_report(store, code: str, since: datetime, until: datetime, columns: tuple[str, ...] = ("status",),
               checks: tuple[str, ...] | None = None, epoch: bool = False, target: str | None = None,
-              batch: int = 5000) -> Iterator[tuple]:
-    """(received_at, report id, policy verdict, [(check, target, (column values…)), …]) for every report of a
-    point received in [since, until), in receive order; ``columns``: results columns to read per sample,
-    ``checks``/``target``: only these keys; ``epoch``: received_at as POSIX seconds."""
+              report_columns: tuple[str, ...] = (), batch: int = 5000, conn=None) -> Iterator[tuple]:
+    """(received_at, report id, policy verdict, (report_columns values…), [(check, target, (column values…)),
+    …]) for every report of a point received in [since, until), in receive order; ``columns``: results
+    columns to read per sample, ``checks``/``target``: only these keys; ``epoch``: received_at as POSIX
+    seconds; ``conn``: read on this connection (a caller's transaction) instead of one of its own."""
     from collector.store.observations import trusted
 
     cols = [_R.c[c] for c in columns]
     rep_at = epoch_of(store, _REP.c.received_at) if epoch else _REP.c.received_at
     row_at = epoch_of(store, _R.c.received_at) if epoch else _R.c.received_at
-    rep_stmt = (select(rep_at, _REP.c.id, _REP.c.keyset_id, _REP.c.verdict)
+    rep_stmt = (select(rep_at, _REP.c.id, _REP.c.keyset_id, _REP.c.verdict, *(_REP.c[c] for c in report_columns))
                 .where(_REP.c.point_code == code, _REP.c.received_at >= since, _REP.c.received_at < until)
                 .order_by(_REP.c.received_at, _REP.c.id))
     where = [_R.c.point_code == code, _R.c.received_at >= since, _R.c.received_at < until, trusted(_R.c)]
@@ -76,16 +78,16 @@ def by_report(store, code: str, since: datetime, until: datetime, columns: tuple
     def keep(check, tgt):
         return (wanted is None or check in wanted) and (target is None or tgt == target)
 
-    with store.engine.connect() as conn:
+    with nullcontext(conn) if conn is not None else store.engine.connect() as conn:
         members = keysets(conn, code, checks)
         if target is not None:
             members = {ks: tuple(k for k in keys if k[1] == target) for ks, keys in members.items()}
         state: dict[tuple[str, str], tuple] = {}
         looked_up: set[tuple[str, str]] = set()
-        rows = conn.execution_options(yield_per=batch).execute(row_stmt)
-        reps = conn.execution_options(yield_per=batch).execute(rep_stmt)
+        rows = conn.execute(row_stmt.execution_options(yield_per=batch))  # per statement: conn may be a caller's
+        reps = conn.execute(rep_stmt.execution_options(yield_per=batch))
         row = next(rows, None)
-        for at, pk, keyset_id, verdict in reps:
+        for at, pk, keyset_id, verdict, *extra in reps:
             own = []
             while row is not None and (row[0], row[1]) < (at, pk):  # a row of no report in the window
                 state[(row[2], row[3])] = tuple(row[5:])
@@ -96,7 +98,7 @@ def by_report(store, code: str, since: datetime, until: datetime, columns: tuple
                 row = next(rows, None)
             if keyset_id is None:  # stored before 0011: its rows are its samples
                 verdict = next((r[4] for r in own if r[2] == AGENT_POLICY), None)
-                yield at, pk, verdict, [(r[2], r[3], tuple(r[5:])) for r in own if keep(r[2], r[3])]
+                yield at, pk, verdict, extra, [(r[2], r[3], tuple(r[5:])) for r in own if keep(r[2], r[3])]
                 continue
             out = []
             for key in members.get(keyset_id, ()):
@@ -108,7 +110,7 @@ def by_report(store, code: str, since: datetime, until: datetime, columns: tuple
                         state[key] = cur
                 if cur is not None:
                     out.append((key[0], key[1], cur))
-            yield at, pk, verdict, out
+            yield at, pk, verdict, extra, out
 
 
 def checks_of(store, code: str) -> list[str]:
