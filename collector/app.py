@@ -80,9 +80,11 @@ def create_app(settings: Settings, store=None) -> FastAPI:
 
     score_keeper = ScoreKeeper(store, silence_intervals=silence_intervals)
     alert_worker = AlertWorker(alert_engine)
+    admission = Admission.from_config(settings.extra.get("ingest"))
     reports = ReportPipeline(store, PointsChanged(score_keeper, alert_worker), silence_intervals=silence_intervals,
                              skew_warn_s=alert_engine.config.rules["clock_skew"].params["seconds"],
-                             policy_grace_s=alert_engine.config.rules["policy_mismatch"].params["grace"])
+                             policy_grace_s=alert_engine.config.rules["policy_mismatch"].params["grace"],
+                             heartbeat_s=admission.heartbeat_s, thresholds=alerts.value_thresholds(alert_engine.config.rules))
 
     release_settings = settings.agent_releases()
     reports.upgrade_failed = rollout.RolloutWatch(store, release_settings.pause_failed_share,
@@ -91,7 +93,7 @@ def create_app(settings: Settings, store=None) -> FastAPI:
     app.state.settings, app.state.store = settings, store
     app.state.silence_intervals = silence_intervals
     app.state.metrics_token = settings.metrics_token()  # None: /metrics open (collector/api/metrics.py)
-    app.state.admission = Admission.from_config(settings.extra.get("ingest"))
+    app.state.admission = admission
     app.state.reports = reports
     app.state.alerts = alert_engine
     # SQLite's WAL checkpoints go first: started before the other services open connections, stopped (a

@@ -100,7 +100,7 @@ def test_a_bad_value_is_named_with_where_it_was_and_what_is_known():
     assert str(bad.value) == "collector.yaml: ingest.max_in_flight: expected a positive number, got -3"
     with pytest.raises(AdmissionConfigError) as unknown:
         Admission.from_config({"max_delay_s": 1, "zzz": 2})
-    assert str(unknown.value) == "ingest.max_delay_s: unknown key (known: max_in_flight, max_wait_s)"
+    assert str(unknown.value) == "ingest.max_delay_s: unknown key (known: max_in_flight, max_wait_s, heartbeat_s)"
     with pytest.raises(AdmissionConfigError) as shape:
         Admission.from_config("fast")
     assert str(shape.value) == "ingest: expected a mapping, got str"

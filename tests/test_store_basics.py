@@ -10,10 +10,12 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 
 from agent import wire
+from agent.vocabulary import AGENT_CLOCK_SKEW
 from collector.store import enrolment, queries
 from collector.store import models as m
 from collector.store import points as points_repo
 from collector.store.canonical import canonical_json
+from collector.store.historymodels import KeysetMember
 from tests.helpers import ingest
 
 REGION = "甘肃省/兰州市/城关区/某镇/某村"
@@ -84,7 +86,18 @@ def test_ingest_is_idempotent_and_hash_chained(store):
     assert first.policy_digest and json.loads(rows[0][0]) == {**wire.report_to_dict(first),
                                                               "policy_digest": first.policy_digest}
     assert canonical_json(first) == rows[0][0]
-    assert n_results == 3 * 42  # 40 of the agent's + the collector's clock and policy results (no enrolment pinned)
+    # Each report carried 42 keys (40 of the agent's + the collector's clock and policy results, no enrolment
+    # pinned), named by its keyset; the first wrote a results row for each, the others (which say the same)
+    # only for the one whose value moved: the clock skew, measured anew for every report.
+    with store.session() as s:
+        carried = s.execute(select(m.Report.id, func.count()).join(KeysetMember, KeysetMember.keyset_id
+                                                                   == m.Report.keyset_id)
+                            .group_by(m.Report.id).order_by(m.Report.id)).all()
+        written = s.execute(select(m.Result.report_pk, m.Result.check).order_by(m.Result.id)).all()
+    assert [n for _, n in carried] == [42, 42, 42]
+    assert sum(1 for pk, _ in written if pk == carried[0][0]) == 42
+    assert {check for pk, check in written if pk != carried[0][0]} <= {AGENT_CLOCK_SKEW}
+    assert n_results == len(written)
 
 
 def test_latest_state_never_rolls_back_to_a_backlog_report(store):

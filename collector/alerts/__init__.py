@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collector.alerts.config import AlertConfigError, AlertsConfig, parse
 from collector.alerts.engine import AlertEngine
+from collector.alerts.rules import value_thresholds
 from collector.store.alerts import alerts_firing_counts
 
 __all__ = ["AlertConfigError", "AlertEngine", "AlertsConfig", "alerts_firing_counts", "build", "parse",
-           "silence_intervals"]
+           "silence_intervals", "value_thresholds"]
 
 
 def build(store, settings, clock=None) -> AlertEngine:

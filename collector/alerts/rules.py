@@ -187,3 +187,12 @@ def _supply_low(r: Latest, rc: RuleConfig) -> bool:
         if isinstance(ratio, (int, float)) and 0 <= ratio <= rc.params["ratio"]:
             return True
     return False
+
+
+def value_thresholds(rules: dict[str, RuleConfig]) -> dict[str, tuple[float, ...]]:
+    """{check: values} the enabled rules judge a result's own value against (core_degraded's round trip):
+    ingest writes a results row when a value crosses one (collector/ingest/changes.py), however small the
+    move, so the replay and the latest state see the crossing. Thresholds in the details (loss ratio, printer
+    supplies) need none: their moves are steps well beyond any deadband."""
+    rc = _enabled(rules)("core_degraded")
+    return {check: (float(rc.params["rtt_s"]),) for check in CORE_CHECKS} if rc else {}

@@ -14,6 +14,10 @@ Collector config::
     ingest:
       max_in_flight: 512    # per collector process; beyond it: 503 at once, before authentication
       max_wait_s: 5.0       # a request not yet being stored after this long: 503 (agents time out at 10 s)
+      heartbeat_s: 300      # the store's: a results row per key at least this often (0: every sample a row)
+
+``heartbeat_s`` is not admission's but the report writer's (collector/store/ingest.py, the news test of
+collector/ingest/changes.py); it is read and checked here with the rest of the section.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-DEFAULTS = {"max_in_flight": 512, "max_wait_s": 5.0}
+from collector.ingest.changes import HEARTBEAT_S_DEFAULT
+
+DEFAULTS = {"max_in_flight": 512, "max_wait_s": 5.0, "heartbeat_s": HEARTBEAT_S_DEFAULT}
+MAY_BE_ZERO = frozenset({"heartbeat_s"})
 
 
 class AdmissionConfigError(ValueError):
@@ -32,6 +39,7 @@ class AdmissionConfigError(ValueError):
 class Admission:
     max_in_flight: int = DEFAULTS["max_in_flight"]
     max_wait_s: float = DEFAULTS["max_wait_s"]
+    heartbeat_s: float = DEFAULTS["heartbeat_s"]
     clock: object = time.monotonic
 
     def __post_init__(self):
@@ -51,7 +59,11 @@ class Admission:
         for key, default in DEFAULTS.items():
             value = section.get(key, default)
             kind = int if isinstance(default, int) else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+            if key in MAY_BE_ZERO:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                    raise AdmissionConfigError(f"{where}.{key}: expected a number of seconds, 0 or more "
+                                               f"(0: every sample is stored), got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
                 raise AdmissionConfigError(f"{where}.{key}: expected a positive number, got {value!r}")
             values[key] = value
         return cls(**values)

@@ -12,6 +12,7 @@ News, compared with the key's last row in storage order (its *tail*):
   message class, "打印机缺纸" and "打印机卡纸" are two);
 - the value, or a number in the details, moved beyond the deadband of its unit (DEADBANDS), or appeared or
   went away; anything else in the details changed;
+- the value crossed a threshold the caller names (an alert rule's), even within the deadband;
 - the heartbeat is due: ``heartbeat_s`` or more since the key's last row (charts get a point at least that
   often; 0 writes every sample, as before this module).
 """
@@ -64,14 +65,18 @@ class Tail(NamedTuple):
 
 
 def is_news(tail: Tail | None, status: str, message: str, value: float | None, unit: str | None,
-            details: str, received_at: datetime, heartbeat_s: float) -> bool:
-    """Whether a sample of a key must be written as a results row (``details``: its stored JSON text)."""
+            details: str, received_at: datetime, heartbeat_s: float, thresholds: tuple[float, ...] = ()) -> bool:
+    """Whether a sample of a key must be written as a results row (``details``: its stored JSON text).
+    ``thresholds``: values of the check's that something judges the value against (an alert rule's): a
+    value crossing one is news however small the move (the rule must see the crossing)."""
     if tail is None or status != tail.status:
         return True
     if heartbeat_s <= 0 or (received_at - tail.written_at).total_seconds() >= heartbeat_s:
         return True
     band = DEADBANDS.get(unit or "", EXACT)
     if (value is None) != (tail.value is None) or (value is not None and band.moved(tail.value, value)):
+        return True
+    if value is not None and any((value >= t) != (tail.value >= t) for t in thresholds):
         return True
     if message != tail.message and message_class(message) != message_class(tail.message):
         return True

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from agent.vocabulary import AGENT_CLOCK_SKEW, AGENT_POLICY, ERROR, FAIL, IDENTITY_MATCHES_ENROLMENT, OK, WARN
 from agent.wire import Fingerprint, Report, rfc3339
-from collector.store.observations import COLLECTOR_SOURCE
+from collector.store.trust import COLLECTOR_SOURCE
 
 SKEW_WARN_S = 300.0  # |agent clock - collector clock| beyond this is flagged
 POLICY_GRACE_S = 900.0  # the alert rule policy_mismatch's ``grace`` (collector/alerts/config.py)

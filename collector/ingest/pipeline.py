@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from agent.vocabulary import AGENT_UPGRADE, FAIL, SILENCE_INTERVALS_DEFAULT
 from agent.wire import Report
+from collector.ingest.changes import HEARTBEAT_S_DEFAULT
 from collector.ingest.derive import POLICY_GRACE_S, SKEW_WARN_S, derive
 from collector.store.ingest import ReportWriter
 
@@ -45,12 +46,13 @@ class _Claimed:
 class ReportPipeline:
     def __init__(self, store, points_changed: PointsChanged | None = None,
                  silence_intervals: int = SILENCE_INTERVALS_DEFAULT, skew_warn_s: float = SKEW_WARN_S,
-                 policy_grace_s: float = POLICY_GRACE_S):
+                 policy_grace_s: float = POLICY_GRACE_S, heartbeat_s: float = HEARTBEAT_S_DEFAULT,
+                 thresholds: dict[str, tuple[float, ...]] | None = None):
         self.store = store
         self.points_changed = points_changed or PointsChanged()
         self.skew_warn_s = skew_warn_s
         self.policy_grace_s = policy_grace_s
-        self.writer = ReportWriter(store, silence_intervals)
+        self.writer = ReportWriter(store, silence_intervals, heartbeat_s, thresholds)
         # Told {point: (target, build, reason)} of the failed agent.upgrade results just stored, before the points are
         # announced (so an alert the rollout raises is evaluated with them): collector/releases/rollout.py
         # RolloutWatch, wired by app.py.

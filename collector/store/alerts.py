@@ -16,6 +16,7 @@ from collector.store.audit import Actor, append
 from collector.store.models import Alert, Notification, Silence
 from collector.store.points import point_region
 from collector.store.regionscope import scoped
+from collector.store.replay import samples_since_watermarks
 
 OPEN_STATES = ("pending", "firing")
 
@@ -224,29 +225,13 @@ def latest_rows_of(s, codes: list[str]) -> dict[str, list[tuple]]:
     return out
 
 
-# A point's results since its alert watermark, in the order its reports were stored (the hash chain's
-# order, which the agent's clock cannot reorder): REPLAY_COLUMNS rows, report id first.
-REPLAY_COLUMNS = (m.Result.report_pk, m.Result.check, m.Result.target, m.Result.status, m.Result.value,
-                  m.Result.message, m.Result.details, m.Result.observed_at, m.Result.received_at)
-
-
+# A point's samples since its alert watermark, in the order its reports were stored (the hash chain's
+# order, which the agent's clock cannot reorder): REPLAY_COLUMNS rows, report id first (collector/store/
+# replay.py: a row per key each report carried, written or not).
 def results_since_watermarks(s, codes: list[str], limit: int) -> dict[str, list[tuple]]:
-    """Inside an evaluation (after lock_points), in one statement: {code: up to ``limit`` REPLAY_COLUMNS rows
-    of the point's reports stored after its watermark, oldest first}."""
-    wm = func.coalesce(m.PointState.alerts_evaluated_report, 0)
-    order = (m.Result.report_pk, m.Result.id)
-    cols = [c.label(f"c{i}") for i, c in enumerate(REPLAY_COLUMNS)]
-    inner = (select(m.Report.point_code.label("code"), m.Result.id.label("rid"), *cols,
-                    func.row_number().over(partition_by=m.Report.point_code, order_by=order).label("n"))
-             .join(m.Result, m.Result.report_pk == m.Report.id)
-             .join(m.PointState, m.PointState.point_code == m.Report.point_code)
-             .where(m.Report.point_code.in_(codes), m.Report.id > wm)).subquery()
-    stmt = (select(inner.c.code, *(inner.c[f"c{i}"] for i in range(len(cols))))
-            .where(inner.c.n <= limit).order_by(inner.c.code, inner.c.c0, inner.c.rid))
-    out: dict[str, list[tuple]] = {code: [] for code in codes}
-    for code, *rest in s.execute(stmt):
-        out[code].append(tuple(rest))
-    return out
+    """Inside an evaluation (after lock_points): {code: up to ``limit`` REPLAY_COLUMNS samples of the
+    point's reports stored after its watermark, oldest first}."""
+    return samples_since_watermarks(s.connection(), codes, limit)
 
 
 def set_evaluated_up_to(state: m.PointState, report_pk: int) -> None:
@@ -266,14 +251,7 @@ def unjudged(store, codes: list[str], most_reports: int, due: set[str] = frozens
             .join(m.PointState, m.PointState.point_code == m.Report.point_code).where(*since)
             .group_by(m.Report.point_code, m.PointState.alerts_evaluated_report))}
         few = [code for code, (_, n, _) in lag.items() if n <= most_reports and code not in due]
-        rows: dict[str, list[tuple]] = {}
-        if few:
-            for code, *rest in conn.execute(
-                    select(m.Report.point_code, *REPLAY_COLUMNS).join(m.Result, m.Result.report_pk == m.Report.id)
-                    .join(m.PointState, m.PointState.point_code == m.Report.point_code)
-                    .where(m.Report.point_code.in_(few), m.Report.id > wm)
-                    .order_by(m.Result.report_pk, m.Result.id)):
-                rows.setdefault(code, []).append(tuple(rest))
+        rows = {code: samples for code, samples in samples_since_watermarks(conn, few).items() if samples}
     return lag, rows
 
 

@@ -20,11 +20,23 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from agent.vocabulary import zero_counts
+from agent.vocabulary import AGENT_POLICY
 from agent.wire import Report
 from collector.evidence.chain import chain_digest
+from collector.ingest.changes import HEARTBEAT_S_DEFAULT, Tail, is_news
 from collector.store import models as m
 from collector.store.canonical import CANONICAL_JSON, PLAIN_JSON, report_dict
+from collector.store.changewrite import (
+    DUE_AT_ONCE,
+    KeysetIds,
+    carry_latest,
+    keyset_of,
+    read_tails,
+    samples_of,
+    statements,
+    summarize_states,
+    write_tails,
+)
 from collector.store.policies import issued_on
 
 GENESIS = ""  # prev_digest of a point's first report
@@ -45,11 +57,11 @@ class _Sql:
         def marks(n):
             return ", ".join([mark] * n)
 
-        self.mark = mark
+        self.mark, self.sqlite = mark, sqlite
         self.ts = _sqlite_ts if sqlite else _pg_ts
         self.report = ("INSERT INTO reports (report_id, point_code, agent_id, seq, collected_at, sent_at, "
-                       "received_at, agent_version, host, body, prev_digest, digest) "
-                       f"VALUES ({marks(12)}) RETURNING id")
+                       "received_at, agent_version, host, body, prev_digest, digest, keyset_id, verdict) "
+                       f"VALUES ({marks(14)}) RETURNING id")
         self.result = ('INSERT INTO results (report_pk, point_code, "check", target, status, value, unit, '
                        f"message, details, observed_at, received_at) VALUES ({marks(11)})")
         self.state_short = (f"UPDATE point_state SET last_digest = {mark}, reports_total = {mark}, "
@@ -73,6 +85,8 @@ class _Sql:
             "since = CASE WHEN latest_results.status = excluded.status THEN latest_results.since "
             "ELSE excluded.since END "
             "WHERE latest_results.observed_at <= excluded.observed_at")
+        for name, text in statements(mark).items():
+            setattr(self, name, text)
 
 
 def _memo(fn):
@@ -131,8 +145,12 @@ class ReportWriter:
     group, or one whose given time is far from the others' (tests, imports), keeps its own.
     """
 
-    def __init__(self, store, silence_intervals: int):
+    def __init__(self, store, silence_intervals: int, heartbeat_s: float = HEARTBEAT_S_DEFAULT,
+                 thresholds: dict[str, tuple[float, ...]] | None = None):
+        """``heartbeat_s``, ``thresholds`` ({check: values}): the news test's (collector/ingest/changes.py)."""
         self.store, self.silence_intervals = store, silence_intervals
+        self.heartbeat_s, self.thresholds = heartbeat_s, thresholds or {}
+        self.keysets = KeysetIds()
         self._ingest_lock = threading.Lock()
         self._group_guard = threading.Lock()
         self._group_queue: deque = deque()
@@ -195,12 +213,17 @@ class ReportWriter:
                     issued = issued_on(conn, sorted(by_point))
                     derived = {k: v for p in group for k, v in p.derive(pins, issued).items()}
                     stored: set[str] = set()
-                    counts = _ingest(s, by_point, derived, received_at, self.store.is_sqlite, stored,
-                                     self.silence_intervals)
-                    return counts, stored
+                    counts = _ingest(s, by_point, derived, received_at, stored, self)
             except IntegrityError:
+                self.keysets.rollback()
                 if attempt == 2:
                     raise
+                continue
+            except BaseException:
+                self.keysets.rollback()  # keyset ids of a transaction that did not commit are not known
+                raise
+            self.keysets.commit()
+            return counts, stored
         raise AssertionError("unreachable")
 
 
@@ -220,28 +243,38 @@ def _take_group(queue) -> list[_Pending]:
     return group
 
 
-def _ingest(s, by_point, derived, received_at, is_sqlite: bool, stored_ids: set,
-            silence_intervals: int) -> tuple[int, int]:
+def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWriter) -> tuple[int, int]:
     conn = s.connection()
-    sql = _SQLITE if is_sqlite else _PG
+    sql = _SQLITE if writer.store.is_sqlite else _PG
     rec = sql.ts(received_at)
     ts = _memo(sql.ts)
+    heartbeat_s, thresholds = writer.heartbeat_s, writer.thresholds
     accepted = duplicates = 0
-    # (report_pk, point, check, target, status, value, unit, message, details_json, observed_at) per result
+    # (report_pk, point, check, target, status, value, unit, message, details_json, observed_at) per row
     result_rows: list[tuple] = []
-    latest: dict[tuple, tuple] = {}  # (point, check, target) -> (row, observed_at, report_id)
+    latest: dict[tuple, tuple] = {}  # (point, check, target) -> (row or None: carried, observed, report_id)
+    # The newest row of each key written here: upserted even where a later report carried the key without
+    # a row (that report says what the row said; the carry then moves its time and report).
+    newest_rows: dict[tuple, tuple] = {}
+    carries: dict[str, tuple] = {}  # report_id -> (point, keyset_id, keys it carried without a row)
+    members_of: dict[str, tuple] = {}
+    written: dict[tuple, tuple] = {}  # the tails to write
+    recount: set[str] = set()  # points whose latest statuses may have changed
     state_short: list[tuple] = []
     state_full: list[tuple] = []
     # The point_state rows serialise writers of a point (FOR UPDATE on PostgreSQL, taken in code order so
-    # two batches never deadlock; SQLite has one writer), so the hash chain and the duplicate check below
-    # see every committed report.
+    # two batches never deadlock; SQLite has one writer), so the hash chain, the duplicate check and the
+    # tails below see every committed report.
     states = _lock_states(conn, sorted(by_point))
+    tails = read_tails(conn, sql, sorted(by_point))
     every = [r for batch in by_point.values() for r in batch]
     seen = set(conn.execute(select(_REP.c.report_id).where(
         _REP.c.report_id.in_({r.report_id for r in every}))).scalars())
+    touched: list[str] = []
     for point_code in sorted(by_point):
         state, batch = states[point_code], by_point[point_code]
         last_digest = state["last_digest"] or GENESIS
+        front = state["last_collected_at"]  # the collection time "now" rests on
         newest = None
         stored = 0
         for report in batch:
@@ -252,32 +285,51 @@ def _ingest(s, by_point, derived, received_at, is_sqlite: bool, stored_ids: set,
             as_dict = report_dict(report)
             body = CANONICAL_JSON(as_dict)
             digest = chain_digest(last_digest, body)
+            extra = derived[report.report_id]
+            rid = report.report_id
+            samples = samples_of(report, as_dict, extra, received_at, ts, rec)
+            members, key_digest = keyset_of((x[0], x[1]) for x in samples)
+            keyset_id = writer.keysets.id_of(conn, sql, point_code, members, key_digest)
+            verdict = next((r["status"] for r in extra.rows if r["check"] == AGENT_POLICY), None)
             pk = conn.exec_driver_sql(sql.report, (
                 report.report_id, point_code, report.agent_id, report.seq, sql.ts(report.collected_at),
                 sql.ts(report.sent_at), rec, report.agent_version,
-                PLAIN_JSON(as_dict["host"]), body, last_digest, digest)).scalar_one()
+                PLAIN_JSON(as_dict["host"]), body, last_digest, digest, keyset_id, verdict)).scalar_one()
             last_digest = digest
             stored += 1
             stored_ids.add(report.report_id)
-            extra = derived[report.report_id]
-            rid = report.report_id
-            for r, d in zip(report.results, as_dict["results"], strict=True):  # d: made JSON-safe
-                observed = r.observed_at or report.collected_at
-                details = d["details"]
-                row = (pk, point_code, r.check, r.target, r.status, d["value"], r.unit, r.message,
-                       PLAIN_JSON(details) if details else "{}", ts(observed))
-                result_rows.append(row)
-                _keep_newest(latest, row, observed, rid)
-            for r in extra.rows:
-                row = (pk, point_code, r["check"], r["target"], r["status"], r["value"], r["unit"], r["message"],
-                       PLAIN_JSON(r["details"]), rec)
-                result_rows.append(row)
-                _keep_newest(latest, row, received_at, rid)
             # A backlog report (older than what we already have) extends history but must not roll back "now".
+            current = front is None or report.collected_at >= front
+            if current:
+                front = report.collected_at
+            twice = {k for k in members if sum(1 for x in samples if (x[0], x[1]) == k) > 1} \
+                if len(members) < len(samples) else ()
+            carried = []
+            for check, target, status, value, unit, message, details, observed, observed_ts in samples:
+                key = (point_code, check, target)
+                tail = tails.get(key)
+                if (check, target) in twice or is_news(tail, status, message, value, unit, details, received_at,
+                                                       heartbeat_s, thresholds.get(check, ())):
+                    row = (pk, point_code, check, target, status, value, unit, message, details, observed_ts)
+                    result_rows.append(row)
+                    if tail is None or tail.status != status or tail.written_at == DUE_AT_ONCE or not current:
+                        recount.add(point_code)
+                    at = received_at if current else DUE_AT_ONCE
+                    tails[key] = Tail(status, message, value, details, at)
+                    written[key] = (status, message, value, details, at, pk)
+                    _keep_newest(latest, key, row, observed, rid)
+                    _keep_newest(newest_rows, key, row, observed, rid)
+                elif current:
+                    carried.append(key)
+                    _keep_newest(latest, key, None, observed, rid)
+            if carried:
+                carries[rid] = (point_code, keyset_id, carried)
+                members_of[rid] = members
             if newest is None or report.collected_at >= newest[0].collected_at:
                 newest = (report, extra)
         accepted += stored
         if stored:
+            touched.append(point_code)
             _state_row(sql, state, point_code, newest, last_digest, stored, rec, state_short, state_full)
     if state_short:
         conn.exec_driver_sql(sql.state_short, state_short)
@@ -285,27 +337,16 @@ def _ingest(s, by_point, derived, received_at, is_sqlite: bool, stored_ids: set,
         conn.exec_driver_sql(sql.state_full, state_full)
     if result_rows:
         conn.exec_driver_sql(sql.result, [row + (rec,) for row in result_rows])
-    if latest:
-        conn.exec_driver_sql(sql.latest, [row[1:10] + (rec, row[9], rid) for row, _, rid in latest.values()])
-        _summarize_states(conn, sql, sorted({row[1] for row, _, _ in latest.values()}), received_at,
-                          silence_intervals)
+    write_tails(conn, sql, written)
+    upserts = [row[1:10] + (rec, row[9], rid) for row, _, rid in newest_rows.values()]
+    if upserts:
+        conn.exec_driver_sql(sql.latest, upserts)
+    carries = {rid: (code, ks, [k[1:] for k in keys if latest[k][0] is None and latest[k][2] == rid])
+               for rid, (code, ks, keys) in carries.items()}
+    carry_latest(conn, sql, {rid: c for rid, c in carries.items() if c[2]}, members_of, latest, rec)
+    if touched:
+        summarize_states(conn, sql, touched, recount, received_at, writer.silence_intervals)
     return accepted, duplicates
-
-
-def _summarize_states(conn, sql, codes: list[str], received_at, silence_intervals: int) -> None:
-    """Per-status counters and the silence deadline on point_state, so the overview pages by SQL alone."""
-    counts = {c: zero_counts() for c in codes}
-    marks = ", ".join([sql.mark] * len(codes))
-    for code, status, n in conn.exec_driver_sql(
-            f"SELECT point_code, status, count(*) FROM latest_results WHERE point_code IN ({marks}) "
-            "GROUP BY point_code, status", tuple(codes)):
-        counts[code][status] = n
-    intervals = dict(conn.exec_driver_sql(
-        f"SELECT code, report_interval_s FROM points WHERE code IN ({marks})", tuple(codes)).all())
-    conn.exec_driver_sql(sql.summary, [
-        (c["ok"], c["warn"], c["fail"], c["error"],
-         sql.ts(received_at + timedelta(seconds=silence_intervals * (intervals.get(code) or 60))), code)
-        for code, c in counts.items()])
 
 
 def _lock_states(conn, codes: list[str]) -> dict[str, dict]:
@@ -340,8 +381,7 @@ def _state_row(sql, state, point_code, newest, last_digest, stored, rec, short: 
                  (state["seq_gaps"] or 0) + gap, extra.fingerprint_mismatch, point_code))
 
 
-def _keep_newest(latest: dict, row: tuple, observed, report_id: str) -> None:
-    key = (row[1], row[2], row[3])
+def _keep_newest(latest: dict, key: tuple, row: tuple | None, observed, report_id: str) -> None:
     cur = latest.get(key)
     if cur is None or observed >= cur[1]:
         latest[key] = (row, observed, report_id)

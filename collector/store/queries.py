@@ -104,6 +104,10 @@ def latest_for_point(store, code: str) -> list[m.LatestResult]:
 
 def point_results(store, code: str, since: datetime, until: datetime, check: str | None = None,
                   limit: int = 10000) -> list[m.Result]:
+    """The results rows a point's reports received in a period wrote, oldest first. Since issue 21 a row is
+    written only when its key says something new (collector/ingest/changes.py: first appearance, status or
+    message class change, a value beyond the deadband, a heartbeat), so this is the history of changes, not
+    every sample; every sample is in the reports themselves (reports_for_point, the evidence bundle)."""
     with store.session() as s:
         stmt = select(m.Result).where(m.Result.point_code == code, m.Result.received_at >= since,
                                       m.Result.received_at < until)
@@ -144,38 +148,33 @@ def stream_report_rows(store, code: str, since: datetime, until: datetime, batch
             yield from part
 
 
-def stream_observations(store, code: str, since: datetime, until: datetime, batch: int = 20000):
-    """(received_at as POSIX seconds, check, target, status, policy verdict) of a point's results in a period,
-    ordered by check and time: the (point, check, received_at) index order, so no sort, and each (check,
-    target) series in time order. Seconds are computed by the database: no datetime object per row. The
-    policy verdict is the status of the agent.policy result of the result's report (None: none)."""
-    from sqlalchemy import Float, cast, extract, func
-    from sqlalchemy.orm import aliased
+def stream_observations(store, code: str, since: datetime, until: datetime, batch: int = 5000):
+    """(received_at as POSIX seconds, check, target, status, policy verdict) of a point's samples in a period,
+    ordered by check and time, so each (check, target) series is in time order: one pass of
+    collector/store/samples.py per check. Seconds are computed by the database: no datetime object per row.
+    The policy verdict is the status of the agent.policy verdict of the sample's report (None: none)."""
+    from collector.store.samples import by_report, checks_of
 
-    from collector.store.observations import report_verdict, trusted
-
-    col = m.Result.received_at
-    epoch = ((func.julianday(col) - 2440587.5) * 86400.0 if store.is_sqlite
-             else cast(extract("epoch", col), Float))
-    verdict = aliased(m.Result)
-    stmt = (select(epoch, m.Result.check, m.Result.target, m.Result.status, verdict.status)
-            .outerjoin(verdict, report_verdict(verdict, m.Result.report_pk))
-            .where(m.Result.point_code == code, col >= since, col < until, trusted(m.Result))
-            .order_by(m.Result.check, col, m.Result.id))
-    with store.engine.connect() as conn:
-        for part in conn.execution_options(yield_per=batch).execute(stmt).partitions():
-            yield from part
+    for check in checks_of(store, code):
+        for at, _pk, policy, _, keys in by_report(store, code, since, until, checks=(check,), epoch=True, batch=batch):
+            for _check, target, (status,) in keys:
+                yield at, check, target, status, policy
 
 
 def last_messages(store, code: str, since: datetime, until: datetime, check: str, target: str) -> dict:
-    """The last message of a (check, target) in a period, and the last one that was not ok."""
-    base = select(m.Result.status, m.Result.message, m.Result.received_at).where(
-        m.Result.point_code == code, m.Result.check == check, m.Result.target == target,
-        m.Result.received_at >= since, m.Result.received_at < until)
-    with store.session() as s:
-        last = s.execute(base.order_by(m.Result.received_at.desc()).limit(1)).first()
-        bad = s.execute(base.where(m.Result.status != "ok").order_by(m.Result.received_at.desc()).limit(1)).first()
-    return {"last": None if last is None else last.message, "last_problem": None if bad is None else bad.message}
+    """The last message of a (check, target) in a period, and the last one that was not ok, read from its
+    samples (collector/store/samples.py): a sample's message is that of the key's row in force, which has
+    the sample's message class (a change of class is a row) with the numbers of when the row was written."""
+    from collector.store.samples import by_report
+
+    last = bad = None
+    for _at, _pk, _v, _, keys in by_report(store, code, since, until, columns=("status", "message"),
+                                           checks=(check,), target=target):
+        for _c, _t, (status, message) in keys:
+            last = message
+            if status != "ok":
+                bad = message
+    return {"last": last, "last_problem": bad}
 
 
 def point_registration(store, code: str) -> dict | None:

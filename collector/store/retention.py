@@ -8,7 +8,8 @@ belong to one process, where a plain lock does the same.
 Roll-ups are by receive hour (periods are judged by receive time) and only for hours that ended at least
 ``SETTLE`` ago, so a transaction stamped just before the hour that commits just after it is still counted.
 Raw results are never pruned past the roll-up watermark. Pruning removes whole reports (with their
-results), oldest first; the evidence chain of what remains starts at the oldest kept report's prev_digest.
+results), oldest first, except each key's row still in force for the kept reports, which moves onto the
+point's first kept report; the evidence chain of what remains starts at the oldest kept report's prev_digest.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, case, delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 
 from agent.vocabulary import STATUSES
 from collector.store import models as m
-from collector.store.historymodels import ResultHourly
+from collector.store.historymodels import ResultHourly, ResultTail
+from collector.store.samples import by_report
 
 MAINTENANCE_LOCK = 0x6D61696E  # "main"
 JOB = "maintenance"
@@ -60,13 +62,6 @@ def _floor_hour(ts: datetime) -> datetime:
     return ts.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
-def _hour_expr(dialect: str, col):
-    if dialect == "postgresql":
-        # In UTC whatever the session's TimeZone, so half-hour zones cannot shift the buckets.
-        return func.timezone("UTC", func.date_trunc("hour", func.timezone("UTC", col)))
-    return func.strftime("%Y-%m-%d %H:00:00.000000", col)
-
-
 def rollup(store, now: datetime | None = None) -> int:
     """Roll results up by receive hour up to the last settled hour; returns the hours processed."""
     from collector.store import utcnow
@@ -84,22 +79,41 @@ def rollup(store, now: datetime | None = None) -> int:
                 state.watermark = start
                 return hours
             stop = min(start + WINDOW, end)
-            _rollup_window(s, start, stop)
+            _rollup_window(store, s, start, stop)
             state.watermark = stop
             hours += int((stop - start).total_seconds() // 3600)
 
 
-def _rollup_window(s, start: datetime, stop: datetime) -> None:
-    r, rep, h = m.Result.__table__, m.Report.__table__, ResultHourly.__table__
-    hour = _hour_expr(s.bind.dialect.name, r.c.received_at)
-    counts = [func.sum(case((r.c.status == st, 1), else_=0)) for st in STATUSES]
-    sel = (select(r.c.point_code, r.c.check, r.c.target, hour, *counts, func.avg(r.c.value), func.max(r.c.value))
-           .select_from(r.join(rep, rep.c.id == r.c.report_pk))
-           .where(and_(rep.c.received_at >= start, rep.c.received_at < stop))
-           .group_by(r.c.point_code, r.c.check, r.c.target, hour))
+def _rollup_window(store, s, start: datetime, stop: datetime) -> None:
+    """Counts per status per receive hour of every key's samples (collector/store/samples.py: a report that
+    carried the key, with the status of its row in force, not only the rows), and the samples' value average
+    and maximum."""
+    h = ResultHourly.__table__
+    conn = s.connection()
+    codes = list(conn.execute(select(m.Report.point_code).where(
+        m.Report.received_at >= start, m.Report.received_at < stop).distinct()).scalars())
     s.execute(delete(h).where(h.c.hour >= start, h.c.hour < stop))
-    s.execute(insert(h).from_select(["point_code", "check", "target", "hour", *(f"n_{st}" for st in STATUSES),
-                                     "value_avg", "value_max"], sel))
+    at_of = {st: i for i, st in enumerate(STATUSES)}
+    for code in sorted(codes):
+        acc: dict[tuple, list] = {}
+        for at, _pk, _v, _, keys in by_report(store, code, start, stop, columns=("status", "value"), conn=conn):
+            hour = _floor_hour(at if at.tzinfo else at.replace(tzinfo=timezone.utc))
+            for check, target, (status, value) in keys:
+                a = acc.get((check, target, hour))
+                if a is None:
+                    a = acc[(check, target, hour)] = [0] * len(STATUSES) + [0.0, 0, None]
+                a[at_of[status]] += 1
+                if value is not None:
+                    a[-3] += value
+                    a[-2] += 1
+                    a[-1] = value if a[-1] is None else max(a[-1], value)
+        if acc:
+            conn.execute(insert(h), [
+                {"point_code": code, "check": check, "target": target,
+                 "hour": hour,
+                 **{f"n_{st}": a[i] for i, st in enumerate(STATUSES)},
+                 "value_avg": a[-3] / a[-2] if a[-2] else None, "value_max": a[-1]}
+                for (check, target, hour), a in acc.items()])
 
 
 def prune(store, policy: RetentionPolicy, now: datetime | None = None) -> dict:
@@ -117,6 +131,7 @@ def prune(store, policy: RetentionPolicy, now: datetime | None = None) -> dict:
                                 .order_by(m.Report.id).limit(policy.batch)))
             if not ids:
                 break
+            _carry_in_force(s, ids, cutoff)
             results += s.execute(delete(m.Result).where(m.Result.report_pk.in_(ids))).rowcount or 0
             reports += s.execute(delete(m.Report).where(m.Report.id.in_(ids))).rowcount or 0
     with store.write_session() as s:
@@ -124,6 +139,49 @@ def prune(store, policy: RetentionPolicy, now: datetime | None = None) -> dict:
         codes = s.execute(delete(m.EnrollCode).where(
             m.EnrollCode.expires_at < now - timedelta(days=policy.enroll_code_days))).rowcount or 0
     return {"reports": reports, "results": results, "sessions": sessions, "enroll_codes": codes}
+
+
+def _carry_in_force(s, ids: list[int], cutoff: datetime) -> None:
+    """Keep each key's newest row among the reports about to go, moved onto its point's first kept report.
+
+    Ingest writes a row only when a key says something new, so a kept report that carried a key without a row
+    of its own shows the state of the key's latest row before it (collector/store/samples.py); pruning that
+    row would leave the kept reports with nothing seen. The row keeps its receive time (it still reads as
+    the state in force before the kept report) and is dropped where that report has its own row of the key.
+    A point with no kept report loses its rows and tails alike: its next report writes every key afresh."""
+    r = m.Result.__table__
+    newest: dict[tuple[str, str, str], tuple] = {}
+    for row in s.execute(select(r.c.id, r.c.received_at, r.c.point_code, r.c.check, r.c.target)
+                         .where(r.c.report_pk.in_(ids))):
+        key = (row.point_code, row.check, row.target)
+        if key not in newest or (row.received_at, row.id) > newest[key][:2]:
+            newest[key] = (row.received_at, row.id)
+    by_point: dict[str, list] = {}
+    for (code, check, target), (_at, row_id) in newest.items():
+        by_point.setdefault(code, []).append((check, target, row_id))
+    tails = ResultTail.__table__
+    for code, keys in by_point.items():
+        first = s.execute(select(m.Report.id, m.Report.received_at)
+                          .where(m.Report.point_code == code, m.Report.received_at >= cutoff)
+                          .order_by(m.Report.received_at, m.Report.id).limit(1)).first()
+        if first is None:
+            for check, target, _ in keys:
+                s.execute(delete(tails).where(tails.c.point_code == code, tails.c.check == check,
+                                              tails.c.target == target, tails.c.report_pk.in_(ids)))
+            continue
+        own = {(c, t) for c, t in s.execute(select(r.c.check, r.c.target).where(
+            r.c.report_pk == first.id, r.c.received_at >= first.received_at))}
+        for check, target, row_id in keys:
+            if (check, target) in own:
+                continue
+            key_where = (r.c.point_code == code, r.c.check == check, r.c.target == target)
+            # a row carried by an earlier batch is superseded by this newer one
+            s.execute(delete(r).where(*key_where, r.c.report_pk == first.id,
+                                      r.c.received_at < first.received_at))
+            s.execute(update(r).where(r.c.id == row_id).values(report_pk=first.id))
+            s.execute(update(tails).where(tails.c.point_code == code, tails.c.check == check,
+                                          tails.c.target == target, tails.c.report_pk.in_(ids))
+                      .values(report_pk=first.id))
 
 
 def _job_state(s, name: str) -> m.JobState:

@@ -1,17 +1,31 @@
 """Time series of one check for charts: bucketed server-side so a 30-day chart stays a few hundred points.
 
-Buckets are by ``observed_at`` (when the agent measured), not ``received_at``: after an outage or a network
-partition the agent's backlog arrives late, and must fill the gap where it was measured rather than pile
-up at its arrival time (index ix_results_point_check_observed, migration 0003).
+A sample is a report that carried the key (collector/store/samples.py); its value is that of the key's row
+in force, so between two rows every report that carried the key counts the earlier row's value (a steady
+value is written once a heartbeat, and its chart is still a line, not a dot every five minutes).
+
+Buckets are by the time the agent measured, not ``received_at``: after an outage or a network partition the
+agent's backlog arrives late, and must fill the gap where it was measured rather than pile up at its arrival
+time. A sample that is its report's own row has the row's ``observed_at``; one read from an earlier row has
+its report's ``collected_at`` (what an agent's observed_at defaults to). Reports are read by receive time, from
+SKEW before the chart's start to BACKLOG after its end, so a backlog delivered later than that is not drawn
+on a chart of the past.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from collector.store.samples import by_report
 
-from collector.store import models as m
+BACKLOG = timedelta(days=2)
+SKEW = timedelta(hours=1)  # an agent clock ahead of the collector's
+
+
+def _ts(at: datetime | None, tz) -> float | None:
+    if at is None:
+        return None
+    return at.timestamp() if at.tzinfo else at.replace(tzinfo=tz or timezone.utc).timestamp()
 
 
 def check_series(store, code: str, check: str, since: datetime, until: datetime, buckets: int = 300,
@@ -23,16 +37,15 @@ def check_series(store, code: str, check: str, since: datetime, until: datetime,
     span = (until - since).total_seconds()
     width = max(min_width, span / buckets)
     n = int(span // width) + 1
-    t0 = since.timestamp()
+    t0, t1 = since.timestamp(), until.timestamp()
     sums: dict[str, list[list[float]]] = {}
-    with store.session() as s:
-        rows = s.execute(select(m.Result.observed_at, m.Result.target, m.Result.value, m.Result.details)
-                         .where(m.Result.point_code == code, m.Result.check == check,
-                                m.Result.observed_at >= since, m.Result.observed_at < until)
-                         .execution_options(yield_per=5000))
-        for observed_at, target, value, details in rows:
-            ts = observed_at.timestamp() if observed_at.tzinfo else observed_at.replace(
-                tzinfo=since.tzinfo).timestamp()
+    for _at, pk, _v, (collected_at,), keys in by_report(
+            store, code, since - SKEW, until + BACKLOG, columns=("report_pk", "value", "details", "observed_at"),
+            checks=(check,), report_columns=("collected_at",)):
+        for _c, target, (row_pk, value, details, observed_at) in keys:
+            ts = _ts(observed_at if row_pk == pk else collected_at, since.tzinfo)
+            if ts is None or not t0 <= ts < t1:
+                continue
             i = min(n - 1, int((ts - t0) // width))
             acc = sums.setdefault(target, [[0.0] * n, [0] * n, [0.0] * n, [0] * n])
             if value is not None:
