@@ -49,17 +49,12 @@ async def _post_reports(request: Request, admission, arrived: float):
     auth = await require_token(request)
     pipeline = request.app.state.reports  # derive, store, announce: collector/ingest/pipeline.py
 
-    def store_unless_late(reports):  # on the worker thread: the wait for a thread counts too
-        if admission.too_late(arrived):
+    def parse_and_store(raw: bytes, encoding: str | None):
+        # One worker thread for inflating, parsing (up to 8 MiB of JSON: CPU work kept off the event loop) and
+        # storing: a second hand-over between threads per request cost more than the checks between them.
+        if admission.too_late(arrived):  # the wait for a thread counts too
             raise _TooLate
-        return pipeline.receive(reports, sender=auth.agent_id)
-
-    try:
-        if auth.role != "agent":
-            raise IngestError(403, "not_agent", f"role '{auth.role}' may not send reports")
-        raw, encoding = await read_payload(request), request.headers.get("content-encoding")
-        # Inflating and parsing up to 8 MiB of JSON is CPU work: on a worker thread, not the event loop.
-        reports = await run_in_threadpool(lambda: parse_reports(inflate(raw, encoding)))
+        reports = parse_reports(inflate(raw, encoding))
         foreign = sorted({r.point_code for r in reports if r.point_code != auth.point_code})
         if foreign:
             raise IngestError(403, "wrong_point",
@@ -71,7 +66,13 @@ async def _post_reports(request: Request, admission, arrived: float):
             raise IngestError(403, "wrong_agent", f"this token belongs to agent '{auth.agent_id}', not "
                                                   f"{', '.join(claimed)}")
         with selfmetrics.DB_SECONDS.labels("ingest").time():
-            accepted, duplicates = await run_in_threadpool(store_unless_late, reports)
+            return pipeline.receive(reports, sender=auth.agent_id)
+
+    try:
+        if auth.role != "agent":
+            raise IngestError(403, "not_agent", f"role '{auth.role}' may not send reports")
+        raw, encoding = await read_payload(request), request.headers.get("content-encoding")
+        accepted, duplicates = await run_in_threadpool(parse_and_store, raw, encoding)
     except IngestError as exc:
         selfmetrics.INGEST_REJECTED.labels(exc.reason).inc()
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
