@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -89,6 +89,10 @@ def rfc3339(ts: datetime) -> str:
 
 
 def _jsonable(obj: Any) -> Any:
+    # Dataclasses are walked here in the same pass as the rest, not through dataclasses.asdict first: asdict
+    # deep-copies every value (each result's details) only for this walk to copy it again.
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in fields(obj)}
     if isinstance(obj, datetime):
         return rfc3339(obj)
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -101,14 +105,14 @@ def _jsonable(obj: Any) -> Any:
 
 
 def report_to_dict(report: Report) -> dict[str, Any]:
-    out = _jsonable(asdict(report))
+    out = _jsonable(report)
     if out.get("policy_digest") is None:
         out.pop("policy_digest", None)
     return out
 
 
 def result_to_dict(result: Result) -> dict[str, Any]:
-    return _jsonable(asdict(result))
+    return _jsonable(result)
 
 
 def report_to_json(report: Report) -> str:
