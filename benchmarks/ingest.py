@@ -13,6 +13,10 @@ figure to watch; absolute numbers depend on the machine.
 orjson and msgspec when importable) beside today's whole parse_reports, and names the hostile-input probes
 on which each would refuse or accept differently from today.
 
+--http-floor adds the floor: the same requests answered by a raw ASGI app and by a bare Starlette app under
+the collector's uvicorn settings, nothing behind them (benchmarks/httpfloor.py), and prints each store's
+reports/s and CPU per report as a ratio to it: the collector's own cost above what HTTP costs.
+
 --batch N sends N reports per request ({"reports": [...]}, as agents do after an outage); 1 (the default)
 is the worst case. "server CPU ms/report" is the collector processes' user+system CPU time over the timed
 run divided by the reports: unlike reports/s it barely moves when other work shares the machine. "KiB/rep"
@@ -143,9 +147,10 @@ def serve_main(data_dir: str, port: int, config: str | None = None) -> None:
     serve(settings, "127.0.0.1", port, app=app, access_log=False)
 
 
-def start_servers(url: str, data_dir: Path, n: int, no_hooks: bool = False) -> tuple[list[subprocess.Popen], list[int]]:
+def start_servers(url: str, data_dir: Path, n: int, no_hooks: bool = False,
+                  floor: str | None = None) -> tuple[list[subprocess.Popen], list[int]]:
+    """``n`` collector processes on ``url``; with ``floor``, one floor app of that kind instead (httpfloor.py)."""
     import socket
-
 
     procs, ports = [], []
     for i in range(n):
@@ -157,7 +162,8 @@ def start_servers(url: str, data_dir: Path, n: int, no_hooks: bool = False) -> t
             env["PW_BENCH_NO_HOOKS"] = "1"
         d = data_dir / f"c{i}"
         d.mkdir(parents=True, exist_ok=True)
-        procs.append(subprocess.Popen([sys.executable, __file__, "--serve", str(d), str(port)], env=env,
+        argv = ["--serve-floor", floor, str(port)] if floor else ["--serve", str(d), str(port)]
+        procs.append(subprocess.Popen([sys.executable, __file__, *argv], env=env,
                                       stdout=subprocess.DEVNULL, stderr=open(d / "log.txt", "wb")))  # noqa: SIM115
         ports.append(port)
     for port, proc in zip(ports, procs, strict=True):
@@ -262,6 +268,61 @@ def parse_candidates(n_results: int, rounds: int = 7) -> None:
         print(f"{name:<44}{ms:>10.3f}{ms / (1000 * base):>7.2f}  {', '.join(differs) or 'none'}")
 
 
+# -- one timed run: the same plan for a store and for the floor -------------------------------------------
+def make_plan(tokens: dict[str, str], args) -> tuple[list[tuple[str, list[bytes]]], list[dict]]:
+    per_agent = max(1, args.reports // args.agents)
+    plan, all_reports = [], []
+    for code in tokens:
+        agent_id = str(uuid.uuid4())
+        reps = [make_report(code, agent_id, s + 1, args.results) for s in range(per_agent)]
+        all_reports.extend(reps)
+        if args.batch == 1:
+            bodies = [json.dumps(r, ensure_ascii=False).encode() for r in reps]
+        else:
+            bodies = [json.dumps({"reports": reps[i:i + args.batch]}, ensure_ascii=False).encode()
+                      for i in range(0, len(reps), args.batch)]
+        plan.append((code, bodies))
+    return plan, all_reports
+
+
+def timed_run(procs, ports, plan, tokens, args, what: str, n_reports: int) -> dict:
+    """Warm up (one report per agent), then drive the plan; stops the processes. Rate, latency, CPU, load."""
+    warm = [(code, [json.dumps(make_report(code, "warm", 0, args.results)).encode()]) for code in tokens]
+    asyncio.run(drive(ports, warm, tokens))
+    load_before = os.getloadavg()[0]
+    cpu0 = server_cpu_s(procs)
+    elapsed, lat, errors = asyncio.run(drive(ports, plan, tokens))
+    cpu = server_cpu_s(procs) - cpu0
+    load_after = os.getloadavg()[0]
+    if errors:
+        print(f"  {what}: {len(errors)} failed requests, e.g. {errors[0]}", file=sys.stderr)
+    for p in procs:
+        p.terminate()
+        p.wait(10)
+    lat.sort()
+    n = len(lat)
+    return {"rate": n_reports / elapsed, "cpu_ms": 1000 * cpu / n_reports, "load": (load_before, load_after),
+            "p50_ms": 1000 * statistics.median(lat), "p99_ms": 1000 * lat[min(n - 1, int(n * 0.99))],
+            "errors": len(errors)}
+
+
+def run_floor(kind: str, args) -> dict:
+    """The same plan against a floor app (httpfloor.py): one process, no store, any token."""
+    tmp = Path(tempfile.mkdtemp(prefix="pw-floor-"))
+    procs = []
+    try:
+        tokens = {f"9{i:011d}": "floor" for i in range(args.agents)}
+        plan, reports = make_plan(tokens, args)
+        procs, ports = start_servers("", tmp, 1, floor=kind)
+        out = timed_run(procs, ports, plan, tokens, args, f"floor {kind}", len(reports))
+        procs = []
+        return {**out, "store": f"floor:{kind}"}
+    finally:
+        for p in procs:
+            p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # -- one store -----------------------------------------------------------------------------------------
 def store_bytes(url: str) -> int:
     """The store's size on disk: the SQLite file with its WAL, or the PostgreSQL database."""
@@ -292,42 +353,14 @@ def run_store(kind: str, args) -> dict:
     procs = []
     try:
         tokens = setup_fleet(url, args.agents)
-        per_agent = max(1, args.reports // args.agents)
-        plan, all_reports = [], []
-        for code in tokens:
-            agent_id = str(uuid.uuid4())
-            reps = [make_report(code, agent_id, s + 1, args.results) for s in range(per_agent)]
-            all_reports.extend(reps)
-            if args.batch == 1:
-                bodies = [json.dumps(r, ensure_ascii=False).encode() for r in reps]
-            else:
-                bodies = [json.dumps({"reports": reps[i:i + args.batch]}, ensure_ascii=False).encode()
-                          for i in range(0, len(reps), args.batch)]
-            plan.append((code, bodies))
+        plan, all_reports = make_plan(tokens, args)
         procs, ports = start_servers(url, tmp, processes, args.no_hooks)
-        warm = [(code, [json.dumps(make_report(code, "warm", 0, args.results)).encode()]) for code in tokens]
-        asyncio.run(drive(ports, warm, tokens))
         disk0 = store_bytes(url)
-        load_before = os.getloadavg()[0]
-        cpu0 = server_cpu_s(procs)
-        elapsed, lat, errors = asyncio.run(drive(ports, plan, tokens))
-        cpu = server_cpu_s(procs) - cpu0
-        load_after = os.getloadavg()[0]
-        if errors:
-            print(f"  {kind}: {len(errors)} failed requests, e.g. {errors[0]}", file=sys.stderr)
-        for p in procs:
-            p.terminate()
-            p.wait(10)
+        out = timed_run(procs, ports, plan, tokens, args, kind, len(all_reports))
         procs = []
         disk = store_bytes(url) - disk0
-        base = baseline(url, all_reports)
-        lat.sort()
-        n = len(lat)
-        return {"store": kind, "processes": processes, "reports": len(all_reports),
-                "rate": len(all_reports) / elapsed, "cpu_ms": 1000 * cpu / len(all_reports),
-                "load": (load_before, load_after),
-                "p50_ms": 1000 * statistics.median(lat), "p99_ms": 1000 * lat[min(n - 1, int(n * 0.99))],
-                "baseline": base, "errors": len(errors), "disk_kb": disk / 1024 / len(all_reports)}
+        return {**out, "store": kind, "processes": processes, "reports": len(all_reports),
+                "baseline": baseline(url, all_reports), "disk_kb": disk / 1024 / len(all_reports)}
     finally:
         for p in procs:
             p.kill()
@@ -343,6 +376,11 @@ def main() -> int:
     if len(sys.argv) in (4, 5) and sys.argv[1] == "--serve":  # DATA_DIR PORT [CONFIG] (load.py gives one)
         serve_main(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) == 5 else None)
         return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve-floor":  # KIND PORT (httpfloor.py)
+        from httpfloor import serve_floor
+
+        serve_floor(sys.argv[2], int(sys.argv[3]))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reports", type=int, default=6000, help="reports per store (bounded load)")
     ap.add_argument("--agents", type=int, default=64, help="concurrent simulated agents (one point each)")
@@ -350,7 +388,9 @@ def main() -> int:
     ap.add_argument("--sqlite-processes", type=int, default=1,
                     help="collector processes on the one SQLite file (the design is 1; more to measure)")
     ap.add_argument("--batch", type=int, default=1, help="reports per request (1: the worst case)")
-    ap.add_argument("--stores", default="sqlite,postgresql")
+    ap.add_argument("--stores", default="sqlite,postgresql", help="comma-separated; none: the floor alone")
+    ap.add_argument("--http-floor", action="store_true",
+                    help="also time the same requests against a raw ASGI and a bare Starlette app (httpfloor.py)")
     ap.add_argument("--no-hooks", action="store_true",
                     help="diagnostic: collectors without the post-commit alert and score workers")
     ap.add_argument("--pg-url", default=os.environ.get("POINTWATCH_TEST_PG",
@@ -363,7 +403,12 @@ def main() -> int:
     if args.parsers:
         parse_candidates(args.results)
         return 0
-    rows = [run_store(kind, args) for kind in args.stores.split(",")]
+    rows = [run_store(kind, args) for kind in args.stores.split(",") if kind != "none"]
+    floors = []
+    if args.http_floor:
+        from httpfloor import KINDS
+
+        floors = [run_floor(kind, args) for kind in KINDS]
     print(f"\ningest benchmark: {args.agents} concurrent agents, {args.results} results per report, "
           f"{args.batch} report(s) per request, loopback, {os.cpu_count()} CPUs")
     print(f"{'store':<11}{'procs':>6}{'reports':>9}{'reports/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
@@ -372,10 +417,22 @@ def main() -> int:
         print(f"{r['store']:<11}{r['processes']:>6}{r['reports']:>9}{r['rate']:>11.0f}{r['p50_ms']:>9.1f}"
               f"{r['p99_ms']:>9.1f}{r['cpu_ms']:>11.2f}{r['disk_kb']:>9.1f}{r['baseline']:>12.0f}{r['rate'] / r['baseline']:>8.2f}"
               f"{r['load'][0]:>6.1f}→{r['load'][1]:<4.1f}")
+    if floors:
+        print("\nHTTP floor: the same requests, one uvicorn process as the collector's, nothing behind it")
+        print(f"{'app':<16}{'reports/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms/rep':>11}{'load 1m':>12}"
+              + "".join(f"{r['store'] + ' rate':>14}{'cpu above':>11}{'cpu ×':>7}" for r in rows))
+        for f in floors:
+            print(f"{f['store'][6:]:<16}{f['rate']:>11.0f}{f['p50_ms']:>9.1f}{f['p99_ms']:>9.1f}{f['cpu_ms']:>11.3f}"
+                  f"{f['load'][0]:>6.1f}→{f['load'][1]:<4.1f}" + "".join(
+                      f"{r['rate'] / f['rate']:>14.2f}{r['cpu_ms'] - f['cpu_ms']:>11.2f}{r['cpu_ms'] / f['cpu_ms']:>7.1f}"
+                      for r in rows))
+        if rows:
+            print("<store> rate: its reports/s over the floor's; cpu above: its CPU ms/report minus the floor's; "
+                  "cpu ×: their ratio")
     print("baseline: the same reports + results rows through the driver's executemany, no HTTP, no checks")
     print("KiB/rep: growth of the store on disk over the timed run (SQLite file + WAL; PostgreSQL database "
           "after a CHECKPOINT, tables and indexes), per report")
-    return 1 if any(r["errors"] for r in rows) else 0
+    return 1 if any(r["errors"] for r in rows + floors) else 0
 
 
 if __name__ == "__main__":
