@@ -7,7 +7,12 @@ Seeds a store directly (Core inserts, realistic report bodies and results, a val
 Prints both, export/baseline as a ratio, and the process's peak RSS before and after the export (flat
 memory = streaming).
 
-    .venv/bin/python benchmarks/evidence_export.py [--days 90] [--database-url URL]
+    .venv/bin/python benchmarks/evidence_export.py [--days 90] [--database-url URL] [--form rows|changes]
+
+--form: how the results are stored. ``rows`` (the default) writes every result of every report, as ingest did
+before issue 21 (and as reports stored before migration 0011 are read); ``changes`` stores them as ingest does
+now: each report names its keyset, and a results row is written only when a key's status changes or its
+five-minute heartbeat is due.
 """
 
 from __future__ import annotations
@@ -41,19 +46,28 @@ def rfc(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
-def seed(store, days: int) -> int:
+def seed(store, days: int, form: str = "rows") -> tuple[int, int]:
+    """Reports and results rows written."""
     from sqlalchemy import insert
 
     from collector.evidence.chain import chain_digest
     from collector.store import models as m
+    from collector.store.changewrite import keyset_of
+    from collector.store.historymodels import Keyset, KeysetMember
 
     points.upsert_point(store, POINT, "某村医保服务点", "甘肃省/兰州市/城关区/某镇/某村", profile="lanzhou-basic-2023")
     agent_id = str(uuid.uuid4())
     fp = {"machine_id": "4c4c4544-0042-3510-8051-b4c04f4e3732", "serial": "CN0H7X2K", "macs": ["00:1a:2b:3c:4d:5e"]}
     host = {"hostname": "CUN-YB-PC01", "os": "Windows 10 Pro 22H2", "boot_time": rfc(START - timedelta(days=1)),
             "fingerprint": fp}
-    n = days * 24 * 60
+    n, rows = days * 24 * 60, 0
     prev = ""
+    keyset_id, last_status = None, {}
+    if form == "changes":
+        members, digest = keyset_of(CHECKS)
+        with store.session() as s:
+            keyset_id = s.execute(insert(Keyset).values(point_code=POINT, digest=digest)).inserted_primary_key[0]
+            s.execute(insert(KeysetMember), [{"keyset_id": keyset_id, "check": c, "target": t} for c, t in members])
     reports, results = [], []
     for i in range(n):
         at = START + timedelta(minutes=i, seconds=1)
@@ -74,9 +88,15 @@ def seed(store, days: int) -> int:
         rid = i + 1
         reports.append({"id": rid, "report_id": report_id, "point_code": POINT, "agent_id": agent_id,
                         "seq": i + 1, "collected_at": at, "sent_at": at, "received_at": at + timedelta(seconds=1),
-                        "agent_version": "0.1.0", "host": host, "body": body, "prev_digest": prev, "digest": digest})
+                        "agent_version": "0.1.0", "host": host, "body": body, "prev_digest": prev, "digest": digest,
+                        "keyset_id": keyset_id})
         prev = digest
         for r in res:
+            if form == "changes":  # a change, or the heartbeat (every fifth one-minute report)
+                key = (r["check"], r["target"])
+                if last_status.get(key) == r["status"] and i % 5:
+                    continue
+                last_status[key] = r["status"]
             results.append({"report_pk": rid, "point_code": POINT, "check": r["check"], "target": r["target"],
                             "status": r["status"], "value": r["value"], "unit": r["unit"], "message": r["message"],
                             "details": r["details"], "observed_at": at, "received_at": at + timedelta(seconds=1)})
@@ -84,8 +104,9 @@ def seed(store, days: int) -> int:
             with store.session() as s:
                 s.execute(insert(m.Report), reports)
                 s.execute(insert(m.Result), results)
+            rows += len(results)
             reports, results = [], []
-    return n
+    return n, rows
 
 
 def baseline(store, path: Path) -> int:
@@ -113,6 +134,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--database-url", help="default: a SQLite file in a temporary directory")
+    ap.add_argument("--form", choices=("rows", "changes"), default="rows", help="how results are stored (above)")
     args = ap.parse_args()
     from collector.evidence.bundle import export
     from collector.evidence.keys import load_or_create
@@ -123,8 +145,9 @@ def main() -> int:
         store = Store(args.database_url or f"sqlite:///{tmp}/bench.db")
         store.create_schema()
         t = time.perf_counter()
-        n = seed(store, args.days)
-        print(f"seeded {n} reports ({n * len(CHECKS)} results) in {time.perf_counter() - t:.1f} s")
+        n, rows = seed(store, args.days, args.form)
+        print(f"seeded {n} reports ({n * len(CHECKS)} results, {rows} results rows: --form {args.form}) "
+              f"in {time.perf_counter() - t:.1f} s")
         last_day = (START + timedelta(days=args.days, hours=8) - timedelta(days=1)).date().isoformat()
         period = parse_period((START + timedelta(hours=8)).date().isoformat(), last_day)
         key = load_or_create(Path(tmp) / "key")
