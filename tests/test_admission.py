@@ -106,3 +106,14 @@ def test_a_bad_value_is_named_with_where_it_was_and_what_is_known():
     assert str(shape.value) == "ingest: expected a mapping, got str"
     with pytest.raises(AdmissionConfigError, match="got 0.0"):
         Admission.from_config({"max_wait_s": 0.0})
+
+
+def test_the_heartbeat_may_be_zero_or_any_finite_number_of_seconds_and_nothing_else():
+    for good in (0, 0.5, 1, 300, 86400.0):
+        assert Admission.from_config({"heartbeat_s": good}).heartbeat_s == good
+    assert Admission.from_config({}).heartbeat_s == 300
+    for bad in (-1, -0.5, float("inf"), float("nan"), True, False, "300s", None):
+        with pytest.raises(AdmissionConfigError) as err:
+            Admission.from_config({"heartbeat_s": bad}, where="collector.yaml: ingest")
+        assert str(err.value) == ("collector.yaml: ingest.heartbeat_s: expected a number of seconds, 0 or more "
+                                  f"(0: every sample is stored), got {bad!r}"), bad

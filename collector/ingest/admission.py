@@ -22,6 +22,7 @@ collector/ingest/changes.py); it is read and checked here with the rest of the s
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -60,7 +61,8 @@ class Admission:
             value = section.get(key, default)
             kind = int if isinstance(default, int) else (int, float)
             if key in MAY_BE_ZERO:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                        value >= 0 and math.isfinite(value)):
                     raise AdmissionConfigError(f"{where}.{key}: expected a number of seconds, 0 or more "
                                                f"(0: every sample is stored), got {value!r}")
             elif isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
