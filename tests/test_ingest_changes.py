@@ -239,6 +239,41 @@ def test_a_key_twice_in_one_report_is_written_twice(store):
     assert [r[:2] for r in _rows(store, twice.report_id)] == [key, key]  # as before: both samples are rows
 
 
+def _samples(store, since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1)) -> list[tuple]:
+    from collector.store.samples import by_report
+
+    return [(pk, check, status) for _at, pk, _v, _, keys in by_report(store, POINT, since, until)
+            for check, _t, (status,) in keys if check == ICMP[0]]
+
+
+def test_a_key_twice_in_one_report_is_two_samples_whichever_comes_last(store):
+    pipe = _pipeline(store)
+    _send(pipe, store, _report(0))
+    fail = {"status": "fail", "message": "核心网关 无响应", "value": None}
+    twice = _report(1)
+    icmp = next(x for x in twice.results if x.check == ICMP[0])
+    twice = dataclasses.replace(twice, results=[*twice.results, dataclasses.replace(icmp, **fail)])
+    _send(pipe, store, twice)
+    assert [status for _pk, _c, status in _samples(store)] == ["ok", "ok", "fail"]  # the fail was seen
+
+
+def test_a_report_stored_later_is_never_stamped_earlier_so_its_carried_state_is_its_own(store):
+    """Another collector's clock (or a step back of this one) gives a later report an earlier receive time;
+    the readers walk receive order, the news test compares in storage order: one order for both."""
+    pipe = _pipeline(store)
+    fail = {"net.core.icmp": {"status": "fail", "message": "核心网关 无响应", "value": None}}
+    _send(pipe, store, _report(0))
+    first, second = _report(1, **fail), _report(2, **fail)
+    _send(pipe, store, first, received_at=T0 + timedelta(minutes=1, seconds=6))
+    _send(pipe, store, second, received_at=T0 + timedelta(minutes=1, seconds=3))  # carried: no row of its own
+    assert not [r for r in _rows(store, second.report_id) if r[0] == ICMP[0]]
+    with store.session() as s:
+        at = dict(s.execute(select(m.Report.report_id, m.Report.received_at)
+                            .where(m.Report.report_id.in_([first.report_id, second.report_id]))).all())
+    assert at[second.report_id] >= at[first.report_id]
+    assert [status for _pk, _c, status in _samples(store)] == ["ok", "fail", "fail"]
+
+
 def test_a_rolled_back_transaction_leaves_no_keyset_id_cached(store, monkeypatch):
     from collector.store import ingest as ingest_module
 

@@ -86,7 +86,7 @@ def write_tails(conn, sql, written: dict[tuple[str, str, str], tuple]) -> None:
             for (code, check, target), (status, message, value, details, at, pk) in written.items()])
 
 
-def carry_latest(conn, sql, carries: dict, members_of: dict, candidates: dict, rec) -> None:
+def carry_latest(conn, sql, carries: dict, members_of: dict, candidates: dict, rec_of: dict) -> None:
     """Move received_at and report_id of latest_results to the report that carried a key without a row.
 
     ``carries``: {report_id: (point, keyset_id, [keys whose newest sample is that report's, unwritten])};
@@ -94,13 +94,14 @@ def carry_latest(conn, sql, carries: dict, members_of: dict, candidates: dict, r
     None, observed, report_id)}, the newest sample of each key in this transaction. Where every member of a
     report's keyset has its newest sample in that report (the usual case: one report of the point, or the
     last of an agent's backlog), one statement over the keyset moves them all (the keys it wrote too, to
-    the values their upsert just gave); otherwise only the carried keys, one by one."""
+    the values their upsert just gave); otherwise only the carried keys, one by one. ``rec_of``: each point's
+    receive time as bound."""
     whole, single = [], []
     for rid, (code, keyset_id, keys) in carries.items():
         if all(candidates[(code, c, t)][2] == rid for c, t in members_of[rid]):
-            whole.append((rec, rid, code, keyset_id))
+            whole.append((rec_of[code], rid, code, keyset_id))
         else:
-            single.extend((rec, rid, code, c, t) for c, t in keys)
+            single.extend((rec_of[code], rid, code, c, t) for c, t in keys)
     if whole:
         conn.exec_driver_sql(sql.carry_keyset, whole)
     if single:

@@ -246,7 +246,6 @@ def _take_group(queue) -> list[_Pending]:
 def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWriter) -> tuple[int, int]:
     conn = s.connection()
     sql = _SQLITE if writer.store.is_sqlite else _PG
-    rec = sql.ts(received_at)
     ts = _memo(sql.ts)
     heartbeat_s, thresholds = writer.heartbeat_s, writer.thresholds
     accepted = duplicates = 0
@@ -266,6 +265,9 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
     # two batches never deadlock; SQLite has one writer), so the hash chain, the duplicate check and the
     # tails below see every committed report.
     states = _lock_states(conn, sorted(by_point))
+    # Never stamped before the point's last report (another collector's clock, a step back of this one): the
+    # history readers walk receive order, the news test storage order, and the two must be one order.
+    rec_of = {c: sql.ts(max(received_at, states[c]["last_received_at"] or received_at)) for c in by_point}
     tails = read_tails(conn, sql, sorted(by_point))
     every = [r for batch in by_point.values() for r in batch]
     seen = set(conn.execute(select(_REP.c.report_id).where(
@@ -287,6 +289,7 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
             digest = chain_digest(last_digest, body)
             extra = derived[report.report_id]
             rid = report.report_id
+            rec = rec_of[point_code]
             samples = samples_of(report, as_dict, extra, received_at, ts, rec)
             members, key_digest = keyset_of((x[0], x[1]) for x in samples)
             keyset_id = writer.keysets.id_of(conn, sql, point_code, members, key_digest)
@@ -330,20 +333,20 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
         accepted += stored
         if stored:
             touched.append(point_code)
-            _state_row(sql, state, point_code, newest, last_digest, stored, rec, state_short, state_full)
+            _state_row(sql, state, point_code, newest, last_digest, stored, rec_of[point_code], state_short, state_full)
     if state_short:
         conn.exec_driver_sql(sql.state_short, state_short)
     if state_full:
         conn.exec_driver_sql(sql.state_full, state_full)
     if result_rows:
-        conn.exec_driver_sql(sql.result, [row + (rec,) for row in result_rows])
+        conn.exec_driver_sql(sql.result, [row + (rec_of[row[1]],) for row in result_rows])
     write_tails(conn, sql, written)
-    upserts = [row[1:10] + (rec, row[9], rid) for row, _, rid in newest_rows.values()]
+    upserts = [row[1:10] + (rec_of[row[1]], row[9], rid) for row, _, rid in newest_rows.values()]
     if upserts:
         conn.exec_driver_sql(sql.latest, upserts)
     carries = {rid: (code, ks, [k[1:] for k in keys if latest[k][0] is None and latest[k][2] == rid])
                for rid, (code, ks, keys) in carries.items()}
-    carry_latest(conn, sql, {rid: c for rid, c in carries.items() if c[2]}, members_of, latest, rec)
+    carry_latest(conn, sql, {rid: c for rid, c in carries.items() if c[2]}, members_of, latest, rec_of)
     if touched:
         summarize_states(conn, sql, touched, recount, received_at, writer.silence_intervals)
     return accepted, duplicates

@@ -7,9 +7,9 @@ stored before migration 0011 has no keyset: its own results rows are its samples
 
 Reports are walked in receive order (received_at, then id: the order the history readers always yielded),
 and the results rows of the window beside them in the same order, so a key's state is its latest row so
-far. Receive order is storage order except for reports stored within a group commit or by two collectors
-out of their receive times (milliseconds apart): there a change is read from the neighbour's row one
-report early or late. A key's state before the window is looked up once, the first time a report of the
+far. Receive order is storage order: ingest never stamps a report before its point's last one
+(collector/store/ingest.py), so the row a report's key was compared with when it was stored is the row read
+here. A key written twice in one report is a sample per row. A key's state before the window is looked up once, the first time a report of the
 window carries it without a row of its own. A member with no row at or before its report (pruned) is not a
 sample: nothing was seen that can be shown. Only ``trusted`` rows count (trust.py), and the policy
 verdict of a report is ``reports.verdict`` (for a report before 0011: its own agent.policy row's status).
@@ -99,8 +99,14 @@ def by_report(store, code: str, since: datetime, until: datetime, columns: tuple
                 verdict = next((r[4] for r in own if r[2] == AGENT_POLICY), None)
                 yield at, pk, verdict, extra, [(r[2], r[3], tuple(r[5:])) for r in own if keep(r[2], r[3])]
                 continue
+            written: dict[tuple[str, str], list[tuple]] = {}
+            for r in own:  # a key twice in the report has a row per sample: each is one
+                written.setdefault((r[2], r[3]), []).append(tuple(r[5:]))
             out = []
             for key in members.get(keyset_id, ()):
+                if key in written:
+                    out.extend((key[0], key[1], values) for values in written[key])
+                    continue
                 cur = state.get(key)
                 if cur is None and key not in looked_up:
                     looked_up.add(key)
