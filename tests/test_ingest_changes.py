@@ -332,3 +332,18 @@ def test_two_collectors_on_one_postgresql_create_a_keyset_once(pg_store_url, rou
     finally:
         for s in stores:
             s.close()
+
+
+def test_a_carried_collector_result_is_replayed_at_its_receipt_not_by_the_agents_clock(store):
+    from collector.store.replay import samples_since_watermarks
+
+    pipe = _pipeline(store)
+    late = timedelta(hours=1)  # the agent's clock an hour behind: its collection times are an hour early
+    for i in range(3):
+        _send(pipe, store, _report(i), received_at=T0 + late + timedelta(minutes=i, seconds=1))
+    with store.engine.connect() as conn:
+        rows = samples_since_watermarks(conn, [POINT])[POINT]
+    skew = [r for r in rows if r[1] == "agent.clock_skew"]
+    assert len(skew) == 3 and all(r[7] == r[8] for r in skew), skew  # observed when received, written or not
+    icmp = [r for r in rows if r[1] == ICMP[0]]
+    assert len(icmp) == 3 and all(r[7] < r[8] - late + timedelta(seconds=5) for r in icmp), icmp

@@ -5,8 +5,9 @@ carried (keysets, historymodels.py), and a key's state in a report is that of it
 it. The engine counts streaks and for-durations per sample, so it is handed every sample, as it was when
 every sample was a row: for each report since the watermark, in storage order, a row per key it carried,
 its own results row where it wrote one, otherwise the key's state then (its time: the report's collection,
-as an agent's result is observed at most then; never later than the report's receipt). Reports stored
-before migration 0011 (no keyset) are their rows.
+as an agent's result is observed at most then, never later than the report's receipt; the collector's own
+results: the receipt, when they are observed). Reports stored before migration 0011 (no keyset) are their
+rows.
 
 The rows are REPLAY_COLUMNS tuples: (report id, check, target, status, value, message, details, observed
 at, received at).
@@ -18,6 +19,7 @@ import json
 
 from sqlalchemy import func, select
 
+from agent.vocabulary import COLLECTOR_CHECK_IDS
 from collector.store import models as m
 from collector.store.historymodels import KeysetMember, ResultTail
 
@@ -75,7 +77,7 @@ def _expand(conn, code, mark, reports, members, rows, tails, limit) -> list[tupl
             written: dict[tuple[str, str], list[tuple]] = {}
             for row in own:
                 written.setdefault((row[1], row[2]), []).append(row)
-            at = collected or received
+            agents_at = collected or received
             for key in members.get(keyset_id, []):
                 if key in written:
                     out.extend(written[key])
@@ -86,6 +88,9 @@ def _expand(conn, code, mark, reports, members, rows, tails, limit) -> list[tupl
                 if now is None:  # its rows are gone (pruned): nothing seen to replay
                     continue
                 state[key] = now
+                # the collector's own results are observed when received (collector/ingest/derive.py), not
+                # by the agent's clock, which is what clock_skew and policy_mismatch are about
+                at = received if key[0] in COLLECTOR_CHECK_IDS else agents_at
                 out.append((pk, key[0], key[1], *now, at, received))
         if limit is not None and len(out) >= limit:
             return out[:limit]
