@@ -209,16 +209,18 @@ def test_the_agent_runs_the_collectors_policy_follows_a_change_and_refuses_one_e
                  60, "a report under the changed policy")
         assert time.monotonic() - changed_at < 30 / float(SPEEDUP) + 10, "not within one refresh"
         assert proc.poll() is None
-        wait_for(lambda: sum(1 for r in api.results(NET_CORE_TCP) if r["target"] == "策略目标二") >= 2, 60,
-                 "two network results under the changed policy")
+        wait_for(lambda: any(r["target"] == "策略目标二" for r in api.results(NET_CORE_TCP)), 60,
+                 "a network result under the changed policy")
         after = api.verdicts()[seen:]
         first_new = next(i for i, v in enumerate(after) if v["details"]["reported"] == issued_second["digest"])
         assert {v["status"] for v in after} == {"ok"}, after  # the old digest too: within the grace
         # Ingest stores a verdict row when the verdict changes (issue 21): none after the first under the
         # changed policy names the old one, and the point's verdict now, carried by later reports, is new.
         assert all(v["details"]["reported"] == issued_second["digest"] for v in after[first_new:]), after
-        now = next(r for r in api.get(f"/api/v1/points/{POINT}")["results"] if r["check"] == AGENT_POLICY)
-        assert now["received_at"] > after[first_new]["received_at"], (now, after[first_new])
+        now = wait_for(lambda: next((r for r in api.get(f"/api/v1/points/{POINT}")["results"]
+                                     if r["check"] == AGENT_POLICY
+                                     and r["received_at"] > after[first_new]["received_at"]), None),
+                       60, "a later report under the changed policy")
         assert now["details"]["reported"] == issued_second["digest"] and now["status"] == "ok", now
 
         # 2b. A key rotation: the next key is announced under the current one (answered in full, not 304), the
@@ -270,10 +272,14 @@ def test_the_agent_runs_the_collectors_policy_follows_a_change_and_refuses_one_e
         unstamped = [v for v in api.verdicts() if v["details"].get("reported") is None]
         assert unstamped and {v["status"] for v in unstamped} == {"error"}, \
             "the fallback's reports carry no digest, and the collector says so"
-        n = len(api.verdicts())
-        back = wait_for(lambda: next((v for v in api.verdicts()[n:]
-                                      if v["details"]["reported"] == issued_third["digest"]), None),
-                        60, "the collector's policy again")
+        # The verdict history is of changes (issue 21): the first verdict after the fallback's last that names
+        # the collector's policy again, however soon it came (in the same batch as the backlog, say).
+        def back_again():
+            seen = api.verdicts()
+            last = max(i for i, v in enumerate(seen) if v["details"].get("reported") is None)
+            return next((v for v in seen[last + 1:] if v["details"]["reported"] == issued_third["digest"]), None)
+
+        back = wait_for(back_again, 60, "the collector's policy again")
         assert back["status"] == "ok"
         wait_for(lambda: api.results(AGENT_POLICY_FETCH)[-1]["status"] == "ok", 30, "agent.policy_fetch ok again")
         assert not any(r["target"] == "被改的目标" for r in api.results(NET_CORE_TCP))
