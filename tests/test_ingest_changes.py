@@ -347,3 +347,24 @@ def test_a_carried_collector_result_is_replayed_at_its_receipt_not_by_the_agents
     assert len(skew) == 3 and all(r[7] == r[8] for r in skew), skew  # observed when received, written or not
     icmp = [r for r in rows if r[1] == ICMP[0]]
     assert len(icmp) == 3 and all(r[7] < r[8] - late + timedelta(seconds=5) for r in icmp), icmp
+
+
+def test_now_is_the_newest_reports_sample_even_when_it_was_observed_earlier(store):
+    """An agent whose later report holds a result observed before the previous one's (its clock stepped back,
+    a check's cached result): history says the later report's status, so "now" must too, and a report that
+    then carries the key without a row keeps it."""
+    pipe = _pipeline(store)
+    fail = {"status": "fail", "message": "核心网关 无响应", "value": None}
+    _send(pipe, store, _report(0, **{ICMP[0]: fail}))
+    earlier = T0 - timedelta(minutes=5)
+    _send(pipe, store, _report(1, **{ICMP[0]: {"observed_at": earlier}}))
+    assert _latest(store)[ICMP].status == "ok"
+    carrying = _report(2)
+    _send(pipe, store, carrying)
+    assert not [r for r in _rows(store, carrying.report_id) if r[0] == ICMP[0]]
+    now = _latest(store)[ICMP]
+    assert (now.status, now.report_id) == ("ok", carrying.report_id)
+    assert [status for _pk, _c, status in _samples(store)] == ["fail", "ok", "ok"]
+    with store.session() as s:
+        assert (s.get(m.PointState, POINT).n_fail, s.get(m.PointState, POINT).n_ok) == (0, 5)
+

@@ -33,86 +33,18 @@ from collector.store.changewrite import (
     keyset_of,
     read_tails,
     samples_of,
-    statements,
     summarize_states,
     write_tails,
 )
+from collector.store.ingestsql import PG, SQLITE, memo
 from collector.store.policies import issued_on
 
 GENESIS = ""  # prev_digest of a point's first report
 
-_R = m.Result.__table__
 _REP = m.Report.__table__
 _S = m.PointState.__table__
 
 
-class _Sql:
-    """The hot-path statements in the driver's own parameter style, executed with its executemany.
-
-    SQLAlchemy's per-row bind processing costs more than the database's own insert, so the three
-    statements run per report are plain SQL; the values are what models.UtcDateTime/JSON would bind.
-    """
-
-    def __init__(self, mark: str, sqlite: bool):
-        def marks(n):
-            return ", ".join([mark] * n)
-
-        self.mark, self.sqlite = mark, sqlite
-        self.ts = _sqlite_ts if sqlite else _pg_ts
-        self.report = ("INSERT INTO reports (report_id, point_code, agent_id, seq, collected_at, sent_at, "
-                       "received_at, agent_version, host, body, prev_digest, digest, keyset_id, verdict) "
-                       f"VALUES ({marks(14)}) RETURNING id")
-        self.result = ('INSERT INTO results (report_pk, point_code, "check", target, status, value, unit, '
-                       f"message, details, observed_at, received_at) VALUES ({marks(11)})")
-        self.state_short = (f"UPDATE point_state SET last_digest = {mark}, reports_total = {mark}, "
-                            f"last_received_at = {mark} WHERE point_code = {mark}")
-        # fingerprint_mismatch keeps its value when no enrolment is pinned (COALESCE of a NULL parameter).
-        self.state_full = (f"UPDATE point_state SET last_digest = {mark}, reports_total = {mark}, "
-                           f"last_received_at = {mark}, last_collected_at = {mark}, last_seq = {mark}, "
-                           f"agent_id = {mark}, agent_version = {mark}, hostname = {mark}, os = {mark}, "
-                           f"clock_skew_s = {mark}, seq_gaps = {mark}, "
-                           f"fingerprint_mismatch = COALESCE({mark}, fingerprint_mismatch) "
-                           f"WHERE point_code = {mark}")
-        self.summary = (f"UPDATE point_state SET n_ok = {mark}, n_warn = {mark}, n_fail = {mark}, "
-                        f"n_error = {mark}, silent_after = {mark} WHERE point_code = {mark}")
-        self.latest = (
-            'INSERT INTO latest_results (point_code, "check", target, status, value, unit, message, details, '
-            f"observed_at, received_at, since, report_id) VALUES ({marks(12)}) "
-            'ON CONFLICT (point_code, "check", target) DO UPDATE SET status = excluded.status, '
-            "value = excluded.value, unit = excluded.unit, message = excluded.message, "
-            "details = excluded.details, observed_at = excluded.observed_at, "
-            "received_at = excluded.received_at, report_id = excluded.report_id, "
-            "since = CASE WHEN latest_results.status = excluded.status THEN latest_results.since "
-            "ELSE excluded.since END "
-            "WHERE latest_results.observed_at <= excluded.observed_at")
-        for name, text in statements(mark).items():
-            setattr(self, name, text)
-
-
-def _memo(fn):
-    cache: dict = {}
-
-    def get(ts):
-        try:
-            return cache[ts]
-        except KeyError:
-            cache[ts] = value = fn(ts)
-            return value
-
-    return get
-
-
-def _sqlite_ts(ts):
-    # The text models.UtcDateTime stores on SQLite: naive UTC, microseconds, sorts as it compares.
-    return None if ts is None else ts.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _pg_ts(ts):
-    return None if ts is None else ts.astimezone(timezone.utc)
-
-
-_SQLITE = _Sql("?", True)
-_PG = _Sql("%s", False)
 
 _AGENTS = m.Agent.__table__
 
@@ -245,13 +177,14 @@ def _take_group(queue) -> list[_Pending]:
 
 def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWriter) -> tuple[int, int]:
     conn = s.connection()
-    sql = _SQLITE if writer.store.is_sqlite else _PG
-    ts = _memo(sql.ts)
+    sql = SQLITE if writer.store.is_sqlite else PG
+    ts = memo(sql.ts)
     heartbeat_s, thresholds = writer.heartbeat_s, writer.thresholds
     accepted = duplicates = 0
     # (report_pk, point, check, target, status, value, unit, message, details_json, observed_at) per row
     result_rows: list[tuple] = []
-    latest: dict[tuple, tuple] = {}  # (point, check, target) -> (row or None: carried, observed, report_id)
+    # (point, check, target) -> (row or None: carried, rank, report_id); rank: _rank_of
+    latest: dict[tuple, tuple] = {}
     # The newest row of each key written here: upserted even where a later report carried the key without
     # a row (that report says what the row said; the carry then moves its time and report).
     newest_rows: dict[tuple, tuple] = {}
@@ -273,6 +206,7 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
     seen = set(conn.execute(select(_REP.c.report_id).where(
         _REP.c.report_id.in_({r.report_id for r in every}))).scalars())
     touched: list[str] = []
+    order = 0  # reports in storage order
     for point_code in sorted(by_point):
         state, batch = states[point_code], by_point[point_code]
         last_digest = state["last_digest"] or GENESIS
@@ -305,6 +239,7 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
             current = front is None or report.collected_at >= front
             if current:
                 front = report.collected_at
+            order += 1
             twice = {k for k in members if sum(1 for x in samples if (x[0], x[1]) == k) > 1} \
                 if len(members) < len(samples) else ()
             carried = []
@@ -320,11 +255,12 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
                     at = received_at if current else DUE_AT_ONCE
                     tails[key] = Tail(status, message, value, details, at)
                     written[key] = (status, message, value, details, at, pk)
-                    _keep_newest(latest, key, row, observed, rid)
-                    _keep_newest(newest_rows, key, row, observed, rid)
+                    rank = _rank_of(current, order, observed)
+                    _keep_newest(latest, key, row, rank, rid)
+                    _keep_newest(newest_rows, key, row, rank, rid)
                 elif current:
                     carried.append(key)
-                    _keep_newest(latest, key, None, observed, rid)
+                    _keep_newest(latest, key, None, _rank_of(True, order, observed), rid)
             if carried:
                 carries[rid] = (point_code, keyset_id, carried)
                 members_of[rid] = members
@@ -341,9 +277,12 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
     if result_rows:
         conn.exec_driver_sql(sql.result, [row + (rec_of[row[1]],) for row in result_rows])
     write_tails(conn, sql, written)
-    upserts = [row[1:10] + (rec_of[row[1]], row[9], rid) for row, _, rid in newest_rows.values()]
-    if upserts:
-        conn.exec_driver_sql(sql.latest, upserts)
+    for statement, of_current in ((sql.latest, True), (sql.latest_backlog, False)):
+        # (a backlog row of a key a current report of this transaction holds is history only)
+        upserts = [row[1:10] + (rec_of[row[1]], row[9], rid) for key, (row, rank, rid) in newest_rows.items()
+                   if rank[0] == of_current and (of_current or not latest[key][1][0])]
+        if upserts:
+            conn.exec_driver_sql(statement, upserts)
     carries = {rid: (code, ks, [k[1:] for k in keys if latest[k][0] is None and latest[k][2] == rid])
                for rid, (code, ks, keys) in carries.items()}
     carry_latest(conn, sql, {rid: c for rid, c in carries.items() if c[2]}, members_of, latest, rec_of)
@@ -384,10 +323,17 @@ def _state_row(sql, state, point_code, newest, last_digest, stored, rec, short: 
                  (state["seq_gaps"] or 0) + gap, extra.fingerprint_mismatch, point_code))
 
 
-def _keep_newest(latest: dict, key: tuple, row: tuple | None, observed, report_id: str) -> None:
+def _rank_of(current: bool, order: int, observed) -> tuple:
+    """Which sample of a key is "now": a current report's over any backlog one, and among current reports
+    the later stored (history's order: an earlier observed_at in a later report is still its state);
+    among backlog reports the later observed."""
+    return (True, order, observed) if current else (False, observed, order)
+
+
+def _keep_newest(latest: dict, key: tuple, row: tuple | None, rank: tuple, report_id: str) -> None:
     cur = latest.get(key)
-    if cur is None or observed >= cur[1]:
-        latest[key] = (row, observed, report_id)
+    if cur is None or rank >= cur[1]:
+        latest[key] = (row, rank, report_id)
 
 
 def _dialect_insert(dialect: str):
