@@ -368,3 +368,46 @@ def test_now_is_the_newest_reports_sample_even_when_it_was_observed_earlier(stor
     with store.session() as s:
         assert (s.get(m.PointState, POINT).n_fail, s.get(m.PointState, POINT).n_ok) == (0, 5)
 
+
+def test_a_report_stored_while_its_points_history_is_pruned_keeps_every_sample(store, monkeypatch):
+    """A point silent for the whole raw retention reports again while prune removes its old reports: the
+    report carries keys whose rows prune is deleting. Prune and ingest serialise on the point's state row, so
+    the report either sees no tails (and writes every key) or is the kept report the rows move onto."""
+    from collector.store import ingest as ingest_module
+    from collector.store import retention
+
+    pipe = _pipeline(store, heartbeat_s=10**9)  # the old rows are not stale: the report carries them
+    _send(pipe, store, _report(0))
+    now = T0 + timedelta(days=3)
+    with store.session() as s:
+        s.add(m.JobState(name="rollup", runs=0, watermark=now))
+    back = _report(0, seq=2)
+    back = dataclasses.replace(back, collected_at=now, results=[dataclasses.replace(x, observed_at=now)
+                                                                 for x in back.results])
+    entered, release = threading.Event(), threading.Event()
+    real_read_tails = ingest_module.read_tails
+
+    def read_tails_then_wait(*args):
+        tails = real_read_tails(*args)
+        entered.set()
+        release.wait(10)
+        return tails
+
+    monkeypatch.setattr(ingest_module, "read_tails", read_tails_then_wait)
+    sender = threading.Thread(target=_send, args=(pipe, store, back), kwargs={"received_at": now})
+    sender.start()
+    assert entered.wait(10)
+    pruned: list = []
+    pruner = threading.Thread(target=lambda: pruned.append(
+        retention.prune(store, retention.RetentionPolicy(raw_days=1), now)))
+    pruner.start()
+    pruner.join(1.0)  # without the lock, prune is done by now
+    release.set()
+    sender.join(20)
+    pruner.join(20)
+    assert pruned and pruned[0]["reports"] == 1
+    from collector.store.samples import by_report
+
+    [(_at, _pk, _v, _, keys)] = list(by_report(store, POINT, now - timedelta(hours=1), now + timedelta(hours=1)))
+    seen = {(c, t) for c, t, _ in keys}
+    assert {(x.check, x.target) for x in back.results} <= seen and len(seen) == 5, keys

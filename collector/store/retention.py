@@ -159,8 +159,13 @@ def _carry_in_force(s, ids: list[int], cutoff: datetime) -> None:
     by_point: dict[str, list] = {}
     for (code, check, target), (_at, row_id) in newest.items():
         by_point.setdefault(code, []).append((check, target, row_id))
+    # Ingest holds a point's point_state row (FOR UPDATE) while it reads the tails and decides what to carry;
+    # taken here too (in its order: no deadlock), a report being stored meanwhile is either committed before
+    # the first kept report is looked up, or sees the tails this prune leaves.
+    s.execute(select(m.PointState.point_code).where(m.PointState.point_code.in_(sorted(by_point)))
+              .order_by(m.PointState.point_code).with_for_update())
     tails = ResultTail.__table__
-    for code, keys in by_point.items():
+    for code, keys in sorted(by_point.items()):
         first = s.execute(select(m.Report.id, m.Report.received_at)
                           .where(m.Report.point_code == code, m.Report.received_at >= cutoff)
                           .order_by(m.Report.received_at, m.Report.id).limit(1)).first()
