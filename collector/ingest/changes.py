@@ -14,7 +14,7 @@ News, compared with the key's last row in storage order (its *tail*):
   went away; anything else in the details changed;
 - the value crossed a threshold the caller names (an alert rule's), even within the deadband;
 - the heartbeat is due: ``heartbeat_s`` or more since the key's last row (charts get a point at least that
-  often; 0 writes every sample, as before this module).
+  often; 0 writes every sample, as before this module), or the receive clock is more than that behind it.
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ def is_news(tail: Tail | None, status: str, message: str, value: float | None, u
     value crossing one is news however small the move (the rule must see the crossing)."""
     if tail is None or status != tail.status:
         return True
-    if heartbeat_s <= 0 or (received_at - tail.written_at).total_seconds() >= heartbeat_s:
+    since_row = (received_at - tail.written_at).total_seconds()
+    # A clock stepped back by more than a heartbeat would hold the heartbeat until it caught up again; a
+    # smaller difference (two collectors' clocks) only delays it, rather than writing every sample.
+    if heartbeat_s <= 0 or since_row >= heartbeat_s or since_row < -heartbeat_s:
         return True
     band = DEADBANDS.get(unit or "", EXACT)
     if (value is None) != (tail.value is None) or (value is not None and band.moved(tail.value, value)):
