@@ -424,3 +424,13 @@ def test_the_heartbeat_goes_on_after_the_collectors_clock_steps_back(store):
     # Written first, then when the clock went an hour back, then five minutes on by the new clock (not an
     # hour later, when it has caught up).
     assert icmp == [0, 3, 8]
+
+
+def test_the_clock_skew_is_news_when_the_clock_moves_not_with_the_networks_jitter(store):
+    pipe = _pipeline(store)
+    late = [1.0, 1.05, 1.3, 1.02, 4.5, 4.6]  # seconds after sending: milliseconds of jitter, then a 3.5 s step
+    reports = [_report(i) for i in range(len(late))]
+    for r, s in zip(reports, late, strict=True):
+        _send(pipe, store, r, received_at=r.sent_at + timedelta(seconds=s))
+    skew = [i for i, r in enumerate(reports) if any(x[0] == "agent.clock_skew" for x in _rows(store, r.report_id))]
+    assert skew == [0, 4]

@@ -10,8 +10,8 @@ News, compared with the key's last row in storage order (its *tail*):
   sample that was not written);
 - the message says something else once its numbers are set aside ("延迟 35 毫秒" and "延迟 36 毫秒" are one
   message class, "打印机缺纸" and "打印机卡纸" are two);
-- the value, or a number in the details, moved beyond the deadband of its unit (DEADBANDS), or appeared or
-  went away; anything else in the details changed;
+- the value, or a number in the details, moved beyond the deadband of its check (CHECK_DEADBANDS) or else
+  of its unit (DEADBANDS), or appeared or went away; anything else in the details changed;
 - the value crossed a threshold the caller names (an alert rule's), even within the deadband;
 - the heartbeat is due: ``heartbeat_s`` or more since the key's last row (charts get a point at least that
   often; 0 writes every sample, as before this module), or the receive clock is more than that behind it.
@@ -24,6 +24,8 @@ import math
 import re
 from datetime import datetime
 from typing import NamedTuple
+
+from agent.vocabulary import AGENT_CLOCK_SKEW
 
 
 class Deadband(NamedTuple):
@@ -45,6 +47,9 @@ DEADBANDS: dict[str, Deadband] = {
     "s": Deadband(0.002, 0.2),
     "ratio": Deadband(0.01, 0.0),
 }
+# By check, before its unit's: the clock skew's status turns warn beyond minutes (a status change is always
+# news), and what moves it by milliseconds is the network's jitter, not the clock.
+CHECK_DEADBANDS: dict[str, Deadband] = {AGENT_CLOCK_SKEW: Deadband(1.0, 0.0)}
 HEARTBEAT_S_DEFAULT = 300.0
 
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*")
@@ -65,7 +70,8 @@ class Tail(NamedTuple):
 
 
 def is_news(tail: Tail | None, status: str, message: str, value: float | None, unit: str | None,
-            details: str, received_at: datetime, heartbeat_s: float, thresholds: tuple[float, ...] = ()) -> bool:
+            details: str, received_at: datetime, heartbeat_s: float, thresholds: tuple[float, ...] = (),
+            check: str = "") -> bool:
     """Whether a sample of a key must be written as a results row (``details``: its stored JSON text).
     ``thresholds``: values of the check's that something judges the value against (an alert rule's): a
     value crossing one is news however small the move (the rule must see the crossing)."""
@@ -76,7 +82,7 @@ def is_news(tail: Tail | None, status: str, message: str, value: float | None, u
     # smaller difference (two collectors' clocks) only delays it, rather than writing every sample.
     if heartbeat_s <= 0 or since_row >= heartbeat_s or since_row < -heartbeat_s:
         return True
-    band = DEADBANDS.get(unit or "", EXACT)
+    band = CHECK_DEADBANDS.get(check) or DEADBANDS.get(unit or "", EXACT)
     if (value is None) != (tail.value is None) or (value is not None and band.moved(tail.value, value)):
         return True
     if value is not None and any((value >= t) != (tail.value >= t) for t in thresholds):

@@ -247,7 +247,7 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
                 key = (point_code, check, target)
                 tail = tails.get(key)
                 if (check, target) in twice or is_news(tail, status, message, value, unit, details, received_at,
-                                                       heartbeat_s, thresholds.get(check, ())):
+                                                       heartbeat_s, thresholds.get(check, ()), check):
                     row = (pk, point_code, check, target, status, value, unit, message, details, observed_ts)
                     result_rows.append(row)
                     if tail is None or tail.status != status or tail.written_at == DUE_AT_ONCE or not current:
