@@ -7,7 +7,6 @@ Real SQLite and PostgreSQL (the ``store`` fixture), through the collector's inge
 from __future__ import annotations
 
 import dataclasses
-import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,11 +16,10 @@ from agent.vocabulary import AGENT_POLICY
 from agent.wire import Result
 from collector.ingest.changes import HEARTBEAT_S_DEFAULT
 from collector.ingest.pipeline import ReportPipeline
-from collector.store import Store, points
 from collector.store import models as m
+from collector.store import points
 from collector.store.historymodels import Keyset, KeysetMember, ResultTail
 from tests.helpers import POINT, REGION, make_report, stamp_policy
-from tests.test_store_two_collectors import pg_store_url  # noqa: F401 - a fixture
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
 ICMP = ("net.core.icmp", "核心网关")
@@ -297,44 +295,6 @@ def test_a_rolled_back_transaction_leaves_no_keyset_id_cached(store, monkeypatch
     assert list(pipe.writer.keysets.known.values()) == [ks]
 
 
-@pytest.mark.parametrize("round_", range(3))
-def test_two_collectors_on_one_postgresql_create_a_keyset_once(pg_store_url, round_):  # noqa: F811
-    stores = [Store(pg_store_url) for _ in range(2)]
-    try:
-        stores[0].create_schema()
-        stores[1].create_schema()
-        pipes = [_pipeline(s) for s in stores]
-        # Each collector gets reports of the same point carrying the same keys, at the same moment; one
-        # report they both get (an agent retrying through the other collector).
-        shared = _report(0)
-        batches = [[shared, _report(1 + k)] for k in range(2)]
-        stamp_policy(stores[0], [shared, *(b[1] for b in batches)])
-        go = threading.Barrier(2)
-        outcome: list = [None, None]
-
-        def send(k):
-            go.wait()
-            outcome[k] = pipes[k].receive(batches[k], batches[k][-1].collected_at + timedelta(seconds=1))
-
-        threads = [threading.Thread(target=send, args=(k,)) for k in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(outcome) == [(1, 1), (2, 0)]
-        with stores[0].session() as s:
-            assert s.scalar(select(func.count()).select_from(Keyset)) == 1
-            keyset = s.scalar(select(Keyset.id))
-            assert set(s.scalars(select(m.Report.keyset_id))) == {keyset}
-            assert s.scalar(select(func.count()).select_from(KeysetMember)) == 5
-        # Both writers' caches hold only what the database has.
-        for p in pipes:
-            assert set(p.writer.keysets.known.values()) <= {keyset} and p.writer.keysets.pending == {}
-    finally:
-        for s in stores:
-            s.close()
-
-
 def test_a_carried_collector_result_is_replayed_at_its_receipt_not_by_the_agents_clock(store):
     from collector.store.replay import samples_since_watermarks
 
@@ -370,48 +330,25 @@ def test_now_is_the_newest_reports_sample_even_when_it_was_observed_earlier(stor
         assert (s.get(m.PointState, POINT).n_fail, s.get(m.PointState, POINT).n_ok) == (0, 5)
 
 
-def test_a_report_stored_while_its_points_history_is_pruned_keeps_every_sample(store, monkeypatch):
-    """A point silent for the whole raw retention reports again while prune removes its old reports: the
-    report carries keys whose rows prune is deleting. Prune and ingest serialise on the point's state row, so
-    the report either sees no tails (and writes every key) or is the kept report the rows move onto."""
-    from collector.store import ingest as ingest_module
-    from collector.store import retention
-
-    pipe = _pipeline(store, heartbeat_s=10**9)  # the old rows are not stale: the report carries them
+def test_a_key_sent_twice_in_one_report_is_now_what_its_last_sample_says(store):
+    """History reads a key twice in one report in the report's order, the last one in force; "now" must agree
+    even where the first was observed later, and so must the next report that carries the key."""
+    pipe = _pipeline(store)
     _send(pipe, store, _report(0))
-    now = T0 + timedelta(days=3)
+    twice = _report(1)
+    icmp = next(x for x in twice.results if (x.check, x.target) == ICMP)
+    failed = dataclasses.replace(icmp, status="fail", message="核心网关 无响应", value=None,
+                                 observed_at=icmp.observed_at + timedelta(seconds=20))
+    twice = dataclasses.replace(twice, results=[failed if x is icmp else x for x in twice.results] + [icmp])
+    _send(pipe, store, twice)
+    assert _latest(store)[ICMP].status == "ok"
+    carrying = _report(2)
+    _send(pipe, store, carrying)
+    assert not [r for r in _rows(store, carrying.report_id) if r[0] == ICMP[0]]
+    now = _latest(store)[ICMP]
+    assert (now.status, now.report_id) == ("ok", carrying.report_id)
     with store.session() as s:
-        s.add(m.JobState(name="rollup", runs=0, watermark=now))
-    back = _report(0, seq=2)
-    back = dataclasses.replace(back, collected_at=now, results=[dataclasses.replace(x, observed_at=now)
-                                                                 for x in back.results])
-    entered, release = threading.Event(), threading.Event()
-    real_read_tails = ingest_module.read_tails
-
-    def read_tails_then_wait(*args):
-        tails = real_read_tails(*args)
-        entered.set()
-        release.wait(10)
-        return tails
-
-    monkeypatch.setattr(ingest_module, "read_tails", read_tails_then_wait)
-    sender = threading.Thread(target=_send, args=(pipe, store, back), kwargs={"received_at": now})
-    sender.start()
-    assert entered.wait(10)
-    pruned: list = []
-    pruner = threading.Thread(target=lambda: pruned.append(
-        retention.prune(store, retention.RetentionPolicy(raw_days=1), now)))
-    pruner.start()
-    pruner.join(1.0)  # without the lock, prune is done by now
-    release.set()
-    sender.join(20)
-    pruner.join(20)
-    assert pruned and pruned[0]["reports"] == 1
-    from collector.store.samples import by_report
-
-    [(_at, _pk, _v, _, keys)] = list(by_report(store, POINT, now - timedelta(hours=1), now + timedelta(hours=1)))
-    seen = {(c, t) for c, t, _ in keys}
-    assert {(x.check, x.target) for x in back.results} <= seen and len(seen) == 5, keys
+        assert s.get(m.PointState, POINT).n_fail == 0
 
 
 def test_the_heartbeat_goes_on_after_the_collectors_clock_steps_back(store):

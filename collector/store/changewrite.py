@@ -91,7 +91,8 @@ def carry_latest(conn, sql, carries: dict, members_of: dict, candidates: dict, r
 
     ``carries``: {report_id: (point, keyset_id, [keys whose newest sample is that report's, unwritten])};
     ``members_of``: {report_id: its keyset's members}; ``candidates``: {(point, check, target): (row or
-    None, observed, report_id)}, the newest sample of each key in this transaction. Where every member of a
+    None, rank, report_id)}, the sample of each key that is "now" after this transaction (ingest.py's
+    _rank_of). Where every member of a
     report's keyset has its newest sample in that report (the usual case: one report of the point, or the
     last of an agent's backlog), one statement over the keyset moves them all (the keys it wrote too, to
     the values their upsert just gave); otherwise only the carried keys, one by one. ``rec_of``: each point's

@@ -38,7 +38,8 @@ class KeysetMember(Base):
 class ResultTail(Base):
     """What the last results row of a key says, in storage order: what the next sample is compared with.
 
-    Unlike latest_results (the newest by the agent's observed time, for "now"), a backlog report moves it."""
+    Unlike latest_results ("now": a current report's sample, and a backlog report's only where it is newer by
+    observed time), a backlog report moves it."""
 
     __tablename__ = "result_tails"
     point_code: Mapped[str] = mapped_column(String(40), primary_key=True)

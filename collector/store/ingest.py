@@ -206,7 +206,7 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
     seen = set(conn.execute(select(_REP.c.report_id).where(
         _REP.c.report_id.in_({r.report_id for r in every}))).scalars())
     touched: list[str] = []
-    order = 0  # reports in storage order
+    order = 0  # samples in storage order: a key twice in one report ranks by position, as history reads it
     for point_code in sorted(by_point):
         state, batch = states[point_code], by_point[point_code]
         last_digest = state["last_digest"] or GENESIS
@@ -239,11 +239,11 @@ def _ingest(s, by_point, derived, received_at, stored_ids: set, writer: ReportWr
             current = front is None or report.collected_at >= front
             if current:
                 front = report.collected_at
-            order += 1
             twice = {k for k in members if sum(1 for x in samples if (x[0], x[1]) == k) > 1} \
                 if len(members) < len(samples) else ()
             carried = []
             for check, target, status, value, unit, message, details, observed, observed_ts in samples:
+                order += 1
                 key = (point_code, check, target)
                 tail = tails.get(key)
                 if (check, target) in twice or is_news(tail, status, message, value, unit, details, received_at,
