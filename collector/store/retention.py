@@ -159,16 +159,16 @@ def _carry_in_force(s, ids: list[int], cutoff: datetime) -> None:
     by_point: dict[str, list] = {}
     for (code, check, target), (_at, row_id) in newest.items():
         by_point.setdefault(code, []).append((check, target, row_id))
-    # Ingest holds a point's point_state row (FOR UPDATE) while it reads the tails and decides what to carry;
-    # taken here too (in its order: no deadlock), a report being stored meanwhile is either committed before
-    # the first kept report is looked up, or sees the tails this prune leaves.
-    s.execute(select(m.PointState.point_code).where(m.PointState.point_code.in_(sorted(by_point)))
-              .order_by(m.PointState.point_code).with_for_update())
     tails = ResultTail.__table__
     for code, keys in sorted(by_point.items()):
-        first = s.execute(select(m.Report.id, m.Report.received_at)
-                          .where(m.Report.point_code == code, m.Report.received_at >= cutoff)
-                          .order_by(m.Report.received_at, m.Report.id).limit(1)).first()
+        first = _first_kept(s, code, cutoff)
+        if first is None:
+            # Ingest holds a point's point_state row (FOR UPDATE) while it reads the tails and decides what to
+            # carry. Taken here (only for a point about to lose every row: locking a whole batch's points
+            # would stall ingest for the batch), a report being stored meanwhile is either committed before
+            # the second look or sees the tails this prune leaves.
+            s.execute(select(m.PointState.point_code).where(m.PointState.point_code == code).with_for_update())
+            first = _first_kept(s, code, cutoff)
         if first is None:
             for check, target, _ in keys:
                 s.execute(delete(tails).where(tails.c.point_code == code, tails.c.check == check,
@@ -187,6 +187,12 @@ def _carry_in_force(s, ids: list[int], cutoff: datetime) -> None:
             s.execute(update(tails).where(tails.c.point_code == code, tails.c.check == check,
                                           tails.c.target == target, tails.c.report_pk.in_(ids))
                       .values(report_pk=first.id))
+
+
+def _first_kept(s, code: str, cutoff: datetime):
+    return s.execute(select(m.Report.id, m.Report.received_at)
+                     .where(m.Report.point_code == code, m.Report.received_at >= cutoff)
+                     .order_by(m.Report.received_at, m.Report.id).limit(1)).first()
 
 
 def _job_state(s, name: str) -> m.JobState:
