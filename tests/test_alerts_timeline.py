@@ -213,6 +213,25 @@ def test_degraded_link_waits_for_its_for_duration(rig):
     assert rig.messages() == [("firing", "core_degraded", POINT)]
 
 
+def test_the_timer_judges_a_pending_alert_only_once_time_alone_can_fire_it(db_url, robot):
+    """A pending alert inside its for-duration, or short of its failure threshold, waits for time or for a
+    report: the timer leaves its point alone until then, and fires the alert when its for-duration is over
+    with no report in between."""
+    rig = Rig(db_url, robot, {"rules": {"core_degraded": {"for": "2m"}}})
+    rig.report(net__core__icmp=("warn", 0.4, {"loss_ratio": 0.33}), device__kiosk=FAIL)
+    assert {a.rule: (a.state, a.fail_streak) for a in rig.alerts()} == {
+        "core_degraded": ("pending", 1), "device_missing": ("pending", 1)}  # missing: 2 reports to fire
+    rig.clock.advance(minutes=1)
+    assert rig.engine.due_points(rig.clock()) == []
+    rig.clock.advance(minutes=1, seconds=10)  # 2 min 10 s: degraded's for-duration is over, still not silent
+    assert rig.engine.due_points(rig.clock()) == [POINT]
+    rig.tick()
+    assert rig.messages() == [("firing", "core_degraded", POINT)]
+    assert {a.rule: a.state for a in rig.alerts()} == {"core_degraded": "firing", "device_missing": "pending"}
+    assert rig.engine.due_points(rig.clock()) == []  # what is left waits for the next report
+    rig.store.close()
+
+
 def test_inhibition_unreachable_mutes_degraded_and_silence_mutes_devices(db_url, robot):
     rig = Rig(db_url, robot, {"rules": {"core_degraded": {"for": "0s"}, "device_missing": {"for": "5m"}}})
     for _ in range(2):

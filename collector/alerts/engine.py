@@ -347,17 +347,26 @@ class AlertEngine:
         return self.evaluate_points(self.due_points(self.clock()))
 
     def due_points(self, now: datetime) -> list[str]:
-        """Points that went silent (or came back), have a pending alert whose for-duration may be over, or a
-        firing alert not yet sent (muted or inhibited until now): everything else waits for its next report."""
-        rc = self.config.rules["point_silent"]
+        """Points that went silent (or came back), have a pending alert whose for-duration is over, or a
+        firing alert not yet sent (muted or inhibited until now): everything else waits for its next report.
+        A pending alert short of its rule's failure threshold needs another report, and one inside its
+        for-duration needs time, to fire; judging them on every tick (every pending point each 10 s, though
+        nothing can change) cost more than judging the reports."""
+        rules = self.config.rules
+        rc = rules["point_silent"]
         due: set[str] = set()
-        silent_open, rows, waiting = alert_rows.due_candidates(self.store)
+        silent_open, rows, pending, unsent = alert_rows.due_candidates(self.store)
         for code, region, interval, last in rows:
             view = PointView(code, "", region, interval or 60, aware(last), None, False)
             baseline = windows.silence_baseline(self.config.maintenance, code, region, now)
             if rc.enabled and (silent_hit(view, rc, now, baseline) is not None) != (code in silent_open):
                 due.add(code)
-        due.update(waiting)
+        for code, rule, streak, since in pending:
+            pc = rules.get(rule)
+            if pc is None or since is None or (streak >= pc.failure_threshold
+                                               and (now - aware(since)).total_seconds() >= pc.for_s):
+                due.add(code)  # (a rule no longer configured: its evaluation closes the alert)
+        due.update(unsent)
         return sorted(due)
 
     def stale_cutoff(self, now: datetime) -> datetime:

@@ -217,9 +217,10 @@ def lock_points(s, codes: list[str]) -> tuple[dict[str, tuple], dict[str, m.Poin
 
 
 def latest_rows_of(s, codes: list[str]) -> dict[str, list[tuple]]:
-    """{code: [LATEST_COLUMNS rows]} of these points, in one statement."""
+    """{code: [LATEST_COLUMNS rows]} of these points, in one statement (on the session's connection: through
+    the session, plain columns still went the ORM's way, a quarter more per row, on every pass)."""
     out: dict[str, list[tuple]] = {code: [] for code in codes}
-    for code, *rest in s.execute(select(m.LatestResult.point_code, *LATEST_COLUMNS)
+    for code, *rest in s.connection().execute(select(m.LatestResult.point_code, *LATEST_COLUMNS)
                                  .where(m.LatestResult.point_code.in_(codes))):
         out[code].append(tuple(rest))
     return out
@@ -308,9 +309,10 @@ def queue_notification(s, alert_id: int, notifier: str, event: str, payload: dic
                        attempts=0, next_attempt_at=now, created_at=now))
 
 
-def due_candidates(store) -> tuple[set[str], list[tuple], set[str]]:
+def due_candidates(store) -> tuple[set[str], list[tuple], list[tuple], set[str]]:
     """What the timer looks at: (points with an open silence alert, (code, region, interval, last received)
-    of every point that has reported, points with a pending alert or a firing one not yet sent)."""
+    of every point that has reported, (code, rule, fail streak, pending since) of every pending alert,
+    points with a firing alert not yet sent)."""
     with store.session() as s:
         silent_open = set(s.scalars(select(Alert.point_code).where(
             Alert.rule == "point_silent", Alert.open_key.is_not(None))))
@@ -318,10 +320,11 @@ def due_candidates(store) -> tuple[set[str], list[tuple], set[str]]:
             select(m.Point.code, m.Point.region_path, m.Point.report_interval_s, m.PointState.last_received_at)
             .join(m.PointState, m.PointState.point_code == m.Point.code)
             .where(m.PointState.last_received_at.is_not(None)))]
-        waiting = set(s.scalars(select(Alert.point_code).where(Alert.state == "pending")))
-        waiting.update(s.scalars(select(Alert.point_code).where(Alert.state == "firing",
-                                                                Alert.notified_at.is_(None))))
-    return silent_open, rows, waiting
+        pending = [tuple(r) for r in s.execute(select(Alert.point_code, Alert.rule, Alert.fail_streak,
+                                                       Alert.pending_since).where(Alert.state == "pending"))]
+        unsent = set(s.scalars(select(Alert.point_code).where(Alert.state == "firing",
+                                                               Alert.notified_at.is_(None))))
+    return silent_open, rows, pending, unsent
 
 
 # -- the notification outbox ------------------------------------------------------------------------------
