@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from agent.vocabulary import zero_counts
 from collector.ingest.changes import Tail
 from collector.store.canonical import PLAIN_JSON
+from collector.store.rawread import fetch_all
 
 # The written_at of a tail whose row did not become the point's latest state (a backlog report, older than
 # what "now" holds): its heartbeat is due at once, so the key's next sample of a newer report is written and
@@ -70,11 +71,18 @@ class KeysetIds:
 def read_tails(conn, sql, codes: list[str]) -> dict[tuple[str, str, str], Tail]:
     """{(point, check, target): Tail} of these points, in one statement."""
     marks = ", ".join([sql.mark] * len(codes))
-    parse = _parse_sqlite_ts if sql.sqlite else _aware
+    parsed: dict = {}  # a point's keys mostly share the time they were written at
+
+    def parse(written, convert=_parse_sqlite_ts if sql.sqlite else _aware):
+        at = parsed.get(written)
+        if at is None:
+            at = parsed[written] = convert(written)
+        return at
+
     return {(code, check, target): Tail(status, message, value, details, parse(written))
-            for code, check, target, status, message, value, details, written in conn.exec_driver_sql(
-                'SELECT point_code, "check", target, status, message, value, details, written_at '
-                f"FROM result_tails WHERE point_code IN ({marks})", tuple(codes))}
+            for code, check, target, status, message, value, details, written in fetch_all(
+                conn, 'SELECT point_code, "check", target, status, message, value, details, written_at '
+                      f"FROM result_tails WHERE point_code IN ({marks})", tuple(codes))}
 
 
 def write_tails(conn, sql, written: dict[tuple[str, str, str], tuple]) -> None:
