@@ -41,6 +41,7 @@ import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
+from itertools import zip_longest
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,14 +83,16 @@ def setup_fleet(url: str, n_points: int) -> dict[str, str]:
 
 
 # -- a minimal keep-alive HTTP/1.1 client (the load generator must cost less than the server) -----------
-async def agent_loop(port: int, token: str, bodies: list[bytes], latencies: list[float], errors: list[str]):
+async def agent_loop(port: int, sends: list[tuple[str, bytes]], latencies: list[float], errors: list[str]):
+    """One connection sending (token, body) pairs in turn: with --points above --agents an agent sends for
+    several points, each with its own token (as one keep-alive client would for a share of the fleet)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = (f"POST /api/v1/reports HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
-            "Content-Type: application/json\r\n").encode()
+    heads = {token: (f"POST /api/v1/reports HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer "
+                     f"{token}\r\nContent-Type: application/json\r\n").encode() for token, _ in sends}
     try:
-        for body in bodies:
+        for token, body in sends:
             t0 = time.perf_counter()
-            writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            writer.write(heads[token] + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
             await writer.drain()
             status_line, payload = await read_response(reader)
             latencies.append(time.perf_counter() - t0)
@@ -111,12 +114,13 @@ def server_cpu_s(procs) -> float:
     return total
 
 
-async def drive(ports: list[int], plan: list[tuple[str, list[bytes]]], tokens: dict[str, str]):
+async def drive(ports: list[int], plan: list[list[tuple[str, bytes]]]):
+    """``plan``: per agent, the (token, body) pairs it sends in order."""
     latencies: list[float] = []
     errors: list[str] = []
     t0 = time.perf_counter()
-    await asyncio.gather(*(agent_loop(ports[i % len(ports)], tokens[code], bodies, latencies, errors)
-                           for i, (code, bodies) in enumerate(plan)))
+    await asyncio.gather(*(agent_loop(ports[i % len(ports)], sends, latencies, errors)
+                           for i, sends in enumerate(plan)))
     return time.perf_counter() - t0, latencies, errors
 
 
@@ -269,29 +273,39 @@ def parse_candidates(n_results: int, rounds: int = 7) -> None:
 
 
 # -- one timed run: the same plan for a store and for the floor -------------------------------------------
-def make_plan(tokens: dict[str, str], args) -> tuple[list[tuple[str, list[bytes]]], list[dict]]:
-    per_agent = max(1, args.reports // args.agents)
-    plan, all_reports = [], []
-    for code in tokens:
-        agent_id = str(uuid.uuid4())
-        reps = [make_report(code, agent_id, s + 1, args.results) for s in range(per_agent)]
-        all_reports.extend(reps)
-        if args.batch == 1:
-            bodies = [json.dumps(r, ensure_ascii=False).encode() for r in reps]
-        else:
-            bodies = [json.dumps({"reports": reps[i:i + args.batch]}, ensure_ascii=False).encode()
-                      for i in range(0, len(reps), args.batch)]
-        plan.append((code, bodies))
+def make_plan(tokens: dict[str, str], args) -> tuple[list[list[tuple[str, bytes]]], list[dict]]:
+    """Per agent, what it sends: the points are dealt round the agents, and each agent sends for its
+    points in turn, so every point gets about ``--reports / --points`` reports."""
+    codes = list(tokens)
+    per_point = max(1, args.reports // len(codes))
+    plan: list[list[tuple[str, bytes]]] = [[] for _ in range(min(args.agents, len(codes)))]
+    all_reports = []
+    for k, agent_codes in enumerate(codes[i::len(plan)] for i in range(len(plan))):
+        ids = {code: str(uuid.uuid4()) for code in agent_codes}
+        for code, reps in ((c, [make_report(c, ids[c], s + 1, args.results) for s in range(per_point)])
+                           for c in agent_codes):
+            all_reports.extend(reps)
+            if args.batch == 1:
+                bodies = [json.dumps(r, ensure_ascii=False).encode() for r in reps]
+            else:
+                bodies = [json.dumps({"reports": reps[i:i + args.batch]}, ensure_ascii=False).encode()
+                          for i in range(0, len(reps), args.batch)]
+            plan[k].append([(tokens[code], b) for b in bodies])
+    # interleaved: an agent's points take turns (the i-th report of each before any point's next one)
+    plan = [[send for turn in zip_longest(*per_code) for send in turn if send is not None] for per_code in plan]
     return plan, all_reports
 
 
 def timed_run(procs, ports, plan, tokens, args, what: str, n_reports: int) -> dict:
     """Warm up (one report per agent), then drive the plan; stops the processes. Rate, latency, CPU, load."""
-    warm = [(code, [json.dumps(make_report(code, "warm", 0, args.results)).encode()]) for code in tokens]
-    asyncio.run(drive(ports, warm, tokens))
+    codes = list(tokens)
+    agents = len(plan)
+    warm = [[(tokens[c], json.dumps(make_report(c, "warm", 0, args.results)).encode()) for c in codes[i::agents]]
+            for i in range(agents)]
+    asyncio.run(drive(ports, warm))
     load_before = os.getloadavg()[0]
     cpu0 = server_cpu_s(procs)
-    elapsed, lat, errors = asyncio.run(drive(ports, plan, tokens))
+    elapsed, lat, errors = asyncio.run(drive(ports, plan))
     cpu = server_cpu_s(procs) - cpu0
     load_after = os.getloadavg()[0]
     if errors:
@@ -311,7 +325,7 @@ def run_floor(kind: str, args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="pw-floor-"))
     procs = []
     try:
-        tokens = {f"9{i:011d}": "floor" for i in range(args.agents)}
+        tokens = {f"9{i:011d}": "floor" for i in range(args.points or args.agents)}
         plan, reports = make_plan(tokens, args)
         procs, ports = start_servers("", tmp, 1, floor=kind)
         out = timed_run(procs, ports, plan, tokens, args, f"floor {kind}", len(reports))
@@ -352,7 +366,7 @@ def run_store(kind: str, args) -> dict:
         processes = args.pg_processes
     procs = []
     try:
-        tokens = setup_fleet(url, args.agents)
+        tokens = setup_fleet(url, args.points or args.agents)
         plan, all_reports = make_plan(tokens, args)
         procs, ports = start_servers(url, tmp, processes, args.no_hooks)
         disk0 = store_bytes(url)
@@ -384,6 +398,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reports", type=int, default=6000, help="reports per store (bounded load)")
     ap.add_argument("--agents", type=int, default=64, help="concurrent simulated agents (one point each)")
+    ap.add_argument("--points", type=int, default=0,
+                    help="points in the fleet (default: one per agent); more than --agents deals them round "
+                         "the agents, so each point reports seldom, as in a province, not many times a second")
     ap.add_argument("--results", type=int, default=40, help="results per report")
     ap.add_argument("--sqlite-processes", type=int, default=1,
                     help="collector processes on the one SQLite file (the design is 1; more to measure)")
@@ -409,7 +426,8 @@ def main() -> int:
         from httpfloor import KINDS
 
         floors = [run_floor(kind, args) for kind in KINDS]
-    print(f"\ningest benchmark: {args.agents} concurrent agents, {args.results} results per report, "
+    print(f"\ningest benchmark: {args.agents} concurrent agents for {args.points or args.agents} points, "
+          f"{args.results} results per report, "
           f"{args.batch} report(s) per request, loopback, {os.cpu_count()} CPUs")
     print(f"{'store':<11}{'procs':>6}{'reports':>9}{'reports/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'cpu ms/rep':>11}{'KiB/rep':>9}{'baseline/s':>12}{'ratio':>8}{'load 1m':>12}")
