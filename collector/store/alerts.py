@@ -186,17 +186,20 @@ LATEST_COLUMNS = (m.LatestResult.check, m.LatestResult.target, m.LatestResult.st
 
 
 def screen(store, codes: list[str]) -> tuple[list[str], list[tuple], dict[str, list[tuple]]]:
-    """For these points, read without locks: (codes with an open alert, VIEW_COLUMNS rows,
-    {code: [LATEST_COLUMNS rows]})."""
+    """For these points, read without locks: (codes with an open alert, VIEW_COLUMNS rows and
+    {code: [LATEST_COLUMNS rows]} of the others: a point with an open alert is evaluated whatever its
+    state says, and its evaluation reads that again under its lock)."""
     with store.engine.connect() as conn:
         opened = sorted(set(conn.scalars(select(Alert.point_code).where(
             Alert.point_code.in_(codes), Alert.open_key.is_not(None)))))
+        rest = sorted(set(codes) - set(opened))
         views = list(conn.execute(select(*VIEW_COLUMNS).join(m.PointState, m.PointState.point_code == m.Point.code)
-                                  .where(m.Point.code.in_(codes))))
+                                  .where(m.Point.code.in_(rest)))) if rest else []
         latest: dict[str, list[tuple]] = {}
-        for code, *rest in conn.execute(select(m.LatestResult.point_code, *LATEST_COLUMNS)
-                                        .where(m.LatestResult.point_code.in_(codes))):
-            latest.setdefault(code, []).append(tuple(rest))
+        if rest:
+            for code, *row in conn.execute(select(m.LatestResult.point_code, *LATEST_COLUMNS)
+                                           .where(m.LatestResult.point_code.in_(rest))):
+                latest.setdefault(code, []).append(tuple(row))
     return opened, [tuple(v) for v in views], latest
 
 
