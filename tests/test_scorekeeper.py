@@ -102,3 +102,27 @@ def test_the_remembered_sheets_are_score_nows_own():
         assert now_score(name, obs, now, interval, silent_after, level) == want, (name, level, interval, obs)
         differed += want[0] != sheet.total
     assert differed > 500  # most draws lose points somewhere: the comparison is not of full marks only
+
+
+def test_one_read_gives_the_metric_rows_and_the_trusted_observations_the_two_reads_gave(store):
+    """The score keeper's pass reads latest_results once (metriclines.lines_and_evidence): the same metric rows
+    as metric_rows, and the same observations as latest_observations, whose rows of a collector check id
+    are only the collector's own."""
+    from agent.vocabulary import AGENT_POLICY
+    from collector.store import metriclines
+    from collector.store import models as m
+    from collector.store.observations import latest_observations
+
+    points.upsert_point(store, POINT, "东关村医保服务点", REGION, profile="lanzhou-basic-2023", report_interval_s=60)
+    now = datetime.now(timezone.utc)
+    ingest(store, [make_report(POINT, statuses=HEALTHY, collected_at=now)], received_at=now)
+    with store.session() as s:  # a collector check id's row the collector did not write (say, an old import)
+        s.add(m.LatestResult(point_code=POINT, check=AGENT_POLICY, target="伪造", status="ok", value=None,
+                             unit="", message="", details={}, observed_at=now, received_at=now, since=now,
+                             report_id="forged"))
+    lines, evidence = metriclines.lines_and_evidence(store, [POINT])
+    assert sorted(lines) == sorted(metriclines.metric_rows(store, codes=[POINT]))
+    assert {c: sorted(rows) for c, rows in evidence.items()} == \
+        {c: sorted(rows) for c, rows in latest_observations(store, codes=[POINT]).items()}
+    assert len(lines) == len(evidence[POINT]) + 1 and "伪造" not in {r[2] for r in evidence[POINT]}
+    assert any(r[1] == "net.core.icmp" for r in lines)

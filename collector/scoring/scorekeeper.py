@@ -16,7 +16,7 @@ from functools import lru_cache
 from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.scoring import Observation, max_age_for, score_now
 from collector.scoring.profiles import level_of
-from collector.scoring.scores import ScoreError, latest_evidence, profile_for
+from collector.scoring.scores import ScoreError, evidence_of, profile_for
 from collector.scoring.slots import seconds_of, timestamp_of
 from collector.store import metriclines, pointscores
 
@@ -40,10 +40,11 @@ def rescore(store, codes: list[str], now: datetime | None = None,
         chunk = codes[i:i + BATCH]
         inputs = pointscores.score_inputs(store, chunk)
         latest_rows: dict[str, list] = {}
-        for row in metriclines.metric_rows(store, codes=chunk):
+        line_rows, trusted_rows = metriclines.lines_and_evidence(store, chunk)
+        for row in line_rows:
             latest_rows.setdefault(row[0], []).append(row[1:7])
         # What scores: only results checked against an issued policy (scores.counted), unlike the metrics.
-        observations = latest_evidence(store, chunk)
+        observations = evidence_of(trusted_rows)
         rows, lines = [], {}
         for code in chunk:
             if code not in inputs:

@@ -72,13 +72,13 @@ def _history(store, code: str, start: datetime, end: datetime):
 
 
 def _latest(store, scope: str, codes: list[str] | None = None) -> dict[str, list[Observation]]:
+    return evidence_of(observations.latest_observations(store, scope, codes))
+
+
+def evidence_of(rows_by_code: dict[str, list[tuple]]) -> dict[str, list[Observation]]:
+    """Of latest_observations' rows, those that count as evidence (see ``counted``), for "now" scores."""
     return {code: [Observation(*row[:4]) for row in rows if counted(row[1], row[4])]
-            for code, rows in observations.latest_observations(store, scope, codes).items()}
-
-
-def latest_evidence(store, codes: list[str]) -> dict[str, list[Observation]]:
-    """These points' latest results that count as evidence (see ``counted``), for "now" scores."""
-    return _latest(store, "/", codes)
+            for code, rows in rows_by_code.items()}
 
 
 @dataclass

@@ -11,6 +11,7 @@ from agent.vocabulary import SILENCE_INTERVALS_DEFAULT
 from collector.store import dialect_insert
 from collector.store import models as m
 from collector.store.regionscope import scoped
+from collector.store.trust import trusted
 
 
 def _scoped(stmt, column, scope: str):
@@ -40,24 +41,50 @@ def metrics_points(store, scope: str = "/", now=None,
     return out
 
 
-def metric_rows(store, scope: str = "/", codes: list[str] | None = None) -> list[tuple]:
-    """(code, check, target, status, value, loss_ratio, supplies, received_at) of the latest results beneath a
-    scope or of these points. The database picks out the few details that become series (``loss_ratio`` of
-    core ICMP, ``supplies`` of devices), so no row's whole JSON is decoded in Python. ``received_at`` lets
-    the score keeper read a point's observations from the same rows."""
+def _line_columns(lr) -> tuple:
+    # The database picks out the few details that become series (``loss_ratio`` of core ICMP, ``supplies``
+    # of devices), so no row's whole JSON is decoded in Python.
+    return (lr.point_code, lr.check, lr.target, lr.status, lr.value,
+            case((lr.check == "net.core.icmp", lr.details["loss_ratio"].as_float()), else_=None),
+            type_coerce(case((lr.check.like("device.%"), lr.details["supplies"]), else_=None), String),
+            lr.received_at)
+
+
+def _line_row(r) -> tuple:
     from collector.store.queries import _json
 
+    return tuple(r[:8]) if r[6] is None else (*r[:6], _json(r[6]), r[7])
+
+
+def metric_rows(store, scope: str = "/", codes: list[str] | None = None) -> list[tuple]:
+    """(code, check, target, status, value, loss_ratio, supplies, received_at) of the latest results beneath a
+    scope or of these points."""
     lr = m.LatestResult
-    stmt = select(lr.point_code, lr.check, lr.target, lr.status, lr.value,
-                  case((lr.check == "net.core.icmp", lr.details["loss_ratio"].as_float()), else_=None),
-                  type_coerce(case((lr.check.like("device.%"), lr.details["supplies"]), else_=None), String),
-                  lr.received_at)
+    stmt = select(*_line_columns(lr))
     if codes is not None:
         stmt = stmt.where(lr.point_code.in_(codes))
     if scope != "/":
         stmt = _scoped(stmt.join(m.Point, m.Point.code == lr.point_code), m.Point.region_path, scope)
     with store.engine.connect() as conn:
-        return [r if r[6] is None else (*r[:6], _json(r[6]), r[7]) for r in conn.execute(stmt).all()]
+        return [_line_row(r) for r in conn.execute(stmt).all()]
+
+
+def lines_and_evidence(store, codes: list[str]) -> tuple[list[tuple], dict[str, list[tuple]]]:
+    """For the score keeper's pass, from one read of these points' latest results: their metric_rows, and
+    {code: [(received_at, check, target, status, policy verdict)]} of the trusted ones
+    (observations.latest_observations' rows). Read apart, the two were two thirds of the pass."""
+    from collector.store.queries import _aware
+
+    lr = m.LatestResult
+    stmt = (select(*_line_columns(lr), case((trusted(lr), True), else_=False), m.Report.verdict)
+            .outerjoin(m.Report, m.Report.report_id == lr.report_id).where(lr.point_code.in_(codes)))
+    lines, evidence = [], {}
+    with store.engine.connect() as conn:
+        for r in conn.execute(stmt).all():
+            lines.append(_line_row(r))
+            if r[8]:
+                evidence.setdefault(r[0], []).append((_aware(r[7]), r[1], r[2], r[3], r[9]))
+    return lines, evidence
 
 
 def save_metric_lines(store, lines: dict[str, tuple[str, dict[str, str]]]) -> None:
