@@ -232,6 +232,36 @@ def test_the_timer_judges_a_pending_alert_only_once_time_alone_can_fire_it(db_ur
     rig.store.close()
 
 
+def test_a_silence_with_a_failure_threshold_counts_its_ticks(db_url, robot):
+    """Nothing comes from a silent point: a pending silence's streak grows with each evaluation by the timer,
+    so the timer must take it though the streak is short of the threshold."""
+    rig = Rig(db_url, robot, {"rules": {"point_silent": {"failure_threshold": 3}}})
+    rig.report()
+    rig.clock.advance(minutes=4)  # past three one-minute intervals
+    for _ in range(2):
+        rig.tick()
+        rig.clock.advance(seconds=10)
+    assert [(a.rule, a.state, a.fail_streak) for a in rig.alerts()] == [("point_silent", "pending", 2)]
+    assert rig.messages() == []
+    rig.tick()
+    assert rig.messages() == [("firing", "point_silent", POINT)]
+    rig.store.close()
+
+
+def test_the_timer_judges_a_pending_alert_whose_reports_were_never_evaluated(rig):
+    """A report stored but never evaluated (the collector stopped between the commit and the evaluation):
+    a tick later the timer takes its point, and the alert it brings to its threshold fires."""
+    rig.report(net__core__tcp=FAIL)
+    assert [(a.rule, a.state) for a in rig.alerts()] == [("core_unreachable", "pending")]  # two reports to fire
+    rig.clock.advance(minutes=1)
+    rig.receive([rig.build(net__core__tcp=FAIL)], drain=False)
+    rig.pending.clear()  # the evaluation ingest asked for is lost
+    assert rig.engine.due_points(rig.clock()) == []  # within a tick: the worker's to do
+    rig.clock.advance(seconds=11)
+    rig.tick()
+    assert rig.messages() == [("firing", "core_unreachable", POINT)]
+
+
 def test_inhibition_unreachable_mutes_degraded_and_silence_mutes_devices(db_url, robot):
     rig = Rig(db_url, robot, {"rules": {"core_degraded": {"for": "0s"}, "device_missing": {"for": "5m"}}})
     for _ in range(2):

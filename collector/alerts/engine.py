@@ -347,25 +347,29 @@ class AlertEngine:
         return self.evaluate_points(self.due_points(self.clock()))
 
     def due_points(self, now: datetime) -> list[str]:
-        """Points that went silent (or came back), have a pending alert whose for-duration is over, or a
-        firing alert not yet sent (muted or inhibited until now): everything else waits for its next report.
+        """Points that went silent (or came back), have a pending alert time can move, or a firing alert not
+        yet sent (muted or inhibited until now): everything else waits for its next report.
+
         A pending alert short of its rule's failure threshold needs another report, and one inside its
         for-duration needs time, to fire; judging them on every tick (every pending point each 10 s, though
-        nothing can change) cost more than judging the reports."""
+        nothing could change) cost more than judging the reports. Always due: a pending silence (its
+        streak counts evaluations: nothing else comes while a point is silent), and a pending alert of a
+        point whose reports beyond its watermark have waited a tick (their evaluation was lost)."""
         rules = self.config.rules
         rc = rules["point_silent"]
         due: set[str] = set()
-        silent_open, rows, pending, unsent = alert_rows.due_candidates(self.store)
+        missed = now - timedelta(seconds=self.config.tick_s)
+        silent_open, rows, pending, unsent = alert_rows.due_candidates(self.store, missed)
         for code, region, interval, last in rows:
             view = PointView(code, "", region, interval or 60, aware(last), None, False)
             baseline = windows.silence_baseline(self.config.maintenance, code, region, now)
             if rc.enabled and (silent_hit(view, rc, now, baseline) is not None) != (code in silent_open):
                 due.add(code)
-        for code, rule, streak, since in pending:
+        for code, rule, streak, since, unjudged in pending:
             pc = rules.get(rule)
-            if pc is None or since is None or (streak >= pc.failure_threshold
-                                               and (now - aware(since)).total_seconds() >= pc.for_s):
-                due.add(code)  # (a rule no longer configured: its evaluation closes the alert)
+            if (unjudged or rule == "point_silent" or pc is None or since is None
+                    or (streak >= pc.failure_threshold and (now - aware(since)).total_seconds() >= pc.for_s)):
+                due.add(code)  # (pc None: a rule no longer configured, judged as it always was)
         due.update(unsent)
         return sorted(due)
 

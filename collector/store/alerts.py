@@ -312,10 +312,15 @@ def queue_notification(s, alert_id: int, notifier: str, event: str, payload: dic
                        attempts=0, next_attempt_at=now, created_at=now))
 
 
-def due_candidates(store) -> tuple[set[str], list[tuple], list[tuple], set[str]]:
+def due_candidates(store, unjudged_before: datetime) -> tuple[set[str], list[tuple], list[tuple], set[str]]:
     """What the timer looks at: (points with an open silence alert, (code, region, interval, last received)
-    of every point that has reported, (code, rule, fail streak, pending since) of every pending alert,
-    points with a firing alert not yet sent)."""
+    of every point that has reported, (code, rule, fail streak, pending since, unjudged) of every pending
+    alert, points with a firing alert not yet sent). ``unjudged``: the point has a report received before
+    ``unjudged_before`` beyond its alert watermark (an evaluation ingest asked for and never got: a crash
+    between the commit and the evaluation, a collector gone)."""
+    wm = func.coalesce(m.PointState.alerts_evaluated_report, 0)
+    behind = exists().where(m.Report.point_code == Alert.point_code, m.Report.id > wm,
+                            m.Report.received_at < unjudged_before)
     with store.session() as s:
         silent_open = set(s.scalars(select(Alert.point_code).where(
             Alert.rule == "point_silent", Alert.open_key.is_not(None))))
@@ -323,8 +328,10 @@ def due_candidates(store) -> tuple[set[str], list[tuple], list[tuple], set[str]]
             select(m.Point.code, m.Point.region_path, m.Point.report_interval_s, m.PointState.last_received_at)
             .join(m.PointState, m.PointState.point_code == m.Point.code)
             .where(m.PointState.last_received_at.is_not(None)))]
-        pending = [tuple(r) for r in s.execute(select(Alert.point_code, Alert.rule, Alert.fail_streak,
-                                                       Alert.pending_since).where(Alert.state == "pending"))]
+        pending = [tuple(r) for r in s.execute(
+            select(Alert.point_code, Alert.rule, Alert.fail_streak, Alert.pending_since, behind)
+            .outerjoin(m.PointState, m.PointState.point_code == Alert.point_code)
+            .where(Alert.state == "pending"))]
         unsent = set(s.scalars(select(Alert.point_code).where(Alert.state == "firing",
                                                                Alert.notified_at.is_(None))))
     return silent_open, rows, pending, unsent
