@@ -31,6 +31,20 @@ def test_a_driver_error_is_raised_as_sqlalchemys_naming_the_statement(store):
         fetch_all(conn, "SELECT code FROM no_such_table", ())
     assert "no_such_table" in str(raised.value)
     assert isinstance(raised.value, (exc.OperationalError, exc.ProgrammingError))
+    assert not raised.value.connection_invalidated
+
+
+def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(store):
+    with store.engine.connect() as conn:
+        if store.is_sqlite:
+            conn.connection.dbapi_connection.close()
+        else:  # the server ends the session, as a restart or a network cut would
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with store.engine.connect() as other:
+                other.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(exc.DBAPIError) as raised:
+            fetch_all(conn, "SELECT 1", ())
+        assert raised.value.connection_invalidated and conn.invalidated
 
 
 def test_a_value_the_database_refuses_is_a_data_error_on_postgresql(store):

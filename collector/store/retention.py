@@ -160,15 +160,19 @@ def _carry_in_force(s, ids: list[int], cutoff: datetime) -> None:
     for (code, check, target), (_at, row_id) in newest.items():
         by_point.setdefault(code, []).append((check, target, row_id))
     tails = ResultTail.__table__
+    first_of = {code: _first_kept(s, code, cutoff) for code in sorted(by_point)}
+    orphans = [code for code, first in first_of.items() if first is None]
+    if orphans:
+        # Ingest holds a point's point_state row (FOR UPDATE) while it reads the tails and decides what to
+        # carry. Taken here for the points about to lose every row (locking a whole batch's points stalled
+        # ingest for the batch), in code order and before this transaction writes anything (so no deadlock
+        # with ingest's locks), a report being stored meanwhile is either committed before the second look
+        # or sees the tails this prune leaves.
+        s.execute(select(m.PointState.point_code).where(m.PointState.point_code.in_(orphans))
+                  .order_by(m.PointState.point_code).with_for_update())
+        first_of.update({code: _first_kept(s, code, cutoff) for code in orphans})
     for code, keys in sorted(by_point.items()):
-        first = _first_kept(s, code, cutoff)
-        if first is None:
-            # Ingest holds a point's point_state row (FOR UPDATE) while it reads the tails and decides what to
-            # carry. Taken here (only for a point about to lose every row: locking a whole batch's points
-            # would stall ingest for the batch), a report being stored meanwhile is either committed before
-            # the second look or sees the tails this prune leaves.
-            s.execute(select(m.PointState.point_code).where(m.PointState.point_code == code).with_for_update())
-            first = _first_kept(s, code, cutoff)
+        first = first_of[code]
         if first is None:
             for check, target, _ in keys:
                 s.execute(delete(tails).where(tails.c.point_code == code, tails.c.check == check,
