@@ -42,6 +42,10 @@ SCREEN_BATCH = 500  # points per bulk look (well under SQLite's bound on query p
 SCREEN_REPORTS = 5  # a point with more reports than this since it was judged is evaluated, not screened
 REPLAY_ROWS = 5000  # results replayed per evaluation at most: a day's backlog is judged over a few passes
 EVAL_BATCH = 100  # points evaluated in one transaction (their rows locked together, in code order)
+# A report beyond its point's watermark this long was an evaluation lost (a crash between the commit and the
+# evaluation, a collector gone): the worker, even behind under load, judges within seconds, and a tick's
+# wait made the timer judge again every point the busy worker had not reached yet.
+LOST_EVALUATION_S = 60.0
 
 
 def _view(code, name, region_path, interval, last_received_at, clock_skew_s, fingerprint_mismatch) -> PointView:
@@ -354,11 +358,11 @@ class AlertEngine:
         for-duration needs time, to fire; judging them on every tick (every pending point each 10 s, though
         nothing could change) cost more than judging the reports. Always due: a pending silence (its
         streak counts evaluations: nothing else comes while a point is silent), and a pending alert of a
-        point whose reports beyond its watermark have waited a tick (their evaluation was lost)."""
+        point whose reports beyond its watermark have waited LOST_EVALUATION_S (their evaluation was lost)."""
         rules = self.config.rules
         rc = rules["point_silent"]
         due: set[str] = set()
-        missed = now - timedelta(seconds=self.config.tick_s)
+        missed = now - timedelta(seconds=LOST_EVALUATION_S)
         silent_open, rows, pending, unsent = alert_rows.due_candidates(self.store, missed)
         for code, region, interval, last in rows:
             view = PointView(code, "", region, interval or 60, aware(last), None, False)
