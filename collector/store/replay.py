@@ -110,13 +110,20 @@ def _entering(conn, code: str, key: tuple[str, str], mark: int, tails: dict) -> 
 
 def _tails(conn, codes: list[str]) -> dict[str, dict[tuple[str, str], tuple]]:
     out: dict[str, dict] = {}
+    # Most tails' details are one of a few texts ({} , a loss ratio of 0, ...): each is decoded once per read
+    # (decoding every tail was half of reading them, on every pass). The dicts are shared: nothing that
+    # judges a sample changes its details.
+    decoded: dict[str, dict] = {}
     t = ResultTail
     for code, check, target, pk, status, value, message, details in conn.execute(
             select(t.point_code, t.check, t.target, t.report_pk, t.status, t.value, t.message, t.details)
             .where(t.point_code.in_(codes))):
-        try:
-            parsed = json.loads(details) if details else {}
-        except ValueError:
-            parsed = {}
+        parsed = decoded.get(details)
+        if parsed is None:
+            try:
+                parsed = json.loads(details) if details else {}
+            except ValueError:
+                parsed = {}
+            decoded[details] = parsed
         out.setdefault(code, {})[(check, target)] = (pk, status, value, message, parsed)
     return out
